@@ -1,1 +1,1 @@
-"""reports"""
+"""reports: plotly figures and the HTML report (no torch here)."""

@@ -1,0 +1,96 @@
+"""The `sweep` command: run a study from a spec, show a study's trials."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer
+from rich.console import Console
+
+from sweep.errors import SweepError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Hyperparameter sweeps for fine-tuning pretrained text encoders (Optuna + PyTorch Lightning).",
+)
+out = Console()
+err = Console(stderr=True)
+
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help="SQLAlchemy URL of the study store (default: the spec's, else sqlite:///sweeps.db)."
+    ),
+]
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Study spec (YAML).")],
+    storage: StorageOption = None,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", help="Finished trials to reach (overrides the spec).")
+    ] = None,
+) -> None:
+    """Create the study or resume it, and run trials until N have finished (complete or pruned)."""
+    from sweep.runner import run_study
+    from sweep.summary import best_summary, trials_table
+
+    result = run_study(spec, storage_url=storage, n_trials=n_trials, console=err)
+    out.print(trials_table(result.study))
+    out.print(best_summary(result.study))
+    out.print(f"wall time {result.seconds:.1f}s · store {result.storage_url}", highlight=False)
+
+
+@app.command()
+def status(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOption = None,
+) -> None:
+    """A table of the study's trials (state, value, best epoch, parameters, duration) and its best trial."""
+    from sweep.storage import DEFAULT_STORAGE_URL, load_study
+    from sweep.summary import best_summary, trials_table
+
+    loaded = load_study(study, storage or DEFAULT_STORAGE_URL)
+    out.print(trials_table(loaded))
+    out.print(best_summary(loaded))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line each and exit with code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SweepError as exc:
+        for line in exc.lines():
+            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""One trial: suggest hyperparameters, train a LightningModule, score it by its best validation epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pytorch_lightning as pl
+import torch
+
+from datamodules import PreparedData, TextClassificationDataModule
+from models import SequenceClassifier
+from sweep.callbacks import PruningCallback, TimingCallback
+from sweep.space import Hyperparameters, suggest
+from sweep.spec import SpaceSpec
+
+TrialCallbackFactory = Callable[[int, int, int, str], pl.Callback]
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a study shares; plain values taken from the spec by the runner."""
+
+    encoder: str
+    space: SpaceSpec
+    metric: str
+    seed: int
+    class_weights: list[float] | None
+    accelerator: str
+    precision: str
+    eval_batch_size: int
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` means bf16 mixed precision on a GPU that supports it, full precision elsewhere."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def best_epoch(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
+    """The validation record with the highest `monitor` (the earliest one on ties)."""
+    if not history:
+        raise RuntimeError("the trial finished without a validation epoch")
+    return max(history, key=lambda record: (record[monitor], -record["epoch"]))
+
+
+def _compact(record: dict[str, Any]) -> dict[str, Any]:
+    """A history record without the bulky per-class parts (kept for the best epoch only)."""
+    return {k: v for k, v in record.items() if k not in ("per_class", "confusion_matrix")}
+
+
+def train_trial(
+    hp: Hyperparameters,
+    data: PreparedData,
+    settings: TrialSettings,
+    *,
+    seed: int,
+    callbacks: list[pl.Callback],
+) -> tuple[SequenceClassifier, TimingCallback, dict[str, float]]:
+    """Train one configuration; returns the module (with its history), the timing callback and setup times."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    t0 = time.perf_counter()
+    datamodule = TextClassificationDataModule(
+        data.train,
+        data.validation,
+        pad_token_id=data.pad_token_id,
+        batch_size=hp.batch_size,
+        eval_batch_size=settings.eval_batch_size,
+        seed=seed,
+    )
+    t1 = time.perf_counter()
+    module = SequenceClassifier(
+        encoder_name_or_path=settings.encoder,
+        label_names=list(data.label_names),
+        learning_rate=hp.learning_rate,
+        weight_decay=hp.weight_decay,
+        warmup_ratio=hp.warmup_ratio,
+        label_smoothing=hp.label_smoothing,
+        class_weights=settings.class_weights,
+        dropout=hp.dropout,
+    )
+    t2 = time.perf_counter()
+    timing = TimingCallback()
+    trainer = pl.Trainer(
+        max_epochs=hp.epochs,
+        accelerator=settings.accelerator,
+        devices=1,
+        precision=resolve_precision(settings.precision),  # type: ignore[arg-type]
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timing, *callbacks],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
+
+
+def build_objective(
+    data: PreparedData,
+    settings: TrialSettings,
+    *,
+    trial_callbacks: Callable[[int, Hyperparameters, int], list[pl.Callback]] | None = None,
+    on_trial_start: Callable[[int], None] | None = None,
+) -> Callable[[optuna.Trial], float]:
+    """The function Optuna calls per trial. Its value is the best epoch's validation metric."""
+    monitor = f"val_{settings.metric}"
+
+    def objective(trial: optuna.Trial) -> float:
+        started = time.perf_counter()
+        if on_trial_start:
+            on_trial_start(trial.number)
+        hp = suggest(trial, settings.space)
+        seed = settings.seed + trial.number
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("hyperparameters", hp.as_dict())
+        trial.set_user_attr("data_fingerprint", data.fingerprint)
+        pruning = PruningCallback(monitor, report=trial.report, should_prune=trial.should_prune)
+        steps = hp.epochs * math.ceil(len(data.train) / hp.batch_size)
+        extra = trial_callbacks(trial.number, hp, steps) if trial_callbacks else []
+        try:
+            module, timing, setup = train_trial(hp, data, settings, seed=seed, callbacks=[pruning, *extra])
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])
+            raise
+        history = module.history
+        best = best_epoch(history, monitor)
+        trial.set_user_attr("best_epoch", best["epoch"] + 1)
+        trial.set_user_attr("epochs_run", len(history))
+        trial.set_user_attr("metrics", _compact(best))
+        trial.set_user_attr("per_class", best["per_class"])
+        trial.set_user_attr("confusion_matrix", best["confusion_matrix"])
+        trial.set_user_attr("history", [_compact(r) for r in history])
+        trial.set_user_attr(
+            "timings",
+            {
+                **{k: round(v, 3) for k, v in setup.items()},
+                "train": round(timing.train_seconds(), 3),
+                "validation": round(timing.seconds["validation"], 3),
+                "total": round(time.perf_counter() - started, 3),
+                "train_examples": timing.train_examples,
+            },
+        )
+        if pruning.pruned_at is not None:
+            trial.set_user_attr("pruned_at_epoch", pruning.pruned_at)
+            raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+        return float(best[monitor])
+
+    return objective

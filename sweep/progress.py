@@ -1,0 +1,68 @@
+"""Progress on screen: one bar for the study (trials), one for the running trial (training steps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TrialProgressCallback(pl.Callback):
+    """Advances the trial bar each training step and shows the last validation value."""
+
+    def __init__(self, progress: Progress, task: Any, number: int, epochs: int, monitor: str):
+        self.progress, self.task, self.number, self.epochs, self.monitor = progress, task, number, epochs, monitor
+        self.last = ""
+
+    def _describe(self, trainer: pl.Trainer) -> str:
+        return f"trial {self.number} · epoch {trainer.current_epoch + 1}/{self.epochs}{self.last}"
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.progress.update(self.task, advance=1, description=self._describe(trainer))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and not trainer.sanity_checking:
+            self.last = f" · {self.monitor} {float(value):.4f}"
+            self.progress.update(self.task, description=self._describe(trainer))
+
+
+class StudyProgress:
+    """A study bar and a per-trial bar; finished trials are printed as lines above the bars."""
+
+    def __init__(self, console: Console, *, total: int, done: int, name: str):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.study_task = self.progress.add_task(f"study {name}", total=total, completed=done)
+        self.trial_task: Any = None
+
+    def __enter__(self) -> StudyProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def trial_callback(self, number: int, epochs: int, steps: int, monitor: str) -> TrialProgressCallback:
+        if self.trial_task is not None:
+            self.progress.remove_task(self.trial_task)
+        self.trial_task = self.progress.add_task(f"trial {number}", total=steps)
+        return TrialProgressCallback(self.progress, self.trial_task, number, epochs, monitor)
+
+    def trial_done(self, line: str, *, counts: bool) -> None:
+        self.console.print(line, highlight=False)
+        if counts:
+            self.progress.advance(self.study_task)

@@ -1,0 +1,301 @@
+"""Study specs: YAML parsed once, at the edge, into frozen pydantic models; every problem reported at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from sweep.errors import SweepError
+
+SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
+PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
+METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
+DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+Number = int | float
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RangeParam(_Strict):
+    """A searched numeric range: int when `low` and `high` are both integers, float otherwise."""
+
+    low: Number
+    high: Number
+    log: StrictBool = False
+    step: Number | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RangeParam:
+        problems = []
+        if self.low > self.high:
+            problems.append(f"low <= high must hold, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            problems.append(f"log: true needs low > 0, got low={self.low}")
+        if self.step is not None and self.step <= 0:
+            problems.append(f"step > 0 must hold, got step={self.step}")
+        if self.step is not None and self.log:
+            problems.append("step and log: true cannot be combined (Optuna's rule)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return (
+            isinstance(self.low, int)
+            and isinstance(self.high, int)
+            and (self.step is None or isinstance(self.step, int))
+        )
+
+
+def _param_kind(value: Any) -> str:
+    if isinstance(value, dict | RangeParam):
+        return "range"
+    if isinstance(value, list):
+        return "choices"
+    return "fixed"
+
+
+Scalar = int | float
+ParamSpec = Annotated[
+    Annotated[RangeParam, Tag("range")]
+    | Annotated[list[Scalar], Tag("choices"), Field(min_length=1)]
+    | Annotated[Scalar, Tag("fixed")],
+    Discriminator(_param_kind),
+]
+
+# The hyperparameters a trial takes, with the value used when the spec leaves them out, and their rule.
+DEFAULTS: dict[str, int | float] = {
+    "learning_rate": 5e-5,
+    "batch_size": 32,
+    "epochs": 3,
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.06,
+    "label_smoothing": 0.0,
+    "dropout": 0.1,
+}
+_RULES: dict[str, tuple[str, Any]] = {
+    "learning_rate": ("> 0", lambda v: v > 0),
+    "batch_size": ("an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "epochs": ("an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "weight_decay": (">= 0", lambda v: v >= 0),
+    "warmup_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+}
+
+
+class SpaceSpec(_Strict):
+    """Search space: a range `{low, high, log, step}`, a list of choices, or a single fixed value."""
+
+    learning_rate: ParamSpec = DEFAULTS["learning_rate"]
+    batch_size: ParamSpec = DEFAULTS["batch_size"]
+    epochs: ParamSpec = DEFAULTS["epochs"]
+    weight_decay: ParamSpec = DEFAULTS["weight_decay"]
+    warmup_ratio: ParamSpec = DEFAULTS["warmup_ratio"]
+    label_smoothing: ParamSpec = DEFAULTS["label_smoothing"]
+    dropout: ParamSpec = DEFAULTS["dropout"]
+
+    @field_validator(*DEFAULTS, mode="after")
+    @classmethod
+    def _check_values(cls, value: Any, info: Any) -> Any:
+        rule, ok = _RULES[info.field_name]
+        if isinstance(value, RangeParam):
+            candidates = [value.low, value.high]
+            if info.field_name in ("batch_size", "epochs") and not value.is_int:
+                raise ValueError(f"must be {rule}, got low={value.low}, high={value.high}")
+        elif isinstance(value, list):
+            candidates = list(value)
+        else:
+            candidates = [value]
+        bad = [v for v in candidates if not ok(v)]
+        if bad:
+            raise ValueError(f"must be {rule}, got {bad[0]!r}")
+        return value
+
+
+class DataSpec(_Strict):
+    train: str
+    validation: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    cache_dir: str | None = None
+
+
+class ModelSpec(_Strict):
+    encoder: str = "minilm"
+    max_length: int = Field(128, ge=8, le=4096)
+    class_weights: Literal["none", "balanced"] = "none"
+
+
+class ObjectiveSpec(_Strict):
+    metric: Literal["f1_macro", "f1_micro", "f1_weighted", "accuracy"] = "f1_macro"
+
+
+class TrainerSpec(_Strict):
+    accelerator: str = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "auto"] = "32-true"
+    eval_batch_size: int = Field(64, ge=1)
+    num_threads: int | None = Field(None, ge=1)
+
+
+class SearchSpec(_Strict):
+    n_trials: int = Field(20, ge=1)
+    sampler: Literal["tpe", "random", "grid", "gp", "qmc"] = "tpe"
+    pruner: Literal["median", "hyperband", "successive_halving", "percentile", "none"] = "median"
+    seed: int = 0
+    space: SpaceSpec = SpaceSpec()
+
+    @model_validator(mode="after")
+    def _grid_needs_finite(self) -> SearchSpec:
+        if self.sampler == "grid":
+            bad = [
+                name
+                for name in DEFAULTS
+                if isinstance(p := getattr(self.space, name), RangeParam) and not p.is_int and p.step is None
+            ]
+            if bad:
+                raise ValueError(
+                    f"sampler 'grid' needs a finite space: give a list of choices or a step for {', '.join(bad)}"
+                )
+        return self
+
+
+class Spec(_Strict):
+    """A whole study spec. Relative data paths are resolved against the spec file's folder."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    storage: str | None = None
+    data: DataSpec
+    model: ModelSpec = ModelSpec()
+    objective: ObjectiveSpec = ObjectiveSpec()
+    search: SearchSpec = SearchSpec()
+    trainer: TrainerSpec = TrainerSpec()
+
+    def fingerprint(self) -> str:
+        """Hash of everything that defines the study's trials (not the trial budget, not the storage)."""
+        body = self.model_dump(mode="json", exclude={"storage": True, "search": {"n_trials"}})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_TAGS = {"range", "choices", "fixed", "int", "float"}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at `loc` accepts, to say what would be right for an unknown key."""
+    model: type[BaseModel] | None = Spec
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if part in DEFAULTS:
+            model = RangeParam
+    return list(model.model_fields) if model else []
+
+
+def _format_error(err: Any) -> tuple[str, str]:
+    loc = tuple(p for p in err["loc"] if p not in _TAGS and not str(p).startswith("function-"))
+    where = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return where, f"unknown key{hint}"
+    if kind == "missing":
+        return where, "required key is missing"
+    if kind == "too_short" and isinstance(err.get("input"), list):
+        return where, "empty list of choices: give at least one value"
+    if ("fixed" in err["loc"] or "choices" in err["loc"]) and kind in (
+        "int_parsing",
+        "float_parsing",
+        "int_type",
+        "float_type",
+    ):
+        return where, f"must be a number, a list of choices or {{low, high, log}}, got {err.get('input')!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    value = err.get("input")
+    if kind not in ("value_error", "extra_forbidden") and not isinstance(value, dict | list):
+        msg = f"{msg}, got {value!r}"
+    return where, msg
+
+
+def parse_spec(data: Any, *, source: str = "spec") -> Spec:
+    """Validate a parsed YAML mapping; raise SweepError listing every problem."""
+    if not isinstance(data, dict):
+        raise SweepError(
+            [("", f"must be a mapping of keys (name, data, model, ...), got {type(data).__name__}")], source=source
+        )
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_format_error(e) for e in exc.errors()]
+        # A union of int/float reports once per member: keep the first problem of each field.
+        unique = list({where: (where, msg) for where, msg in reversed(problems)}.values())[::-1]
+        raise SweepError(unique, source=source) from None
+
+
+def load_spec(path: str | Path) -> tuple[Spec, Path]:
+    """Read and validate a spec file; returns the spec and the folder relative data paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError([("", f"spec file not found: {path.resolve()} (give a .yaml study spec)")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SweepError(
+            [("", f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8")], source=str(path)
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SweepError([(where, f"malformed YAML: {problem}")], source=str(path)) from None
+    spec = parse_spec(data, source=str(path))
+    return spec, path.resolve().parent
+
+
+def resolve_data_path(source: str, base: Path) -> str:
+    """A local data path made absolute against the spec's folder; `hub:` sources unchanged."""
+    if source.startswith("hub:"):
+        return source
+    p = Path(source).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def check_paths(spec: Spec, base: Path) -> list[tuple[str, str]]:
+    """Problems with local files named by the spec (data files), without reading them."""
+    problems = []
+    for field in ("train", "validation"):
+        source = getattr(spec.data, field)
+        if source is None or source.startswith("hub:"):
+            continue
+        path = Path(resolve_data_path(source, base))
+        if not path.exists():
+            problems.append((f"data.{field}", f"file not found: {path}"))
+        elif path.suffix.lower() not in DATA_SUFFIXES:
+            problems.append(
+                (f"data.{field}", f"unsupported file type '{path.suffix}' ({', '.join(DATA_SUFFIXES)} or hub:<name>)")
+            )
+    return problems

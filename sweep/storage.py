@@ -1,0 +1,82 @@
+"""The SQL store: Optuna's RDBStorage (SQLAlchemy underneath), SQLite by default, PostgreSQL for many workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sweep.errors import SweepError
+
+DEFAULT_STORAGE_URL = "sqlite:///sweeps.db"
+SCHEMES = ("sqlite", "postgresql", "mysql")
+HEARTBEAT_INTERVAL_S = 60
+GRACE_PERIOD_S = 300
+
+
+def storage_problems(url: str, *, field: str = "storage", must_exist: bool = False) -> list[tuple[str, str]]:
+    """What is wrong with a storage URL, checked without connecting."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [(field, f"not a database URL: {url!r} (e.g. sqlite:///sweeps.db or postgresql+psycopg://user@host/db)")]
+    backend = parsed.get_backend_name()
+    if backend not in SCHEMES:
+        return [
+            (field, f"unsupported scheme '{parsed.drivername}' in {url!r} (use sqlite:///FILE or postgresql://...)")
+        ]
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            return [(field, "an in-memory SQLite store loses every trial: give a file, e.g. sqlite:///sweeps.db")]
+        path = Path(database)
+        if must_exist and not path.is_file():
+            return [(field, f"no study store at {path.resolve()} (run `sweep run SPEC` first, or pass --storage)")]
+        if not path.resolve().parent.is_dir():
+            return [(field, f"folder does not exist: {path.resolve().parent} (create it or change {url!r})")]
+    return []
+
+
+def _engine_kwargs(url: str) -> dict[str, object]:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 60}}
+    # Trials can be silent for an hour: test each pooled connection before use.
+    return {"pool_pre_ping": True, "pool_recycle": 3600}
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """Open (and on first use create) the store; user errors come back as SweepError."""
+    problems = storage_problems(url, must_exist=must_exist)
+    if problems:
+        raise SweepError(problems)
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=_engine_kwargs(url),
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=GRACE_PERIOD_S,
+            failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
+    except ImportError as exc:
+        raise SweepError([("storage", f"the database driver for {url!r} is not installed ({exc.name})")]) from None
+    except Exception as exc:  # SQLAlchemy OperationalError and friends: say what could not be reached
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise SweepError([("storage", f"cannot open {url!r}: {reason}")]) from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_study(name: str, url: str) -> optuna.Study:
+    """Load an existing study, or say which studies the store holds."""
+    storage = open_storage(url, must_exist=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
+        raise SweepError([("study", f"no study named {name!r} in {url} ({known})")]) from None

@@ -1,0 +1,114 @@
+"""Study results on screen: one line per finished trial, a table of trials, the best trial."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+_STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if (abs(value) < 1e-3 and value != 0) else f"{value:.4g}"
+    return str(value)
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+def duration(trial: FrozenTrial) -> timedelta | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return trial.datetime_complete - trial.datetime_start
+    return None
+
+
+def _seconds(trial: FrozenTrial) -> str:
+    d = duration(trial)
+    return f"{d.total_seconds():.1f}s" if d else "-"
+
+
+def trial_value(trial: FrozenTrial) -> float | None:
+    """The trial's value; for a pruned trial, its best validation value before it was stopped."""
+    if trial.value is not None:
+        return float(trial.value)
+    if trial.intermediate_values:
+        return float(max(trial.intermediate_values.values()))
+    return None
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(completed, key=lambda t: (t.value, -t.number)) if completed else None
+
+
+def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
+    """One line for a trial that just ended, with the best so far."""
+    state = trial.state.name
+    value = trial_value(trial)
+    epoch = trial.user_attrs.get("best_epoch")
+    epochs = trial.user_attrs.get("hyperparameters", {}).get("epochs")
+    parts = [f"trial {trial.number} {state}"]
+    if value is not None:
+        parts.append(f"{metric} {value:.4f}" + (f" (best epoch {epoch}/{epochs})" if epoch else ""))
+    if trial.params:
+        parts.append(format_params(trial.params))
+    parts.append(_seconds(trial))
+    if state == "FAIL":
+        parts.append(str(trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason", "failed")))
+    best = best_trial(study)
+    if best is not None:
+        parts.append(f"best so far: trial {best.number} {best.value:.4f}")
+    return " · ".join(parts)
+
+
+def trials_table(study: optuna.Study) -> Table:
+    metric = study.user_attrs.get("metric", "value")
+    table = Table(title=f"study {study.study_name}", title_justify="left")
+    for column in ("#", "state", metric, "best epoch", "parameters", "duration"):
+        table.add_column(column, justify="right" if column in ("#", metric, "best epoch", "duration") else "left")
+    for trial in study.get_trials(deepcopy=False):
+        value = trial_value(trial)
+        epoch = trial.user_attrs.get("best_epoch")
+        epochs = trial.user_attrs.get("epochs_run")
+        note = trial.user_attrs.get("error") if trial.state == TrialState.FAIL else None
+        table.add_row(
+            str(trial.number),
+            Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
+            f"{value:.4f}" if value is not None else "-",
+            f"{epoch}/{epochs}" if epoch else "-",
+            format_params(trial.params) + (f"  [{note}]" if note else ""),
+            _seconds(trial),
+        )
+    return table
+
+
+def best_summary(study: optuna.Study) -> Group | Text:
+    """The best trial: value, epoch, every hyperparameter, headline metrics."""
+    best = best_trial(study)
+    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    tally = ", ".join(f"{n} {name.lower()}" for name, n in counts.items() if n)
+    if best is None:
+        return Text(f"no completed trial yet ({tally or 'no trials'})")
+    metric = study.user_attrs.get("metric", "value")
+    metrics = best.user_attrs.get("metrics", {})
+    lines = [
+        Text.from_markup(
+            f"[bold]best trial {best.number}[/]: validation {metric} = [bold]{best.value:.4f}[/] "
+            f"at epoch {best.user_attrs.get('best_epoch', '?')} ({tally})"
+        ),
+        Text("hyperparameters: " + format_params(best.user_attrs.get("hyperparameters", best.params))),
+    ]
+    headline = {
+        k: metrics[k] for k in ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted") if k in metrics
+    }
+    if headline:
+        lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
+    return Group(*lines)

@@ -1,0 +1,62 @@
+"""Imports point one way: sweep -> models/datamodules/reports; nothing imports sweep (DESIGN.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("sweep", "models", "datamodules", "reports")
+FORBIDDEN = {
+    "models": {"sweep", "datamodules", "optuna", "reports", "lightning"},
+    "datamodules": {"sweep", "models", "optuna", "reports", "lightning"},
+    "reports": {"sweep", "models", "datamodules", "torch", "transformers", "pytorch_lightning", "lightning"},
+    "sweep": {"lightning"},
+}
+TRIAL_MODULES = {"sweep/space.py", "sweep/objective.py"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def source_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_point_one_way(package: str) -> None:
+    files = source_files(package)
+    assert files, f"no python files under {package}/"
+    bad = {
+        str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package])
+        for f in files
+        if imported_roots(f) & FORBIDDEN[package]
+    }
+    assert not bad, f"{package} imports what it must not: {bad}"
+
+
+def test_optuna_trial_only_in_space_and_objective() -> None:
+    offenders = []
+    for package in PACKAGES:
+        for f in source_files(package):
+            rel = str(f.relative_to(ROOT))
+            text = f.read_text(encoding="utf-8")
+            if rel not in TRIAL_MODULES and ("optuna.Trial" in text or "trial.suggest_" in text or "trial.report(" in text):
+                offenders.append(rel)
+    assert not offenders, f"the Optuna trial leaks outside space.py/objective.py: {offenders}"
+
+
+def test_checker_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\nfrom sweep.spec import Spec\nfrom . import sibling\n")
+    assert imported_roots(bad) == {"torch", "sweep"}

@@ -1,0 +1,144 @@
+"""Spec validation: every problem at once, each naming the field, the rule and the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sweep.errors import SweepError
+from sweep.spec import RangeParam, check_paths, load_spec, parse_spec
+
+GOOD = {
+    "name": "trec-minilm",
+    "storage": "sqlite:///sweeps.db",
+    "data": {
+        "train": "data/train.csv",
+        "validation": "data/val.csv",
+        "text_column": "text",
+        "label_column": "label",
+        "val_fraction": 0.1,
+    },
+    "model": {"encoder": "minilm", "max_length": 128},
+    "objective": {"metric": "f1_macro"},
+    "search": {
+        "n_trials": 20,
+        "sampler": "tpe",
+        "pruner": "median",
+        "seed": 0,
+        "space": {
+            "learning_rate": {"low": 1.0e-5, "high": 1.0e-4, "log": True},
+            "batch_size": [16, 32],
+            "epochs": {"low": 2, "high": 4},
+            "weight_decay": {"low": 0.0, "high": 0.1},
+            "warmup_ratio": {"low": 0.0, "high": 0.1},
+        },
+    },
+}
+
+
+def problems_of(data: dict) -> dict[str, str]:
+    with pytest.raises(SweepError) as info:
+        parse_spec(data)
+    return dict(info.value.problems)
+
+
+def test_issue_example_parses() -> None:
+    spec = parse_spec(GOOD)
+    space = spec.search.space
+    assert isinstance(space.learning_rate, RangeParam) and space.learning_rate.log
+    assert isinstance(space.epochs, RangeParam) and space.epochs.is_int
+    assert isinstance(space.weight_decay, RangeParam) and not space.weight_decay.is_int
+    assert space.batch_size == [16, 32]
+    assert space.dropout == 0.1  # left out: fixed default
+
+
+def test_every_problem_reported_at_once() -> None:
+    bad = {
+        "name": "x",
+        "colour": "red",
+        "data": {"train": "a.csv", "lable": "y"},
+        "search": {
+            "sampler": "annealing",
+            "pruner": "never",
+            "space": {
+                "learning_rate": {"low": 1e-3, "high": 1e-5},
+                "weight_decay": {"low": 0.0, "high": 0.1, "log": True},
+                "batch_size": [],
+                "momentum": 0.9,
+            },
+        },
+    }
+    problems = problems_of(bad)
+    assert "unknown key" in problems["colour"]
+    assert "unknown key" in problems["data.lable"] and "label_column" in problems["data.lable"]
+    assert "'annealing'" in problems["search.sampler"] and "'tpe'" in problems["search.sampler"]
+    assert "'never'" in problems["search.pruner"]
+    assert problems["search.space.learning_rate"] == "low <= high must hold, got low=0.001, high=1e-05"
+    assert "log: true needs low > 0, got low=0.0" in problems["search.space.weight_decay"]
+    assert "empty list of choices" in problems["search.space.batch_size"]
+    assert "unknown key" in problems["search.space.momentum"] and "learning_rate" in problems["search.space.momentum"]
+    assert len(problems) == 8
+
+
+def test_types_and_rules() -> None:
+    bad = {
+        "name": "x",
+        "data": {"train": "a.csv", "val_fraction": 1.5},
+        "model": {"max_length": "long"},
+        "search": {"n_trials": 0, "space": {"epochs": {"low": 1.5, "high": 3}, "batch_size": [16, -1], "dropout": "x"}},
+    }
+    problems = problems_of(bad)
+    assert "1.5" in problems["data.val_fraction"]
+    assert "'long'" in problems["model.max_length"]
+    assert "0" in problems["search.n_trials"]
+    assert "integer >= 1" in problems["search.space.epochs"]
+    assert "-1" in problems["search.space.batch_size"]
+    assert "'x'" in problems["search.space.dropout"]
+
+
+def test_missing_required_and_non_mapping() -> None:
+    problems = problems_of({"data": {}})
+    assert problems["name"] == "required key is missing"
+    assert problems["data.train"] == "required key is missing"
+    with pytest.raises(SweepError, match="must be a mapping"):
+        parse_spec(["a", "b"])
+
+
+def test_grid_needs_finite_space() -> None:
+    data = {**GOOD, "search": {**GOOD["search"], "sampler": "grid"}}
+    problems = problems_of(data)
+    assert "learning_rate" in problems["search"] and "step" in problems["search"]
+
+
+def test_fingerprint_ignores_budget_and_storage() -> None:
+    a = parse_spec(GOOD)
+    b = parse_spec({**GOOD, "storage": "sqlite:///other.db", "search": {**GOOD["search"], "n_trials": 50}})
+    c = parse_spec({**GOOD, "model": {"encoder": "minilm", "max_length": 64}})
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != c.fingerprint()
+
+
+def test_load_spec_errors(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match="spec file not found"):
+        load_spec(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ndata:\n  train: [a.csv\n")
+    with pytest.raises(SweepError) as info:
+        load_spec(broken)
+    assert "malformed YAML" in str(info.value) and "line" in str(info.value) and "broken.yaml" in str(info.value)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SweepError, match="UTF-8"):
+        load_spec(latin)
+
+
+def test_check_paths_resolves_against_spec_folder(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("text,label\n")
+    (tmp_path / "data" / "notes.txt").write_text("x")
+    spec = parse_spec({"name": "x", "data": {"train": "data/train.csv", "validation": "data/missing.csv"}})
+    problems = dict(check_paths(spec, tmp_path))
+    assert problems == {"data.validation": f"file not found: {tmp_path / 'data' / 'missing.csv'}"}
+    spec = parse_spec({"name": "x", "data": {"train": "data/notes.txt", "validation": "hub:trec"}})
+    assert "unsupported file type '.txt'" in dict(check_paths(spec, tmp_path))["data.train"]
