@@ -58,7 +58,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
             engine_kwargs=_engine_kwargs(url),
             heartbeat_interval=HEARTBEAT_INTERVAL_S,
             grace_period=GRACE_PERIOD_S,
-            failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
     except ImportError as exc:
         raise SweepError([("storage", f"the database driver for {url!r} is not installed ({exc.name})")]) from None

@@ -77,7 +77,7 @@ def trials_table(study: optuna.Study) -> Table:
     for trial in study.get_trials(deepcopy=False):
         value = trial_value(trial)
         epoch = trial.user_attrs.get("best_epoch")
-        epochs = trial.user_attrs.get("epochs_run")
+        epochs = trial.user_attrs.get("hyperparameters", {}).get("epochs")
         note = trial.user_attrs.get("error") if trial.state == TrialState.FAIL else None
         table.add_row(
             str(trial.number),

@@ -64,6 +64,7 @@ def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) 
     Uses `BertTokenizer(vocab=...)`: in transformers 5 `BertTokenizerFast(vocab_file=...)` silently
     keeps only the special tokens, so every word becomes [UNK].
     """
+    import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
     counts = Counter(w for text in corpus for w in re.findall(r"[a-z0-9]+", text.lower()))
@@ -81,6 +82,7 @@ def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) 
         max_position_embeddings=128,
     )
     directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)  # the same tiny encoder every session: deterministic tests
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -107,7 +109,8 @@ def trec_csvs(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
     rows = trec_subset(40, seed=1, exclude_abbr=True)
     labels = sorted({label for _, label in rows})[:4]
     rows = [r for r in rows if r[1] in labels]
-    train, val = [], []
+    train: list[tuple[str, str]] = []
+    val: list[tuple[str, str]] = []
     seen: Counter[str] = Counter()
     for text, label in rows:
         seen[label] += 1

@@ -51,7 +51,9 @@ def test_optuna_trial_only_in_space_and_objective() -> None:
         for f in source_files(package):
             rel = str(f.relative_to(ROOT))
             text = f.read_text(encoding="utf-8")
-            if rel not in TRIAL_MODULES and ("optuna.Trial" in text or "trial.suggest_" in text or "trial.report(" in text):
+            if rel not in TRIAL_MODULES and (
+                "optuna.Trial" in text or "trial.suggest_" in text or "trial.report(" in text
+            ):
                 offenders.append(rel)
     assert not offenders, f"the Optuna trial leaks outside space.py/objective.py: {offenders}"
 

@@ -48,8 +48,13 @@ def test_suggestions_follow_types_and_bounds() -> None:
 
 
 def test_grid() -> None:
-    space = space_of({"learning_rate": [1e-5, 3e-5], "epochs": {"low": 1, "high": 3}, "warmup_ratio": {"low": 0.0,
-                      "high": 0.1, "step": 0.05}})
+    space = space_of(
+        {
+            "learning_rate": [1e-5, 3e-5],
+            "epochs": {"low": 1, "high": 3},
+            "warmup_ratio": {"low": 0.0, "high": 0.1, "step": 0.05},
+        }
+    )
     g = grid(space)
     assert g["learning_rate"] == [1e-5, 3e-5]
     assert g["epochs"] == [1, 2, 3]

@@ -1,0 +1,105 @@
+"""Text and label normalisation, and the cleaning pass that drops unusable rows (pure functions)."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from datamodules.splitting import sorted_labels
+
+MAX_CONFLICT_EXAMPLES = 100
+_WHITESPACE = re.compile(r"\s+")
+
+
+def is_missing(value: object) -> bool:
+    """True for None, float NaN (incl. numpy) and pandas' NA."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ in {"NAType", "NaTType"}
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFKC, then collapse every whitespace run (tabs, newlines, no-break spaces) to one space."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def normalize_label(value: object) -> str | None:
+    """A label as a stripped string; None when missing or empty. Integral floats lose their ".0"."""
+    if is_missing(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    label = str(value).strip()
+    return label or None
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Cleaned rows (order preserved) and what the cleaning did to them."""
+
+    texts: list[str]
+    labels: list[str]
+    report: dict[str, Any]
+
+
+def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanResult:
+    """Normalise texts and labels and drop unusable rows, counting every step in `report`.
+
+    Rows are dropped, in this order, for a missing text, a text empty after normalisation, a missing label,
+    a text that appears with more than one label (all its rows go: we cannot tell which label is right),
+    and an exact duplicate of an earlier (text, label) row. So `rows_in` equals `rows_out` plus the sum
+    of `missing_text`, `empty_text`, `missing_label`, `conflicting_rows` and `duplicates`.
+    """
+    if len(texts) != len(labels):
+        raise ValueError(f"texts and labels differ in length: {len(texts)} != {len(labels)}")
+    report: dict[str, Any] = {"rows_in": len(texts), "normalized": 0, "missing_text": 0, "empty_text": 0,
+                              "missing_label": 0}
+    rows: list[tuple[str, str]] = []
+    for raw_text, raw_label in zip(texts, labels, strict=True):
+        if is_missing(raw_text):
+            report["missing_text"] += 1
+            continue
+        raw = raw_text if isinstance(raw_text, str) else str(raw_text)
+        text = normalize_text(raw)
+        report["normalized"] += text != raw
+        label = normalize_label(raw_label)
+        if not text:
+            report["empty_text"] += 1
+        elif label is None:
+            report["missing_label"] += 1
+        else:
+            rows.append((text, label))
+
+    conflicts = find_conflicts(rows)
+    kept = [row for row in rows if row[0] not in conflicts]
+    unique = list(dict.fromkeys(kept))
+    report["conflicting_rows"] = len(rows) - len(kept)
+    report["duplicates"] = len(kept) - len(unique)
+    report["rows_out"] = len(unique)
+    report["conflicting_texts"] = conflict_examples(conflicts)
+    report["conflicting_texts_total"] = len(conflicts)
+    return CleanResult(texts=[t for t, _ in unique], labels=[lab for _, lab in unique], report=report)
+
+
+def find_conflicts(rows: Sequence[tuple[str, str]]) -> dict[str, Counter[str]]:
+    """Texts that appear with more than one label, with how many rows gave each label."""
+    by_text: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for text, label in rows:
+        by_text[text][label] += 1
+    return {text: counts for text, counts in by_text.items() if len(counts) > 1}
+
+
+def conflict_examples(conflicts: dict[str, Counter[str]]) -> list[dict[str, Any]]:
+    """Up to MAX_CONFLICT_EXAMPLES conflicts as JSON-ready dicts, most rows first, then by text."""
+    ordered = sorted(conflicts.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    return [
+        {"text": text, "labels": {label: counts[label] for label in sorted_labels(counts)}}
+        for text, counts in ordered[:MAX_CONFLICT_EXAMPLES]
+    ]

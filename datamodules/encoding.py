@@ -1,0 +1,128 @@
+"""Tokenizing cleaned splits once, and the on-disk cache keyed by tokenizer, max_length and data."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+CACHE_FORMAT = 1
+SPLITS = ("train", "validation")
+
+
+def tokenizer_identity(tokenizer: Any) -> dict[str, str]:
+    """What makes two tokenizers encode alike: class, vocabulary and (fast) pipeline, not their path."""
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pipeline = backend.to_str() if backend is not None else ""
+    return {
+        "name": os.path.basename(str(tokenizer.name_or_path).rstrip("/\\")),
+        "class": type(tokenizer).__name__,
+        "vocab_sha256": hashlib.sha256(vocab.encode("utf-8")).hexdigest(),
+        "pipeline_sha256": hashlib.sha256(pipeline.encode("utf-8")).hexdigest(),
+        "truncation_side": str(getattr(tokenizer, "truncation_side", "right")),
+    }
+
+
+def data_fingerprint(
+    *,
+    tokenizer_id: dict[str, str],
+    max_length: int,
+    splits: dict[str, tuple[Sequence[str], Sequence[str]]],
+    label_names: Sequence[str],
+) -> str:
+    """Hex sha256 of everything the encoded splits depend on."""
+    digest = hashlib.sha256()
+    meta = {"format": CACHE_FORMAT, "tokenizer": tokenizer_id, "max_length": max_length,
+            "label_names": list(label_names)}
+    digest.update(json.dumps(meta, sort_keys=True).encode("utf-8"))
+    for name in sorted(splits):
+        texts, labels = splits[name]
+        digest.update(f"\n#{name}:{len(texts)}\n".encode())
+        for text, label in zip(texts, labels, strict=True):
+            digest.update(json.dumps([text, label], ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Hide `datasets` progress bars for the duration, restoring the caller's setting afterwards."""
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def tokenize_split(
+    tokenizer: Any, texts: Sequence[str], label_ids: Sequence[int], *, max_length: int, fingerprint: str
+) -> tuple[datasets.Dataset, int]:
+    """Encode texts (truncated to max_length, unpadded) with labels and token counts; also count truncations.
+
+    Columns: input_ids, attention_mask, (token_type_ids), labels, length.
+    """
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        ids = encoded["input_ids"]
+        # A text was cut only if it fills max_length; re-encode just those to see their full length.
+        at_max = [i for i, seq in enumerate(ids) if len(seq) >= max_length]
+        truncated = [False] * len(ids)
+        if at_max:
+            full = tokenizer([batch["text"][i] for i in at_max], truncation=False, verbose=False)["input_ids"]
+            for i, seq in zip(at_max, full, strict=True):
+                truncated[i] = len(seq) > max_length
+        return {**dict(encoded), "length": [len(seq) for seq in ids], "truncated": truncated}
+
+    table = datasets.Dataset.from_dict({"text": list(texts), "labels": list(label_ids)})
+    with quiet_progress():
+        encoded = table.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
+                            new_fingerprint=fingerprint)
+    n_truncated = sum(encoded["truncated"])
+    return encoded.remove_columns("truncated"), int(n_truncated)
+
+
+def load_cached(directory: Path) -> tuple[dict[str, datasets.Dataset], dict[str, Any]] | None:
+    """The cached splits and report at `directory`, or None if absent or unreadable."""
+    if not (directory / "report.json").is_file():
+        return None
+    try:
+        with quiet_progress():
+            splits = {name: datasets.load_from_disk(str(directory / name)) for name in SPLITS}
+        report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return splits, report
+
+
+def save_cache(directory: Path, splits: dict[str, datasets.Dataset], report: dict[str, Any]) -> None:
+    """Write splits + report.json into a temp dir beside `directory`, then move it into place atomically.
+
+    If another process put a complete cache there first, keep theirs (same key, same content).
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with quiet_progress():
+            for name, dataset in splits.items():
+                dataset.save_to_disk(str(tmp / name))
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        if directory.exists() and load_cached(directory) is None:
+            shutil.rmtree(directory, ignore_errors=True)  # a broken earlier cache: replace it
+        try:
+            os.replace(tmp, directory)
+        except OSError:
+            if load_cached(directory) is None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,249 @@
+"""Read a labelled table (local file or Hugging Face hub dataset) into raw text and label columns."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pandas as pd
+
+from datamodules.cleaning import is_missing, normalize_label
+from datamodules.errors import DataError
+
+HUB_PREFIX = "hub:"
+FORMATS_HINT = "give a .csv, .tsv, .jsonl or .parquet file, or hub:<dataset>"
+MAX_JSON_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """The text and label columns of one table, values as read (may be None or non-str)."""
+
+    texts: list[object]
+    labels: list[object]
+    source: str
+    columns: list[str]
+
+
+def load_table(
+    source: str, *, text_column: str, label_column: str, field: str, split: str = "train"
+) -> RawTable:
+    """Load `source` (a .csv/.tsv/.jsonl/.json/.parquet path, or `hub:NAME[:CONFIG[:SPLIT]]`).
+
+    Labels come back as stripped strings (None where missing); texts as read, None where missing.
+    Raises DataError listing every problem found with this table, under `field` (e.g. "data.train")
+    or "data.text_column" / "data.label_column".
+    """
+    if source.startswith(HUB_PREFIX):
+        columns, values = _read_hub(source, field=field, split=split, label_column=label_column)
+        name = source
+    else:
+        frame = _read_file(Path(source).expanduser(), field=field)
+        columns, name = [str(c) for c in frame.columns], Path(source).name
+        frame.columns = pd.Index(columns)
+
+        def values(column: str) -> list[object]:
+            return [None if is_missing(v) else v for v in frame[column].tolist()]
+
+    problems = column_problems(columns, text_column=text_column, label_column=label_column, name=name)
+    if not problems:
+        texts = values(text_column)
+        if not texts:
+            problems.append((field, f"{name} has a header ({', '.join(columns)}) but no rows"))
+    if problems:
+        raise DataError(problems)
+    labels: list[object] = [normalize_label(v) for v in values(label_column)]
+    return RawTable(texts=texts, labels=labels, source=source, columns=columns)
+
+
+def column_problems(
+    columns: Sequence[str], *, text_column: str, label_column: str, name: str
+) -> list[tuple[str, str]]:
+    """Problems with the chosen text / label columns, each naming the columns that do exist."""
+    problems = []
+    for field, column in (("data.text_column", text_column), ("data.label_column", label_column)):
+        if column not in columns:
+            message = f"no such column {column!r} in {name} (columns: {', '.join(columns)})"
+            close = [c for c in columns if c.strip().lower() == column.strip().lower()]
+            close = close or difflib.get_close_matches(column, columns, n=1)
+            problems.append((field, message + (f"; did you mean {close[0]!r}?" if close else "")))
+    if text_column == label_column:
+        problems.append(("data.label_column", f"is the same column as data.text_column ({text_column!r})"))
+    return problems
+
+
+# -- hub --------------------------------------------------------------------------------------------------
+
+
+def parse_hub_source(source: str, split: str) -> tuple[str, str | None, str]:
+    """`hub:NAME[:CONFIG[:SPLIT]]` -> (name, config or None, split); an explicit SPLIT overrides `split`."""
+    parts = source[len(HUB_PREFIX):].split(":")
+    name = parts[0].strip()
+    config = parts[1].strip() or None if len(parts) > 1 else None
+    chosen = parts[2].strip() if len(parts) > 2 and parts[2].strip() else split
+    return name, config, chosen
+
+
+def _read_hub(
+    source: str, *, field: str, split: str, label_column: str
+) -> tuple[list[str], Callable[[str], list[object]]]:
+    """Load a hub dataset split; ClassLabel label ids become their names (negative ids: missing)."""
+    name, config, split = parse_hub_source(source, split)
+    if not name or source.count(":") > 3:
+        raise DataError([(field, f"cannot read {source!r}: write hub:<dataset>, hub:<dataset>:<config> or "
+                                 "hub:<dataset>:<config>:<split>")])
+    try:
+        dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as err:  # the hub, the network, a config or split name: all mean "cannot load this"
+        raise DataError([(field, f"could not load {source} (split {split!r}) from the Hugging Face hub: "
+                                 f"{type(err).__name__}: {err}")]) from err
+    feature = dataset.features.get(label_column)
+
+    def values(column: str) -> list[object]:
+        raw = [None if is_missing(v) else v for v in dataset[column]]
+        if column == label_column and isinstance(feature, datasets.ClassLabel):
+            return [None if v is None or int(v) < 0 else feature.int2str(int(v)) for v in raw]
+        return raw
+
+    return list(dataset.column_names), values
+
+
+# -- local files ------------------------------------------------------------------------------------------
+
+
+def _read_file(path: Path, *, field: str) -> pd.DataFrame:
+    """Read a local table into a DataFrame, raising DataError for anything unreadable."""
+    if not path.exists():
+        raise DataError([(field, f"file not found: {path.resolve()} ({FORMATS_HINT})")])
+    if path.is_dir():
+        raise DataError([(field, f"{path.resolve()} is a directory, not a file ({FORMATS_HINT})")])
+    suffix = path.suffix.lower()
+    reader = _READERS.get(suffix)
+    if reader is None:
+        kind = f"file type {suffix!r}" if suffix else "a file without an extension"
+        raise DataError([(field, f"cannot read {kind} ({path.name}): {FORMATS_HINT}")])
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError([(field, f"cannot read {path.resolve()}: {err.strerror or err}")]) from err
+    if not raw.strip():
+        raise DataError([(field, f"{path.name} is empty: it needs a header line and at least one row")])
+    return reader(raw, path.name, field)
+
+
+def decode_utf8(raw: bytes, name: str, field: str) -> str:
+    """Decode UTF-8 (a leading BOM is dropped); say where the first bad byte is if it is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        guess = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError([(field, f"{name} is not valid UTF-8{guess}: byte 0x{raw[err.start]:02x} at offset "
+                                 f"{err.start} (line {line}); save it as UTF-8")]) from err
+
+
+def delimiter_problem(header: str, sep: str, name: str) -> str | None:
+    """A hint when the header line is split by another delimiter than the file's extension promises."""
+    if sep in header:
+        return None
+    if sep == "," and "\t" in header:
+        return f"{name} looks tab-separated (header {header!r}): rename it to .tsv"
+    if sep == "," and ";" in header:
+        return f"{name} looks semicolon-separated (header {header!r}): save it with commas, or as .tsv"
+    if sep == "\t" and "," in header:
+        return f"{name} looks comma-separated (header {header!r}): rename it to .csv"
+    if sep == "\t" and ";" in header:
+        return f"{name} looks semicolon-separated (header {header!r}): save it with tabs (or commas as .csv)"
+    return None
+
+
+def _read_delimited(raw: bytes, name: str, field: str, *, sep: str) -> pd.DataFrame:
+    """CSV (quoted) or TSV (no quoting, as GLUE writes it); empty cells become missing, "NA" stays text."""
+    text = decode_utf8(raw, name, field)
+    problem = delimiter_problem(text.split("\n", 1)[0].rstrip("\r"), sep, name)
+    if problem:
+        raise DataError([(field, problem)])
+    fix = "put texts that contain commas in double quotes" if sep == "," else "texts must not contain tabs"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                index_col=False,
+                quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
+            )
+        except (pd.errors.ParserError, ValueError) as err:
+            detail = str(err).replace("Error tokenizing data. C error: ", "").strip()
+            raise DataError([(field, f"cannot parse {name}: {detail} ({fix})")]) from err
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        raise DataError([(field, f"cannot parse {name}: its rows have more fields than its header has "
+                                 f"columns ({fix})")])
+    return frame
+
+
+def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
+    """JSON lines (one object per line); a .json file may instead hold one list of objects."""
+    text = decode_utf8(raw, name, field)
+    problems: list[str] = []
+    rows: list[dict[str, object]] = []
+
+    def take(record: object, where: str) -> None:
+        if isinstance(record, dict):
+            rows.append(record)
+        else:
+            problems.append(f"{where} is a JSON {type(record).__name__}, not an object")
+
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            problems.append(f"line {err.lineno} is not valid JSON ({err.msg})")
+        else:
+            for i, record in enumerate(records, start=1):
+                take(record, f"item {i}")
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    take(json.loads(line), f"line {lineno}")
+                except json.JSONDecodeError as err:
+                    problems.append(f"line {lineno} is not valid JSON ({err.msg})")
+    if problems:
+        more = len(problems) - MAX_JSON_PROBLEMS
+        listed = "; ".join(problems[:MAX_JSON_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        raise DataError([(field, f"cannot read {name} as JSON lines (one object per line, like "
+                                 f'{{"text": "...", "label": "..."}}): {listed}')])
+    columns = list(dict.fromkeys(str(key) for row in rows for key in row))
+    return pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns})
+
+
+def _read_parquet(raw: bytes, name: str, field: str) -> pd.DataFrame:
+    """A Parquet file via pandas / pyarrow."""
+    try:
+        return pd.read_parquet(io.BytesIO(raw))
+    except Exception as err:  # pyarrow raises several types for a corrupt or foreign file
+        raise DataError([(field, f"cannot read {name} as Parquet: {type(err).__name__}: {err}")]) from err
+
+
+def _read_csv(raw: bytes, name: str, field: str) -> pd.DataFrame:
+    return _read_delimited(raw, name, field, sep=",")
+
+
+def _read_tsv(raw: bytes, name: str, field: str) -> pd.DataFrame:
+    return _read_delimited(raw, name, field, sep="\t")
+
+
+_READERS: dict[str, Callable[[bytes, str, str], pd.DataFrame]] = {
+    ".csv": _read_csv,
+    ".tsv": _read_tsv,
+    ".jsonl": _read_json,
+    ".json": _read_json,
+    ".parquet": _read_parquet,
+}

@@ -1,0 +1,278 @@
+"""The one entry point the runner calls: load, clean, split and tokenize (cached) a classification dataset."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import AutoTokenizer
+
+from datamodules.cleaning import CleanResult, clean_examples
+from datamodules.encoding import (
+    data_fingerprint,
+    load_cached,
+    save_cache,
+    tokenize_split,
+    tokenizer_identity,
+)
+from datamodules.errors import DataError
+from datamodules.loading import RawTable, load_table
+from datamodules.splitting import check_label_coverage, remove_overlap, sorted_labels, stratified_split
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Encoded train / validation splits, their label names and the data report."""
+
+    train: datasets.Dataset  # input_ids, attention_mask, (token_type_ids), labels, length
+    validation: datasets.Dataset
+    label_names: list[str]  # label id i <-> label_names[i]
+    report: dict[str, Any]
+    fingerprint: str
+    pad_token_id: int
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Cleaned, split, leakage-free texts and labels, and how they were made."""
+
+    train_texts: list[str]
+    train_labels: list[str]
+    val_texts: list[str]
+    val_labels: list[str]
+    split: str
+    overlap: dict[str, Any]
+
+
+def prepare_classification_data(
+    *,
+    train_source: str,
+    validation_source: str | None,
+    text_column: str,
+    label_column: str,
+    val_fraction: float,
+    seed: int,
+    tokenizer_name_or_path: str,
+    max_length: int,
+    cache_dir: Path,
+    log: Log | None = None,
+) -> PreparedData:
+    """Load, clean, split and tokenize a text classification dataset; encoded splits are cached on disk.
+
+    Raises DataError (every problem of both tables at once) when the data cannot be used.
+    """
+    say: Log = log or (lambda _line: None)
+    train_raw, val_raw = load_sources(train_source, validation_source, text_column=text_column,
+                                      label_column=label_column)
+    for raw in (train_raw, val_raw):
+        if raw is not None:
+            say(f"loaded {len(raw.texts)} rows from {raw.source}")
+    train_clean = clean_examples(train_raw.texts, train_raw.labels)
+    val_clean = clean_examples(val_raw.texts, val_raw.labels) if val_raw is not None else None
+    splits = split_examples(train_clean, val_clean, val_fraction=val_fraction, seed=seed,
+                            train_source=train_source, validation_source=validation_source)
+    label_names = sorted_labels(splits.train_labels)
+    label_ids = {name: i for i, name in enumerate(label_names)}
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
+    fingerprint = data_fingerprint(
+        tokenizer_id=tokenizer_identity(tokenizer), max_length=max_length, label_names=label_names,
+        splits={"train": (splits.train_texts, splits.train_labels),
+                "validation": (splits.val_texts, splits.val_labels)},
+    )
+    report = build_report(splits, train_clean=train_clean, val_clean=val_clean, label_names=label_names,
+                          train_source=train_source, validation_source=validation_source,
+                          max_length=max_length)
+    report["tokenizer"] = tokenizer_name_or_path
+    report["warnings"] += tokenizer_warnings(tokenizer, max_length)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_token_id is None:
+        pad_token_id = 0
+        report["warnings"].append("the tokenizer has no pad or eos token: padding with id 0")
+    encoded = encode_cached(tokenizer, splits, label_ids=label_ids, max_length=max_length,
+                            directory=Path(cache_dir) / fingerprint, report=report, say=say)
+    return PreparedData(train=encoded["train"], validation=encoded["validation"], label_names=label_names,
+                        report=report, fingerprint=fingerprint, pad_token_id=int(pad_token_id))
+
+
+def encode_cached(
+    tokenizer: Any,
+    splits: Splits,
+    *,
+    label_ids: dict[str, int],
+    max_length: int,
+    directory: Path,
+    report: dict[str, Any],
+    say: Log,
+) -> dict[str, datasets.Dataset]:
+    """Encoded splits from the cache at `directory`, tokenizing and caching them on a miss.
+
+    Adds `truncated`, `cache` and truncation warnings to `report` (in place).
+    """
+    cached = load_cached(directory)
+    if cached is not None:
+        report.update(truncated={name: int(n) for name, n in cached[1]["truncated"].items()}, cache="hit")
+        report["warnings"] += truncation_warnings(report["truncated"], max_length)
+        say(f"cache hit: {directory}")
+        return cached[0]
+    encoded, truncated = {}, {}
+    for name, texts, labels in (("train", splits.train_texts, splits.train_labels),
+                                ("validation", splits.val_texts, splits.val_labels)):
+        encoded[name], truncated[name] = tokenize_split(
+            tokenizer, texts, [label_ids[label] for label in labels], max_length=max_length,
+            fingerprint=f"{directory.name[:32]}-{name}",
+        )
+    say(f"tokenized {len(splits.train_texts)} + {len(splits.val_texts)} texts (cache miss)")
+    report.update(truncated=truncated, cache="miss")
+    report["warnings"] += truncation_warnings(truncated, max_length)
+    save_cache(directory, encoded, report)
+    cached = load_cached(directory)  # serve the memory-mapped copy, as a cache hit would
+    if cached is None:
+        raise OSError(f"could not read back the data cache just written to {directory}")
+    return cached[0]
+
+
+def load_sources(
+    train_source: str, validation_source: str | None, *, text_column: str, label_column: str
+) -> tuple[RawTable, RawTable | None]:
+    """Load train and (if given) validation, raising one DataError with the problems of both."""
+    problems: list[tuple[str, str]] = []
+    tables: dict[str, RawTable] = {}
+    for field, source, split in (("data.train", train_source, "train"),
+                                 ("data.validation", validation_source, "validation")):
+        if source is None:
+            continue
+        try:
+            tables[field] = load_table(source, text_column=text_column, label_column=label_column,
+                                       field=field, split=split)
+        except DataError as err:
+            problems += [p for p in err.problems if p not in problems]  # column errors may repeat
+    if problems:
+        raise DataError(problems)
+    return tables["data.train"], tables.get("data.validation")
+
+
+def split_examples(
+    train: CleanResult,
+    validation: CleanResult | None,
+    *,
+    val_fraction: float,
+    seed: int,
+    train_source: str,
+    validation_source: str | None,
+) -> Splits:
+    """Stratified split of train (no validation given), or coverage checks plus leakage removal."""
+    problems = [(field, f"no usable rows in {source} after cleaning ({cleaning_summary(result.report)})")
+                for field, source, result in (("data.train", train_source, train),
+                                              ("data.validation", validation_source, validation))
+                if result is not None and not result.texts]
+    if problems:
+        raise DataError(problems)
+    if validation is None:
+        check_label_coverage(train.labels, train.labels)  # 2+ classes, before the split complains
+        tr_texts, tr_labels, va_texts, va_labels = stratified_split(
+            train.texts, train.labels, val_fraction=val_fraction, seed=seed)
+        split = f"stratified from train, val_fraction={val_fraction}, seed={seed}"
+    else:
+        tr_texts, tr_labels = train.texts, train.labels
+        va_texts, va_labels = validation.texts, validation.labels
+        check_label_coverage(tr_labels, va_labels)
+        split = "given"
+    tr_texts, tr_labels, overlap = remove_overlap(tr_texts, tr_labels, va_texts)
+    if overlap["train_val_overlap"]:
+        try:
+            check_label_coverage(tr_labels, va_labels)
+        except DataError as err:
+            note = ("data.train", f"{overlap['train_val_overlap']} training rows were dropped first because "
+                                  "their text is also in validation")
+            raise DataError([*err.problems, note]) from err
+    return Splits(tr_texts, tr_labels, va_texts, va_labels, split, overlap)
+
+
+def cleaning_summary(report: dict[str, Any]) -> str:
+    """'3 missing text, 1 duplicates' style summary of the non-zero drop counts."""
+    keys = ("missing_text", "empty_text", "missing_label", "conflicting_rows", "duplicates")
+    parts = [f"{report[k]} {k.replace('_', ' ')}" for k in keys if report.get(k)]
+    return f"{report['rows_in']} rows in; dropped " + (", ".join(parts) or "none")
+
+
+def class_distribution(labels: Sequence[str], label_names: Sequence[str]) -> dict[str, int]:
+    """Rows per class, in label order (0 for absent classes)."""
+    counts = Counter(labels)
+    return {name: counts[name] for name in label_names}
+
+
+def build_report(
+    splits: Splits,
+    *,
+    train_clean: CleanResult,
+    val_clean: CleanResult | None,
+    label_names: list[str],
+    train_source: str,
+    validation_source: str | None,
+    max_length: int,
+) -> dict[str, Any]:
+    """The JSON-serialisable data report (truncation counts are added after tokenizing)."""
+    warnings = cleaning_warnings("train", train_clean.report)
+    if val_clean is not None:
+        warnings += cleaning_warnings("validation", val_clean.report)
+    if splits.overlap["train_val_overlap"]:
+        warnings.append(f"{splits.overlap['train_val_overlap']} training texts also in validation were "
+                        "dropped from train")
+    return {
+        "train": train_source,
+        "validation": validation_source,
+        "cleaning": {"train": train_clean.report, "validation": val_clean.report if val_clean else None},
+        "split": splits.split,
+        "overlap": splits.overlap,
+        "class_distribution": {"train": class_distribution(splits.train_labels, label_names),
+                               "validation": class_distribution(splits.val_labels, label_names)},
+        "truncated": {"train": 0, "validation": 0},
+        "max_length": max_length,
+        "label_names": label_names,
+        "num_train": len(splits.train_texts),
+        "num_validation": len(splits.val_texts),
+        "warnings": warnings,
+    }
+
+
+def _rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
+
+
+def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
+    """One line per kind of row that cleaning dropped."""
+    lines = []
+    if report["missing_text"]:
+        lines.append(f"{split}: dropped {_rows(report['missing_text'])} with a missing text")
+    if report["empty_text"]:
+        lines.append(f"{split}: dropped {_rows(report['empty_text'])} whose text is empty")
+    if report["missing_label"]:
+        lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label")
+    if report["duplicates"]:
+        lines.append(f"{split}: dropped {report['duplicates']} exact duplicate "
+                     f"{'row' if report['duplicates'] == 1 else 'rows'}")
+    if report["conflicting_texts_total"]:
+        lines.append(f"{split}: {report['conflicting_texts_total']} texts appear with conflicting labels; "
+                     f"kept none of them ({_rows(report['conflicting_rows'])})")
+    return lines
+
+
+def truncation_warnings(truncated: dict[str, int], max_length: int) -> list[str]:
+    """One line per split that had texts cut to max_length."""
+    return [f"{n} {split} texts longer than max_length={max_length} tokens were truncated"
+            for split, n in truncated.items() if n]
+
+
+def tokenizer_warnings(tokenizer: Any, max_length: int) -> list[str]:
+    """Warn when max_length exceeds what the tokenizer says its model accepts."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 1_000_000 and max_length > limit:
+        return [f"max_length={max_length} exceeds the tokenizer's model_max_length={limit}"]
+    return []

@@ -1,0 +1,137 @@
+"""Label ordering, the stratified train/validation split, label coverage and leakage checks (pure)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from datamodules.errors import DataError
+
+MAX_OVERLAP_EXAMPLES = 20
+
+
+def _number(label: str) -> float | None:
+    """The label's value if it looks like a finite number, else None."""
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def sorted_labels(labels: Iterable[str]) -> list[str]:
+    """Distinct labels, sorted; numeric-looking ones numerically ("2" < "10") and before the others."""
+
+    def key(label: str) -> tuple[int, float, str]:
+        value = _number(label)
+        return (1, 0.0, label) if value is None else (0, value, label)
+
+    return sorted(set(labels), key=key)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def split_problems(labels: Sequence[str], val_fraction: float) -> list[tuple[str, str]]:
+    """Why a stratified split of these labels with this fraction is impossible (empty when it is fine)."""
+    if not 0.0 < val_fraction < 1.0:
+        return [("data.val_fraction", f"must be between 0 and 1 (exclusive), got {val_fraction}")]
+    if not labels:
+        return [("data.train", "no rows to split")]
+    counts = Counter(labels)
+    problems = []
+    for label in sorted_labels(counts):
+        if counts[label] < 2:
+            problems.append(("data.train", f"class {label!r} has only {_plural(counts[label], 'row')}; a "
+                             "stratified split needs at least 2 per class (one for training, one for "
+                             "validation): add rows for it, remove it, or give data.validation"))
+    n, k = len(labels), len(counts)
+    n_val = math.ceil(val_fraction * n)
+    if n_val < k:
+        need = math.ceil(k / n * 100) / 100
+        rows = _plural(n_val, "validation row")
+        problems.append(("data.val_fraction", f"val_fraction={val_fraction} gives {rows} for {k} classes "
+                         f"(need one per class): use at least {need}"))
+    if n - n_val < k:
+        most = math.floor((n - k) / n * 100) / 100
+        rows = _plural(n - n_val, "training row")
+        problems.append(("data.val_fraction", f"val_fraction={val_fraction} leaves {rows} for {k} classes "
+                         f"(need one per class): use at most {most}"))
+    return problems
+
+
+def stratified_split(
+    texts: Sequence[str], labels: Sequence[str], *, val_fraction: float, seed: int
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Seeded stratified split into (train_texts, train_labels, val_texts, val_labels), input order kept.
+
+    Every class lands in both splits: where sklearn's rounding leaves a class out of one side, one of its
+    rows (chosen with `seed`) moves across.
+    """
+    problems = split_problems(labels, val_fraction)
+    if problems:
+        raise DataError(problems)
+    from sklearn.model_selection import train_test_split  # imported here: it takes seconds to load
+
+    indices = list(range(len(labels)))
+    train_idx, val_idx = train_test_split(
+        indices, test_size=val_fraction, stratify=list(labels), random_state=seed, shuffle=True
+    )
+    train_idx, val_idx = _ensure_both_sides(list(train_idx), list(val_idx), labels, random.Random(seed))
+    train_idx.sort()
+    val_idx.sort()
+    return ([texts[i] for i in train_idx], [labels[i] for i in train_idx],
+            [texts[i] for i in val_idx], [labels[i] for i in val_idx])
+
+
+def _ensure_both_sides(
+    train_idx: list[int], val_idx: list[int], labels: Sequence[str], rng: random.Random
+) -> tuple[list[int], list[int]]:
+    """Move one row of each class missing from a side over from the other side."""
+    for source, target in ((train_idx, val_idx), (val_idx, train_idx)):
+        present = {labels[i] for i in target}
+        for label in sorted_labels({labels[i] for i in source} - present):
+            candidates = sorted(i for i in source if labels[i] == label)
+            chosen = rng.choice(candidates)
+            source.remove(chosen)
+            target.append(chosen)
+    return train_idx, val_idx
+
+
+def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str]) -> None:
+    """Raise DataError unless train has 2+ classes and train and validation hold the same classes."""
+    train_counts, val_counts = Counter(train_labels), Counter(val_labels)
+    problems: list[tuple[str, str]] = []
+    if len(train_counts) < 2:
+        found = ", ".join(repr(label) for label in sorted_labels(train_counts)) or "none"
+        problems.append(("data.train", f"training data has {_plural(len(train_counts), 'class')} ({found}); "
+                         "classification needs at least 2: check data.label_column"))
+    if not val_counts:
+        problems.append(("data.validation", "validation data has no usable rows"))
+    else:
+        for label in sorted_labels(set(train_counts) - set(val_counts)):
+            problems.append(("data.validation", f"class {label!r} has 0 rows in validation (train has "
+                             f"{train_counts[label]}): add validation rows for it or use a stratified split "
+                             "by removing data.validation"))
+    for label in sorted_labels(set(val_counts) - set(train_counts)):
+        rows = _plural(val_counts[label], "row")
+        problems.append(("data.validation", f"class {label!r} has {rows} in validation but none in training, "
+                         "so no model can predict it: add training rows for it or remove it from validation"))
+    if problems:
+        raise DataError(problems)
+
+
+def remove_overlap(
+    train_texts: Sequence[str], train_labels: Sequence[str], val_texts: Iterable[str]
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Drop training rows whose text is also in validation (leakage), reporting how many and which."""
+    val_set = set(val_texts)
+    kept = [(t, lab) for t, lab in zip(train_texts, train_labels, strict=True) if t not in val_set]
+    dropped = list(dict.fromkeys(t for t in train_texts if t in val_set))
+    report = {"train_val_overlap": len(train_texts) - len(kept),
+              "overlap_examples": dropped[:MAX_OVERLAP_EXAMPLES]}
+    return [t for t, _ in kept], [lab for _, lab in kept], report

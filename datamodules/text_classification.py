@@ -1,0 +1,105 @@
+"""LightningDataModule over encoded splits, with dynamic per-batch padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+# Batch keys, in order; token_type_ids only when the tokenizer made them.
+SEQUENCE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+Example = dict[str, Any]
+
+
+class EncodedExamples(Dataset[Example]):
+    """Encoded rows held as plain Python lists (converted once), indexable by the DataLoader."""
+
+    def __init__(self, dataset: datasets.Dataset):
+        self.columns = [c for c in SEQUENCE_COLUMNS if c in dataset.column_names]
+        if "input_ids" not in self.columns or "labels" not in dataset.column_names:
+            raise ValueError(f"encoded dataset needs input_ids and labels, got {dataset.column_names}")
+        data = dataset.select_columns([*self.columns, "labels"]).to_dict()
+        self.sequences: dict[str, list[list[int]]] = {c: data[c] for c in self.columns}
+        self.labels: list[int] = [int(label) for label in data["labels"]]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Example:
+        row: Example = {c: self.sequences[c][index] for c in self.columns}
+        row["labels"] = self.labels[index]
+        return row
+
+
+class PaddingCollator:
+    """Pads each batch to its longest sequence: input_ids with pad_token_id, the other columns with 0."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: Sequence[Example]) -> dict[str, torch.Tensor]:
+        width = max(len(row["input_ids"]) for row in rows)
+        batch: dict[str, torch.Tensor] = {}
+        for column in SEQUENCE_COLUMNS:
+            if column not in rows[0]:
+                continue
+            fill = self.pad_token_id if column == "input_ids" else 0
+            padded = np.full((len(rows), width), fill, dtype=np.int64)
+            for i, row in enumerate(rows):
+                values = row[column]
+                padded[i, : len(values)] = values
+            batch[column] = torch.from_numpy(padded)
+        batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
+        return batch
+
+
+class TextClassificationDataModule(pl.LightningDataModule):
+    """Train / validation loaders over encoded splits (from `prepare_classification_data`)."""
+
+    def __init__(
+        self,
+        train: datasets.Dataset,
+        validation: datasets.Dataset,
+        *,
+        pad_token_id: int,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.save_hyperparameters(ignore=["train", "validation"])
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or max(batch_size, 64)
+        self.seed = seed
+        self.num_workers = num_workers
+        self.collate = PaddingCollator(pad_token_id)
+        self.train_examples = EncodedExamples(train)
+        self.val_examples = EncodedExamples(validation)
+
+    def _loader(self, examples: EncodedExamples, batch_size: int, shuffle: bool) -> DataLoader[Example]:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            examples,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Example]:
+        """Shuffled with a generator seeded by `seed` (same order for the same seed)."""
+        return self._loader(self.train_examples, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Example]:
+        """In dataset order, `eval_batch_size` rows per batch."""
+        return self._loader(self.val_examples, self.eval_batch_size, shuffle=False)

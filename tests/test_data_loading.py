@@ -1,0 +1,274 @@
+"""load_table: local files of every supported format, the hub path (monkeypatched), and every error."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pandas as pd
+import pytest
+
+from datamodules import DataError, RawTable, load_table
+
+
+def load(path: Path | str, text: str = "text", label: str = "label", field: str = "data.train") -> RawTable:
+    return load_table(str(path), text_column=text, label_column=label, field=field)
+
+
+def problems_of(path: Path | str, **kwargs: Any) -> list[tuple[str, str]]:
+    with pytest.raises(DataError) as info:
+        load(path, **kwargs)
+    return info.value.problems
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+# -- DataError --------------------------------------------------------------------------------------------
+
+
+def test_data_error_joins_field_and_message_lines_and_pickles() -> None:
+    err = DataError([("data.train", "file not found: /x.csv"), ("data.label_column", "no such column 'y'")])
+    assert str(err) == "data.train: file not found: /x.csv\ndata.label_column: no such column 'y'"
+    assert isinstance(err, ValueError)
+    again = pickle.loads(pickle.dumps(err))
+    assert again.problems == err.problems and str(again) == str(err)
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+
+
+def test_csv_empty_cells_are_missing_but_na_text_stays_and_labels_are_stripped(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.csv", 'text,label,extra\nNA,pos ,x\n,neg,y\nhello,,z\n"a, b",neg,w\n')
+    table = load(path)
+    assert table.texts == ["NA", None, "hello", "a, b"]
+    assert table.labels == ["pos", "neg", None, "neg"]
+    assert table.columns == ["text", "label", "extra"]
+    assert table.source == str(path)
+
+
+def test_csv_with_utf8_bom_and_crlf_line_ends(tmp_path: Path) -> None:
+    path = write(tmp_path / "excel.csv", "\ufefftext,label\r\ncafé,1\r\n".encode())
+    table = load(path)
+    assert table.columns == ["text", "label"]
+    assert table.texts == ["café"] and table.labels == ["1"]
+
+
+def test_tsv_is_read_without_quoting(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.tsv", 'sentence\tlabel\nhe said "hi\t1\nplain\t0\n')
+    table = load(path, text="sentence")
+    assert table.texts == ['he said "hi', "plain"]
+    assert table.labels == ["1", "0"]
+
+
+def test_real_sst2_dev_tsv_loads_with_int_labels_as_strings(shared_data: Path) -> None:
+    table = load(shared_data / "sst2" / "dev.tsv", text="sentence")
+    assert len(table.texts) == 872
+    assert table.labels.count("0") == 428 and table.labels.count("1") == 444
+    assert table.texts[0] == "it 's a charming and often affecting journey . "
+    assert all(isinstance(t, str) and t for t in table.texts)
+
+
+def test_jsonl_keeps_values_and_stringifies_int_labels(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.jsonl",
+                 '{"text": "a", "label": 1}\n\n{"text": null, "label": 0}\n{"text": 5, "note": "x"}\n')
+    table = load(path)
+    assert table.texts == ["a", None, 5]
+    assert table.labels == ["1", "0", None]
+    assert table.columns == ["text", "label", "note"]
+
+
+def test_json_file_may_be_lines_or_a_list(tmp_path: Path) -> None:
+    lines = load(write(tmp_path / "a.json", '{"text": "x", "label": "p"}\n{"text": "y", "label": "q"}\n'))
+    listed = load(write(tmp_path / "b.json", '[{"text": "x", "label": "p"}, {"text": "y", "label": "q"}]'))
+    assert lines.texts == listed.texts == ["x", "y"]
+    assert lines.labels == listed.labels == ["p", "q"]
+
+
+def test_parquet_int_labels_and_missing_values(tmp_path: Path) -> None:
+    path = tmp_path / "train.parquet"
+    pd.DataFrame({"text": ["a", "b", None], "label": [1.0, None, 0.0]}).to_parquet(path)
+    table = load(path)
+    assert table.texts == ["a", "b", None]
+    assert table.labels == ["1", None, "0"]
+
+
+# -- errors -----------------------------------------------------------------------------------------------
+
+
+def test_missing_file_names_field_and_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    [(field, message)] = problems_of("nope/train.csv", field="data.validation")
+    assert field == "data.validation"
+    assert message.startswith(f"file not found: {tmp_path / 'nope' / 'train.csv'} (give a .csv, .tsv, .jsonl")
+    assert "hub:<dataset>" in message
+
+
+def test_directory_is_not_a_file(tmp_path: Path) -> None:
+    [(field, message)] = problems_of(tmp_path)
+    assert field == "data.train" and "is a directory" in message and str(tmp_path) in message
+
+
+@pytest.mark.parametrize("name", ["train.txt", "SMSSpamCollection", "train.xlsx"])
+def test_unsupported_extension(tmp_path: Path, name: str) -> None:
+    [(field, message)] = problems_of(write(tmp_path / name, "text,label\na,b\n"))
+    assert field == "data.train"
+    assert name in message and ".csv, .tsv, .jsonl or .parquet" in message
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.tsv", "train.jsonl", "train.parquet"])
+def test_empty_file(tmp_path: Path, name: str) -> None:
+    [(field, message)] = problems_of(write(tmp_path / name, "  \n"))
+    assert field == "data.train" and message.startswith(f"{name} is empty")
+
+
+def test_header_without_rows(tmp_path: Path) -> None:
+    [(field, message)] = problems_of(write(tmp_path / "train.csv", "text,label\n"))
+    assert (field, message) == ("data.train", "train.csv has a header (text, label) but no rows")
+
+
+def test_non_utf8_file_says_where_and_what_to_do(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.csv", "text,label\nok,1\ncafé,1\n".encode("latin-1"))
+    [(field, message)] = problems_of(path)
+    assert field == "data.train"
+    assert "train.csv is not valid UTF-8" in message
+    assert "byte 0xe9 at offset 19 (line 3)" in message and "save it as UTF-8" in message
+
+
+def test_utf16_file_is_recognised(tmp_path: Path) -> None:
+    [(_, message)] = problems_of(write(tmp_path / "train.csv", "text,label\nx,1\n".encode("utf-16")))
+    assert "looks like UTF-16" in message and "save it as UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "looks", "fix"),
+    [
+        ("train.csv", "text\tlabel\na\tb\n", "looks tab-separated (header 'text\\tlabel')", "to .tsv"),
+        ("train.csv", "text;label\na;b\n", "looks semicolon-separated (header 'text;label')", "with commas"),
+        ("train.tsv", "text,label\na,b\n", "looks comma-separated (header 'text,label')", "to .csv"),
+        ("train.tsv", "text;label\na;b\n", "looks semicolon-separated (header 'text;label')", "with tabs"),
+    ],
+)
+def test_wrong_delimiter(tmp_path: Path, name: str, content: str, looks: str, fix: str) -> None:
+    [(field, message)] = problems_of(write(tmp_path / name, content))
+    assert field == "data.train"
+    assert message.startswith(f"{name} {looks}: ") and fix in message
+
+
+def test_missing_columns_are_all_reported_with_existing_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.csv", "text,label\na,b\n")
+    problems = problems_of(path, text="sentence", label="lable")
+    assert problems == [
+        ("data.text_column", "no such column 'sentence' in train.csv (columns: text, label)"),
+        ("data.label_column",
+         "no such column 'lable' in train.csv (columns: text, label); did you mean 'label'?"),
+    ]
+
+
+def test_column_differing_only_in_case_is_suggested(tmp_path: Path) -> None:
+    problems = problems_of(write(tmp_path / "train.csv", "Text,Label\na,b\n"))
+    assert [f for f, _ in problems] == ["data.text_column", "data.label_column"]
+    assert problems[0][1].endswith("did you mean 'Text'?")
+    assert problems[1][1].endswith("did you mean 'Label'?")
+
+
+def test_text_and_label_column_must_differ(tmp_path: Path) -> None:
+    [(field, message)] = problems_of(write(tmp_path / "train.csv", "text,label\na,b\n"), label="text")
+    assert field == "data.label_column" and "same column as data.text_column ('text')" in message
+
+
+def test_rows_with_an_extra_field_name_the_line(tmp_path: Path) -> None:
+    [(field, message)] = problems_of(write(tmp_path / "train.csv", "text,label\na,pos\nhi, there,neg\n"))
+    assert field == "data.train"
+    assert "cannot parse train.csv: Expected 2 fields in line 3, saw 3" in message
+    assert "double quotes" in message
+
+
+def test_every_row_with_an_extra_field_is_not_silently_shifted(tmp_path: Path) -> None:
+    [(field, message)] = problems_of(write(tmp_path / "train.csv", "text,label\nhi, a,pos\nyo, b,neg\n"))
+    assert field == "data.train"
+    assert "more fields than its header has columns" in message
+
+
+def test_bad_json_lines_are_listed(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n{oops\n')
+    [(field, message)] = problems_of(path)
+    assert field == "data.train"
+    assert "cannot read train.jsonl as JSON lines" in message
+    assert "line 2 is a JSON list, not an object" in message
+    assert "line 3 is not valid JSON" in message
+
+
+def test_corrupt_parquet(tmp_path: Path) -> None:
+    [(field, message)] = problems_of(write(tmp_path / "train.parquet", b"PAR1 not really"))
+    assert field == "data.train" and message.startswith("cannot read train.parquet as Parquet")
+
+
+# -- hub --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """datasets.load_dataset replaced by a recorder returning a small ClassLabel dataset."""
+    calls: list[tuple[Any, ...]] = []
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+
+    def load_dataset(name: str, config: str | None = None, *, split: str) -> datasets.Dataset:
+        calls.append((name, config, split))
+        return datasets.Dataset.from_dict(
+            {"sentence": ["good", "bad", None, "meh"], "label": [1, 0, 1, -1]}, features=features)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hub_source_maps_class_labels_to_names(fake_hub: list[tuple[Any, ...]]) -> None:
+    table = load_table("hub:glue:sst2", text_column="sentence", label_column="label", field="data.train")
+    assert fake_hub == [("glue", "sst2", "train")]
+    assert table.texts == ["good", "bad", None, "meh"]
+    assert table.labels == ["positive", "negative", "positive", None]  # -1 means unlabelled
+    assert table.columns == ["sentence", "label"] and table.source == "hub:glue:sst2"
+
+
+def test_hub_source_without_config_and_with_split(fake_hub: list[tuple[Any, ...]]) -> None:
+    load_table("hub:user/reviews", text_column="sentence", label_column="label", field="data.validation",
+               split="validation")
+    load_table("hub:imdb::test", text_column="sentence", label_column="label", field="data.validation",
+               split="validation")
+    assert fake_hub == [("user/reviews", None, "validation"), ("imdb", None, "test")]
+
+
+def test_hub_missing_column_names_the_source(fake_hub: list[tuple[Any, ...]]) -> None:
+    with pytest.raises(DataError) as info:
+        load_table("hub:glue:sst2", text_column="text", label_column="label", field="data.train")
+    assert info.value.problems == [
+        ("data.text_column", "no such column 'text' in hub:glue:sst2 (columns: sentence, label)"),
+    ]
+
+
+def test_hub_load_failure_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("Couldn't reach the Hugging Face Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as info:
+        load_table("hub:glue:sst2", text_column="sentence", label_column="label", field="data.train")
+    [(field, message)] = info.value.problems
+    assert field == "data.train"
+    assert message.startswith("could not load hub:glue:sst2 (split 'train') from the Hugging Face hub")
+    assert "ConnectionError: Couldn't reach" in message
+
+
+def test_hub_without_a_name(fake_hub: list[tuple[Any, ...]]) -> None:
+    with pytest.raises(DataError) as info:
+        load_table("hub:", text_column="sentence", label_column="label", field="data.train")
+    assert info.value.problems[0][0] == "data.train" and "hub:<dataset>" in info.value.problems[0][1]
+    assert fake_hub == []

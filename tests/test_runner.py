@@ -1,0 +1,155 @@
+"""End to end on the tiny BERT and real TREC questions: create, persist, resume, refuse, fail, prune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+import sweep.objective
+from sweep.errors import SweepError
+from sweep.runner import run_study
+from sweep.storage import load_study
+
+
+def write_spec(tmp_path: Path, train: Path, val: Path | None, encoder: Path, **overrides: object) -> Path:
+    spec: dict = {
+        "name": "trec-tiny",
+        "storage": f"sqlite:///{tmp_path / 'sweeps.db'}",
+        "data": {"train": str(train), "text_column": "text", "label_column": "label", "cache_dir": str(tmp_path / "c")},
+        "model": {"encoder": str(encoder), "max_length": 32},
+        "objective": {"metric": "f1_macro"},
+        "search": {
+            "n_trials": 3,
+            "sampler": "random",
+            "pruner": "none",
+            "seed": 0,
+            "space": {
+                "learning_rate": {"low": 1e-3, "high": 5e-3, "log": True},
+                "batch_size": [8, 16],
+                "epochs": {"low": 1, "high": 2},
+                "weight_decay": {"low": 0.0, "high": 0.1},
+            },
+        },
+    }
+    if val is not None:
+        spec["data"]["validation"] = str(val)
+    for dotted, value in overrides.items():
+        node = spec
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
+    train, val = trec_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert)
+    result = run_study(spec)
+    url = result.storage_url
+    assert not result.resumed
+
+    study = load_study("trec-tiny", url)  # read back from the SQL store, as `sweep status` does
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 3
+    assert study.user_attrs["label_names"] == ["DESC", "ENTY", "HUM", "LOC"]
+    report = study.user_attrs["data_report"]
+    assert report["num_validation"] == 40 and report["class_distribution"]["validation"]["HUM"] == 10
+    for trial in finished:
+        attrs = trial.user_attrs
+        history = attrs["history"]
+        assert len(history) == attrs["hyperparameters"]["epochs"] == trial.params["epochs"]
+        best = max(history, key=lambda r: r["val_f1_macro"])
+        assert trial.value == pytest.approx(best["val_f1_macro"])  # the best epoch scores, not the last
+        assert attrs["best_epoch"] == best["epoch"] + 1
+        assert trial.intermediate_values == {r["epoch"] + 1: pytest.approx(r["val_f1_macro"]) for r in history}
+        assert set(attrs["per_class"]) == {"DESC", "ENTY", "HUM", "LOC"}
+        assert attrs["seed"] == trial.number
+        assert {"data", "model_load", "train", "validation", "total"} <= set(attrs["timings"])
+        assert attrs["data_fingerprint"] == study.user_attrs["data_fingerprint"]
+
+    # Same spec, bigger budget: continues to the requested number, data comes from the tokenisation cache.
+    again = run_study(spec, n_trials=4)
+    assert again.resumed
+    assert len(load_study("trec-tiny", url).get_trials(states=(TrialState.COMPLETE,))) == 4
+    run_study(spec, n_trials=4)
+    assert len(load_study("trec-tiny", url).trials) == 4
+
+    # A different spec under the same name is refused, naming what changed; nothing new is written.
+    changed = write_spec(tmp_path, train, val, tiny_bert, model__max_length=64)
+    with pytest.raises(SweepError, match=r"different spec \(changed: model.max_length\)"):
+        run_study(changed)
+    assert len(load_study("trec-tiny", url).trials) == 4
+
+
+def test_split_from_train_when_no_validation(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
+    train, _ = trec_csvs
+    spec = write_spec(tmp_path, train, None, tiny_bert, search__n_trials=1, data__val_fraction=0.25)
+    study = run_study(spec).study
+    report = study.user_attrs["data_report"]
+    assert report["num_validation"] == 30 and set(report["class_distribution"]["validation"].values()) == {7, 8}
+
+
+def test_failed_trial_is_recorded_and_study_goes_on(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sweep.objective.train_trial
+
+    def flaky(hp, data, settings, *, seed, callbacks):  # type: ignore[no-untyped-def]
+        if seed == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(hp, data, settings, seed=seed, callbacks=callbacks)
+
+    monkeypatch.setattr(sweep.objective, "train_trial", flaky)
+    train, val = trec_csvs
+    study = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)).study
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
+    assert study.trials[1].user_attrs["error"] == "RuntimeError: CUDA out of memory (simulated)"
+
+
+class PruneFromStep(optuna.pruners.BasePruner):
+    """Deterministic: prune every trial once it has reported `step`."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.last_step is not None and trial.last_step >= self.step
+
+
+def test_pruning_callback_stops_training_and_records(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sweep.runner.make_pruner", lambda search: PruneFromStep(2))
+    train, val = trec_csvs
+    spec = write_spec(
+        tmp_path, train, val, tiny_bert, search__n_trials=1, search__space={"epochs": 4, "learning_rate": 1e-3}
+    )
+    trial = run_study(spec).study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [1, 2]  # stopped after epoch 2 of 4
+    assert trial.user_attrs["pruned_at_epoch"] == 2 and trial.user_attrs["epochs_run"] == 2
+
+
+def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
+    train, val = trec_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, data__label_column="lable", data__text_column="txt")
+    with pytest.raises(SweepError) as info:
+        run_study(spec)
+    message = str(info.value)
+    assert "no such column 'lable'" in message and "no such column 'txt'" in message
+    assert not (tmp_path / "sweeps.db").exists()
+
+    spec = write_spec(tmp_path, tmp_path / "missing.csv", val, tmp_path / "no-model", storage="mongodb://x")
+    with pytest.raises(SweepError) as info:
+        run_study(spec)
+    where = [w for w, _ in info.value.problems]
+    assert where == ["data.train", "storage", "model.encoder"]
+    assert not (tmp_path / "sweeps.db").exists()
