@@ -99,6 +99,11 @@ def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> Prep
         )
     except DataError as exc:
         raise SweepError(exc.problems) from None
+    except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder
+        reason = str(exc).strip().splitlines()[0]
+        raise SweepError(
+            [("model.encoder", f"cannot load a tokenizer from {spec.model.encoder!r}: {reason}")]
+        ) from None
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

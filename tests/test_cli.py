@@ -1,0 +1,67 @@
+"""The `sweep` command: run and status print results; user errors exit 2 with one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_runner import write_spec
+
+from sweep.cli import main
+
+
+def test_run_then_status(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = trec_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)
+    assert main(["run", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "study trec-tiny" in out and "best trial" in out and "f1_macro" in out
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    assert main(["status", "trec-tiny", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    for column in ("state", "f1_macro", "best epoch", "parameters", "duration", "COMPLETE", "learning_rate="):
+        assert column in out
+    assert "best trial" in out
+
+    # --n-trials continues the same study
+    assert main(["run", str(spec), "--n-trials", "3"]) == 0
+    assert "resuming study trec-tiny" in capsys.readouterr().err
+
+
+def test_bad_spec_exits_2_with_a_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "name: x\ndata: {train: t.csv, lable: y}\nsearch:\n  space:\n    learning_rate: {low: 1.0e-3, high: 1.0e-5}\n"
+    )
+    assert main(["run", str(spec)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith(f"error: {spec}: ") for line in lines)
+    assert "data.lable: unknown key" in lines[0]
+    assert "search.space.learning_rate: low <= high must hold, got low=0.001, high=1e-05" in lines[1]
+
+
+def test_status_errors(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["status", "trec-tiny", "--storage", missing]) == 2
+    assert "no study store at" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
+
+    train, val = trec_csvs
+    main(["run", str(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1))])
+    capsys.readouterr()
+    assert main(["status", "trec-tiyn", "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "no study named 'trec-tiyn'" in err and "studies here: trec-tiny" in err
+    assert main(["status", "x", "--storage", "redis://localhost"]) == 2
+    assert "unsupported scheme 'redis'" in capsys.readouterr().err
+
+
+def test_offline_hub_encoder_is_a_clear_error(tmp_path: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = trec_csvs
+    spec = write_spec(tmp_path, train, val, Path("."), model__encoder="no-such-org/no-such-model")
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "model.encoder: cannot load a tokenizer from 'no-such-org/no-such-model'" in err
+    assert not (tmp_path / "sweeps.db").exists()

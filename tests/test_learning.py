@@ -1,0 +1,55 @@
+"""The real pretrained MiniLM, fine-tuned through the whole sweep path on real TREC questions, learns.
+
+Measured (2-core CPU, 2026-11-28): 300 training questions (60 per class, 5 classes), 100 validation questions,
+3 epochs at lr 1e-4: validation macro-F1 0.54 / 0.70 / 0.75 after epochs 1 / 2 / 3, about 40 s; chance (a
+uniform guess) is 0.2.
+The threshold below leaves a wide margin under that and stays far above chance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import trec_subset, write_csv
+
+from sweep.runner import run_study
+
+pytestmark = pytest.mark.slow
+CHANCE_F1 = 0.2
+THRESHOLD = 0.6
+
+
+def test_minilm_fine_tuning_beats_chance_by_far(tmp_path: Path, shared_data: Path) -> None:
+    rows = trec_subset(80, seed=3, exclude_abbr=True)
+    seen: Counter[str] = Counter()
+    train, val = [], []
+    for text, label in rows:
+        seen[label] += 1
+        (val if seen[label] <= 20 else train).append((text, label))
+    spec = {
+        "name": "trec-minilm-learning",
+        "storage": f"sqlite:///{tmp_path / 'sweeps.db'}",
+        "data": {
+            "train": str(write_csv(tmp_path / "train.csv", train)),
+            "validation": str(write_csv(tmp_path / "val.csv", val)),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "model": {"encoder": "minilm", "max_length": 32},
+        "search": {
+            "n_trials": 1,
+            "pruner": "none",
+            "space": {"learning_rate": 1e-4, "batch_size": 16, "epochs": 3, "warmup_ratio": 0.1},
+        },
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    trial = run_study(path).study.trials[0]
+    print(
+        "MiniLM TREC-5 best macro-F1", trial.value, "history", [r["val_f1_macro"] for r in trial.user_attrs["history"]]
+    )
+    assert trial.value is not None and trial.value >= THRESHOLD
+    per_class_f1 = [m["f1"] for m in trial.user_attrs["per_class"].values()]
+    assert len(per_class_f1) == 5 and min(per_class_f1) > CHANCE_F1  # every class is learned, not only the big ones
