@@ -62,6 +62,32 @@ def status(
     out.print(best_summary(loaded))
 
 
+@app.command()
+def export(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the Hugging Face model to.")],
+    storage: StorageOption = None,
+    trial: Annotated[int | None, typer.Option("--trial", help="Trial number (default: the best trial).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
+    checkpoints: Annotated[
+        Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
+    ] = None,
+) -> None:
+    """Write the best trial's (or trial N's) best-epoch weights as a Hugging Face model folder, no retraining."""
+    from sweep.export import export_trial
+    from sweep.storage import DEFAULT_STORAGE_URL, load_study
+
+    loaded = load_study(study, storage or DEFAULT_STORAGE_URL)
+    path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints)
+    metric = loaded.user_attrs.get("metric", "value")
+    out.print(
+        f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "
+        f"{chosen.user_attrs.get('best_epoch')}) to {path}",
+        highlight=False,
+    )
+    out.print(f'load it with: transformers.pipeline("text-classification", model="{path}")', highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     try:

@@ -7,6 +7,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -16,6 +17,7 @@ import torch
 from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
 from sweep.callbacks import PruningCallback, TimingCallback
+from sweep.checkpoints import CHECKPOINT_ATTR, BestWeights, save_checkpoint, would_keep
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
 
@@ -34,6 +36,9 @@ class TrialSettings:
     accelerator: str
     precision: str
     eval_batch_size: int
+    checkpoint_root: Path | None = None  # None: keep no weights
+    tokenizer_dir: Path | None = None
+    keep_checkpoints: int = 3
 
 
 def resolve_precision(precision: str) -> str:
@@ -105,6 +110,13 @@ def train_trial(
     return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
 
 
+def _should_save(trial: optuna.Trial, settings: TrialSettings, value: float) -> bool:
+    """Write weights only when checkpointing is on and the value enters the study-wide top k."""
+    if settings.checkpoint_root is None or settings.tokenizer_dir is None:
+        return False
+    return would_keep(trial.study, value, settings.keep_checkpoints)
+
+
 def build_objective(
     data: PreparedData,
     settings: TrialSettings,
@@ -125,10 +137,11 @@ def build_objective(
         trial.set_user_attr("hyperparameters", hp.as_dict())
         trial.set_user_attr("data_fingerprint", data.fingerprint)
         pruning = PruningCallback(monitor, report=trial.report, should_prune=trial.should_prune)
+        weights = BestWeights(monitor)
         steps = hp.epochs * math.ceil(len(data.train) / hp.batch_size)
         extra = trial_callbacks(trial.number, hp, steps) if trial_callbacks else []
         try:
-            module, timing, setup = train_trial(hp, data, settings, seed=seed, callbacks=[pruning, *extra])
+            module, timing, setup = train_trial(hp, data, settings, seed=seed, callbacks=[pruning, weights, *extra])
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])
@@ -141,12 +154,21 @@ def build_objective(
         trial.set_user_attr("per_class", best["per_class"])
         trial.set_user_attr("confusion_matrix", best["confusion_matrix"])
         trial.set_user_attr("history", [_compact(r) for r in history])
+        value = float(best[monitor])
+        saving = time.perf_counter()
+        if pruning.pruned_at is None and _should_save(trial, settings, value) and weights.state is not None:
+            name = f"trial-{trial.number:05d}"
+            assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
+            save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
+            trial.set_user_attr(CHECKPOINT_ATTR, name)
+            trial.set_user_attr("checkpoint_epoch", weights.epoch)
         trial.set_user_attr(
             "timings",
             {
                 **{k: round(v, 3) for k, v in setup.items()},
                 "train": round(timing.train_seconds(), 3),
                 "validation": round(timing.seconds["validation"], 3),
+                "checkpoint": round(time.perf_counter() - saving, 3),
                 "total": round(time.perf_counter() - started, 3),
                 "train_examples": timing.train_examples,
             },
@@ -154,6 +176,6 @@ def build_objective(
         if pruning.pruned_at is not None:
             trial.set_user_attr("pruned_at_epoch", pruning.pruned_at)
             raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
-        return float(best[monitor])
+        return value
 
     return objective

@@ -14,8 +14,10 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from datamodules import DataError, PreparedData, prepare_classification_data
+from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.objective import TrialSettings, build_objective
@@ -26,6 +28,7 @@ from sweep.storage import DEFAULT_STORAGE_URL, open_storage, storage_problems
 from sweep.summary import trial_line
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "search.n_trials", "search.keep_checkpoints")
 DEFAULT_CACHE_DIR = ".sweep_cache"
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -114,8 +117,22 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
+def default_checkpoint_root(spec: Spec, base: Path, url: str) -> Path:
+    """`checkpoint_dir` from the spec, else `checkpoints/<study>` beside the SQLite file (or the working folder)."""
+    if spec.checkpoint_dir:
+        root = Path(spec.checkpoint_dir).expanduser()
+        return (root if root.is_absolute() else base / root).resolve()
+    parsed = make_url(url)
+    parent = (
+        Path(parsed.database).resolve().parent
+        if parsed.get_backend_name() == "sqlite" and parsed.database
+        else Path.cwd()
+    )
+    return parent / "checkpoints" / spec.name
+
+
 def create_or_resume(
-    storage: optuna.storages.RDBStorage, spec: Spec, data: PreparedData, url: str
+    storage: optuna.storages.RDBStorage, spec: Spec, data: PreparedData, url: str, checkpoint_root: Path
 ) -> tuple[optuna.Study, bool]:
     """Create the study with its spec and data report, or load it if the same spec made it before."""
     spec_dump = spec.model_dump(mode="json")
@@ -131,7 +148,7 @@ def create_or_resume(
         attrs = study.user_attrs
         if attrs.get("spec_fingerprint") != spec.fingerprint():
             old = dict(attrs.get("spec", {}))
-            changed = [k for k in _diff(old, spec_dump) if k not in ("storage", "search.n_trials")]
+            changed = [k for k in _diff(old, spec_dump) if k not in NOT_FINGERPRINTED]
             raise SweepError(
                 [
                     (
@@ -166,6 +183,7 @@ def create_or_resume(
     study.set_user_attr("data_report", data.report)
     study.set_user_attr("label_names", list(data.label_names))
     study.set_user_attr("metric", spec.objective.metric)
+    study.set_user_attr("checkpoint_dir", str(checkpoint_root))
     return study, False
 
 
@@ -191,6 +209,16 @@ class _StopAfterFailures:
         self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
         if self.streak >= self.limit:
             study.stop()
+
+
+class _KeepTopCheckpoints:
+    """After each trial, delete the checkpoints that fell out of the study-wide top k."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        prune_checkpoints(study, self.keep)
 
 
 def run_study(
@@ -223,7 +251,7 @@ def run_study(
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     storage = open_storage(url)
-    study, resumed = create_or_resume(storage, spec, data, url)
+    study, resumed = create_or_resume(storage, spec, data, url, default_checkpoint_root(spec, base, url))
     done = count_finished(study)
     total = spec.search.n_trials
     console.print(
@@ -233,6 +261,8 @@ def run_study(
     )
     if done >= total:
         return RunResult(study, url, resumed, time.perf_counter() - started)
+    keep = spec.search.keep_checkpoints
+    checkpoint_root = Path(study.user_attrs["checkpoint_dir"])
     class_weights = None
     if spec.model.class_weights == "balanced":
         class_weights = balanced_class_weights(list(data.train["labels"]), len(data.label_names))
@@ -245,6 +275,9 @@ def run_study(
         accelerator=spec.trainer.accelerator,
         precision=spec.trainer.precision,
         eval_batch_size=spec.trainer.eval_batch_size,
+        checkpoint_root=checkpoint_root if keep else None,
+        tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,
+        keep_checkpoints=keep,
     )
     with StudyProgress(console, total=total, done=done, name=spec.name) as progress:
         monitor = f"val_{spec.objective.metric}"
@@ -262,6 +295,7 @@ def run_study(
             n_trials=None,
             catch=(Exception,),
             callbacks=[
+                _KeepTopCheckpoints(keep),
                 report,
                 optuna.study.MaxTrialsCallback(total, states=FINISHED),
                 _StopAfterFailures(MAX_CONSECUTIVE_FAILURES),

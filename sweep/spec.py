@@ -163,6 +163,7 @@ class SearchSpec(_Strict):
     sampler: Literal["tpe", "random", "grid", "gp", "qmc"] = "tpe"
     pruner: Literal["median", "hyperband", "successive_halving", "percentile", "none"] = "median"
     seed: int = 0
+    keep_checkpoints: int = Field(3, ge=0)
     space: SpaceSpec = SpaceSpec()
 
     @model_validator(mode="after")
@@ -185,6 +186,7 @@ class Spec(_Strict):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     storage: str | None = None
+    checkpoint_dir: str | None = None
     data: DataSpec
     model: ModelSpec = ModelSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
@@ -192,8 +194,10 @@ class Spec(_Strict):
     trainer: TrainerSpec = TrainerSpec()
 
     def fingerprint(self) -> str:
-        """Hash of everything that defines the study's trials (not the trial budget, not the storage)."""
-        body = self.model_dump(mode="json", exclude={"storage": True, "search": {"n_trials"}})
+        """Hash of everything that defines the study's trials (not the budget, nor where results are kept)."""
+        body = self.model_dump(
+            mode="json", exclude={"storage": True, "checkpoint_dir": True, "search": {"n_trials", "keep_checkpoints"}}
+        )
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

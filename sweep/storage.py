@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -47,19 +48,26 @@ def _engine_kwargs(url: str) -> dict[str, object]:
     return {"pool_pre_ping": True, "pool_recycle": 3600}
 
 
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """Heartbeats mark a killed worker's trial FAIL after the grace period; it is then retried once."""
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=_engine_kwargs(url),
+        heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        grace_period=GRACE_PERIOD_S,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
+
+
 def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
     """Open (and on first use create) the store; user errors come back as SweepError."""
     problems = storage_problems(url, must_exist=must_exist)
     if problems:
         raise SweepError(problems)
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=_engine_kwargs(url),
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _rdb_storage(url)
     except ImportError as exc:
         raise SweepError([("storage", f"the database driver for {url!r} is not installed ({exc.name})")]) from None
     except Exception as exc:  # SQLAlchemy OperationalError and friends: say what could not be reached

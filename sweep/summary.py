@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -10,6 +11,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+
+from sweep.checkpoints import CHECKPOINT_ATTR, disk_usage, is_kept
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
 
@@ -72,7 +75,7 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
 def trials_table(study: optuna.Study) -> Table:
     metric = study.user_attrs.get("metric", "value")
     table = Table(title=f"study {study.study_name}", title_justify="left")
-    for column in ("#", "state", metric, "best epoch", "parameters", "duration"):
+    for column in ("#", "state", metric, "best epoch", "checkpoint", "parameters", "duration"):
         table.add_column(column, justify="right" if column in ("#", metric, "best epoch", "duration") else "left")
     for trial in study.get_trials(deepcopy=False):
         value = trial_value(trial)
@@ -84,10 +87,26 @@ def trials_table(study: optuna.Study) -> Table:
             Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
             f"{value:.4f}" if value is not None else "-",
             f"{epoch}/{epochs}" if epoch else "-",
+            checkpoint_state(study, trial),
             format_params(trial.params) + (f"  [{note}]" if note else ""),
             _seconds(trial),
         )
     return table
+
+
+def checkpoint_state(study: optuna.Study, trial: FrozenTrial) -> str:
+    """`kept` when the trial's best-epoch weights are on disk, `deleted` when they were written and removed."""
+    if is_kept(study, trial):
+        return "kept"
+    return "deleted" if trial.user_attrs.get(CHECKPOINT_ATTR) else "-"
+
+
+def checkpoints_line(study: optuna.Study) -> str:
+    root = study.user_attrs.get("checkpoint_dir")
+    if not root:
+        return "checkpoints: none recorded for this study"
+    kept = sum(is_kept(study, t) for t in study.get_trials(deepcopy=False))
+    return f"checkpoints: {kept} kept, {disk_usage(Path(root)) / 1e6:.1f} MB in {root}"
 
 
 def best_summary(study: optuna.Study) -> Group | Text:
@@ -111,4 +130,5 @@ def best_summary(study: optuna.Study) -> Group | Text:
     }
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
+    lines.append(Text(checkpoints_line(study)))
     return Group(*lines)

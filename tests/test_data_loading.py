@@ -77,8 +77,9 @@ def test_real_sst2_dev_tsv_loads_with_int_labels_as_strings(shared_data: Path) -
 
 
 def test_jsonl_keeps_values_and_stringifies_int_labels(tmp_path: Path) -> None:
-    path = write(tmp_path / "train.jsonl",
-                 '{"text": "a", "label": 1}\n\n{"text": null, "label": 0}\n{"text": 5, "note": "x"}\n')
+    path = write(
+        tmp_path / "train.jsonl", '{"text": "a", "label": 1}\n\n{"text": null, "label": 0}\n{"text": 5, "note": "x"}\n'
+    )
     table = load(path)
     assert table.texts == ["a", None, 5]
     assert table.labels == ["1", "0", None]
@@ -167,8 +168,7 @@ def test_missing_columns_are_all_reported_with_existing_columns(tmp_path: Path) 
     problems = problems_of(path, text="sentence", label="lable")
     assert problems == [
         ("data.text_column", "no such column 'sentence' in train.csv (columns: text, label)"),
-        ("data.label_column",
-         "no such column 'lable' in train.csv (columns: text, label); did you mean 'label'?"),
+        ("data.label_column", "no such column 'lable' in train.csv (columns: text, label); did you mean 'label'?"),
     ]
 
 
@@ -218,13 +218,15 @@ def test_corrupt_parquet(tmp_path: Path) -> None:
 def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """datasets.load_dataset replaced by a recorder returning a small ClassLabel dataset."""
     calls: list[tuple[Any, ...]] = []
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
 
     def load_dataset(name: str, config: str | None = None, *, split: str) -> datasets.Dataset:
         calls.append((name, config, split))
         return datasets.Dataset.from_dict(
-            {"sentence": ["good", "bad", None, "meh"], "label": [1, 0, 1, -1]}, features=features)
+            {"sentence": ["good", "bad", None, "meh"], "label": [1, 0, 1, -1]}, features=features
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     return calls
@@ -239,10 +241,12 @@ def test_hub_source_maps_class_labels_to_names(fake_hub: list[tuple[Any, ...]]) 
 
 
 def test_hub_source_without_config_and_with_split(fake_hub: list[tuple[Any, ...]]) -> None:
-    load_table("hub:user/reviews", text_column="sentence", label_column="label", field="data.validation",
-               split="validation")
-    load_table("hub:imdb::test", text_column="sentence", label_column="label", field="data.validation",
-               split="validation")
+    load_table(
+        "hub:user/reviews", text_column="sentence", label_column="label", field="data.validation", split="validation"
+    )
+    load_table(
+        "hub:imdb::test", text_column="sentence", label_column="label", field="data.validation", split="validation"
+    )
     assert fake_hub == [("user/reviews", None, "validation"), ("imdb", None, "test")]
 
 

@@ -16,20 +16,39 @@ from transformers import AutoTokenizer
 import datamodules.preparation as preparation
 from datamodules import DataError, PreparedData, TextClassificationDataModule, prepare_classification_data
 
-ENGLISH = ["the cat sat on the mat", "good movie", "great film", "bad service", "awful order", "fine refund",
-           "the film was good", "the order was bad", "great great film", "awful awful service"]
+ENGLISH = [
+    "the cat sat on the mat",
+    "good movie",
+    "great film",
+    "bad service",
+    "awful order",
+    "fine refund",
+    "the film was good",
+    "the order was bad",
+    "great great film",
+    "awful awful service",
+]
 
 
 def prepare(
     train: Path | str, validation: Path | str | None, cache_dir: Path, tokenizer: Path, **kwargs: Any
 ) -> PreparedData:
     """prepare_classification_data with test defaults (val_fraction 0.25, max_length 64)."""
-    options: dict[str, Any] = {"text_column": "text", "label_column": "label", "val_fraction": 0.25,
-                               "seed": 0, "max_length": 64}
+    options: dict[str, Any] = {
+        "text_column": "text",
+        "label_column": "label",
+        "val_fraction": 0.25,
+        "seed": 0,
+        "max_length": 64,
+    }
     options.update(kwargs)
     return prepare_classification_data(
-        train_source=str(train), validation_source=None if validation is None else str(validation),
-        tokenizer_name_or_path=str(tokenizer), cache_dir=cache_dir, **options)
+        train_source=str(train),
+        validation_source=None if validation is None else str(validation),
+        tokenizer_name_or_path=str(tokenizer),
+        cache_dir=cache_dir,
+        **options,
+    )
 
 
 def read_rows(path: Path) -> list[tuple[str, str]]:
@@ -62,8 +81,7 @@ def test_trec_with_given_validation(trec_csvs: tuple[Path, Path], tiny_bert: Pat
 
     assert data.label_names == sorted({label for _, label in train_rows})
     assert len(data.label_names) == 4
-    assert set(data.train.column_names) == {"input_ids", "attention_mask", "token_type_ids", "labels",
-                                            "length"}
+    assert set(data.train.column_names) == {"input_ids", "attention_mask", "token_type_ids", "labels", "length"}
     assert data.report["cleaning"]["train"]["rows_out"] == len(train_rows) == 120
     assert data.report["overlap"]["train_val_overlap"] == 0
     assert len(data.train) == data.report["num_train"] == 120
@@ -153,15 +171,18 @@ def test_broken_cache_entry_is_rebuilt(trec_csvs: tuple[Path, Path], tiny_bert: 
 def test_truncated_texts_are_counted(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
     data = prepare(*trec_csvs, tmp_path / "cache", tiny_bert, max_length=12)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
-    expected = {name: sum(len(tokenizer(text)["input_ids"]) > 12 for text, _ in read_rows(path))
-                for name, path in zip(("train", "validation"), trec_csvs, strict=True)}
+    expected = {
+        name: sum(len(tokenizer(text)["input_ids"]) > 12 for text, _ in read_rows(path))
+        for name, path in zip(("train", "validation"), trec_csvs, strict=True)
+    }
     assert 0 < expected["train"] < 120 and 0 < expected["validation"] < 40
     assert data.report["truncated"] == expected
     assert max(data.train["length"]) == 12
-    assert f"{expected['train']} train texts longer than max_length=12 tokens were truncated" in \
-        data.report["warnings"]
-    assert f"{expected['validation']} validation texts longer than max_length=12 tokens were truncated" in \
-        data.report["warnings"]
+    assert f"{expected['train']} train texts longer than max_length=12 tokens were truncated" in data.report["warnings"]
+    assert (
+        f"{expected['validation']} validation texts longer than max_length=12 tokens were truncated"
+        in data.report["warnings"]
+    )
 
 
 def test_cleaning_and_overlap_issues_become_warnings(tiny_bert: Path, tmp_path: Path) -> None:
@@ -203,21 +224,21 @@ def test_a_single_class_is_named(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         prepare(train, None, tmp_path / "cache", tiny_bert)
     assert info.value.problems == [
-        ("data.train", "training data has 1 class ('pos'); classification needs at least 2: "
-                       "check data.label_column"),
+        ("data.train", "training data has 1 class ('pos'); classification needs at least 2: check data.label_column"),
     ]
 
 
 def test_overlap_that_empties_a_class_is_explained(tiny_bert: Path, tmp_path: Path) -> None:
-    train = write_csv(tmp_path / "train.csv", [("good movie", "pos"), ("bad service", "neg"),
-                                               ("great film", "mid")])
-    val = write_csv(tmp_path / "val.csv", [("fine refund", "pos"), ("awful order", "neg"),
-                                           ("great film", "mid")])
+    train = write_csv(tmp_path / "train.csv", [("good movie", "pos"), ("bad service", "neg"), ("great film", "mid")])
+    val = write_csv(tmp_path / "val.csv", [("fine refund", "pos"), ("awful order", "neg"), ("great film", "mid")])
     with pytest.raises(DataError) as info:
         prepare(train, val, tmp_path / "cache", tiny_bert)
     assert info.value.problems == [
-        ("data.validation", "class 'mid' has 1 row in validation but none in training, so no model can "
-                            "predict it: add training rows for it or remove it from validation"),
+        (
+            "data.validation",
+            "class 'mid' has 1 row in validation but none in training, so no model can "
+            "predict it: add training rows for it or remove it from validation",
+        ),
         ("data.train", "1 training rows were dropped first because their text is also in validation"),
     ]
 
@@ -228,8 +249,7 @@ def test_no_usable_rows_after_cleaning(tiny_bert: Path, tmp_path: Path) -> None:
         prepare(train, None, tmp_path / "cache", tiny_bert)
     [(field, message)] = info.value.problems
     assert field == "data.train"
-    assert message == (f"no usable rows in {train} after cleaning "
-                       "(3 rows in; dropped 1 empty text, 2 missing label)")
+    assert message == (f"no usable rows in {train} after cleaning (3 rows in; dropped 1 empty text, 2 missing label)")
 
 
 def test_class_too_small_for_stratified_split(tiny_bert: Path, tmp_path: Path) -> None:
@@ -249,20 +269,21 @@ def trec_data(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> 
 
 
 def test_batches_are_padded_to_the_longest_row_in_each_batch(trec_data: PreparedData) -> None:
-    dm = TextClassificationDataModule(trec_data.train, trec_data.validation,
-                                      pad_token_id=trec_data.pad_token_id, batch_size=4, eval_batch_size=8)
+    dm = TextClassificationDataModule(
+        trec_data.train, trec_data.validation, pad_token_id=trec_data.pad_token_id, batch_size=4, eval_batch_size=8
+    )
     lengths = trec_data.validation["length"]
     widths = []
     for b, batch in enumerate(dm.val_dataloader()):
         assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
         assert all(t.dtype == torch.long for t in batch.values())
-        rows = lengths[b * 8:(b + 1) * 8]
+        rows = lengths[b * 8 : (b + 1) * 8]
         assert batch["input_ids"].shape == (len(rows), max(rows))
         assert batch["attention_mask"].sum(dim=1).tolist() == rows
         padding = batch["attention_mask"] == 0
         assert bool((batch["input_ids"][padding] == trec_data.pad_token_id).all())
         assert bool((batch["token_type_ids"][padding] == 0).all())
-        assert batch["labels"].tolist() == trec_data.validation["labels"][b * 8:(b + 1) * 8]
+        assert batch["labels"].tolist() == trec_data.validation["labels"][b * 8 : (b + 1) * 8]
         widths.append(batch["input_ids"].shape[1])
     assert len(widths) == 5 and len(set(widths)) > 1
 
@@ -272,14 +293,14 @@ def test_padding_uses_the_given_pad_id(trec_data: PreparedData) -> None:
     batch = next(iter(dm.val_dataloader()))
     padding = batch["attention_mask"] == 0
     assert bool(padding.any()) and bool((batch["input_ids"][padding] == 99).all())
-    assert batch["input_ids"][0, : trec_data.validation["length"][0]].tolist() == \
-        trec_data.validation["input_ids"][0]
+    assert batch["input_ids"][0, : trec_data.validation["length"][0]].tolist() == trec_data.validation["input_ids"][0]
 
 
 def test_training_order_is_shuffled_by_seed_and_covers_every_row(trec_data: PreparedData) -> None:
     def first_epoch(seed: int) -> list[int]:
-        dm = TextClassificationDataModule(trec_data.train, trec_data.validation,
-                                          pad_token_id=trec_data.pad_token_id, batch_size=16, seed=seed)
+        dm = TextClassificationDataModule(
+            trec_data.train, trec_data.validation, pad_token_id=trec_data.pad_token_id, batch_size=16, seed=seed
+        )
         return [row for batch in dm.train_dataloader() for row in batch["input_ids"][:, 1].tolist()]
 
     order = first_epoch(0)
@@ -311,7 +332,8 @@ def test_datamodule_drives_a_real_trainer(trec_data: PreparedData, tiny_bert: Pa
         def __init__(self) -> None:
             super().__init__()
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(tiny_bert), num_labels=len(trec_data.label_names))
+                str(tiny_bert), num_labels=len(trec_data.label_names)
+            )
             self.model.train()
             self.losses: list[float] = []
 
@@ -327,11 +349,20 @@ def test_datamodule_drives_a_real_trainer(trec_data: PreparedData, tiny_bert: Pa
             return torch.optim.AdamW(self.parameters(), lr=1e-3)
 
     probe = Probe()
-    dm = TextClassificationDataModule(trec_data.train, trec_data.validation,
-                                      pad_token_id=trec_data.pad_token_id, batch_size=8)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, accelerator="cpu",
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0)
+    dm = TextClassificationDataModule(
+        trec_data.train, trec_data.validation, pad_token_id=trec_data.pad_token_id, batch_size=8
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(probe, datamodule=dm)
     assert trainer.global_step == 3
     assert len(probe.losses) == 4 and all(0 < loss < 10 for loss in probe.losses)

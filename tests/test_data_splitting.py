@@ -70,8 +70,10 @@ def test_too_small_a_fraction_for_the_classes() -> None:
     with pytest.raises(DataError) as info:
         stratified_split(texts, labels, val_fraction=0.05, seed=0)
     assert info.value.problems == [
-        ("data.val_fraction", "val_fraction=0.05 gives 3 validation rows for 6 classes (need one per class): "
-                              "use at least 0.1"),
+        (
+            "data.val_fraction",
+            "val_fraction=0.05 gives 3 validation rows for 6 classes (need one per class): use at least 0.1",
+        ),
     ]
 
 
@@ -104,8 +106,7 @@ def test_one_class_in_train_names_it() -> None:
     with pytest.raises(DataError) as info:
         check_label_coverage(["pos", "pos"], ["pos"])
     assert info.value.problems == [
-        ("data.train", "training data has 1 class ('pos'); classification needs at least 2: "
-                       "check data.label_column"),
+        ("data.train", "training data has 1 class ('pos'); classification needs at least 2: check data.label_column"),
     ]
 
 
@@ -115,10 +116,16 @@ def test_class_missing_from_validation_and_unseen_class_are_reported_together() 
     with pytest.raises(DataError) as info:
         check_label_coverage(train, val)
     assert info.value.problems == [
-        ("data.validation", "class 'ABBR' has 0 rows in validation (train has 3): add validation rows for it "
-                            "or use a stratified split by removing data.validation"),
-        ("data.validation", "class 'NUM' has 2 rows in validation but none in training, so no model can "
-                            "predict it: add training rows for it or remove it from validation"),
+        (
+            "data.validation",
+            "class 'ABBR' has 0 rows in validation (train has 3): add validation rows for it "
+            "or use a stratified split by removing data.validation",
+        ),
+        (
+            "data.validation",
+            "class 'NUM' has 2 rows in validation but none in training, so no model can "
+            "predict it: add training rows for it or remove it from validation",
+        ),
     ]
 
 

@@ -68,9 +68,7 @@ def collate(features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tens
     }
 
 
-def loader(
-    tokenizer: BertTokenizer, rows: Rows, labels: list[str], batch_size: int, shuffle: bool
-) -> DataLoader:
+def loader(tokenizer: BertTokenizer, rows: Rows, labels: list[str], batch_size: int, shuffle: bool) -> DataLoader:
     return DataLoader(
         encode(tokenizer, rows, labels),  # type: ignore[arg-type]
         batch_size=batch_size,
@@ -160,9 +158,7 @@ def test_parameter_groups_drop_an_empty_group() -> None:
 
 
 def test_parameter_groups_cover_every_bert_parameter_once(tiny_bert: Path) -> None:
-    module = SequenceClassifier(
-        encoder_name_or_path=str(tiny_bert), label_names=["a", "b"], learning_rate=1e-3
-    )
+    module = SequenceClassifier(encoder_name_or_path=str(tiny_bert), label_names=["a", "b"], learning_rate=1e-3)
     names = {id(p): n for n, p in module.named_parameters()}
 
     decay, no_decay = parameter_groups(module.named_parameters(), weight_decay=0.01)
@@ -215,9 +211,7 @@ def test_hf_model_carries_labels_and_classifier_dropout(tiny_bert: Path) -> None
 
 
 def test_without_dropout_the_config_default_is_kept(tiny_bert: Path) -> None:
-    module = SequenceClassifier(
-        encoder_name_or_path=str(tiny_bert), label_names=["a", "b"], learning_rate=1e-3
-    )
+    module = SequenceClassifier(encoder_name_or_path=str(tiny_bert), label_names=["a", "b"], learning_rate=1e-3)
 
     assert module.model.config.classifier_dropout is None
     assert head_dropout(module) == module.model.config.hidden_dropout_prob == 0.1
@@ -227,9 +221,7 @@ def test_dropout_on_an_encoder_without_classifier_dropout_is_an_error(tmp_path: 
     GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
 
     with pytest.raises(ValueError, match="dropout: GPT2Config .* has no classifier dropout"):
-        SequenceClassifier(
-            encoder_name_or_path=str(tmp_path), label_names=["a", "b"], learning_rate=1e-3, dropout=0.1
-        )
+        SequenceClassifier(encoder_name_or_path=str(tmp_path), label_names=["a", "b"], learning_rate=1e-3, dropout=0.1)
 
 
 def test_invalid_arguments_are_reported_together(tiny_bert: Path) -> None:
@@ -285,9 +277,7 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_loading_is_quiet_and_restores_transformers_logging(
-    tiny_bert: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_loading_is_quiet_and_restores_transformers_logging(tiny_bert: Path, capfd: pytest.CaptureFixture[str]) -> None:
     verbosity = hf_logging.get_verbosity()
     records = Records()
     library_logger = logging.getLogger("transformers")  # its own handler does not propagate to caplog
@@ -357,13 +347,9 @@ def test_history_has_one_full_record_per_epoch(two_epoch_run: dict[str, Any]) ->
 
     assert [(r["epoch"], r["step"]) for r in history] == [(0, 5), (1, 10)]
     scalars = ["loss", "accuracy"] + [
-        f"{kind}_{average}"
-        for average in ("macro", "micro", "weighted")
-        for kind in ("precision", "recall", "f1")
+        f"{kind}_{average}" for average in ("macro", "micro", "weighted") for kind in ("precision", "recall", "f1")
     ]
-    expected_keys = {"epoch", "step", "train_loss", "per_class", "confusion_matrix"} | {
-        f"val_{s}" for s in scalars
-    }
+    expected_keys = {"epoch", "step", "train_loss", "per_class", "confusion_matrix"} | {f"val_{s}" for s in scalars}
     for record in history:
         assert set(record) == expected_keys
         assert all(type(record[f"val_{s}"]) is float for s in scalars)

@@ -1,0 +1,227 @@
+"""Export a trial's best-epoch checkpoint as a ready-to-use Hugging Face model folder, without retraining."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.checkpoints import WEIGHTS_FILE, checkpoint_dir, is_kept, ranked
+from sweep.errors import SweepError
+from sweep.summary import format_params
+
+METADATA_FILE = "sweep.json"
+
+
+def choose_trial(study: optuna.Study, number: int | None, root: Path | None = None) -> FrozenTrial:
+    """The best completed trial, or trial `number`; SweepError when it has no checkpoint to export."""
+    trials = study.get_trials(deepcopy=False)
+    kept = [t.number for t in trials if is_kept(study, t, root)]
+    kept_note = f"trials with a checkpoint: {', '.join(map(str, kept))}" if kept else "no trial has a checkpoint"
+    if number is None:
+        best = ranked(trials)
+        if not best:
+            raise SweepError([("study", f"study {study.study_name!r} has no completed trial yet (run `sweep run`)")])
+        trial = best[0]
+    else:
+        by_number = {t.number: t for t in trials}
+        if number not in by_number:
+            last = f"0..{len(trials) - 1}" if trials else "none"
+            raise SweepError([("--trial", f"study {study.study_name!r} has no trial {number} (trials: {last})")])
+        trial = by_number[number]
+        if trial.state != TrialState.COMPLETE:
+            raise SweepError(
+                [
+                    (
+                        "--trial",
+                        f"trial {number} is {trial.state.name}, not COMPLETE: only completed trials keep "
+                        f"weights ({kept_note})",
+                    )
+                ]
+            )
+    if not is_kept(study, trial, root):
+        path = checkpoint_dir(study, trial, root)
+        where = f" (looked in {path})" if path else ""
+        raise SweepError(
+            [
+                (
+                    "--trial",
+                    f"trial {trial.number}'s checkpoint was not kept or was deleted (only the top "
+                    f"search.keep_checkpoints trials keep one){where}; {kept_note}",
+                )
+            ]
+        )
+    return trial
+
+
+def _metrics_table(per_class: dict[str, dict[str, Any]]) -> str:
+    rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for name, m in per_class.items():
+        rows.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+    return "\n".join(rows)
+
+
+def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The facts of the export, machine-readable (also the source of the model card)."""
+    attrs, study_attrs = trial.user_attrs, study.user_attrs
+    spec = study_attrs.get("spec", {})
+    return {
+        "study": study.study_name,
+        "trial": trial.number,
+        "metric": study_attrs.get("metric"),
+        "value": trial.value,
+        "best_epoch": attrs.get("best_epoch"),
+        "epochs": attrs.get("hyperparameters", {}).get("epochs"),
+        "hyperparameters": attrs.get("hyperparameters", trial.params),
+        "searched_parameters": trial.params,
+        "seed": attrs.get("seed"),
+        "validation_metrics": attrs.get("metrics", {}),
+        "per_class": attrs.get("per_class", {}),
+        "confusion_matrix": attrs.get("confusion_matrix"),
+        "label_names": study_attrs.get("label_names"),
+        "encoder": spec.get("model", {}).get("encoder"),
+        "max_length": spec.get("model", {}).get("max_length"),
+        "data_fingerprint": study_attrs.get("data_fingerprint"),
+        "data_report": study_attrs.get("data_report"),
+        "spec": spec,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
+    report = meta.get("data_report") or {}
+    metric = meta["metric"]
+    overall = meta["validation_metrics"]
+    headline = ", ".join(
+        f"{k.removeprefix('val_')} {v:.4f}"
+        for k, v in overall.items()
+        if k.startswith("val_") and isinstance(v, float) and k != "val_loss"
+    )
+    warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or "- none"
+    classes = report.get("class_distribution", {})
+    distribution = "\n".join(
+        f"| {name} | {classes.get('train', {}).get(name, '-')} | {classes.get('validation', {}).get(name, '-')} |"
+        for name in meta.get("label_names") or []
+    )
+    max_length = meta.get("max_length") or 128
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+tags: [sweep, text-classification]
+---
+
+# {meta["study"]} · trial {meta["trial"]}
+
+A text classifier fine-tuned from `{meta["encoder"]}` by [sweep](https://pypi.org/project/sweep/): the
+weights of the **best validation epoch** ({meta["best_epoch"]} of {meta["epochs"]}) of trial {meta["trial"]}
+in study `{meta["study"]}`, exported without retraining.
+
+## Use
+
+```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="path/to/this/folder")
+classify("your text here", truncation=True, max_length={max_length})
+```
+
+or `AutoModelForSequenceClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
+Labels: {", ".join(meta.get("label_names") or [])}.
+
+## Validation results (best epoch)
+
+{metric}: **{meta["value"]:.4f}**. {headline}.
+
+{_metrics_table(meta["per_class"])}
+
+## Hyperparameters
+
+{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}.
+Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
+
+## Data
+
+- train: `{report.get("train", "?")}` ({report.get("num_train", "?")} examples after cleaning)
+- validation: `{report.get("validation") or report.get("split", "?")}` ({report.get("num_validation", "?")} examples)
+- data fingerprint: `{meta["data_fingerprint"]}`
+
+| class | train | validation |
+|---|---:|---:|
+{distribution}
+
+Cleaning and checks:
+{warnings}
+
+The full data report, the spec the study ran and every number above are in `{METADATA_FILE}`.
+"""
+
+
+def export_trial(
+    study: optuna.Study,
+    out: Path,
+    *,
+    number: int | None = None,
+    force: bool = False,
+    checkpoint_root: Path | None = None,
+) -> tuple[Path, FrozenTrial]:
+    """Copy the trial's checkpoint into `out` with a model card and metadata; atomic (temp folder + rename)."""
+    out = out.expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise SweepError([("--out", f"{out} exists and is not empty: choose another folder or pass --force")])
+    trial = choose_trial(study, number, checkpoint_root)
+    source = checkpoint_dir(study, trial, checkpoint_root)
+    assert source is not None  # choose_trial checked it is kept
+    meta = metadata(study, trial)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        for item in source.iterdir():
+            if item.suffix in (".bin", ".pt", ".pth", ".pkl"):
+                continue  # never carry pickled weights
+            shutil.copy2(item, tmp / item.name)
+        _check_weights(tmp / WEIGHTS_FILE, source / WEIGHTS_FILE)
+        _check_config(tmp / "config.json", meta.get("label_names") or [])
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(meta), encoding="utf-8")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out, trial
+
+
+def _check_weights(copy: Path, source: Path) -> None:
+    """The copy must be whole and read as safetensors, before anything is renamed into place."""
+    from safetensors import safe_open
+
+    if copy.stat().st_size != source.stat().st_size:
+        raise RuntimeError(f"{copy} is {copy.stat().st_size} bytes, its source {source} {source.stat().st_size}")
+    with safe_open(str(copy), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+            f.get_tensor(key)
+
+
+def _check_config(path: Path, label_names: list[str]) -> None:
+    config = json.loads(path.read_text(encoding="utf-8"))
+    id2label = {int(k): v for k, v in config.get("id2label", {}).items()}
+    if label_names and id2label != dict(enumerate(label_names)):
+        raise RuntimeError(f"{path}: id2label {id2label} does not match the study's labels {label_names}")
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Rename the finished folder into place; an existing `out` (allowed by --force) goes only after."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, old / out.name)
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""Best-epoch weights kept per trial, top-k on disk, exported as a Hugging Face folder that reproduces its metric."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import trec_subset, write_csv
+from optuna.trial import TrialState
+from sklearn.metrics import f1_score
+
+import sweep.export
+from sweep.checkpoints import is_kept
+from sweep.cli import main
+from sweep.errors import SweepError
+from sweep.export import export_trial
+from sweep.runner import run_study
+from sweep.storage import load_study
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    """A 5-trial study on real TREC questions (tiny BERT) keeping the top 2 checkpoints."""
+    root = tmp_path_factory.mktemp("export-study")
+    rows = trec_subset(45, seed=2, exclude_abbr=True)
+    labels = sorted({label for _, label in rows})[:4]
+    seen: Counter[str] = Counter()
+    train, val = [], []
+    for text, label in rows:
+        if label in labels:
+            seen[label] += 1
+            (val if seen[label] <= 12 else train).append((text, label))
+    spec = {
+        "name": "trec-export",
+        "storage": f"sqlite:///{root / 'sweeps.db'}",
+        "data": {
+            "train": str(write_csv(root / "train.csv", train)),
+            "validation": str(write_csv(root / "val.csv", val)),
+            "cache_dir": str(root / "cache"),
+        },
+        "model": {"encoder": str(tiny_bert), "max_length": 32},
+        "search": {
+            "n_trials": 5,
+            "sampler": "random",
+            "pruner": "none",
+            "keep_checkpoints": 2,
+            "space": {"learning_rate": {"low": 5e-4, "high": 5e-3, "log": True}, "batch_size": 8, "epochs": [2, 3]},
+        },
+    }
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    run_study(root / "spec.yaml")
+    return root
+
+
+def url(root: Path) -> str:
+    return f"sqlite:///{root / 'sweeps.db'}"
+
+
+def test_only_top_k_checkpoints_stay(study_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = load_study("trec-export", url(study_dir))
+    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (-t.value, t.number))
+    assert len(complete) == 5
+    kept = {t.number for t in study.trials if is_kept(study, t)}
+    assert kept == {complete[0].number, complete[1].number}
+    dirs = sorted(p.name for p in (study_dir / "checkpoints" / "trec-export").iterdir())
+    assert dirs == sorted([f"trial-{n:05d}" for n in kept] + ["tokenizer"])  # no stray temp folders
+    for trial in complete[:2]:
+        assert trial.user_attrs["checkpoint_epoch"] == trial.user_attrs["best_epoch"]
+
+    assert main(["status", "trec-export", "--storage", url(study_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("kept") >= 3  # two rows + the summary line
+    assert "checkpoints: 2 kept" in out and " MB in " in out
+
+
+def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    study = load_study("trec-export", url(study_dir))
+    out, trial = export_trial(study, tmp_path / "model")
+    assert trial.number == max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value).number
+    files = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "README.md", "sweep.json", "tokenizer_config.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "DESC", "1": "ENTY", "2": "HUM", "3": "LOC"}
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.label2id["HUM"] == 2
+
+    with (study_dir / "val.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    classify = pipeline("text-classification", model=str(out), device=-1)
+    predicted = [p["label"] for p in classify([r["text"] for r in rows], truncation=True, max_length=32)]
+    f1 = f1_score([r["label"] for r in rows], predicted, average="macro")
+    assert f1 == pytest.approx(trial.value, abs=1e-6)
+
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["study"] == "trec-export" and meta["trial"] == trial.number
+    assert meta["best_epoch"] == trial.user_attrs["best_epoch"] and meta["value"] == trial.value
+    assert meta["spec"]["search"]["keep_checkpoints"] == 2 and meta["data_report"]["num_validation"] == 48
+    card = (out / "README.md").read_text()
+    for fact in (f"trial {trial.number}", "trec-export", "pipeline(", "| HUM |", "learning_rate=", "best validation"):
+        assert fact in card
+
+
+def test_export_a_chosen_trial_and_force(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = load_study("trec-export", url(study_dir))
+    second = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (-t.value, t.number))[1]
+    target = tmp_path / "m"
+    assert (
+        main(
+            ["export", "trec-export", "--out", str(target), "--storage", url(study_dir), "--trial", str(second.number)]
+        )
+        == 0
+    )
+    assert f"exported trial {second.number}" in capsys.readouterr().out
+    assert json.loads((target / "sweep.json").read_text())["trial"] == second.number
+
+    assert main(["export", "trec-export", "--out", str(target), "--storage", url(study_dir)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main(["export", "trec-export", "--out", str(target), "--storage", url(study_dir), "--force"]) == 0
+    assert json.loads((target / "sweep.json").read_text())["trial"] != second.number
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_bad_exports_write_nothing(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = load_study("trec-export", url(study_dir))
+    dropped = next(t.number for t in study.trials if not is_kept(study, t))
+    kept = sorted(t.number for t in study.trials if is_kept(study, t))
+    target = tmp_path / "out"
+    cases = {
+        ("nope",): "no study named 'nope'",
+        ("trec-export", "--trial", "99"): "has no trial 99 (trials: 0..4)",
+        ("trec-export", "--trial", str(dropped)): f"trials with a checkpoint: {', '.join(map(str, kept))}",
+    }
+    for args, message in cases.items():
+        assert main(["export", *args, "--out", str(target), "--storage", url(study_dir)]) == 2, args
+        err = capsys.readouterr().err
+        assert message in err, (args, err)
+        assert len(err.strip().splitlines()) == 1
+    assert not target.exists()
+
+
+def test_pruned_failed_and_empty_studies(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="empty", storage=storage, direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=dist, state=TrialState.FAIL))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"x": 0.2}, distributions=dist, state=TrialState.PRUNED, intermediate_values={1: 0.3}
+        )
+    )
+    with pytest.raises(SweepError, match="no completed trial yet"):
+        export_trial(study, tmp_path / "o")
+    with pytest.raises(SweepError, match="trial 0 is FAIL, not COMPLETE"):
+        export_trial(study, tmp_path / "o", number=0)
+    with pytest.raises(SweepError, match="trial 1 is PRUNED, not COMPLETE.*no trial has a checkpoint"):
+        export_trial(study, tmp_path / "o", number=1)
+    assert not (tmp_path / "o").exists()
+
+
+def test_interrupted_export_leaves_no_folder(study_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C after the weights were copied
+
+    monkeypatch.setattr(sweep.export, "_check_config", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export_trial(load_study("trec-export", url(study_dir)), tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
