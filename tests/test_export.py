@@ -173,3 +173,34 @@ def test_interrupted_export_leaves_no_folder(study_dir: Path, tmp_path: Path, mo
     with pytest.raises(KeyboardInterrupt):
         export_trial(load_study("trec-export", url(study_dir)), tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_from_a_moved_checkpoint_folder(study_dir: Path, tmp_path: Path) -> None:
+    """Another machine sharing the store mounts the checkpoints elsewhere: --checkpoints points there."""
+    import shutil
+
+    study = load_study("trec-export", url(study_dir))
+    moved = tmp_path / "mounted"
+    shutil.copytree(study_dir / "checkpoints" / "trec-export", moved)
+    out, trial = export_trial(study, tmp_path / "model", checkpoint_root=moved)
+    assert (out / "model.safetensors").read_bytes() == (
+        moved / f"trial-{trial.number:05d}" / "model.safetensors"
+    ).read_bytes()
+    with pytest.raises(SweepError, match=f"looked in {tmp_path / 'elsewhere'}"):
+        export_trial(study, tmp_path / "model2", checkpoint_root=tmp_path / "elsewhere")
+
+
+def test_optuna_cli_reads_our_store(study_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "optuna"
+    result = subprocess.run(
+        [str(cli), "trials", "--study-name", "trec-export", "--storage", url(study_dir), "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    trials = json.loads(result.stdout)
+    assert len(trials) == 5 and {t["state"] for t in trials} == {"COMPLETE"}
