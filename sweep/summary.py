@@ -23,8 +23,8 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
+def format_params(params: dict[str, Any], sep: str = ", ") -> str:
+    return sep.join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
 def duration(trial: FrozenTrial) -> timedelta | None:
@@ -76,7 +76,12 @@ def trials_table(study: optuna.Study) -> Table:
     metric = study.user_attrs.get("metric", "value")
     table = Table(title=f"study {study.study_name}", title_justify="left")
     for column in ("#", "state", metric, "best epoch", "checkpoint", "parameters", "duration"):
-        table.add_column(column, justify="right" if column in ("#", metric, "best epoch", "duration") else "left")
+        table.add_column(
+            column,
+            justify="right" if column in ("#", metric, "best epoch", "duration") else "left",
+            overflow="fold",
+            min_width=len(column) if column != "parameters" else 24,
+        )
     for trial in study.get_trials(deepcopy=False):
         value = trial_value(trial)
         epoch = trial.user_attrs.get("best_epoch")
@@ -88,7 +93,7 @@ def trials_table(study: optuna.Study) -> Table:
             f"{value:.4f}" if value is not None else "-",
             f"{epoch}/{epochs}" if epoch else "-",
             checkpoint_state(study, trial),
-            format_params(trial.params) + (f"  [{note}]" if note else ""),
+            format_params(trial.params, sep="\n") + (f"\n[{note}]" if note else ""),
             _seconds(trial),
         )
     return table
