@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -19,7 +19,15 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Hyperparameter sweeps for fine-tuning pretrained text encoders (Optuna + PyTorch Lightning).",
 )
-out = Console()
+
+class _Out:
+    """stdout console, created per use so redirected output (files, CI logs) gets a wide, unwrapped table."""
+
+    def print(self, *args: object, **kwargs: Any) -> None:
+        Console(width=None if sys.stdout.isatty() else 160).print(*args, **kwargs)
+
+
+out = _Out()
 err = Console(stderr=True)
 
 StorageOption = Annotated[
