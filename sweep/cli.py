@@ -20,6 +20,7 @@ app = typer.Typer(
     help="Hyperparameter sweeps for fine-tuning pretrained text encoders (Optuna + PyTorch Lightning).",
 )
 
+
 class _Out:
     """stdout console, created per use so redirected output (files, CI logs) gets a wide, unwrapped table."""
 
@@ -94,6 +95,32 @@ def export(
         highlight=False,
     )
     out.print(f'load it with: transformers.pipeline("text-classification", model="{path}")', highlight=False)
+
+
+@app.command()
+def report(
+    studies: Annotated[list[str], typer.Argument(help="One or more study names (several: compared side by side).")],
+    out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    storage: StorageOption = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Also write each figure as a PNG into this folder.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the importance evaluators.")] = 0,
+) -> None:
+    """One self-contained HTML file (works offline) that explains a study, or compares several."""
+    from reports import write_report
+    from sweep.storage import DEFAULT_STORAGE_URL, load_study
+
+    if out_file.exists() and out_file.is_dir():
+        raise SweepError([("--out", f"{out_file} is a folder: give a file name such as report.html")])
+    if not out_file.resolve().parent.is_dir():
+        raise SweepError([("--out", f"folder does not exist: {out_file.resolve().parent}")])
+    url = storage or DEFAULT_STORAGE_URL
+    loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
+    result = write_report(loaded, out_file, png_dir=png, seed=seed)
+    out.print(f"wrote {result.path} ({result.figures} figures)", highlight=False)
+    for item in result.skipped:
+        out.print(f"  note: {item}", highlight=False)
+    if png is not None:
+        out.print(result.png_note or f"wrote {len(result.png_files)} PNG files to {png}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

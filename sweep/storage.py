@@ -48,8 +48,25 @@ def _engine_kwargs(url: str) -> dict[str, object]:
     return {"pool_pre_ping": True, "pool_recycle": 3600}
 
 
-def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+def read_only_url(url: str) -> tuple[str, dict[str, object]]:
+    """The URL and engine options that open the store read-only where the backend allows it."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = Path(parsed.database or "").resolve()
+        return f"sqlite:///file:{path}?mode=ro&uri=true", {"connect_args": {"timeout": 60, "uri": True}}
+    if backend == "postgresql":
+        return url, {"pool_pre_ping": True, "connect_args": {"options": "-c default_transaction_read_only=on"}}
+    return url, _engine_kwargs(url)
+
+
+def _rdb_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBStorage:
     """Heartbeats mark a killed worker's trial FAIL after the grace period; it is then retried once."""
+    if read_only:
+        ro_url, kwargs = read_only_url(url)
+        return optuna.storages.RDBStorage(
+            ro_url, engine_kwargs=kwargs, skip_compatibility_check=True, skip_table_creation=True
+        )
     return optuna.storages.RDBStorage(
         url,
         engine_kwargs=_engine_kwargs(url),
@@ -59,15 +76,18 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
     )
 
 
-def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
-    """Open (and on first use create) the store; user errors come back as SweepError."""
-    problems = storage_problems(url, must_exist=must_exist)
+def open_storage(url: str, *, must_exist: bool = False, read_only: bool = False) -> optuna.storages.RDBStorage:
+    """Open (and on first use create) the store; user errors come back as SweepError.
+
+    `read_only` is for readers (status, report, export): they never block or change a running study.
+    """
+    problems = storage_problems(url, must_exist=must_exist or read_only)
     if problems:
         raise SweepError(problems)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _rdb_storage(url)
+            return _rdb_storage(url, read_only=read_only)
     except ImportError as exc:
         raise SweepError([("storage", f"the database driver for {url!r} is not installed ({exc.name})")]) from None
     except Exception as exc:  # SQLAlchemy OperationalError and friends: say what could not be reached
@@ -79,9 +99,9 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
 
-def load_study(name: str, url: str) -> optuna.Study:
-    """Load an existing study, or say which studies the store holds."""
-    storage = open_storage(url, must_exist=True)
+def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
+    """Load an existing study (read-only by default), or say which studies the store holds."""
+    storage = open_storage(url, must_exist=True, read_only=read_only)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

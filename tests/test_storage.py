@@ -1,0 +1,57 @@
+"""The SQL store: URL checks without connecting, and read-only readers that never disturb a running study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweep.errors import SweepError
+from sweep.storage import load_study, open_storage, storage_problems
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mongodb://localhost/x", "unsupported scheme 'mongodb'"),
+        ("not a url", "not a database URL"),
+        ("sqlite://", "in-memory SQLite store loses every trial"),
+        ("sqlite:////no/such/folder/s.db", "folder does not exist: /no/such/folder"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    problems = storage_problems(url)
+    assert len(problems) == 1 and problems[0][0] == "storage" and message in problems[0][1]
+
+
+def test_good_urls_pass(tmp_path: Path) -> None:
+    assert storage_problems(f"sqlite:///{tmp_path / 's.db'}") == []
+    assert storage_problems("postgresql+psycopg://user@localhost/sweeps") == []
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    with pytest.raises(SweepError, match=r"storage: (cannot open|the database driver)"):
+        open_storage("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_read_only_reader_beside_a_running_writer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    writer = optuna.create_study(study_name="live", storage=open_storage(url), direction="maximize")
+    running = writer.ask()
+    running.report(0.5, 1)
+
+    reader = load_study("live", url)  # read-only by default
+    assert reader.trials[0].state == optuna.trial.TrialState.RUNNING
+    assert reader.trials[0].intermediate_values == {1: 0.5}
+    with pytest.raises(Exception):  # noqa: B017 - any storage error: the reader cannot write
+        reader.set_user_attr("x", 1)
+
+    writer.tell(running, 0.7)  # the writer is not blocked by the reader
+    assert load_study("live", url).best_value == 0.7
+
+
+def test_readers_do_not_create_a_store(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match="no study store at"):
+        load_study("x", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert list(tmp_path.iterdir()) == []
