@@ -41,6 +41,7 @@ class TimingCallback(pl.Callback):
 
     def __init__(self) -> None:
         self.seconds = {"train": 0.0, "validation": 0.0}
+        self.validation_ends: list[float] = []  # wall-clock (time.time()) at the end of each validation run
         self._start: dict[str, float] = {}
         self.train_examples = 0
 
@@ -61,6 +62,8 @@ class TimingCallback(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stop("validation")
+        if not trainer.sanity_checking:
+            self.validation_ends.append(time.time())
 
     def _stop(self, phase: str) -> None:
         start = self._start.pop(phase, None)

@@ -173,6 +173,7 @@ def build_objective(
                 "train_examples": timing.train_examples,
             },
         )
+        trial.set_user_attr("validation_wall_times", [round(t, 3) for t in timing.validation_ends])
         if pruning.pruned_at is not None:
             trial.set_user_attr("pruned_at_epoch", pruning.pruned_at)
             raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
