@@ -79,13 +79,26 @@ def _tied(key: str) -> bool:
     return key.endswith(("position_ids", "decoder.weight", "decoder.bias"))
 
 
+def _save_quietly(model: Any, directory: Path) -> None:
+    """`save_pretrained` without transformers' "Writing model shards" bar over our progress display."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(directory, safe_serialization=True)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def save_checkpoint(model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, target: Path) -> Path:
     """Write a Hugging Face folder (safetensors weights, config, tokenizer) atomically; verify it reads back."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         model.load_state_dict(state)
-        model.save_pretrained(tmp, safe_serialization=True)
+        _save_quietly(model, tmp)
         for item in tokenizer_dir.iterdir():
             shutil.copy2(item, tmp / item.name)
         verify_weights(tmp / WEIGHTS_FILE, state)

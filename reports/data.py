@@ -1,0 +1,164 @@
+"""The data report stored with a study (`data_report` user attr) as figures, tables and notes.
+
+Every key is optional: older studies, or studies made by other tools, may hold any part of it or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, TableBlock
+from reports.figures import plot_class_distribution
+
+SPLITS = ("train", "validation")
+DROP_REASONS = {
+    "missing_text": "missing text",
+    "empty_text": "empty text after normalising",
+    "missing_label": "missing label",
+    "conflicting_rows": "text with conflicting labels",
+    "duplicates": "exact duplicate",
+}
+MAX_CONFLICTS = 20
+MAX_OVERLAP_EXAMPLES = 10
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def overview_rows(report: Mapping[str, Any]) -> list[list[Any]]:
+    """Where the data came from and how it was split, as (item, value) rows."""
+    items = [("train source", "train"), ("validation source", "validation"), ("split", "split"),
+             ("training rows", "num_train"), ("validation rows", "num_validation"),
+             ("max length (tokens)", "max_length"), ("tokenizer", "tokenizer")]
+    rows = [[label, report[key]] for label, key in items if report.get(key) is not None]
+    if "validation" in report and report.get("validation") is None:
+        rows.insert(1, ["validation source", "none (split from train)"])
+    return rows
+
+
+def collect_class_distribution(report: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Rows per class for each split that has counts."""
+    dist = _dict(report.get("class_distribution"))
+    return {split: {str(k): int(v) for k, v in _dict(dist.get(split)).items()} for split in dist
+            if _dict(dist.get(split))}
+
+
+def collect_dropped_rows(report: Mapping[str, Any]) -> dict[str, dict[str, int | None]]:
+    """Per split with a cleaning report: rows in, rows dropped per reason, rows out, texts normalised (kept)."""
+    cleaning = _dict(report.get("cleaning"))
+    out: dict[str, dict[str, int | None]] = {}
+    for split in SPLITS:
+        rep = _dict(cleaning.get(split))
+        if rep:
+            keys = ("rows_in", *DROP_REASONS, "rows_out", "normalized")
+            out[split] = {k: _int(rep.get(k)) for k in keys}
+    return out
+
+
+def dropped_rows_table(dropped: Mapping[str, Mapping[str, int | None]]) -> TableBlock:
+    """Reasons as rows, splits as columns."""
+    splits = list(dropped)
+    labels = {"rows_in": "rows read", **{k: f"dropped: {v}" for k, v in DROP_REASONS.items()},
+              "rows_out": "rows kept", "normalized": "texts normalised (kept)"}
+    rows = [[label, *(dropped[s].get(key) for s in splits)] for key, label in labels.items()]
+    return TableBlock(columns=["", *splits], rows=rows, caption="Rows dropped while cleaning, by reason")
+
+
+def _label_counts(labels: Any) -> str:
+    return ", ".join(f"{k} ×{v}" for k, v in _dict(labels).items())
+
+
+def conflict_blocks(report: Mapping[str, Any]) -> list[Block]:
+    """Texts that appeared with different labels (all their rows were dropped), capped per split."""
+    cleaning = _dict(report.get("cleaning"))
+    rows, notes = [], []
+    for split in SPLITS:
+        rep = _dict(cleaning.get(split))
+        examples = [e for e in rep.get("conflicting_texts") or [] if isinstance(e, dict)]
+        total = _int(rep.get("conflicting_texts_total"))
+        total = total if total is not None else len(examples)
+        shown = examples[:MAX_CONFLICTS]
+        rows += [[split, e.get("text", ""), _label_counts(e.get("labels"))] for e in shown]
+        if total > len(shown):
+            notes.append(NoteBlock(f"{split}: showing {len(shown)} of {total} texts with conflicting labels"))
+    if not rows:
+        return [NoteBlock("No text appeared with conflicting labels.")] if cleaning else []
+    return [TableBlock(columns=["split", "text", "labels (rows)"], rows=rows,
+                       caption="Texts with conflicting labels (every such row was dropped)"), *notes]
+
+
+def duplicate_note(dropped: Mapping[str, Mapping[str, int | None]]) -> NoteBlock | None:
+    """One sentence on exact duplicates per split."""
+    parts = [f"{split}: {counts['duplicates']}" for split, counts in dropped.items()
+             if counts.get("duplicates") is not None]
+    if not parts:
+        return None
+    return NoteBlock("Exact duplicate rows dropped (one copy of each kept): " + "; ".join(parts) + ".")
+
+
+def overlap_blocks(report: Mapping[str, Any]) -> list[Block]:
+    """How many training rows were dropped because their text is also in validation, with examples."""
+    overlap = _dict(report.get("overlap"))
+    count = _int(overlap.get("train_val_overlap"))
+    if count is None:
+        return []
+    if count == 0:
+        return [NoteBlock("Train/validation overlap: no training text is also in validation.")]
+    examples = [str(e) for e in overlap.get("overlap_examples") or []][:MAX_OVERLAP_EXAMPLES]
+    blocks: list[Block] = [NoteBlock(f"Train/validation overlap: {count} training rows had a text that is also "
+                                     "in validation and were dropped from train.")]
+    if examples:
+        blocks.append(ListBlock(examples, caption=f"Overlapping texts (first {len(examples)})"))
+    return blocks
+
+
+def truncation_table(report: Mapping[str, Any]) -> TableBlock | None:
+    """Rows longer than max_length (cut) per split."""
+    truncated = _dict(report.get("truncated"))
+    if not truncated:
+        return None
+    totals = {"train": report.get("num_train"), "validation": report.get("num_validation")}
+    rows = [[split, _int(n), _int(totals.get(split))] for split, n in truncated.items()]
+    max_length = report.get("max_length")
+    caption = "Rows truncated" + (f" to {max_length} tokens" if max_length is not None else "")
+    return TableBlock(columns=["split", "truncated rows", "rows"], rows=rows, caption=caption)
+
+
+def data_blocks(report: Mapping[str, Any]) -> list[Block]:
+    """Everything the data report holds, in reading order; a note when it holds nothing."""
+    if not report:
+        return [NoteBlock("This study has no data report (the `data_report` user attribute is missing).",
+                          missing=True)]
+    blocks: list[Block] = []
+    overview = overview_rows(report)
+    if overview:
+        blocks.append(TableBlock(columns=["", ""], rows=overview, caption="Data"))
+    distribution = collect_class_distribution(report)
+    if distribution:
+        blocks.append(FigureBlock("class-distribution", plot_class_distribution(distribution)))
+    else:
+        blocks.append(NoteBlock("No class distribution recorded.", missing=True))
+    dropped = collect_dropped_rows(report)
+    if dropped:
+        blocks.append(dropped_rows_table(dropped))
+        if "validation" not in dropped and report.get("validation") is None and "train" in dropped:
+            blocks.append(NoteBlock("The validation split was taken from the cleaned training data."))
+        note = duplicate_note(dropped)
+        if note:
+            blocks.append(note)
+    else:
+        blocks.append(NoteBlock("No cleaning counts recorded.", missing=True))
+    blocks += conflict_blocks(report)
+    blocks += overlap_blocks(report)
+    table = truncation_table(report)
+    if table:
+        blocks.append(table)
+    warnings = [str(w) for w in report.get("warnings") or []]
+    blocks.append(ListBlock(warnings, caption="Warnings") if warnings else NoteBlock("No data warnings."))
+    return blocks

@@ -1,0 +1,264 @@
+"""Study figures, each as a pure `collect_*` (study -> plain data) and a `plot_*` (plain data -> figure)."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
+
+from reports.expected import expected_max_performance
+from reports.trials import STATE_NAMES, completed, maximizes, pruned_value
+
+HEIGHT = 440
+PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
+STATE_STYLE = {  # colour, dash
+    "complete": ("#4c78a8", "solid"),
+    "pruned": ("#f58518", "dash"),
+    "failed": ("#9d9d9d", "dot"),
+    "running": ("#54a24b", "dashdot"),
+    "waiting": ("#bab0ac", "dot"),
+}
+BEST_COLOUR = "#d62728"
+
+
+def plot_text(value: object) -> str:
+    """User text made safe for plotly, which renders a subset of HTML in titles, ticks and legends."""
+    return html.escape(str(value), quote=False)
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(
+        title=plot_text(title),
+        xaxis_title=plot_text(x),
+        yaxis_title=plot_text(y),
+        height=height,
+        template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"groupclick": "togglegroup"},
+    )
+    return fig
+
+
+# --- optimization history -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryData:
+    """Completed trials' values with the best value so far, and pruned trials' best value before stopping."""
+
+    numbers: list[int]
+    values: list[float]
+    best_so_far: list[float]
+    pruned_numbers: list[int]
+    pruned_values: list[float]
+
+
+def collect_history(study: optuna.Study) -> HistoryData:
+    """The data behind the optimization history."""
+    maximize = maximizes(study)
+    numbers: list[int] = []
+    values: list[float] = []
+    best: list[float] = []
+    for trial in completed(study):
+        value = float(trial.values[0])
+        numbers.append(trial.number)
+        values.append(value)
+        best.append(value if not best else (max(best[-1], value) if maximize else min(best[-1], value)))
+    pruned_numbers, pruned_values = [], []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        reached = pruned_value(trial, maximize)
+        if reached is not None:
+            pruned_numbers.append(trial.number)
+            pruned_values.append(reached)
+    return HistoryData(numbers, values, best, pruned_numbers, pruned_values)
+
+
+def plot_history(data: HistoryData, metric: str) -> go.Figure:
+    """Completed trials as dots, pruned trials as crosses, the best value so far as a step line."""
+    fig = go.Figure()
+    fig.add_scatter(x=data.numbers, y=data.values, mode="markers", name="completed trial",
+                    marker={"color": STATE_STYLE["complete"][0], "size": 8})
+    if data.pruned_numbers:
+        fig.add_scatter(x=data.pruned_numbers, y=data.pruned_values, mode="markers",
+                        name="pruned trial (best epoch before it was stopped)",
+                        marker={"color": STATE_STYLE["pruned"][0], "symbol": "x", "size": 8})
+    fig.add_scatter(x=data.numbers, y=data.best_so_far, mode="lines", name="best so far",
+                    line={"color": BEST_COLOUR, "shape": "hv"})
+    return _layout(fig, "Optimization history", "trial", f"validation {metric}")
+
+
+def plot_best_so_far(histories: Mapping[str, HistoryData], metric: str) -> go.Figure:
+    """Several studies' best-so-far curves on shared axes."""
+    fig = go.Figure()
+    for i, (name, data) in enumerate(histories.items()):
+        fig.add_scatter(x=data.numbers, y=data.best_so_far, mode="lines+markers", name=plot_text(name),
+                        line={"color": PALETTE[i % len(PALETTE)], "shape": "hv"})
+    return _layout(fig, "Best value so far", "trial", f"validation {metric}")
+
+
+def plot_best_values(names: Sequence[str], values: Sequence[float], metric: str) -> go.Figure:
+    """One bar per study: its best value."""
+    fig = go.Figure(go.Bar(x=[plot_text(n) for n in names], y=list(values), text=[f"{v:.4f}" for v in values],
+                           marker={"color": [PALETTE[i % len(PALETTE)] for i in range(len(names))]}))
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Best value per study", "study", f"validation {metric}")
+
+
+# --- learning curves ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's validation metric per epoch (1-based), its state, and whether it is the best trial."""
+
+    number: int
+    state: str
+    epochs: list[int]
+    values: list[float]
+    best: bool = False
+
+
+def collect_learning_curves(study: optuna.Study, best: FrozenTrial | None = None) -> list[Curve]:
+    """Every trial that reported at least one epoch, by trial number."""
+    curves = []
+    for trial in study.get_trials(deepcopy=False):
+        if not trial.intermediate_values:
+            continue
+        steps = sorted(trial.intermediate_values)
+        curves.append(Curve(number=trial.number, state=STATE_NAMES[trial.state], epochs=steps,
+                            values=[float(trial.intermediate_values[s]) for s in steps],
+                            best=best is not None and trial.number == best.number))
+    return curves
+
+
+def plot_learning_curves(curves: Sequence[Curve], metric: str) -> go.Figure:
+    """One line per trial; pruned trials dashed in their own colour, ending in a cross where they were stopped."""
+    fig = go.Figure()
+    shown: set[str] = set()
+    for curve in curves:
+        group = "best trial" if curve.best else curve.state
+        colour, dash = (BEST_COLOUR, "solid") if curve.best else STATE_STYLE.get(curve.state, ("#777777", "solid"))
+        symbols = ["circle"] * len(curve.epochs)
+        if curve.state == "pruned":
+            symbols[-1] = "x"
+        fig.add_scatter(
+            x=curve.epochs, y=curve.values, mode="lines+markers",
+            name=f"{group} (trial {curve.number})" if curve.best else group,
+            legendgroup=group, showlegend=group not in shown, meta={"trial": curve.number, "state": curve.state},
+            line={"color": colour, "dash": dash, "width": 3 if curve.best else 1.5},
+            marker={"symbol": symbols, "size": [11 if s == "x" else 5 for s in symbols], "color": colour},
+            opacity=1.0 if curve.best else 0.75,
+            hovertemplate=f"trial {curve.number} ({curve.state})<br>epoch %{{x}}<br>{plot_text(metric)} "
+            "%{y:.4f}<extra></extra>",
+        )
+        shown.add(group)
+    fig.update_xaxes(dtick=1)
+    return _layout(fig, "Learning curves (validation metric per epoch)", "epoch", f"validation {metric}")
+
+
+# --- expected validation performance ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpectedCurve:
+    """Expected best value of n trials (n = 1..N) and its standard deviation."""
+
+    n: list[int]
+    mean: list[float]
+    std: list[float]
+
+
+def collect_expected_performance(values: Sequence[float], maximize: bool = True) -> ExpectedCurve:
+    """Expected best of n completed trials; for a minimised objective, the expected minimum."""
+    sign = 1.0 if maximize else -1.0
+    rows = expected_max_performance([sign * v for v in values])
+    return ExpectedCurve(n=[n for n, _, _ in rows], mean=[sign * m for _, m, _ in rows], std=[s for _, _, s in rows])
+
+
+def plot_expected_performance(curves: Mapping[str, ExpectedCurve], metric: str) -> go.Figure:
+    """Each curve as a line with a ±1 std band."""
+    fig = go.Figure()
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        label = plot_text(name)
+        upper = [m + s for m, s in zip(curve.mean, curve.std, strict=True)]
+        lower = [m - s for m, s in zip(curve.mean, curve.std, strict=True)]
+        fig.add_scatter(x=curve.n, y=upper, mode="lines", line={"width": 0}, legendgroup=label, showlegend=False,
+                        hoverinfo="skip", name=f"{label} +1 std")
+        fig.add_scatter(x=curve.n, y=lower, mode="lines", line={"width": 0}, fill="tonexty",
+                        fillcolor=_rgba(colour, 0.2), legendgroup=label, showlegend=False, hoverinfo="skip",
+                        name=f"{label} -1 std")
+        fig.add_scatter(x=curve.n, y=curve.mean, mode="lines+markers", line={"color": colour}, legendgroup=label,
+                        name=f"{label} (±1 std)")
+    longest = max((len(c.n) for c in curves.values()), default=1)
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(longest / 12)))
+    return _layout(fig, "Expected validation performance", "number of trials",
+                   f"expected best validation {metric}")
+
+
+# --- best trial ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfusionData:
+    """Counts with rows = true label, columns = predicted label."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+
+def trial_labels(trial: FrozenTrial, label_names: Sequence[str], size: int) -> list[str]:
+    """Label names for a k-class trial: the study's, else its per-class keys, else `0..k-1`."""
+    if len(label_names) == size:
+        return [str(n) for n in label_names]
+    per_class = list((trial.user_attrs.get("per_class") or {}).keys())
+    return [str(n) for n in per_class] if len(per_class) == size else [str(i) for i in range(size)]
+
+
+def collect_confusion(trial: FrozenTrial, label_names: Sequence[str]) -> ConfusionData | None:
+    """The trial's confusion matrix with its labels, or None when it has no square matrix."""
+    matrix = trial.user_attrs.get("confusion_matrix")
+    if not isinstance(matrix, list) or not matrix or any(
+        not isinstance(row, list) or len(row) != len(matrix) for row in matrix
+    ):
+        return None
+    return ConfusionData(labels=trial_labels(trial, label_names, len(matrix)),
+                         matrix=[[int(c) for c in row] for row in matrix])
+
+
+def plot_confusion(data: ConfusionData) -> go.Figure:
+    """Heatmap of counts, true labels top to bottom, predicted left to right; hover shows the row share."""
+    labels = [plot_text(n) for n in data.labels]
+    shares = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in data.matrix]
+    fig = go.Figure(go.Heatmap(
+        z=data.matrix, x=labels, y=labels, customdata=shares, colorscale="Blues", texttemplate="%{z}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} rows (%{customdata:.1%} of true %{y})<extra></extra>",
+    ))
+    fig.update_xaxes(type="category", side="bottom")
+    fig.update_yaxes(type="category", autorange="reversed")
+    height = min(900, 220 + 45 * len(labels))
+    return _layout(fig, "Confusion matrix (best epoch of the best trial)", "predicted label", "true label", height)
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+
+def plot_class_distribution(distribution: Mapping[str, Mapping[str, int]]) -> go.Figure:
+    """Grouped bars: rows per class, one colour per split."""
+    fig = go.Figure()
+    for i, (split, counts) in enumerate(distribution.items()):
+        fig.add_bar(x=[plot_text(k) for k in counts], y=list(counts.values()), name=plot_text(split),
+                    marker={"color": PALETTE[i % len(PALETTE)]}, text=list(counts.values()))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Class distribution per split", "label", "rows")

@@ -1,0 +1,342 @@
+"""The report's content: one set of sections per study, plus a comparison when there are several."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+
+from reports.blocks import Block, FigureBlock, NoteBlock, Section, TableBlock
+from reports.data import data_blocks
+from reports.figures import (
+    HEIGHT,
+    HistoryData,
+    collect_confusion,
+    collect_expected_performance,
+    collect_history,
+    collect_learning_curves,
+    plot_best_so_far,
+    plot_best_values,
+    plot_confusion,
+    plot_expected_performance,
+    plot_history,
+    plot_learning_curves,
+    plot_text,
+)
+from reports.importance import collect_importances, importance_problem, plot_importances
+from reports.trials import (
+    best_trial,
+    completed,
+    completed_values,
+    compute_time,
+    epochs_run,
+    format_seconds,
+    hyperparameters,
+    is_single_objective,
+    maximizes,
+    metric_name,
+    planned_epochs,
+    pruning_savings,
+    searched_params,
+    state_counts,
+    varying_params,
+)
+
+CONTOUR_PARAMS = ("learning_rate", "batch_size")
+HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted", "val_loss")
+MAX_ERROR_CHARS = 300
+
+
+def slug(text: str) -> str:
+    """A lowercase id made of letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def _spec_get(study: optuna.Study, *path: str) -> Any:
+    node: Any = study.user_attrs.get("spec")
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _optuna_figure(make: Callable[[], go.Figure], title: str, height: int = HEIGHT) -> go.Figure:
+    """An optuna.visualization figure, quietly built, with our title, height and template."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = make()
+    fig.update_layout(title=plot_text(title), height=height, width=None, template="plotly_white")
+    return fig
+
+
+# --- summary ------------------------------------------------------------------------------------------------
+
+
+def summary_blocks(study: optuna.Study) -> list[Block]:
+    """Counts, compute time, time saved by pruning, the best trial and failed trials."""
+    counts = state_counts(study)
+    metric = metric_name(study)
+    spent = compute_time(study)
+    saved = pruning_savings(study)
+    rows: list[list[Any]] = [["metric", f"validation {metric} ({'max' if maximizes(study) else 'min'}imised)"]]
+    for label, path in (("encoder", ("model", "encoder")), ("sampler", ("search", "sampler")),
+                        ("pruner", ("search", "pruner"))):
+        value = _spec_get(study, *path)
+        if value is not None:
+            rows.append([label, value])
+    rows.append(["trials", ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none"])
+    rows.append(["total compute time", f"{format_seconds(spent.seconds)} over {spent.trials} finished trials"])
+    if counts["pruned"]:
+        rows.append(["time saved by pruning (estimate)",
+                     f"{format_seconds(saved.seconds)} ({saved.epochs} epochs not run)"])
+    total = sum(counts.values())
+    blocks: list[Block] = [TableBlock(columns=["", ""], rows=rows, caption="Study")]
+    if counts["pruned"]:
+        text = ("Time saved by pruning is estimated per pruned trial as (planned epochs − epochs run) × "
+                "(the trial's duration ÷ epochs run): each epoch not run is assumed to take as long as the average "
+                "epoch the trial did run. That duration includes loading data and the model, so the estimate errs "
+                "slightly high.")
+        if saved.unknown:
+            text += (f" Pruned trials {', '.join(map(str, saved.unknown))} lack planned epochs, epochs run or "
+                     "a duration and are not counted.")
+        blocks.append(NoteBlock(text))
+    if not total:
+        blocks.append(NoteBlock("This study has no trials yet.", missing=True))
+    best = best_trial(study)
+    if best is None and total:
+        blocks.append(NoteBlock(f"No completed trial yet, so there is no best trial "
+                                f"({counts['pruned']} pruned, {counts['failed']} failed, "
+                                f"{counts['running']} running).", missing=True))
+    if best is not None:
+        blocks.append(best_trial_table(best, metric))
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    if failed:
+        errors = [[t.number, str(t.user_attrs.get("error") or t.system_attrs.get("fail_reason") or "no error recorded")
+                   [:MAX_ERROR_CHARS]] for t in failed]
+        blocks.append(TableBlock(columns=["trial", "error"], rows=errors, caption="Failed trials"))
+    return blocks
+
+
+def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
+    """The best trial's number, value, best epoch, every hyperparameter and headline metrics."""
+    epoch, planned = best.user_attrs.get("best_epoch"), planned_epochs(best)
+    ran = epochs_run(best)
+    rows: list[list[Any]] = [["trial", best.number], [f"validation {metric}", best.values[0]]]
+    if epoch is not None:
+        rows.append(["best epoch", f"{epoch} of {ran if ran is not None else planned or '?'} run"])
+    rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
+    metrics = best.user_attrs.get("metrics") or {}
+    rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
+    return TableBlock(columns=["", ""], rows=rows, caption=f"Best trial: {best.number}")
+
+
+# --- figures per study --------------------------------------------------------------------------------------
+
+
+def history_blocks(study: optuna.Study) -> list[Block]:
+    data = collect_history(study)
+    if not data.numbers and not data.pruned_numbers:
+        return [NoteBlock("The optimization history needs at least 1 completed or pruned trial with a value; "
+                          "this study has none.", missing=True)]
+    return [FigureBlock("optimization-history", plot_history(data, metric_name(study)))]
+
+
+def importance_blocks(study: optuna.Study, seed: int) -> list[Block]:
+    problem = importance_problem(study)
+    if problem:
+        return [NoteBlock(problem, missing=True)]
+    data = collect_importances(study, seed=seed)
+    blocks: list[Block] = [NoteBlock(f"fANOVA (random forest, seed {seed}) and PED-ANOVA (which parameter values "
+                                     "distinguish the top 10% of trials) over the completed trials, for the "
+                                     "searched parameters that vary.")]
+    if data.importances:
+        blocks.append(FigureBlock("importance", plot_importances(data)))
+    blocks += [NoteBlock(f"{name} importance could not be computed: {why}", missing=True)
+               for name, why in data.errors.items()]
+    return blocks
+
+
+def parameter_blocks(study: optuna.Study) -> list[Block]:
+    """Parallel coordinates, slice plots and the learning-rate × batch-size contour."""
+    trials = completed(study)
+    names = searched_params(trials)
+    target = f"validation {metric_name(study)}"
+    if not trials or not names:
+        why = "no completed trial" if not trials else "no searched hyperparameter"
+        return [NoteBlock(f"Parameter plots need completed trials with searched hyperparameters; this study has {why}.",
+                          missing=True)]
+    blocks: list[Block] = [
+        FigureBlock("parallel-coordinate", _optuna_figure(
+            lambda: optuna.visualization.plot_parallel_coordinate(study, params=names, target_name=target),
+            "Parallel coordinates")),
+        FigureBlock("slice", _optuna_figure(
+            lambda: optuna.visualization.plot_slice(study, params=names, target_name=target), "Slice plots")),
+    ]
+    missing = [p for p in CONTOUR_PARAMS if p not in names]
+    if missing:
+        blocks.append(NoteBlock(f"The contour of learning_rate × batch_size needs both searched; this study did not "
+                                f"search {' or '.join(missing)} (searched: {', '.join(names)}).", missing=True))
+    elif len(varying_params(trials, CONTOUR_PARAMS)) < 2 or len(trials) < 2:
+        blocks.append(NoteBlock("The contour of learning_rate × batch_size needs at least 2 distinct values of each "
+                                "among the completed trials.", missing=True))
+    else:
+        blocks.append(FigureBlock("contour", _optuna_figure(
+            lambda: optuna.visualization.plot_contour(study, params=list(CONTOUR_PARAMS), target_name=target),
+            "Contour: learning_rate × batch_size", height=520)))
+    return blocks
+
+
+def learning_curve_blocks(study: optuna.Study) -> list[Block]:
+    curves = collect_learning_curves(study, best_trial(study))
+    if not curves:
+        return [NoteBlock("Learning curves need trials that reported at least one epoch; this study has none.",
+                          missing=True)]
+    return [FigureBlock("learning-curves", plot_learning_curves(curves, metric_name(study)))]
+
+
+def distribution_blocks(study: optuna.Study) -> list[Block]:
+    """EDF of completed values and the timeline of all trials."""
+    blocks: list[Block] = []
+    if completed(study):
+        target = f"validation {metric_name(study)}"
+        blocks.append(FigureBlock("edf", _optuna_figure(
+            lambda: optuna.visualization.plot_edf(study, target_name=target),
+            "Empirical distribution of trial values")))
+    else:
+        blocks.append(NoteBlock("The value distribution needs at least 1 completed trial; this study has 0.",
+                                missing=True))
+    if any(t.datetime_start is not None for t in study.get_trials(deepcopy=False)):
+        blocks.append(FigureBlock("timeline", _optuna_figure(lambda: optuna.visualization.plot_timeline(study),
+                                                             "Timeline of trials")))
+    else:
+        blocks.append(NoteBlock("The timeline needs trials with a start time; this study has none.", missing=True))
+    return blocks
+
+
+def expected_blocks(study: optuna.Study) -> list[Block]:
+    values = completed_values(study)
+    if not values:
+        return [NoteBlock("Expected validation performance needs at least 1 completed trial; this study has 0.",
+                          missing=True)]
+    curve = collect_expected_performance(values, maximizes(study))
+    blocks: list[Block] = [
+        NoteBlock(f"The expected best validation {metric_name(study)} of n trials drawn at random (with replacement) "
+                  f"from this study's {len(values)} completed trials, ±1 standard deviation (Dodge et al. 2019, "
+                  "“Show Your Work”). A curve still rising at the right says more trials would likely help."),
+        FigureBlock("expected-performance", plot_expected_performance({study.study_name: curve}, metric_name(study))),
+    ]
+    if len(values) == 1:
+        blocks.append(NoteBlock("With 1 completed trial the curve is a single point.", missing=True))
+    return blocks
+
+
+def per_class_table(trial: optuna.trial.FrozenTrial, label_names: Sequence[str]) -> TableBlock | None:
+    """Precision, recall, F1 and support per class, in label order."""
+    per_class = trial.user_attrs.get("per_class")
+    if not isinstance(per_class, dict) or not per_class:
+        return None
+    order = [n for n in label_names if n in per_class] + [n for n in per_class if n not in label_names]
+    rows = [[name, *(per_class[name].get(k) if isinstance(per_class[name], dict) else None
+                     for k in ("precision", "recall", "f1", "support"))] for name in order]
+    return TableBlock(columns=["label", "precision", "recall", "F1", "support"], rows=rows,
+                      caption=f"Per-class scores of trial {trial.number} at its best epoch")
+
+
+def best_trial_blocks(study: optuna.Study) -> list[Block]:
+    best = best_trial(study)
+    if best is None:
+        return [NoteBlock("Per-class scores and the confusion matrix need a completed trial; this study has none.",
+                          missing=True)]
+    labels = [str(n) for n in study.user_attrs.get("label_names") or []]
+    blocks: list[Block] = []
+    table = per_class_table(best, labels)
+    blocks.append(table or NoteBlock(f"Trial {best.number} recorded no per-class scores.", missing=True))
+    confusion = collect_confusion(best, labels)
+    if confusion is None:
+        blocks.append(NoteBlock(f"Trial {best.number} recorded no confusion matrix.", missing=True))
+    else:
+        blocks.append(FigureBlock("confusion-matrix", plot_confusion(confusion)))
+    return blocks
+
+
+def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix: str) -> list[Section]:
+    """Every section for one study."""
+    if not is_single_objective(study):
+        return [Section("Summary", f"{prefix}summary", group, [NoteBlock(
+            f"This study has {len(study.directions)} objectives; reports explain single-objective studies only.",
+            missing=True)])]
+    parts: list[tuple[str, list[Block]]] = [
+        ("Summary", summary_blocks(study)),
+        ("Optimization history", history_blocks(study)),
+        ("Hyperparameter importance", importance_blocks(study, seed)),
+        ("Hyperparameters and values", parameter_blocks(study)),
+        ("Learning curves", learning_curve_blocks(study)),
+        ("Value distribution and timeline", distribution_blocks(study)),
+        ("Expected validation performance", expected_blocks(study)),
+        ("Best trial: per class", best_trial_blocks(study)),
+        ("Data", data_blocks(study.user_attrs.get("data_report") or {})),
+    ]
+    return [Section(title, f"{prefix}{slug(title)}", group, blocks) for title, blocks in parts]
+
+
+# --- comparison ---------------------------------------------------------------------------------------------
+
+
+def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
+    """Each study's best trial side by side (one column per study), with every hyperparameter any of them has."""
+    bests = [best_trial(s) if is_single_objective(s) else None for s in studies]
+    hps = [hyperparameters(b) if b is not None else {} for b in bests]
+    keys = list(dict.fromkeys(k for hp in hps for k in hp))
+    rows: list[list[Any]] = [
+        ["metric", *(metric_name(s) for s in studies)],
+        ["best value", *(b.values[0] if b else None for b in bests)],
+        ["trial", *(b.number if b else None for b in bests)],
+        ["best epoch", *(b.user_attrs.get("best_epoch") if b else None for b in bests)],
+        ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
+        *([k, *(hp.get(k) for hp in hps)] for k in keys),
+    ]
+    return TableBlock(columns=["study", *(s.study_name for s in studies)], rows=rows,
+                      caption="Best trial of each study")
+
+
+def comparison_section(studies: Sequence[optuna.Study]) -> Section:
+    """Best-so-far curves, best values and expected-performance curves on shared axes, and the best trials."""
+    usable = [s for s in studies if is_single_objective(s)]
+    metrics = list(dict.fromkeys(metric_name(s) for s in usable if completed(s)))
+    metric = metrics[0] if len(metrics) == 1 else "value"
+    blocks: list[Block] = []
+    if len(metrics) > 1:
+        blocks.append(NoteBlock(f"The studies optimise different metrics ({', '.join(metrics)}): their values are not "
+                                "directly comparable.", missing=True))
+    names = [s.study_name for s in usable]
+    if len(set(names)) < len(names):
+        names = [f"{n} [{i + 1}]" for i, n in enumerate(names)]
+    histories: dict[str, HistoryData] = {n: collect_history(s) for n, s in zip(names, usable, strict=True)}
+    with_values = {n: h for n, h in histories.items() if h.numbers}
+    without = [n for n in names if n not in with_values] + [s.study_name for s in studies if s not in usable]
+    if without:
+        blocks.append(NoteBlock(f"No completed trial (left out of the figures): {', '.join(without)}.", missing=True))
+    if with_values:
+        blocks.append(FigureBlock("compare-best-so-far", plot_best_so_far(with_values, metric)))
+        blocks.append(FigureBlock("compare-best-values", plot_best_values(
+            list(with_values), [h.best_so_far[-1] for h in with_values.values()], metric)))
+        curves = {n: collect_expected_performance(h.values, maximizes(s))
+                  for (n, h), s in zip(histories.items(), usable, strict=True) if h.numbers}
+        blocks.append(FigureBlock("compare-expected-performance", plot_expected_performance(curves, metric)))
+    blocks.append(comparison_table(studies))
+    return Section("Comparison", "comparison", None, blocks)
+
+
+def build_report(studies: Sequence[optuna.Study], *, seed: int = 0) -> list[Section]:
+    """All sections: a comparison first when there are several studies, then each study's own sections."""
+    if not studies:
+        return [Section("No study", "no-study", None, [NoteBlock("No study was given.", missing=True)])]
+    if len(studies) == 1:
+        return study_sections(studies[0], seed=seed, group=None, prefix="")
+    sections = [comparison_section(studies)]
+    for i, study in enumerate(studies):
+        sections += study_sections(study, seed=seed, group=study.study_name, prefix=f"s{i + 1}-")
+    return sections

@@ -1,0 +1,173 @@
+"""Plain facts about a study's trials: states, best trial, durations, hyperparameters, time saved by pruning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+STATE_NAMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
+def metric_name(study: optuna.Study) -> str:
+    """The study's metric (`f1_macro`, ...), or `value` when the study does not say."""
+    metric = study.user_attrs.get("metric")
+    return str(metric) if metric else "value"
+
+
+def is_single_objective(study: optuna.Study) -> bool:
+    """True for studies with one objective (the only kind these reports explain)."""
+    return len(study.directions) == 1
+
+
+def maximizes(study: optuna.Study) -> bool:
+    """True unless the study minimises its single objective."""
+    return study.directions[0] != StudyDirection.MINIMIZE
+
+
+def completed(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials with a finite value, by trial number."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in trials if t.values is not None and len(t.values) == 1 and math.isfinite(t.values[0])]
+
+
+def completed_values(study: optuna.Study) -> list[float]:
+    """The values of the completed trials."""
+    return [float(t.values[0]) for t in completed(study)]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The completed trial with the best value (the earliest on ties), or None."""
+    trials = completed(study)
+    if not trials:
+        return None
+    sign = 1.0 if maximizes(study) else -1.0
+    return max(trials, key=lambda t: (sign * t.values[0], -t.number))
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state, every state listed (`complete`, `pruned`, `failed`, `running`, `waiting`)."""
+    counts = dict.fromkeys(STATE_NAMES.values(), 0)
+    for trial in study.get_trials(deepcopy=False):
+        counts[STATE_NAMES[trial.state]] += 1
+    return counts
+
+
+def trial_seconds(trial: FrozenTrial) -> float | None:
+    """Wall time of a finished trial (start to completion), else the recorded `timings.total`, else None."""
+    if trial.datetime_start is not None and trial.datetime_complete is not None:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    total = (trial.user_attrs.get("timings") or {}).get("total")
+    return float(total) if isinstance(total, int | float) and not isinstance(total, bool) else None
+
+
+def hyperparameters(trial: FrozenTrial) -> dict[str, Any]:
+    """Every hyperparameter of a trial: the recorded `hyperparameters` attr, with the searched params over it."""
+    recorded = trial.user_attrs.get("hyperparameters")
+    return {**(recorded if isinstance(recorded, dict) else {}), **trial.params}
+
+
+def planned_epochs(trial: FrozenTrial) -> int | None:
+    """The number of epochs the trial was set to run, if known."""
+    epochs = hyperparameters(trial).get("epochs")
+    return int(epochs) if isinstance(epochs, int | float) and not isinstance(epochs, bool) else None
+
+
+def epochs_run(trial: FrozenTrial) -> int | None:
+    """Epochs the trial ran: `epochs_run`, else `pruned_at_epoch`, else its number of reported epochs."""
+    for key in ("epochs_run", "pruned_at_epoch"):
+        value = trial.user_attrs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return len(trial.intermediate_values) or None
+
+
+def searched_params(trials: Iterable[FrozenTrial]) -> list[str]:
+    """Names of the searched parameters, in the order trials first suggested them."""
+    return list(dict.fromkeys(name for t in trials for name in t.params))
+
+
+def varying_params(trials: Sequence[FrozenTrial], names: Sequence[str]) -> list[str]:
+    """The names among `names` that take at least two distinct values over `trials`."""
+    return [n for n in names if len({repr(t.params[n]) for t in trials if n in t.params}) >= 2]
+
+
+@dataclass(frozen=True)
+class ComputeTime:
+    """Summed wall time of the finished trials."""
+
+    seconds: float
+    trials: int
+
+
+def compute_time(study: optuna.Study) -> ComputeTime:
+    """Sum of the durations of the trials that finished (complete, pruned or failed)."""
+    durations = [trial_seconds(t) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    known = [d for d in durations if d is not None]
+    return ComputeTime(seconds=float(sum(known)), trials=len(known))
+
+
+@dataclass(frozen=True)
+class PruningSavings:
+    """Estimated training time pruning saved, and the pruned trials it could not be estimated for."""
+
+    seconds: float
+    epochs: int
+    estimated: list[int] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)
+
+
+def pruning_savings(study: optuna.Study) -> PruningSavings:
+    """Per pruned trial: (planned epochs - epochs run) x (its duration / epochs run), summed."""
+    seconds, epochs, estimated, unknown = 0.0, 0, [], []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        planned, ran, took = planned_epochs(trial), epochs_run(trial), trial_seconds(trial)
+        if planned is None or ran is None or took is None:
+            unknown.append(trial.number)
+            continue
+        left = max(planned - ran, 0)
+        seconds += left * took / ran
+        epochs += left
+        estimated.append(trial.number)
+    return PruningSavings(seconds=seconds, epochs=epochs, estimated=estimated, unknown=unknown)
+
+
+def pruned_value(trial: FrozenTrial, maximize: bool = True) -> float | None:
+    """A pruned trial's best reported value before it was stopped, or None."""
+    values = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+    if not values:
+        return None
+    return float(max(values) if maximize else min(values))
+
+
+def format_seconds(seconds: float) -> str:
+    """`12.3 s`, `4 min 05 s`, `2 h 03 min`."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_value(value: Any) -> str:
+    """Numbers to 4 significant digits (small ones in scientific notation), everything else via str."""
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.3g}" if (abs(value) < 1e-3 and value != 0) else f"{value:.4g}"
+    return str(value)

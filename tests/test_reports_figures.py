@@ -1,0 +1,544 @@
+"""reports: the data behind each figure and table, built from in-memory studies (no training)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from reports import Section, build_report, expected_max_performance
+from reports.blocks import FigureBlock, ListBlock, NoteBlock, TableBlock
+from reports.data import MAX_CONFLICTS, data_blocks
+from reports.figures import (
+    BEST_COLOUR,
+    collect_confusion,
+    collect_expected_performance,
+    collect_history,
+    collect_learning_curves,
+    plot_confusion,
+    plot_history,
+    plot_learning_curves,
+)
+from reports.importance import EVALUATORS, collect_importances, importance_problem, plot_importances
+from reports.sections import per_class_table, summary_blocks
+from reports.trials import best_trial, compute_time, pruning_savings, state_counts
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+T0 = datetime(2025, 3, 1, 9, 0, 0)
+LABELS = ["billing", "returns", "shipping"]
+FIXED = {"weight_decay": 0.01, "warmup_ratio": 0.1, "dropout": 0.1}
+DISTRIBUTIONS = {
+    "learning_rate": FloatDistribution(1e-5, 1e-3, log=True),
+    "batch_size": CategoricalDistribution([16, 32]),
+    "epochs": IntDistribution(2, 4),
+}
+BEST_MATRIX = [[5, 1, 0], [0, 6, 1], [2, 0, 7]]
+# (state, learning_rate, batch_size, planned epochs, per-epoch values, seconds)
+RICH_TRIALS: list[tuple[TrialState, float, int, int, list[float], float]] = [
+    (TrialState.COMPLETE, 1e-4, 16, 3, [0.6, 0.7, 0.75], 30.0),
+    (TrialState.COMPLETE, 3e-5, 32, 3, [0.5, 0.6, 0.65], 30.0),
+    (TrialState.PRUNED, 1e-5, 16, 4, [0.3], 10.0),
+    (TrialState.COMPLETE, 2e-4, 32, 2, [0.8, 0.85], 20.0),
+    (TrialState.PRUNED, 5e-5, 32, 4, [0.4, 0.45], 16.0),
+    (TrialState.FAIL, 4e-4, 16, 3, [], 5.0),
+    (TrialState.COMPLETE, 7e-5, 16, 3, [0.55, 0.7, 0.72], 24.0),
+]
+
+
+def data_report(conflicts: int = 1) -> dict[str, Any]:
+    """A data report shaped like datamodules' (see DESIGN.md / create_or_resume)."""
+    cleaning = {"rows_in": 120, "normalized": 2, "missing_text": 1, "empty_text": 0, "missing_label": 2,
+                "duplicates": 4, "conflicting_rows": 2 * conflicts,
+                "conflicting_texts": [{"text": f"refund for order {i}", "labels": {"billing": 1, "returns": 1}}
+                                      for i in range(conflicts)],
+                "conflicting_texts_total": conflicts, "rows_out": 113 - 2 * conflicts}
+    return {
+        "train": "data/train.csv", "validation": None, "split": "stratified from train, val_fraction=0.2, seed=0",
+        "cleaning": {"train": cleaning, "validation": None},
+        "overlap": {"train_val_overlap": 2, "overlap_examples": ["where is my parcel", "cancel my order"]},
+        "class_distribution": {"train": {"billing": 30, "returns": 31, "shipping": 29},
+                               "validation": {"billing": 8, "returns": 7, "shipping": 8}},
+        "truncated": {"train": 3, "validation": 1}, "max_length": 64, "num_train": 90, "num_validation": 23,
+        "warnings": ["train: dropped 4 exact duplicate rows", "3 training texts were truncated to 64 tokens"],
+    }
+
+
+def trial_attrs(state: TrialState, lr: float, bs: int, epochs: int, curve: list[float], seconds: float,
+                matrix: list[list[int]]) -> dict[str, Any]:
+    """User attrs as sweep.objective writes them."""
+    if state == TrialState.FAIL:
+        return {"hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
+                "error": "RuntimeError: CUDA out of memory"}
+    best = max(range(len(curve)), key=lambda i: (curve[i], -i))
+    history = [{"epoch": i, "val_f1_macro": v, "val_loss": 1 - v, "train_loss": 1.2 - v} for i, v in enumerate(curve)]
+    attrs: dict[str, Any] = {
+        "hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
+        "best_epoch": best + 1, "epochs_run": len(curve), "history": history,
+        "metrics": {"val_f1_macro": curve[best], "val_accuracy": curve[best] + 0.01, "val_loss": 1 - curve[best]},
+        "per_class": {name: {"precision": 0.7 + 0.05 * i, "recall": 0.6 + 0.1 * i, "f1": 0.65 + 0.07 * i,
+                             "support": sum(matrix[i])} for i, name in enumerate(LABELS)},
+        "confusion_matrix": matrix,
+        "timings": {"data": 0.1, "model_load": 0.5, "train": seconds * 0.8, "validation": seconds * 0.1,
+                    "checkpoint": 0.0, "total": seconds},
+    }
+    if state == TrialState.PRUNED:
+        attrs["pruned_at_epoch"] = len(curve)
+    return attrs
+
+
+def add_trial(study: optuna.Study, state: TrialState, lr: float, bs: int, epochs: int, curve: list[float],
+              seconds: float, *, start: datetime, matrix: list[list[int]] | None = None,
+              with_attrs: bool = True) -> None:
+    """One finished trial with controlled times."""
+    trial = create_trial(
+        state=state,
+        value=max(curve) if state == TrialState.COMPLETE else None,
+        params={"learning_rate": lr, "batch_size": bs, "epochs": epochs},
+        distributions=DISTRIBUTIONS,
+        user_attrs=trial_attrs(state, lr, bs, epochs, curve, seconds, matrix or BEST_MATRIX) if with_attrs else {},
+        intermediate_values={i + 1: v for i, v in enumerate(curve)},
+    )
+    trial.datetime_start = start
+    trial.datetime_complete = start + timedelta(seconds=seconds)
+    study.add_trial(trial)
+
+
+def study_attrs(study: optuna.Study, metric: str = "f1_macro", encoder: str = "minilm") -> None:
+    study.set_user_attr("metric", metric)
+    study.set_user_attr("label_names", LABELS)
+    study.set_user_attr("spec", {"model": {"encoder": encoder}, "search": {"sampler": "tpe", "pruner": "median"}})
+    study.set_user_attr("data_report", data_report())
+
+
+def rich_study(name: str = "rich", metric: str = "f1_macro", encoder: str = "minilm",
+               trials: list[tuple[TrialState, float, int, int, list[float], float]] | None = None) -> optuna.Study:
+    """Complete, pruned and failed trials with every user attr; trial 3 is the best (0.85)."""
+    study = optuna.create_study(study_name=name, direction="maximize")
+    study_attrs(study, metric, encoder)
+    start = T0
+    for state, lr, bs, epochs, curve, seconds in trials or RICH_TRIALS:
+        add_trial(study, state, lr, bs, epochs, curve, seconds, start=start)
+        start += timedelta(seconds=seconds + 1)
+    return study
+
+
+@pytest.fixture(scope="module")
+def rich() -> optuna.Study:
+    return rich_study()
+
+
+@pytest.fixture(scope="module")
+def rich_sections(rich: optuna.Study) -> list[Section]:
+    return build_report([rich], seed=0)
+
+
+def section(sections: list[Section], title: str) -> Section:
+    found = [s for s in sections if s.title == title]
+    assert len(found) == 1, f"no single section titled {title!r} in {[s.title for s in sections]}"
+    return found[0]
+
+
+def figure(sections: list[Section], name: str) -> FigureBlock:
+    found = [b for s in sections for b in s.figures if b.name == name]
+    assert len(found) == 1, f"no single figure {name!r}"
+    return found[0]
+
+
+def table_rows(block: TableBlock) -> dict[str, Any]:
+    return {str(row[0]): row[1] for row in block.rows}
+
+
+# --- expected validation performance --------------------------------------------------------------------------
+
+
+def test_expected_max_performance_matches_the_hand_computed_case() -> None:
+    curve = expected_max_performance([0.9, 0.1, 0.5])  # order must not matter
+    assert [n for n, _, _ in curve] == [1, 2, 3]
+    (_, m1, s1), (_, m2, s2), (_, m3, _) = curve
+    assert m1 == pytest.approx(0.5)
+    assert s1 == pytest.approx(math.sqrt((0.01 + 0.25 + 0.81) / 3 - 0.25))
+    assert m2 == pytest.approx(0.1 * 1 / 9 + 0.5 * 3 / 9 + 0.9 * 5 / 9)
+    second_moment = 0.01 * 1 / 9 + 0.25 * 3 / 9 + 0.81 * 5 / 9
+    assert s2 == pytest.approx(math.sqrt(second_moment - m2**2))
+    assert m3 == pytest.approx(0.1 * 1 / 27 + 0.5 * 7 / 27 + 0.9 * 19 / 27)
+
+
+@pytest.mark.parametrize("values", [[0.2, 0.2, 0.7, 0.4], [0.3, 0.9], [0.61, 0.55, 0.58, 0.7, 0.42]])
+def test_expected_max_performance_equals_brute_force_enumeration(values: list[float]) -> None:
+    curve = expected_max_performance(values, max_trials=3)
+    for n, mean, std in curve:
+        maxima = [max(draw) for draw in itertools.product(values, repeat=n)]
+        exact_mean = sum(maxima) / len(maxima)
+        exact_std = math.sqrt(sum((m - exact_mean) ** 2 for m in maxima) / len(maxima))
+        assert mean == pytest.approx(exact_mean)
+        assert std == pytest.approx(exact_std, abs=1e-9)
+
+
+def test_expected_max_performance_rises_to_the_maximum() -> None:
+    values = [0.42, 0.61, 0.55, 0.7, 0.58, 0.66]
+    curve = expected_max_performance(values, max_trials=60)
+    means = [m for _, m, _ in curve]
+    assert len(curve) == 60
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(means))
+    assert means[0] == pytest.approx(sum(values) / len(values))
+    assert means[-1] == pytest.approx(0.7, abs=1e-3)
+    assert means[-1] <= 0.7
+    assert curve[-1][2] < curve[0][2]
+
+
+def test_expected_max_performance_edge_cases() -> None:
+    assert expected_max_performance([]) == []
+    assert expected_max_performance([0.3, 0.3, 0.3]) == [(n, pytest.approx(0.3), pytest.approx(0.0, abs=1e-6))
+                                                          for n in (1, 2, 3)]
+    with pytest.raises(ValueError, match="max_trials >= 1 must hold, got max_trials=0"):
+        expected_max_performance([0.1], max_trials=0)
+    with pytest.raises(ValueError, match="finite"):
+        expected_max_performance([0.1, float("nan")])
+
+
+def test_expected_curve_for_a_minimised_objective_is_the_expected_minimum() -> None:
+    curve = collect_expected_performance([0.1, 0.5, 0.9], maximize=False)
+    assert curve.mean[1] == pytest.approx(0.9 * 1 / 9 + 0.5 * 3 / 9 + 0.1 * 5 / 9)
+
+
+def test_expected_performance_figure_has_a_band_around_the_mean(rich_sections: list[Section]) -> None:
+    fig = figure(rich_sections, "expected-performance").figure
+    upper, lower, mean = fig.data
+    expected = expected_max_performance([0.75, 0.65, 0.85, 0.72])
+    assert list(mean.x) == [1, 2, 3, 4]
+    assert list(mean.y) == pytest.approx([m for _, m, _ in expected])
+    assert list(upper.y) == pytest.approx([m + s for _, m, s in expected])
+    assert list(lower.y) == pytest.approx([m - s for _, m, s in expected])
+    assert lower.fill == "tonexty"
+
+
+# --- summary --------------------------------------------------------------------------------------------------
+
+
+def test_counts_compute_time_and_pruning_savings(rich: optuna.Study) -> None:
+    assert state_counts(rich) == {"complete": 4, "pruned": 2, "failed": 1, "running": 0, "waiting": 0}
+    spent = compute_time(rich)
+    assert spent.seconds == pytest.approx(30 + 30 + 10 + 20 + 16 + 5 + 24)
+    assert spent.trials == 7
+    saved = pruning_savings(rich)
+    # trial 2: (4 - 1) x 10 s / 1; trial 4: (4 - 2) x 16 s / 2
+    assert saved.seconds == pytest.approx(30 + 16)
+    assert saved.epochs == 5
+    assert saved.estimated == [2, 4]
+    assert saved.unknown == []
+
+
+def test_summary_names_the_best_trial_its_hyperparameters_and_the_estimate(rich: optuna.Study) -> None:
+    blocks = summary_blocks(rich)
+    study_table, best_table = (b for b in blocks if isinstance(b, TableBlock) and b.caption != "Failed trials")
+    facts = table_rows(study_table)
+    assert facts["trials"] == "4 complete, 2 pruned, 1 failed"
+    assert facts["total compute time"] == "2 min 15 s over 7 finished trials"
+    assert facts["time saved by pruning (estimate)"] == "46.0 s (5 epochs not run)"
+    assert facts["encoder"] == "minilm"
+    best = table_rows(best_table)
+    assert best["trial"] == 3
+    assert best["validation f1_macro"] == pytest.approx(0.85)
+    assert best["best epoch"] == "2 of 2 run"
+    assert best["hyperparameter: learning_rate"] == pytest.approx(2e-4)
+    assert best["hyperparameter: batch_size"] == 32
+    assert best["hyperparameter: weight_decay"] == 0.01  # not searched, still listed
+    notes = " ".join(b.text for b in blocks if isinstance(b, NoteBlock))
+    assert "planned epochs − epochs run" in notes
+    failed = next(b for b in blocks if isinstance(b, TableBlock) and b.caption == "Failed trials")
+    assert failed.rows == [[5, "RuntimeError: CUDA out of memory"]]
+
+
+# --- history and learning curves ------------------------------------------------------------------------------
+
+
+def test_history_data_and_figure(rich: optuna.Study) -> None:
+    data = collect_history(rich)
+    assert data.numbers == [0, 1, 3, 6]
+    assert data.values == pytest.approx([0.75, 0.65, 0.85, 0.72])
+    assert data.best_so_far == pytest.approx([0.75, 0.75, 0.85, 0.85])
+    assert data.pruned_numbers == [2, 4]
+    assert data.pruned_values == pytest.approx([0.3, 0.45])
+    fig = plot_history(data, "f1_macro")
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["best so far"].y) == pytest.approx([0.75, 0.75, 0.85, 0.85])
+    pruned = next(t for n, t in by_name.items() if n.startswith("pruned"))
+    assert list(pruned.x) == [2, 4]
+    assert pruned.marker.symbol == "x"
+    assert fig.layout.yaxis.title.text == "validation f1_macro"
+
+
+def test_learning_curves_mark_pruned_trials(rich: optuna.Study) -> None:
+    curves = collect_learning_curves(rich, best_trial(rich))
+    assert [c.number for c in curves] == [0, 1, 2, 3, 4, 6]  # the failed trial reported nothing
+    fig = plot_learning_curves(curves, "f1_macro")
+    traces = {t.meta["trial"]: t for t in fig.data}
+    assert list(traces[4].x) == [1, 2]
+    assert list(traces[4].y) == pytest.approx([0.4, 0.45])
+    for number in (2, 4):
+        assert traces[number].line.dash == "dash"
+        assert traces[number].name == "pruned"
+        assert traces[number].marker.symbol[-1] == "x"
+    for number in (0, 1, 6):
+        assert traces[number].line.dash == "solid"
+        assert traces[number].name == "complete"
+        assert "x" not in traces[number].marker.symbol
+    assert traces[3].line.color == BEST_COLOUR
+    assert traces[3].name == "best trial (trial 3)"
+    legend = sorted(t.name for t in fig.data if t.showlegend)
+    assert legend == ["best trial (trial 3)", "complete", "pruned"]
+
+
+# --- importance -----------------------------------------------------------------------------------------------
+
+
+def test_importances_are_deterministic_for_a_seed(rich: optuna.Study) -> None:
+    first = collect_importances(rich, seed=3)
+    again = collect_importances(rich_study(), seed=3)  # a separately built, identical study
+    assert first.errors == {}
+    assert set(first.importances) == set(EVALUATORS)
+    assert first == again
+    for values in first.importances.values():
+        assert set(values) == {"learning_rate", "batch_size", "epochs"}
+        assert sum(values.values()) == pytest.approx(1.0)
+
+
+def test_importance_figure_shows_both_evaluators_in_the_same_order(rich: optuna.Study) -> None:
+    data = collect_importances(rich, seed=0)
+    fig = plot_importances(data)
+    assert [t.name for t in fig.data] == list(EVALUATORS)
+    for trace in fig.data:
+        assert list(trace.y) == list(reversed(data.params))
+        assert list(trace.x) == pytest.approx([data.importances[trace.name][p] for p in trace.y])
+    assert fig.data[0].xaxis != fig.data[1].xaxis  # two subplots side by side
+
+
+def test_importance_explains_what_is_missing() -> None:
+    study = optuna.create_study()
+    assert importance_problem(study) == "importance needs at least 2 completed trials; this study has 0"
+    add_trial(study, TrialState.COMPLETE, 1e-4, 16, 3, [0.5, 0.6, 0.7], 10, start=T0)
+    assert importance_problem(study) == "importance needs at least 2 completed trials; this study has 1"
+    add_trial(study, TrialState.COMPLETE, 1e-4, 16, 3, [0.5, 0.6, 0.8], 10, start=T0)
+    assert "searched hyperparameter that varies" in (importance_problem(study) or "")
+    add_trial(study, TrialState.COMPLETE, 2e-4, 16, 3, [0.5, 0.6, 0.9], 10, start=T0)
+    assert importance_problem(study) is None
+
+
+# --- parameter plots ------------------------------------------------------------------------------------------
+
+
+def test_parameter_figures_and_contour(rich_sections: list[Section]) -> None:
+    params = section(rich_sections, "Hyperparameters and values")
+    assert [f.name for f in params.figures] == ["parallel-coordinate", "slice", "contour"]
+    contour = params.figures[2].figure
+    titles = {contour.layout.xaxis.title.text, contour.layout.yaxis.title.text}
+    assert titles == {"learning_rate", "batch_size"}
+    lines = [t for t in params.figures[0].figure.data if t.customdata is not None]  # one polyline per trial
+    assert len(lines) == 4
+    axes = [row[0] for row in lines[0].customdata]
+    assert axes[0] == "validation f1_macro"
+    assert set(axes[1:]) == {"learning_rate", "batch_size", "epochs"}
+    assert sorted(float(line.customdata[0][1]) for line in lines) == pytest.approx([0.65, 0.72, 0.75, 0.85])
+    assert {"edf", "timeline"} <= {f.name for s in rich_sections for f in s.figures}
+
+
+def test_contour_needs_both_parameters_searched() -> None:
+    study = optuna.create_study()
+    for i, lr in enumerate((1e-4, 2e-4, 3e-4)):
+        trial = create_trial(value=0.5 + i / 10, params={"learning_rate": lr},
+                             distributions={"learning_rate": DISTRIBUTIONS["learning_rate"]})
+        study.add_trial(trial)
+    params = section(build_report([study]), "Hyperparameters and values")
+    assert "contour" not in [f.name for f in params.figures]
+    assert any("did not search batch_size" in reason for reason in params.missing)
+
+
+# --- best trial -----------------------------------------------------------------------------------------------
+
+
+def test_confusion_matrix_heatmap_uses_label_names(rich: optuna.Study, rich_sections: list[Section]) -> None:
+    best = best_trial(rich)
+    assert best is not None and best.number == 3
+    data = collect_confusion(best, LABELS)
+    assert data is not None
+    heatmap = plot_confusion(data).data[0]
+    assert [list(row) for row in heatmap.z] == BEST_MATRIX
+    assert list(heatmap.x) == LABELS
+    assert list(heatmap.y) == LABELS
+    shown = figure(rich_sections, "confusion-matrix").figure
+    assert [list(row) for row in shown.data[0].z] == BEST_MATRIX
+    assert shown.layout.yaxis.autorange == "reversed"  # first true label on top
+    assert shown.layout.xaxis.title.text == "predicted label"
+
+
+def test_confusion_labels_fall_back_when_the_study_has_none(rich: optuna.Study) -> None:
+    best = best_trial(rich)
+    assert best is not None
+    data = collect_confusion(best, [])
+    assert data is not None and data.labels == LABELS  # from per_class keys
+    trial = create_trial(value=0.5, user_attrs={"confusion_matrix": [[1, 0], [0, 1]]})
+    assert collect_confusion(trial, []) == collect_confusion(trial, ["0", "1"])
+    assert collect_confusion(create_trial(value=0.5, user_attrs={"confusion_matrix": [[1, 0]]}), []) is None
+
+
+def test_per_class_table(rich: optuna.Study) -> None:
+    best = best_trial(rich)
+    assert best is not None
+    table = per_class_table(best, LABELS)
+    assert table is not None
+    assert table.columns == ["label", "precision", "recall", "F1", "support"]
+    assert [row[0] for row in table.rows] == LABELS
+    assert table.rows[2] == ["shipping", pytest.approx(0.8), pytest.approx(0.8), pytest.approx(0.79), 9]
+
+
+# --- data report ----------------------------------------------------------------------------------------------
+
+
+def test_data_section_content() -> None:
+    blocks = data_blocks(data_report(conflicts=MAX_CONFLICTS + 5))
+    bars = next(b for b in blocks if isinstance(b, FigureBlock)).figure
+    assert [t.name for t in bars.data] == ["train", "validation"]
+    assert list(bars.data[0].x) == LABELS
+    assert list(bars.data[0].y) == [30, 31, 29]
+    assert list(bars.data[1].y) == [8, 7, 8]
+    assert bars.layout.barmode == "group"
+    tables = {b.caption: b for b in blocks if isinstance(b, TableBlock)}
+    dropped = tables["Rows dropped while cleaning, by reason"]
+    assert dropped.columns == ["", "train"]
+    assert table_rows(dropped)["dropped: missing label"] == 2
+    assert table_rows(dropped)["dropped: text with conflicting labels"] == 2 * (MAX_CONFLICTS + 5)
+    conflicts = tables["Texts with conflicting labels (every such row was dropped)"]
+    assert len(conflicts.rows) == MAX_CONFLICTS
+    assert conflicts.rows[0] == ["train", "refund for order 0", "billing ×1, returns ×1"]
+    truncated = tables["Rows truncated to 64 tokens"]
+    assert truncated.rows == [["train", 3, 90], ["validation", 1, 23]]
+    notes = [b.text for b in blocks if isinstance(b, NoteBlock)]
+    assert f"train: showing {MAX_CONFLICTS} of {MAX_CONFLICTS + 5} texts with conflicting labels" in notes
+    assert any("2 training rows had a text that is also in validation" in n for n in notes)
+    assert any(n.startswith("Exact duplicate rows dropped") and "train: 4" in n for n in notes)
+    lists = {b.caption: b.items for b in blocks if isinstance(b, ListBlock)}
+    assert lists["Overlapping texts (first 2)"] == ["where is my parcel", "cancel my order"]
+    assert lists["Warnings"] == data_report()["warnings"]
+
+
+def test_data_section_without_a_data_report() -> None:
+    blocks = data_blocks({})
+    assert len(blocks) == 1
+    assert isinstance(blocks[0], NoteBlock) and blocks[0].missing
+
+
+# --- degenerate studies ---------------------------------------------------------------------------------------
+
+
+def all_missing(sections: list[Section]) -> str:
+    return " | ".join(reason for s in sections for reason in s.missing)
+
+
+def test_report_of_a_study_without_trials() -> None:
+    sections = build_report([optuna.create_study(study_name="empty")])
+    assert not [f for s in sections for f in s.figures]
+    missing = all_missing(sections)
+    assert "This study has no trials yet." in missing
+    assert "importance needs at least 2 completed trials; this study has 0" in missing
+    assert "no data report" in missing
+
+
+def test_report_of_a_study_with_one_completed_trial() -> None:
+    study = optuna.create_study()
+    study_attrs(study)
+    add_trial(study, TrialState.COMPLETE, 1e-4, 16, 3, [0.5, 0.6, 0.7], 10, start=T0)
+    sections = build_report([study])
+    assert "importance needs at least 2 completed trials; this study has 1" in all_missing(sections)
+    assert section(sections, "Expected validation performance").figures
+    assert figure(sections, "confusion-matrix").figure.data[0].z is not None
+
+
+def test_report_of_a_study_with_only_failed_and_pruned_trials() -> None:
+    trials = [(TrialState.PRUNED, 1e-4, 16, 3, [0.4], 8.0), (TrialState.FAIL, 2e-4, 32, 3, [], 2.0)]
+    study = rich_study(trials=trials)
+    sections = build_report([study])
+    missing = all_missing(sections)
+    assert "No completed trial yet, so there is no best trial (1 pruned, 1 failed, 0 running)." in missing
+    assert "Per-class scores and the confusion matrix need a completed trial" in missing
+    curves = figure(sections, "learning-curves").figure
+    assert [t.line.dash for t in curves.data] == ["dash"]
+    assert list(figure(sections, "optimization-history").figure.data[1].x) == [0]
+
+
+def test_report_of_a_study_without_user_attrs() -> None:
+    study = optuna.create_study(study_name="bare")  # optuna's default direction: minimise
+    for i, (lr, bs) in enumerate(((1e-4, 16), (2e-4, 32), (5e-5, 16))):
+        add_trial(study, TrialState.COMPLETE, lr, bs, 3, [0.5, 0.6 + i / 20], 10, start=T0, with_attrs=False)
+    add_trial(study, TrialState.PRUNED, 1e-5, 32, 3, [0.2], 10, start=T0, with_attrs=False)
+    sections = build_report([study])
+    missing = all_missing(sections)
+    assert "Trial 0 recorded no per-class scores." in missing  # the lowest value is best here
+    assert "Trial 0 recorded no confusion matrix." in missing
+    assert section(sections, "Hyperparameter importance").figures
+    facts = table_rows(section(sections, "Summary").tables[0])
+    assert facts["metric"] == "validation value (minimised)"
+    assert pruning_savings(study).seconds == pytest.approx(20.0)  # epochs from params, run from intermediate values
+
+
+def test_running_trials_are_counted() -> None:
+    study = rich_study(trials=RICH_TRIALS[:2])
+    study.add_trial(create_trial(state=TrialState.RUNNING, params={"learning_rate": 1e-4},
+                                 distributions={"learning_rate": DISTRIBUTIONS["learning_rate"]}))
+    facts = table_rows(section(build_report([study]), "Summary").tables[0])
+    assert facts["trials"] == "2 complete, 1 running"
+
+
+# --- several studies ------------------------------------------------------------------------------------------
+
+
+def test_comparison_of_two_studies() -> None:
+    other_trials = [(TrialState.COMPLETE, 1e-4, 16, 3, [0.7, 0.9], 10.0),
+                    (TrialState.COMPLETE, 2e-4, 32, 3, [0.6, 0.7], 10.0)]
+    first, second = rich_study("alpha"), rich_study("beta", encoder="bert-base", trials=other_trials)
+    sections = build_report([first, second], seed=0)
+    comparison = sections[0]
+    assert comparison.title == "Comparison"
+    assert {s.group for s in sections[1:]} == {"alpha", "beta"}
+    assert len({s.anchor for s in sections}) == len(sections)
+    history = figure(sections, "compare-best-so-far").figure
+    assert [t.name for t in history.data] == ["alpha", "beta"]
+    assert list(history.data[1].y) == pytest.approx([0.9, 0.9])
+    bars = figure(sections, "compare-best-values").figure.data[0]
+    assert list(bars.x) == ["alpha", "beta"]
+    assert list(bars.y) == pytest.approx([0.85, 0.9])
+    expected = figure(sections, "compare-expected-performance").figure
+    means = [t for t in expected.data if t.showlegend is not False]
+    assert [t.name for t in means] == ["alpha (±1 std)", "beta (±1 std)"]
+    assert list(means[1].y) == pytest.approx([m for _, m, _ in expected_max_performance([0.9, 0.7])])
+    table = comparison.tables[0]  # one column per study
+    assert table.columns == ["study", "alpha", "beta"]
+    rows = {row[0]: row[1:] for row in table.rows}
+    assert list(rows)[:5] == ["metric", "best value", "trial", "best epoch", "encoder"]
+    assert rows["metric"] == ["f1_macro", "f1_macro"]
+    assert rows["best value"] == [pytest.approx(0.85), pytest.approx(0.9)]
+    assert rows["trial"] == [3, 0]
+    assert rows["best epoch"] == [2, 2]
+    assert rows["encoder"] == ["minilm", "bert-base"]
+    assert rows["learning_rate"] == [pytest.approx(2e-4), pytest.approx(1e-4)]
+    assert rows["weight_decay"] == [0.01, 0.01]
+    assert {"batch_size", "epochs", "warmup_ratio", "dropout"} <= set(rows)
+    assert comparison.missing == []
+
+
+def test_comparison_says_when_metrics_differ_or_a_study_has_no_result() -> None:
+    sections = build_report([rich_study("a"), rich_study("b", metric="accuracy"), optuna.create_study(study_name="c")])
+    missing = sections[0].missing
+    assert any("different metrics (f1_macro, accuracy)" in m for m in missing)
+    assert any("No completed trial (left out of the figures): c" in m for m in missing)
+    assert [t.name for t in figure(sections, "compare-best-so-far").figure.data] == ["a", "b"]
+    table = sections[0].tables[0]
+    assert table.columns == ["study", "a", "b", "c"]
+    assert table.rows[0] == ["metric", "f1_macro", "accuracy", "value"]
+    assert table.rows[1][3] is None
