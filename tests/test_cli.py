@@ -65,3 +65,26 @@ def test_offline_hub_encoder_is_a_clear_error(tmp_path: Path, trec_csvs, capsys:
     err = capsys.readouterr().err
     assert "model.encoder: cannot load a tokenizer from 'no-such-org/no-such-model'" in err
     assert not (tmp_path / "sweeps.db").exists()
+
+
+def test_report_command(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = trec_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)
+    assert main(["run", str(spec)]) == 0
+    other = write_spec(tmp_path, train, val, tiny_bert, name="trec-tiny-b", search__n_trials=1)
+    assert main(["run", str(other)]) == 0
+    capsys.readouterr()
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    target = tmp_path / "report.html"
+    assert main(["report", "trec-tiny", "trec-tiny-b", "--out", str(target), "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {target}" in out
+    html = target.read_text(encoding="utf-8")
+    assert "trec-tiny-b" in html and "Comparison" in html and "Expected validation performance" in html
+    assert "importance needs at least 2 completed trials" in out  # the 1-trial study says what is missing
+
+    assert main(["report", "nope", "--out", str(tmp_path / "r2.html"), "--storage", url]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+    assert main(["report", "trec-tiny", "--out", str(tmp_path), "--storage", url]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "r2.html").exists()
