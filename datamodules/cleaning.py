@@ -59,8 +59,13 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
     """
     if len(texts) != len(labels):
         raise ValueError(f"texts and labels differ in length: {len(texts)} != {len(labels)}")
-    report: dict[str, Any] = {"rows_in": len(texts), "normalized": 0, "missing_text": 0, "empty_text": 0,
-                              "missing_label": 0}
+    report: dict[str, Any] = {
+        "rows_in": len(texts),
+        "normalized": 0,
+        "missing_text": 0,
+        "empty_text": 0,
+        "missing_label": 0,
+    }
     rows: list[tuple[str, str]] = []
     for raw_text, raw_label in zip(texts, labels, strict=True):
         if is_missing(raw_text):

@@ -41,8 +41,12 @@ def data_fingerprint(
 ) -> str:
     """Hex sha256 of everything the encoded splits depend on."""
     digest = hashlib.sha256()
-    meta = {"format": CACHE_FORMAT, "tokenizer": tokenizer_id, "max_length": max_length,
-            "label_names": list(label_names)}
+    meta = {
+        "format": CACHE_FORMAT,
+        "tokenizer": tokenizer_id,
+        "max_length": max_length,
+        "label_names": list(label_names),
+    }
     digest.update(json.dumps(meta, sort_keys=True).encode("utf-8"))
     for name in sorted(splits):
         texts, labels = splits[name]
@@ -86,8 +90,7 @@ def tokenize_split(
 
     table = datasets.Dataset.from_dict({"text": list(texts), "labels": list(label_ids)})
     with quiet_progress():
-        encoded = table.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
-                            new_fingerprint=fingerprint)
+        encoded = table.map(encode, batched=True, batch_size=1000, remove_columns=["text"], new_fingerprint=fingerprint)
     n_truncated = sum(encoded["truncated"])
     return encoded.remove_columns("truncated"), int(n_truncated)
 

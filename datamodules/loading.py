@@ -32,9 +32,7 @@ class RawTable:
     columns: list[str]
 
 
-def load_table(
-    source: str, *, text_column: str, label_column: str, field: str, split: str = "train"
-) -> RawTable:
+def load_table(source: str, *, text_column: str, label_column: str, field: str, split: str = "train") -> RawTable:
     """Load `source` (a .csv/.tsv/.jsonl/.json/.parquet path, or `hub:NAME[:CONFIG[:SPLIT]]`).
 
     Labels come back as stripped strings (None where missing); texts as read, None where missing.
@@ -63,9 +61,7 @@ def load_table(
     return RawTable(texts=texts, labels=labels, source=source, columns=columns)
 
 
-def column_problems(
-    columns: Sequence[str], *, text_column: str, label_column: str, name: str
-) -> list[tuple[str, str]]:
+def column_problems(columns: Sequence[str], *, text_column: str, label_column: str, name: str) -> list[tuple[str, str]]:
     """Problems with the chosen text / label columns, each naming the columns that do exist."""
     problems = []
     for field, column in (("data.text_column", text_column), ("data.label_column", label_column)):
@@ -84,7 +80,7 @@ def column_problems(
 
 def parse_hub_source(source: str, split: str) -> tuple[str, str | None, str]:
     """`hub:NAME[:CONFIG[:SPLIT]]` -> (name, config or None, split); an explicit SPLIT overrides `split`."""
-    parts = source[len(HUB_PREFIX):].split(":")
+    parts = source[len(HUB_PREFIX) :].split(":")
     name = parts[0].strip()
     config = parts[1].strip() or None if len(parts) > 1 else None
     chosen = parts[2].strip() if len(parts) > 2 and parts[2].strip() else split
@@ -97,13 +93,26 @@ def _read_hub(
     """Load a hub dataset split; ClassLabel label ids become their names (negative ids: missing)."""
     name, config, split = parse_hub_source(source, split)
     if not name or source.count(":") > 3:
-        raise DataError([(field, f"cannot read {source!r}: write hub:<dataset>, hub:<dataset>:<config> or "
-                                 "hub:<dataset>:<config>:<split>")])
+        raise DataError(
+            [
+                (
+                    field,
+                    f"cannot read {source!r}: write hub:<dataset>, hub:<dataset>:<config> or "
+                    "hub:<dataset>:<config>:<split>",
+                )
+            ]
+        )
     try:
         dataset = datasets.load_dataset(name, config, split=split)
     except Exception as err:  # the hub, the network, a config or split name: all mean "cannot load this"
-        raise DataError([(field, f"could not load {source} (split {split!r}) from the Hugging Face hub: "
-                                 f"{type(err).__name__}: {err}")]) from err
+        raise DataError(
+            [
+                (
+                    field,
+                    f"could not load {source} (split {split!r}) from the Hugging Face hub: {type(err).__name__}: {err}",
+                )
+            ]
+        ) from err
     feature = dataset.features.get(label_column)
 
     def values(column: str) -> list[object]:
@@ -145,8 +154,15 @@ def decode_utf8(raw: bytes, name: str, field: str) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         guess = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise DataError([(field, f"{name} is not valid UTF-8{guess}: byte 0x{raw[err.start]:02x} at offset "
-                                 f"{err.start} (line {line}); save it as UTF-8")]) from err
+        raise DataError(
+            [
+                (
+                    field,
+                    f"{name} is not valid UTF-8{guess}: byte 0x{raw[err.start]:02x} at offset "
+                    f"{err.start} (line {line}); save it as UTF-8",
+                )
+            ]
+        ) from err
 
 
 def delimiter_problem(header: str, sep: str, name: str) -> str | None:
@@ -175,7 +191,11 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str) -> pd.DataFr
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
             frame = pd.read_csv(
-                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                io.StringIO(text),
+                sep=sep,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
                 index_col=False,
                 quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
             )
@@ -183,8 +203,9 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str) -> pd.DataFr
             detail = str(err).replace("Error tokenizing data. C error: ", "").strip()
             raise DataError([(field, f"cannot parse {name}: {detail} ({fix})")]) from err
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        raise DataError([(field, f"cannot parse {name}: its rows have more fields than its header has "
-                                 f"columns ({fix})")])
+        raise DataError(
+            [(field, f"cannot parse {name}: its rows have more fields than its header has columns ({fix})")]
+        )
     return frame
 
 
@@ -218,8 +239,15 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
     if problems:
         more = len(problems) - MAX_JSON_PROBLEMS
         listed = "; ".join(problems[:MAX_JSON_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise DataError([(field, f"cannot read {name} as JSON lines (one object per line, like "
-                                 f'{{"text": "...", "label": "..."}}): {listed}')])
+        raise DataError(
+            [
+                (
+                    field,
+                    f"cannot read {name} as JSON lines (one object per line, like "
+                    f'{{"text": "...", "label": "..."}}): {listed}',
+                )
+            ]
+        )
     columns = list(dict.fromkeys(str(key) for row in rows for key in row))
     return pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns})
 

@@ -68,37 +68,67 @@ def prepare_classification_data(
     Raises DataError (every problem of both tables at once) when the data cannot be used.
     """
     say: Log = log or (lambda _line: None)
-    train_raw, val_raw = load_sources(train_source, validation_source, text_column=text_column,
-                                      label_column=label_column)
+    train_raw, val_raw = load_sources(
+        train_source, validation_source, text_column=text_column, label_column=label_column
+    )
     for raw in (train_raw, val_raw):
         if raw is not None:
             say(f"loaded {len(raw.texts)} rows from {raw.source}")
     train_clean = clean_examples(train_raw.texts, train_raw.labels)
     val_clean = clean_examples(val_raw.texts, val_raw.labels) if val_raw is not None else None
-    splits = split_examples(train_clean, val_clean, val_fraction=val_fraction, seed=seed,
-                            train_source=train_source, validation_source=validation_source)
+    splits = split_examples(
+        train_clean,
+        val_clean,
+        val_fraction=val_fraction,
+        seed=seed,
+        train_source=train_source,
+        validation_source=validation_source,
+    )
     label_names = sorted_labels(splits.train_labels)
     label_ids = {name: i for i, name in enumerate(label_names)}
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
     fingerprint = data_fingerprint(
-        tokenizer_id=tokenizer_identity(tokenizer), max_length=max_length, label_names=label_names,
-        splits={"train": (splits.train_texts, splits.train_labels),
-                "validation": (splits.val_texts, splits.val_labels)},
+        tokenizer_id=tokenizer_identity(tokenizer),
+        max_length=max_length,
+        label_names=label_names,
+        splits={
+            "train": (splits.train_texts, splits.train_labels),
+            "validation": (splits.val_texts, splits.val_labels),
+        },
     )
-    report = build_report(splits, train_clean=train_clean, val_clean=val_clean, label_names=label_names,
-                          train_source=train_source, validation_source=validation_source,
-                          max_length=max_length)
+    report = build_report(
+        splits,
+        train_clean=train_clean,
+        val_clean=val_clean,
+        label_names=label_names,
+        train_source=train_source,
+        validation_source=validation_source,
+        max_length=max_length,
+    )
     report["tokenizer"] = tokenizer_name_or_path
     report["warnings"] += tokenizer_warnings(tokenizer, max_length)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_token_id is None:
         pad_token_id = 0
         report["warnings"].append("the tokenizer has no pad or eos token: padding with id 0")
-    encoded = encode_cached(tokenizer, splits, label_ids=label_ids, max_length=max_length,
-                            directory=Path(cache_dir) / fingerprint, report=report, say=say)
-    return PreparedData(train=encoded["train"], validation=encoded["validation"], label_names=label_names,
-                        report=report, fingerprint=fingerprint, pad_token_id=int(pad_token_id))
+    encoded = encode_cached(
+        tokenizer,
+        splits,
+        label_ids=label_ids,
+        max_length=max_length,
+        directory=Path(cache_dir) / fingerprint,
+        report=report,
+        say=say,
+    )
+    return PreparedData(
+        train=encoded["train"],
+        validation=encoded["validation"],
+        label_names=label_names,
+        report=report,
+        fingerprint=fingerprint,
+        pad_token_id=int(pad_token_id),
+    )
 
 
 def encode_cached(
@@ -122,10 +152,15 @@ def encode_cached(
         say(f"cache hit: {directory}")
         return cached[0]
     encoded, truncated = {}, {}
-    for name, texts, labels in (("train", splits.train_texts, splits.train_labels),
-                                ("validation", splits.val_texts, splits.val_labels)):
+    for name, texts, labels in (
+        ("train", splits.train_texts, splits.train_labels),
+        ("validation", splits.val_texts, splits.val_labels),
+    ):
         encoded[name], truncated[name] = tokenize_split(
-            tokenizer, texts, [label_ids[label] for label in labels], max_length=max_length,
+            tokenizer,
+            texts,
+            [label_ids[label] for label in labels],
+            max_length=max_length,
             fingerprint=f"{directory.name[:32]}-{name}",
         )
     say(f"tokenized {len(splits.train_texts)} + {len(splits.val_texts)} texts (cache miss)")
@@ -144,13 +179,16 @@ def load_sources(
     """Load train and (if given) validation, raising one DataError with the problems of both."""
     problems: list[tuple[str, str]] = []
     tables: dict[str, RawTable] = {}
-    for field, source, split in (("data.train", train_source, "train"),
-                                 ("data.validation", validation_source, "validation")):
+    for field, source, split in (
+        ("data.train", train_source, "train"),
+        ("data.validation", validation_source, "validation"),
+    ):
         if source is None:
             continue
         try:
-            tables[field] = load_table(source, text_column=text_column, label_column=label_column,
-                                       field=field, split=split)
+            tables[field] = load_table(
+                source, text_column=text_column, label_column=label_column, field=field, split=split
+            )
         except DataError as err:
             problems += [p for p in err.problems if p not in problems]  # column errors may repeat
     if problems:
@@ -168,16 +206,21 @@ def split_examples(
     validation_source: str | None,
 ) -> Splits:
     """Stratified split of train (no validation given), or coverage checks plus leakage removal."""
-    problems = [(field, f"no usable rows in {source} after cleaning ({cleaning_summary(result.report)})")
-                for field, source, result in (("data.train", train_source, train),
-                                              ("data.validation", validation_source, validation))
-                if result is not None and not result.texts]
+    problems = [
+        (field, f"no usable rows in {source} after cleaning ({cleaning_summary(result.report)})")
+        for field, source, result in (
+            ("data.train", train_source, train),
+            ("data.validation", validation_source, validation),
+        )
+        if result is not None and not result.texts
+    ]
     if problems:
         raise DataError(problems)
     if validation is None:
         check_label_coverage(train.labels, train.labels)  # 2+ classes, before the split complains
         tr_texts, tr_labels, va_texts, va_labels = stratified_split(
-            train.texts, train.labels, val_fraction=val_fraction, seed=seed)
+            train.texts, train.labels, val_fraction=val_fraction, seed=seed
+        )
         split = f"stratified from train, val_fraction={val_fraction}, seed={seed}"
     else:
         tr_texts, tr_labels = train.texts, train.labels
@@ -189,8 +232,11 @@ def split_examples(
         try:
             check_label_coverage(tr_labels, va_labels)
         except DataError as err:
-            note = ("data.train", f"{overlap['train_val_overlap']} training rows were dropped first because "
-                                  "their text is also in validation")
+            note = (
+                "data.train",
+                f"{overlap['train_val_overlap']} training rows were dropped first because "
+                "their text is also in validation",
+            )
             raise DataError([*err.problems, note]) from err
     return Splits(tr_texts, tr_labels, va_texts, va_labels, split, overlap)
 
@@ -223,16 +269,19 @@ def build_report(
     if val_clean is not None:
         warnings += cleaning_warnings("validation", val_clean.report)
     if splits.overlap["train_val_overlap"]:
-        warnings.append(f"{splits.overlap['train_val_overlap']} training texts also in validation were "
-                        "dropped from train")
+        warnings.append(
+            f"{splits.overlap['train_val_overlap']} training texts also in validation were dropped from train"
+        )
     return {
         "train": train_source,
         "validation": validation_source,
         "cleaning": {"train": train_clean.report, "validation": val_clean.report if val_clean else None},
         "split": splits.split,
         "overlap": splits.overlap,
-        "class_distribution": {"train": class_distribution(splits.train_labels, label_names),
-                               "validation": class_distribution(splits.val_labels, label_names)},
+        "class_distribution": {
+            "train": class_distribution(splits.train_labels, label_names),
+            "validation": class_distribution(splits.val_labels, label_names),
+        },
         "truncated": {"train": 0, "validation": 0},
         "max_length": max_length,
         "label_names": label_names,
@@ -256,18 +305,24 @@ def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
     if report["missing_label"]:
         lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label")
     if report["duplicates"]:
-        lines.append(f"{split}: dropped {report['duplicates']} exact duplicate "
-                     f"{'row' if report['duplicates'] == 1 else 'rows'}")
+        lines.append(
+            f"{split}: dropped {report['duplicates']} exact duplicate {'row' if report['duplicates'] == 1 else 'rows'}"
+        )
     if report["conflicting_texts_total"]:
-        lines.append(f"{split}: {report['conflicting_texts_total']} texts appear with conflicting labels; "
-                     f"kept none of them ({_rows(report['conflicting_rows'])})")
+        lines.append(
+            f"{split}: {report['conflicting_texts_total']} texts appear with conflicting labels; "
+            f"kept none of them ({_rows(report['conflicting_rows'])})"
+        )
     return lines
 
 
 def truncation_warnings(truncated: dict[str, int], max_length: int) -> list[str]:
     """One line per split that had texts cut to max_length."""
-    return [f"{n} {split} texts longer than max_length={max_length} tokens were truncated"
-            for split, n in truncated.items() if n]
+    return [
+        f"{n} {split} texts longer than max_length={max_length} tokens were truncated"
+        for split, n in truncated.items()
+        if n
+    ]
 
 
 def tokenizer_warnings(tokenizer: Any, max_length: int) -> list[str]:

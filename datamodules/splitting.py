@@ -46,21 +46,34 @@ def split_problems(labels: Sequence[str], val_fraction: float) -> list[tuple[str
     problems = []
     for label in sorted_labels(counts):
         if counts[label] < 2:
-            problems.append(("data.train", f"class {label!r} has only {_plural(counts[label], 'row')}; a "
-                             "stratified split needs at least 2 per class (one for training, one for "
-                             "validation): add rows for it, remove it, or give data.validation"))
+            problems.append(
+                (
+                    "data.train",
+                    f"class {label!r} has only {_plural(counts[label], 'row')}; a "
+                    "stratified split needs at least 2 per class (one for training, one for "
+                    "validation): add rows for it, remove it, or give data.validation",
+                )
+            )
     n, k = len(labels), len(counts)
     n_val = math.ceil(val_fraction * n)
     if n_val < k:
         need = math.ceil(k / n * 100) / 100
         rows = _plural(n_val, "validation row")
-        problems.append(("data.val_fraction", f"val_fraction={val_fraction} gives {rows} for {k} classes "
-                         f"(need one per class): use at least {need}"))
+        problems.append(
+            (
+                "data.val_fraction",
+                f"val_fraction={val_fraction} gives {rows} for {k} classes (need one per class): use at least {need}",
+            )
+        )
     if n - n_val < k:
         most = math.floor((n - k) / n * 100) / 100
         rows = _plural(n - n_val, "training row")
-        problems.append(("data.val_fraction", f"val_fraction={val_fraction} leaves {rows} for {k} classes "
-                         f"(need one per class): use at most {most}"))
+        problems.append(
+            (
+                "data.val_fraction",
+                f"val_fraction={val_fraction} leaves {rows} for {k} classes (need one per class): use at most {most}",
+            )
+        )
     return problems
 
 
@@ -84,8 +97,12 @@ def stratified_split(
     train_idx, val_idx = _ensure_both_sides(list(train_idx), list(val_idx), labels, random.Random(seed))
     train_idx.sort()
     val_idx.sort()
-    return ([texts[i] for i in train_idx], [labels[i] for i in train_idx],
-            [texts[i] for i in val_idx], [labels[i] for i in val_idx])
+    return (
+        [texts[i] for i in train_idx],
+        [labels[i] for i in train_idx],
+        [texts[i] for i in val_idx],
+        [labels[i] for i in val_idx],
+    )
 
 
 def _ensure_both_sides(
@@ -108,19 +125,34 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
     problems: list[tuple[str, str]] = []
     if len(train_counts) < 2:
         found = ", ".join(repr(label) for label in sorted_labels(train_counts)) or "none"
-        problems.append(("data.train", f"training data has {_plural(len(train_counts), 'class')} ({found}); "
-                         "classification needs at least 2: check data.label_column"))
+        problems.append(
+            (
+                "data.train",
+                f"training data has {_plural(len(train_counts), 'class')} ({found}); "
+                "classification needs at least 2: check data.label_column",
+            )
+        )
     if not val_counts:
         problems.append(("data.validation", "validation data has no usable rows"))
     else:
         for label in sorted_labels(set(train_counts) - set(val_counts)):
-            problems.append(("data.validation", f"class {label!r} has 0 rows in validation (train has "
-                             f"{train_counts[label]}): add validation rows for it or use a stratified split "
-                             "by removing data.validation"))
+            problems.append(
+                (
+                    "data.validation",
+                    f"class {label!r} has 0 rows in validation (train has "
+                    f"{train_counts[label]}): add validation rows for it or use a stratified split "
+                    "by removing data.validation",
+                )
+            )
     for label in sorted_labels(set(val_counts) - set(train_counts)):
         rows = _plural(val_counts[label], "row")
-        problems.append(("data.validation", f"class {label!r} has {rows} in validation but none in training, "
-                         "so no model can predict it: add training rows for it or remove it from validation"))
+        problems.append(
+            (
+                "data.validation",
+                f"class {label!r} has {rows} in validation but none in training, "
+                "so no model can predict it: add training rows for it or remove it from validation",
+            )
+        )
     if problems:
         raise DataError(problems)
 
@@ -132,6 +164,5 @@ def remove_overlap(
     val_set = set(val_texts)
     kept = [(t, lab) for t, lab in zip(train_texts, train_labels, strict=True) if t not in val_set]
     dropped = list(dict.fromkeys(t for t in train_texts if t in val_set))
-    report = {"train_val_overlap": len(train_texts) - len(kept),
-              "overlap_examples": dropped[:MAX_OVERLAP_EXAMPLES]}
+    report = {"train_val_overlap": len(train_texts) - len(kept), "overlap_examples": dropped[:MAX_OVERLAP_EXAMPLES]}
     return [t for t, _ in kept], [lab for _, lab in kept], report

@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 # Batch keys, in order; token_type_ids only when the tokenizer made them.
 SEQUENCE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
@@ -58,6 +58,36 @@ class PaddingCollator:
         return batch
 
 
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of rows of similar length, so dynamic padding pads little.
+
+    Each epoch: shuffle all rows, cut them into groups of `batch_size * group_batches`, sort each group by
+    length, cut it into batches, and shuffle the batches. Seeded: the same seed gives the same epochs.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int, group_batches: int = 32):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.group = batch_size * group_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Any:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        order = rng.permutation(len(self.lengths))
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.group):
+            chunk = order[start : start + self.group]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        for index in rng.permutation(len(batches)):
+            yield batches[index]
+
+
 class TextClassificationDataModule(pl.LightningDataModule):
     """Train / validation loaders over encoded splits (from `prepare_classification_data`)."""
 
@@ -71,6 +101,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        group_by_length: bool = True,
     ):
         super().__init__()
         if batch_size < 1:
@@ -80,6 +111,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or max(batch_size, 64)
         self.seed = seed
         self.num_workers = num_workers
+        self.group_by_length = group_by_length
         self.collate = PaddingCollator(pad_token_id)
         self.train_examples = EncodedExamples(train)
         self.val_examples = EncodedExamples(validation)
@@ -97,9 +129,26 @@ class TextClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader[Example]:
-        """Shuffled with a generator seeded by `seed` (same order for the same seed)."""
-        return self._loader(self.train_examples, self.batch_size, shuffle=True)
+        """Shuffled with a seeded generator; by default in batches of similar length (less padding)."""
+        if not self.group_by_length:
+            return self._loader(self.train_examples, self.batch_size, shuffle=True)
+        lengths = [len(ids) for ids in self.train_examples.sequences["input_ids"]]
+        return self._batched(self.train_examples, LengthGroupedBatches(lengths, self.batch_size, seed=self.seed))
 
     def val_dataloader(self) -> DataLoader[Example]:
-        """In dataset order, `eval_batch_size` rows per batch."""
-        return self._loader(self.val_examples, self.eval_batch_size, shuffle=False)
+        """`eval_batch_size` rows per batch; by default shortest rows first (metrics do not depend on order)."""
+        if not self.group_by_length:
+            return self._loader(self.val_examples, self.eval_batch_size, shuffle=False)
+        lengths = np.array([len(ids) for ids in self.val_examples.sequences["input_ids"]])
+        order = np.argsort(lengths, kind="stable").tolist()
+        batches = [order[i : i + self.eval_batch_size] for i in range(0, len(order), self.eval_batch_size)]
+        return self._batched(self.val_examples, batches)
+
+    def _batched(self, examples: EncodedExamples, batches: Any) -> DataLoader[Example]:
+        return DataLoader(
+            examples,
+            batch_sampler=batches,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )

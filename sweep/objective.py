@@ -36,6 +36,7 @@ class TrialSettings:
     accelerator: str
     precision: str
     eval_batch_size: int
+    group_by_length: bool = True
     checkpoint_root: Path | None = None  # None: keep no weights
     tokenizer_dir: Path | None = None
     keep_checkpoints: int = 3
@@ -80,6 +81,7 @@ def train_trial(
         batch_size=hp.batch_size,
         eval_batch_size=settings.eval_batch_size,
         seed=seed,
+        group_by_length=settings.group_by_length,
     )
     t1 = time.perf_counter()
     module = SequenceClassifier(

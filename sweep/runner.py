@@ -275,6 +275,7 @@ def run_study(
         accelerator=spec.trainer.accelerator,
         precision=spec.trainer.precision,
         eval_batch_size=spec.trainer.eval_batch_size,
+        group_by_length=spec.trainer.group_by_length,
         checkpoint_root=checkpoint_root if keep else None,
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,
         keep_checkpoints=keep,

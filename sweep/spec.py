@@ -155,6 +155,7 @@ class TrainerSpec(_Strict):
     accelerator: str = "auto"
     precision: Literal["32-true", "16-mixed", "bf16-mixed", "auto"] = "32-true"
     eval_batch_size: int = Field(64, ge=1)
+    group_by_length: StrictBool = True
     num_threads: int | None = Field(None, ge=1)
 
 

@@ -49,6 +49,17 @@ def trec_subset(n_per_class: int, seed: int = 0, exclude_abbr: bool = False) -> 
     return out
 
 
+def split_per_class(rows: list[tuple[str, str]], n_val: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The first `n_val` rows of each class go to validation, the rest to train."""
+    seen: Counter[str] = Counter()
+    train: list[tuple[str, str]] = []
+    val: list[tuple[str, str]] = []
+    for text, label in rows:
+        seen[label] += 1
+        (val if seen[label] <= n_val else train).append((text, label))
+    return train, val
+
+
 def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -108,11 +119,5 @@ def trec_csvs(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
     """Small TREC train/validation CSVs (4 classes, 30 + 10 per class) written to a temp folder."""
     rows = trec_subset(40, seed=1, exclude_abbr=True)
     labels = sorted({label for _, label in rows})[:4]
-    rows = [r for r in rows if r[1] in labels]
-    train: list[tuple[str, str]] = []
-    val: list[tuple[str, str]] = []
-    seen: Counter[str] = Counter()
-    for text, label in rows:
-        seen[label] += 1
-        (val if seen[label] <= 10 else train).append((text, label))
+    train, val = split_per_class([r for r in rows if r[1] in labels], 10)
     return write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "val.csv", val)

@@ -52,12 +52,24 @@ def test_benchmark_runs_both_sides_and_writes_results(tmp_path: Path, tiny_bert:
     text = results.read_text(encoding="utf-8")
     assert "python benchmarks/bench_trainer.py --encoder" in text and "--trials 2" in text
     assert "| sweep (ours) | Trainer.hyperparameter_search (peer) | ours / peer |" in text
-    for row in ("wall time, whole side", "best validation macro-F1", "time to first reach the peer's best F1",
-                "training throughput", "our overhead share"):
+    for row in (
+        "wall time, whole side",
+        "best validation macro-F1",
+        "time to first reach the peer's best F1",
+        "training throughput",
+        "our overhead share",
+    ):
         assert f"| {row}" in text, row
     assert "### Our per-trial time split" in text
-    for column in ("data prep (s)", "model load (s)", "training (s)", "validation (s)", "checkpointing (s)",
-                   "storage/other (s)", "overhead"):
+    for column in (
+        "data prep (s)",
+        "model load (s)",
+        "training (s)",
+        "validation (s)",
+        "checkpointing (s)",
+        "storage/other (s)",
+        "overhead",
+    ):
         assert column in text, column
     assert "smoke run, not a benchmark" in text
     assert "torch threads" in text and "transformers" in text

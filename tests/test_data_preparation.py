@@ -270,7 +270,12 @@ def trec_data(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> 
 
 def test_batches_are_padded_to_the_longest_row_in_each_batch(trec_data: PreparedData) -> None:
     dm = TextClassificationDataModule(
-        trec_data.train, trec_data.validation, pad_token_id=trec_data.pad_token_id, batch_size=4, eval_batch_size=8
+        trec_data.train,
+        trec_data.validation,
+        pad_token_id=trec_data.pad_token_id,
+        batch_size=4,
+        eval_batch_size=8,
+        group_by_length=False,
     )
     lengths = trec_data.validation["length"]
     widths = []
@@ -289,7 +294,9 @@ def test_batches_are_padded_to_the_longest_row_in_each_batch(trec_data: Prepared
 
 
 def test_padding_uses_the_given_pad_id(trec_data: PreparedData) -> None:
-    dm = TextClassificationDataModule(trec_data.train, trec_data.validation, pad_token_id=99, batch_size=40)
+    dm = TextClassificationDataModule(
+        trec_data.train, trec_data.validation, pad_token_id=99, batch_size=40, group_by_length=False
+    )
     batch = next(iter(dm.val_dataloader()))
     padding = batch["attention_mask"] == 0
     assert bool(padding.any()) and bool((batch["input_ids"][padding] == 99).all())
@@ -314,13 +321,15 @@ def test_training_order_is_shuffled_by_seed_and_covers_every_row(trec_data: Prep
 def test_eval_batch_size_defaults_to_at_least_64(trec_data: PreparedData) -> None:
     def eval_size(**kwargs: Any) -> int | None:
         dm = TextClassificationDataModule(trec_data.train, trec_data.validation, pad_token_id=0, **kwargs)
-        return dm.val_dataloader().batch_size
+        sizes = {len(batch) for batch in dm.val_dataloader().batch_sampler}  # type: ignore[union-attr]
+        assert max(sizes) == min(dm.eval_batch_size, len(trec_data.validation))
+        return dm.eval_batch_size
 
     assert eval_size(batch_size=8) == 64
     assert eval_size(batch_size=100) == 100
     assert eval_size(batch_size=8, eval_batch_size=5) == 5
     dm = TextClassificationDataModule(trec_data.train, trec_data.validation, pad_token_id=0, batch_size=8)
-    assert dm.train_dataloader().batch_size == 8
+    assert {len(b) for b in dm.train_dataloader().batch_sampler} <= set(range(1, 9))  # type: ignore[union-attr]
     assert pickle.loads(pickle.dumps(dm.collate)).pad_token_id == 0  # workers can receive it
 
 

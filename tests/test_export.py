@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from conftest import trec_subset, write_csv
+from conftest import split_per_class, trec_subset, write_csv
 from optuna.trial import TrialState
 from sklearn.metrics import f1_score
 
@@ -29,12 +28,7 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path
     root = tmp_path_factory.mktemp("export-study")
     rows = trec_subset(45, seed=2, exclude_abbr=True)
     labels = sorted({label for _, label in rows})[:4]
-    seen: Counter[str] = Counter()
-    train, val = [], []
-    for text, label in rows:
-        if label in labels:
-            seen[label] += 1
-            (val if seen[label] <= 12 else train).append((text, label))
+    train, val = split_per_class([r for r in rows if r[1] in labels], 12)
     spec = {
         "name": "trec-export",
         "storage": f"sqlite:///{root / 'sweeps.db'}",

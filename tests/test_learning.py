@@ -9,12 +9,11 @@ The threshold below leaves a wide margin under that and stays far above chance.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import trec_subset, write_csv
+from conftest import split_per_class, trec_subset, write_csv
 
 from sweep.runner import run_study
 
@@ -24,12 +23,7 @@ THRESHOLD = 0.6
 
 
 def test_minilm_fine_tuning_beats_chance_by_far(tmp_path: Path, shared_data: Path) -> None:
-    rows = trec_subset(80, seed=3, exclude_abbr=True)
-    seen: Counter[str] = Counter()
-    train, val = [], []
-    for text, label in rows:
-        seen[label] += 1
-        (val if seen[label] <= 20 else train).append((text, label))
+    train, val = split_per_class(trec_subset(80, seed=3, exclude_abbr=True), 20)
     spec = {
         "name": "trec-minilm-learning",
         "storage": f"sqlite:///{tmp_path / 'sweeps.db'}",

@@ -54,48 +54,92 @@ RICH_TRIALS: list[tuple[TrialState, float, int, int, list[float], float]] = [
 
 def data_report(conflicts: int = 1) -> dict[str, Any]:
     """A data report shaped like datamodules' (see DESIGN.md / create_or_resume)."""
-    cleaning = {"rows_in": 120, "normalized": 2, "missing_text": 1, "empty_text": 0, "missing_label": 2,
-                "duplicates": 4, "conflicting_rows": 2 * conflicts,
-                "conflicting_texts": [{"text": f"refund for order {i}", "labels": {"billing": 1, "returns": 1}}
-                                      for i in range(conflicts)],
-                "conflicting_texts_total": conflicts, "rows_out": 113 - 2 * conflicts}
+    cleaning = {
+        "rows_in": 120,
+        "normalized": 2,
+        "missing_text": 1,
+        "empty_text": 0,
+        "missing_label": 2,
+        "duplicates": 4,
+        "conflicting_rows": 2 * conflicts,
+        "conflicting_texts": [
+            {"text": f"refund for order {i}", "labels": {"billing": 1, "returns": 1}} for i in range(conflicts)
+        ],
+        "conflicting_texts_total": conflicts,
+        "rows_out": 113 - 2 * conflicts,
+    }
     return {
-        "train": "data/train.csv", "validation": None, "split": "stratified from train, val_fraction=0.2, seed=0",
+        "train": "data/train.csv",
+        "validation": None,
+        "split": "stratified from train, val_fraction=0.2, seed=0",
         "cleaning": {"train": cleaning, "validation": None},
         "overlap": {"train_val_overlap": 2, "overlap_examples": ["where is my parcel", "cancel my order"]},
-        "class_distribution": {"train": {"billing": 30, "returns": 31, "shipping": 29},
-                               "validation": {"billing": 8, "returns": 7, "shipping": 8}},
-        "truncated": {"train": 3, "validation": 1}, "max_length": 64, "num_train": 90, "num_validation": 23,
+        "class_distribution": {
+            "train": {"billing": 30, "returns": 31, "shipping": 29},
+            "validation": {"billing": 8, "returns": 7, "shipping": 8},
+        },
+        "truncated": {"train": 3, "validation": 1},
+        "max_length": 64,
+        "num_train": 90,
+        "num_validation": 23,
         "warnings": ["train: dropped 4 exact duplicate rows", "3 training texts were truncated to 64 tokens"],
     }
 
 
-def trial_attrs(state: TrialState, lr: float, bs: int, epochs: int, curve: list[float], seconds: float,
-                matrix: list[list[int]]) -> dict[str, Any]:
+def trial_attrs(
+    state: TrialState, lr: float, bs: int, epochs: int, curve: list[float], seconds: float, matrix: list[list[int]]
+) -> dict[str, Any]:
     """User attrs as sweep.objective writes them."""
     if state == TrialState.FAIL:
-        return {"hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
-                "error": "RuntimeError: CUDA out of memory"}
+        return {
+            "hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
+            "error": "RuntimeError: CUDA out of memory",
+        }
     best = max(range(len(curve)), key=lambda i: (curve[i], -i))
     history = [{"epoch": i, "val_f1_macro": v, "val_loss": 1 - v, "train_loss": 1.2 - v} for i, v in enumerate(curve)]
     attrs: dict[str, Any] = {
         "hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
-        "best_epoch": best + 1, "epochs_run": len(curve), "history": history,
+        "best_epoch": best + 1,
+        "epochs_run": len(curve),
+        "history": history,
         "metrics": {"val_f1_macro": curve[best], "val_accuracy": curve[best] + 0.01, "val_loss": 1 - curve[best]},
-        "per_class": {name: {"precision": 0.7 + 0.05 * i, "recall": 0.6 + 0.1 * i, "f1": 0.65 + 0.07 * i,
-                             "support": sum(matrix[i])} for i, name in enumerate(LABELS)},
+        "per_class": {
+            name: {
+                "precision": 0.7 + 0.05 * i,
+                "recall": 0.6 + 0.1 * i,
+                "f1": 0.65 + 0.07 * i,
+                "support": sum(matrix[i]),
+            }
+            for i, name in enumerate(LABELS)
+        },
         "confusion_matrix": matrix,
-        "timings": {"data": 0.1, "model_load": 0.5, "train": seconds * 0.8, "validation": seconds * 0.1,
-                    "checkpoint": 0.0, "total": seconds},
+        "timings": {
+            "data": 0.1,
+            "model_load": 0.5,
+            "train": seconds * 0.8,
+            "validation": seconds * 0.1,
+            "checkpoint": 0.0,
+            "total": seconds,
+        },
     }
     if state == TrialState.PRUNED:
         attrs["pruned_at_epoch"] = len(curve)
     return attrs
 
 
-def add_trial(study: optuna.Study, state: TrialState, lr: float, bs: int, epochs: int, curve: list[float],
-              seconds: float, *, start: datetime, matrix: list[list[int]] | None = None,
-              with_attrs: bool = True) -> None:
+def add_trial(
+    study: optuna.Study,
+    state: TrialState,
+    lr: float,
+    bs: int,
+    epochs: int,
+    curve: list[float],
+    seconds: float,
+    *,
+    start: datetime,
+    matrix: list[list[int]] | None = None,
+    with_attrs: bool = True,
+) -> None:
     """One finished trial with controlled times."""
     trial = create_trial(
         state=state,
@@ -117,8 +161,12 @@ def study_attrs(study: optuna.Study, metric: str = "f1_macro", encoder: str = "m
     study.set_user_attr("data_report", data_report())
 
 
-def rich_study(name: str = "rich", metric: str = "f1_macro", encoder: str = "minilm",
-               trials: list[tuple[TrialState, float, int, int, list[float], float]] | None = None) -> optuna.Study:
+def rich_study(
+    name: str = "rich",
+    metric: str = "f1_macro",
+    encoder: str = "minilm",
+    trials: list[tuple[TrialState, float, int, int, list[float], float]] | None = None,
+) -> optuna.Study:
     """Complete, pruned and failed trials with every user attr; trial 3 is the best (0.85)."""
     study = optuna.create_study(study_name=name, direction="maximize")
     study_attrs(study, metric, encoder)
@@ -195,8 +243,9 @@ def test_expected_max_performance_rises_to_the_maximum() -> None:
 
 def test_expected_max_performance_edge_cases() -> None:
     assert expected_max_performance([]) == []
-    assert expected_max_performance([0.3, 0.3, 0.3]) == [(n, pytest.approx(0.3), pytest.approx(0.0, abs=1e-6))
-                                                          for n in (1, 2, 3)]
+    assert expected_max_performance([0.3, 0.3, 0.3]) == [
+        (n, pytest.approx(0.3), pytest.approx(0.0, abs=1e-6)) for n in (1, 2, 3)
+    ]
     with pytest.raises(ValueError, match="max_trials >= 1 must hold, got max_trials=0"):
         expected_max_performance([0.1], max_trials=0)
     with pytest.raises(ValueError, match="finite"):
@@ -352,8 +401,11 @@ def test_parameter_figures_and_contour(rich_sections: list[Section]) -> None:
 def test_contour_needs_both_parameters_searched() -> None:
     study = optuna.create_study()
     for i, lr in enumerate((1e-4, 2e-4, 3e-4)):
-        trial = create_trial(value=0.5 + i / 10, params={"learning_rate": lr},
-                             distributions={"learning_rate": DISTRIBUTIONS["learning_rate"]})
+        trial = create_trial(
+            value=0.5 + i / 10,
+            params={"learning_rate": lr},
+            distributions={"learning_rate": DISTRIBUTIONS["learning_rate"]},
+        )
         study.add_trial(trial)
     params = section(build_report([study]), "Hyperparameters and values")
     assert "contour" not in [f.name for f in params.figures]
@@ -489,8 +541,13 @@ def test_report_of_a_study_without_user_attrs() -> None:
 
 def test_running_trials_are_counted() -> None:
     study = rich_study(trials=RICH_TRIALS[:2])
-    study.add_trial(create_trial(state=TrialState.RUNNING, params={"learning_rate": 1e-4},
-                                 distributions={"learning_rate": DISTRIBUTIONS["learning_rate"]}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.RUNNING,
+            params={"learning_rate": 1e-4},
+            distributions={"learning_rate": DISTRIBUTIONS["learning_rate"]},
+        )
+    )
     facts = table_rows(section(build_report([study]), "Summary").tables[0])
     assert facts["trials"] == "2 complete, 1 running"
 
@@ -499,8 +556,10 @@ def test_running_trials_are_counted() -> None:
 
 
 def test_comparison_of_two_studies() -> None:
-    other_trials = [(TrialState.COMPLETE, 1e-4, 16, 3, [0.7, 0.9], 10.0),
-                    (TrialState.COMPLETE, 2e-4, 32, 3, [0.6, 0.7], 10.0)]
+    other_trials = [
+        (TrialState.COMPLETE, 1e-4, 16, 3, [0.7, 0.9], 10.0),
+        (TrialState.COMPLETE, 2e-4, 32, 3, [0.6, 0.7], 10.0),
+    ]
     first, second = rich_study("alpha"), rich_study("beta", encoder="bert-base", trials=other_trials)
     sections = build_report([first, second], seed=0)
     comparison = sections[0]
