@@ -277,8 +277,18 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SweepError([(where, f"malformed YAML: {problem}")], source=str(path)) from None
-    spec = parse_spec(data, source=str(path))
-    return spec, path.resolve().parent
+    base = path.resolve().parent
+    try:
+        spec = parse_spec(data, source=str(path))
+    except SweepError as exc:
+        # Report missing data files too, so one run lists every problem of the spec.
+        data_section = data.get("data") if isinstance(data, dict) else None
+        if isinstance(data_section, dict):
+            known = {where for where, _ in exc.problems}
+            sources = {key: data_section.get(key) for key in ("train", "validation")}
+            exc.problems += [p for p in _path_problems(sources, base) if p[0] not in known]
+        raise SweepError(exc.problems, source=exc.source) from None
+    return spec, base
 
 
 def resolve_data_path(source: str, base: Path) -> str:
@@ -291,10 +301,13 @@ def resolve_data_path(source: str, base: Path) -> str:
 
 def check_paths(spec: Spec, base: Path) -> list[tuple[str, str]]:
     """Problems with local files named by the spec (data files), without reading them."""
+    return _path_problems({"train": spec.data.train, "validation": spec.data.validation}, base)
+
+
+def _path_problems(sources: dict[str, Any], base: Path) -> list[tuple[str, str]]:
     problems = []
-    for field in ("train", "validation"):
-        source = getattr(spec.data, field)
-        if source is None or source.startswith("hub:"):
+    for field, source in sources.items():
+        if not isinstance(source, str) or source.startswith("hub:"):
             continue
         path = Path(resolve_data_path(source, base))
         if not path.exists():

@@ -142,3 +142,13 @@ def test_check_paths_resolves_against_spec_folder(tmp_path: Path) -> None:
     assert problems == {"data.validation": f"file not found: {tmp_path / 'data' / 'missing.csv'}"}
     spec = parse_spec({"name": "x", "data": {"train": "data/notes.txt", "validation": "hub:trec"}})
     assert "unsupported file type '.txt'" in dict(check_paths(spec, tmp_path))["data.train"]
+
+
+def test_schema_and_file_problems_reported_together(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: x\ncolour: red\ndata: {train: missing.csv}\nsearch: {space: {epochs: {low: 3, high: 1}}}\n")
+    with pytest.raises(SweepError) as info:
+        load_spec(spec)
+    problems = dict(info.value.problems)
+    assert set(problems) == {"colour", "search.space.epochs", "data.train"}
+    assert problems["data.train"] == f"file not found: {tmp_path / 'missing.csv'}"
