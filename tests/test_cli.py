@@ -36,10 +36,11 @@ def test_bad_spec_exits_2_with_a_line_per_problem(tmp_path: Path, capsys: pytest
     )
     assert main(["run", str(spec)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert all(line.startswith(f"error: {spec}: ") for line in lines)
     assert "data.lable: unknown key" in lines[0]
     assert "search.space.learning_rate: low <= high must hold, got low=0.001, high=1e-05" in lines[1]
+    assert f"data.train: file not found: {tmp_path / 't.csv'}" in lines[2]
 
 
 def test_status_errors(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
