@@ -78,6 +78,7 @@ class Config:
     max_length: int
     repeats: int
     threads: int | None
+    first_epoch_evals: int | None
     work: Path
     results: Path
     command: str
@@ -110,6 +111,11 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument("--max-length", type=int, default=128, help="tokenizer max_length (default 128)")
     parser.add_argument("--repeats", type=int, default=1, help="repetitions of the pair of runs (default 1)")
     parser.add_argument("--threads", type=int, help="torch CPU threads for both sides (default: torch's)")
+    parser.add_argument(
+        "--first-epoch-evals",
+        type=int,
+        help="our search.first_epoch_evals (extra evaluations inside the first epoch; default: sweep's default)",
+    )
     parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
@@ -152,6 +158,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         max_length=args.max_length,
         repeats=args.repeats,
         threads=args.threads,
+        first_epoch_evals=args.first_epoch_evals,
         work=args.work.resolve(),
         results=args.results.resolve(),
         command=shlex.join(["python", "benchmarks/bench_trainer.py", *argv]),
@@ -569,6 +576,8 @@ def write_spec(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> Path:
         },
         "trainer": {"eval_batch_size": EVAL_BATCH_SIZE},
     }
+    if cfg.first_epoch_evals is not None:
+        spec["search"]["first_epoch_evals"] = cfg.first_epoch_evals  # type: ignore[index]
     path = rep_dir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -589,7 +598,8 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
     for trial in study.trials:
         timings = dict(trial.user_attrs.get("timings", {}))
         walls = trial.user_attrs.get("validation_wall_times", [])
-        values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        steps = sorted(trial.intermediate_values)
+        per_epoch = study.user_attrs.get("steps_per_epoch") or 1
         trials.append(
             {
                 "number": trial.number,
@@ -597,10 +607,11 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
                 "value": trial.value,
                 "params": dict(trial.params),
                 "best_epoch": trial.user_attrs.get("best_epoch"),
+                "epochs_run": trial.user_attrs.get("epochs_run"),
                 "timings": timings,
                 "evals": [
-                    {"epoch": i + 1, "time": float(w) - t0, "f1": float(v)}
-                    for i, (w, v) in enumerate(zip(walls, values, strict=False))
+                    {"epoch": step / per_epoch, "time": float(w) - t0, "f1": float(trial.intermediate_values[step])}
+                    for w, step in zip(walls, steps, strict=False)
                 ],
             }
         )
@@ -613,7 +624,8 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
         "best_f1": float(best["value"]) if best else None,
         "best_trial": best["number"] if best else None,
         "best_params": best["params"] if best else {},
-        "pruner": f"{spec.get('search', {}).get('pruner', '?')} (sweep's default; step = epoch)",
+        "pruner": f"{spec.get('search', {}).get('pruner', '?')} (sweep's default; "
+        f"{study.user_attrs.get('steps_per_epoch', 1)} evaluations in the first epoch, then one per epoch)",
         "storage": result.storage_url,
         "data_report": {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
         "trials": trials,
@@ -661,7 +673,7 @@ def our_split(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "number": t["number"],
                 "state": t["state"],
                 "params": t["params"],
-                "epochs_run": len(t["evals"]),
+                "epochs_run": t.get("epochs_run") or len(t["evals"]),
                 **parts,
                 "other": other,
                 "total": total,

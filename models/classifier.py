@@ -159,7 +159,8 @@ class SequenceClassifier(pl.LightningModule):
     """Fine-tunes `AutoModelForSequenceClassification` with weighted, label-smoothed cross-entropy.
 
     `self.model` is the plain transformers model (export with `self.model.save_pretrained`).
-    After each validation epoch (not the sanity check) one record is appended to `self.history`.
+    After each validation run (not the sanity check) one record is appended to `self.history`: `epoch` (0-based)
+    in which it ran, optimizer `step`, `epochs_trained` (fractional inside an epoch) and the validation metrics.
     """
 
     class_weights: torch.Tensor | None
@@ -260,7 +261,14 @@ class SequenceClassifier(pl.LightningModule):
         self._clear_validation_state()
         if self.trainer.sanity_checking:
             return
-        record: dict[str, Any] = {"epoch": self.current_epoch, "step": self.global_step, **scalars}
+        batches = self.trainer.num_training_batches
+        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
+        record: dict[str, Any] = {
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "epochs_trained": trained,
+            **scalars,
+        }
         if self._train_loss_total is not None and self._train_examples:
             record["train_loss"] = float(self._train_loss_total) / self._train_examples
         record["per_class"] = metrics["per_class"]

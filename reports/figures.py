@@ -119,23 +119,29 @@ def plot_best_values(names: Sequence[str], values: Sequence[float], metric: str)
 
 @dataclass(frozen=True)
 class Curve:
-    """One trial's validation metric per epoch (1-based), its state, and whether it is the best trial."""
+    """One trial's validation metric per evaluation, at epochs trained (1/3 = a third into the first epoch)."""
 
     number: int
     state: str
-    epochs: list[int]
+    epochs: list[float]
     values: list[float]
     best: bool = False
 
 
 def collect_learning_curves(study: optuna.Study, best: FrozenTrial | None = None) -> list[Curve]:
-    """Every trial that reported at least one epoch, by trial number."""
+    """Every trial that reported at least one evaluation, by trial number.
+
+    Optuna steps are 1/`steps_per_epoch` of an epoch (study attr; 1 for studies without evaluations inside the
+    first epoch), so the x axis is in epochs whatever the evaluation schedule.
+    """
+    per_epoch = study.user_attrs.get("steps_per_epoch") or 1
     curves = []
     for trial in study.get_trials(deepcopy=False):
         if not trial.intermediate_values:
             continue
         steps = sorted(trial.intermediate_values)
-        curves.append(Curve(number=trial.number, state=STATE_NAMES[trial.state], epochs=steps,
+        epochs = [step / per_epoch if per_epoch != 1 else step for step in steps]
+        curves.append(Curve(number=trial.number, state=STATE_NAMES[trial.state], epochs=epochs,
                             values=[float(trial.intermediate_values[s]) for s in steps],
                             best=best is not None and trial.number == best.number))
     return curves
@@ -158,12 +164,12 @@ def plot_learning_curves(curves: Sequence[Curve], metric: str) -> go.Figure:
             line={"color": colour, "dash": dash, "width": 3 if curve.best else 1.5},
             marker={"symbol": symbols, "size": [11 if s == "x" else 5 for s in symbols], "color": colour},
             opacity=1.0 if curve.best else 0.75,
-            hovertemplate=f"trial {curve.number} ({curve.state})<br>epoch %{{x}}<br>{plot_text(metric)} "
+            hovertemplate=f"trial {curve.number} ({curve.state})<br>epoch %{{x:.3g}}<br>{plot_text(metric)} "
             "%{y:.4f}<extra></extra>",
         )
         shown.add(group)
     fig.update_xaxes(dtick=1)
-    return _layout(fig, "Learning curves (validation metric per epoch)", "epoch", f"validation {metric}")
+    return _layout(fig, "Learning curves (validation metric per evaluation)", "epoch", f"validation {metric}")
 
 
 # --- expected validation performance ------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
     rows.append(["total compute time", f"{format_seconds(spent.seconds)} over {spent.trials} finished trials"])
     if counts["pruned"]:
         rows.append(["time saved by pruning (estimate)",
-                     f"{format_seconds(saved.seconds)} ({saved.epochs} epochs not run)"])
+                     f"{format_seconds(saved.seconds)} ({saved.epochs:.3g} epochs not run)"])
     total = sum(counts.values())
     blocks: list[Block] = [TableBlock(columns=["", ""], rows=rows, caption="Study")]
     if counts["pruned"]:

@@ -84,11 +84,12 @@ def planned_epochs(trial: FrozenTrial) -> int | None:
     return int(epochs) if isinstance(epochs, int | float) and not isinstance(epochs, bool) else None
 
 
-def epochs_run(trial: FrozenTrial) -> int | None:
-    """Epochs the trial ran: `epochs_run`, else `pruned_at_epoch`, else its number of reported epochs."""
+def epochs_run(trial: FrozenTrial) -> float | None:
+    """Epochs the trial ran (0.33 when pruned a third into its first epoch): `epochs_run`, else
+    `pruned_at_epoch`, else its number of reported evaluations."""
     for key in ("epochs_run", "pruned_at_epoch"):
         value = trial.user_attrs.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return value
     return len(trial.intermediate_values) or None
 
@@ -123,14 +124,14 @@ class PruningSavings:
     """Estimated training time pruning saved, and the pruned trials it could not be estimated for."""
 
     seconds: float
-    epochs: int
+    epochs: float
     estimated: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
 
 
 def pruning_savings(study: optuna.Study) -> PruningSavings:
     """Per pruned trial: (planned epochs - epochs run) x (its duration / epochs run), summed."""
-    seconds, epochs, estimated, unknown = 0.0, 0, [], []
+    seconds, epochs, estimated, unknown = 0.0, 0.0, [], []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
         planned, ran, took = planned_epochs(trial), epochs_run(trial), trial_seconds(trial)
         if planned is None or ran is None or took is None:

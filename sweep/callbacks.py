@@ -5,6 +5,7 @@ No Optuna trial here: the pruning callback talks to two plain functions, so it c
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,14 +13,75 @@ from typing import Any
 import pytorch_lightning as pl
 
 
-class PruningCallback(pl.Callback):
-    """After each validation epoch: report `monitor` at step = epoch number (1-based); stop if told to prune."""
+class EvaluationSchedule(pl.Callback):
+    """Validate at the end of every epoch and, in the first epoch only, `first_epoch_evals` more times.
 
-    def __init__(self, monitor: str, report: Callable[[float, int], None], should_prune: Callable[[], bool]):
+    The extra evaluations sit at even fractions of the first epoch (1/3 and 2/3 for 2), so a pruner can stop a
+    hopeless trial long before its first epoch ends. Optuna steps count in units of 1/(first_epoch_evals + 1)
+    epoch: with 2 extra evaluations the steps are 1, 2, 3 (end of epoch 1), 6 (end of epoch 2), 9, ...
+    Lightning decides whether to validate after a batch from `trainer.val_check_batch`; this callback sets it
+    batch by batch, so evaluations happen exactly at the planned batches.
+    """
+
+    def __init__(self, first_epoch_evals: int = 0):
+        if first_epoch_evals < 0:
+            raise ValueError(f"first_epoch_evals must be >= 0, got {first_epoch_evals}")
+        self.steps_per_epoch = first_epoch_evals + 1
+        self.step = 0  # the Optuna step of the evaluation that runs next (or ran last)
+        self._points: dict[int, int] = {}
+        self._batches = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = trainer.num_training_batches
+        self._batches = int(n) if math.isfinite(n) else 0
+        self._points = {}
+        if trainer.current_epoch == 0 and self._batches:
+            for j in range(1, self.steps_per_epoch):
+                batch = round(self._batches * j / self.steps_per_epoch)
+                if 1 <= batch < self._batches:
+                    self._points.setdefault(batch, j)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._batches:
+            return
+        done = batch_idx + 1
+        if done in self._points:
+            self.step = self._points[done]
+            trainer.val_check_batch = done
+        elif done >= self._batches:
+            self.step = (trainer.current_epoch + 1) * self.steps_per_epoch
+            trainer.val_check_batch = done
+        else:
+            # Not an evaluation point: a modulus larger than the batch count never divides `done`.
+            self.step = trainer.current_epoch * self.steps_per_epoch + math.floor(
+                done / self._batches * self.steps_per_epoch
+            )
+            trainer.val_check_batch = self._batches + 1
+
+
+class PruningCallback(pl.Callback):
+    """After each evaluation: report `monitor` to Optuna; stop the trial if the pruner says so.
+
+    The step is the schedule's step (epoch number, 1-based, when there is no schedule). An evaluation whose step
+    was already reported (e.g. a run stopped right after one) is not reported twice.
+    """
+
+    def __init__(
+        self,
+        monitor: str,
+        report: Callable[[float, int], None],
+        should_prune: Callable[[], bool],
+        schedule: EvaluationSchedule | None = None,
+    ):
         self.monitor = monitor
         self.report = report
         self.should_prune = should_prune
-        self.pruned_at: int | None = None
+        self.schedule = schedule
+        self.pruned_at: int | None = None  # the Optuna step
+        self.pruned_at_epochs: float | None = None  # epochs trained when it stopped
+        self._last_step = 0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -29,11 +91,23 @@ class PruningCallback(pl.Callback):
             raise RuntimeError(
                 f"pruning monitor {self.monitor!r} was not logged (logged: {list(trainer.callback_metrics)})"
             )
-        step = trainer.current_epoch + 1
+        step = self.schedule.step if self.schedule is not None else trainer.current_epoch + 1
+        if step <= self._last_step:
+            return
+        self._last_step = step
         self.report(float(value), step)
         if self.should_prune():
             self.pruned_at = step
+            self.pruned_at_epochs = epochs_trained(trainer)
             trainer.should_stop = True
+
+
+def epochs_trained(trainer: pl.Trainer) -> float:
+    """Training done so far, in epochs (1/3 after a third of the first epoch); exact at epoch ends."""
+    n = trainer.num_training_batches
+    if not n or not math.isfinite(n):
+        return float(trainer.current_epoch)
+    return round(trainer.global_step / n, 4)
 
 
 class TimingCallback(pl.Callback):

@@ -16,17 +16,20 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from safetensors import safe_open
 
+from sweep.callbacks import epochs_trained
+
 CHECKPOINT_ATTR = "checkpoint"
 WEIGHTS_FILE = "model.safetensors"
 
 
 class BestWeights(pl.Callback):
-    """After each validation epoch, copy the weights to CPU memory if `monitor` improved (first best wins)."""
+    """After each evaluation, copy the weights to CPU memory if `monitor` improved (first best wins)."""
 
     def __init__(self, monitor: str):
         self.monitor = monitor
         self.best: float | None = None
-        self.epoch: int | None = None
+        self.epoch: int | None = None  # 1-based epoch in which the best evaluation ran
+        self.epochs_trained: float | None = None  # training done at that evaluation, in epochs
         self.state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -39,6 +42,7 @@ class BestWeights(pl.Callback):
         if self.best is None or value > self.best:
             model: Any = pl_module.model
             self.best, self.epoch = value, trainer.current_epoch + 1
+            self.epochs_trained = epochs_trained(trainer)
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 

@@ -16,7 +16,7 @@ import torch
 
 from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
-from sweep.callbacks import PruningCallback, TimingCallback
+from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import CHECKPOINT_ATTR, BestWeights, save_checkpoint, would_keep
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
@@ -37,6 +37,7 @@ class TrialSettings:
     precision: str
     eval_batch_size: int
     group_by_length: bool = True
+    first_epoch_evals: int = 0
     checkpoint_root: Path | None = None  # None: keep no weights
     tokenizer_dir: Path | None = None
     keep_checkpoints: int = 3
@@ -54,8 +55,15 @@ def resolve_precision(precision: str) -> str:
 def best_epoch(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
     """The validation record with the highest `monitor` (the earliest one on ties)."""
     if not history:
-        raise RuntimeError("the trial finished without a validation epoch")
-    return max(history, key=lambda record: (record[monitor], -record["epoch"]))
+        raise RuntimeError("the trial finished without a validation run")
+    return max(history, key=lambda record: (record[monitor], -record["step"]))
+
+
+def _epochs(value: float | None) -> float | int | None:
+    """Epochs as a plain int when whole (2, not 2.0), else rounded (0.33)."""
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else round(float(value), 2)
 
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +104,9 @@ def train_trial(
     )
     t2 = time.perf_counter()
     timing = TimingCallback()
+    schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)
+    if schedule is None:
+        callbacks = [EvaluationSchedule(settings.first_epoch_evals), *callbacks]
     trainer = pl.Trainer(
         max_epochs=hp.epochs,
         accelerator=settings.accelerator,
@@ -138,12 +149,15 @@ def build_objective(
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("hyperparameters", hp.as_dict())
         trial.set_user_attr("data_fingerprint", data.fingerprint)
-        pruning = PruningCallback(monitor, report=trial.report, should_prune=trial.should_prune)
+        schedule = EvaluationSchedule(settings.first_epoch_evals)
+        pruning = PruningCallback(monitor, report=trial.report, should_prune=trial.should_prune, schedule=schedule)
         weights = BestWeights(monitor)
         steps = hp.epochs * math.ceil(len(data.train) / hp.batch_size)
         extra = trial_callbacks(trial.number, hp, steps) if trial_callbacks else []
         try:
-            module, timing, setup = train_trial(hp, data, settings, seed=seed, callbacks=[pruning, weights, *extra])
+            module, timing, setup = train_trial(
+                hp, data, settings, seed=seed, callbacks=[schedule, pruning, weights, *extra]
+            )
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])
@@ -151,7 +165,9 @@ def build_objective(
         history = module.history
         best = best_epoch(history, monitor)
         trial.set_user_attr("best_epoch", best["epoch"] + 1)
-        trial.set_user_attr("epochs_run", len(history))
+        trial.set_user_attr("best_epochs_trained", _epochs(best.get("epochs_trained")))
+        trial.set_user_attr("epochs_run", _epochs(history[-1].get("epochs_trained")) or history[-1]["epoch"] + 1)
+        trial.set_user_attr("evaluations", len(history))
         trial.set_user_attr("metrics", _compact(best))
         trial.set_user_attr("per_class", best["per_class"])
         trial.set_user_attr("confusion_matrix", best["confusion_matrix"])
@@ -177,8 +193,8 @@ def build_objective(
         )
         trial.set_user_attr("validation_wall_times", [round(t, 3) for t in timing.validation_ends])
         if pruning.pruned_at is not None:
-            trial.set_user_attr("pruned_at_epoch", pruning.pruned_at)
-            raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+            trial.set_user_attr("pruned_at_epoch", _epochs(pruning.pruned_at_epochs))
+            raise optuna.TrialPruned(f"pruned after {_epochs(pruning.pruned_at_epochs)} epochs")
         return value
 
     return objective

@@ -63,14 +63,21 @@ def max_epochs(search: SearchSpec) -> int:
     return int(max(epochs) if isinstance(epochs, list) else epochs)
 
 
+def steps_per_epoch(search: SearchSpec) -> int:
+    """Optuna steps per epoch: the end of each epoch plus the extra evaluations inside the first one."""
+    return search.first_epoch_evals + 1
+
+
 def make_pruner(search: SearchSpec) -> optuna.pruners.BasePruner:
-    """Pruners act on validation epochs (step = epoch number)."""
+    """Pruners act on evaluations; a step is 1/steps_per_epoch of an epoch (epoch ends are multiples of it)."""
     if search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     if search.pruner == "percentile":
         return optuna.pruners.PercentilePruner(25.0, n_startup_trials=3)
     if search.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs(search), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max_epochs(search) * steps_per_epoch(search), reduction_factor=3
+        )
     if search.pruner == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -183,6 +190,7 @@ def create_or_resume(
     study.set_user_attr("data_report", data.report)
     study.set_user_attr("label_names", list(data.label_names))
     study.set_user_attr("metric", spec.objective.metric)
+    study.set_user_attr("steps_per_epoch", steps_per_epoch(spec.search))
     study.set_user_attr("checkpoint_dir", str(checkpoint_root))
     return study, False
 
@@ -276,6 +284,7 @@ def run_study(
         precision=spec.trainer.precision,
         eval_batch_size=spec.trainer.eval_batch_size,
         group_by_length=spec.trainer.group_by_length,
+        first_epoch_evals=spec.search.first_epoch_evals,
         checkpoint_root=checkpoint_root if keep else None,
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,
         keep_checkpoints=keep,

@@ -164,6 +164,8 @@ class SearchSpec(_Strict):
     sampler: Literal["tpe", "random", "grid", "gp", "qmc"] = "tpe"
     pruner: Literal["median", "hyperband", "successive_halving", "percentile", "none"] = "median"
     seed: int = 0
+    # Extra validation runs inside the first epoch (at 1/3 and 2/3 for 2), so pruning can act before it ends.
+    first_epoch_evals: int = Field(2, ge=0, le=9)
     keep_checkpoints: int = Field(3, ge=0)
     space: SpaceSpec = SpaceSpec()
 

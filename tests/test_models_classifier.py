@@ -345,11 +345,12 @@ def test_history_has_one_full_record_per_epoch(two_epoch_run: dict[str, Any]) ->
     history = two_epoch_run["module"].history
     labels = two_epoch_run["labels"]
 
-    assert [(r["epoch"], r["step"]) for r in history] == [(0, 5), (1, 10)]
+    assert [(r["epoch"], r["step"], r["epochs_trained"]) for r in history] == [(0, 5, 1.0), (1, 10, 2.0)]
     scalars = ["loss", "accuracy"] + [
         f"{kind}_{average}" for average in ("macro", "micro", "weighted") for kind in ("precision", "recall", "f1")
     ]
-    expected_keys = {"epoch", "step", "train_loss", "per_class", "confusion_matrix"} | {f"val_{s}" for s in scalars}
+    expected_keys = {"epoch", "step", "epochs_trained", "train_loss", "per_class", "confusion_matrix"}
+    expected_keys |= {f"val_{s}" for s in scalars}
     for record in history:
         assert set(record) == expected_keys
         assert all(type(record[f"val_{s}"]) is float for s in scalars)

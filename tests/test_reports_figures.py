@@ -345,6 +345,21 @@ def test_learning_curves_mark_pruned_trials(rich: optuna.Study) -> None:
     assert legend == ["best trial (trial 3)", "complete", "pruned"]
 
 
+def test_learning_curves_place_first_epoch_evaluations_at_fractions_of_an_epoch() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("steps_per_epoch", 3)  # evaluations at 1/3 and 2/3 of epoch 1, then each epoch end
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8, params={}, distributions={},
+                                 intermediate_values={1: 0.3, 2: 0.5, 3: 0.6, 6: 0.8}))  # fmt: skip
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=None, params={}, distributions={},
+                                 user_attrs={"pruned_at_epoch": 0.33, "hyperparameters": {"epochs": 3}},
+                                 intermediate_values={1: 0.1}))  # fmt: skip
+    curves = collect_learning_curves(study, best_trial(study))
+    assert curves[0].epochs == pytest.approx([1 / 3, 2 / 3, 1.0, 2.0])
+    assert curves[1].epochs == pytest.approx([1 / 3])
+    saved = pruning_savings(study)  # 3 - 0.33 epochs were not run
+    assert saved.epochs == pytest.approx(2.67) and saved.estimated == [1]
+
+
 # --- importance -----------------------------------------------------------------------------------------------
 
 

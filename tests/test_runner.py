@@ -64,11 +64,20 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, trec_
     for trial in finished:
         attrs = trial.user_attrs
         history = attrs["history"]
-        assert len(history) == attrs["hyperparameters"]["epochs"] == trial.params["epochs"]
+        epochs = attrs["hyperparameters"]["epochs"]
+        assert epochs == trial.params["epochs"]
+        # Default schedule: two evaluations inside the first epoch (about 1/3 and 2/3), then one per epoch end.
+        trained = [r["epochs_trained"] for r in history]
+        assert trained[:2] == [pytest.approx(1 / 3, abs=0.07), pytest.approx(2 / 3, abs=0.07)]
+        assert trained[2:] == list(range(1, epochs + 1)) and attrs["epochs_run"] == epochs
+        assert attrs["evaluations"] == len(history) == epochs + 2
         best = max(history, key=lambda r: r["val_f1_macro"])
-        assert trial.value == pytest.approx(best["val_f1_macro"])  # the best epoch scores, not the last
+        assert trial.value == pytest.approx(best["val_f1_macro"])  # the best evaluation scores, not the last
         assert attrs["best_epoch"] == best["epoch"] + 1
-        assert trial.intermediate_values == {r["epoch"] + 1: pytest.approx(r["val_f1_macro"]) for r in history}
+        assert attrs["best_epochs_trained"] == pytest.approx(best["epochs_trained"], abs=0.01)
+        steps = [1, 2, *(3 * e for e in range(1, epochs + 1))]  # Optuna steps are thirds of an epoch
+        values = {s: pytest.approx(r["val_f1_macro"]) for s, r in zip(steps, history, strict=True)}
+        assert trial.intermediate_values == values
         assert set(attrs["per_class"]) == {"DESC", "ENTY", "HUM", "LOC"}
         assert attrs["seed"] == trial.number
         assert {"data", "model_load", "train", "validation", "total"} <= set(attrs["timings"])
@@ -130,12 +139,49 @@ def test_pruning_callback_stops_training_and_records(
     monkeypatch.setattr("sweep.runner.make_pruner", lambda search: PruneFromStep(2))
     train, val = trec_csvs
     spec = write_spec(
-        tmp_path, train, val, tiny_bert, search__n_trials=1, search__space={"epochs": 4, "learning_rate": 1e-3}
+        tmp_path,
+        train,
+        val,
+        tiny_bert,
+        search__n_trials=1,
+        search__first_epoch_evals=0,  # one evaluation per epoch: step = epoch
+        search__space={"epochs": 4, "learning_rate": 1e-3},
     )
     trial = run_study(spec).study.trials[0]
     assert trial.state == TrialState.PRUNED
     assert sorted(trial.intermediate_values) == [1, 2]  # stopped after epoch 2 of 4
     assert trial.user_attrs["pruned_at_epoch"] == 2 and trial.user_attrs["epochs_run"] == 2
+    assert len(trial.user_attrs["history"]) == 2
+
+
+def test_pruning_acts_inside_the_first_epoch(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sweep.runner.make_pruner", lambda search: PruneFromStep(1))
+    train, val = trec_csvs
+    spec = write_spec(
+        tmp_path,
+        train,
+        val,
+        tiny_bert,
+        search__n_trials=1,
+        search__first_epoch_evals=3,  # evaluations at 1/4, 1/2 and 3/4 of the first epoch
+        search__space={"epochs": 3, "learning_rate": 1e-3, "batch_size": 8},
+    )
+    study = run_study(spec).study
+    trial = study.trials[0]
+    assert study.user_attrs["steps_per_epoch"] == 4
+    assert trial.state == TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [1]  # stopped at the first evaluation, a quarter into epoch 1
+    history = trial.user_attrs["history"]
+    assert len(history) == 1 and history[0]["epochs_trained"] == pytest.approx(0.25, abs=0.05)
+    assert trial.user_attrs["pruned_at_epoch"] == pytest.approx(0.25, abs=0.05)
+    assert trial.user_attrs["epochs_run"] == trial.user_attrs["pruned_at_epoch"]
+    # It trained only that quarter: one validation run, a quarter of the training examples.
+    assert trial.user_attrs["timings"]["train_examples"] == pytest.approx(
+        study.user_attrs["data_report"]["num_train"] / 4, abs=8
+    )
+    assert len(trial.user_attrs["validation_wall_times"]) == 1
 
 
 def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
