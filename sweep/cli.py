@@ -29,7 +29,7 @@ class _Out:
 
 
 out = _Out()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and piped output stay greppable
 
 StorageOption = Annotated[
     str | None,
@@ -46,15 +46,81 @@ def run(
     n_trials: Annotated[
         int | None, typer.Option("--n-trials", help="Finished trials to reach (overrides the spec).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Local worker processes (each with its share of CPU threads or its own GPU; PostgreSQL for more "
+            "than 1). 0: create the study only, for `sweep worker` on other machines.",
+        ),
+    ] = 1,
 ) -> None:
-    """Create the study or resume it, and run trials until N have finished (complete or pruned)."""
+    """Create the study or resume it (after a crash too), and run trials until N have finished (complete or pruned)."""
     from sweep.runner import run_study
+
+    result = run_study(spec, storage_url=storage, n_trials=n_trials, workers=workers, console=err)
+    _finish(result)
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Argument(help="Name of an existing study (created by `sweep run`).")],
+    storage: StorageOption = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="This machine's copy of the study's spec (default: the spec stored in the study)."),
+    ] = None,
+    checkpoints: Annotated[
+        Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads for this worker.")] = None,
+    heartbeat_interval: Annotated[
+        int | None, typer.Option("--heartbeat-interval", help="Seconds between heartbeats (default: the spec's, 60).")
+    ] = None,
+    grace_period: Annotated[
+        int | None,
+        typer.Option("--grace-period", help="Seconds of silence before a trial is failed and retried (default 300)."),
+    ] = None,
+) -> None:
+    """Join a study from any machine and run its trials until the study's budget is finished (across all workers)."""
+    from sweep.runner import join_study
+    from sweep.storage import DEFAULT_STORAGE_URL
+
+    result = join_study(
+        study,
+        storage or DEFAULT_STORAGE_URL,
+        spec_path=spec,
+        checkpoints=checkpoints,
+        threads=threads,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        console=err,
+    )
+    _finish(result, tables=False)
+
+
+def _finish(result: Any, *, tables: bool = True) -> None:
+    """Print the outcome of a run; a signal or failed workers end with a non-zero exit code."""
     from sweep.summary import best_summary, trials_table
 
-    result = run_study(spec, storage_url=storage, n_trials=n_trials, console=err)
-    out.print(trials_table(result.study))
-    out.print(best_summary(result.study))
+    if tables:
+        out.print(trials_table(result.study))
+        out.print(best_summary(result.study))
     out.print(f"wall time {result.seconds:.1f}s · store {result.storage_url}", highlight=False)
+    if result.failures_in_a_row:
+        err.print("[red]stopped:[/] three trials in a row failed; see their errors with `sweep status`")
+        raise typer.Exit(1)
+    if result.stopped_by:
+        err.print(
+            f"stopped by {result.stopped_by}: the running trial is recorded as FAIL and queued for a retry with the "
+            "same parameters; run the same command again to continue",
+            highlight=False,
+        )
+        raise typer.Exit(143 if result.stopped_by == "SIGTERM" else 130)
+    bad = [code for code in result.worker_exit_codes if code != 0]
+    if bad:
+        err.print(f"[red]{len(bad)} of {len(result.worker_exit_codes)} workers failed[/] (exit codes {bad})")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -126,11 +192,13 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns a typer.Exit's code here
+        if isinstance(code, int) and code:
+            return code
     except SweepError as exc:
         for line in exc.lines():
             err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")
         return 130

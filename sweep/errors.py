@@ -23,3 +23,9 @@ class SweepError(Exception):
 
     def render(self) -> str:
         return "\n".join(self.lines())
+
+
+class StorageLost(SweepError):
+    """The database stopped answering during a run and did not come back within the retry window (exit code 3)."""
+
+    exit_code = 3

@@ -18,8 +18,10 @@ from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import CHECKPOINT_ATTR, BestWeights, save_checkpoint, would_keep
+from sweep.errors import StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
+from sweep.worker import GracefulStop, StopRequested, worker_id
 
 TrialCallbackFactory = Callable[[int, int, int, str], pl.Callback]
 
@@ -136,28 +138,55 @@ def build_objective(
     *,
     trial_callbacks: Callable[[int, Hyperparameters, int], list[pl.Callback]] | None = None,
     on_trial_start: Callable[[int], None] | None = None,
+    stop: GracefulStop | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    """The function Optuna calls per trial. Its value is the best epoch's validation metric."""
+    """The function Optuna calls per trial. Its value is the best evaluation's validation metric.
+
+    With `stop`, a SIGTERM/Ctrl-C during training ends the trial as FAIL with the reason (`stopped_by`); the
+    runner queues it for one retry with the same parameters and seed.
+    """
     monitor = f"val_{settings.metric}"
+    stop = stop or GracefulStop()
 
     def objective(trial: optuna.Trial) -> float:
         started = time.perf_counter()
         if on_trial_start:
             on_trial_start(trial.number)
+        trial.set_user_attr("worker", worker_id())
+        for stale in ("stopped_by", "error"):  # a retry starts with its original's attrs: not its outcome
+            if trial.user_attrs.get(stale) is not None:
+                trial.set_user_attr(stale, None)
         hp = suggest(trial, settings.space)
-        seed = settings.seed + trial.number
+        # A retry (of a trial whose worker died or was stopped) repeats the original run: same parameters, same seed.
+        original = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial", trial.number)
+        seed = settings.seed + int(original)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("hyperparameters", hp.as_dict())
         trial.set_user_attr("data_fingerprint", data.fingerprint)
         schedule = EvaluationSchedule(settings.first_epoch_evals)
-        pruning = PruningCallback(monitor, report=trial.report, should_prune=trial.should_prune, schedule=schedule)
+        pruning = PruningCallback(
+            monitor,
+            report=stop.shielded(trial.report),
+            should_prune=stop.shielded(trial.should_prune),
+            schedule=schedule,
+        )
         weights = BestWeights(monitor)
         steps = hp.epochs * math.ceil(len(data.train) / hp.batch_size)
         extra = trial_callbacks(trial.number, hp, steps) if trial_callbacks else []
         try:
-            module, timing, setup = train_trial(
-                hp, data, settings, seed=seed, callbacks=[schedule, pruning, weights, *extra]
+            with stop.training():
+                module, timing, setup = train_trial(
+                    hp, data, settings, seed=seed, callbacks=[schedule, pruning, weights, *extra]
+                )
+        except StopRequested as exc:
+            took = time.perf_counter() - started
+            trial.set_user_attr("stopped_by", stop.requested or "stop")
+            trial.set_user_attr(
+                "error", f"{exc} after {took:.1f} s on {worker_id()}; queued for a retry with the same parameters"
             )
+            raise
+        except StorageLost:
+            raise  # nothing more can be recorded; the heartbeat fails the trial and another worker retries it
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,52 @@ from sweep.errors import SweepError
 from sweep.objective import TrialSettings, build_objective
 from sweep.progress import StudyProgress
 from sweep.space import grid
-from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, resolve_data_path
-from sweep.storage import DEFAULT_STORAGE_URL, open_storage, storage_problems
+from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, parse_spec, resolve_data_path
+from sweep.storage import (
+    BUDGET_ATTR,
+    DEFAULT_STORAGE_URL,
+    POSTGRES_HINT,
+    Heartbeat,
+    existing_study_attrs,
+    is_sqlite,
+    open_storage,
+    reachability_problems,
+    recover_orphans,
+    safe_url,
+    sqlite_writer_lock,
+    storage_problems,
+    study_names,
+)
 from sweep.summary import trial_line
+from sweep.worker import (
+    GracefulStop,
+    LoopResult,
+    RetryStopped,
+    StopOnRequest,
+    budget,
+    launch_workers,
+    run_trials,
+    worker_id,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "search.n_trials", "search.keep_checkpoints")
+NOT_FINGERPRINTED = (
+    "storage",
+    "checkpoint_dir",
+    "heartbeat.interval",
+    "heartbeat.grace_period",
+    "search.n_trials",
+    "search.keep_checkpoints",
+)
 DEFAULT_CACHE_DIR = ".sweep_cache"
 MAX_CONSECUTIVE_FAILURES = 3
+ORPHAN_REASON = "its worker stopped without finishing it (found RUNNING when the store was opened again)"
 
 
 def quiet_libraries() -> None:
     """Keep the screen for our own progress: no per-trial banners from Lightning, Optuna or transformers."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: our own line reports each failed trial with its error (the traceback is kept in the trial's attrs).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -43,8 +77,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", ".*Experimental.*", category=optuna.exceptions.ExperimentalWarning)
 
 
-def make_sampler(search: SearchSpec) -> optuna.samplers.BaseSampler:
-    seed = search.seed
+def make_sampler(search: SearchSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; `salt` varies the seed per worker process (0: the spec's seed, reproducible)."""
+    seed = (search.seed + salt) % 2**32
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if search.sampler == "grid":
@@ -53,7 +88,8 @@ def make_sampler(search: SearchSpec) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed)
     if search.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    # Several workers: `constant_liar` makes TPE treat running trials as bad, so workers spread out.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=salt != 0)
 
 
 def max_epochs(search: SearchSpec) -> int:
@@ -138,8 +174,31 @@ def default_checkpoint_root(spec: Spec, base: Path, url: str) -> Path:
     return parent / "checkpoints" / spec.name
 
 
+def check_same_spec(attrs: dict[str, Any], spec: Spec, url: str) -> None:
+    """Refuse to continue a study that another spec (other than budget and locations) created."""
+    if attrs.get("spec_fingerprint") == spec.fingerprint():
+        return
+    old, new = dict(attrs.get("spec", {})), spec.model_dump(mode="json")
+    changed = [k for k in _diff(old, new) if k not in NOT_FINGERPRINTED]
+    raise SweepError(
+        [
+            (
+                "name",
+                f"study {spec.name!r} already exists in {safe_url(url)} with a different spec "
+                f"(changed: {', '.join(changed) or 'unknown'}); give the spec a new name to start "
+                "a new study, or run the original spec to continue",
+            )
+        ]
+    )
+
+
 def create_or_resume(
-    storage: optuna.storages.RDBStorage, spec: Spec, data: PreparedData, url: str, checkpoint_root: Path
+    storage: optuna.storages.RDBStorage,
+    spec: Spec,
+    data: PreparedData,
+    url: str,
+    checkpoint_root: Path,
+    base: Path | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study with its spec and data report, or load it if the same spec made it before."""
     spec_dump = spec.model_dump(mode="json")
@@ -153,19 +212,7 @@ def create_or_resume(
             study_name=spec.name, storage=storage, sampler=make_sampler(spec.search), pruner=make_pruner(spec.search)
         )
         attrs = study.user_attrs
-        if attrs.get("spec_fingerprint") != spec.fingerprint():
-            old = dict(attrs.get("spec", {}))
-            changed = [k for k in _diff(old, spec_dump) if k not in NOT_FINGERPRINTED]
-            raise SweepError(
-                [
-                    (
-                        "name",
-                        f"study {spec.name!r} already exists in {url} with a different spec "
-                        f"(changed: {', '.join(changed) or 'unknown'}); give the spec a new name to start "
-                        "a new study, or run the original spec to continue",
-                    )
-                ]
-            )
+        check_same_spec(attrs, spec, url)
         if attrs.get("data_fingerprint") != data.fingerprint:
             raise SweepError(
                 [
@@ -192,6 +239,8 @@ def create_or_resume(
     study.set_user_attr("metric", spec.objective.metric)
     study.set_user_attr("steps_per_epoch", steps_per_epoch(spec.search))
     study.set_user_attr("checkpoint_dir", str(checkpoint_root))
+    if base is not None:
+        study.set_user_attr("spec_dir", str(base))  # where the spec's relative data paths start, for workers
     return study, False
 
 
@@ -205,17 +254,22 @@ class RunResult:
     storage_url: str
     resumed: bool
     seconds: float
+    stopped_by: str | None = None  # SIGTERM / SIGINT when a signal ended the run
+    worker_exit_codes: list[int] = field(default_factory=list)
+    failures_in_a_row: bool = False
 
 
 class _StopAfterFailures:
     """Stop the study after a run of consecutive failed trials (a broken setup, not a bad configuration)."""
 
     def __init__(self, limit: int):
-        self.limit, self.streak = limit, 0
+        self.limit, self.streak, self.tripped = limit, 0, False
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
+        stopped = trial.user_attrs.get("stopped_by")  # a stopped worker says nothing about the setup
+        self.streak = self.streak + 1 if trial.state == TrialState.FAIL and not stopped else 0
         if self.streak >= self.limit:
+            self.tripped = True
             study.stop()
 
 
@@ -229,52 +283,13 @@ class _KeepTopCheckpoints:
         prune_checkpoints(study, self.keep)
 
 
-def run_study(
-    spec_path: str | Path,
-    *,
-    storage_url: str | None = None,
-    n_trials: int | None = None,
-    console: Console | None = None,
-) -> RunResult:
-    """Validate everything first (nothing is written on bad input), then create or resume and optimise."""
-    console = console or Console(stderr=True)
-    started = time.perf_counter()
-    spec, base = load_spec(spec_path)
-    if n_trials is not None:
-        if n_trials < 1:
-            raise SweepError([("--n-trials", f"must be >= 1, got {n_trials}")])
-        spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
-    url = storage_url or spec.storage or DEFAULT_STORAGE_URL
-    problems = check_paths(spec, base) + storage_problems(url, field="--storage" if storage_url else "storage")
-    try:
-        encoder = resolve_encoder(spec.model.encoder, base)
-    except SweepError as exc:
-        problems += exc.problems
-    if problems:
-        raise SweepError(problems, source=str(spec_path))
-    quiet_libraries()
-    if spec.trainer.num_threads:
-        torch.set_num_threads(spec.trainer.num_threads)
-    data = prepare_data(spec, base, encoder, console)
-    for warning in data.report.get("warnings", []):
-        console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
-    storage = open_storage(url)
-    study, resumed = create_or_resume(storage, spec, data, url, default_checkpoint_root(spec, base, url))
-    done = count_finished(study)
-    total = spec.search.n_trials
-    console.print(
-        f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {url}: {done}/{total} trials finished; "
-        f"{len(data.train)} train / {len(data.validation)} validation examples, {len(data.label_names)} classes",
-        highlight=False,
-    )
-    if done >= total:
-        return RunResult(study, url, resumed, time.perf_counter() - started)
+def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:
+    """What every trial of this worker shares, from the spec and the study's checkpoint folder."""
     keep = spec.search.keep_checkpoints
-    checkpoint_root = Path(study.user_attrs["checkpoint_dir"])
     class_weights = None
     if spec.model.class_weights == "balanced":
         class_weights = balanced_class_weights(list(data.train["labels"]), len(data.label_names))
-    settings = TrialSettings(
+    return TrialSettings(
         encoder=encoder,
         space=spec.search.space,
         metric=spec.objective.metric,
@@ -289,26 +304,256 @@ def run_study(
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,
         keep_checkpoints=keep,
     )
-    with StudyProgress(console, total=total, done=done, name=spec.name) as progress:
+
+
+def work(study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSettings, console: Console) -> LoopResult:
+    """This process's share of the study: trials until the budget is finished, a signal, or a broken setup."""
+    total = budget(study, spec.search.n_trials)
+    with (
+        GracefulStop() as stop,
+        StudyProgress(console, total=total, done=count_finished(study), name=spec.name) as progress,
+    ):
         monitor = f"val_{spec.objective.metric}"
         objective = build_objective(
             data,
             settings,
             trial_callbacks=lambda number, hp, steps: [progress.trial_callback(number, hp.epochs, steps, monitor)],
+            stop=stop,
         )
 
         def report(study: optuna.Study, trial: FrozenTrial) -> None:
             progress.trial_done(trial_line(study, trial, spec.objective.metric), counts=trial.state in FINISHED)
 
-        study.optimize(
+        failures = _StopAfterFailures(MAX_CONSECUTIVE_FAILURES)
+        return run_trials(
+            study,
             objective,
-            n_trials=None,
-            catch=(Exception,),
-            callbacks=[
-                _KeepTopCheckpoints(keep),
-                report,
-                optuna.study.MaxTrialsCallback(total, states=FINISHED),
-                _StopAfterFailures(MAX_CONSECUTIVE_FAILURES),
-            ],
+            [_KeepTopCheckpoints(spec.search.keep_checkpoints), RetryStopped(), report, StopOnRequest(stop), failures],
+            default_budget=spec.search.n_trials,
+            stop=stop,
+            failures=failures,
+            console=console,
         )
-    return RunResult(study, url, resumed, time.perf_counter() - started)
+
+
+def heartbeat_of(spec: Spec, interval: int | None = None, grace_period: int | None = None) -> Heartbeat:
+    interval = interval or spec.heartbeat.interval
+    grace = grace_period or spec.heartbeat.grace_period
+    if grace <= interval:
+        raise SweepError(
+            [
+                (
+                    "--grace-period",
+                    f"must exceed the heartbeat interval, got grace period {grace} s, interval {interval} s",
+                )
+            ]
+        )
+    return Heartbeat(interval=interval, grace_period=grace)
+
+
+def run_study(
+    spec_path: str | Path,
+    *,
+    storage_url: str | None = None,
+    n_trials: int | None = None,
+    workers: int = 1,
+    console: Console | None = None,
+) -> RunResult:
+    """Validate everything first (nothing is written on bad input), then create or resume and optimise.
+
+    `workers`: 1 runs trials in this process; N > 1 starts N local `sweep worker` processes (PostgreSQL only);
+    0 only creates (or updates) the study, for workers started elsewhere.
+    """
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    spec, base = load_spec(spec_path)
+    if n_trials is not None:
+        if n_trials < 1:
+            raise SweepError([("--n-trials", f"must be >= 1, got {n_trials}")])
+        spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
+    url = storage_url or spec.storage or DEFAULT_STORAGE_URL
+    field_name = "--storage" if storage_url else "storage"
+    problems = check_paths(spec, base) + storage_problems(url, field=field_name)
+    if workers < 0:
+        problems.append(("--workers", f"must be >= 0, got {workers}"))
+    elif workers > 1 and not problems and is_sqlite(url):
+        problems.append(("--workers", f"{workers} workers cannot share the SQLite store {url}; {POSTGRES_HINT}"))
+    try:
+        encoder = resolve_encoder(spec.model.encoder, base)
+    except SweepError as exc:
+        problems += exc.problems
+    if not problems:
+        problems += reachability_problems(url, field=field_name)
+    if problems:
+        raise SweepError(problems, source=str(spec_path))
+    existing = existing_study_attrs(url, spec.name)
+    if existing is not None:  # before any data is read or cached: a clash writes nothing
+        check_same_spec(existing, spec, url)
+    quiet_libraries()
+    if spec.trainer.num_threads:
+        torch.set_num_threads(spec.trainer.num_threads)
+    data = prepare_data(spec, base, encoder, console)
+    for warning in data.report.get("warnings", []):
+        console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
+    with sqlite_writer_lock(url):
+        storage = open_storage(url, heartbeat=heartbeat_of(spec))
+        study, resumed = create_or_resume(storage, spec, data, url, default_checkpoint_root(spec, base, url), base)
+        total = spec.search.n_trials
+        study.set_user_attr(BUDGET_ATTR, total)
+        recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) else []
+        done = count_finished(study)
+        console.print(
+            f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {safe_url(url)}: {done}/{total} "
+            f"trials finished; {len(data.train)} train / {len(data.validation)} validation examples, "
+            f"{len(data.label_names)} classes",
+            highlight=False,
+        )
+        if recovered:
+            console.print(
+                f"trials {', '.join(map(str, recovered))} were left RUNNING by a stopped run: marked failed and "
+                "queued for a retry with the same parameters",
+                highlight=False,
+            )
+        if done >= total:
+            return RunResult(study, url, resumed, time.perf_counter() - started)
+        if workers == 0:
+            console.print(
+                f"study ready: start workers with `sweep worker {spec.name} --storage {safe_url(url)}` "
+                f"(add --spec {spec_path} where the data sits elsewhere)",
+                highlight=False,
+            )
+            return RunResult(study, url, resumed, time.perf_counter() - started)
+        if workers > 1:
+            reader = open_storage(url, read_only=True)
+
+            def poll() -> tuple[int, int]:
+                trials = reader.get_all_trials(study._study_id, deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                return sum(t.state in FINISHED for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
+
+            codes = launch_workers(
+                workers, spec.name, url, Path(spec_path).resolve(),
+                threads=spec.trainer.num_threads, console=console, poll=poll, total=total,
+            )  # fmt: skip
+            return RunResult(
+                optuna.load_study(study_name=spec.name, storage=storage), url, resumed,
+                time.perf_counter() - started, worker_exit_codes=codes,
+            )  # fmt: skip
+        settings = trial_settings(spec, data, encoder, Path(study.user_attrs["checkpoint_dir"]))
+        loop = work(study, spec, data, settings, console)
+    return RunResult(
+        study, url, resumed, time.perf_counter() - started,
+        stopped_by=loop.stopped_by, failures_in_a_row=loop.failures_in_a_row,
+    )  # fmt: skip
+
+
+def join_study(
+    name: str,
+    url: str,
+    *,
+    spec_path: str | Path | None = None,
+    checkpoints: Path | None = None,
+    threads: int | None = None,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    console: Console | None = None,
+) -> RunResult:
+    """`sweep worker`: join an existing study and run its trials until the study-wide budget is finished.
+
+    The spec comes from the study itself (recorded when it was created), or from `spec_path` (it must be the same
+    spec; its folder is where relative data paths start). The worker tokenises the data itself and refuses to run
+    if it differs from the study's. Tables are never created here: the study exists before workers start.
+    """
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    problems = storage_problems(url, field="--storage", must_exist=True)
+    if threads is not None and threads < 1:
+        problems.append(("--threads", f"must be >= 1, got {threads}"))
+    if not problems:
+        problems += reachability_problems(url, field="--storage")
+    if problems:
+        raise SweepError(problems)
+    quiet_libraries()
+    study = _load_for_worker(name, url, Heartbeat())
+    attrs = study.user_attrs
+    if "spec" not in attrs or "data_fingerprint" not in attrs:
+        raise SweepError([("study", f"study {name!r} in {safe_url(url)} was not created by `sweep run`")])
+    if spec_path is not None:
+        spec, base = load_spec(spec_path)
+        try:
+            check_same_spec(attrs, spec, url)
+        except SweepError as exc:
+            raise SweepError([("--spec", f"{spec_path} is not the spec of this study: {exc.problems[0][1]}")]) from None
+    else:
+        spec = parse_spec(attrs["spec"], source=f"study {name}")
+        base = Path(attrs.get("spec_dir") or ".")
+    heartbeat = heartbeat_of(spec, heartbeat_interval, grace_period)
+    study = _load_for_worker(name, url, heartbeat, spec=spec)
+    paths = check_paths(spec, base)
+    if paths:
+        hint = "" if spec_path else " (pass --spec with this machine's copy of the spec, beside its data)"
+        raise SweepError([(where, msg + hint) for where, msg in paths], source=f"study {name}")
+    encoder = resolve_encoder(spec.model.encoder, base)
+    torch.set_num_threads(threads or spec.trainer.num_threads or torch.get_num_threads())
+    data = prepare_data(spec, base, encoder, console)
+    if data.fingerprint != attrs["data_fingerprint"]:
+        raise SweepError(
+            [
+                (
+                    "data",
+                    f"the data on this machine ({spec.data.train}) differs from the data study {name!r} was "
+                    "created with: give every worker the same files",
+                )
+            ]  # fmt: skip
+        )
+    with sqlite_writer_lock(url):
+        recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) else []
+        total = budget(study, spec.search.n_trials)
+        console.print(
+            f"worker {worker_id()} joined study [bold]{name}[/] in {safe_url(url)}: "
+            f"{count_finished(study)}/{total} trials finished"
+            + (f"; trials {', '.join(map(str, recovered))} left RUNNING were queued for a retry" if recovered else ""),
+            highlight=False,
+        )
+        root = checkpoints.resolve() if checkpoints else Path(attrs["checkpoint_dir"])
+        loop = work(study, spec, data, trial_settings(spec, data, encoder, root), console)
+    return RunResult(
+        study, url, True, time.perf_counter() - started,
+        stopped_by=loop.stopped_by, failures_in_a_row=loop.failures_in_a_row,
+    )  # fmt: skip
+
+
+def _load_for_worker(name: str, url: str, heartbeat: Heartbeat, spec: Spec | None = None) -> optuna.Study:
+    storage = open_storage(url, must_exist=True, create_tables=False, heartbeat=heartbeat)
+    try:
+        names = study_names(storage)
+    except Exception as exc:  # PostgreSQL without optuna's tables: nobody created a study there
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise SweepError(
+            [
+                (
+                    "study",
+                    f"no sweep studies in {safe_url(url)} ({reason}); create the study first with "
+                    f"`sweep run SPEC --storage URL --workers 0`",
+                )
+            ]  # fmt: skip
+        ) from None
+    if name not in names:
+        known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
+        raise SweepError(
+            [
+                (
+                    "study",
+                    f"no study named {name!r} in {safe_url(url)} ({known}); create it first with "
+                    "`sweep run SPEC --storage URL --workers 0`",
+                )
+            ]  # fmt: skip
+        )
+    if spec is None:
+        return optuna.load_study(study_name=name, storage=storage)
+    # Each worker's sampler gets its own seed: with one shared seed, workers would draw the same start-up trials.
+    return optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(spec.search, salt=os.getpid()),
+        pruner=make_pruner(spec.search),
+    )

@@ -184,6 +184,22 @@ class SearchSpec(_Strict):
         return self
 
 
+class HeartbeatSpec(_Strict):
+    """Workers' liveness: a trial silent for `grace_period` seconds (a killed worker) is failed and retried once."""
+
+    interval: int = Field(60, ge=1)
+    grace_period: int = Field(300, ge=2)
+
+    @model_validator(mode="after")
+    def _grace_exceeds_interval(self) -> HeartbeatSpec:
+        if self.grace_period <= self.interval:
+            raise ValueError(
+                f"grace_period must exceed interval (a few heartbeats), got grace_period={self.grace_period}, "
+                f"interval={self.interval}"
+            )
+        return self
+
+
 class Spec(_Strict):
     """A whole study spec. Relative data paths are resolved against the spec file's folder."""
 
@@ -195,11 +211,18 @@ class Spec(_Strict):
     objective: ObjectiveSpec = ObjectiveSpec()
     search: SearchSpec = SearchSpec()
     trainer: TrainerSpec = TrainerSpec()
+    heartbeat: HeartbeatSpec = HeartbeatSpec()
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the study's trials (not the budget, nor where results are kept)."""
         body = self.model_dump(
-            mode="json", exclude={"storage": True, "checkpoint_dir": True, "search": {"n_trials", "keep_checkpoints"}}
+            mode="json",
+            exclude={
+                "storage": True,
+                "checkpoint_dir": True,
+                "heartbeat": True,
+                "search": {"n_trials", "keep_checkpoints"},
+            },
         )
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 

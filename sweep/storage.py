@@ -2,19 +2,175 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import fcntl
+import functools
+import os
+import socket
+import sys
+import time
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
-from sweep.errors import SweepError
+from sweep.errors import StorageLost, SweepError
 
 DEFAULT_STORAGE_URL = "sqlite:///sweeps.db"
 SCHEMES = ("sqlite", "postgresql", "mysql")
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 300
+DB_RETRY_S = 120  # how long a worker keeps retrying a database that stopped answering
+BUDGET_ATTR = "n_trials"  # study attr: finished trials to reach, counted across all workers
+TAKEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+_BUDGET_LOCK_BASE = 0x5357_0000  # PostgreSQL advisory lock key = base + study id
+POSTGRES_HINT = (
+    "SQLite allows one writer at a time: for several workers use PostgreSQL, e.g. "
+    "`docker run -d -e POSTGRES_PASSWORD=sweep -p 5432:5432 postgres` (or apt install postgresql) and "
+    "--storage postgresql+psycopg://postgres:sweep@localhost:5432/postgres"
+)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A worker's trial sends a heartbeat every `interval` s; one silent for `grace_period` s is failed and retried."""
+
+    interval: int = HEARTBEAT_INTERVAL_S
+    grace_period: int = GRACE_PERIOD_S
+
+
+class BudgetReached(Exception):
+    """No new trial: finished, running and queued trials already fill the study's budget."""
+
+
+def _lost_connection(exc: BaseException) -> BaseException | None:
+    """The database error behind `exc` if it means 'cannot reach the database' (not a bad statement)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OperationalError | InterfaceError):
+            return seen
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class SweepStorage(RDBStorage):
+    """Optuna's RDBStorage with two guarantees the many-worker path needs.
+
+    - A lost database is retried (with backoff, up to `retry_seconds`) and then reported as `StorageLost`; a
+      transaction that failed was rolled back, so a retry cannot leave half a write behind.
+    - A new trial is created only while finished + running + queued trials stay below the study's budget
+      (study attr `n_trials`), counted under a lock (a PostgreSQL advisory lock; SQLite has one writer), so N
+      workers asked for 30 trials finish exactly 30. Retries of failed trials (queued as WAITING) are outside
+      the count of new trials: they replace a trial that did not finish.
+    """
+
+    retry_seconds: float = DB_RETRY_S
+    log: Callable[[str], None] = staticmethod(lambda line: print(line, file=sys.stderr))  # noqa: T201
+    _lost: StorageLost | None = None
+
+    def _retrying(self, name: str, call: Callable[[], Any]) -> Any:
+        if self._lost is not None:
+            raise self._lost
+        deadline, delay, warned = time.monotonic() + self.retry_seconds, 0.5, False
+        while True:
+            try:
+                result = call()
+            except Exception as exc:
+                cause = _lost_connection(exc)
+                if cause is None:
+                    raise
+                reason = str(getattr(cause, "orig", cause)).strip().splitlines()[0] if str(cause).strip() else "?"
+                if time.monotonic() >= deadline:
+                    self._lost = StorageLost(
+                        [
+                            (
+                                "storage",
+                                f"lost the database {safe_url(self.url)!r} for {self.retry_seconds:.0f} s ({reason}); "
+                                "stopped without changing anything else: the running trial will be failed by the "
+                                "heartbeat and retried by the next worker, or run the same command again",
+                            )
+                        ]
+                    )
+                    raise self._lost from None
+                if not warned:
+                    self.log(f"database unreachable during {name} ({reason}); retrying for up to "
+                             f"{self.retry_seconds:.0f} s")  # fmt: skip
+                    warned = True
+                time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+                delay = min(delay * 2, 10.0)
+            else:
+                if warned:
+                    self.log(f"database reachable again ({name})")
+                return result
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        # Both paths end here: RDBStorage.create_new_trial, and Optuna's _CachedStorage (what a Study holds).
+        if template_trial is not None:  # enqueued or added trials (retries, tests): not a new draw
+            return super()._create_new_trial(study_id, template_trial)
+        with self._budget_lock(study_id):
+            budget = self.get_study_user_attrs(study_id).get(BUDGET_ATTR)
+            if isinstance(budget, int):
+                taken = len(self.get_all_trials(study_id, deepcopy=False, states=TAKEN_STATES))
+                if taken >= budget:
+                    raise BudgetReached(f"{taken} trials finished, running or queued of a budget of {budget}")
+            return super()._create_new_trial(study_id)
+
+    @contextlib.contextmanager
+    def _budget_lock(self, study_id: int) -> Iterator[None]:
+        if self.engine.dialect.name != "postgresql":
+            yield  # SQLite: one writing process (see sqlite_writer_lock); MySQL: not supported for many workers
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _BUDGET_LOCK_BASE + study_id})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _BUDGET_LOCK_BASE + study_id})
+                conn.commit()
+
+
+def _wrap(name: str) -> Callable[..., Any]:
+    method = getattr(SweepStorage, name)
+
+    @functools.wraps(method)
+    def wrapper(self: SweepStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retrying(name, lambda: method(self, *args, **kwargs))
+
+    return wrapper
+
+
+# Every storage operation (including the heartbeat thread's) goes through the retry loop.
+for _name in [
+    n
+    for n in dir(RDBStorage)
+    if (
+        not n.startswith("_")
+        or n in ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials", "_set_trial_param")
+    )
+    and callable(getattr(RDBStorage, n))
+    and n not in ("get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "remove_session")
+    and not isinstance(getattr(RDBStorage, n), staticmethod | classmethod)
+]:
+    setattr(SweepStorage, _name, _wrap(_name))
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def storage_problems(url: str, *, field: str = "storage", must_exist: bool = False) -> list[tuple[str, str]]:
@@ -40,6 +196,57 @@ def storage_problems(url: str, *, field: str = "storage", must_exist: bool = Fal
     return []
 
 
+def reachability_problems(url: str, *, field: str = "storage", timeout_s: int = 10) -> list[tuple[str, str]]:
+    """For a database server: can we connect at all? Checked before anything is written (SQLite: nothing to do)."""
+    if is_sqlite(url):
+        return []
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": timeout_s})
+    except ImportError as exc:
+        return [(field, f"the database driver for {safe_url(url)} is not installed ({exc.name}): "
+                        "pip install 'psycopg[binary]' (or the sweep[postgres] extra)")]  # fmt: skip
+    try:
+        with engine.connect():
+            return []
+    except Exception as exc:  # OperationalError and friends: refused, unknown host, bad password, no database
+        reason = " ".join(str(getattr(exc, "orig", exc)).split())[:300]
+        return [(field, f"cannot reach {safe_url(url)}: {reason} (start the server, or fix the URL)")]
+    finally:
+        engine.dispose()
+
+
+def has_study_tables(url: str) -> bool:
+    """Whether the store holds Optuna's tables (a fresh server database does not); checked without writing."""
+    if is_sqlite(url):
+        path = Path(make_url(url).database or "")
+        if not path.is_file():
+            return False
+    import sqlalchemy
+
+    ro_url, kwargs = read_only_url(url)
+    engine = sqlalchemy.create_engine(ro_url, **kwargs)  # type: ignore[arg-type]
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
+def existing_study_attrs(url: str, name: str) -> dict[str, Any] | None:
+    """The user attrs of study `name` if the store already holds it; None (and nothing created) otherwise."""
+    if not has_study_tables(url):
+        return None
+    storage = open_storage(url, read_only=True)
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    except Exception:  # noqa: BLE001 (a server database without optuna's tables yet: no study)
+        return None
+    return storage.get_study_user_attrs(study_id)
+
+
 def _engine_kwargs(url: str) -> dict[str, object]:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
@@ -60,39 +267,51 @@ def read_only_url(url: str) -> tuple[str, dict[str, object]]:
     return url, _engine_kwargs(url)
 
 
-def _rdb_storage(url: str, *, read_only: bool = False) -> optuna.storages.RDBStorage:
+def _rdb_storage(
+    url: str, *, read_only: bool = False, create_tables: bool = True, heartbeat: Heartbeat | None = None
+) -> RDBStorage:
     """Heartbeats mark a killed worker's trial FAIL after the grace period; it is then retried once."""
     if read_only:
         ro_url, kwargs = read_only_url(url)
-        return optuna.storages.RDBStorage(
-            ro_url, engine_kwargs=kwargs, skip_compatibility_check=True, skip_table_creation=True
-        )
-    return optuna.storages.RDBStorage(
+        return RDBStorage(ro_url, engine_kwargs=kwargs, skip_compatibility_check=True, skip_table_creation=True)
+    heartbeat = heartbeat or Heartbeat()
+    return SweepStorage(
         url,
         engine_kwargs=_engine_kwargs(url),
-        heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        grace_period=GRACE_PERIOD_S,
+        skip_table_creation=not create_tables,
+        heartbeat_interval=heartbeat.interval,
+        grace_period=heartbeat.grace_period,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
     )
 
 
-def open_storage(url: str, *, must_exist: bool = False, read_only: bool = False) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str,
+    *,
+    must_exist: bool = False,
+    read_only: bool = False,
+    create_tables: bool = True,
+    heartbeat: Heartbeat | None = None,
+) -> RDBStorage:
     """Open (and on first use create) the store; user errors come back as SweepError.
 
     `read_only` is for readers (status, report, export): they never block or change a running study.
+    Workers joining a study pass `create_tables=False`: the tables were created once, before they started.
     """
     problems = storage_problems(url, must_exist=must_exist or read_only)
     if problems:
         raise SweepError(problems)
+    if read_only and not is_sqlite(url) and not _quietly(has_study_tables, url):
+        raise SweepError([("storage", f"no sweep studies in {safe_url(url)} yet (run `sweep run SPEC --storage URL`)")])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _rdb_storage(url, read_only=read_only)
+            return _rdb_storage(url, read_only=read_only, create_tables=create_tables, heartbeat=heartbeat)
     except ImportError as exc:
         raise SweepError([("storage", f"the database driver for {url!r} is not installed ({exc.name})")]) from None
     except Exception as exc:  # SQLAlchemy OperationalError and friends: say what could not be reached
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise SweepError([("storage", f"cannot open {url!r}: {reason}")]) from None
+        raise SweepError([("storage", f"cannot open {safe_url(url)!r}: {reason}")]) from None
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -108,3 +327,67 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
         names = study_names(storage)
         known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
         raise SweepError([("study", f"no study named {name!r} in {url} ({known})")]) from None
+
+
+def _quietly(check: Callable[[str], bool], url: str) -> bool:
+    """`check(url)`, with connection problems left for the caller's own open to report."""
+    try:
+        return check(url)
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+@contextlib.contextmanager
+def sqlite_writer_lock(url: str) -> Iterator[None]:
+    """Hold the one-writer lock of a SQLite store for the whole run; a second process is refused at once.
+
+    The lock is an flock on a hidden file beside the database (never on the database file itself: closing another
+    descriptor of that file would drop SQLite's own POSIX locks). Not a SQLite store: nothing to do.
+    """
+    if not is_sqlite(url):
+        yield
+        return
+    database = Path(make_url(url).database or "").resolve()
+    lock_path = database.with_name(f".{database.name}.writer-lock")
+    handle: IO[str] = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SweepError(
+                [("storage", f"{safe_url(url)} is already used by a running sweep ({holder}); {POSTGRES_HINT}")]
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
+    """Fail the study's RUNNING trials (no worker can own them) and queue each for one retry with its parameters.
+
+    Only for a store this process alone writes (SQLite under `sqlite_writer_lock`): a RUNNING trial there was left
+    by a worker that died. On PostgreSQL the heartbeat does this, after the grace period.
+    """
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        failed.append(trial.number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
+    return failed

@@ -42,7 +42,7 @@ def trial_value(trial: FrozenTrial) -> float | None:
     """The trial's value; for a pruned trial, its best validation value before it was stopped."""
     if trial.value is not None:
         return float(trial.value)
-    if trial.intermediate_values:
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
         return float(max(trial.intermediate_values.values()))
     return None
 

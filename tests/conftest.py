@@ -12,6 +12,7 @@ import csv
 import random
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,33 @@ def trec_csvs(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
     labels = sorted({label for _, label in rows})[:4]
     train, val = split_per_class([r for r in rows if r[1] in labels], 10)
     return write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "val.csv", val)
+
+
+POSTGRES_ENV = "SWEEP_TEST_POSTGRES_URL"
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    The server comes from SWEEP_TEST_POSTGRES_URL (a role allowed to CREATE DATABASE); .ci/run installs
+    PostgreSQL from Debian packages, starts it and sets the variable. Without it the test is skipped, visibly.
+    """
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"no PostgreSQL server configured: set {POSTGRES_ENV}=postgresql+psycopg://USER:PW@HOST/DB")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"sweep_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

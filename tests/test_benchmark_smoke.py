@@ -94,6 +94,13 @@ def test_benchmark_runs_both_sides_and_writes_results(tmp_path: Path, tiny_bert:
         assert row["total"] >= row["train"] + row["validation"] > 0
         assert 0.0 <= row["overhead_share"] < 1.0
     assert raw["data"]["train_size"] == 60 and raw["data"]["val_size"] == 40 and len(raw["data"]["labels"]) == 4
+    assert "## Targets (from the issue), judged on the worst repetition" in text
+    assert "| time to reach the peer's final best F1 ≤ 0.5 × the peer's total time |" in text
+
+    # --render rewrites the same Markdown from results.json alone
+    results.unlink()
+    assert bench.main(["--render", str(tmp_path / "out" / "results.json")]) == 0
+    assert results.read_text(encoding="utf-8") == text
 
 
 @pytest.mark.parametrize("bad", [["--trials", "0"], ["--encoder", "/no/such/folder"]])

@@ -1,0 +1,306 @@
+"""Workers: run a study's trials until its budget is reached, stop cleanly on a signal, share a study safely.
+
+One worker is one process running `run_trials`. `sweep run SPEC` is one worker (or starts N local ones with
+`--workers N`); `sweep worker STUDY --storage URL` joins an existing study from any machine.
+
+- Budget: the store refuses a new trial once finished + running + queued trials fill the study's `n_trials`
+  (see `SweepStorage.create_new_trial`), so N workers finish exactly the budget. A worker that finds the budget
+  taken waits while other workers' trials run: if one of them dies, its trial is failed by the heartbeat and
+  queued for a retry with the same parameters, which a waiting worker then runs.
+- Signals: the first SIGTERM or Ctrl-C raises `StopRequested` inside the running trial's training (never inside
+  a database write or a checkpoint write): the trial is recorded as FAIL with the reason, queued for one retry
+  with its parameters, and the worker exits. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+T = TypeVar("T")
+WAIT_POLL_S = 2.0
+
+
+class StopRequested(Exception):
+    """Raised inside a trial's training when the worker was asked to stop (SIGTERM, Ctrl-C)."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class GracefulStop:
+    """SIGTERM/SIGINT handlers for a worker's main thread.
+
+    The first signal records the request; if a trial is training at that moment, `StopRequested` is raised there
+    (an Exception, not KeyboardInterrupt: Lightning turns KeyboardInterrupt into `sys.exit`). Outside training the
+    request is only recorded and the worker stops after the current step. The second signal exits at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._training = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:  # second signal: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.requested = name
+        print(f"{name} received: stopping after the running trial is recorded (send it again to exit now)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        if self._training:
+            self._training = False
+            raise StopRequested(f"stopped by {name}")
+
+    def check(self) -> None:
+        """Raise `StopRequested` if a stop was requested (called where a trial may safely end)."""
+        if self.requested is not None:
+            raise StopRequested(f"stopped by {self.requested}")
+
+    def shielded(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """`fn` made uninterruptible (a database write inside training); a stop requested meanwhile is raised
+        right after it returns."""
+
+        def call(*args: Any, **kwargs: Any) -> T:
+            was, self._training = self._training, False
+            try:
+                value = fn(*args, **kwargs)
+            finally:
+                self._training = was
+            if was and self.requested is not None:
+                self._training = False
+                raise StopRequested(f"stopped by {self.requested}")
+            return value
+
+        return call
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """While inside, a signal interrupts the work with `StopRequested`."""
+        self.check()
+        self._training = True
+        try:
+            yield
+        finally:
+            self._training = False
+
+
+class RetryStopped:
+    """After a trial failed because its worker was stopped, queue it once more with the same parameters."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("stopped_by"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+
+
+class StopOnRequest:
+    """Tell Optuna to start no further trial once a stop was requested."""
+
+    def __init__(self, stop: GracefulStop):
+        self.stop = stop
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.stop.requested:
+            study.stop()
+
+
+def budget(study: optuna.Study, default: int) -> int:
+    """The study's trial budget as last set by `sweep run` (fresh from the store)."""
+    value = study._storage.get_study_user_attrs(study._study_id).get("n_trials")
+    return int(value) if isinstance(value, int) else default
+
+
+def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+    return len(study._storage.get_all_trials(study._study_id, deepcopy=False, states=states))
+
+
+@dataclass
+class LoopResult:
+    stopped_by: str | None = None
+    failures_in_a_row: bool = False
+    waited_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Any,
+    callbacks: list[Any],
+    *,
+    default_budget: int,
+    stop: GracefulStop,
+    failures: Any,
+    console: Console,
+) -> LoopResult:
+    """Run trials until the budget is finished (across all workers), a stop is requested or the setup is broken.
+
+    When the budget is taken but not finished (other workers' trials still run), wait: a trial whose worker died
+    is failed by the heartbeat after the grace period and queued for a retry, which this worker then runs.
+    """
+    from sweep.storage import BudgetReached
+
+    result = LoopResult()
+    announced = False
+    while True:
+        target = budget(study, default_budget)
+        if count(study, FINISHED) >= target:
+            return result
+        with contextlib.suppress(BudgetReached):
+            study.optimize(
+                objective,
+                n_trials=None,
+                catch=(Exception,),
+                callbacks=[*callbacks, optuna.study.MaxTrialsCallback(target, states=FINISHED)],
+            )
+        if stop.requested:
+            result.stopped_by = stop.requested
+            return result
+        if getattr(failures, "tripped", False):
+            result.failures_in_a_row = True
+            return result
+        if count(study, FINISHED) >= budget(study, default_budget):
+            return result
+        if count(study, (TrialState.WAITING,)):
+            continue
+        running = count(study, (TrialState.RUNNING,))
+        if not running:
+            continue  # a trial failed meanwhile and freed a place in the budget
+        if not announced:
+            console.print(
+                f"budget taken: waiting for {running} running trial(s) of other workers (a trial whose worker died "
+                "is failed by the heartbeat and retried here)",
+                highlight=False,
+            )
+            announced = True
+        started = time.monotonic()
+        while not stop.requested and count(study, (TrialState.RUNNING,)) and not count(study, (TrialState.WAITING,)):
+            time.sleep(WAIT_POLL_S)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        result.waited_s += time.monotonic() - started
+        if stop.requested:
+            result.stopped_by = stop.requested
+            return result
+
+
+# --- N local workers ------------------------------------------------------------------------------------------
+
+
+def cpu_share(workers: int, requested: int | None) -> int:
+    """Torch threads per worker: the usable cores split evenly (at least 1), capped by the spec's num_threads."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cores // workers)
+    return min(share, requested) if requested else share
+
+
+def launch_workers(
+    n: int,
+    study_name: str,
+    url: str,
+    spec_path: Path,
+    *,
+    threads: int | None,
+    console: Console,
+    poll: Any,
+    total: int,
+) -> list[int]:
+    """Start N `sweep worker` processes, relay their lines (prefixed w1..wN) and one study progress bar; wait.
+
+    A SIGTERM or Ctrl-C here is passed on to every worker, which ends its trial cleanly. Returns exit codes.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    gpus = _gpu_count()
+    procs: list[subprocess.Popen[str]] = []
+    for i in range(n):
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--storage", url, "--spec", str(spec_path)]
+        cmd += ["--threads", str(cpu_share(n, threads))]
+        procs.append(
+            # Own session: a Ctrl-C in the terminal reaches only this process, which passes it on once (a second
+            # signal would make a worker exit without recording its trial).
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                start_new_session=True,
+            )  # fmt: skip
+        )
+
+    def relay(index: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            console.print(f"[dim]w{index + 1}[/] {line.rstrip()}", highlight=False, soft_wrap=True)
+
+    readers = [threading.Thread(target=relay, args=(i, p), daemon=True) for i, p in enumerate(procs)]
+    for reader in readers:
+        reader.start()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    )  # fmt: skip
+    try:
+        with progress:
+            task = progress.add_task(f"study {study_name} · {n} workers", total=total)
+            while any(p.poll() is None for p in procs):
+                finished, running = poll()
+                progress.update(
+                    task, completed=finished, description=f"study {study_name} · {n} workers · {running} running"
+                )
+                time.sleep(1.0)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for reader in readers:
+        reader.join(timeout=5)
+    return [p.wait() for p in procs]
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 (no usable CUDA: CPU workers)
+        return 0

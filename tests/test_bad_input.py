@@ -1,0 +1,244 @@
+"""Bad input, through the real CLI: one clear line naming the file/field/value, exit code 2, nothing written.
+
+Each row of CASES is one row of the README's troubleshooting table. "Nothing written" is checked on the whole
+temp folder: no new, changed or removed file (no store, no study row, no cache, no checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from conftest import write_csv
+
+from sweep.cli import main
+
+
+@dataclass
+class Env:
+    tmp: Path
+    encoder: Path
+    train: Path
+    val: Path
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.tmp / 'sweeps.db'}"
+
+    def spec(self, text: str | None = None, **changes: Any) -> str:
+        """A valid spec with `changes` applied (dotted keys, None deletes), or the raw `text`."""
+        path = self.tmp / "spec.yaml"
+        if text is not None:
+            path.write_text(text, encoding="utf-8")
+            return str(path)
+        spec: dict[str, Any] = {
+            "name": "bad-input",
+            "storage": self.url,
+            "checkpoint_dir": str(self.tmp / "checkpoints"),
+            "data": {"train": str(self.train), "validation": str(self.val), "cache_dir": str(self.tmp / "cache")},
+            "model": {"encoder": str(self.encoder), "max_length": 32},
+            "search": {"n_trials": 1, "sampler": "random", "pruner": "none", "space": {"epochs": 1}},
+        }
+        for dotted, value in changes.items():
+            *parents, last = dotted.split(".")
+            node = spec
+            for key in parents:
+                node = node.setdefault(key, {})
+            if value is None:
+                node.pop(last, None)
+            else:
+                node[last] = value
+        path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        return str(path)
+
+    def rows(self, name: str, rows: list[tuple[str, str]], delimiter: str = ",") -> str:
+        path = self.tmp / name
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, delimiter=delimiter)
+            writer.writerow(("text", "label"))
+            writer.writerows(rows)
+        return str(path)
+
+    def other_study(self) -> None:
+        """A store holding one unrelated study (no training needed)."""
+        optuna.create_study(study_name="other", storage=self.url)
+
+
+def _train_rows(env: Env) -> list[tuple[str, str]]:
+    with env.train.open(newline="", encoding="utf-8") as fh:
+        return [(r["text"], r["label"]) for r in csv.DictReader(fh)]
+
+
+def _empty_file(env: Env) -> list[str]:
+    (env.tmp / "empty.csv").write_bytes(b"")
+    return ["run", env.spec(**{"data.train": str(env.tmp / "empty.csv")})]
+
+
+def _unreadable(env: Env) -> list[str]:
+    (env.tmp / "folder.csv").mkdir()
+    return ["run", env.spec(**{"data.train": str(env.tmp / "folder.csv")})]
+
+
+def _not_utf8(env: Env) -> list[str]:
+    (env.tmp / "latin1.csv").write_bytes("text,label\nqu'est-ce que c'est un café,DESC\n".encode("latin-1"))
+    return ["run", env.spec(**{"data.train": str(env.tmp / "latin1.csv")})]
+
+
+def _wrong_delimiter(env: Env) -> list[str]:
+    return ["run", env.spec(**{"data.train": env.rows("semicolons.csv", _train_rows(env), delimiter=";")})]
+
+
+def _single_class(env: Env) -> list[str]:
+    rows = [(t, "HUM") for t, _ in _train_rows(env)]
+    return ["run", env.spec(**{"data.train": env.rows("one.csv", rows), "data.validation": None})]
+
+
+def _class_too_small(env: Env) -> list[str]:
+    rows = [r for r in _train_rows(env) if r[1] != "LOC"] + [("Where is Lima ?", "LOC")]
+    return ["run", env.spec(**{"data.train": env.rows("small.csv", rows), "data.validation": None})]
+
+
+def _unseen_validation_label(env: Env) -> list[str]:
+    with env.val.open(newline="", encoding="utf-8") as fh:
+        rows = [(r["text"], r["label"]) for r in csv.DictReader(fh)] + [("How many feet in a mile ?", "NUM")]
+    return ["run", env.spec(**{"data.validation": env.rows("val_num.csv", rows)})]
+
+
+def _name_clash(env: Env) -> list[str]:
+    assert main(["run", env.spec()]) == 0  # the study exists (one trial) before the snapshot
+    return ["run", env.spec(**{"model.max_length": 64})]
+
+
+def _unknown_for(command: str) -> Callable[[Env], list[str]]:
+    def args(env: Env) -> list[str]:
+        env.other_study()
+        extra = ["--out", str(env.tmp / "out")] if command == "export" else []
+        return [command, "nope", "--storage", env.url, *extra]
+
+    return args
+
+
+# (id, prepare: env -> CLI args, fragments the single error line must contain)
+CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
+    ("missing data file", lambda e: ["run", e.spec(**{"data.train": str(e.tmp / "nope.csv")})],
+     ["data.train", "file not found", "nope.csv"]),
+    ("empty data file", _empty_file, ["empty.csv", "empty"]),
+    ("unreadable data file (a folder)", _unreadable, ["folder.csv"]),
+    ("non-UTF-8 data file", _not_utf8, ["latin1.csv", "UTF-8"]),
+    ("wrong delimiter", _wrong_delimiter, ["semicolons.csv", "semicolon-separated", "save it with commas"]),
+    ("missing column", lambda e: ["run", e.spec(**{"data.label_column": "lable", "data.validation": None})],
+     ["no such column 'lable'", "label"]),
+    ("a single class", _single_class, ["data.train", "1 class ('HUM')", "at least 2"]),
+    ("a class too small for both splits", _class_too_small, ["data.train", "class 'LOC' has only 1 row"]),
+    ("validation label unseen in training", _unseen_validation_label,
+     ["data.validation", "class 'NUM'", "none in training"]),
+    ("malformed YAML", lambda e: ["run", e.spec("name: [unclosed\ndata: {train: x.csv}\n")],
+     ["spec.yaml", "malformed YAML", "line"]),
+    ("unknown key", lambda e: ["run", e.spec(**{"data.lable": "label"})], ["data.lable", "unknown key", "allowed:"]),
+    ("wrong type", lambda e: ["run", e.spec(**{"search.n_trials": "many"})], ["search.n_trials", "'many'"]),
+    ("low > high", lambda e: ["run", e.spec(**{"search.space.learning_rate": {"low": 1e-3, "high": 1e-5}})],
+     ["search.space.learning_rate", "low <= high", "low=0.001"]),
+    ("log with low <= 0", lambda e: ["run", e.spec(
+        **{"search.space.learning_rate": {"low": 0.0, "high": 1e-3, "log": True}})],
+     ["search.space.learning_rate", "log: true needs low > 0", "low=0.0"]),
+    ("empty choices", lambda e: ["run", e.spec(**{"search.space.batch_size": []})],
+     ["search.space.batch_size", "empty list of choices"]),
+    ("unknown sampler", lambda e: ["run", e.spec(**{"search.sampler": "bayes"})],
+     ["search.sampler", "'tpe'", "'bayes'"]),
+    ("unknown pruner", lambda e: ["run", e.spec(**{"search.pruner": "asha"})],
+     ["search.pruner", "'hyperband'", "'asha'"]),
+    ("unreachable storage URL", lambda e: ["run", e.spec(storage="postgresql+psycopg://sweep:pw@127.0.0.1:1/sweeps")],
+     ["storage", "cannot reach", "127.0.0.1:1"]),
+    ("storage URL with a bad scheme", lambda e: ["run", e.spec(storage="mongodb://localhost/sweeps")],
+     ["storage", "unsupported scheme 'mongodb'"]),
+    ("encoder path that does not exist", lambda e: ["run", e.spec(**{"model.encoder": str(e.tmp / "no-model")})],
+     ["model.encoder", "no-model"]),
+    ("study name clash with a different spec", _name_clash,
+     ["name", "'bad-input' already exists", "changed: model.max_length"]),
+    ("status of an unknown study", _unknown_for("status"), ["no study named 'nope'", "studies here: other"]),
+    ("report of an unknown study", _unknown_for("report"), ["no study named 'nope'", "studies here: other"]),
+    ("export of an unknown study", _unknown_for("export"), ["no study named 'nope'", "studies here: other"]),
+    ("worker for an unknown study", _unknown_for("worker"), ["no study named 'nope'", "studies here: other"]),
+]  # fmt: skip
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def study_rows(env: Env) -> list[tuple[str, int]]:
+    if not (env.tmp / "sweeps.db").exists():
+        return []
+    storage = optuna.storages.RDBStorage(env.url)
+    return [(s.study_name, len(storage.get_all_trials(s._study_id))) for s in storage.get_all_studies()]
+
+
+@pytest.mark.parametrize(("case", "prepare", "fragments"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_one_line_and_nothing_written(
+    case: str,
+    prepare: Callable[[Env], list[str]],
+    fragments: list[str],
+    tmp_path: Path,
+    tiny_bert: Path,
+    trec_csvs: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    args = prepare(env)
+    rows, files = study_rows(env), snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(args) == 2, case
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]  # progress lines aside
+    assert len(lines) == 1, f"{case}: expected one error line, got {err.splitlines()}"
+    line = lines[0]
+    for fragment in fragments:
+        assert fragment in line, f"{case}: {fragment!r} not in {line!r}"
+    assert snapshot(tmp_path) == files, f"{case}: files changed"
+    assert study_rows(env) == rows, f"{case}: a study or trial row was written"
+
+
+def test_at_least_twenty_refused_cases_each_in_the_readme() -> None:
+    assert len(CASES) >= 20
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Troubleshooting", 1)[1]
+    for case, _, _ in CASES:
+        assert f"| {case} |" in section, f"README troubleshooting table lacks {case!r}"
+
+
+def test_dirty_data_is_handled_and_reported_not_refused(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    rows = _train_rows(env)
+    long_text = "What is " + " and ".join(["the name of the city"] * 20) + " ?"
+    dirty = rows + [
+        ("", "HUM"),  # empty text
+        ("Who wrote Hamlet ?", ""),  # missing label (NaN once read)
+        rows[0],  # an exact duplicate
+        ("Where is the Eiffel Tower ?", "LOC"),
+        ("Where is the Eiffel Tower ?", "HUM"),  # conflicting labels
+        (long_text, "DESC"),  # longer than max_length 32: truncated
+    ]
+    train = write_csv(tmp_path / "dirty.csv", dirty)
+    assert main(["run", env.spec(**{"data.train": str(train)})]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("data warning:")]
+    text = "\n".join(warnings).lower()
+    for fragment in ("missing text", "missing label", "exact duplicate", "conflicting labels", "(2 rows)", "truncated"):
+        assert fragment in text, f"no warning about {fragment}: {warnings}"
+    storage = optuna.storages.RDBStorage(env.url)
+    report = optuna.load_study(study_name="bad-input", storage=storage).user_attrs["data_report"]
+    cleaning = report["cleaning"]["train"]
+    assert cleaning["missing_text"] + cleaning["empty_text"] == 1  # an empty CSV cell reads as missing
+    assert (cleaning["missing_label"], cleaning["duplicates"]) == (1, 1)
+    assert cleaning["conflicting_texts_total"] == 1 and cleaning["conflicting_rows"] == 2
+    assert report["truncated"]["train"] >= 1
+    assert report["num_train"] == len(rows) + 1  # the long text is kept (truncated); the dirty rows are not

@@ -1,0 +1,345 @@
+"""Many workers, killed workers, stopped workers: real processes on the tiny BERT and real TREC questions.
+
+The PostgreSQL tests need a server (SWEEP_TEST_POSTGRES_URL, started by .ci/run) and skip visibly without one;
+they are modelled on Optuna's multi-process storage test and Ray Tune's worker-kill test. The SQLite tests
+(guardrail, SIGTERM, resume after a crash) always run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from conftest import split_per_class, trec_subset, write_csv
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.errors import StorageLost, SweepError
+from sweep.runner import run_study
+from sweep.storage import open_storage, sqlite_writer_lock
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+
+@pytest.fixture()
+def data(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
+    """TREC, 4 classes, 60 train + 12 validation per class: trials of a few seconds on the tiny BERT."""
+    rows = trec_subset(72, seed=3, exclude_abbr=True)
+    labels = sorted({label for _, label in rows})[:4]
+    train, val = split_per_class([r for r in rows if r[1] in labels], 12)
+    return write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "val.csv", val)
+
+
+def write_spec(tmp_path: Path, data: tuple[Path, Path], encoder: Path, storage: str, **extra: Any) -> Path:
+    spec: dict[str, Any] = {
+        "name": "workers",
+        "storage": storage,
+        "checkpoint_dir": str(tmp_path / "checkpoints"),
+        "data": {"train": str(data[0]), "validation": str(data[1]), "cache_dir": str(tmp_path / "cache")},
+        "model": {"encoder": str(encoder), "max_length": 32},
+        "search": {
+            "n_trials": 24,
+            "sampler": "random",
+            "pruner": "median",
+            "keep_checkpoints": 2,
+            "space": {
+                "learning_rate": {"low": 1e-3, "high": 5e-3, "log": True},
+                "batch_size": [8, 16],
+                "epochs": {"low": 1, "high": 3},
+            },
+        },
+        "trainer": {"num_threads": 1},
+        **extra,
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def sweep_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sweep", *args]
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(args, env=ENV, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def trials(url: str, name: str = "workers") -> list[FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=open_storage(url, read_only=True)).get_trials()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def running_trial(url: str, pid: int | None = None, *, fresh_only: bool = False) -> FrozenTrial | None:
+    """A RUNNING trial that has started training (its worker recorded itself), optionally of one process."""
+    try:
+        found = trials(url)
+    except Exception:  # the study may not exist yet
+        return None
+    for trial in found:
+        worker = trial.user_attrs.get("worker", "")
+        if trial.state != TrialState.RUNNING or not worker:
+            continue
+        if pid is not None and not worker.endswith(f":{pid}"):
+            continue
+        if fresh_only and "failed_trial" in trial.system_attrs:
+            continue
+        return trial
+    return None
+
+
+def assert_intermediate_values_intact(trial: FrozenTrial) -> None:
+    """Every reported value is the one the trial's history recorded, in order."""
+    history = trial.user_attrs["history"]
+    values = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
+    assert values == pytest.approx([r["val_f1_macro"] for r in history])
+
+
+def macro_f1_of_export(study: optuna.Study, val: Path, out: Path) -> tuple[float, FrozenTrial]:
+    from sklearn.metrics import f1_score
+    from transformers import pipeline
+
+    from sweep.export import export_trial
+
+    path, best = export_trial(study, out)
+    with val.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    classify = pipeline("text-classification", model=str(path), device=-1)
+    predicted = [p["label"] for p in classify([r["text"] for r in rows], truncation=True, max_length=32)]
+    return float(f1_score([r["label"] for r in rows], predicted, average="macro")), best
+
+
+def no_orphan_files(root: Path) -> None:
+    leftovers = [p for p in root.rglob("*") if p.name.startswith(".") or "tmp" in p.name]
+    assert leftovers == [], f"half-written files left: {leftovers}"
+
+
+# --- SQLite: guardrail, SIGTERM, resume after a crash ---------------------------------------------------------
+
+
+def test_sqlite_refuses_several_workers_naming_postgresql(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = write_spec(tmp_path, data, tiny_bert, url)
+    done = subprocess.run(sweep_cmd("run", str(spec), "--workers", "3"), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--workers: 3 workers cannot share the SQLite store" in lines[0]
+    assert "PostgreSQL" in lines[0] and "postgresql+psycopg://" in lines[0]
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "cache").exists()
+
+
+def test_sqlite_second_process_is_refused_while_one_runs(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = write_spec(tmp_path, data, tiny_bert, url)
+    with sqlite_writer_lock(url), pytest.raises(SweepError, match="already used by a running sweep.*PostgreSQL"):
+        run_study(spec)  # another process (here: this one's other lock) holds the store
+    with sqlite_writer_lock(url):  # released again
+        pass
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigterm_fails_the_trial_with_a_reason_and_the_retry_repeats_it(
+    backend: str, tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    spec = write_spec(tmp_path, data, tiny_bert, url)
+    spec_data = yaml.safe_load(spec.read_text())
+    spec_data["search"].update(
+        n_trials=2, space={"learning_rate": {"low": 1e-3, "high": 5e-3, "log": True}, "batch_size": 8, "epochs": 6}
+    )
+    spec.write_text(yaml.safe_dump(spec_data))
+    proc = start(sweep_cmd("run", str(spec)), tmp_path / "run.log")
+    wait_for(lambda: running_trial(url, proc.pid), 120, "a running trial")
+    time.sleep(1.0)  # inside its training (a trial takes several seconds)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    took = time.monotonic() - signalled
+    log = (tmp_path / "run.log").read_text()
+    assert code == 143, log
+    assert took < 15, f"SIGTERM took {took:.1f} s to end the trial"
+    assert "stopped by SIGTERM" in log
+    stopped_trials = [t for t in trials(url) if t.state == TrialState.FAIL]
+    assert len(stopped_trials) == 1
+    stopped = trial = stopped_trials[0]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["stopped_by"] == "SIGTERM"
+    assert stopped.user_attrs["error"].startswith("stopped by SIGTERM after")
+    queued = [t for t in trials(url) if t.system_attrs.get("failed_trial") == trial.number]
+    assert len(queued) == 1 and queued[0].state == TrialState.WAITING
+    assert queued[0].params == stopped.params and "learning_rate" in stopped.params
+    assert not any(t.state == TrialState.RUNNING for t in trials(url))
+    no_orphan_files(tmp_path / "checkpoints")
+
+    # Running the same command again continues: the retry runs first, with the same parameters and seed.
+    subprocess.run(sweep_cmd("run", str(spec)), env=ENV, check=True, capture_output=True)
+    final = trials(url)
+    retry = next(t for t in final if t.system_attrs.get("failed_trial") == trial.number)
+    assert retry.state in FINISHED and retry.params == stopped.params
+    assert retry.user_attrs["seed"] == stopped.user_attrs["seed"]
+    assert sum(t.state in FINISHED for t in final) == 2
+    no_orphan_files(tmp_path / "checkpoints")
+
+
+def test_run_after_a_crash_simply_continues(tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path]) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = write_spec(tmp_path, data, tiny_bert, url)
+    spec_data = yaml.safe_load(spec.read_text())
+    spec_data["search"]["n_trials"] = 3
+    spec.write_text(yaml.safe_dump(spec_data))
+    proc = start(sweep_cmd("run", str(spec)), tmp_path / "run.log")
+    killed = wait_for(lambda: running_trial(url, proc.pid), 120, "a running trial")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert next(t for t in trials(url) if t.number == killed.number).state == TrialState.RUNNING
+
+    done = subprocess.run(sweep_cmd("run", str(spec)), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"trials {killed.number} were left RUNNING" in done.stderr
+    final = trials(url)
+    orphan = next(t for t in final if t.number == killed.number)
+    assert orphan.state == TrialState.FAIL and "stopped without finishing" in orphan.user_attrs["error"]
+    retry = next(t for t in final if t.system_attrs.get("failed_trial") == killed.number)
+    assert retry.state in FINISHED and retry.params == orphan.params
+    assert sum(t.state in FINISHED for t in final) == 3
+    assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in final)
+
+
+def test_a_lost_database_is_retried_then_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from sqlalchemy import event
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    optuna.create_study(study_name="s", storage=storage)
+    lines: list[str] = []
+    monkeypatch.setattr(storage, "log", lines.append)
+    monkeypatch.setattr(storage, "retry_seconds", 3.0)
+    failing = {"left": 2}
+
+    @event.listens_for(storage.engine, "do_connect")
+    def refuse(*args: Any) -> None:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise sqlite3.OperationalError("unable to open database file (simulated outage)")
+
+    storage.engine.dispose()  # the next operation needs a new connection
+    assert [s.study_name for s in storage.get_all_studies()] == ["s"]  # came back within the window
+    assert lines[0].startswith("database unreachable during get_all_studies (") and "retrying" in lines[0]
+    assert lines[-1] == "database reachable again (get_all_studies)"
+
+    failing["left"] = 10**6
+    storage.engine.dispose()
+    started = time.monotonic()
+    with pytest.raises(StorageLost, match=r"lost the database .* for 3 s \(.*simulated outage"):
+        storage.get_all_studies()
+    assert 2.5 < time.monotonic() - started < 15
+    started = time.monotonic()
+    with pytest.raises(StorageLost):  # once given up, later calls fail at once
+        storage.get_study_id_from_name("s")
+    assert time.monotonic() - started < 1
+
+
+# --- PostgreSQL: many workers, chaos ---------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_three_workers_finish_exactly_the_budget(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str
+) -> None:
+    spec = write_spec(tmp_path, data, tiny_bert, postgres_url)
+    done = subprocess.run(
+        sweep_cmd("run", str(spec), "--workers", "3"), env=ENV, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    prefixes = {line.split(" ", 1)[0] for line in done.stderr.splitlines() if line[:1] == "w"}
+    assert {"w1", "w2", "w3"} <= prefixes  # one combined display with every worker's lines
+    final = trials(postgres_url)
+    numbers = [t.number for t in final]
+    assert len(numbers) == len(set(numbers)) == max(numbers) + 1  # no duplicate or missing trial numbers
+    assert sum(t.state in FINISHED for t in final) == 24
+    assert not [t.number for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert not [t.number for t in final if t.state == TrialState.FAIL]
+    workers = Counter(t.user_attrs["worker"] for t in final)
+    assert len(workers) == 3, workers  # all three took part
+    for trial in final:
+        assert_intermediate_values_intact(trial)
+    params = [tuple(sorted(t.params.items())) for t in final]
+    assert len(set(params)) == len(params)  # each worker's sampler has its own seed: no duplicated draws
+
+
+@pytest.mark.postgres
+def test_chaos_killed_workers_lose_nothing(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str
+) -> None:
+    budget, kills = 12, 3
+    spec = write_spec(
+        tmp_path, data, tiny_bert, postgres_url, heartbeat={"interval": 1, "grace_period": 4}
+    )
+    spec_data = yaml.safe_load(spec.read_text())
+    spec_data["search"].update(n_trials=budget, pruner="none")
+    spec_data["search"]["space"]["epochs"] = {"low": 2, "high": 3}
+    spec.write_text(yaml.safe_dump(spec_data))
+    subprocess.run(sweep_cmd("run", str(spec), "--workers", "0"), env=ENV, check=True, capture_output=True)
+    worker_cmd = sweep_cmd("worker", "workers", "--storage", postgres_url, "--threads", "1")
+    log = tmp_path / "workers.log"
+    procs = [start(worker_cmd, log) for _ in range(2)]
+    rng = random.Random(0)
+    killed: list[int] = []
+    for _ in range(kills):
+        victim = wait_for(lambda: running_trial(postgres_url, fresh_only=True), 240, "a fresh running trial")
+        time.sleep(rng.uniform(0.2, 1.0))
+        pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+        proc = next(p for p in procs if p.pid == pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed += [t.number for t in trials(postgres_url) if t.state == TrialState.RUNNING
+                   and t.user_attrs.get("worker", "").endswith(f":{pid}")]  # fmt: skip
+        procs.append(start(worker_cmd, log))
+    for proc in procs:
+        if proc.poll() is None:
+            assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+
+    final = trials(postgres_url)
+    assert len(killed) == kills
+    assert not [t.number for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert sum(t.state in FINISHED for t in final) == budget
+    for number in killed:
+        dead = final[number]
+        assert dead.state == TrialState.FAIL
+        retries = [t for t in final if t.system_attrs.get("failed_trial") == number]
+        assert len(retries) == 1, f"trial {number} retried {len(retries)} times"
+        assert retries[0].params == dead.params and retries[0].state in FINISHED
+    assert not [t.number for t in final if t.state == TrialState.FAIL and t.number not in killed]
+    for trial in final:
+        if trial.state in FINISHED:
+            assert_intermediate_values_intact(trial)
+    study = optuna.load_study(study_name="workers", storage=open_storage(postgres_url, read_only=True))
+    f1, best = macro_f1_of_export(study, data[1], tmp_path / "model")
+    assert f1 == pytest.approx(best.value, abs=1e-6)
+    no_orphan_files(tmp_path / "checkpoints")
