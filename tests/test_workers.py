@@ -343,3 +343,23 @@ def test_chaos_killed_workers_lose_nothing(
     f1, best = macro_f1_of_export(study, data[1], tmp_path / "model")
     assert f1 == pytest.approx(best.value, abs=1e-6)
     no_orphan_files(tmp_path / "checkpoints")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_raises_stop_requested_and_outside_it_only_records(signum: int) -> None:
+    from sweep.worker import GracefulStop, StopRequested
+
+    name = signal.Signals(signum).name
+    with GracefulStop() as stop:
+        with pytest.raises(StopRequested, match=f"stopped by {name}"), stop.training():
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # interrupted long before
+        assert stop.requested == name
+        with pytest.raises(StopRequested), stop.training():  # no new training once a stop was requested
+            pass
+    with GracefulStop() as stop:
+        os.kill(os.getpid(), signum)  # between trials: recorded, nothing raised
+        time.sleep(0.1)
+        assert stop.requested == name
+        assert stop.shielded(lambda: "written")() == "written"  # a database write is never interrupted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
