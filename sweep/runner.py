@@ -430,13 +430,13 @@ def run_study(
                 trials = reader.get_all_trials(study._study_id, deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
                 return sum(t.state in FINISHED for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
 
-            codes = launch_workers(
+            codes, signalled = launch_workers(
                 workers, spec.name, url, Path(spec_path).resolve(),
                 threads=spec.trainer.num_threads, console=console, poll=poll, total=total,
             )  # fmt: skip
             return RunResult(
                 optuna.load_study(study_name=spec.name, storage=storage), url, resumed,
-                time.perf_counter() - started, worker_exit_codes=codes,
+                time.perf_counter() - started, worker_exit_codes=[] if signalled else codes, stopped_by=signalled,
             )  # fmt: skip
         settings = trial_settings(spec, data, encoder, Path(study.user_attrs["checkpoint_dir"]))
         loop = work(study, spec, data, settings, console)

@@ -237,10 +237,11 @@ def launch_workers(
     console: Console,
     poll: Any,
     total: int,
-) -> list[int]:
+) -> tuple[list[int], str | None]:
     """Start N `sweep worker` processes, relay their lines (prefixed w1..wN) and one study progress bar; wait.
 
-    A SIGTERM or Ctrl-C here is passed on to every worker, which ends its trial cleanly. Returns exit codes.
+    A SIGTERM or Ctrl-C here is passed on to every worker (once), which ends its trial cleanly. Returns the
+    workers' exit codes and the name of the signal that stopped them, if one did.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -270,7 +271,10 @@ def launch_workers(
     for reader in readers:
         reader.start()
 
+    received: list[str] = []
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -294,7 +298,7 @@ def launch_workers(
             signal.signal(signum, handler)
     for reader in readers:
         reader.join(timeout=5)
-    return [p.wait() for p in procs]
+    return [p.wait() for p in procs], (received[0] if received else None)
 
 
 def _gpu_count() -> int:

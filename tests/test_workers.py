@@ -363,3 +363,38 @@ def test_a_signal_during_training_raises_stop_requested_and_outside_it_only_reco
         assert stop.requested == name
         assert stop.shielded(lambda: "written")() == "written"  # a database write is never interrupted
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+@pytest.mark.postgres
+def test_sigterm_to_run_with_workers_stops_each_worker_cleanly(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str
+) -> None:
+    spec = write_spec(tmp_path, data, tiny_bert, postgres_url)
+    spec_data = yaml.safe_load(spec.read_text())
+    spec_data["search"].update(
+        n_trials=6, space={"learning_rate": {"low": 1e-3, "high": 5e-3, "log": True}, "batch_size": 8, "epochs": 6}
+    )
+    spec.write_text(yaml.safe_dump(spec_data))
+    proc = start(sweep_cmd("run", str(spec), "--workers", "2"), tmp_path / "run.log")
+
+    def both_training() -> bool:
+        try:
+            return sum(t.state == TrialState.RUNNING and bool(t.user_attrs.get("worker"))
+                       for t in trials(postgres_url)) >= 2  # fmt: skip
+        except Exception:  # the study is not created yet
+            return False
+
+    wait_for(both_training, 180, "both workers training")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)  # to the parent only: it passes it on to its workers, once
+    assert proc.wait(timeout=90) == 143, (tmp_path / "run.log").read_text()[-3000:]
+    log = (tmp_path / "run.log").read_text()
+    assert "stopped by SIGTERM" in log
+    final = trials(postgres_url)
+    stopped = [t for t in final if t.state == TrialState.FAIL]
+    assert len(stopped) == 2 and {t.user_attrs["stopped_by"] for t in stopped} == {"SIGTERM"}
+    assert len({t.user_attrs["worker"] for t in stopped}) == 2
+    queued = [t for t in final if t.state == TrialState.WAITING]
+    assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in stopped)
+    assert not [t for t in final if t.state == TrialState.RUNNING]
+    no_orphan_files(tmp_path / "checkpoints")
