@@ -6,6 +6,7 @@ import contextlib
 import copy
 import fcntl
 import functools
+import inspect
 import os
 import socket
 import sys
@@ -160,7 +161,7 @@ for _name in [
     )
     and callable(getattr(RDBStorage, n))
     and n not in ("get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "remove_session")
-    and not isinstance(getattr(RDBStorage, n), staticmethod | classmethod)
+    and not isinstance(inspect.getattr_static(RDBStorage, n), staticmethod | classmethod)
 ]:
     setattr(SweepStorage, _name, _wrap(_name))
 

@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -151,8 +151,6 @@ def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
 class LoopResult:
     stopped_by: str | None = None
     failures_in_a_row: bool = False
-    waited_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def run_trials(
@@ -205,13 +203,11 @@ def run_trials(
                 highlight=False,
             )
             announced = True
-        started = time.monotonic()
         while not stop.requested and count(study, (TrialState.RUNNING,)) and not count(study, (TrialState.WAITING,)):
             time.sleep(WAIT_POLL_S)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-        result.waited_s += time.monotonic() - started
         if stop.requested:
             result.stopped_by = stop.requested
             return result
