@@ -180,12 +180,15 @@ def check_same_spec(attrs: dict[str, Any], spec: Spec, url: str) -> None:
         return
     old, new = dict(attrs.get("spec", {})), spec.model_dump(mode="json")
     changed = [k for k in _diff(old, new) if k not in NOT_FINGERPRINTED]
+    hint = ""
+    if "search.first_epoch_evals" in changed and "first_epoch_evals" not in old.get("search", {}):
+        hint = " (a study from before evaluations inside the first epoch: add `first_epoch_evals: 0` under search)"
     raise SweepError(
         [
             (
                 "name",
                 f"study {spec.name!r} already exists in {safe_url(url)} with a different spec "
-                f"(changed: {', '.join(changed) or 'unknown'}); give the spec a new name to start "
+                f"(changed: {', '.join(changed) or 'unknown'}){hint}; give the spec a new name to start "
                 "a new study, or run the original spec to continue",
             )
         ]

@@ -224,6 +224,8 @@ class Spec(_Strict):
                 "search": {"n_trials", "keep_checkpoints"},
             },
         )
+        if body["search"]["first_epoch_evals"] == 0:  # one evaluation per epoch: what studies made before the key
+            del body["search"]["first_epoch_evals"]  # existed did, so they continue under `first_epoch_evals: 0`
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -199,3 +199,22 @@ def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, trec_csvs: 
     where = [w for w, _ in info.value.problems]
     assert where == ["data.train", "storage", "model.encoder"]
     assert not (tmp_path / "sweeps.db").exists()
+
+
+def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]
+) -> None:
+    train, val = trec_csvs
+    old_style = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__first_epoch_evals=0)
+    result = run_study(old_style)
+    study = result.study
+    dump = study.user_attrs["spec"]
+    del dump["search"]["first_epoch_evals"]  # the spec as such a study recorded it: the key did not exist
+    study.set_user_attr("spec", dump)
+
+    default = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)  # first_epoch_evals: 2 by default
+    with pytest.raises(SweepError, match=r"changed: search.first_epoch_evals\) \(a study from before .* "
+                                         r"add `first_epoch_evals: 0` under search\)"):  # fmt: skip
+        run_study(default)
+    resumed = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2, search__first_epoch_evals=0))
+    assert resumed.resumed and len(resumed.study.get_trials(states=(TrialState.COMPLETE,))) == 2
