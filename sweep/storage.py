@@ -282,7 +282,7 @@ def _rdb_storage(
         skip_table_creation=not create_tables,
         heartbeat_interval=heartbeat.interval,
         grace_period=heartbeat.grace_period,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=_retry_once(),
     )
 
 
@@ -379,7 +379,6 @@ def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
     Only for a store this process alone writes (SQLite under `sqlite_writer_lock`): a RUNNING trial there was left
     by a worker that died. On PostgreSQL the heartbeat does this, after the grace period.
     """
-    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
@@ -388,7 +387,19 @@ def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         failed.append(trial.number)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            callback(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
+        queue_retry(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
     return failed
+
+
+def _retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
+def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a failed trial once more with its parameters (Optuna's retry bookkeeping: `failed_trial`, at most
+    one retry) — for heartbeat-stale trials, stopped workers and orphans alike."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        _retry_once()(study, trial)

@@ -121,9 +121,9 @@ class RetryStopped:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL and trial.user_attrs.get("stopped_by"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+            from sweep.storage import queue_retry
+
+            queue_retry(study, trial)
 
 
 class StopOnRequest:
