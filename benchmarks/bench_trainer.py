@@ -587,6 +587,7 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
     """`sweep.runner.run_study` in-process; per-trial measurements read back from the Optuna study."""
     from rich.console import Console
 
+    from record import best_trial, read_study, read_trial
     from sweep.runner import run_study
 
     spec_path = write_spec(cfg, files, rep, rep_dir)
@@ -594,38 +595,36 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
     result = run_study(spec_path, console=Console(stderr=True))
     wall = time.time() - t0
     study = result.study
+    study_record = read_study(study)
+    per_epoch = study_record.steps_per_epoch
     trials: list[dict[str, Any]] = []
     for trial in study.trials:
-        timings = dict(trial.user_attrs.get("timings", {}))
-        walls = trial.user_attrs.get("validation_wall_times", [])
+        record = read_trial(trial)
         steps = sorted(trial.intermediate_values)
-        per_epoch = study.user_attrs.get("steps_per_epoch") or 1
         trials.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
                 "value": trial.value,
                 "params": dict(trial.params),
-                "best_epoch": trial.user_attrs.get("best_epoch"),
-                "epochs_run": trial.user_attrs.get("epochs_run"),
-                "timings": timings,
+                "best_epoch": record.best_epoch,
+                "epochs_run": record.epochs_run,
+                "timings": record.timings.as_dict() if record.timings else {},
                 "evals": [
                     {"epoch": step / per_epoch, "time": float(w) - t0, "f1": float(trial.intermediate_values[step])}
-                    for w, step in zip(walls, steps, strict=False)
+                    for w, step in zip(record.validation_wall_times, steps, strict=False)
                 ],
             }
         )
-    complete = [t for t in trials if t["state"] == "COMPLETE"]
-    best = max(complete, key=lambda t: t["value"]) if complete else None
-    spec = study.user_attrs.get("spec", {})
-    report = study.user_attrs.get("data_report", {})
+    best = best_trial(study)
+    spec, report = study_record.spec, study_record.data_report
     return {
         "wall": wall,
-        "best_f1": float(best["value"]) if best else None,
-        "best_trial": best["number"] if best else None,
-        "best_params": best["params"] if best else {},
+        "best_f1": float(best.value) if best is not None and best.value is not None else None,
+        "best_trial": best.number if best is not None else None,
+        "best_params": dict(best.params) if best is not None else {},
         "pruner": f"{spec.get('search', {}).get('pruner', '?')} (sweep's default; "
-        f"{study.user_attrs.get('steps_per_epoch', 1)} evaluations in the first epoch, then one per epoch)",
+        f"{per_epoch} evaluations in the first epoch, then one per epoch)",
         "storage": result.storage_url,
         "data_report": {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
         "trials": trials,

@@ -17,6 +17,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from models.hyperparameters import hyperparameter_problems
+
 from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Hide transformers' info/warning logs and progress bars for a block, then restore them."""
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
@@ -99,7 +101,7 @@ def load_pretrained_classifier(
     """
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
-    with _quiet_transformers():
+    with quiet_transformers():
         config = AutoConfig.from_pretrained(
             encoder_name_or_path, num_labels=len(label_names), id2label=id2label, label2id=label2id
         )
@@ -133,16 +135,13 @@ def _check_arguments(
         problems.append(f"label_names: at least 2 labels are needed, got {list(label_names)}")
     if len(set(label_names)) != len(label_names):
         problems.append(f"label_names: must be unique, got {list(label_names)}")
-    if not learning_rate > 0:
-        problems.append(f"learning_rate: must be > 0, got {learning_rate}")
-    if not weight_decay >= 0:
-        problems.append(f"weight_decay: must be >= 0, got {weight_decay}")
-    if not 0 <= warmup_ratio <= 1:
-        problems.append(f"warmup_ratio: 0 <= warmup_ratio <= 1 must hold, got {warmup_ratio}")
-    if not 0 <= label_smoothing < 1:
-        problems.append(f"label_smoothing: 0 <= label_smoothing < 1 must hold, got {label_smoothing}")
-    if dropout is not None and not 0 <= dropout < 1:
-        problems.append(f"dropout: 0 <= dropout < 1 must hold, got {dropout}")
+    problems += hyperparameter_problems(
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        label_smoothing=label_smoothing,
+        dropout=dropout,
+    )
     if class_weights is not None:
         if len(class_weights) != len(label_names):
             problems.append(

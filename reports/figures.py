@@ -11,8 +11,9 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from record import maximizes, read_study, read_trial
 from reports.expected import expected_max_performance
-from reports.trials import STATE_NAMES, completed, maximizes, pruned_value
+from reports.trials import STATE_NAMES, completed, pruned_value
 
 HEIGHT = 440
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
@@ -134,7 +135,7 @@ def collect_learning_curves(study: optuna.Study, best: FrozenTrial | None = None
     Optuna steps are 1/`steps_per_epoch` of an epoch (study attr; 1 for studies without evaluations inside the
     first epoch), so the x axis is in epochs whatever the evaluation schedule.
     """
-    per_epoch = study.user_attrs.get("steps_per_epoch") or 1
+    per_epoch = read_study(study).steps_per_epoch
     curves = []
     for trial in study.get_trials(deepcopy=False):
         if not trial.intermediate_values:
@@ -227,13 +228,13 @@ def trial_labels(trial: FrozenTrial, label_names: Sequence[str], size: int) -> l
     """Label names for a k-class trial: the study's, else its per-class keys, else `0..k-1`."""
     if len(label_names) == size:
         return [str(n) for n in label_names]
-    per_class = list((trial.user_attrs.get("per_class") or {}).keys())
+    per_class = list(read_trial(trial).per_class)
     return [str(n) for n in per_class] if len(per_class) == size else [str(i) for i in range(size)]
 
 
 def collect_confusion(trial: FrozenTrial, label_names: Sequence[str]) -> ConfusionData | None:
     """The trial's confusion matrix with its labels, or None when it has no square matrix."""
-    matrix = trial.user_attrs.get("confusion_matrix")
+    matrix = read_trial(trial).confusion_matrix
     if not isinstance(matrix, list) or not matrix or any(
         not isinstance(row, list) or len(row) != len(matrix) for row in matrix
     ):

@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 
+from record import best_trial, maximizes, read_study, read_trial
 from reports.blocks import Block, FigureBlock, NoteBlock, Section, TableBlock
 from reports.data import data_blocks
 from reports.figures import (
@@ -29,7 +30,6 @@ from reports.figures import (
 )
 from reports.importance import collect_importances, importance_problem, plot_importances
 from reports.trials import (
-    best_trial,
     completed,
     completed_values,
     compute_time,
@@ -37,9 +37,7 @@ from reports.trials import (
     format_seconds,
     hyperparameters,
     is_single_objective,
-    maximizes,
     metric_name,
-    planned_epochs,
     pruning_savings,
     searched_params,
     state_counts,
@@ -57,7 +55,7 @@ def slug(text: str) -> str:
 
 
 def _spec_get(study: optuna.Study, *path: str) -> Any:
-    node: Any = study.user_attrs.get("spec")
+    node: Any = read_study(study).spec
     for key in path:
         node = node.get(key) if isinstance(node, dict) else None
     return node
@@ -114,21 +112,21 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
         blocks.append(best_trial_table(best, metric))
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
     if failed:
-        errors = [[t.number, str(t.user_attrs.get("error") or t.system_attrs.get("fail_reason") or "no error recorded")
-                   [:MAX_ERROR_CHARS]] for t in failed]
+        errors = [[t.number, (read_trial(t).failure or "no error recorded")[:MAX_ERROR_CHARS]] for t in failed]
         blocks.append(TableBlock(columns=["trial", "error"], rows=errors, caption="Failed trials"))
     return blocks
 
 
 def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     """The best trial's number, value, best epoch, every hyperparameter and headline metrics."""
-    epoch, planned = best.user_attrs.get("best_epoch"), planned_epochs(best)
+    record = read_trial(best)
+    epoch, planned = record.best_epoch, record.planned_epochs
     ran = epochs_run(best)
     rows: list[list[Any]] = [["trial", best.number], [f"validation {metric}", best.values[0]]]
     if epoch is not None:
         rows.append(["best epoch", f"{epoch} of {ran if ran is not None else planned or '?'} run"])
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
-    metrics = best.user_attrs.get("metrics") or {}
+    metrics = record.metrics
     rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
     return TableBlock(columns=["", ""], rows=rows, caption=f"Best trial: {best.number}")
 
@@ -235,8 +233,8 @@ def expected_blocks(study: optuna.Study) -> list[Block]:
 
 def per_class_table(trial: optuna.trial.FrozenTrial, label_names: Sequence[str]) -> TableBlock | None:
     """Precision, recall, F1 and support per class, in label order."""
-    per_class = trial.user_attrs.get("per_class")
-    if not isinstance(per_class, dict) or not per_class:
+    per_class = read_trial(trial).per_class
+    if not per_class:
         return None
     order = [n for n in label_names if n in per_class] + [n for n in per_class if n not in label_names]
     rows = [[name, *(per_class[name].get(k) if isinstance(per_class[name], dict) else None
@@ -250,7 +248,7 @@ def best_trial_blocks(study: optuna.Study) -> list[Block]:
     if best is None:
         return [NoteBlock("Per-class scores and the confusion matrix need a completed trial; this study has none.",
                           missing=True)]
-    labels = [str(n) for n in study.user_attrs.get("label_names") or []]
+    labels = read_study(study).label_names
     blocks: list[Block] = []
     table = per_class_table(best, labels)
     blocks.append(table or NoteBlock(f"Trial {best.number} recorded no per-class scores.", missing=True))
@@ -277,7 +275,7 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
         ("Value distribution and timeline", distribution_blocks(study)),
         ("Expected validation performance", expected_blocks(study)),
         ("Best trial: per class", best_trial_blocks(study)),
-        ("Data", data_blocks(study.user_attrs.get("data_report") or {})),
+        ("Data", data_blocks(read_study(study).data_report)),
     ]
     return [Section(title, f"{prefix}{slug(title)}", group, blocks) for title, blocks in parts]
 
@@ -294,7 +292,7 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
         ["metric", *(metric_name(s) for s in studies)],
         ["best value", *(b.values[0] if b else None for b in bests)],
         ["trial", *(b.number if b else None for b in bests)],
-        ["best epoch", *(b.user_attrs.get("best_epoch") if b else None for b in bests)],
+        ["best epoch", *(read_trial(b).best_epoch if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
         *([k, *(hp.get(k) for hp in hps)] for k in keys),
     ]

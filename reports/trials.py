@@ -1,4 +1,5 @@
-"""Plain facts about a study's trials: states, best trial, durations, hyperparameters, time saved by pruning."""
+"""Plain facts about a study's trials, read through the study record: states, durations, hyperparameters, time
+saved by pruning."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from record import ranked, read_study, read_trial, reported_value
 
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",
@@ -22,8 +24,7 @@ STATE_NAMES = {
 
 def metric_name(study: optuna.Study) -> str:
     """The study's metric (`f1_macro`, ...), or `value` when the study does not say."""
-    metric = study.user_attrs.get("metric")
-    return str(metric) if metric else "value"
+    return read_study(study).metric or "value"
 
 
 def is_single_objective(study: optuna.Study) -> bool:
@@ -31,29 +32,14 @@ def is_single_objective(study: optuna.Study) -> bool:
     return len(study.directions) == 1
 
 
-def maximizes(study: optuna.Study) -> bool:
-    """True unless the study minimises its single objective."""
-    return study.directions[0] != StudyDirection.MINIMIZE
-
-
 def completed(study: optuna.Study) -> list[FrozenTrial]:
     """COMPLETE trials with a finite value, by trial number."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t for t in trials if t.values is not None and len(t.values) == 1 and math.isfinite(t.values[0])]
+    return sorted(ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), key=lambda t: t.number)
 
 
 def completed_values(study: optuna.Study) -> list[float]:
     """The values of the completed trials."""
     return [float(t.values[0]) for t in completed(study)]
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The completed trial with the best value (the earliest on ties), or None."""
-    trials = completed(study)
-    if not trials:
-        return None
-    sign = 1.0 if maximizes(study) else -1.0
-    return max(trials, key=lambda t: (sign * t.values[0], -t.number))
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
@@ -68,28 +54,26 @@ def trial_seconds(trial: FrozenTrial) -> float | None:
     """Wall time of a finished trial (start to completion), else the recorded `timings.total`, else None."""
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    total = (trial.user_attrs.get("timings") or {}).get("total")
-    return float(total) if isinstance(total, int | float) and not isinstance(total, bool) else None
+    timings = read_trial(trial).timings
+    return timings.total if timings is not None else None
 
 
 def hyperparameters(trial: FrozenTrial) -> dict[str, Any]:
     """Every hyperparameter of a trial: the recorded `hyperparameters` attr, with the searched params over it."""
-    recorded = trial.user_attrs.get("hyperparameters")
-    return {**(recorded if isinstance(recorded, dict) else {}), **trial.params}
+    return read_trial(trial).all_hyperparameters
 
 
 def planned_epochs(trial: FrozenTrial) -> int | None:
     """The number of epochs the trial was set to run, if known."""
-    epochs = hyperparameters(trial).get("epochs")
-    return int(epochs) if isinstance(epochs, int | float) and not isinstance(epochs, bool) else None
+    return read_trial(trial).planned_epochs
 
 
 def epochs_run(trial: FrozenTrial) -> float | None:
     """Epochs the trial ran (0.33 when pruned a third into its first epoch): `epochs_run`, else
     `pruned_at_epoch`, else its number of reported evaluations."""
-    for key in ("epochs_run", "pruned_at_epoch"):
-        value = trial.user_attrs.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    record = read_trial(trial)
+    for value in (record.epochs_run, record.pruned_at_epoch):
+        if value is not None and value > 0:
             return value
     return len(trial.intermediate_values) or None
 
@@ -146,10 +130,7 @@ def pruning_savings(study: optuna.Study) -> PruningSavings:
 
 def pruned_value(trial: FrozenTrial, maximize: bool = True) -> float | None:
     """A pruned trial's best reported value before it was stopped, or None."""
-    values = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
-    if not values:
-        return None
-    return float(max(values) if maximize else min(values))
+    return reported_value(trial, maximize=maximize)
 
 
 def format_seconds(seconds: float) -> str:

@@ -96,10 +96,18 @@ class PruningCallback(pl.Callback):
             return
         self._last_step = step
         self.report(float(value), step)
-        if self.should_prune():
+        # The last evaluation completes the trial: pruning it then would throw its finished result away (Optuna's
+        # pruners answer at any step, the last included), so the pruner is asked only before it.
+        if step < self.final_step(trainer) and self.should_prune():
             self.pruned_at = step
             self.pruned_at_epochs = epochs_trained(trainer)
             trainer.should_stop = True
+
+
+    def final_step(self, trainer: pl.Trainer) -> int:
+        """The step of the trial's last evaluation (the end of its last epoch)."""
+        per_epoch = self.schedule.steps_per_epoch if self.schedule is not None else 1
+        return int(trainer.max_epochs or 1) * per_epoch
 
 
 def epochs_trained(trainer: pl.Trainer) -> float:

@@ -6,19 +6,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytorch_lightning as pl
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from safetensors import safe_open
 
+from models import quiet_transformers
+from record import maximizes, ranked, read_study, read_trial
 from sweep.callbacks import epochs_trained
 
-CHECKPOINT_ATTR = "checkpoint"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -83,26 +83,14 @@ def _tied(key: str) -> bool:
     return key.endswith(("position_ids", "decoder.weight", "decoder.bias"))
 
 
-def _save_quietly(model: Any, directory: Path) -> None:
-    """`save_pretrained` without transformers' "Writing model shards" bar over our progress display."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(directory, safe_serialization=True)
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def save_checkpoint(model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, target: Path) -> Path:
     """Write a Hugging Face folder (safetensors weights, config, tokenizer) atomically; verify it reads back."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         model.load_state_dict(state)
-        _save_quietly(model, tmp)
+        with quiet_transformers():  # no "Writing model shards" bar over our progress display
+            model.save_pretrained(tmp, safe_serialization=True)
         for item in tokenizer_dir.iterdir():
             shutil.copy2(item, tmp / item.name)
         verify_weights(tmp / WEIGHTS_FILE, state)
@@ -117,8 +105,8 @@ def save_checkpoint(model: Any, state: dict[str, torch.Tensor], tokenizer_dir: P
 
 def checkpoint_dir(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -> Path | None:
     """Where a trial's checkpoint lives (`root` overrides the folder recorded with the study)."""
-    name = trial.user_attrs.get(CHECKPOINT_ATTR)
-    base = root or study.user_attrs.get("checkpoint_dir")
+    name = read_trial(trial).checkpoint
+    base = root or read_study(study).checkpoint_dir
     return Path(base) / name if name and base else None
 
 
@@ -127,24 +115,10 @@ def is_kept(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -
     return bool(path and (path / WEIGHTS_FILE).is_file())
 
 
-def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """Completed trials, best first (earlier trial first on ties)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return sorted(done, key=lambda t: (-float(t.value), t.number))  # type: ignore[arg-type]
-
-
-def would_keep(study: optuna.Study, value: float, keep: int) -> bool:
-    """Whether a new value enters the study-wide top `keep` (so its weights are worth writing)."""
-    if keep <= 0:
-        return False
-    values = [float(t.value) for t in ranked(study.get_trials(deepcopy=False)) if t.value is not None]
-    return len(values) < keep or value > values[keep - 1]
-
-
 def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
     """Delete every checkpoint outside the study-wide top `keep` completed trials; returns the trial numbers."""
     deleted = []
-    for trial in ranked(study.get_trials(deepcopy=False))[keep:]:
+    for trial in ranked(study.get_trials(deepcopy=False), maximize=maximizes(study))[keep:]:
         path = checkpoint_dir(study, trial)
         if path is not None and path.exists():
             shutil.rmtree(path, ignore_errors=True)

@@ -149,15 +149,16 @@ def export(
     ] = None,
 ) -> None:
     """Write the best trial's (or trial N's) best-epoch weights as a Hugging Face model folder, no retraining."""
+    from record import read_study, read_trial
     from sweep.export import export_trial
     from sweep.storage import DEFAULT_STORAGE_URL, load_study
 
     loaded = load_study(study, storage or DEFAULT_STORAGE_URL)
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints)
-    metric = loaded.user_attrs.get("metric", "value")
+    metric = read_study(loaded).metric or "value"
     out.print(
         f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "
-        f"{chosen.user_attrs.get('best_epoch')}) to {path}",
+        f"{read_trial(chosen).best_epoch}) to {path}",
         highlight=False,
     )
     out.print(f'load it with: transformers.pipeline("text-classification", model="{path}")', highlight=False)

@@ -13,7 +13,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.checkpoints import WEIGHTS_FILE, checkpoint_dir, is_kept, ranked
+from record import maximizes, ranked, read_study, read_trial
+from sweep.checkpoints import WEIGHTS_FILE, checkpoint_dir, is_kept
 from sweep.errors import SweepError
 from sweep.summary import format_params
 
@@ -26,7 +27,7 @@ def choose_trial(study: optuna.Study, number: int | None, root: Path | None = No
     kept = [t.number for t in trials if is_kept(study, t, root)]
     kept_note = f"trials with a checkpoint: {', '.join(map(str, kept))}" if kept else "no trial has a checkpoint"
     if number is None:
-        best = ranked(trials)
+        best = ranked(trials, maximize=maximizes(study))
         if not best:
             raise SweepError([("study", f"study {study.study_name!r} has no completed trial yet (run `sweep run`)")])
         trial = best[0]
@@ -70,26 +71,26 @@ def _metrics_table(per_class: dict[str, dict[str, Any]]) -> str:
 
 def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     """The facts of the export, machine-readable (also the source of the model card)."""
-    attrs, study_attrs = trial.user_attrs, study.user_attrs
-    spec = study_attrs.get("spec", {})
+    record, study_record = read_trial(trial), read_study(study)
+    spec = study_record.spec
     return {
         "study": study.study_name,
         "trial": trial.number,
-        "metric": study_attrs.get("metric"),
+        "metric": study_record.metric,
         "value": trial.value,
-        "best_epoch": attrs.get("best_epoch"),
-        "epochs": attrs.get("hyperparameters", {}).get("epochs"),
-        "hyperparameters": attrs.get("hyperparameters", trial.params),
+        "best_epoch": record.best_epoch,
+        "epochs": record.planned_epochs,
+        "hyperparameters": record.hyperparameters or trial.params,
         "searched_parameters": trial.params,
-        "seed": attrs.get("seed"),
-        "validation_metrics": attrs.get("metrics", {}),
-        "per_class": attrs.get("per_class", {}),
-        "confusion_matrix": attrs.get("confusion_matrix"),
-        "label_names": study_attrs.get("label_names"),
-        "encoder": spec.get("model", {}).get("encoder"),
+        "seed": record.seed,
+        "validation_metrics": record.metrics,
+        "per_class": record.per_class,
+        "confusion_matrix": record.confusion_matrix,
+        "label_names": study_record.label_names,
+        "encoder": study_record.encoder,
         "max_length": spec.get("model", {}).get("max_length"),
-        "data_fingerprint": study_attrs.get("data_fingerprint"),
-        "data_report": study_attrs.get("data_report"),
+        "data_fingerprint": study_record.data_fingerprint,
+        "data_report": study_record.data_report,
         "spec": spec,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

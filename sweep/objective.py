@@ -13,11 +13,13 @@ from typing import Any
 import optuna
 import pytorch_lightning as pl
 import torch
+from optuna.trial import FrozenTrial
 
 from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
+from record import Timings, TrialResult, TrialWriter, enters_top, retry_of
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
-from sweep.checkpoints import CHECKPOINT_ATTR, BestWeights, save_checkpoint, would_keep
+from sweep.checkpoints import BestWeights, save_checkpoint
 from sweep.errors import StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
@@ -125,11 +127,17 @@ def train_trial(
     return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
 
 
+def stored_trial(trial: optuna.Trial) -> FrozenTrial:
+    """The stored state of the trial being run. Optuna has no public way to read a running trial's system attributes
+    (its retry bookkeeping, `failed_trial`, lives there): `Trial` exposes user attributes and params only."""
+    return trial.study._storage.get_trial(trial._trial_id)
+
+
 def _should_save(trial: optuna.Trial, settings: TrialSettings, value: float) -> bool:
     """Write weights only when checkpointing is on and the value enters the study-wide top k."""
     if settings.checkpoint_root is None or settings.tokenizer_dir is None:
         return False
-    return would_keep(trial.study, value, settings.keep_checkpoints)
+    return enters_top(trial.study, value, settings.keep_checkpoints)
 
 
 def build_objective(
@@ -152,17 +160,15 @@ def build_objective(
         started = time.perf_counter()
         if on_trial_start:
             on_trial_start(trial.number)
-        trial.set_user_attr("worker", worker_id())
-        for stale in ("stopped_by", "error"):  # a retry starts with its original's attrs: not its outcome
-            if trial.user_attrs.get(stale) is not None:
-                trial.set_user_attr(stale, None)
+        record = TrialWriter(trial.set_user_attr)
         hp = suggest(trial, settings.space)
         # A retry (of a trial whose worker died or was stopped) repeats the original run: same parameters, same seed.
-        original = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial", trial.number)
-        seed = settings.seed + int(original)
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("hyperparameters", hp.as_dict())
-        trial.set_user_attr("data_fingerprint", data.fingerprint)
+        original = retry_of(stored_trial(trial).system_attrs)
+        seed = settings.seed + (trial.number if original is None else original)
+        record.start(
+            worker=worker_id(), seed=seed, hyperparameters=hp.as_dict(), data_fingerprint=data.fingerprint,
+            inherited=trial.user_attrs,
+        )  # fmt: skip
         schedule = EvaluationSchedule(settings.first_epoch_evals)
         pruning = PruningCallback(
             monitor,
@@ -180,49 +186,51 @@ def build_objective(
                 )
         except StopRequested as exc:
             took = time.perf_counter() - started
-            trial.set_user_attr("stopped_by", stop.requested or "stop")
-            trial.set_user_attr(
-                "error", f"{exc} after {took:.1f} s on {worker_id()}; queued for a retry with the same parameters"
+            record.stopped(
+                stop.requested or "stop",
+                f"{exc} after {took:.1f} s on {worker_id()}; queued for a retry with the same parameters",
             )
             raise
         except StorageLost:
             raise  # nothing more can be recorded; the heartbeat fails the trial and another worker retries it
         except Exception as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])
+            record.failed(f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8)[-4000:])
             raise
         history = module.history
         best = best_epoch(history, monitor)
-        trial.set_user_attr("best_epoch", best["epoch"] + 1)
-        trial.set_user_attr("best_epochs_trained", _epochs(best.get("epochs_trained")))
-        trial.set_user_attr("epochs_run", _epochs(history[-1].get("epochs_trained")) or history[-1]["epoch"] + 1)
-        trial.set_user_attr("evaluations", len(history))
-        trial.set_user_attr("metrics", _compact(best))
-        trial.set_user_attr("per_class", best["per_class"])
-        trial.set_user_attr("confusion_matrix", best["confusion_matrix"])
-        trial.set_user_attr("history", [_compact(r) for r in history])
+        record.result(
+            TrialResult(
+                best_epoch=best["epoch"] + 1,
+                best_epochs_trained=_epochs(best.get("epochs_trained")),
+                epochs_run=_epochs(history[-1].get("epochs_trained")) or history[-1]["epoch"] + 1,
+                evaluations=len(history),
+                metrics=_compact(best),
+                per_class=best["per_class"],
+                confusion_matrix=best["confusion_matrix"],
+                history=[_compact(r) for r in history],
+            )
+        )
         value = float(best[monitor])
         saving = time.perf_counter()
         if pruning.pruned_at is None and _should_save(trial, settings, value) and weights.state is not None:
             name = f"trial-{trial.number:05d}"
             assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
             save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
-            trial.set_user_attr(CHECKPOINT_ATTR, name)
-            trial.set_user_attr("checkpoint_epoch", weights.epoch)
-        trial.set_user_attr(
-            "timings",
-            {
-                **{k: round(v, 3) for k, v in setup.items()},
-                "train": round(timing.train_seconds(), 3),
-                "validation": round(timing.seconds["validation"], 3),
-                "checkpoint": round(time.perf_counter() - saving, 3),
-                "total": round(time.perf_counter() - started, 3),
-                "train_examples": timing.train_examples,
-            },
+            record.checkpoint(name, weights.epoch)
+        record.timings(
+            Timings(
+                data=round(setup["data"], 3),
+                model_load=round(setup["model_load"], 3),
+                train=round(timing.train_seconds(), 3),
+                validation=round(timing.seconds["validation"], 3),
+                checkpoint=round(time.perf_counter() - saving, 3),
+                total=round(time.perf_counter() - started, 3),
+                train_examples=timing.train_examples,
+            ),
+            timing.validation_ends,
         )
-        trial.set_user_attr("validation_wall_times", [round(t, 3) for t in timing.validation_ends])
         if pruning.pruned_at is not None:
-            trial.set_user_attr("pruned_at_epoch", _epochs(pruning.pruned_at_epochs))
+            record.pruned(_epochs(pruning.pruned_at_epochs))
             raise optuna.TrialPruned(f"pruned after {_epochs(pruning.pruned_at_epochs)} epochs")
         return value
 

@@ -20,12 +20,15 @@ from pydantic import (
     model_validator,
 )
 
+from models.hyperparameters import HYPERPARAMETER_RULES
 from sweep.errors import SweepError
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
 DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+# Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
+NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "heartbeat", "search.n_trials", "search.keep_checkpoints")
 
 Number = int | float
 
@@ -92,15 +95,7 @@ DEFAULTS: dict[str, int | float] = {
     "label_smoothing": 0.0,
     "dropout": 0.1,
 }
-_RULES: dict[str, tuple[str, Any]] = {
-    "learning_rate": ("> 0", lambda v: v > 0),
-    "batch_size": ("an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
-    "epochs": ("an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
-    "weight_decay": (">= 0", lambda v: v >= 0),
-    "warmup_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
-    "label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
-    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
-}
+_RULES = HYPERPARAMETER_RULES
 
 
 class SpaceSpec(_Strict):
@@ -215,15 +210,14 @@ class Spec(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the study's trials (not the budget, nor where results are kept)."""
-        body = self.model_dump(
-            mode="json",
-            exclude={
-                "storage": True,
-                "checkpoint_dir": True,
-                "heartbeat": True,
-                "search": {"n_trials", "keep_checkpoints"},
-            },
-        )
+        exclude: dict[str, Any] = {}
+        for key in NOT_FINGERPRINTED:
+            section, _, name = key.partition(".")
+            if name:
+                exclude.setdefault(section, set()).add(name)
+            else:
+                exclude[section] = True
+        body = self.model_dump(mode="json", exclude=exclude)
         if body["search"]["first_epoch_evals"] == 0:  # one evaluation per epoch: what studies made before the key
             del body["search"]["first_epoch_evals"]  # existed did, so they continue under `first_epoch_evals: 0`
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import functools
 import inspect
@@ -24,14 +23,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
+from record import RecordError, TrialWriter, read_study, study_budget
 from sweep.errors import StorageLost, SweepError
+from sweep.internals import reread, set_trial_attr
 
 DEFAULT_STORAGE_URL = "sqlite:///sweeps.db"
 SCHEMES = ("sqlite", "postgresql", "mysql")
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 300
 DB_RETRY_S = 120  # how long a worker keeps retrying a database that stopped answering
-BUDGET_ATTR = "n_trials"  # study attr: finished trials to reach, counted across all workers
 TAKEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 _BUDGET_LOCK_BASE = 0x5357_0000  # PostgreSQL advisory lock key = base + study id
 POSTGRES_HINT = (
@@ -120,8 +120,8 @@ class SweepStorage(RDBStorage):
         if template_trial is not None:  # enqueued or added trials (retries, tests): not a new draw
             return super()._create_new_trial(study_id, template_trial)
         with self._budget_lock(study_id):
-            budget = self.get_study_user_attrs(study_id).get(BUDGET_ATTR)
-            if isinstance(budget, int):
+            budget = study_budget(self.get_study_user_attrs(study_id))
+            if budget is not None:
                 taken = len(self.get_all_trials(study_id, deepcopy=False, states=TAKEN_STATES))
                 if taken >= budget:
                     raise BudgetReached(f"{taken} trials finished, running or queued of a budget of {budget}")
@@ -323,11 +323,16 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
     """Load an existing study (read-only by default), or say which studies the store holds."""
     storage = open_storage(url, must_exist=True, read_only=read_only)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = study_names(storage)
         known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
         raise SweepError([("study", f"no study named {name!r} in {url} ({known})")]) from None
+    try:
+        read_study(study)  # a record written by a newer sweep is refused here, before anything reads it
+    except RecordError as exc:
+        raise SweepError([("study", f"{name!r}: {exc}")]) from None
+    return study
 
 
 def _quietly(check: Callable[[str], bool], url: str) -> bool:
@@ -381,13 +386,11 @@ def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
     """
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
-        try:
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        TrialWriter(functools.partial(set_trial_attr, study, trial)).failed(reason)
+        if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
             continue
         failed.append(trial.number)
-        queue_retry(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))
+        queue_retry(study, reread(study, trial))
     return failed
 
 

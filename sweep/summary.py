@@ -12,7 +12,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from sweep.checkpoints import CHECKPOINT_ATTR, disk_usage, is_kept
+from record import best_trial, maximizes, read_study, read_trial, reported_value
+from sweep.checkpoints import disk_usage, is_kept
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
 
@@ -38,34 +39,25 @@ def _seconds(trial: FrozenTrial) -> str:
     return f"{d.total_seconds():.1f}s" if d else "-"
 
 
-def trial_value(trial: FrozenTrial) -> float | None:
+def trial_value(study: optuna.Study, trial: FrozenTrial) -> float | None:
     """The trial's value; for a pruned trial, its best validation value before it was stopped."""
-    if trial.value is not None:
-        return float(trial.value)
-    if trial.state == TrialState.PRUNED and trial.intermediate_values:
-        return float(max(trial.intermediate_values.values()))
-    return None
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(completed, key=lambda t: (t.value, -t.number)) if completed else None
+    return reported_value(trial, maximize=maximizes(study))
 
 
 def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
     """One line for a trial that just ended, with the best so far."""
     state = trial.state.name
-    value = trial_value(trial)
-    epoch = trial.user_attrs.get("best_epoch")
-    epochs = trial.user_attrs.get("hyperparameters", {}).get("epochs")
+    value = trial_value(study, trial)
+    record = read_trial(trial)
     parts = [f"trial {trial.number} {state}"]
     if value is not None:
-        parts.append(f"{metric} {value:.4f}" + (f" (best epoch {epoch}/{epochs})" if epoch else ""))
+        epoch = f" (best epoch {record.best_epoch}/{record.planned_epochs})" if record.best_epoch else ""
+        parts.append(f"{metric} {value:.4f}{epoch}")
     if trial.params:
         parts.append(format_params(trial.params))
     parts.append(_seconds(trial))
     if state == "FAIL":
-        parts.append(str(trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason", "failed")))
+        parts.append(record.failure or "failed")
     best = best_trial(study)
     if best is not None:
         parts.append(f"best so far: trial {best.number} {best.value:.4f}")
@@ -73,7 +65,7 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
 
 
 def trials_table(study: optuna.Study) -> Table:
-    metric = study.user_attrs.get("metric", "value")
+    metric = read_study(study).metric or "value"
     table = Table(title=f"study {study.study_name}", title_justify="left")
     for column in ("#", "state", metric, "best epoch", "checkpoint", "parameters", "duration"):
         table.add_column(
@@ -83,15 +75,14 @@ def trials_table(study: optuna.Study) -> Table:
             min_width=len(column) if column != "parameters" else 24,
         )
     for trial in study.get_trials(deepcopy=False):
-        value = trial_value(trial)
-        epoch = trial.user_attrs.get("best_epoch")
-        epochs = trial.user_attrs.get("hyperparameters", {}).get("epochs")
-        note = trial.user_attrs.get("error") if trial.state == TrialState.FAIL else None
+        value = trial_value(study, trial)
+        record = read_trial(trial)
+        note = record.failure if trial.state == TrialState.FAIL else None
         table.add_row(
             str(trial.number),
             Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
             f"{value:.4f}" if value is not None else "-",
-            f"{epoch}/{epochs}" if epoch else "-",
+            f"{record.best_epoch}/{record.planned_epochs}" if record.best_epoch else "-",
             checkpoint_state(study, trial),
             format_params(trial.params, sep="\n") + (f"\n[{note}]" if note else ""),
             _seconds(trial),
@@ -103,11 +94,11 @@ def checkpoint_state(study: optuna.Study, trial: FrozenTrial) -> str:
     """`kept` when the trial's best-epoch weights are on disk, `deleted` when they were written and removed."""
     if is_kept(study, trial):
         return "kept"
-    return "deleted" if trial.user_attrs.get(CHECKPOINT_ATTR) else "-"
+    return "deleted" if read_trial(trial).checkpoint else "-"
 
 
 def checkpoints_line(study: optuna.Study) -> str:
-    root = study.user_attrs.get("checkpoint_dir")
+    root = read_study(study).checkpoint_dir
     if not root:
         return "checkpoints: none recorded for this study"
     kept = sum(is_kept(study, t) for t in study.get_trials(deepcopy=False))
@@ -121,15 +112,16 @@ def best_summary(study: optuna.Study) -> Group | Text:
     tally = ", ".join(f"{n} {name.lower()}" for name, n in counts.items() if n)
     if best is None:
         return Text(f"no completed trial yet ({tally or 'no trials'})")
-    metric = study.user_attrs.get("metric", "value")
-    metrics = best.user_attrs.get("metrics", {})
+    metric = read_study(study).metric or "value"
+    record = read_trial(best)
     lines = [
         Text.from_markup(
             f"[bold]best trial {best.number}[/]: validation {metric} = [bold]{best.value:.4f}[/] "
-            f"at epoch {best.user_attrs.get('best_epoch', '?')} ({tally})"
+            f"at epoch {record.best_epoch or '?'} ({tally})"
         ),
-        Text("hyperparameters: " + format_params(best.user_attrs.get("hyperparameters", best.params))),
+        Text("hyperparameters: " + format_params(record.hyperparameters or best.params)),
     ]
+    metrics = record.metrics
     headline = {
         k: metrics[k] for k in ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted") if k in metrics
     }

@@ -30,10 +30,11 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from rich.console import Console
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+from record import FINISHED, study_budget
+
 T = TypeVar("T")
 WAIT_POLL_S = 2.0
 
@@ -116,35 +117,13 @@ class GracefulStop:
             self._training = False
 
 
-class RetryStopped:
-    """After a trial failed because its worker was stopped, queue it once more with the same parameters."""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get("stopped_by"):
-            from sweep.storage import queue_retry
-
-            queue_retry(study, trial)
-
-
-class StopOnRequest:
-    """Tell Optuna to start no further trial once a stop was requested."""
-
-    def __init__(self, stop: GracefulStop):
-        self.stop = stop
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.stop.requested:
-            study.stop()
-
-
 def budget(study: optuna.Study, default: int) -> int:
-    """The study's trial budget as last set by `sweep run` (fresh from the store)."""
-    value = study._storage.get_study_user_attrs(study._study_id).get("n_trials")
-    return int(value) if isinstance(value, int) else default
+    """The study's trial budget as last set by `sweep run` (fresh from the store: another run may raise it)."""
+    return study_budget(study.user_attrs, default) or default
 
 
 def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
-    return len(study._storage.get_all_trials(study._study_id, deepcopy=False, states=states))
+    return len(study.get_trials(deepcopy=False, states=states))
 
 
 @dataclass

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("sweep", "models", "datamodules", "reports")
+PACKAGES = ("sweep", "models", "datamodules", "reports", "record")
+_GPU_STACK = {"torch", "transformers", "pytorch_lightning", "lightning"}
 FORBIDDEN = {
+    "record": {"sweep", "models", "datamodules", "reports", *_GPU_STACK},
     "models": {"sweep", "datamodules", "optuna", "reports", "lightning"},
     "datamodules": {"sweep", "models", "optuna", "reports", "lightning"},
-    "reports": {"sweep", "models", "datamodules", "torch", "transformers", "pytorch_lightning", "lightning"},
+    "reports": {"sweep", "models", "datamodules", *_GPU_STACK},
     "sweep": {"lightning"},
 }
 TRIAL_MODULES = {"sweep/space.py", "sweep/objective.py"}
@@ -62,3 +65,26 @@ def test_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import torch\nfrom sweep.spec import Spec\nfrom . import sibling\n")
     assert imported_roots(bad) == {"torch", "sweep"}
+
+
+# A raw attribute key: `user_attrs["x"]`, `user_attrs.get("x")`, `set_user_attr("x", ...)`, `system_attrs["x"]`.
+RAW_KEY = re.compile(r"""(user_attrs|system_attrs)(\.get\(|\[)\s*["']|set_(user|system)_attr\(\s*["']""")
+
+
+def test_the_study_record_is_read_and_written_only_through_its_module() -> None:
+    offenders = []
+    for package in (*PACKAGES, "benchmarks"):
+        if package == "record":
+            continue
+        for f in source_files(package):
+            for number, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if RAW_KEY.search(line):
+                    offenders.append(f"{f.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "raw study/trial attribute keys outside record/:\n" + "\n".join(offenders)
+
+
+def test_raw_key_pattern_sees_each_form() -> None:
+    for line in ('t.user_attrs["seed"]', "t.user_attrs.get('seed')", 'trial.set_user_attr("seed", 1)',
+                 't.system_attrs.get("failed_trial")'):  # fmt: skip
+        assert RAW_KEY.search(line), line
+    assert not RAW_KEY.search("record = TrialWriter(trial.set_user_attr)")

@@ -12,6 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from record import best_trial
 from reports import Section, build_report, expected_max_performance
 from reports.blocks import FigureBlock, ListBlock, NoteBlock, TableBlock
 from reports.data import MAX_CONFLICTS, data_blocks
@@ -27,7 +28,7 @@ from reports.figures import (
 )
 from reports.importance import EVALUATORS, collect_importances, importance_problem, plot_importances
 from reports.sections import per_class_table, summary_blocks
-from reports.trials import best_trial, compute_time, pruning_savings, state_counts
+from reports.trials import compute_time, pruning_savings, state_counts
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -136,7 +136,7 @@ class PruneFromStep(optuna.pruners.BasePruner):
 def test_pruning_callback_stops_training_and_records(
     tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sweep.runner.make_pruner", lambda search: PruneFromStep(2))
+    monkeypatch.setattr("sweep.lifecycle.make_pruner", lambda search: PruneFromStep(2))
     train, val = trec_csvs
     spec = write_spec(
         tmp_path,
@@ -157,7 +157,7 @@ def test_pruning_callback_stops_training_and_records(
 def test_pruning_acts_inside_the_first_epoch(
     tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sweep.runner.make_pruner", lambda search: PruneFromStep(1))
+    monkeypatch.setattr("sweep.lifecycle.make_pruner", lambda search: PruneFromStep(1))
     train, val = trec_csvs
     spec = write_spec(
         tmp_path,

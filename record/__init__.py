@@ -1,0 +1,57 @@
+"""The study and trial record: what `sweep` leaves in the Optuna store, named once, typed and versioned.
+
+A leaf package (Optuna and the standard library only; no torch), so `sweep`, `reports` and `benchmarks` all write
+and read through it and nothing else touches a raw attribute key. Optuna's `RDBStorage` stays the store: the
+record is a schema over its study and trial user attributes, not a second database.
+
+- `StudyRecord` / `write_study` / `read_study`: the spec, fingerprints, data report, labels, metric, budget.
+- `TrialRecord` / `TrialWriter` / `read_trial`: hyperparameters, seed, best epoch, history, metrics, per-class
+  results, confusion matrix, timings, checkpoint, worker, and how a trial failed or was stopped.
+- `ranked` / `best_trial` / `enters_top`: the one ranking of trials (direction-aware, NaN/inf-safe, earlier trial
+  first on ties) that status, export, checkpoints, reports and the benchmark share.
+"""
+
+from record.ranking import FINISHED, best_trial, enters_top, maximizes, ranked, reported_value
+from record.schema import (
+    RECORD_VERSION,
+    RecordError,
+    StudyRecord,
+    Timings,
+    TrialRecord,
+    TrialResult,
+    TrialWriter,
+    read_study,
+    read_trial,
+    retry_of,
+    study_attrs,
+    study_budget,
+    study_from_attrs,
+    trial_attrs,
+    write_budget,
+    write_study,
+)
+
+__all__ = [
+    "FINISHED",
+    "RECORD_VERSION",
+    "RecordError",
+    "StudyRecord",
+    "Timings",
+    "TrialRecord",
+    "TrialResult",
+    "TrialWriter",
+    "best_trial",
+    "enters_top",
+    "maximizes",
+    "ranked",
+    "read_study",
+    "read_trial",
+    "reported_value",
+    "retry_of",
+    "study_attrs",
+    "study_budget",
+    "study_from_attrs",
+    "trial_attrs",
+    "write_budget",
+    "write_study",
+]

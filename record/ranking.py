@@ -1,0 +1,73 @@
+"""The one ranking of trials: direction-aware, NaN/inf-safe, the earlier trial first on ties.
+
+Status, export, the checkpoint top-k rule, reports and the benchmark all rank through here, so "the best trial"
+means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Protocol
+
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards a study's budget
+
+
+class _Directed(Protocol):
+    @property
+    def directions(self) -> list[StudyDirection]: ...
+
+    def get_trials(self, deepcopy: bool = ..., states: tuple[TrialState, ...] | None = ...) -> list[FrozenTrial]: ...
+
+
+def maximizes(study: _Directed) -> bool:
+    """True unless the study minimises its (first) objective."""
+    return study.directions[0] != StudyDirection.MINIMIZE
+
+
+def _finite_value(trial: FrozenTrial) -> float | None:
+    values = trial.values
+    if values is None or len(values) != 1 or not math.isfinite(values[0]):
+        return None
+    return float(values[0])
+
+
+def ranked(trials: Iterable[FrozenTrial], *, maximize: bool = True) -> list[FrozenTrial]:
+    """COMPLETE trials with a finite value, best first; on equal values the earlier trial comes first."""
+    sign = -1.0 if maximize else 1.0
+    scored = [(v, t) for t in trials if t.state == TrialState.COMPLETE and (v := _finite_value(t)) is not None]
+    return [t for v, t in sorted(scored, key=lambda pair: (sign * pair[0], pair[1].number))]
+
+
+def best_trial(study: _Directed) -> FrozenTrial | None:
+    """The study's best COMPLETE trial with a finite value, or None."""
+    order = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximizes(study))
+    return order[0] if order else None
+
+
+def enters_top(study: _Directed, value: float, keep: int) -> bool:
+    """Whether a new trial's value would rank in the study's top `keep` (a tie with the k-th does not: the earlier
+    trial wins ties)."""
+    if keep <= 0 or not math.isfinite(value):
+        return False
+    maximize = maximizes(study)
+    order = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximize)
+    if len(order) < keep:
+        return True
+    kth = _finite_value(order[keep - 1])
+    assert kth is not None  # ranked() keeps finite values only
+    return value > kth if maximize else value < kth
+
+
+def reported_value(trial: FrozenTrial, *, maximize: bool = True) -> float | None:
+    """A trial's value; for a trial without one (pruned, running), its best finite reported evaluation."""
+    value = _finite_value(trial) if trial.state == TrialState.COMPLETE else None
+    if value is not None:
+        return value
+    reported = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+    if not reported:
+        return None
+    return float(max(reported) if maximize else min(reported))

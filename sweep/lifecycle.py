@@ -1,0 +1,216 @@
+"""The study lifecycle: samplers and pruners by name, create or resume, the same-spec and same-data checks, and
+loading a study for a worker that joins it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from sqlalchemy.engine import make_url
+
+from datamodules import PreparedData
+from record import RecordError, StudyRecord, read_study, write_study
+from sweep.errors import SweepError
+from sweep.space import grid
+from sweep.spec import NOT_FINGERPRINTED, RangeParam, SearchSpec, Spec
+from sweep.storage import Heartbeat, open_storage, safe_url, study_names
+
+CREATE_HINT = "`sweep run SPEC --storage URL --workers 0`"
+
+
+def quiet_libraries() -> None:
+    """Keep the screen for our own progress: no per-trial banners from Lightning, Optuna or transformers."""
+    # ERROR: our own line reports each failed trial with its error (the traceback is kept in the trial's record).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+    warnings.filterwarnings("ignore", ".*Experimental.*", category=optuna.exceptions.ExperimentalWarning)
+
+
+# --- samplers and pruners ---------------------------------------------------------------------------------------
+
+
+def max_epochs(search: SearchSpec) -> int:
+    epochs = search.space.epochs
+    if isinstance(epochs, RangeParam):
+        return int(epochs.high)
+    return int(max(epochs) if isinstance(epochs, list) else epochs)
+
+
+def steps_per_epoch(search: SearchSpec) -> int:
+    """Optuna steps per epoch: the end of each epoch plus the extra evaluations inside the first one."""
+    return search.first_epoch_evals + 1
+
+
+# Several workers (salt != 0): `constant_liar` makes TPE treat running trials as bad, so workers spread out.
+SAMPLERS: dict[str, Callable[[SearchSpec, int, bool], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda search, seed, shared: optuna.samplers.TPESampler(seed=seed, constant_liar=shared),
+    "random": lambda search, seed, shared: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda search, seed, shared: optuna.samplers.GridSampler(grid(search.space), seed=seed),
+    "gp": lambda search, seed, shared: optuna.samplers.GPSampler(seed=seed),
+    "qmc": lambda search, seed, shared: optuna.samplers.QMCSampler(seed=seed),
+}
+
+# Pruners act on evaluations; a step is 1/steps_per_epoch of an epoch (epoch ends are multiples of it).
+PRUNERS: dict[str, Callable[[SearchSpec], optuna.pruners.BasePruner]] = {
+    "median": lambda search: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+    "percentile": lambda search: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3),
+    "hyperband": lambda search: optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=max_epochs(search) * steps_per_epoch(search), reduction_factor=3
+    ),
+    "successive_halving": lambda search: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    "none": lambda search: optuna.pruners.NopPruner(),
+}
+
+
+def make_sampler(search: SearchSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; `salt` varies the seed per worker process (0: the spec's seed, reproducible)."""
+    return SAMPLERS[search.sampler](search, (search.seed + salt) % 2**32, salt != 0)
+
+
+def make_pruner(search: SearchSpec) -> optuna.pruners.BasePruner:
+    return PRUNERS[search.pruner](search)
+
+
+# --- create, resume, join ---------------------------------------------------------------------------------------
+
+
+def default_checkpoint_root(spec: Spec, base: Path, url: str) -> Path:
+    """`checkpoint_dir` from the spec, else `checkpoints/<study>` beside the SQLite file (or the working folder)."""
+    if spec.checkpoint_dir:
+        root = Path(spec.checkpoint_dir).expanduser()
+        return (root if root.is_absolute() else base / root).resolve()
+    parsed = make_url(url)
+    parent = (
+        Path(parsed.database).resolve().parent
+        if parsed.get_backend_name() == "sqlite" and parsed.database
+        else Path.cwd()
+    )
+    return parent / "checkpoints" / spec.name
+
+
+def spec_record(spec: Spec) -> dict[str, Any]:
+    """The spec as stored with the study: its storage URL without a password."""
+    dump = spec.model_dump(mode="json")
+    if dump.get("storage"):
+        dump["storage"] = safe_url(dump["storage"])
+    return dump
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two spec dumps."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [prefix.rstrip(".")] if old != new else []
+
+
+def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
+    """Refuse to continue a study that another spec (other than budget and locations) created."""
+    if record.spec_fingerprint == spec.fingerprint():
+        return
+    old, new = record.spec, spec.model_dump(mode="json")
+    changed = [k for k in _diff(old, new) if not any(k == n or k.startswith(f"{n}.") for n in NOT_FINGERPRINTED)]
+    hint = ""
+    if "search.first_epoch_evals" in changed and "first_epoch_evals" not in old.get("search", {}):
+        hint = " (a study from before evaluations inside the first epoch: add `first_epoch_evals: 0` under search)"
+    raise SweepError(
+        [
+            (
+                "name",
+                f"study {spec.name!r} already exists in {safe_url(url)} with a different spec "
+                f"(changed: {', '.join(changed) or 'unknown'}){hint}; give the spec a new name to start "
+                "a new study, or run the original spec to continue",
+            )
+        ]
+    )
+
+
+def check_same_data(record: StudyRecord, data: PreparedData, spec: Spec, *, joining: bool) -> None:
+    """Refuse to add trials on data (or a tokenizer) other than the study's."""
+    if record.data_fingerprint == data.fingerprint:
+        return
+    if joining:
+        message = (
+            f"the data on this machine ({spec.data.train}) differs from the data study {spec.name!r} was created "
+            "with: give every worker the same files"
+        )
+    else:
+        message = (
+            f"study {spec.name!r} was run on different data (or tokenizer) than {spec.data.train} now holds; "
+            "give the spec a new name to start a new study"
+        )
+    raise SweepError([("data", message)])
+
+
+def read_record(study: optuna.Study) -> StudyRecord:
+    """The study's record; a SweepError for a record written by a newer sweep."""
+    try:
+        return read_study(study)
+    except RecordError as exc:
+        raise SweepError([("study", f"{study.study_name!r}: {exc}")]) from None
+
+
+def create_or_resume(
+    storage: optuna.storages.RDBStorage,
+    spec: Spec,
+    data: PreparedData,
+    url: str,
+    checkpoint_root: Path,
+    base: Path | None = None,
+) -> tuple[optuna.Study, bool]:
+    """Create the study with its record, or load it if the same spec made it before on the same data."""
+    sampler, pruner = make_sampler(spec.search), make_pruner(spec.search)
+    if spec.name in study_names(storage):
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+        record = read_record(study)
+        check_same_spec(record, spec, url)
+        check_same_data(record, data, spec, joining=False)
+        return study, True
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner
+    )
+    record = StudyRecord(
+        spec=spec_record(spec),
+        spec_fingerprint=spec.fingerprint(),
+        data_fingerprint=data.fingerprint,
+        data_report=data.report,
+        label_names=list(data.label_names),
+        metric=spec.objective.metric,
+        steps_per_epoch=steps_per_epoch(spec.search),
+        checkpoint_dir=str(checkpoint_root),
+        spec_dir=str(base) if base is not None else None,
+    )
+    write_study(study.set_user_attr, record)
+    return study, False
+
+
+def load_for_worker(name: str, url: str, heartbeat: Heartbeat, spec: Spec | None = None) -> optuna.Study:
+    """Open a study that `sweep run` created, to run its trials; SweepError when the store or study is missing."""
+    storage = open_storage(url, must_exist=True, create_tables=False, heartbeat=heartbeat)
+    try:
+        names = study_names(storage)
+    except Exception as exc:  # PostgreSQL without optuna's tables: nobody created a study there
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise SweepError(
+            [("study", f"no sweep studies in {safe_url(url)} ({reason}); create the study first with {CREATE_HINT}")]
+        ) from None
+    if name not in names:
+        known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
+        raise SweepError(
+            [("study", f"no study named {name!r} in {safe_url(url)} ({known}); create it first with {CREATE_HINT}")]
+        )
+    if spec is None:
+        return optuna.load_study(study_name=name, storage=storage)
+    # Each worker's sampler gets its own seed: with one shared seed, workers would draw the same start-up trials.
+    return optuna.load_study(
+        study_name=name, storage=storage, sampler=make_sampler(spec.search, salt=os.getpid()),
+        pruner=make_pruner(spec.search),
+    )  # fmt: skip
