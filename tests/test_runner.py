@@ -218,3 +218,16 @@ def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
         run_study(default)
     resumed = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2, search__first_epoch_evals=0))
     assert resumed.resumed and len(resumed.study.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+def test_a_trial_that_reached_its_last_evaluation_completes(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna's pruners answer at any step: a trial pruned at its last evaluation would lose its finished result."""
+    monkeypatch.setattr("sweep.lifecycle.make_pruner", lambda search: PruneFromStep(2))
+    train, val = trec_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__first_epoch_evals=0,
+                      search__space={"epochs": 2, "learning_rate": 1e-3})  # fmt: skip
+    trial = run_study(spec).study.trials[0]
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
+    assert trial.value == max(trial.intermediate_values.values())
