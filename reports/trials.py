@@ -11,6 +11,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from reports.advice import TOP, advice_lines
+
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",
@@ -54,6 +56,24 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
         return None
     sign = 1.0 if maximizes(study) else -1.0
     return max(trials, key=lambda t: (sign * t.values[0], -t.number))
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The `k` best completed trials, best first (the earliest first on ties, as `best_trial`)."""
+    sign = 1.0 if maximizes(study) else -1.0
+    return sorted(completed(study), key=lambda t: (-sign * t.values[0], t.number))[:k]
+
+
+def study_advice(study: optuna.Study) -> list[str]:
+    """What to try next (`reports.advice`): searched ranges the best trials sit at the edge of, a small budget."""
+    spec = study.user_attrs.get("spec")
+    search = spec.get("search") if isinstance(spec, dict) else None
+    search = search if isinstance(search, dict) else {}
+    budget = study.user_attrs.get("n_trials", search.get("n_trials"))
+    counts = state_counts(study)
+    return advice_lines(search.get("space"), [t.params for t in top_trials(study, TOP)],
+                        completed=len(completed(study)), finished=counts["complete"] + counts["pruned"],
+                        budget=budget if isinstance(budget, int) else None, sampler=search.get("sampler"))
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

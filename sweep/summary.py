@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from reports.trials import study_advice
 from sweep.checkpoints import CHECKPOINT_ATTR, disk_usage, is_kept
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
@@ -136,4 +137,5 @@ def best_summary(study: optuna.Study) -> Group | Text:
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
     lines.append(Text(checkpoints_line(study)))
+    lines += [Text.assemble(("next: ", "bold yellow"), line) for line in study_advice(study)]
     return Group(*lines)
