@@ -25,6 +25,7 @@ STATE_STYLE = {  # colour, dash
     "waiting": ("#bab0ac", "dot"),
 }
 BEST_COLOUR = "#d62728"
+MAX_CELL_TEXT_CLASSES = 20  # above this many classes the confusion matrix prints no count in its cells
 
 
 def plot_text(value: object) -> str:
@@ -244,17 +245,21 @@ def collect_confusion(trial: FrozenTrial, label_names: Sequence[str]) -> Confusi
 
 
 def plot_confusion(data: ConfusionData) -> go.Figure:
-    """Heatmap of counts, true labels top to bottom, predicted left to right; hover shows the row share."""
+    """Heatmap coloured by each cell's share of its true label's rows (true labels top to bottom, predicted left to
+    right); counts printed in the cells up to `MAX_CELL_TEXT_CLASSES` classes, and on hover always."""
     labels = [plot_text(n) for n in data.labels]
+    few = len(labels) <= MAX_CELL_TEXT_CLASSES
     shares = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in data.matrix]
     fig = go.Figure(go.Heatmap(
-        z=data.matrix, x=labels, y=labels, customdata=shares, colorscale="Blues", texttemplate="%{z}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} rows (%{customdata:.1%} of true %{y})<extra></extra>",
+        z=shares, x=labels, y=labels, customdata=data.matrix, zmin=0.0, zmax=1.0, colorscale="Blues",
+        texttemplate="%{customdata}" if few else None, colorbar={"title": "share of row", "tickformat": ".0%"},
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} rows (%{z:.1%} of true %{y})<extra></extra>",
     ))
-    fig.update_xaxes(type="category", side="bottom")
+    fig.update_xaxes(type="category", side="bottom", tickangle=-45 if not few else None)
     fig.update_yaxes(type="category", autorange="reversed")
-    height = min(900, 220 + 45 * len(labels))
-    return _layout(fig, "Confusion matrix (best epoch of the best trial)", "predicted label", "true label", height)
+    height = min(900, 220 + 45 * len(labels)) if few else min(1600, 260 + 16 * len(labels))
+    return _layout(fig, "Confusion matrix by row share (best epoch of the best trial)", "predicted label",
+                   "true label", height)
 
 
 # --- data ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import optuna
 import plotly.graph_objects as go
 
 from record import best_trial, maximizes, read_study, read_trial
-from reports.blocks import Block, FigureBlock, NoteBlock, Section, TableBlock
+from reports.advice import RULES as ADVICE_RULES
+from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
+from reports.classes import class_blocks
 from reports.data import data_blocks
 from reports.figures import (
     HEIGHT,
@@ -22,7 +24,6 @@ from reports.figures import (
     collect_learning_curves,
     plot_best_so_far,
     plot_best_values,
-    plot_confusion,
     plot_expected_performance,
     plot_history,
     plot_learning_curves,
@@ -41,6 +42,7 @@ from reports.trials import (
     pruning_savings,
     searched_params,
     state_counts,
+    study_advice,
     varying_params,
 )
 
@@ -129,6 +131,15 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     metrics = record.metrics
     rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
     return TableBlock(columns=["", ""], rows=rows, caption=f"Best trial: {best.number}")
+
+
+def advice_blocks(study: optuna.Study) -> list[Block]:
+    """What to try next: best values at the edge of their searched range, a budget too small for the space."""
+    lines = study_advice(study)
+    if not lines:
+        return [NoteBlock("Nothing to suggest: no best value sits at the edge of its searched range and the budget "
+                          "allows at least 2 completed trials per searched parameter.")]
+    return [ListBlock(lines), NoteBlock(ADVICE_RULES)]
 
 
 # --- figures per study --------------------------------------------------------------------------------------
@@ -231,33 +242,13 @@ def expected_blocks(study: optuna.Study) -> list[Block]:
     return blocks
 
 
-def per_class_table(trial: optuna.trial.FrozenTrial, label_names: Sequence[str]) -> TableBlock | None:
-    """Precision, recall, F1 and support per class, in label order."""
-    per_class = read_trial(trial).per_class
-    if not per_class:
-        return None
-    order = [n for n in label_names if n in per_class] + [n for n in per_class if n not in label_names]
-    rows = [[name, *(per_class[name].get(k) if isinstance(per_class[name], dict) else None
-                     for k in ("precision", "recall", "f1", "support"))] for name in order]
-    return TableBlock(columns=["label", "precision", "recall", "F1", "support"], rows=rows,
-                      caption=f"Per-class scores of trial {trial.number} at its best epoch")
-
-
 def best_trial_blocks(study: optuna.Study) -> list[Block]:
     best = best_trial(study)
     if best is None:
         return [NoteBlock("Per-class scores and the confusion matrix need a completed trial; this study has none.",
                           missing=True)]
     labels = read_study(study).label_names
-    blocks: list[Block] = []
-    table = per_class_table(best, labels)
-    blocks.append(table or NoteBlock(f"Trial {best.number} recorded no per-class scores.", missing=True))
-    confusion = collect_confusion(best, labels)
-    if confusion is None:
-        blocks.append(NoteBlock(f"Trial {best.number} recorded no confusion matrix.", missing=True))
-    else:
-        blocks.append(FigureBlock("confusion-matrix", plot_confusion(confusion)))
-    return blocks
+    return class_blocks(best.number, read_trial(best).per_class, labels, collect_confusion(best, labels))
 
 
 def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix: str) -> list[Section]:
@@ -268,6 +259,7 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
             missing=True)])]
     parts: list[tuple[str, list[Block]]] = [
         ("Summary", summary_blocks(study)),
+        ("What to try next", advice_blocks(study)),
         ("Optimization history", history_blocks(study)),
         ("Hyperparameter importance", importance_blocks(study, seed)),
         ("Hyperparameters and values", parameter_blocks(study)),

@@ -11,7 +11,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from record import ranked, read_study, read_trial, reported_value
+from record import maximizes, ranked, read_study, read_trial, reported_value
+from reports.advice import TOP, advice_lines
 
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",
@@ -40,6 +41,23 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
 def completed_values(study: optuna.Study) -> list[float]:
     """The values of the completed trials."""
     return [float(t.values[0]) for t in completed(study)]
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The `k` best completed trials, best first (the study record's one ranking)."""
+    return ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximizes(study))[:k]
+
+
+def study_advice(study: optuna.Study) -> list[str]:
+    """What to try next (`reports.advice`): searched ranges the best trials sit at the edge of, a small budget."""
+    record = read_study(study)
+    search = record.spec.get("search")
+    search = search if isinstance(search, dict) else {}
+    counts = state_counts(study)
+    return advice_lines(record.search_space or None, [t.params for t in top_trials(study, TOP)],
+                        completed=len(completed(study)), finished=counts["complete"] + counts["pruned"],
+                        budget=record.budget if record.budget is not None else search.get("n_trials"),
+                        sampler=search.get("sampler"))
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

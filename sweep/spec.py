@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.hyperparameters import HYPERPARAMETER_RULES
+from models.hyperparameters import HYPERPARAMETER_LIMITS
 from sweep.errors import SweepError
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
@@ -95,7 +95,7 @@ DEFAULTS: dict[str, int | float] = {
     "label_smoothing": 0.0,
     "dropout": 0.1,
 }
-_RULES = HYPERPARAMETER_RULES
+_RULES = {name: (limit.describe(), limit.accepts) for name, limit in HYPERPARAMETER_LIMITS.items()}
 
 
 class SpaceSpec(_Strict):

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from record import best_trial, maximizes, read_study, read_trial, reported_value
+from reports.trials import study_advice
 from sweep.checkpoints import disk_usage, is_kept
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
@@ -128,4 +129,5 @@ def best_summary(study: optuna.Study) -> Group | Text:
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
     lines.append(Text(checkpoints_line(study)))
+    lines += [Text.assemble(("next: ", "bold yellow"), line) for line in study_advice(study)]
     return Group(*lines)

@@ -15,6 +15,7 @@ from optuna.trial import TrialState, create_trial
 from record import best_trial
 from reports import Section, build_report, expected_max_performance
 from reports.blocks import FigureBlock, ListBlock, NoteBlock, TableBlock
+from reports.classes import classes_by_f1, per_class_table
 from reports.data import MAX_CONFLICTS, data_blocks
 from reports.figures import (
     BEST_COLOUR,
@@ -27,7 +28,7 @@ from reports.figures import (
     plot_learning_curves,
 )
 from reports.importance import EVALUATORS, collect_importances, importance_problem, plot_importances
-from reports.sections import per_class_table, summary_blocks
+from reports.sections import summary_blocks
 from reports.trials import compute_time, pruning_savings, state_counts
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -437,11 +438,14 @@ def test_confusion_matrix_heatmap_uses_label_names(rich: optuna.Study, rich_sect
     data = collect_confusion(best, LABELS)
     assert data is not None
     heatmap = plot_confusion(data).data[0]
-    assert [list(row) for row in heatmap.z] == BEST_MATRIX
+    assert [list(row) for row in heatmap.customdata] == BEST_MATRIX  # counts: printed in cells and on hover
+    shares = [[5 / 6, 1 / 6, 0], [0, 6 / 7, 1 / 7], [2 / 9, 0, 7 / 9]]  # colour: the share of each true label's rows
+    assert [list(row) == pytest.approx(share) for row, share in zip(heatmap.z, shares, strict=True)] == [True] * 3
+    assert heatmap.texttemplate == "%{customdata}"
     assert list(heatmap.x) == LABELS
     assert list(heatmap.y) == LABELS
     shown = figure(rich_sections, "confusion-matrix").figure
-    assert [list(row) for row in shown.data[0].z] == BEST_MATRIX
+    assert [list(row) for row in shown.data[0].customdata] == BEST_MATRIX
     assert shown.layout.yaxis.autorange == "reversed"  # first true label on top
     assert shown.layout.xaxis.title.text == "predicted label"
 
@@ -459,8 +463,7 @@ def test_confusion_labels_fall_back_when_the_study_has_none(rich: optuna.Study) 
 def test_per_class_table(rich: optuna.Study) -> None:
     best = best_trial(rich)
     assert best is not None
-    table = per_class_table(best, LABELS)
-    assert table is not None
+    table = per_class_table(best.number, classes_by_f1(best.user_attrs["per_class"], LABELS))
     assert table.columns == ["label", "precision", "recall", "F1", "support"]
     assert [row[0] for row in table.rows] == LABELS
     assert table.rows[2] == ["shipping", pytest.approx(0.8), pytest.approx(0.8), pytest.approx(0.79), 9]

@@ -81,9 +81,10 @@ def test_page_structure(single: tuple[ReportResult, str], studies: list[optuna.S
     assert "<title>Sweep report: alpha</title>" in text
     page = outside_plotly_js(text)
     assert page.count("<section id=") == len(build_report(studies[:1]))
-    for title in ("Summary", "Hyperparameter importance", "Learning curves", "Expected validation performance", "Data"):
+    for title in ("Summary", "What to try next", "Hyperparameter importance", "Learning curves",
+                  "Expected validation performance", "Data"):
         assert f">{title}</h2>" in page
-    assert "<caption>Per-class scores of trial 3 at its best epoch</caption>" in page
+    assert "<caption>Per-class scores of trial 3 at its best epoch, lowest F1 first</caption>" in page
     assert "RuntimeError: CUDA out of memory" in page
     assert result.skipped == []
 

@@ -1,0 +1,317 @@
+"""What to try next, from plain data: searched ranges the best trials sit at the edge of, and budgets too small.
+
+Pure functions over the spec's `search.space` dump (a range `{low, high, log, step}`, a list of choices, or a
+fixed value per parameter) and the searched values of the best completed trials, best first. No Optuna, no
+plotting: `sweep status` and the report both print these lines.
+
+"At the edge", decided here once:
+- a float range: within `EDGE_SHARE` (5 %) of its width from an end; for a `log: true` range, of its width in
+  log space (2.9e-4 in [5e-5, 3e-4] is 98 % of the way up in log space: at the top);
+- an int range (`low` and `high` both integers): the end value itself (the last value its `step` reaches);
+- a list of choices: only a list of at least `MIN_ORDERED_CHOICES` (3) distinct numbers, whose smallest and
+  largest values are its edges, whatever order they are listed in. With 2 choices every value is an edge, and a
+  list holding anything but numbers has no order, so neither is ever called an edge.
+A parameter is reported when the best trial is at an edge, or when most of the top `TOP` (3) trials are at the
+same edge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from models.hyperparameters import HYPERPARAMETER_LIMITS, Limit
+
+EDGE_SHARE = 0.05
+MIN_ORDERED_CHOICES = 3
+TOP = 3
+TRIALS_PER_PARAM = 2  # fewer completed trials than this many per searched parameter: the budget looks too small
+# Random trials Optuna's model-based samplers draw before their model takes over (their `n_startup_trials`
+# default, which sweep's make_sampler keeps; tests/test_reports_advice.py checks it against Optuna).
+STARTUP_TRIALS = {"tpe": 10, "gp": 10}
+RULES = (f"A parameter is listed when the best trial, or most of the top {TOP}, sits at an edge of its searched "
+         f"range: within {EDGE_SHARE:.0%} of its width from an end (in log space for a log range), the end value "
+         f"itself for an integer range, the smallest or largest of a list of {MIN_ORDERED_CHOICES} or more numbers. "
+         f"The budget looks too small below {TRIALS_PER_PARAM} completed trials per searched parameter.")
+
+Side = Literal["top", "bottom"]
+EDGES: tuple[Side, Side] = ("top", "bottom")
+
+
+# A suggestion never leaves the values the model accepts (the one statement of them, torch-free).
+LIMITS: Mapping[str, Limit] = HYPERPARAMETER_LIMITS
+
+
+@dataclass(frozen=True)
+class Range:
+    """A searched numeric range; `last` is the highest value its step reaches (`high` without a step)."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    is_int: bool = False
+
+    @property
+    def last(self) -> float:
+        if self.step is None:
+            return self.high
+        return self.low + math.floor((self.high - self.low) / self.step + 1e-9) * self.step
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A searched list of choices (more than one value)."""
+
+    values: list[Any]
+
+    @property
+    def ordered(self) -> list[float] | None:
+        """The distinct values, ascending, when the list is numeric and long enough to have edges; else None."""
+        if not all(_is_number(v) for v in self.values):
+            return None
+        distinct = sorted(set(self.values))
+        return distinct if len(distinct) >= MIN_ORDERED_CHOICES else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def searched_space(space: Mapping[str, Any] | None) -> dict[str, Range | Choices]:
+    """The searched parameters of a `search.space` dump: ranges, and lists of more than one choice.
+
+    Fixed values are left out, and so is anything this code cannot read (a store written by other code).
+    """
+    out: dict[str, Range | Choices] = {}
+    for name, value in (space or {}).items():
+        if isinstance(value, Mapping) and _is_number(value.get("low")) and _is_number(value.get("high")):
+            low, high, given = value["low"], value["high"], value.get("step")
+            step = given if isinstance(given, int | float) and _is_number(given) and given > 0 else None
+            is_int = isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int))
+            log = value.get("log") is True and low > 0
+            out[str(name)] = Range(low=low, high=high, log=log, step=step, is_int=is_int)
+        elif isinstance(value, list) and len(value) > 1:
+            out[str(name)] = Choices(values=list(value))
+    return out
+
+
+def edge_of(value: Any, param: Range | Choices) -> Side | None:
+    """Which end of the searched range (or ordered choices) `value` sits at, if either."""
+    if not _is_number(value):
+        return None
+    if isinstance(param, Choices):
+        ordered = param.ordered
+        if ordered is None or value not in ordered:
+            return None
+        return "top" if value == ordered[-1] else "bottom" if value == ordered[0] else None
+    low, last = param.low, param.last
+    if last <= low:
+        return None
+    if param.is_int:
+        return "top" if value >= last else "bottom" if value <= low else None
+    if param.log:
+        if value <= 0:
+            return None
+        share = (math.log(value) - math.log(low)) / (math.log(last) - math.log(low))
+    else:
+        share = (value - low) / (last - low)
+    return "top" if share >= 1 - EDGE_SHARE else "bottom" if share <= EDGE_SHARE else None
+
+
+def format_number(value: float) -> str:
+    """`2.9e-4`, `0.05`, `128`: short, and in the notation a YAML spec takes."""
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e6):
+        return str(int(value))
+    text = f"{value:.3g}"
+    if "e" not in text and (abs(value) >= 1e-3 or value == 0):
+        return text
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _beyond(edge: float, value: float, side: Side) -> bool:
+    return value > edge if side == "top" else value < edge
+
+
+def _rounded(value: float, edge: float, side: Side, limit: Limit) -> float:
+    """`value` with as few significant digits (2 to 6) as keep it beyond `edge` and allowed."""
+    for digits in range(2, 7):
+        candidate = float(f"{value:.{digits - 1}e}")
+        if _beyond(edge, candidate, side) and limit.allows(candidate):
+            return candidate
+    return value
+
+
+def _bounded(edge: float, candidate: float, side: Side, limit: Limit) -> float | None:
+    """`candidate`, or the nearest value past `edge` the limit allows; None when `edge` is already the limit."""
+    if limit.allows(candidate):
+        return candidate
+    bound, included = (limit.high, limit.high_included) if side == "top" else (limit.low, limit.low_included)
+    if bound is None or not _beyond(edge, bound, side):
+        return None
+    return bound if included else (edge + bound) / 2
+
+
+def widened(param: Range | Choices, side: Side, limit: Limit | None = None) -> float | None:
+    """A value to widen the range (or list) to on `side`, within `limit`; None when it cannot go further.
+
+    Log ranges double (or halve) the end; linear ranges grow by half their width (int ranges by whole steps);
+    ordered choices continue their own progression (x2 for 16, 32, 64; +0.1 for 0.1, 0.2, 0.3).
+    """
+    limit = limit or Limit()
+    sign = 1 if side == "top" else -1
+    if isinstance(param, Choices):
+        ordered = param.ordered
+        if ordered is None:
+            return None
+        edge, inner = (ordered[-1], ordered[-2]) if side == "top" else (ordered[0], ordered[1])
+        ratios = [b / a for a, b in zip(ordered, ordered[1:], strict=False) if a > 0]
+        geometric = len(ratios) == len(ordered) - 1 and max(ratios) <= 1.1 * min(ratios) and min(ratios) >= 1.5
+        candidate = edge * (edge / inner) if geometric else edge + (edge - inner)
+        is_int = all(isinstance(v, int) for v in ordered)
+    else:
+        edge = param.last if side == "top" else param.low
+        width = param.last - param.low
+        if param.log:
+            candidate = edge * 2 if side == "top" else edge / 2
+        elif param.is_int:
+            step = param.step or 1
+            candidate = edge + sign * step * max(1, math.ceil(width / 2 / step))
+        else:
+            candidate = edge + sign * width / 2
+        is_int = param.is_int
+    bounded = _bounded(edge, candidate, side, limit)
+    if bounded is None:
+        return None
+    if is_int:
+        rounded = math.ceil(bounded) if side == "top" else math.floor(bounded)
+        return rounded if _beyond(edge, rounded, side) and limit.allows(rounded) else None
+    return _rounded(bounded, edge, side, limit)
+
+
+@dataclass(frozen=True)
+class EdgeAdvice:
+    """One searched parameter whose best values sit at an end of its range."""
+
+    name: str
+    param: Range | Choices
+    side: Side
+    best: Any
+    best_at_edge: bool
+    at_edge: int  # of the top trials, how many sit at this edge
+    top: int  # how many top trials were looked at
+    suggestion: float | None
+
+    @property
+    def edge(self) -> float:
+        """The end of the range (or list) the advice is about."""
+        if isinstance(self.param, Choices):
+            ordered = self.param.ordered or [math.nan]
+            return ordered[-1] if self.side == "top" else ordered[0]
+        return self.param.last if self.side == "top" else self.param.low
+
+    @property
+    def text(self) -> str:
+        top = self.side == "top"
+        if isinstance(self.param, Choices):
+            span = "[" + ", ".join(format_number(v) for v in self.param.ordered or []) + "]"
+            place = f"the {'largest' if top else 'smallest'} of the choices {span}"
+        else:
+            place = f"at the {self.side} of [{format_number(self.param.low)}, {format_number(self.param.high)}]"
+        if not self.best_at_edge:
+            head = f"{self.name}: {self.at_edge} of the top {self.top} trials are {place} (the best has " \
+                   f"{format_number(self.best)})"
+        elif self.top == 1:
+            head = f"{self.name}: best {format_number(self.best)} is {place} (the only completed trial)"
+        else:
+            head = f"{self.name}: best {format_number(self.best)} is {place} ({self.at_edge} of the top {self.top} " \
+                   f"trials {'is' if self.at_edge == 1 else 'are'})"
+        if self.suggestion is None:
+            return (f"{head}, as far as {self.name} may go: nothing to widen; fix it at {format_number(self.edge)} to "
+                    "spend the trials on the other parameters")
+        if isinstance(self.param, Choices):
+            return f"{head}: add a {'larger' if top else 'smaller'} choice, e.g. {format_number(self.suggestion)}"
+        return (f"{head}: widen the range {'upwards' if top else 'downwards'}, e.g. "
+                f"{'high' if top else 'low'}: {format_number(self.suggestion)}")
+
+
+def range_edges(
+    space: Mapping[str, Any] | None,
+    ranked: Sequence[Mapping[str, Any]],
+    *,
+    top: int = TOP,
+    limits: Mapping[str, Limit] = LIMITS,
+) -> list[EdgeAdvice]:
+    """The searched parameters whose best trial, or most of the `top` best trials, sit at an edge.
+
+    `ranked` holds the searched values (Optuna's `trial.params`) of completed trials, best first.
+    """
+    leaders = list(ranked[:top])
+    if not leaders:
+        return []
+    out = []
+    for name, param in searched_space(space).items():
+        best = leaders[0].get(name)
+        sides = [edge_of(params.get(name), param) for params in leaders]
+        side = sides[0] or next((s for s in EDGES if sides.count(s) * 2 > len(leaders)), None)
+        if side is None:
+            continue
+        out.append(EdgeAdvice(name=name, param=param, side=side, best=best, best_at_edge=sides[0] == side,
+                              at_edge=sides.count(side), top=len(leaders),
+                              suggestion=widened(param, side, limits.get(name, Limit()))))
+    return out
+
+
+def budget_advice(
+    space: Mapping[str, Any] | None, *, completed: int, finished: int, budget: int | None, sampler: str | None
+) -> list[str]:
+    """Lines saying when the study has (or will have) too few completed trials for the parameters it searches,
+    and when its budget never lets a model-based sampler past its random start.
+
+    `finished` counts complete and pruned trials (what the budget counts); `budget` is the study's `n_trials`.
+    """
+    names = list(searched_space(space))
+    lines: list[str] = []
+    if not names:
+        return lines
+    need = TRIALS_PER_PARAM * len(names)
+    room = max(budget - finished, 0) if budget is not None else 0
+    short = completed + room < need
+    startup = STARTUP_TRIALS.get(sampler or "")
+    random_only = startup is not None and budget is not None and budget <= startup
+    # One `--n-trials` for both lines: enough finished trials for `need` completed, and past the random start.
+    raise_to = max(max(budget or 0, finished) + need - completed - room if short else 0,
+                   2 * startup if random_only and startup is not None else 0)
+    if short:
+        of_budget = f" (budget {budget})" if budget is not None else ""
+        lines.append(
+            f"budget: {completed} completed trial{'s' if completed != 1 else ''}{of_budget} for {len(names)} searched "
+            f"parameter{'s' if len(names) != 1 else ''} ({', '.join(names)}): too few to tell which values work; aim "
+            f"for at least {need} completed ({TRIALS_PER_PARAM} per searched parameter), e.g. sweep run SPEC "
+            f"--n-trials {raise_to}, or fix some parameters at one value"
+        )
+    if random_only:
+        lines.append(
+            f"sampler: {sampler} draws its first {startup} trials at random (Optuna's n_startup_trials), so a budget "
+            f"of {budget} never uses its model: raise it, e.g. sweep run SPEC --n-trials {raise_to}"
+        )
+    return lines
+
+
+def advice_lines(
+    space: Mapping[str, Any] | None,
+    ranked: Sequence[Mapping[str, Any]],
+    *,
+    completed: int,
+    finished: int,
+    budget: int | None,
+    sampler: str | None,
+) -> list[str]:
+    """Every piece of advice for one study, as sentences: range edges first, then the budget."""
+    return [a.text for a in range_edges(space, ranked)] + budget_advice(
+        space, completed=completed, finished=finished, budget=budget, sampler=sampler
+    )

@@ -1,0 +1,325 @@
+"""What to try next: range-edge and budget advice, and per-class results ordered for a user with many classes."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from reports import build_report
+from reports.advice import (
+    LIMITS,
+    STARTUP_TRIALS,
+    Choices,
+    Limit,
+    Range,
+    advice_lines,
+    budget_advice,
+    edge_of,
+    format_number,
+    range_edges,
+    widened,
+)
+from reports.blocks import FigureBlock, ListBlock, NoteBlock, TableBlock
+from reports.classes import MAX_MATRIX_CLASSES, class_blocks, classes_by_f1, confused_pairs, row_shares
+from reports.figures import ConfusionData, plot_confusion
+from sweep.cli import main
+from sweep.spec import _RULES
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+LR = {"low": 5e-5, "high": 3e-4, "log": True, "step": None}
+SPACE: dict[str, Any] = {
+    "learning_rate": LR,
+    "batch_size": [16, 32],
+    "epochs": {"low": 2, "high": 4, "log": False, "step": None},
+    "weight_decay": {"low": 0.0, "high": 0.1, "log": False, "step": None},
+    "warmup_ratio": 0.1,
+    "label_smoothing": 0.0,
+    "dropout": 0.1,
+}
+
+
+def trials(*lrs: float, **other: Any) -> list[dict[str, Any]]:
+    """Ranked params (best first): the given learning rates, everything else in the middle of SPACE."""
+    return [{"learning_rate": lr, "batch_size": 16, "epochs": 3, "weight_decay": 0.05, **other} for lr in lrs]
+
+
+# --- range edges ----------------------------------------------------------------------------------------------
+
+
+def test_best_at_the_top_of_a_log_range_says_widen_upwards_with_a_value() -> None:
+    (advice,) = range_edges(SPACE, trials(2.9e-4, 2.8e-4, 1e-4))
+    assert advice.text == ("learning_rate: best 2.9e-4 is at the top of [5e-5, 3e-4] (2 of the top 3 trials are): "
+                           "widen the range upwards, e.g. high: 6e-4")
+
+
+def test_log_edges_are_measured_in_log_space() -> None:
+    lr = Range(low=1e-5, high=1e-3, log=True)
+    assert edge_of(8.0e-4, lr) == "top"  # 95.2% of the way up in log space
+    assert edge_of(7.0e-4, lr) is None  # 92.3%: in linear terms it would be 70% of the way, but not an edge either
+    assert edge_of(1.2e-5, lr) == "bottom"  # 4.0%
+    assert edge_of(1.0e-4, lr) is None  # the middle in log space, 9% of the way in linear terms
+    assert edge_of(1.0e-4, Range(low=1e-5, high=1e-3)) is None
+    assert edge_of(1.0e-4, Range(low=1e-4, high=1e-1)) == "bottom"
+
+
+def test_linear_edges_are_within_five_percent_of_the_width() -> None:
+    wd = Range(low=0.0, high=0.2)
+    assert edge_of(0.191, wd) == "top"
+    assert edge_of(0.189, wd) is None
+    assert edge_of(0.009, wd) == "bottom"
+    assert edge_of(0.011, wd) is None
+    assert edge_of(0.1, Range(low=0.1, high=0.1)) is None  # nothing searched, nothing to widen
+
+
+def test_int_ranges_have_edges_only_at_their_end_values() -> None:
+    epochs = Range(low=2, high=10, is_int=True)
+    assert edge_of(10, epochs) == "top"
+    assert edge_of(9, epochs) is None  # 87.5% of the way, still a value inside
+    assert edge_of(2, epochs) == "bottom"
+    stepped = Range(low=16, high=70, step=16, is_int=True)  # reaches 16, 32, 48, 64
+    assert stepped.last == 64
+    assert edge_of(64, stepped) == "top"
+    assert widened(stepped, "top") == 96  # whole steps past the last reachable value
+    assert widened(Range(low=2, high=4, is_int=True), "top", LIMITS["epochs"]) == 5
+    assert widened(Range(low=8, high=128, log=True, is_int=True), "top") == 256
+
+
+def test_choices_have_edges_only_when_numeric_and_at_least_three() -> None:
+    batch = Choices([64, 16, 32])  # listed in any order: the numbers order it
+    assert edge_of(64, batch) == "top" and edge_of(16, batch) == "bottom" and edge_of(32, batch) is None
+    assert widened(batch, "top") == 128 and widened(batch, "bottom") == 8  # a doubling list keeps doubling
+    assert widened(Choices([0.1, 0.2, 0.3]), "top", LIMITS["dropout"]) == pytest.approx(0.4)
+    assert edge_of(32, Choices([16, 32])) is None  # with two choices every value would be an edge
+    assert edge_of(32, Choices([16, 32, "auto"])) is None
+    space = {"batch_size": [16, 32, 64]}
+    (advice,) = range_edges(space, [{"batch_size": 64}, {"batch_size": 64}, {"batch_size": 16}])
+    assert advice.text == ("batch_size: best 64 is the largest of the choices [16, 32, 64] (2 of the top 3 "
+                           "trials are): add a larger choice, e.g. 128")
+
+
+def test_best_in_the_middle_says_nothing_unless_most_of_the_top_three_sit_at_an_edge() -> None:
+    assert range_edges(SPACE, trials(1.2e-4, 2.9e-4, 6e-5)) == []  # one at each edge is no majority
+    (advice,) = range_edges(SPACE, trials(1.2e-4, 5.1e-5, 5.2e-5))
+    assert not advice.best_at_edge and advice.side == "bottom" and advice.at_edge == 2
+    assert advice.text == ("learning_rate: 2 of the top 3 trials are at the bottom of [5e-5, 3e-4] (the best has "
+                           "1.2e-4): widen the range downwards, e.g. low: 2.5e-5")
+
+
+def test_bottom_edge_and_a_single_completed_trial() -> None:
+    (advice,) = range_edges(SPACE, trials(5.2e-5))
+    assert advice.text == ("learning_rate: best 5.2e-5 is at the bottom of [5e-5, 3e-4] (the only completed trial): "
+                           "widen the range downwards, e.g. low: 2.5e-5")
+    assert range_edges(SPACE, []) == []
+
+
+def test_suggestions_stay_within_what_the_spec_allows() -> None:
+    assert widened(Range(low=0.5, high=0.9), "top", LIMITS["dropout"]) == pytest.approx(0.95)  # 1.1 is not < 1
+    assert widened(Range(low=1e-5, high=1e-4), "bottom", LIMITS["learning_rate"]) == pytest.approx(5e-6)
+    assert widened(Range(low=0.02, high=0.1), "bottom", LIMITS["weight_decay"]) == 0.0
+    assert widened(Range(low=1, high=4, is_int=True), "bottom", LIMITS["epochs"]) is None
+    (advice,) = range_edges(SPACE, trials(1e-4, 2e-4, 1.5e-4, weight_decay=0.002))
+    assert advice.suggestion is None
+    assert advice.text == ("weight_decay: best 0.002 is at the bottom of [0, 0.1] (3 of the top 3 trials are), as far "
+                           "as weight_decay may go: nothing to widen; fix it at 0 to spend the trials on the other "
+                           "parameters")
+
+
+def test_limits_agree_with_the_spec_rules() -> None:
+    assert set(LIMITS) == set(_RULES)
+    for name, limit in LIMITS.items():
+        _, ok = _RULES[name]
+        assert limit.low is not None
+        assert ok(limit.low) == limit.low_included, name
+        assert ok(1 if name in ("batch_size", "epochs") else limit.low + 1e-9), name
+        if limit.high is not None:
+            assert ok(limit.high) == limit.high_included and ok(limit.high - 1e-9), name
+
+
+def test_startup_trials_are_optunas_defaults() -> None:
+    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}
+    assert {k: inspect.signature(v).parameters["n_startup_trials"].default for k, v in samplers.items()} == \
+        STARTUP_TRIALS
+
+
+def test_format_number() -> None:
+    assert [format_number(v) for v in (2.9e-4, 6e-4, 1e-5, 0.05, 0.15, 128, 2.0, 0.0, 1.5e-3)] == \
+        ["2.9e-4", "6e-4", "1e-5", "0.05", "0.15", "128", "2", "0", "0.0015"]
+    assert Limit(low=0.0, low_included=False).allows(0.0) is False
+
+
+# --- budget ---------------------------------------------------------------------------------------------------
+
+
+def test_budget_too_small_for_the_searched_parameters() -> None:
+    # 4 searched (learning_rate, batch_size with 2 choices, epochs, weight_decay): 8 completed wanted
+    # 13 trials still to run in a budget of 20: room enough for 8 completed, nothing said yet
+    assert budget_advice(SPACE, completed=5, finished=7, budget=20, sampler="random") == []
+    (line,) = budget_advice(SPACE, completed=3, finished=6, budget=6, sampler="random")
+    assert line == ("budget: 3 completed trials (budget 6) for 4 searched parameters (learning_rate, batch_size, "
+                    "epochs, weight_decay): too few to tell which values work; aim for at least 8 completed "
+                    "(2 per searched parameter), e.g. sweep run SPEC --n-trials 11, or fix some parameters at one "
+                    "value")
+    assert budget_advice(SPACE, completed=8, finished=9, budget=9, sampler="random") == []
+    assert budget_advice({"learning_rate": 1e-4}, completed=0, finished=0, budget=1, sampler="tpe") == []
+
+
+def test_budget_within_a_model_based_samplers_random_start() -> None:
+    lines = budget_advice(SPACE, completed=9, finished=10, budget=10, sampler="tpe")
+    assert lines == ["sampler: tpe draws its first 10 trials at random (Optuna's n_startup_trials), so a budget of 10 "
+                     "never uses its model: raise it, e.g. sweep run SPEC --n-trials 20"]
+    assert budget_advice(SPACE, completed=9, finished=11, budget=11, sampler="tpe") == []
+    both = budget_advice(SPACE, completed=3, finished=6, budget=6, sampler="tpe")  # 11 would do for the first alone
+    assert [line.split(":")[0] for line in both] == ["budget", "sampler"]
+    assert all(line.endswith("--n-trials 20") or "--n-trials 20," in line for line in both)
+    assert budget_advice(SPACE, completed=9, finished=10, budget=10, sampler="qmc") == []
+
+
+def test_advice_lines_put_ranges_before_the_budget() -> None:
+    lines = advice_lines(SPACE, trials(2.9e-4), completed=1, finished=1, budget=1, sampler="random")
+    assert [line.split(":")[0] for line in lines] == ["learning_rate", "budget"]
+
+
+# --- per class ------------------------------------------------------------------------------------------------
+
+
+def intent_matrix(k: int = 77) -> tuple[list[str], list[list[int]]]:
+    """A k-class matrix, 20 rows per class mostly right, with four planted confusions of known size."""
+    labels = sorted(f"intent_{i:02d}" for i in range(k))
+    matrix = [[20 if i == j else 0 for j in range(k)] for i in range(k)]
+    planted = {(5, 6): 9, (40, 2): 7, (3, 70): 4, (70, 3): 4}
+    for (i, j), count in planted.items():
+        matrix[i][i] -= count
+        matrix[i][j] = count
+    rng = random.Random(0)
+    for i in rng.sample(range(k), 10):  # single stray errors
+        j = (i + 1) % k
+        if matrix[i][i] == 20 and (i, j) not in planted:
+            matrix[i][i], matrix[i][j] = 19, 1
+    return labels, matrix
+
+
+def test_most_confused_pairs_of_77_classes_come_biggest_first() -> None:
+    labels, matrix = intent_matrix()
+    pairs = confused_pairs(matrix, labels, limit=4)
+    assert [(p.given, p.predicted, p.count) for p in pairs] == [
+        ("intent_05", "intent_06", 9), ("intent_40", "intent_02", 7),
+        ("intent_03", "intent_70", 4), ("intent_70", "intent_03", 4),  # a tie keeps label order
+    ]
+    assert pairs[0].share == pytest.approx(9 / 20)
+    assert all(p.example is None for p in pairs)
+    assert len(confused_pairs(matrix, labels)) == 10
+
+
+def test_pairs_take_example_texts_when_the_caller_has_them() -> None:
+    matrix = [[5, 1, 0], [2, 5, 0], [0, 0, 4]]
+    examples = {("a", "b"): "block my card", ("b", "a"): "card " * 60, ("c", "a"): "never confused"}
+    pairs = confused_pairs(matrix, ["a", "b", "c"], examples=examples)
+    assert [(p.given, p.predicted, p.count) for p in pairs] == [("b", "a", 2), ("a", "b", 1)]
+    assert len(pairs[0].example or "") == 160 and (pairs[0].example or "").endswith("…")
+    assert pairs[1].example == "block my card"
+    table = class_blocks(0, {}, ["a", "b", "c"], ConfusionData(["a", "b", "c"], matrix), examples=examples)[1]
+    assert isinstance(table, TableBlock) and table.columns[-1] == "example text"
+    assert table.rows[1] == ["a → b", 1, "16.7%", "block my card"]
+    assert confused_pairs([[3, 0], [0, 2]], ["a", "b"]) == []
+
+
+def test_classes_lowest_f1_first() -> None:
+    per_class = {
+        "balance": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 20},
+        "card_lost": {"precision": 0.5, "recall": 0.3, "f1": 0.375, "support": 20},
+        "atm": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 20},
+        "top_up": {"precision": 0.6, "recall": 0.8, "f1": 0.686, "support": 20},
+        "legacy": {"support": 3},
+    }
+    scores = classes_by_f1(per_class, ["atm", "balance", "card_lost", "legacy", "top_up"])
+    assert [s.label for s in scores] == ["card_lost", "top_up", "atm", "balance", "legacy"]
+    assert scores[-1].f1 is None and scores[-1].support == 3
+    assert row_shares([[1, 3], [0, 0]]) == [[0.25, 0.75], [0.0, 0.0]]
+
+
+def test_class_blocks_lead_with_weak_classes_and_pairs_then_a_readable_matrix() -> None:
+    labels, matrix = intent_matrix()
+    per_class = {name: {"precision": 0.9, "recall": row[i] / 20, "f1": row[i] / 20, "support": 20}
+                 for i, (name, row) in enumerate(zip(labels, matrix, strict=True))}
+    blocks = class_blocks(7, per_class, labels, ConfusionData(labels, matrix))
+    scores, pairs, heatmap = blocks
+    assert isinstance(scores, TableBlock) and [r[0] for r in scores.rows[:2]] == ["intent_05", "intent_40"]
+    assert isinstance(pairs, TableBlock) and pairs.rows[0][:3] == ["intent_05 → intent_06", 9, "45.0%"]
+    assert pairs.columns == ["given → predicted", "rows", "share of given"]  # no texts at hand: no text column
+    assert isinstance(heatmap, FigureBlock)
+    trace = heatmap.figure.data[0]
+    assert trace.texttemplate is None  # 77 × 77 numbers are unreadable: hover only
+    assert trace.z[5][6] == pytest.approx(0.45) and trace.customdata[5][6] == 9
+    assert heatmap.figure.layout.height >= 77 * 16
+    assert plot_confusion(ConfusionData(labels[:3], [r[:3] for r in matrix[:3]])).data[0].texttemplate
+
+    big = [f"c{i}" for i in range(MAX_MATRIX_CLASSES + 1)]
+    eye = [[5 if i == j else 0 for j in range(len(big))] for i in range(len(big))]
+    blocks = class_blocks(1, {}, big, ConfusionData(big, eye))
+    assert [type(b) for b in blocks] == [NoteBlock, NoteBlock, NoteBlock]
+    assert "confused no two labels" in blocks[1].text
+    assert blocks[2].missing and f"above {MAX_MATRIX_CLASSES} classes" in blocks[2].text
+
+
+# --- the report and `sweep status` ------------------------------------------------------------------------------
+
+DISTRIBUTIONS = {
+    "learning_rate": FloatDistribution(5e-5, 3e-4, log=True),
+    "batch_size": CategoricalDistribution([16, 32]),
+    "epochs": IntDistribution(2, 4),
+    "weight_decay": FloatDistribution(0.0, 0.1),
+}
+
+
+def advised_study(storage: str | None = None) -> optuna.Study:
+    """A finished 6-trial study shaped like sweep's: the best two learning rates at the top of their range."""
+    study = optuna.create_study(study_name="intents", storage=storage, direction="maximize")
+    study.set_user_attr("spec", {"model": {"encoder": "minilm"},
+                                 "search": {"n_trials": 6, "sampler": "tpe", "pruner": "median", "space": SPACE}})
+    study.set_user_attr("metric", "f1_macro")
+    study.set_user_attr("n_trials", 6)
+    study.set_user_attr("label_names", ["a", "b"])
+    for value, lr in ((0.81, 2.9e-4), (0.79, 2.95e-4), (0.7, 1e-4), (0.6, 6e-5)):
+        params = {"learning_rate": lr, "batch_size": 16, "epochs": 3, "weight_decay": 0.05}
+        study.add_trial(create_trial(value=value, params=params, distributions=DISTRIBUTIONS, user_attrs={
+            "best_epoch": 2, "hyperparameters": {**params, "warmup_ratio": 0.1, "dropout": 0.1},
+            "metrics": {"val_f1_macro": value}, "per_class": {"a": {"f1": value}, "b": {"f1": value - 0.1}},
+            "confusion_matrix": [[8, 2], [1, 9]]}))
+    for _ in range(2):
+        study.add_trial(create_trial(state=TrialState.PRUNED, params={"learning_rate": 1e-4, "batch_size": 32,
+                        "epochs": 4, "weight_decay": 0.01}, distributions=DISTRIBUTIONS, intermediate_values={1: 0.2}))
+    return study
+
+
+def test_report_has_a_what_to_try_next_section() -> None:
+    sections = {s.title: s for s in build_report([advised_study()])}
+    titles = list(sections)
+    assert titles.index("What to try next") == titles.index("Summary") + 1
+    advice = sections["What to try next"].blocks
+    assert isinstance(advice[0], ListBlock)
+    assert advice[0].items[0].startswith("learning_rate: best 2.9e-4 is at the top of [5e-5, 3e-4] (2 of the top 3")
+    assert advice[0].items[1].startswith("budget: 4 completed trials (budget 6) for 4 searched parameters")
+    assert advice[0].items[2].startswith("sampler: tpe draws its first 10 trials at random")
+    per_class = sections["Best trial: per class"]
+    assert [t.caption.split(" of trial")[0] for t in per_class.tables] == ["Per-class scores",
+                                                                           "Most-confused label pairs"]
+    assert per_class.tables[1].rows == [["a → b", 2, "20.0%"], ["b → a", 1, "10.0%"]]
+
+
+def test_status_prints_the_advice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    advised_study(url)
+    assert main(["status", "intents", "--storage", url]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("next: learning_rate: best 2.9e-4 is at the top of [5e-5, 3e-4] (2 of the top 3 trials are): widen the "
+            "range upwards, e.g. high: 6e-4") in out
+    assert "next: budget: 4 completed trials (budget 6) for 4 searched parameters" in out
+    assert "--n-trials 20" in out  # one number for both lines: past tpe's 10 random trials too
