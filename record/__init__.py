@@ -12,23 +12,25 @@ record is a schema over its study and trial user attributes, not a second databa
 """
 
 from record.ranking import FINISHED, best_trial, enters_top, maximizes, ranked, reported_value
-from record.schema import (
+from record.study import (
     RECORD_VERSION,
     RecordError,
     StudyRecord,
+    read_study,
+    study_attrs,
+    study_budget,
+    study_from_attrs,
+    write_budget,
+    write_study,
+)
+from record.trial import (
     Timings,
     TrialRecord,
     TrialResult,
     TrialWriter,
-    read_study,
     read_trial,
     retry_of,
-    study_attrs,
-    study_budget,
-    study_from_attrs,
     trial_attrs,
-    write_budget,
-    write_study,
 )
 
 __all__ = [

@@ -1,0 +1,140 @@
+"""The study's record: its spec, data, labels, metric, budget and checkpoint folder, under a record version.
+
+Record versions: 1 is the layout written since the first release (studies without `record_version` are read as
+1). A study written by a newer `sweep` with a version this code does not know is refused with `RecordError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+RECORD_VERSION = 1
+Setter = Callable[[str, Any], None]
+
+
+class RecordError(ValueError):
+    """The store holds a record this code cannot read (written by a newer sweep)."""
+
+
+class _HasUserAttrs(Protocol):
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+_S_VERSION = "record_version"
+_S_SPEC = "spec"
+_S_SPEC_FINGERPRINT = "spec_fingerprint"
+_S_DATA_FINGERPRINT = "data_fingerprint"
+_S_DATA_REPORT = "data_report"
+_S_LABEL_NAMES = "label_names"
+_S_METRIC = "metric"
+_S_STEPS_PER_EPOCH = "steps_per_epoch"
+_S_CHECKPOINT_DIR = "checkpoint_dir"
+_S_SPEC_DIR = "spec_dir"
+BUDGET_KEY = "n_trials"  # read under the store's budget lock (sweep.storage), so it is public
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a study is: its spec, the data it runs on, its labels and metric, where its checkpoints go."""
+
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_fingerprint: str | None = None
+    data_fingerprint: str | None = None
+    data_report: dict[str, Any] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)
+    metric: str | None = None
+    steps_per_epoch: int = 1  # Optuna steps per epoch: evaluations inside the first epoch + 1
+    checkpoint_dir: str | None = None
+    spec_dir: str | None = None  # where the spec's relative data paths start, for workers
+    budget: int | None = None  # finished trials to reach, across all workers
+    version: int = RECORD_VERSION
+
+    @property
+    def created_by_sweep(self) -> bool:
+        """Whether `sweep run` made the study (a plain Optuna study in the same store has none of this)."""
+        return bool(self.spec) and self.data_fingerprint is not None
+
+    @property
+    def search_space(self) -> dict[str, Any]:
+        """The spec's `search.space` as stored (plain dict)."""
+        search = self.spec.get("search")
+        space = search.get("space") if isinstance(search, dict) else None
+        return space if isinstance(space, dict) else {}
+
+    @property
+    def encoder(self) -> str | None:
+        model = self.spec.get("model")
+        return model.get("encoder") if isinstance(model, dict) else None
+
+
+def _version(attrs: Mapping[str, Any]) -> int:
+    version = attrs.get(_S_VERSION, 1)
+    if not isinstance(version, int) or version < 1:
+        raise RecordError(f"the study's record_version {version!r} is not a positive integer")
+    if version > RECORD_VERSION:
+        raise RecordError(
+            f"the study was written by a newer sweep (record version {version}; this sweep reads up to "
+            f"{RECORD_VERSION}): upgrade sweep to read it (pip install -U sweep)"
+        )
+    return version
+
+
+def study_from_attrs(attrs: Mapping[str, Any]) -> StudyRecord:
+    """The record of a study from its user attributes; RecordError for a record from a newer sweep."""
+    version = _version(attrs)
+    budget = attrs.get(BUDGET_KEY)
+    return StudyRecord(
+        spec=dict(attrs.get(_S_SPEC) or {}),
+        spec_fingerprint=attrs.get(_S_SPEC_FINGERPRINT),
+        data_fingerprint=attrs.get(_S_DATA_FINGERPRINT),
+        data_report=dict(attrs.get(_S_DATA_REPORT) or {}),
+        label_names=[str(n) for n in attrs.get(_S_LABEL_NAMES) or []],
+        metric=attrs.get(_S_METRIC) or None,
+        steps_per_epoch=int(attrs.get(_S_STEPS_PER_EPOCH) or 1),
+        checkpoint_dir=attrs.get(_S_CHECKPOINT_DIR) or None,
+        spec_dir=attrs.get(_S_SPEC_DIR) or None,
+        budget=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
+        version=version,
+    )
+
+
+def read_study(study: _HasUserAttrs) -> StudyRecord:
+    """The record of an Optuna study (read fresh from its store)."""
+    return study_from_attrs(study.user_attrs)
+
+
+def write_study(set_attr: Setter, record: StudyRecord) -> None:
+    """Write a new study's record (the budget is written by `write_budget`, on every run)."""
+    set_attr(_S_VERSION, RECORD_VERSION)
+    set_attr(_S_SPEC, record.spec)
+    set_attr(_S_SPEC_FINGERPRINT, record.spec_fingerprint)
+    set_attr(_S_DATA_FINGERPRINT, record.data_fingerprint)
+    set_attr(_S_DATA_REPORT, record.data_report)
+    set_attr(_S_LABEL_NAMES, list(record.label_names))
+    set_attr(_S_METRIC, record.metric)
+    set_attr(_S_STEPS_PER_EPOCH, record.steps_per_epoch)
+    set_attr(_S_CHECKPOINT_DIR, record.checkpoint_dir)
+    if record.spec_dir is not None:
+        set_attr(_S_SPEC_DIR, record.spec_dir)
+    if record.budget is not None:
+        write_budget(set_attr, record.budget)
+
+
+def write_budget(set_attr: Setter, n_trials: int) -> None:
+    set_attr(BUDGET_KEY, int(n_trials))
+
+
+def study_budget(attrs: Mapping[str, Any], default: int | None = None) -> int | None:
+    """The study's budget from its user attributes (fresh ones: several workers may change it)."""
+    value = attrs.get(BUDGET_KEY)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def study_attrs(record: StudyRecord) -> dict[str, Any]:
+    """A study record as user attributes (tests and imports build studies with it)."""
+    out: dict[str, Any] = {}
+    write_study(out.__setitem__, record)
+    return out
