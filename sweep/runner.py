@@ -135,6 +135,8 @@ def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> Prep
             train_source=resolve_data_path(spec.data.train, base),
             validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
             text_column=spec.data.text_column,
+            text_separator=spec.data.text_separator,
+            columns=spec.data.columns,
             label_column=spec.data.label_column,
             val_fraction=spec.data.val_fraction,
             seed=spec.search.seed,
