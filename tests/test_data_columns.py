@@ -141,3 +141,74 @@ def test_first_row_is_data_needs_a_vote_from_the_values_below() -> None:
     assert first_row_is_data(["id", "a text of five words"], [["1", "2"], ["b", "c"]])
     assert not first_row_is_data(["label", "text"], [["1", "2"], ["a much longer text than its name", "b"]])
     assert not first_row_is_data(["3", "a text of five words"], [[None, " "], ["7", "8"]])  # nothing to compare
+
+
+# -- downstream: cleaning, fingerprint and cache see the joined text ---------------------------------------
+
+
+def _split_in_two(path: Path, out: Path, *, moved: bool = False) -> Path:
+    """The TREC file as a headerless label,title,body CSV: each question cut in two after its first words."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = [(r["label"], r["text"]) for r in csv.DictReader(fh)]
+    if moved:  # the first question again, cut elsewhere: the same text once joined, so a duplicate
+        rows.append(rows[0])
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        for i, (label, text) in enumerate(rows):
+            words = text.split(" ")
+            cut = 1 if moved and i == len(rows) - 1 else 2
+            writer.writerow((label, " ".join(words[:cut]), " ".join(words[cut:])))
+    return out
+
+
+def test_joined_text_is_the_text_for_cleaning_fingerprint_and_cache(
+    trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path
+) -> None:
+    from datamodules import prepare_classification_data
+
+    cache = tmp_path / "cache"
+    common = {"label_column": "label", "val_fraction": 0.25, "seed": 0, "max_length": 32, "cache_dir": cache}
+    train, val = trec_csvs
+    base = prepare_classification_data(
+        train_source=str(train), validation_source=str(val), text_column="text", tokenizer_name_or_path=str(tiny_bert),
+        **common,
+    )  # fmt: skip
+    halves = {
+        "train_source": str(_split_in_two(train, tmp_path / "train3.csv", moved=True)),
+        "validation_source": str(_split_in_two(val, tmp_path / "val3.csv")),
+        "columns": ["label", "title", "body"],
+        "text_column": ["title", "body"],
+        "tokenizer_name_or_path": str(tiny_bert),
+    }
+    joined = prepare_classification_data(**halves, **common)
+    assert joined.report["cleaning"]["train"]["duplicates"] == base.report["cleaning"]["train"]["duplicates"] + 1
+    assert joined.report["cleaning"]["train"]["rows_in"] == base.report["cleaning"]["train"]["rows_in"] + 1
+    assert joined.fingerprint == base.fingerprint and joined.report["cache"] == "hit"  # the same texts once joined
+    other = prepare_classification_data(**halves, text_separator=" | ", **common)
+    assert other.fingerprint != base.fingerprint and other.report["cache"] == "miss"
+    assert other.report["num_train"] == base.report["num_train"] + 1  # cut elsewhere, no longer the same text
+
+
+def test_max_length_above_the_tokenizers_limit_is_refused_before_tokenizing(
+    trec_csvs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from datamodules import prepare_classification_data
+    from sweep.encoders import resolve_encoder
+
+    minilm = resolve_encoder("minilm")  # its tokenizer says model_max_length 512
+    with pytest.raises(DataError) as info:
+        prepare_classification_data(
+            train_source=str(trec_csvs[0]), validation_source=str(trec_csvs[1]), text_column="text",
+            label_column="label", val_fraction=0.25, seed=0, tokenizer_name_or_path=minilm, max_length=1024,
+            cache_dir=tmp_path / "cache",
+        )  # fmt: skip
+    assert info.value.problems == [
+        (
+            "model.max_length",
+            f"1024 is above the limit of {minilm} (512 tokens, its tokenizer's model_max_length): "
+            "set model.max_length to 512 or less",
+        )
+    ]
+    assert not (tmp_path / "cache").exists()
