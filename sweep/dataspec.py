@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from datamodules import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_PREFIX
+
+# Keys added after studies were stored, with the behaviour those studies had: left out of a dump at that value,
+# so a spec without them has the same fingerprint and the same stored spec as before (its study resumes).
+LATER_KEYS: dict[str, Any] = {"columns": None, "text_separator": DEFAULT_TEXT_SEPARATOR}
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -66,6 +70,14 @@ class DataSpec(BaseModel):
         if info.data.get("columns") and value not in info.data["columns"]:
             raise ValueError(f"{value!r} is not one of data.columns ({', '.join(info.data['columns'])})")
         return value
+
+    @model_serializer(mode="wrap")
+    def _leave_out_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body: dict[str, Any] = handler(self)
+        for key, before in LATER_KEYS.items():
+            if key in body and body[key] == before:
+                del body[key]
+        return body
 
 
 def resolve_data_path(source: str, base: Path) -> str:

@@ -21,7 +21,6 @@ from pydantic import (
     model_validator,
 )
 
-from datamodules import DEFAULT_TEXT_SEPARATOR
 from sweep.dataspec import DataSpec, data_problems, path_problems
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
@@ -230,20 +229,10 @@ class Spec(_Strict):
                 "search": {"n_trials", "keep_checkpoints"},
             },
         )
-        # Keys added after studies were made are left out at the value those studies ran under, so they resume.
-        for section, key, before in _LATER_KEYS:
-            if body[section][key] == before:
-                del body[section][key]
+        if body["search"]["first_epoch_evals"] == 0:  # one evaluation per epoch: what studies made before the key
+            del body["search"]["first_epoch_evals"]  # existed did, so they continue under `first_epoch_evals: 0`
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
-
-# (section, key, the behaviour studies made before the key had): `first_epoch_evals: 0` is one evaluation per
-# epoch; no `data.columns` is a header row; the separator is unused with one text column, the only kind before.
-_LATER_KEYS = (
-    ("search", "first_epoch_evals", 0),
-    ("data", "columns", None),
-    ("data", "text_separator", DEFAULT_TEXT_SEPARATOR),
-)
 
 _TAGS = {"range", "choices", "fixed", "int", "float"}
 

@@ -170,6 +170,9 @@ def test_fingerprint_of_a_spec_without_the_new_data_keys_is_unchanged() -> None:
     assert parse_spec({**GOOD, "data": explicit}).fingerprint() == "4ffe5178114e6552"
     for changed in ({"text_separator": ". "}, {"text_column": ["text"]}, {"columns": ["text", "label"]}):
         assert parse_spec({**GOOD, "data": {**GOOD["data"], **changed}}).fingerprint() != "4ffe5178114e6552"
+    # The stored spec too: a study's spec diff never lists keys its spec did not have (data.text_separator).
+    dumped = parse_spec({**GOOD, "data": explicit}).model_dump(mode="json")["data"]
+    assert set(dumped) == {"train", "validation", "text_column", "label_column", "val_fraction", "cache_dir"}
 
 
 def test_fingerprint_of_the_study_in_a_store_written_by_main_is_unchanged() -> None:
