@@ -10,14 +10,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-import datasets
 import pandas as pd
 
 from datamodules.cleaning import is_missing, normalize_label
 from datamodules.errors import DataError
+from datamodules.header import first_row_is_data, given_columns_problem, headerless_message
 
 HUB_PREFIX = "hub:"
+DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+DELIMITERS = {".csv": ",", ".tsv": "\t"}  # the formats that may lack a header row (then give data.columns)
+DEFAULT_TEXT_SEPARATOR = " "  # joins several text columns (as Hugging Face's run_classification.py does)
+ONLY_DELIMITED = "applies only to .csv and .tsv files without a header row"
 FORMATS_HINT = "give a .csv, .tsv, .jsonl or .parquet file, or hub:<dataset>"
 MAX_JSON_PROBLEMS = 5
 
@@ -32,46 +37,86 @@ class RawTable:
     columns: list[str]
 
 
-def load_table(source: str, *, text_column: str, label_column: str, field: str, split: str = "train") -> RawTable:
+def load_table(
+    source: str,
+    *,
+    text_column: str | Sequence[str],
+    label_column: str,
+    field: str,
+    split: str = "train",
+    columns: Sequence[str] | None = None,
+    text_separator: str = DEFAULT_TEXT_SEPARATOR,
+) -> RawTable:
     """Load `source` (a .csv/.tsv/.jsonl/.json/.parquet path, or `hub:NAME[:CONFIG[:SPLIT]]`).
 
+    `text_column` may name several columns: the text is their values joined by `text_separator` (missing or
+    blank parts left out). `columns` names the columns of a .csv/.tsv file without a header row.
     Labels come back as stripped strings (None where missing); texts as read, None where missing.
     Raises DataError listing every problem found with this table, under `field` (e.g. "data.train")
-    or "data.text_column" / "data.label_column".
+    or "data.text_column" / "data.label_column" / "data.columns".
     """
+    text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    delimited = False
     if source.startswith(HUB_PREFIX):
-        columns, values = _read_hub(source, field=field, split=split, label_column=label_column)
+        if columns is not None:
+            raise DataError([("data.columns", f"{ONLY_DELIMITED}, not {source}")])
+        names, values = _read_hub(source, field=field, split=split, label_column=label_column)
         name = source
     else:
-        frame = _read_file(Path(source).expanduser(), field=field)
-        columns, name = [str(c) for c in frame.columns], Path(source).name
-        frame.columns = pd.Index(columns)
+        frame = _read_file(Path(source).expanduser(), field=field, columns=columns)
+        names, name = [str(c) for c in frame.columns], Path(source).name
+        frame.columns = pd.Index(names)
+        delimited = Path(source).suffix.lower() in DELIMITERS
 
         def values(column: str) -> list[object]:
             return [None if is_missing(v) else v for v in frame[column].tolist()]
 
-    problems = column_problems(columns, text_column=text_column, label_column=label_column, name=name)
+    problems = column_problems(names, text_column=text_columns, label_column=label_column, name=name)
+    if problems and delimited and columns is None:
+        below = [values(c) for c in names]
+        if first_row_is_data(names, below):
+            message = headerless_message(name, names, below, text_columns=text_columns, label_column=label_column)
+            problems = [(field, message)]
     if not problems:
-        texts = values(text_column)
+        texts = join_texts([values(c) for c in text_columns], text_separator)
         if not texts:
-            problems.append((field, f"{name} has a header ({', '.join(columns)}) but no rows"))
+            problems.append((field, f"{name} has a header ({', '.join(names)}) but no rows"))
     if problems:
         raise DataError(problems)
     labels: list[object] = [normalize_label(v) for v in values(label_column)]
-    return RawTable(texts=texts, labels=labels, source=source, columns=columns)
+    return RawTable(texts=texts, labels=labels, source=source, columns=names)
 
 
-def column_problems(columns: Sequence[str], *, text_column: str, label_column: str, name: str) -> list[tuple[str, str]]:
+def join_texts(parts: Sequence[Sequence[object]], separator: str) -> list[object]:
+    """Row by row, the text of several columns joined by `separator`; one column's values are returned as read.
+
+    Missing or blank parts are left out (no doubled separators); a row whose parts are all missing stays None,
+    so cleaning counts it as a missing text.
+    """
+    if len(parts) == 1:
+        return list(parts[0])
+    joined: list[object] = []
+    for row in zip(*parts, strict=True):
+        present = [str(p) for p in row if p is not None]
+        kept = [p for p in present if p.strip()]
+        joined.append(separator.join(kept) if kept else ("" if present else None))
+    return joined
+
+
+def column_problems(
+    columns: Sequence[str], *, text_column: str | Sequence[str], label_column: str, name: str
+) -> list[tuple[str, str]]:
     """Problems with the chosen text / label columns, each naming the columns that do exist."""
+    text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
     problems = []
-    for field, column in (("data.text_column", text_column), ("data.label_column", label_column)):
+    for field, column in [*(("data.text_column", c) for c in text_columns), ("data.label_column", label_column)]:
         if column not in columns:
             message = f"no such column {column!r} in {name} (columns: {', '.join(columns)})"
             close = [c for c in columns if c.strip().lower() == column.strip().lower()]
             close = close or difflib.get_close_matches(column, columns, n=1)
             problems.append((field, message + (f"; did you mean {close[0]!r}?" if close else "")))
-    if text_column == label_column:
-        problems.append(("data.label_column", f"is the same column as data.text_column ({text_column!r})"))
+    if label_column in text_columns:
+        problems.append(("data.label_column", f"is the same column as data.text_column ({label_column!r})"))
     return problems
 
 
@@ -91,6 +136,8 @@ def _read_hub(
     source: str, *, field: str, split: str, label_column: str
 ) -> tuple[list[str], Callable[[str], list[object]]]:
     """Load a hub dataset split; ClassLabel label ids become their names (negative ids: missing)."""
+    import datasets  # on first use: importing it takes most of a second
+
     name, config, split = parse_hub_source(source, split)
     if not name or source.count(":") > 3:
         raise DataError(
@@ -127,7 +174,7 @@ def _read_hub(
 # -- local files ------------------------------------------------------------------------------------------
 
 
-def _read_file(path: Path, *, field: str) -> pd.DataFrame:
+def _read_file(path: Path, *, field: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a local table into a DataFrame, raising DataError for anything unreadable."""
     if not path.exists():
         raise DataError([(field, f"file not found: {path.resolve()} ({FORMATS_HINT})")])
@@ -138,12 +185,17 @@ def _read_file(path: Path, *, field: str) -> pd.DataFrame:
     if reader is None:
         kind = f"file type {suffix!r}" if suffix else "a file without an extension"
         raise DataError([(field, f"cannot read {kind} ({path.name}): {FORMATS_HINT}")])
+    if columns is not None and suffix not in DELIMITERS:
+        raise DataError([("data.columns", f"{ONLY_DELIMITED}, not {path.name}")])
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise DataError([(field, f"cannot read {path.resolve()}: {err.strerror or err}")]) from err
     if not raw.strip():
-        raise DataError([(field, f"{path.name} is empty: it needs a header line and at least one row")])
+        needs = "at least one row" if columns is not None else "a header line and at least one row"
+        raise DataError([(field, f"{path.name} is empty: it needs {needs}")])
+    if columns is not None:
+        return _read_delimited(raw, path.name, field, sep=DELIMITERS[suffix], columns=list(columns))
     return reader(raw, path.name, field)
 
 
@@ -180,12 +232,21 @@ def delimiter_problem(header: str, sep: str, name: str) -> str | None:
     return None
 
 
-def _read_delimited(raw: bytes, name: str, field: str, *, sep: str) -> pd.DataFrame:
-    """CSV (quoted) or TSV (no quoting, as GLUE writes it); empty cells become missing, "NA" stays text."""
+def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """CSV (quoted) or TSV (no quoting, as GLUE writes it); empty cells become missing, "NA" stays text.
+
+    With `columns` the file has no header row: every line is data, read under those names.
+    """
     text = decode_utf8(raw, name, field)
     problem = delimiter_problem(text.split("\n", 1)[0].rstrip("\r"), sep, name)
     if problem:
         raise DataError([(field, problem)])
+    quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
+    if columns is not None:
+        first = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
+        problem = given_columns_problem(first, name, columns)
+        if problem:
+            raise DataError([("data.columns", problem)])
     fix = "put texts that contain commas in double quotes" if sep == "," else "texts must not contain tabs"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -197,15 +258,16 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str) -> pd.DataFr
                 keep_default_na=False,
                 na_values=[""],
                 index_col=False,
-                quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
+                quoting=quoting,
+                header=None if columns is not None else "infer",
+                names=columns,
             )
         except (pd.errors.ParserError, ValueError) as err:
             detail = str(err).replace("Error tokenizing data. C error: ", "").strip()
             raise DataError([(field, f"cannot parse {name}: {detail} ({fix})")]) from err
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        raise DataError(
-            [(field, f"cannot parse {name}: its rows have more fields than its header has columns ({fix})")]
-        )
+        than = "data.columns names" if columns is not None else "its header has columns"
+        raise DataError([(field, f"cannot parse {name}: its rows have more fields than {than} ({fix})")])
     return frame
 
 

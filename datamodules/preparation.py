@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from datamodules.encoding import (
     tokenizer_identity,
 )
 from datamodules.errors import DataError
-from datamodules.loading import RawTable, load_table
+from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
+from datamodules.report import build_report, cleaning_summary, truncation_warnings
 from datamodules.splitting import check_label_coverage, remove_overlap, sorted_labels, stratified_split
 
 Log = Callable[[str], None]
@@ -54,22 +54,32 @@ def prepare_classification_data(
     *,
     train_source: str,
     validation_source: str | None,
-    text_column: str,
+    text_column: str | Sequence[str],
     label_column: str,
     val_fraction: float,
     seed: int,
     tokenizer_name_or_path: str,
     max_length: int,
     cache_dir: Path,
+    columns: Sequence[str] | None = None,
+    text_separator: str = DEFAULT_TEXT_SEPARATOR,
     log: Log | None = None,
 ) -> PreparedData:
     """Load, clean, split and tokenize a text classification dataset; encoded splits are cached on disk.
 
-    Raises DataError (every problem of both tables at once) when the data cannot be used.
+    Several text columns are joined into one text before anything else (see `load_table`): cleaning, the
+    report, the fingerprint and the cache all see the joined text. `columns` names the columns of .csv/.tsv
+    files without a header row. Raises DataError (every problem of both tables at once) when the data
+    cannot be used, and when `max_length` is above what the tokenizer says its model accepts.
     """
     say: Log = log or (lambda _line: None)
     train_raw, val_raw = load_sources(
-        train_source, validation_source, text_column=text_column, label_column=label_column
+        train_source,
+        validation_source,
+        text_column=text_column,
+        label_column=label_column,
+        columns=columns,
+        text_separator=text_separator,
     )
     for raw in (train_raw, val_raw):
         if raw is not None:
@@ -88,6 +98,17 @@ def prepare_classification_data(
     label_ids = {name: i for i, name in enumerate(label_names)}
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
+    limit = tokenizer_limit(tokenizer)
+    if limit is not None and max_length > limit:
+        raise DataError(
+            [
+                (
+                    "model.max_length",
+                    f"{max_length} is above the limit of {tokenizer_name_or_path} ({limit} tokens, its tokenizer's "
+                    f"model_max_length): set model.max_length to {limit} or less",
+                )
+            ]
+        )
     fingerprint = data_fingerprint(
         tokenizer_id=tokenizer_identity(tokenizer),
         max_length=max_length,
@@ -107,7 +128,6 @@ def prepare_classification_data(
         max_length=max_length,
     )
     report["tokenizer"] = tokenizer_name_or_path
-    report["warnings"] += tokenizer_warnings(tokenizer, max_length)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_token_id is None:
         pad_token_id = 0
@@ -174,7 +194,13 @@ def encode_cached(
 
 
 def load_sources(
-    train_source: str, validation_source: str | None, *, text_column: str, label_column: str
+    train_source: str,
+    validation_source: str | None,
+    *,
+    text_column: str | Sequence[str],
+    label_column: str,
+    columns: Sequence[str] | None = None,
+    text_separator: str = DEFAULT_TEXT_SEPARATOR,
 ) -> tuple[RawTable, RawTable | None]:
     """Load train and (if given) validation, raising one DataError with the problems of both."""
     problems: list[tuple[str, str]] = []
@@ -187,7 +213,13 @@ def load_sources(
             continue
         try:
             tables[field] = load_table(
-                source, text_column=text_column, label_column=label_column, field=field, split=split
+                source,
+                text_column=text_column,
+                label_column=label_column,
+                field=field,
+                split=split,
+                columns=columns,
+                text_separator=text_separator,
             )
         except DataError as err:
             problems += [p for p in err.problems if p not in problems]  # column errors may repeat
@@ -241,93 +273,7 @@ def split_examples(
     return Splits(tr_texts, tr_labels, va_texts, va_labels, split, overlap)
 
 
-def cleaning_summary(report: dict[str, Any]) -> str:
-    """'3 missing text, 1 duplicates' style summary of the non-zero drop counts."""
-    keys = ("missing_text", "empty_text", "missing_label", "conflicting_rows", "duplicates")
-    parts = [f"{report[k]} {k.replace('_', ' ')}" for k in keys if report.get(k)]
-    return f"{report['rows_in']} rows in; dropped " + (", ".join(parts) or "none")
-
-
-def class_distribution(labels: Sequence[str], label_names: Sequence[str]) -> dict[str, int]:
-    """Rows per class, in label order (0 for absent classes)."""
-    counts = Counter(labels)
-    return {name: counts[name] for name in label_names}
-
-
-def build_report(
-    splits: Splits,
-    *,
-    train_clean: CleanResult,
-    val_clean: CleanResult | None,
-    label_names: list[str],
-    train_source: str,
-    validation_source: str | None,
-    max_length: int,
-) -> dict[str, Any]:
-    """The JSON-serialisable data report (truncation counts are added after tokenizing)."""
-    warnings = cleaning_warnings("train", train_clean.report)
-    if val_clean is not None:
-        warnings += cleaning_warnings("validation", val_clean.report)
-    if splits.overlap["train_val_overlap"]:
-        warnings.append(
-            f"{splits.overlap['train_val_overlap']} training texts also in validation were dropped from train"
-        )
-    return {
-        "train": train_source,
-        "validation": validation_source,
-        "cleaning": {"train": train_clean.report, "validation": val_clean.report if val_clean else None},
-        "split": splits.split,
-        "overlap": splits.overlap,
-        "class_distribution": {
-            "train": class_distribution(splits.train_labels, label_names),
-            "validation": class_distribution(splits.val_labels, label_names),
-        },
-        "truncated": {"train": 0, "validation": 0},
-        "max_length": max_length,
-        "label_names": label_names,
-        "num_train": len(splits.train_texts),
-        "num_validation": len(splits.val_texts),
-        "warnings": warnings,
-    }
-
-
-def _rows(n: int) -> str:
-    return "1 row" if n == 1 else f"{n} rows"
-
-
-def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
-    """One line per kind of row that cleaning dropped."""
-    lines = []
-    if report["missing_text"]:
-        lines.append(f"{split}: dropped {_rows(report['missing_text'])} with a missing text")
-    if report["empty_text"]:
-        lines.append(f"{split}: dropped {_rows(report['empty_text'])} whose text is empty")
-    if report["missing_label"]:
-        lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label")
-    if report["duplicates"]:
-        lines.append(
-            f"{split}: dropped {report['duplicates']} exact duplicate {'row' if report['duplicates'] == 1 else 'rows'}"
-        )
-    if report["conflicting_texts_total"]:
-        lines.append(
-            f"{split}: {report['conflicting_texts_total']} texts appear with conflicting labels; "
-            f"kept none of them ({_rows(report['conflicting_rows'])})"
-        )
-    return lines
-
-
-def truncation_warnings(truncated: dict[str, int], max_length: int) -> list[str]:
-    """One line per split that had texts cut to max_length."""
-    return [
-        f"{n} {split} texts longer than max_length={max_length} tokens were truncated"
-        for split, n in truncated.items()
-        if n
-    ]
-
-
-def tokenizer_warnings(tokenizer: Any, max_length: int) -> list[str]:
-    """Warn when max_length exceeds what the tokenizer says its model accepts."""
+def tokenizer_limit(tokenizer: Any) -> int | None:
+    """The longest input the tokenizer says its model accepts; None where it does not say (a huge sentinel)."""
     limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and limit < 1_000_000 and max_length > limit:
-        return [f"max_length={max_length} exceeds the tokenizer's model_max_length={limit}"]
-    return []
+    return limit if isinstance(limit, int) and limit < 1_000_000 else None

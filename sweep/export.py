@@ -198,6 +198,7 @@ def export_trial(
         _check_config(tmp / "config.json", meta.get("label_names") or [])
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         (tmp / "README.md").write_text(model_card(meta), encoding="utf-8")
+        _apply_umask(tmp)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -221,6 +222,15 @@ def _check_config(path: Path, label_names: list[str]) -> None:
     id2label = {int(k): v for k, v in config.get("id2label", {}).items()}
     if label_names and id2label != dict(enumerate(label_names)):
         raise RuntimeError(f"{path}: id2label {id2label} does not match the study's labels {label_names}")
+
+
+def _apply_umask(folder: Path) -> None:
+    """The modes a folder and files made by the caller get (mkdtemp makes 0700; copies keep the checkpoint's)."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for item in folder.iterdir():
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:

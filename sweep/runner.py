@@ -78,6 +78,8 @@ def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> Prep
             train_source=resolve_data_path(spec.data.train, base),
             validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
             text_column=spec.data.text_column,
+            text_separator=spec.data.text_separator,
+            columns=spec.data.columns,
             label_column=spec.data.label_column,
             val_fraction=spec.data.val_fraction,
             seed=spec.search.seed,
@@ -216,7 +218,7 @@ def run_study(
     elif workers > 1 and not problems and is_sqlite(url):
         problems.append(("--workers", f"{workers} workers cannot share the SQLite store {url}; {POSTGRES_HINT}"))
     try:
-        encoder = resolve_encoder(spec.model.encoder, base)
+        encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
     except SweepError as exc:
         problems += exc.problems
     if not problems:
@@ -322,7 +324,7 @@ def join_study(
     if paths:
         hint = "" if spec_path else " (pass --spec with this machine's copy of the spec, beside its data)"
         raise SweepError([(where, msg + hint) for where, msg in paths], source=f"study {name}")
-    encoder = resolve_encoder(spec.model.encoder, base)
+    encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
     torch.set_num_threads(threads or spec.trainer.num_threads or torch.get_num_threads())
     data = prepare_data(spec, base, encoder, console)
     check_same_data(record, data, spec, joining=True)

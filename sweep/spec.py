@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,14 +22,20 @@ from pydantic import (
 )
 
 from models.hyperparameters import HYPERPARAMETER_LIMITS
+from sweep.dataspec import DataSpec, data_problems, path_problems
+from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
-DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
 NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "heartbeat", "search.n_trials", "search.keep_checkpoints")
+NAME_RULE = (
+    "may contain only letters, digits, '_', '.' and '-', starting with a letter or digit "
+    "(it names the study in the store and its checkpoint folder)"
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 Number = int | float
 
@@ -127,15 +134,6 @@ class SpaceSpec(_Strict):
         return value
 
 
-class DataSpec(_Strict):
-    train: str
-    validation: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    cache_dir: str | None = None
-
-
 class ModelSpec(_Strict):
     encoder: str = "minilm"
     max_length: int = Field(128, ge=8, le=4096)
@@ -198,7 +196,7 @@ class HeartbeatSpec(_Strict):
 class Spec(_Strict):
     """A whole study spec. Relative data paths are resolved against the spec file's folder."""
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = Field(min_length=1, max_length=200)
     storage: str | None = None
     checkpoint_dir: str | None = None
     data: DataSpec
@@ -207,6 +205,13 @@ class Spec(_Strict):
     search: SearchSpec = SearchSpec()
     trainer: TrainerSpec = TrainerSpec()
     heartbeat: HeartbeatSpec = HeartbeatSpec()
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} {NAME_RULE}")
+        return value
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the study's trials (not the budget, nor where results are kept)."""
@@ -302,39 +307,19 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
     try:
         spec = parse_spec(data, source=str(path))
     except SweepError as exc:
-        # Report missing data files too, so one run lists every problem of the spec.
+        # Report the data's problems too (missing files, missing columns), so one run lists every problem.
         data_section = data.get("data") if isinstance(data, dict) else None
         if isinstance(data_section, dict):
             known = {where for where, _ in exc.problems}
             sources = {key: data_section.get(key) for key in ("train", "validation")}
-            exc.problems += [p for p in _path_problems(sources, base) if p[0] not in known]
+            paths = [p for p in path_problems(sources, base) if p[0] not in known]
+            exc.problems += paths
+            if not paths and not any(where == "data" or where.startswith("data.") for where in known):
+                exc.problems += data_problems(DataSpec.model_validate(data_section), base)
         raise SweepError(exc.problems, source=exc.source) from None
     return spec, base
 
 
-def resolve_data_path(source: str, base: Path) -> str:
-    """A local data path made absolute against the spec's folder; `hub:` sources unchanged."""
-    if source.startswith("hub:"):
-        return source
-    p = Path(source).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
 def check_paths(spec: Spec, base: Path) -> list[tuple[str, str]]:
     """Problems with local files named by the spec (data files), without reading them."""
-    return _path_problems({"train": spec.data.train, "validation": spec.data.validation}, base)
-
-
-def _path_problems(sources: dict[str, Any], base: Path) -> list[tuple[str, str]]:
-    problems = []
-    for field, source in sources.items():
-        if not isinstance(source, str) or source.startswith("hub:"):
-            continue
-        path = Path(resolve_data_path(source, base))
-        if not path.exists():
-            problems.append((f"data.{field}", f"file not found: {path}"))
-        elif path.suffix.lower() not in DATA_SUFFIXES:
-            problems.append(
-                (f"data.{field}", f"unsupported file type '{path.suffix}' ({', '.join(DATA_SUFFIXES)} or hub:<name>)")
-            )
-    return problems
+    return path_problems({"train": spec.data.train, "validation": spec.data.validation}, base)

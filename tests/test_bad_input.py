@@ -115,6 +115,26 @@ def _name_clash(env: Env) -> list[str]:
     return ["run", env.spec(**{"model.max_length": 64})]
 
 
+def _headerless(env: Env) -> list[str]:
+    """TREC written as AG News ships: label first, no header row."""
+    path = env.tmp / "headerless.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows((label, text) for text, label in _train_rows(env))
+    return ["run", env.spec(**{"data.train": str(path), "data.validation": None})]
+
+
+def _config_only_encoder(env: Env) -> list[str]:
+    folder = env.tmp / "config-only"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((env.encoder / "config.json").read_bytes())
+    return ["run", env.spec(**{"model.encoder": str(folder)})]
+
+
+def _empty_encoder(env: Env) -> list[str]:
+    (env.tmp / "empty-model").mkdir()
+    return ["run", env.spec(**{"model.encoder": str(env.tmp / "empty-model")})]
+
+
 def _unknown_for(command: str) -> Callable[[Env], list[str]]:
     def args(env: Env) -> list[str]:
         env.other_study()
@@ -124,7 +144,8 @@ def _unknown_for(command: str) -> Callable[[Env], list[str]]:
     return args
 
 
-# (id, prepare: env -> CLI args, fragments the single error line must contain)
+# (id, prepare: env -> CLI args, fragments the error lines must contain); one line each, but for the cases in LINES
+LINES = {"schema problem and a missing column": 2}
 CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("missing data file", lambda e: ["run", e.spec(**{"data.train": str(e.tmp / "nope.csv")})],
      ["data.train", "file not found", "nope.csv"]),
@@ -159,6 +180,21 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["storage", "unsupported scheme 'mongodb'"]),
     ("encoder path that does not exist", lambda e: ["run", e.spec(**{"model.encoder": str(e.tmp / "no-model")})],
      ["model.encoder", "no-model"]),
+    ("schema problem and a missing column", lambda e: ["run", e.spec(
+        **{"search.n_trials": "many", "data.label_column": "lable", "data.validation": None})],
+     ["search.n_trials", "'many'", "data.label_column", "no such column 'lable'"]),
+    ("CSV without a header row", _headerless,
+     ["data.train", "headerless.csv looks like it has no header row", "data.columns: [label, text]"]),
+    ("data.columns for a file with a header row", lambda e: ["run", e.spec(
+        **{"data.columns": ["text", "label"], "data.validation": None})],
+     ["data.columns", "train.csv has a header row (text, label)", "remove data.columns"]),
+    ("max_length above the encoder's limit", lambda e: ["run", e.spec(**{"model.max_length": 256})],
+     ["model.max_length", "256 is above the limit", "128 tokens", "max_position_embeddings"]),
+    ("encoder folder without weights", _config_only_encoder,
+     ["model.encoder", "config-only has config.json but no weights", "model.safetensors"]),
+    ("empty encoder folder", _empty_encoder, ["model.encoder", "empty-model is empty", "save_pretrained"]),
+    ("study name with a slash", lambda e: ["run", e.spec(name="team/study")],
+     ["name", "'team/study' may contain only letters, digits, '_', '.' and '-'"]),
     ("study name clash with a different spec", _name_clash,
      ["name", "'bad-input' already exists", "changed: model.max_length"]),
     ("status of an unknown study", _unknown_for("status"), ["no study named 'nope'", "studies here: other"]),
@@ -197,8 +233,9 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     assert main(args) == 2, case
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error:")]  # progress lines aside
-    assert len(lines) == 1, f"{case}: expected one error line, got {err.splitlines()}"
-    line = lines[0]
+    expected = LINES.get(case, 1)
+    assert len(lines) == expected, f"{case}: expected {expected} error line(s), got {err.splitlines()}"
+    line = "\n".join(lines)
     for fragment in fragments:
         assert fragment in line, f"{case}: {fragment!r} not in {line!r}"
     assert snapshot(tmp_path) == files, f"{case}: files changed"
@@ -242,3 +279,28 @@ def test_dirty_data_is_handled_and_reported_not_refused(
     assert cleaning["conflicting_texts_total"] == 1 and cleaning["conflicting_rows"] == 2
     assert report["truncated"]["train"] >= 1
     assert report["num_train"] == len(rows) + 1  # the long text is kept (truncated); the dirty rows are not
+
+
+def test_headerless_files_run_under_data_columns_with_two_text_columns(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]
+) -> None:
+    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    files = {}
+    for split, source in (("train", env.train), ("validation", env.val)):
+        with source.open(newline="", encoding="utf-8") as fh:
+            rows = [(r["label"], *r["text"].split(" ", 1)) for r in csv.DictReader(fh)]
+        files[split] = tmp_path / f"{split}-headerless.csv"
+        with files[split].open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(rows)
+    spec = env.spec(
+        **{
+            "data.train": str(files["train"]),
+            "data.validation": str(files["validation"]),
+            "data.columns": ["label", "title", "description"],
+            "data.text_column": ["title", "description"],
+        }
+    )
+    assert main(["run", spec]) == 0
+    study = optuna.load_study(study_name="bad-input", storage=env.url)
+    report = study.user_attrs["data_report"]
+    assert report["cleaning"]["train"]["rows_in"] == len(_train_rows(env))  # the first row is data, not a header

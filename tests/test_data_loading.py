@@ -276,3 +276,10 @@ def test_hub_without_a_name(fake_hub: list[tuple[Any, ...]]) -> None:
         load_table("hub:", text_column="sentence", label_column="label", field="data.train")
     assert info.value.problems[0][0] == "data.train" and "hub:<dataset>" in info.value.problems[0][1]
     assert fake_hub == []
+
+
+def test_data_suffixes_are_the_formats_read() -> None:
+    from datamodules import DATA_SUFFIXES, DELIMITERS
+    from datamodules.loading import _READERS
+
+    assert set(DATA_SUFFIXES) == set(_READERS) and set(DELIMITERS) <= set(DATA_SUFFIXES)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from pathlib import Path
 
 import optuna
@@ -120,6 +122,21 @@ def test_export_a_chosen_trial_and_force(study_dir: Path, tmp_path: Path, capsys
     assert main(["export", "trec-export", "--out", str(target), "--storage", url(study_dir), "--force"]) == 0
     assert json.loads((target / "sweep.json").read_text())["trial"] != second.number
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_exported_folder_has_the_callers_umask(study_dir: Path, tmp_path: Path, umask: int) -> None:
+    """A teammate can read an exported model: not mkdtemp's 0700 nor the checkpoint's modes, but the umask's."""
+    study = load_study("trec-export", url(study_dir))
+    old = os.umask(umask)
+    try:
+        out, _ = export_trial(study, tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert "model.safetensors" in files and "README.md" in files
+    assert files == dict.fromkeys(files, 0o666 & ~umask)
 
 
 def test_bad_exports_write_nothing(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

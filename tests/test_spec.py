@@ -152,3 +152,92 @@ def test_schema_and_file_problems_reported_together(tmp_path: Path) -> None:
     problems = dict(info.value.problems)
     assert set(problems) == {"colour", "search.space.epochs", "data.train"}
     assert problems["data.train"] == f"file not found: {tmp_path / 'missing.csv'}"
+
+
+def test_study_name_rule_is_said_in_words() -> None:
+    problems = problems_of({**GOOD, "name": "team/study"})
+    assert problems == {
+        "name": "'team/study' may contain only letters, digits, '_', '.' and '-', starting with a letter or digit "
+        "(it names the study in the store and its checkpoint folder)"
+    }
+
+
+def test_fingerprint_of_a_spec_without_the_new_data_keys_is_unchanged() -> None:
+    # Values computed by main before data.columns and data.text_separator existed: those studies still resume.
+    assert parse_spec(GOOD).fingerprint() == "4ffe5178114e6552"
+    assert parse_spec({**GOOD, "data": {**GOOD["data"], "text_column": "sentence"}}).fingerprint() == "58baac6bff57cabf"
+    explicit = {**GOOD["data"], "text_separator": " ", "columns": None}
+    assert parse_spec({**GOOD, "data": explicit}).fingerprint() == "4ffe5178114e6552"
+    for changed in ({"text_separator": ". "}, {"text_column": ["text"]}, {"columns": ["text", "label"]}):
+        assert parse_spec({**GOOD, "data": {**GOOD["data"], **changed}}).fingerprint() != "4ffe5178114e6552"
+    # The stored spec too: a study's spec diff never lists keys its spec did not have (data.text_separator).
+    dumped = parse_spec({**GOOD, "data": explicit}).model_dump(mode="json")["data"]
+    assert set(dumped) == {"train", "validation", "text_column", "label_column", "val_fraction", "cache_dir"}
+
+
+def test_fingerprint_of_the_study_in_a_store_written_by_main_is_unchanged() -> None:
+    import optuna
+
+    url = f"sqlite:///{Path(__file__).parent / 'fixtures' / 'store-main-34edfc5.db'}"
+    [study] = optuna.storages.RDBStorage(url).get_all_studies()
+    attrs = study.user_attrs
+    assert parse_spec(attrs["spec"]).fingerprint() == attrs["spec_fingerprint"]
+
+
+def test_text_column_may_list_several_columns() -> None:
+    spec = parse_spec({**GOOD, "data": {**GOOD["data"], "text_column": ["title", "body"], "text_separator": ". "}})
+    assert spec.data.text_column == ["title", "body"] and spec.data.text_separator == ". "
+    assert parse_spec(GOOD).data.text_separator == " "
+    for bad, message in (
+        ([], "must be a column name or a list of column names (joined by data.text_separator), got []"),
+        (["a", "a"], "names 'a' more than once"),
+        (5, "must be a column name or a list of column names (joined by data.text_separator), got 5"),
+    ):
+        assert problems_of({**GOOD, "data": {**GOOD["data"], "text_column": bad}}) == {"data.text_column": message}
+
+
+def test_columns_are_for_headerless_csv_and_tsv_and_must_name_the_text_and_label() -> None:
+    data = {"train": "ag_news/train.csv", "validation": "ag_news/test.csv", "columns": ["label", "title", "body"]}
+    spec = parse_spec({"name": "ag", "data": {**data, "text_column": ["title", "body"]}})
+    assert spec.data.columns == ["label", "title", "body"]
+    problems = problems_of({"name": "ag", "data": {**data, "text_column": ["title", "text"], "label_column": "class"}})
+    assert problems == {
+        "data.text_column": "'text' is not one of data.columns (label, title, body)",
+        "data.label_column": "'class' is not one of data.columns (label, title, body)",
+    }
+    problems = problems_of({"name": "ag", "data": {**data, "validation": "hub:ag_news"}})
+    assert problems == {"data.columns": "applies only to .csv and .tsv files without a header row, not hub:ag_news"}
+    assert "more than once" in problems_of({"name": "ag", "data": {**data, "columns": ["a", "a"]}})["data.columns"]
+
+
+def test_schema_problem_and_missing_column_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("text,label\na,b\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: x\nsearch: {n_trials: many}\ndata: {train: train.csv, label_column: lable}\n")
+    with pytest.raises(SweepError) as info:
+        load_spec(spec)
+    assert info.value.problems == [
+        ("search.n_trials", "Input should be a valid integer, unable to parse string as an integer, got 'many'"),
+        ("data.label_column", "no such column 'lable' in train.csv (columns: text, label); did you mean 'label'?"),
+    ]
+
+
+def test_schema_problem_and_headerless_file_reported_together(tmp_path: Path) -> None:
+    rows = '"3","Wall St. Bears Claw Back Into the Black","Reuters - Short-sellers"\n"4","Carlyle","Reuters"\n'
+    (tmp_path / "train.csv").write_text(rows)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: team/x\ndata: {train: train.csv, text_column: [title, description]}\n")
+    with pytest.raises(SweepError) as info:
+        load_spec(spec)
+    problems = dict(info.value.problems)
+    assert set(problems) == {"name", "data.train"}
+    assert problems["data.train"].endswith("give its 3 columns with data.columns: [label, title, description]")
+
+
+def test_an_invalid_data_section_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("text,label\na,b\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: x\ndata: {train: train.csv, label_column: lable, val_fraction: 2}\n")
+    with pytest.raises(SweepError) as info:
+        load_spec(spec)
+    assert [where for where, _ in info.value.problems] == ["data.val_fraction"]  # the column waits for a valid section

@@ -1,0 +1,96 @@
+"""The data report: what loading, cleaning and splitting did, as JSON-serialisable counts and warning lines."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from datamodules.cleaning import CleanResult
+
+if TYPE_CHECKING:
+    from datamodules.preparation import Splits
+
+
+def cleaning_summary(report: dict[str, Any]) -> str:
+    """'3 missing text, 1 duplicates' style summary of the non-zero drop counts."""
+    keys = ("missing_text", "empty_text", "missing_label", "conflicting_rows", "duplicates")
+    parts = [f"{report[k]} {k.replace('_', ' ')}" for k in keys if report.get(k)]
+    return f"{report['rows_in']} rows in; dropped " + (", ".join(parts) or "none")
+
+
+def class_distribution(labels: Sequence[str], label_names: Sequence[str]) -> dict[str, int]:
+    """Rows per class, in label order (0 for absent classes)."""
+    counts = Counter(labels)
+    return {name: counts[name] for name in label_names}
+
+
+def build_report(
+    splits: Splits,
+    *,
+    train_clean: CleanResult,
+    val_clean: CleanResult | None,
+    label_names: list[str],
+    train_source: str,
+    validation_source: str | None,
+    max_length: int,
+) -> dict[str, Any]:
+    """The JSON-serialisable data report (truncation counts are added after tokenizing)."""
+    warnings = cleaning_warnings("train", train_clean.report)
+    if val_clean is not None:
+        warnings += cleaning_warnings("validation", val_clean.report)
+    if splits.overlap["train_val_overlap"]:
+        warnings.append(
+            f"{splits.overlap['train_val_overlap']} training texts also in validation were dropped from train"
+        )
+    return {
+        "train": train_source,
+        "validation": validation_source,
+        "cleaning": {"train": train_clean.report, "validation": val_clean.report if val_clean else None},
+        "split": splits.split,
+        "overlap": splits.overlap,
+        "class_distribution": {
+            "train": class_distribution(splits.train_labels, label_names),
+            "validation": class_distribution(splits.val_labels, label_names),
+        },
+        "truncated": {"train": 0, "validation": 0},
+        "max_length": max_length,
+        "label_names": label_names,
+        "num_train": len(splits.train_texts),
+        "num_validation": len(splits.val_texts),
+        "warnings": warnings,
+    }
+
+
+def _rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
+
+
+def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
+    """One line per kind of row that cleaning dropped."""
+    lines = []
+    if report["missing_text"]:
+        lines.append(f"{split}: dropped {_rows(report['missing_text'])} with a missing text")
+    if report["empty_text"]:
+        lines.append(f"{split}: dropped {_rows(report['empty_text'])} whose text is empty")
+    if report["missing_label"]:
+        lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label")
+    if report["duplicates"]:
+        lines.append(
+            f"{split}: dropped {report['duplicates']} exact duplicate {'row' if report['duplicates'] == 1 else 'rows'}"
+        )
+    if report["conflicting_texts_total"]:
+        lines.append(
+            f"{split}: {report['conflicting_texts_total']} texts appear with conflicting labels; "
+            f"kept none of them ({_rows(report['conflicting_rows'])})"
+        )
+    return lines
+
+
+def truncation_warnings(truncated: dict[str, int], max_length: int) -> list[str]:
+    """One line per split that had texts cut to max_length."""
+    return [
+        f"{n} {split} texts longer than max_length={max_length} tokens were truncated"
+        for split, n in truncated.items()
+        if n
+    ]

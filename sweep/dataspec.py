@@ -1,0 +1,133 @@
+"""The spec's `data` section: where the data is, which columns hold the text and the label, and its checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+
+from datamodules import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_PREFIX
+
+# Keys added after studies were stored, with the behaviour those studies had: left out of a dump at that value,
+# so a spec without them has the same fingerprint and the same stored spec as before (its study resumes).
+LATER_KEYS: dict[str, Any] = {"columns": None, "text_separator": DEFAULT_TEXT_SEPARATOR}
+
+
+def _names(value: Any, what: str) -> list[str]:
+    """A non-empty list of distinct, non-blank column names, or ValueError saying which rule failed."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"must be {what}, got {value!r}")
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise ValueError(f"names {', '.join(map(repr, repeated))} more than once")
+    return value
+
+
+class DataSpec(BaseModel):
+    """The data: files (or hub datasets), which columns hold the text and the label, and the split."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train: str
+    validation: str | None = None
+    # The columns of .csv/.tsv files without a header row, in order (the files are then read without one).
+    columns: list[str] | None = None
+    # One column, or several joined by text_separator into one text (e.g. [title, description]).
+    text_column: str | list[str] = "text"
+    text_separator: str = DEFAULT_TEXT_SEPARATOR
+    label_column: str = "label"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    cache_dir: str | None = None
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _check_columns(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return value
+        names = _names(value, "a list of the file's column names, in order (for files without a header row)")
+        files = [f for f in (info.data.get("train"), info.data.get("validation")) if isinstance(f, str)]
+        other = [f for f in files if f.startswith(HUB_PREFIX) or not f.lower().endswith(tuple(DELIMITERS))]
+        if other:
+            raise ValueError(f"applies only to .csv and .tsv files without a header row, not {other[0]}")
+        return names
+
+    @field_validator("text_column", mode="before")
+    @classmethod
+    def _check_text_column(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            names = [value]
+        else:
+            names = _names(value, "a column name or a list of column names (joined by data.text_separator)")
+        missing = [n for n in names if info.data.get("columns") and n not in info.data["columns"]]
+        if missing:
+            raise ValueError(f"{missing[0]!r} is not one of data.columns ({', '.join(info.data['columns'])})")
+        return value
+
+    @field_validator("label_column", mode="after")
+    @classmethod
+    def _label_in_columns(cls, value: str, info: Any) -> str:
+        if info.data.get("columns") and value not in info.data["columns"]:
+            raise ValueError(f"{value!r} is not one of data.columns ({', '.join(info.data['columns'])})")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _leave_out_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body: dict[str, Any] = handler(self)
+        for key, before in LATER_KEYS.items():
+            if key in body and body[key] == before:
+                del body[key]
+        return body
+
+
+def resolve_data_path(source: str, base: Path) -> str:
+    """A local data path made absolute against the spec's folder; `hub:` sources unchanged."""
+    if source.startswith(HUB_PREFIX):
+        return source
+    p = Path(source).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def path_problems(sources: dict[str, Any], base: Path) -> list[tuple[str, str]]:
+    """Missing or unsupported local files among `sources` ({"train": ..., "validation": ...}), without reading them."""
+    problems = []
+    for field, source in sources.items():
+        if not isinstance(source, str) or source.startswith(HUB_PREFIX):
+            continue
+        path = Path(resolve_data_path(source, base))
+        if not path.exists():
+            problems.append((f"data.{field}", f"file not found: {path}"))
+        elif path.suffix.lower() not in DATA_SUFFIXES:
+            problems.append(
+                (
+                    f"data.{field}",
+                    f"unsupported file type '{path.suffix}' ({', '.join(DATA_SUFFIXES)} or {HUB_PREFIX}<name>)",
+                )
+            )
+    return problems
+
+
+def data_problems(data: DataSpec, base: Path) -> list[tuple[str, str]]:
+    """Problems found by reading the local data files a valid data section names (columns, header, encoding).
+
+    The run reads them anyway; this is for a spec refused for other reasons, so one run lists every problem.
+    Hub datasets are not fetched here.
+    """
+    from datamodules import DataError, load_table
+
+    problems: list[tuple[str, str]] = []
+    for field, source in (("data.train", data.train), ("data.validation", data.validation)):
+        if source is None or source.startswith(HUB_PREFIX):
+            continue
+        try:
+            load_table(
+                resolve_data_path(source, base),
+                text_column=data.text_column,
+                label_column=data.label_column,
+                field=field,
+                columns=data.columns,
+                text_separator=data.text_separator,
+            )
+        except DataError as err:
+            problems += [p for p in err.problems if p not in problems]  # column problems repeat per file
+    return problems
