@@ -18,7 +18,7 @@ from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import CHECKPOINT_ATTR, BestWeights, save_checkpoint, would_keep
-from sweep.errors import StorageLost
+from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
 from sweep.worker import GracefulStop, StopRequested, worker_id
@@ -187,6 +187,8 @@ def build_objective(
             raise
         except StorageLost:
             raise  # nothing more can be recorded; the heartbeat fails the trial and another worker retries it
+        except DiskError:
+            raise  # a disk that refuses writes stops the run (worker.run_trials records the reason)
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             trial.set_user_attr("traceback", traceback.format_exc(limit=8)[-4000:])

@@ -27,7 +27,6 @@ from sweep.space import grid
 from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, parse_spec, resolve_data_path
 from sweep.storage import (
     BUDGET_ATTR,
-    DEFAULT_STORAGE_URL,
     POSTGRES_HINT,
     Heartbeat,
     existing_study_attrs,
@@ -40,6 +39,7 @@ from sweep.storage import (
     storage_problems,
     study_names,
 )
+from sweep.store_checks import choose_storage
 from sweep.summary import trial_line
 from sweep.worker import (
     GracefulStop,
@@ -374,8 +374,7 @@ def run_study(
         if n_trials < 1:
             raise SweepError([("--n-trials", f"must be >= 1, got {n_trials}")])
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
-    url = storage_url or spec.storage or DEFAULT_STORAGE_URL
-    field_name = "--storage" if storage_url else "storage"
+    url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)
     if workers < 0:
         problems.append(("--workers", f"must be >= 0, got {workers}"))

@@ -33,6 +33,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
+from sweep.errors import DiskError
+from sweep.store_checks import STORAGE_ENV
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 T = TypeVar("T")
 WAIT_POLL_S = 2.0
@@ -147,6 +150,28 @@ def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     return len(study._storage.get_all_trials(study._study_id, deepcopy=False, states=states))
 
 
+class StopOnDiskError:
+    """The objective, ending the worker at the first disk that refuses writes (store or checkpoints).
+
+    The trial is recorded as FAIL with the reason (where the store still takes writes) and no further trial starts:
+    every one would fail the same way. `run_trials` raises the error once Optuna has recorded the trial.
+    """
+
+    def __init__(self, objective: Callable[[optuna.Trial], float]):
+        self.objective = objective
+        self.error: DiskError | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self.objective(trial)
+        except DiskError as exc:
+            self.error = exc
+            with contextlib.suppress(Exception):  # the store itself may be what refuses writes
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            trial.study.stop()
+            raise
+
+
 @dataclass
 class LoopResult:
     stopped_by: str | None = None
@@ -172,17 +197,20 @@ def run_trials(
 
     result = LoopResult()
     announced = False
+    guarded = StopOnDiskError(objective)
     while True:
         target = budget(study, default_budget)
         if count(study, FINISHED) >= target:
             return result
         with contextlib.suppress(BudgetReached):
             study.optimize(
-                objective,
+                guarded,
                 n_trials=None,
                 catch=(Exception,),
                 callbacks=[*callbacks, optuna.study.MaxTrialsCallback(target, states=FINISHED)],
             )
+        if guarded.error is not None:
+            raise guarded.error
         if stop.requested:
             result.stopped_by = stop.requested
             return result
@@ -244,10 +272,12 @@ def launch_workers(
     gpus = _gpu_count()
     procs: list[subprocess.Popen[str]] = []
     for i in range(n):
+        # The URL travels in the environment, never on the command line: `ps` shows command lines to every user.
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        env[STORAGE_ENV] = url
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--storage", url, "--spec", str(spec_path)]
+        cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--spec", str(spec_path)]
         cmd += ["--threads", str(cpu_share(n, threads))]
         procs.append(
             # Own session: a Ctrl-C in the terminal reaches only this process, which passes it on once (a second
