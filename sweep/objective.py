@@ -208,7 +208,11 @@ def build_objective(
         if pruning.pruned_at is None and _should_save(trial, settings, value) and weights.state is not None:
             name = f"trial-{trial.number:05d}"
             assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
-            save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
+            try:
+                save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
+            except DiskError as exc:  # a full or read-only disk: the trial fails with the reason, the run stops
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                raise
             trial.set_user_attr(CHECKPOINT_ATTR, name)
             trial.set_user_attr("checkpoint_epoch", weights.epoch)
         trial.set_user_attr(

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
-from sweep.errors import DiskError
+from sweep.errors import DiskError, StorageLost, SweepError
 from sweep.store_checks import STORAGE_ENV
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -151,25 +151,31 @@ def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
 
 
 class StopOnDiskError:
-    """The objective, ending the worker at the first disk that refuses writes (store or checkpoints).
+    """The objective, ending the worker at the first disk that refuses writes (store or checkpoints): the trial is
+    recorded as FAIL with the reason, no further trial starts (each would fail the same way), the error is raised."""
 
-    The trial is recorded as FAIL with the reason (where the store still takes writes) and no further trial starts:
-    every one would fail the same way. `run_trials` raises the error once Optuna has recorded the trial.
-    """
-
-    def __init__(self, objective: Callable[[optuna.Trial], float]):
-        self.objective = objective
+    def __init__(self, objective: Callable[[Any], float], study: optuna.Study):
+        self.objective, self.study = objective, study
         self.error: DiskError | None = None
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: Any) -> float:
         try:
             return self.objective(trial)
         except DiskError as exc:
             self.error = exc
-            with contextlib.suppress(Exception):  # the store itself may be what refuses writes
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            trial.study.stop()
+            self.study.stop()
             raise
+
+
+def _store_error_in(exc: BaseException) -> SweepError | None:
+    """The lost store or refused write behind `exc`: when the store refuses to record a trial, Optuna's tell
+    fails with it, and an assertion in Optuna's cleanup (the trial is still RUNNING) then hides it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageLost | DiskError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass
@@ -197,18 +203,25 @@ def run_trials(
 
     result = LoopResult()
     announced = False
-    guarded = StopOnDiskError(objective)
+    guarded = StopOnDiskError(objective, study)
     while True:
         target = budget(study, default_budget)
         if count(study, FINISHED) >= target:
             return result
-        with contextlib.suppress(BudgetReached):
+        try:
             study.optimize(
                 guarded,
                 n_trials=None,
                 catch=(Exception,),
                 callbacks=[*callbacks, optuna.study.MaxTrialsCallback(target, states=FINISHED)],
             )
+        except BudgetReached:
+            pass
+        except Exception as exc:  # Optuna's own bookkeeping can fail after ours (a trial it could not record)
+            found = guarded.error or _store_error_in(exc)
+            if found is None:
+                raise
+            raise found from None
         if guarded.error is not None:
             raise guarded.error
         if stop.requested:
