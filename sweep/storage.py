@@ -89,6 +89,8 @@ class SweepStorage(RDBStorage):
             except Exception as exc:
                 refused = write_refused(exc)
                 if refused is not None:  # a full or read-only disk: say so now, a retry cannot help
+                    if name == "record_heartbeat":  # Optuna's heartbeat thread: the trial's next write says it
+                        return None
                     raise refused_write_error(self.url, exc, refused) from None
                 cause = lost_connection(exc)
                 if cause is None:
