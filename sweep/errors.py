@@ -59,8 +59,10 @@ class DiskError(SweepError):
         reason = _DISK_ERRNOS.get(exc.errno or 0)
         if reason is None:
             return None
-        return cls([(where, f"cannot write {what} in {folder}: {reason} ({exc.strerror or exc}); free space or "
-                            "make the folder writable (or choose another), then run the same command again")])
+        said = str(exc.strerror or "")
+        detail = f" ({said})" if said and said.lower() != reason else ""
+        return cls([(where, f"cannot write {what} in {folder}: {reason}{detail}; free space or make the folder "
+                            "writable (or choose another), then run the same command again")])
 
 
 @contextlib.contextmanager

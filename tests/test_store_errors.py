@@ -206,6 +206,19 @@ def test_a_read_only_store_mid_run_stops_the_run_at_once(
     assert len(trials) == 1  # stopped at the first refused write: no second trial was started
 
 
+def test_a_read_only_folder_for_the_writer_lock_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(path: Any, *args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(sweep.storage, "open", read_only, raising=False)  # the lock file beside the database
+    with pytest.raises(DiskError) as caught, sweep.storage.sqlite_writer_lock(f"sqlite:///{tmp_path / 's.db'}"):
+        pass
+    assert caught.value.problems == [
+        ("storage", f"cannot write the lock file of s.db in {tmp_path}: read-only file system; free space or make "
+                    "the folder writable (or choose another), then run the same command again")
+    ]  # fmt: skip
+
+
 @pytest.fixture()
 def full_disk_for_checkpoints(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """os.replace of a trial's checkpoint folder fails as on a full disk (the tokenizer files still get written)."""
