@@ -52,6 +52,16 @@ def test_masking_covers_unparsable_and_quoted_passwords() -> None:
     assert mask("failed for p@ss:w/rd and p%40ss%3Aw%2Frd", quoted) == "failed for *** and ***"
 
 
+def test_a_driver_message_that_quotes_the_password_is_masked() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from sweep.store_checks import open_reason
+
+    url = f"postgresql+psycopg://sweep:{SECRET}@db.example.com/sweeps"
+    said = OperationalError("SELECT 1", {}, Exception(f"invalid connection option in 'password={SECRET} host=db'"))
+    assert open_reason(said, url) == "invalid connection option in 'password=*** host=db'"
+
+
 def test_storage_precedence_option_then_environment_then_spec_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     assert choose_storage(None, None) == ("sqlite:///sweeps.db", "storage")
