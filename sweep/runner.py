@@ -420,8 +420,8 @@ def run_study(
             return RunResult(study, url, resumed, time.perf_counter() - started)
         if workers == 0:
             console.print(
-                f"study ready: start workers with `sweep worker {spec.name} --storage {safe_url(url)}` "
-                f"(add --spec {spec_path} where the data sits elsewhere)",
+                f"study ready: start workers with `sweep worker {spec.name}`, the store {safe_url(url)} in "
+                f"SWEEP_STORAGE or --storage (add --spec {spec_path} where the data sits elsewhere)",
                 highlight=False,
             )
             return RunResult(study, url, resumed, time.perf_counter() - started)
