@@ -18,6 +18,7 @@ from safetensors import safe_open
 from models import quiet_transformers
 from record import maximizes, ranked, read_study, read_trial
 from sweep.callbacks import epochs_trained
+from sweep.errors import disk_errors
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -53,15 +54,16 @@ def save_tokenizer_once(encoder: str, root: Path) -> Path:
         return target
     from transformers import AutoTokenizer
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=root))
-    try:
-        AutoTokenizer.from_pretrained(encoder).save_pretrained(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.is_dir():  # another worker may have won the race
-            raise
+    with disk_errors(root, "checkpoint_dir", "the tokenizer files"):
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=root))
+        try:
+            AutoTokenizer.from_pretrained(encoder).save_pretrained(tmp)
+            os.replace(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not target.is_dir():  # another worker may have won the race
+                raise
     return target
 
 
@@ -85,21 +87,22 @@ def _tied(key: str) -> bool:
 
 def save_checkpoint(model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, target: Path) -> Path:
     """Write a Hugging Face folder (safetensors weights, config, tokenizer) atomically; verify it reads back."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model.load_state_dict(state)
-        with quiet_transformers():  # no "Writing model shards" bar over our progress display
-            model.save_pretrained(tmp, safe_serialization=True)
-        for item in tokenizer_dir.iterdir():
-            shutil.copy2(item, tmp / item.name)
-        verify_weights(tmp / WEIGHTS_FILE, state)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with disk_errors(target.parent, "checkpoint_dir", f"the checkpoint {target.name}"):  # full, read-only: stop
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            model.load_state_dict(state)
+            with quiet_transformers():  # no "Writing model shards" bar over our progress display
+                model.save_pretrained(tmp, safe_serialization=True)
+            for item in tokenizer_dir.iterdir():
+                shutil.copy2(item, tmp / item.name)
+            verify_weights(tmp / WEIGHTS_FILE, state)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return target
 
 

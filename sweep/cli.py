@@ -35,7 +35,9 @@ err = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and pi
 StorageOption = Annotated[
     str | None,
     typer.Option(
-        "--storage", help="SQLAlchemy URL of the study store (default: the spec's, else sqlite:///sweeps.db)."
+        "--storage",
+        help="SQLAlchemy URL of the study store (default: $SWEEP_STORAGE, else the spec's storage:, else "
+        "sqlite:///sweeps.db). Put a URL with a password in SWEEP_STORAGE: it stays out of shell history and ps.",
     ),
 ]
 
@@ -85,11 +87,11 @@ def worker(
 ) -> None:
     """Join a study from any machine and run its trials until the study's budget is finished (across all workers)."""
     from sweep.runner import join_study
-    from sweep.storage import DEFAULT_STORAGE_URL
+    from sweep.store_checks import choose_storage
 
     result = join_study(
         study,
-        storage or DEFAULT_STORAGE_URL,
+        choose_storage(storage)[0],
         spec_path=spec,
         checkpoints=checkpoints,
         threads=threads,
@@ -102,12 +104,13 @@ def worker(
 
 def _finish(result: Any, *, tables: bool = True) -> None:
     """Print the outcome of a run; a signal or failed workers end with a non-zero exit code."""
+    from sweep.store_checks import safe_url
     from sweep.summary import best_summary, trials_table
 
     if tables:
         out.print(trials_table(result.study))
         out.print(best_summary(result.study))
-    out.print(f"wall time {result.seconds:.1f}s · store {result.storage_url}", highlight=False)
+    out.print(f"wall time {result.seconds:.1f}s · store {safe_url(result.storage_url)}", highlight=False)
     if result.failures_in_a_row:
         err.print("[red]stopped:[/] three trials in a row failed; see their errors with `sweep status`")
         raise typer.Exit(1)
@@ -130,10 +133,11 @@ def status(
     storage: StorageOption = None,
 ) -> None:
     """A table of the study's trials (state, value, best epoch, parameters, duration) and its best trial."""
-    from sweep.storage import DEFAULT_STORAGE_URL, load_study
+    from sweep.storage import load_study
+    from sweep.store_checks import choose_storage
     from sweep.summary import best_summary, trials_table
 
-    loaded = load_study(study, storage or DEFAULT_STORAGE_URL)
+    loaded = load_study(study, choose_storage(storage)[0])
     out.print(trials_table(loaded))
     out.print(best_summary(loaded))
 
@@ -152,9 +156,10 @@ def export(
     """Write the best trial's (or trial N's) best-epoch weights as a Hugging Face model folder, no retraining."""
     from record import read_study, read_trial
     from sweep.export import export_trial
-    from sweep.storage import DEFAULT_STORAGE_URL, load_study
+    from sweep.storage import load_study
+    from sweep.store_checks import choose_storage
 
-    loaded = load_study(study, storage or DEFAULT_STORAGE_URL)
+    loaded = load_study(study, choose_storage(storage)[0])
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints)
     metric = read_study(loaded).metric or "value"
     out.print(
@@ -175,13 +180,14 @@ def report(
 ) -> None:
     """One self-contained HTML file (works offline) that explains a study, or compares several."""
     from reports import write_report
-    from sweep.storage import DEFAULT_STORAGE_URL, load_study
+    from sweep.storage import load_study
+    from sweep.store_checks import choose_storage
 
     if out_file.exists() and out_file.is_dir():
         raise SweepError([("--out", f"{out_file} is a folder: give a file name such as report.html")])
     if not out_file.resolve().parent.is_dir():
         raise SweepError([("--out", f"folder does not exist: {out_file.resolve().parent}")])
-    url = storage or DEFAULT_STORAGE_URL
+    url = choose_storage(storage)[0]
     loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
     result = write_report(loaded, out_file, png_dir=png, seed=seed)
     out.print(f"wrote {result.path} ({result.figures} figures)", highlight=False)
@@ -198,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and code:
             return code
     except SweepError as exc:
-        for line in exc.lines():
-            err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)  # [a, b] is not markup
+        for line in exc.lines():  # escaped: a message's own brackets (`sweep[postgres]`) are text, not markup
+            err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")

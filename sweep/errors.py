@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
 
 class SweepError(Exception):
     """A problem with the user's input; the CLI prints each problem on one line and exits with code 2.
@@ -29,3 +34,44 @@ class StorageLost(SweepError):
     """The database stopped answering during a run and did not come back within the retry window (exit code 3)."""
 
     exit_code = 3
+
+
+# What an OSError's errno means for a folder the run writes to: retrying cannot help, so the run stops at once.
+_DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+class DiskError(SweepError):
+    """A folder the run writes to (the store's, the checkpoints') refuses writes: read-only file system, no space
+    left on device, permission denied. The run stops at once with one line (exit code 2): every later write would
+    fail the same way, so nothing is retried."""
+
+    exit_code = 2
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, folder: Path, where: str, what: str) -> DiskError | None:
+        """The error for `exc` if its errno means a disk that refuses writes; None for any other OSError."""
+        reason = _DISK_ERRNOS.get(exc.errno or 0)
+        if reason is None:
+            return None
+        said = str(exc.strerror or "")
+        detail = f" ({said})" if said and said.lower() != reason else ""
+        return cls([(where, f"cannot write {what} in {folder}: {reason}{detail}; free space or make the folder "
+                            "writable (or choose another), then run the same command again")])
+
+
+@contextlib.contextmanager
+def disk_errors(folder: Path, where: str, what: str) -> Iterator[None]:
+    """Inside, an OSError that means a disk refusing writes under `folder` becomes a `DiskError`."""
+    try:
+        yield
+    except OSError as exc:
+        error = DiskError.from_os_error(exc, folder, where, what)
+        if error is None:
+            raise
+        raise error from exc

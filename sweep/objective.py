@@ -20,7 +20,7 @@ from models import SequenceClassifier
 from record import Timings, TrialResult, TrialWriter, enters_top, retry_of
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import BestWeights, save_checkpoint
-from sweep.errors import StorageLost
+from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
 from sweep.worker import GracefulStop, StopRequested, worker_id
@@ -193,6 +193,8 @@ def build_objective(
             raise
         except StorageLost:
             raise  # nothing more can be recorded; the heartbeat fails the trial and another worker retries it
+        except DiskError:
+            raise  # a disk that refuses writes stops the run (worker.run_trials records the reason)
         except Exception as exc:
             record.failed(f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8)[-4000:])
             raise
@@ -215,7 +217,11 @@ def build_objective(
         if pruning.pruned_at is None and _should_save(trial, settings, value) and weights.state is not None:
             name = f"trial-{trial.number:05d}"
             assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
-            save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
+            try:
+                save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
+            except DiskError as exc:  # a full or read-only disk: the trial fails with the reason, the run stops
+                record.failed(f"{type(exc).__name__}: {exc}")
+                raise
             record.checkpoint(name, weights.epoch)
         record.timings(
             Timings(

@@ -31,7 +31,6 @@ from sweep.objective import TrialSettings, build_objective
 from sweep.progress import StudyProgress
 from sweep.spec import Spec, check_paths, load_spec, parse_spec, resolve_data_path
 from sweep.storage import (
-    DEFAULT_STORAGE_URL,
     POSTGRES_HINT,
     Heartbeat,
     existing_study_attrs,
@@ -43,6 +42,7 @@ from sweep.storage import (
     sqlite_writer_lock,
     storage_problems,
 )
+from sweep.store_checks import choose_storage
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
 from sweep.worker import GracefulStop, LoopResult, budget, launch_workers, run_trials, worker_id
@@ -210,8 +210,7 @@ def run_study(
         if n_trials < 1:
             raise SweepError([("--n-trials", f"must be >= 1, got {n_trials}")])
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
-    url = storage_url or spec.storage or DEFAULT_STORAGE_URL
-    field_name = "--storage" if storage_url else "storage"
+    url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)
     if workers < 0:
         problems.append(("--workers", f"must be >= 0, got {workers}"))
@@ -246,8 +245,8 @@ def run_study(
             return RunResult(study, url, resumed, time.perf_counter() - started)
         if workers == 0:
             console.print(
-                f"study ready: start workers with `sweep worker {spec.name} --storage {safe_url(url)}` "
-                f"(add --spec {spec_path} where the data sits elsewhere)",
+                f"study ready: start workers with `sweep worker {spec.name}`, the store {safe_url(url)} in "
+                f"SWEEP_STORAGE or --storage (add --spec {spec_path} where the data sits elsewhere)",
                 highlight=False,
             )
             return RunResult(study, url, resumed, time.perf_counter() - started)

@@ -21,14 +21,25 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from record import RecordError, TrialWriter, read_study, study_budget
-from sweep.errors import StorageLost, SweepError
+from sweep.errors import StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
+from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
+from sweep.store_checks import (
+    engine_kwargs,
+    is_sqlite,
+    lost_connection,
+    open_error,
+    open_reason,
+    read_only_url,
+    refused_write_error,
+    safe_url,
+    storage_problems,
+    write_refused,
+)
+from sweep.store_checks import reachability_problems as reachability_problems
 
-DEFAULT_STORAGE_URL = "sqlite:///sweeps.db"
-SCHEMES = ("sqlite", "postgresql", "mysql")
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 300
 DB_RETRY_S = 120  # how long a worker keeps retrying a database that stopped answering
@@ -51,18 +62,6 @@ class Heartbeat:
 
 class BudgetReached(Exception):
     """No new trial: finished, running and queued trials already fill the study's budget."""
-
-
-def _lost_connection(exc: BaseException) -> BaseException | None:
-    """The database error behind `exc` if it means 'cannot reach the database' (not a bad statement)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OperationalError | InterfaceError):
-            return seen
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 class SweepStorage(RDBStorage):
@@ -88,10 +87,15 @@ class SweepStorage(RDBStorage):
             try:
                 result = call()
             except Exception as exc:
-                cause = _lost_connection(exc)
+                refused = write_refused(exc)
+                if refused is not None:  # a full or read-only disk: say so now, a retry cannot help
+                    if name == "record_heartbeat":  # Optuna's heartbeat thread: the trial's next write says it
+                        return None
+                    raise refused_write_error(self.url, exc, refused) from None
+                cause = lost_connection(exc)
                 if cause is None:
                     raise
-                reason = str(getattr(cause, "orig", cause)).strip().splitlines()[0] if str(cause).strip() else "?"
+                reason = open_reason(cause, self.url)
                 if time.monotonic() >= deadline:
                     self._lost = StorageLost(
                         [
@@ -166,58 +170,6 @@ for _name in [
     setattr(SweepStorage, _name, _wrap(_name))
 
 
-def safe_url(url: str) -> str:
-    """The URL with any password masked, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-def storage_problems(url: str, *, field: str = "storage", must_exist: bool = False) -> list[tuple[str, str]]:
-    """What is wrong with a storage URL, checked without connecting."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return [(field, f"not a database URL: {url!r} (e.g. sqlite:///sweeps.db or postgresql+psycopg://user@host/db)")]
-    backend = parsed.get_backend_name()
-    if backend not in SCHEMES:
-        return [
-            (field, f"unsupported scheme '{parsed.drivername}' in {url!r} (use sqlite:///FILE or postgresql://...)")
-        ]
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            return [(field, "an in-memory SQLite store loses every trial: give a file, e.g. sqlite:///sweeps.db")]
-        path = Path(database)
-        if must_exist and not path.is_file():
-            return [(field, f"no study store at {path.resolve()} (run `sweep run SPEC` first, or pass --storage)")]
-        if not path.resolve().parent.is_dir():
-            return [(field, f"folder does not exist: {path.resolve().parent} (create it or change {url!r})")]
-    return []
-
-
-def reachability_problems(url: str, *, field: str = "storage", timeout_s: int = 10) -> list[tuple[str, str]]:
-    """For a database server: can we connect at all? Checked before anything is written (SQLite: nothing to do)."""
-    if is_sqlite(url):
-        return []
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": timeout_s})
-    except ImportError as exc:
-        return [(field, f"the database driver for {safe_url(url)} is not installed ({exc.name}): "
-                        "pip install 'psycopg[binary]' (or the sweep[postgres] extra)")]  # fmt: skip
-    try:
-        with engine.connect():
-            return []
-    except Exception as exc:  # OperationalError and friends: refused, unknown host, bad password, no database
-        reason = " ".join(str(getattr(exc, "orig", exc)).split())[:300]
-        return [(field, f"cannot reach {safe_url(url)}: {reason} (start the server, or fix the URL)")]
-    finally:
-        engine.dispose()
-
-
 def has_study_tables(url: str) -> bool:
     """Whether the store holds Optuna's tables (a fresh server database does not); checked without writing."""
     if is_sqlite(url):
@@ -248,26 +200,6 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any] | None:
     return storage.get_study_user_attrs(study_id)
 
 
-def _engine_kwargs(url: str) -> dict[str, object]:
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
-        return {"connect_args": {"timeout": 60}}
-    # Trials can be silent for an hour: test each pooled connection before use.
-    return {"pool_pre_ping": True, "pool_recycle": 3600}
-
-
-def read_only_url(url: str) -> tuple[str, dict[str, object]]:
-    """The URL and engine options that open the store read-only where the backend allows it."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        path = Path(parsed.database or "").resolve()
-        return f"sqlite:///file:{path}?mode=ro&uri=true", {"connect_args": {"timeout": 60, "uri": True}}
-    if backend == "postgresql":
-        return url, {"pool_pre_ping": True, "connect_args": {"options": "-c default_transaction_read_only=on"}}
-    return url, _engine_kwargs(url)
-
-
 def _rdb_storage(
     url: str, *, read_only: bool = False, create_tables: bool = True, heartbeat: Heartbeat | None = None
 ) -> RDBStorage:
@@ -278,7 +210,7 @@ def _rdb_storage(
     heartbeat = heartbeat or Heartbeat()
     return SweepStorage(
         url,
-        engine_kwargs=_engine_kwargs(url),
+        engine_kwargs=engine_kwargs(url),
         skip_table_creation=not create_tables,
         heartbeat_interval=heartbeat.interval,
         grace_period=heartbeat.grace_period,
@@ -308,11 +240,8 @@ def open_storage(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _rdb_storage(url, read_only=read_only, create_tables=create_tables, heartbeat=heartbeat)
-    except ImportError as exc:
-        raise SweepError([("storage", f"the database driver for {url!r} is not installed ({exc.name})")]) from None
     except Exception as exc:  # SQLAlchemy OperationalError and friends: say what could not be reached
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise SweepError([("storage", f"cannot open {safe_url(url)!r}: {reason}")]) from None
+        raise open_error(url, exc) from None
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -327,7 +256,11 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
     except KeyError:
         names = study_names(storage)
         known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
-        raise SweepError([("study", f"no study named {name!r} in {url} ({known})")]) from None
+        raise SweepError([("study", f"no study named {name!r} in {safe_url(url)} ({known})")]) from None
+    except SweepError:
+        raise
+    except Exception as exc:  # the server went away since it was opened, or the file is no database after all
+        raise open_error(url, exc) from None
     try:
         read_study(study)  # a record written by a newer sweep is refused here, before anything reads it
     except RecordError as exc:
@@ -343,10 +276,6 @@ def _quietly(check: Callable[[str], bool], url: str) -> bool:
         return True
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 @contextlib.contextmanager
 def sqlite_writer_lock(url: str) -> Iterator[None]:
     """Hold the one-writer lock of a SQLite store for the whole run; a second process is refused at once.
@@ -359,7 +288,8 @@ def sqlite_writer_lock(url: str) -> Iterator[None]:
         return
     database = Path(make_url(url).database or "").resolve()
     lock_path = database.with_name(f".{database.name}.writer-lock")
-    handle: IO[str] = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
+    with disk_errors(database.parent, "storage", f"the lock file of {database.name}"):
+        handle: IO[str] = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

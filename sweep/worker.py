@@ -34,6 +34,8 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from record import FINISHED, study_budget
+from sweep.errors import DiskError, StorageLost, SweepError
+from sweep.store_checks import STORAGE_ENV
 
 T = TypeVar("T")
 WAIT_POLL_S = 2.0
@@ -126,6 +128,34 @@ def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+class StopOnDiskError:
+    """The objective, ending the worker at the first disk that refuses writes (store or checkpoints): the trial is
+    recorded as FAIL with the reason, no further trial starts (each would fail the same way), the error is raised."""
+
+    def __init__(self, objective: Callable[[Any], float], study: optuna.Study):
+        self.objective, self.study = objective, study
+        self.error: DiskError | None = None
+
+    def __call__(self, trial: Any) -> float:
+        try:
+            return self.objective(trial)
+        except DiskError as exc:
+            self.error = exc
+            self.study.stop()
+            raise
+
+
+def _store_error_in(exc: BaseException) -> SweepError | None:
+    """The lost store or refused write behind `exc`: when the store refuses to record a trial, Optuna's tell
+    fails with it, and an assertion in Optuna's cleanup (the trial is still RUNNING) then hides it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageLost | DiskError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @dataclass
 class LoopResult:
     stopped_by: str | None = None
@@ -151,17 +181,27 @@ def run_trials(
 
     result = LoopResult()
     announced = False
+    guarded = StopOnDiskError(objective, study)
     while True:
         target = budget(study, default_budget)
         if count(study, FINISHED) >= target:
             return result
-        with contextlib.suppress(BudgetReached):
+        try:
             study.optimize(
-                objective,
+                guarded,
                 n_trials=None,
                 catch=(Exception,),
                 callbacks=[*callbacks, optuna.study.MaxTrialsCallback(target, states=FINISHED)],
             )
+        except BudgetReached:
+            pass
+        except Exception as exc:  # Optuna's own bookkeeping can fail after ours (a trial it could not record)
+            found = guarded.error or _store_error_in(exc)
+            if found is None:
+                raise
+            raise found from None
+        if guarded.error is not None:
+            raise guarded.error
         if stop.requested:
             result.stopped_by = stop.requested
             return result
@@ -223,10 +263,12 @@ def launch_workers(
     gpus = _gpu_count()
     procs: list[subprocess.Popen[str]] = []
     for i in range(n):
+        # The URL travels in the environment, never on the command line: `ps` shows command lines to every user.
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        env[STORAGE_ENV] = url
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--storage", url, "--spec", str(spec_path)]
+        cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--spec", str(spec_path)]
         cmd += ["--threads", str(cpu_share(n, threads))]
         procs.append(
             # Own session: a Ctrl-C in the terminal reaches only this process, which passes it on once (a second

@@ -135,6 +135,11 @@ def _empty_encoder(env: Env) -> list[str]:
     return ["run", env.spec(**{"model.encoder": str(env.tmp / "empty-model")})]
 
 
+def _not_a_database(env: Env) -> list[str]:
+    (env.tmp / "sweeps.db").write_text("notes, not a database\n", encoding="utf-8")
+    return ["run", env.spec()]
+
+
 def _unknown_for(command: str) -> Callable[[Env], list[str]]:
     def args(env: Env) -> list[str]:
         env.other_study()
@@ -178,6 +183,15 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["storage", "cannot reach", "127.0.0.1:1"]),
     ("storage URL with a bad scheme", lambda e: ["run", e.spec(storage="mongodb://localhost/sweeps")],
      ["storage", "unsupported scheme 'mongodb'"]),
+    ("Heroku-style postgres:// URL", lambda e: ["run", e.spec(storage="postgres://sweep:pw@db.example.com/sweeps")],
+     ["storage", "'postgres://'", "write postgresql+psycopg://sweep:***@db.example.com/sweeps"]),
+    ("PostgreSQL driver not installed", lambda e: ["run", e.spec(storage="postgresql+pg8000://sweep:pw@db/sweeps")],
+     ["storage", "'pg8000'", "is not installed: pip install 'sweep[postgres]'"]),
+    ("store file that is not a database", _not_a_database,
+     ["storage", "sweeps.db: not a SQLite database"]),
+    ("status when the server does not answer",
+     lambda e: ["status", "s", "--storage", "postgresql+psycopg://sweep:pw@127.0.0.1:1/sweeps"],
+     ["storage", "127.0.0.1:1", "connection refused"]),
     ("encoder path that does not exist", lambda e: ["run", e.spec(**{"model.encoder": str(e.tmp / "no-model")})],
      ["model.encoder", "no-model"]),
     ("schema problem and a missing column", lambda e: ["run", e.spec(
@@ -210,7 +224,8 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def study_rows(env: Env) -> list[tuple[str, int]]:
-    if not (env.tmp / "sweeps.db").exists():
+    store = env.tmp / "sweeps.db"
+    if not store.exists() or not store.read_bytes().startswith(b"SQLite format 3"):  # no store, or not a database
         return []
     storage = optuna.storages.RDBStorage(env.url)
     return [(s.study_name, len(storage.get_all_trials(s._study_id))) for s in storage.get_all_studies()]

@@ -1,0 +1,285 @@
+"""Store URLs and store errors, without opening a store.
+
+- Which URL: `--storage`, else `$SWEEP_STORAGE`, else the spec's `storage:`, else `sqlite:///sweeps.db`.
+- What is wrong with it before connecting: scheme, driver, SQLite file or folder.
+- How it prints: never with its password (`safe_url`, `mask`).
+- What a database error means: the server cannot be reached (retried), the disk refuses writes (stop at once:
+  retrying cannot help), or the store cannot be opened at all (say why).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote_plus
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+
+from sweep.errors import DiskError, SweepError
+
+DEFAULT_STORAGE_URL = "sqlite:///sweeps.db"
+STORAGE_ENV = "SWEEP_STORAGE"
+SCHEMES = ("sqlite", "postgresql", "mysql")
+POSTGRES_EXAMPLE = "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE"
+INSTALL_POSTGRES = "pip install 'sweep[postgres]'"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Database messages that mean "the disk refuses writes" (SQLite's own words, PostgreSQL's and the OS's).
+_REFUSED_WRITES = (
+    ("database or disk is full", "no space left on device"),
+    ("no space left on device", "no space left on device"),
+    ("disk quota exceeded", "disk quota exceeded"),
+    ("read-only file system", "read-only file system"),
+    ("attempt to write a readonly database", "read-only file system or permission denied"),
+    ("permission denied", "permission denied"),
+)
+# PostgreSQL SQLSTATEs with the same meaning: disk full, read-only transaction (a replica), insufficient privilege.
+_REFUSED_SQLSTATES = {"53100": "no space left on device", "25006": "read-only", "42501": "permission denied"}
+
+
+def choose_storage(option: str | None, spec_storage: str | None = None) -> tuple[str, str]:
+    """The store URL and where it came from: `--storage`, then `$SWEEP_STORAGE`, then the spec's, then the default.
+
+    An environment variable keeps a password out of shell history, `ps` and spec files.
+    """
+    if option:
+        return option, "--storage"
+    if os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV], STORAGE_ENV
+    if spec_storage:
+        return spec_storage, "storage"
+    return DEFAULT_STORAGE_URL, "storage"
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages (also a URL SQLAlchemy cannot parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+
+
+def mask(text: str, url: str) -> str:
+    """`text` (a driver's message, say) with the URL's password replaced by ***, as written or URL-quoted."""
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        found = re.search(r"://[^:/@\s]*:([^@\s]*)@", url)
+        password = found.group(1) if found else None
+    for secret in {password, quote_plus(password or "")} - {None, ""}:
+        text = text.replace(str(secret), "***")
+    return text
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def storage_problems(url: str, *, field: str = "storage", must_exist: bool = False) -> list[tuple[str, str]]:
+    """What is wrong with a storage URL, checked without connecting."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [(field, f"not a database URL: {safe_url(url)!r} (e.g. sqlite:///sweeps.db or {POSTGRES_EXAMPLE})")]
+    if parsed.drivername.split("+")[0] == "postgres":  # Heroku's and libpq's spelling; SQLAlchemy refuses it
+        fixed = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=True)
+        return [(field, f"SQLAlchemy does not know the scheme 'postgres://' in {safe_url(url)!r}: write {fixed}")]
+    backend = parsed.get_backend_name()
+    if backend not in SCHEMES:
+        return [(field, f"unsupported scheme '{parsed.drivername}' in {safe_url(url)!r} "
+                        f"(use sqlite:///FILE or {POSTGRES_EXAMPLE})")]  # fmt: skip
+    if backend == "sqlite":
+        return _sqlite_problems(parsed, field=field, must_exist=must_exist)
+    return _driver_problems(parsed, field=field)
+
+
+def _sqlite_problems(parsed: URL, *, field: str, must_exist: bool) -> list[tuple[str, str]]:
+    database = parsed.database or ""
+    if database in ("", ":memory:"):
+        return [(field, "an in-memory SQLite store loses every trial: give a file, e.g. sqlite:///sweeps.db")]
+    path = Path(database).resolve()
+    if must_exist and not path.is_file():
+        return [(field, f"no study store at {path} (run `sweep run SPEC` first, or pass --storage)")]
+    if not path.parent.is_dir():
+        return [(field, f"folder does not exist: {path.parent} (create it or change {safe_url(str(parsed))!r})")]
+    if path.is_dir():
+        return [(field, f"cannot open the SQLite store {path}: it is a folder; give a file, e.g. {path}/sweeps.db")]
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            return [(field, f"cannot open the SQLite store {path}: {exc.strerror or exc}")]
+        if header and header != SQLITE_HEADER:
+            return [(field, f"cannot open the SQLite store {path}: not a SQLite database (it holds something "
+                            "else): give another file name, or move that file away")]  # fmt: skip
+    return []
+
+
+def _driver_problems(parsed: URL, *, field: str) -> list[tuple[str, str]]:
+    """Is the URL's database driver installed? (Importing it connects to nothing.)"""
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ArgumentError:  # SQLAlchemy knows no such driver
+        return [(field, f"unknown database driver '{parsed.drivername}' in {safe_url(str(parsed))!r} "
+                        f"(for PostgreSQL write {POSTGRES_EXAMPLE})")]  # fmt: skip
+    except ImportError as exc:
+        module = exc.name or parsed.get_driver_name()
+        hint = INSTALL_POSTGRES if parsed.get_backend_name() == "postgresql" else f"pip install {module}"
+        if parsed.drivername != "postgresql+psycopg" and parsed.get_backend_name() == "postgresql":
+            hint += f" and write the URL as {POSTGRES_EXAMPLE}"
+        return [(field, f"the database driver {module!r} for {safe_url(str(parsed))} is not installed: {hint}")]
+    return []
+
+
+def reachability_problems(url: str, *, field: str = "storage", timeout_s: int = 10) -> list[tuple[str, str]]:
+    """For a database server: can we connect at all? Checked before anything is written (SQLite: nothing to do)."""
+    if is_sqlite(url):
+        return []
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": timeout_s})
+    except ImportError:
+        return storage_problems(url, field=field)
+    try:
+        with engine.connect():
+            return []
+    except Exception as exc:  # OperationalError and friends: refused, unknown host, bad password, no database
+        return [(field, f"cannot reach {safe_url(url)}: {open_reason(exc, url)}")]
+    finally:
+        engine.dispose()
+
+
+def engine_kwargs(url: str) -> dict[str, object]:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 60}}
+    # Trials can be silent for an hour: test each pooled connection before use.
+    return {"pool_pre_ping": True, "pool_recycle": 3600}
+
+
+def read_only_url(url: str) -> tuple[str, dict[str, object]]:
+    """The URL and engine options that open the store read-only where the backend allows it."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = Path(parsed.database or "").resolve()
+        return f"sqlite:///file:{path}?mode=ro&uri=true", {"connect_args": {"timeout": 60, "uri": True}}
+    if backend == "postgresql":
+        return url, {"pool_pre_ping": True, "connect_args": {"options": "-c default_transaction_read_only=on"}}
+    return url, engine_kwargs(url)
+
+
+def _dbapi_errors(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (Optuna wraps SQLAlchemy's errors, which wrap the driver's)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        orig = getattr(seen, "orig", None)
+        if isinstance(orig, BaseException) and orig not in chain:
+            chain.append(orig)
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The driver's own error behind Optuna's and SQLAlchemy's wrappers (or `exc` itself)."""
+    chain = _dbapi_errors(exc)
+    own = [e for e in chain if not type(e).__module__.startswith(("sqlalchemy", "optuna"))]
+    return own[-1] if own else chain[-1]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def open_reason(exc: BaseException, url: str) -> str:
+    """Why a store could not be opened, in a few words, password masked."""
+    text = _first_line(_innermost(exc))
+    lowered = text.lower()
+    refused = write_refused(exc)
+    if refused:
+        reason = refused
+    elif "file is not a database" in lowered:
+        reason = "not a SQLite database"
+    elif "connection refused" in lowered:
+        reason = "connection refused (start the server, or fix the host and port)"
+    elif "password authentication failed" in lowered or "authentication failed" in lowered:
+        reason = f"authentication failed for user {make_url(url).username!r} (check the user name and password)"
+    elif "could not translate host name" in lowered or "name or service not known" in lowered:
+        reason = f"unknown host {make_url(url).host!r}"
+    elif "timeout expired" in lowered:
+        reason = "no answer within the timeout (is the host reachable and the port open?)"
+    else:
+        reason = text
+    return mask(reason, url)
+
+
+def write_refused(exc: BaseException) -> str | None:
+    """'no space left on device', 'read-only ...', 'permission denied' if the disk under the store refuses a
+    write (retrying cannot help); None for any other error."""
+    for error in _dbapi_errors(exc):
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate in _REFUSED_SQLSTATES:
+            return _REFUSED_SQLSTATES[sqlstate]
+        lowered = str(error).lower()
+        for fragment, reason in _REFUSED_WRITES:
+            if fragment in lowered:
+                return reason
+    return None
+
+
+def lost_connection(exc: BaseException) -> BaseException | None:
+    """The database error behind `exc` if it means 'cannot reach the database' (not a bad statement, not a disk
+    that refuses writes, not a file that is no database)."""
+    if write_refused(exc) is not None:
+        return None
+    for error in _dbapi_errors(exc):
+        if "file is not a database" in str(error).lower():
+            return None
+        if isinstance(error, OperationalError | InterfaceError):
+            return error
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return error
+    return None
+
+
+def store_folder(url: str) -> str:
+    """Where a store keeps its data, for messages: the SQLite file's folder, or the server."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return str(Path(parsed.database or "").resolve().parent)
+    return f"the database server {parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def refused_write_error(url: str, exc: BaseException, reason: str) -> DiskError:
+    """The one line for a store whose disk refuses writes: the folder, the reason, what to do."""
+    detail = mask(_first_line(_innermost(exc)), url)
+    return DiskError(
+        [
+            (
+                "storage",
+                f"cannot write to the store {safe_url(url)} in {store_folder(url)}: {reason} ({detail}); free space "
+                "or make it writable, then run the same command again",
+            )
+        ]
+    )
+
+
+def open_error(url: str, exc: BaseException) -> SweepError:
+    """The one line for a store that cannot be opened: which store, and why (refused, password, not a database)."""
+    refused = write_refused(exc)
+    if refused is not None:
+        return refused_write_error(url, exc, refused)
+    if isinstance(exc, ImportError):  # a driver storage_problems did not foresee (a dependency of it, say)
+        return SweepError(storage_problems(url) or [("storage", f"cannot open {safe_url(url)}: {mask(str(exc), url)}")])
+    if is_sqlite(url):
+        where = f"the SQLite store {Path(make_url(url).database or '').resolve()}"
+    else:
+        where = f"the store {safe_url(url)}"
+    return SweepError([("storage", f"cannot open {where}: {open_reason(exc, url)}")])

@@ -1,0 +1,270 @@
+"""A store password never leaves the process: not in the terminal, an error, the report, the model card,
+`sweep.json`, the study's attributes, nor the command lines of `sweep run --workers N`'s processes.
+
+Every test uses a password that appears nowhere else, and searches every output for it. Paths that need no server
+(errors, SWEEP_STORAGE precedence, worker command lines) always run; the full run/status/export/report/worker
+round trip needs PostgreSQL (SWEEP_TEST_POSTGRES_URL, a role with CREATEROLE: .ci/run grants it).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from test_runner import write_spec
+
+import sweep.worker
+from sweep.cli import main
+from sweep.store_checks import STORAGE_ENV, choose_storage, mask, safe_url
+
+SECRET = "s3cret-" + uuid.uuid4().hex[:10]
+CLOSED_PORT = f"postgresql+psycopg://sweep:{SECRET}@127.0.0.1:1/sweeps"
+
+
+def no_secret(text: str, secret: str = SECRET, where: str = "output") -> None:
+    at = text.find(secret)
+    assert at < 0, f"the password is in the {where}: ...{text[max(at - 300, 0):at + 100]}..."
+
+
+def everything_in(study: optuna.Study, *, but_spec_storage: bool = False) -> str:
+    """Every attribute the store holds for a study and its trials, as one text (`but_spec_storage`: leave out the
+    stored spec's `storage:`, a test of its own)."""
+    user = dict(study.user_attrs)
+    if but_spec_storage:
+        user["spec"] = {k: v for k, v in user["spec"].items() if k != "storage"}
+    trials = [(t.user_attrs, t.system_attrs, t.params) for t in study.get_trials()]
+    system = study._storage.get_study_system_attrs(study._study_id)
+    return json.dumps([user, system, trials], default=str)
+
+
+# --- without a server ------------------------------------------------------------------------------------------
+
+
+def test_masking_covers_unparsable_and_quoted_passwords() -> None:
+    assert safe_url(f"postgre sql://u:{SECRET}@host/db") == "postgre sql://u:***@host/db"
+    quoted = "postgresql+psycopg://u:p%40ss%3Aw%2Frd@host/db"  # the password p@ss:w/rd, URL-quoted
+    assert safe_url(quoted) == "postgresql+psycopg://u:***@host/db"
+    assert mask("failed for p@ss:w/rd and p%40ss%3Aw%2Frd", quoted) == "failed for *** and ***"
+
+
+def test_a_driver_message_that_quotes_the_password_is_masked() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from sweep.store_checks import open_reason
+
+    url = f"postgresql+psycopg://sweep:{SECRET}@db.example.com/sweeps"
+    said = OperationalError("SELECT 1", {}, Exception(f"invalid connection option in 'password={SECRET} host=db'"))
+    assert open_reason(said, url) == "invalid connection option in 'password=*** host=db'"
+
+
+def test_storage_precedence_option_then_environment_then_spec_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert choose_storage(None, None) == ("sqlite:///sweeps.db", "storage")
+    assert choose_storage(None, "sqlite:///spec.db") == ("sqlite:///spec.db", "storage")
+    monkeypatch.setenv(STORAGE_ENV, "sqlite:///env.db")
+    assert choose_storage(None, "sqlite:///spec.db") == ("sqlite:///env.db", STORAGE_ENV)
+    assert choose_storage("sqlite:///opt.db", "sqlite:///spec.db") == ("sqlite:///opt.db", "--storage")
+
+
+@pytest.mark.parametrize("via", ["--storage", STORAGE_ENV])
+@pytest.mark.parametrize("command", ["status", "export", "report", "worker"])
+def test_errors_of_readers_and_workers_hide_the_password(
+    command: str, via: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = ["--out", str(tmp_path / "out")] if command in ("export", "report") else []
+    args = [command, "s", *extra]
+    if via == "--storage":
+        args += ["--storage", CLOSED_PORT]
+    else:
+        monkeypatch.setenv(STORAGE_ENV, CLOSED_PORT)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "postgresql+psycopg://sweep:***@127.0.0.1:1/sweeps" in captured.err and "connection refused" in captured.err
+    no_secret(captured.out + captured.err)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        CLOSED_PORT,
+        f"postgresql+pg8000://sweep:{SECRET}@127.0.0.1:1/sweeps",  # driver not installed
+        f"postgres://sweep:{SECRET}@127.0.0.1:1/sweeps",  # Heroku's scheme
+        f"mongodb://sweep:{SECRET}@127.0.0.1:1/sweeps",  # not a SQL store
+        f"postgre sql://sweep:{SECRET}@127.0.0.1:1/sweeps",  # not a URL at all
+    ],
+)
+@pytest.mark.parametrize("via", ["spec", "--storage", STORAGE_ENV])
+def test_errors_of_run_hide_the_password(
+    url: str, via: str, tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, storage=url if via == "spec" else None)
+    args = ["run", str(spec)]
+    if via == "--storage":
+        args += ["--storage", url]
+    elif via == STORAGE_ENV:
+        monkeypatch.setenv(STORAGE_ENV, url)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert f"{'storage' if via == 'spec' else via}: " in captured.err  # the line names where the URL came from
+    no_secret(captured.out + captured.err)
+
+
+def test_sweep_storage_is_read_by_every_command_and_an_option_overrides_it(
+    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    in_spec, in_env, in_option = (f"sqlite:///{tmp_path / name}" for name in ("spec.db", "env.db", "option.db"))
+    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, storage=in_spec)
+    monkeypatch.setenv(STORAGE_ENV, in_env)
+    assert main(["run", str(spec), "--workers", "0"]) == 0  # creates the study only: no training
+    assert (tmp_path / "env.db").is_file() and not (tmp_path / "spec.db").exists()
+    assert main(["run", str(spec), "--workers", "0", "--storage", in_option]) == 0
+    assert (tmp_path / "option.db").is_file() and not (tmp_path / "spec.db").exists()
+    capsys.readouterr()
+    assert main(["status", "trec-tiny"]) == 0
+    optuna.delete_study(study_name="trec-tiny", storage=in_option)
+    assert main(["status", "trec-tiny", "--storage", in_option]) == 2
+    assert f"no study named 'trec-tiny' in {in_option}" in capsys.readouterr().err
+
+
+def test_local_workers_get_the_url_in_their_environment_not_on_their_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    class Finished:  # a worker process that has already exited
+        stdout: list[str] = []
+
+        def __init__(self, cmd: list[str], *, env: dict[str, str], **kwargs: Any) -> None:
+            started.append((cmd, env))
+
+        def poll(self) -> int:
+            return 0
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(sweep.worker.subprocess, "Popen", Finished)
+    from rich.console import Console
+
+    codes, signalled = sweep.worker.launch_workers(
+        2, "s", CLOSED_PORT, tmp_path / "spec.yaml", threads=None, console=Console(), poll=lambda: (0, 0), total=1
+    )
+    assert codes == [0, 0] and signalled is None and len(started) == 2
+    for cmd, env in started:
+        no_secret(" ".join(cmd))  # `ps` shows command lines to every user of the machine
+        assert "--storage" not in cmd and env[STORAGE_ENV] == CLOSED_PORT
+
+
+# --- against PostgreSQL ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, password) of a throwaway role on the test database, whose password appears nowhere else."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    role, password = f"sweep_secret_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            conn.execute(text(f"GRANT {role} TO CURRENT_USER"))  # so that its objects can be dropped afterwards
+            conn.execute(text(f"GRANT ALL ON SCHEMA public TO {role}"))
+    except ProgrammingError as exc:
+        admin.dispose()
+        pytest.skip(f"the test role may not create roles ({exc.orig}): ALTER ROLE ... CREATEROLE, as .ci/run does")
+    try:
+        yield make_url(postgres_url).set(username=role, password=password).render_as_string(False), password
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"))
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def _outputs_of_every_command(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], run_args: list[str]
+) -> tuple[dict[str, str], optuna.Study]:
+    """Run the study, then status, export, report and worker (success and error paths): each output by name."""
+    outputs: dict[str, str] = {}
+
+    def command(args: list[str], code: int) -> None:
+        assert main(args) == code, capsys.readouterr().err[-3000:]
+        captured = capsys.readouterr()
+        outputs[" ".join(args[:2])] = captured.out + captured.err
+
+    command(run_args, 0)
+    command(["status", "trec-tiny"], 0)
+    command(["export", "trec-tiny", "--out", str(tmp_path / "model")], 0)
+    command(["report", "trec-tiny", "--out", str(tmp_path / "report.html")], 0)
+    command(["worker", "trec-tiny"], 0)  # the budget is finished: it joins, says so and exits
+    for args in (["status", "nope"], ["export", "nope", "--out", str(tmp_path / "m2")], ["worker", "nope"]):
+        command(args, 2)
+        assert "no study named 'nope'" in outputs[" ".join(args[:2])]
+    for path in (tmp_path / "model" / "README.md", tmp_path / "model" / "sweep.json", tmp_path / "report.html"):
+        outputs[path.name] = path.read_text(encoding="utf-8")
+    from sweep.storage import load_study
+
+    return outputs, load_study("trec-tiny", url)
+
+
+@pytest.mark.postgres
+def test_a_url_from_the_environment_is_never_written_anywhere(
+    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    url, password = secret_url
+    monkeypatch.setenv(STORAGE_ENV, url)
+    spec = write_spec(
+        tmp_path, *trec_csvs, tiny_bert, storage=None, checkpoint_dir=str(tmp_path / "ck"), search__n_trials=2,
+        search__space={"epochs": 1, "batch_size": 16},
+    )  # fmt: skip
+    # two local worker processes: their lines are relayed, and their command lines are what `ps` shows
+    outputs, study = _outputs_of_every_command(url, tmp_path, capsys, ["run", str(spec), "--workers", "2"])
+    run = outputs["run " + str(spec)]
+    assert "w1 " in run and "w2 " in run and "store postgresql+psycopg://" in run  # workers' lines, closing line
+    for name, text in outputs.items():
+        no_secret(text, password, where=name)
+    no_secret(everything_in(study), password, where="store")
+
+
+@pytest.mark.postgres
+def test_a_url_in_the_spec_file_is_never_written_anywhere(
+    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    url, password = secret_url
+    spec = write_spec(
+        tmp_path, *trec_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"), search__n_trials=1,
+        search__space={"epochs": 1, "batch_size": 16},
+    )  # fmt: skip
+    monkeypatch.setenv(STORAGE_ENV, url)  # for the commands after `run`, which read no spec
+    outputs, study = _outputs_of_every_command(url, tmp_path, capsys, ["run", str(spec)])
+    metadata = json.loads(outputs.pop("sweep.json"))
+    del metadata["spec"]["storage"]  # a copy of the stored spec: see the test below
+    outputs["sweep.json"] = json.dumps(metadata)
+    for name, text in outputs.items():
+        no_secret(text, password, where=name)
+    no_secret(everything_in(study, but_spec_storage=True), password, where="store")
+
+
+@pytest.mark.postgres
+def test_the_stored_spec_hides_the_password_of_the_spec_file(
+    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]
+) -> None:
+    from sweep.storage import load_study
+
+    url, password = secret_url
+    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"))
+    assert main(["run", str(spec), "--workers", "0"]) == 0  # the study and its attributes, no trial
+    no_secret(everything_in(load_study("trec-tiny", url)), password, where="store")
