@@ -187,10 +187,10 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     fragments: list[str],
     tmp_path: Path,
     tiny_bert: Path,
-    trec_csvs: tuple[Path, Path],
+    labelled_csvs: tuple[Path, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    env = Env(tmp_path, tiny_bert, *labelled_csvs)
     args = prepare(env)
     rows, files = study_rows(env), snapshot(tmp_path)
     capsys.readouterr()
@@ -214,18 +214,18 @@ def test_at_least_twenty_refused_cases_each_in_the_readme() -> None:
 
 
 def test_dirty_data_is_handled_and_reported_not_refused(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    env = Env(tmp_path, tiny_bert, *labelled_csvs)
     rows = _train_rows(env)
     long_text = "What is " + " and ".join(["the name of the city"] * 20) + " ?"
     dirty = rows + [
-        ("", "HUM"),  # empty text
+        ("", "billing"),  # empty text
         ("Who wrote Hamlet ?", ""),  # missing label (NaN once read)
         rows[0],  # an exact duplicate
-        ("Where is the Eiffel Tower ?", "LOC"),
-        ("Where is the Eiffel Tower ?", "HUM"),  # conflicting labels
-        (long_text, "DESC"),  # longer than max_length 32: truncated
+        ("Where is my parcel ?", "shipping"),
+        ("Where is my parcel ?", "returns"),  # conflicting labels
+        (long_text, "product"),  # longer than max_length 32: truncated
     ]
     train = write_csv(tmp_path / "dirty.csv", dirty)
     assert main(["run", env.spec(**{"data.train": str(train)})]) == 0
