@@ -62,10 +62,13 @@ def prepare_classification_data(
     max_length: int,
     cache_dir: Path,
     log: Log | None = None,
+    check_fingerprint: Callable[[str], None] | None = None,
 ) -> PreparedData:
     """Load, clean, split and tokenize a text classification dataset; encoded splits are cached on disk.
 
-    Raises DataError (every problem of both tables at once) when the data cannot be used.
+    Raises DataError (every problem of both tables at once) when the data cannot be used. `check_fingerprint` is
+    called with the data fingerprint before anything is tokenized or cached: it may raise to stop there (a study
+    refusing data that changed since it was created, with nothing written).
     """
     say: Log = log or (lambda _line: None)
     train_raw, val_raw = load_sources(
@@ -97,6 +100,8 @@ def prepare_classification_data(
             "validation": (splits.val_texts, splits.val_labels),
         },
     )
+    if check_fingerprint is not None:
+        check_fingerprint(fingerprint)
     report = build_report(
         splits,
         train_clean=train_clean,

@@ -7,6 +7,7 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,9 @@ def balanced_class_weights(labels: list[int], num_labels: int) -> list[float]:
     return [total / (num_labels * counts[i]) if counts[i] else 0.0 for i in range(num_labels)]
 
 
-def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> PreparedData:
+def prepare_data(
+    spec: Spec, base: Path, encoder: str, console: Console, check: Callable[[str], None] | None = None
+) -> PreparedData:
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
@@ -142,6 +145,7 @@ def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> Prep
             max_length=spec.model.max_length,
             cache_dir=cache_dir,
             log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
+            check_fingerprint=check,
         )
     except DataError as exc:
         raise SweepError(exc.problems) from None
@@ -195,6 +199,24 @@ def check_same_spec(attrs: dict[str, Any], spec: Spec, url: str) -> None:
     )
 
 
+def same_data_as(attrs: dict[str, Any], spec: Spec) -> Callable[[str], None]:
+    """A check that data (by fingerprint) is the data the study with `attrs` was run on; refuses other data."""
+
+    def check(fingerprint: str) -> None:
+        if attrs.get("data_fingerprint") != fingerprint:
+            raise SweepError(
+                [
+                    (
+                        "data",
+                        f"study {spec.name!r} was run on different data (or tokenizer) than "
+                        f"{spec.data.train} now holds; give the spec a new name to start a new study",
+                    )
+                ]
+            )
+
+    return check
+
+
 def create_or_resume(
     storage: optuna.storages.RDBStorage,
     spec: Spec,
@@ -216,16 +238,7 @@ def create_or_resume(
         )
         attrs = study.user_attrs
         check_same_spec(attrs, spec, url)
-        if attrs.get("data_fingerprint") != data.fingerprint:
-            raise SweepError(
-                [
-                    (
-                        "data",
-                        f"study {spec.name!r} was run on different data (or tokenizer) than "
-                        f"{spec.data.train} now holds; give the spec a new name to start a new study",
-                    )
-                ]
-            )
+        same_data_as(attrs, spec)(data.fingerprint)
         return study, True
     study = optuna.create_study(
         study_name=spec.name,
@@ -395,7 +408,8 @@ def run_study(
     quiet_libraries()
     if spec.trainer.num_threads:
         torch.set_num_threads(spec.trainer.num_threads)
-    data = prepare_data(spec, base, encoder, console)
+    # A resumed study refuses changed data before it is tokenized or cached: nothing is written.
+    data = prepare_data(spec, base, encoder, console, check=same_data_as(existing, spec) if existing else None)
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     with sqlite_writer_lock(url):
@@ -497,17 +511,19 @@ def join_study(
         raise SweepError([(where, msg + hint) for where, msg in paths], source=f"study {name}")
     encoder = resolve_encoder(spec.model.encoder, base)
     torch.set_num_threads(threads or spec.trainer.num_threads or torch.get_num_threads())
-    data = prepare_data(spec, base, encoder, console)
-    if data.fingerprint != attrs["data_fingerprint"]:
-        raise SweepError(
-            [
-                (
-                    "data",
-                    f"the data on this machine ({spec.data.train}) differs from the data study {name!r} was "
-                    "created with: give every worker the same files",
-                )
-            ]  # fmt: skip
-        )
+    def same_data(fingerprint: str) -> None:  # before anything is tokenized or cached
+        if fingerprint != attrs["data_fingerprint"]:
+            raise SweepError(
+                [
+                    (
+                        "data",
+                        f"the data on this machine ({spec.data.train}) differs from the data study {name!r} was "
+                        "created with: give every worker the same files",
+                    )
+                ]  # fmt: skip
+            )
+
+    data = prepare_data(spec, base, encoder, console, check=same_data)
     with sqlite_writer_lock(url):
         recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) else []
         total = budget(study, spec.search.n_trials)
