@@ -27,7 +27,7 @@ SHARED_DATA = Path(os.environ.get("SWEEP_SHARED_DATA", ROOT.parent / "shared" / 
 TREC_TRAIN = "trec/train_5500.label"
 QUICKSTART = ROOT / "data" / "quickstart" / "support_tickets.csv"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-PUNCT = list(".,?!'\"-:;()&$%/")
+PUNCT = list(".,?!'\"-:;()&$%/@#*+")
 
 
 def quickstart_rows() -> list[tuple[str, str]]:
@@ -123,7 +123,7 @@ def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) 
     words = [w for w, _ in counts.most_common(vocab_size)]
     vocab = SPECIALS + PUNCT + [w for w in words if w not in PUNCT]
     tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)})
-    ids = tokenizer(f"the cat sat on the mat. {corpus[0]}")["input_ids"]
+    ids = tokenizer(corpus[0])["input_ids"]
     assert tokenizer.unk_token_id not in ids, "tiny tokenizer maps ordinary words to [UNK]"
     config = BertConfig(
         vocab_size=len(vocab),

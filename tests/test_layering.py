@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,31 @@ def test_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import torch\nfrom sweep.spec import Spec\nfrom . import sibling\n")
     assert imported_roots(bad) == {"torch", "sweep"}
+
+
+HEAVY = ("torch", "transformers", "pytorch_lightning", "lightning")
+LOADED_HEAVY = f"""
+import importlib, pkgutil, sys
+import reports
+for module in pkgutil.iter_modules(reports.__path__):
+    importlib.import_module(f"reports.{{module.name}}")
+print(sorted({{name.split(".")[0] for name in sys.modules}} & {set(HEAVY)!r}))
+"""
+
+
+def test_importing_reports_loads_no_torch_at_run_time() -> None:
+    """What `sweep report` relies on to start fast on a machine without a GPU stack: every reports module imported in
+    a fresh interpreter leaves torch, transformers and Lightning unloaded (an import through another package counts)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_HEAVY], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"importing reports loaded {done.stdout.strip()}"
+
+
+def test_the_run_time_check_sees_torch_when_it_is_loaded() -> None:
+    probe = LOADED_HEAVY.replace("import reports\n", "import reports, torch\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['torch']"
