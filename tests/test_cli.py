@@ -46,7 +46,8 @@ def test_bad_spec_exits_2_with_a_line_per_problem(tmp_path: Path, capsys: pytest
 def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str]) -> None:
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["status", "trec-tiny", "--storage", missing]) == 2
-    assert "no study store at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: storage: no study store at {tmp_path / 'none.db'} (run `sweep run SPEC` first" in err
     assert not (tmp_path / "none.db").exists()
 
     train, val = labelled_csvs
@@ -54,9 +55,9 @@ def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: p
     capsys.readouterr()
     assert main(["status", "trec-tiyn", "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"]) == 2
     err = capsys.readouterr().err
-    assert "no study named 'trec-tiyn'" in err and "studies here: trec-tiny" in err
+    assert "error: study: no study named 'trec-tiyn' in sqlite:///" in err and "(studies here: trec-tiny)" in err
     assert main(["status", "x", "--storage", "redis://localhost"]) == 2
-    assert "unsupported scheme 'redis'" in capsys.readouterr().err
+    assert "error: storage: unsupported scheme 'redis' in 'redis://localhost'" in capsys.readouterr().err
 
 
 def test_offline_hub_encoder_is_a_clear_error(
@@ -87,7 +88,7 @@ def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: 
     assert "importance needs at least 2 completed trials" in out  # the 1-trial study says what is missing
 
     assert main(["report", "nope", "--out", str(tmp_path / "r2.html"), "--storage", url]) == 2
-    assert "no study named 'nope'" in capsys.readouterr().err
+    assert "error: study: no study named 'nope' in sqlite:///" in capsys.readouterr().err
     assert main(["report", "trec-tiny", "--out", str(tmp_path), "--storage", url]) == 2
-    assert "is a folder" in capsys.readouterr().err
+    assert f"error: --out: {tmp_path} is a folder: give a file name such as report.html" in capsys.readouterr().err
     assert not (tmp_path / "r2.html").exists()

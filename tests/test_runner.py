@@ -189,15 +189,23 @@ def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, labelled_cs
     spec = write_spec(tmp_path, train, val, tiny_bert, data__label_column="lable", data__text_column="txt")
     with pytest.raises(SweepError) as info:
         run_study(spec)
-    message = str(info.value)
-    assert "no such column 'lable'" in message and "no such column 'txt'" in message
+    columns = "(columns: text, label)"
+    assert sorted(info.value.problems) == [
+        ("data.label_column", f"no such column 'lable' in train.csv {columns}; did you mean 'label'?"),
+        ("data.label_column", f"no such column 'lable' in val.csv {columns}; did you mean 'label'?"),
+        ("data.text_column", f"no such column 'txt' in train.csv {columns}; did you mean 'text'?"),
+        ("data.text_column", f"no such column 'txt' in val.csv {columns}; did you mean 'text'?"),
+    ]
     assert not (tmp_path / "sweeps.db").exists()
 
     spec = write_spec(tmp_path, tmp_path / "missing.csv", val, tmp_path / "no-model", storage="mongodb://x")
     with pytest.raises(SweepError) as info:
         run_study(spec)
-    where = [w for w, _ in info.value.problems]
-    assert where == ["data.train", "storage", "model.encoder"]
+    problems = dict(info.value.problems)
+    assert list(problems) == ["data.train", "storage", "model.encoder"]
+    assert problems["data.train"] == f"file not found: {tmp_path / 'missing.csv'}"
+    assert problems["storage"].startswith("unsupported scheme 'mongodb' in 'mongodb://x'")
+    assert problems["model.encoder"].startswith(f"no such directory: {tmp_path / 'no-model'}")
     assert not (tmp_path / "sweeps.db").exists()
 
 
