@@ -64,6 +64,7 @@ def prepare_classification_data(
     columns: Sequence[str] | None = None,
     text_separator: str = DEFAULT_TEXT_SEPARATOR,
     log: Log | None = None,
+    check_fingerprint: Callable[[str], None] | None = None,
 ) -> PreparedData:
     """Load, clean, split and tokenize a text classification dataset; encoded splits are cached on disk.
 
@@ -71,6 +72,8 @@ def prepare_classification_data(
     report, the fingerprint and the cache all see the joined text. `columns` names the columns of .csv/.tsv
     files without a header row. Raises DataError (every problem of both tables at once) when the data
     cannot be used, and when `max_length` is above what the tokenizer says its model accepts.
+    `check_fingerprint` is called with the data fingerprint before anything is tokenized or cached: it may raise
+    to stop there (a study refusing data that changed since it was created, with nothing written).
     """
     say: Log = log or (lambda _line: None)
     train_raw, val_raw = load_sources(
@@ -118,6 +121,8 @@ def prepare_classification_data(
             "validation": (splits.val_texts, splits.val_labels),
         },
     )
+    if check_fingerprint is not None:
+        check_fingerprint(fingerprint)
     report = build_report(
         splits,
         train_clean=train_clean,

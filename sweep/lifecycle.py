@@ -133,21 +133,28 @@ def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
     )
 
 
-def check_same_data(record: StudyRecord, data: PreparedData, spec: Spec, *, joining: bool) -> None:
-    """Refuse to add trials on data (or a tokenizer) other than the study's."""
-    if record.data_fingerprint == data.fingerprint:
-        return
-    if joining:
-        message = (
-            f"the data on this machine ({spec.data.train}) differs from the data study {spec.name!r} was created "
-            "with: give every worker the same files"
-        )
-    else:
-        message = (
-            f"study {spec.name!r} was run on different data (or tokenizer) than {spec.data.train} now holds; "
-            "give the spec a new name to start a new study"
-        )
-    raise SweepError([("data", message)])
+def same_data(record: StudyRecord, spec: Spec, *, joining: bool) -> Callable[[str], None]:
+    """A check of a data fingerprint against the study's: refuses data (or a tokenizer) other than the study's.
+
+    Handed to data preparation, it runs before anything is tokenized or cached, so a refusal writes nothing.
+    """
+
+    def check(fingerprint: str) -> None:
+        if record.data_fingerprint == fingerprint:
+            return
+        if joining:
+            message = (
+                f"the data on this machine ({spec.data.train}) differs from the data study {spec.name!r} was "
+                "created with: give every worker the same files"
+            )
+        else:
+            message = (
+                f"study {spec.name!r} was run on different data (or tokenizer) than {spec.data.train} now holds; "
+                "give the spec a new name to start a new study"
+            )
+        raise SweepError([("data", message)])
+
+    return check
 
 
 def read_record(study: optuna.Study) -> StudyRecord:
@@ -172,7 +179,7 @@ def create_or_resume(
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
         record = read_record(study)
         check_same_spec(record, spec, url)
-        check_same_data(record, data, spec, joining=False)
+        same_data(record, spec, joining=False)(data.fingerprint)
         return study, True
     study = optuna.create_study(
         study_name=spec.name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner

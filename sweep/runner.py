@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +20,13 @@ from sweep.checkpoints import save_tokenizer_once
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.lifecycle import (
-    check_same_data,
     check_same_spec,
     create_or_resume,
     default_checkpoint_root,
     load_for_worker,
     quiet_libraries,
     read_record,
+    same_data,
 )
 from sweep.objective import TrialSettings, build_objective
 from sweep.progress import StudyProgress
@@ -69,7 +70,9 @@ def balanced_class_weights(labels: list[int], num_labels: int) -> list[float]:
     return [total / (num_labels * counts[i]) if counts[i] else 0.0 for i in range(num_labels)]
 
 
-def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> PreparedData:
+def prepare_data(
+    spec: Spec, base: Path, encoder: str, console: Console, check: Callable[[str], None] | None = None
+) -> PreparedData:
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
@@ -87,6 +90,7 @@ def prepare_data(spec: Spec, base: Path, encoder: str, console: Console) -> Prep
             max_length=spec.model.max_length,
             cache_dir=cache_dir,
             log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
+            check_fingerprint=check,
         )
     except DataError as exc:
         raise SweepError(exc.problems) from None
@@ -224,13 +228,16 @@ def run_study(
         problems += reachability_problems(url, field=field_name)
     if problems:
         raise SweepError(problems, source=str(spec_path))
-    existing = existing_study_attrs(url, spec.name)
+    attrs = existing_study_attrs(url, spec.name)
+    existing = study_from_attrs(attrs) if attrs is not None else None
     if existing is not None:  # before any data is read or cached: a clash writes nothing
-        check_same_spec(study_from_attrs(existing), spec, url)
+        check_same_spec(existing, spec, url)
     quiet_libraries()
     if spec.trainer.num_threads:
         torch.set_num_threads(spec.trainer.num_threads)
-    data = prepare_data(spec, base, encoder, console)
+    # A resumed study refuses changed data before it is tokenized or cached: nothing is written.
+    check = same_data(existing, spec, joining=False) if existing is not None else None
+    data = prepare_data(spec, base, encoder, console, check=check)
     total = spec.search.n_trials
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
@@ -325,8 +332,7 @@ def join_study(
         raise SweepError([(where, msg + hint) for where, msg in paths], source=f"study {name}")
     encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
     torch.set_num_threads(threads or spec.trainer.num_threads or torch.get_num_threads())
-    data = prepare_data(spec, base, encoder, console)
-    check_same_data(record, data, spec, joining=True)
+    data = prepare_data(spec, base, encoder, console, check=same_data(record, spec, joining=True))
     with sqlite_writer_lock(url):
         _open(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study [bold]{name}[/] in "
               f"{safe_url(url)}")  # fmt: skip

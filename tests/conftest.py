@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny BERT built from a config (no downloads) and real data from ../shared/data."""
+"""Shared fixtures: a tiny BERT built from a config (no downloads), labelled text the project ships
+(data/quickstart/support_tickets.csv), and the public datasets of ../shared/data for the tests marked `real_data`.
+
+A fresh clone anywhere runs every test: those marked `real_data` skip, saying how to point at the data
+(SWEEP_SHARED_DATA=/path/to/shared/data), when it is absent; under CI (CI set) a missing dataset fails them instead.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,43 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SWEEP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TREC_TRAIN = "trec/train_5500.label"
+QUICKSTART = ROOT / "data" / "quickstart" / "support_tickets.csv"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-PUNCT = list(".,?!'\"-:;()&$%/")
+PUNCT = list(".,?!'\"-:;()&$%/@#*+")
+
+
+def quickstart_rows() -> list[tuple[str, str]]:
+    """The quickstart's 456 clean rows, in file order, without its 9 deliberately dirty ones.
+
+    As data/quickstart/README.md counts them: whitespace collapsed, rows without text or label dropped, texts seen
+    with two labels dropped (both rows), then exact duplicates dropped (the first copy kept).
+    """
+    with QUICKSTART.open(encoding="utf-8", newline="") as fh:
+        rows = [(" ".join(row["text"].split()), row["label"].strip()) for row in csv.DictReader(fh)]
+    rows = [(text, label) for text, label in rows if text and label]
+    labels_of: dict[str, set[str]] = {}
+    for text, label in rows:
+        labels_of.setdefault(text, set()).add(label)
+    return list(dict.fromkeys((text, label) for text, label in rows if len(labels_of[text]) == 1))
+
+
+def quickstart_subset(n_per_class: int, seed: int = 0, n_classes: int = 4) -> list[tuple[str, str]]:
+    """A stratified, seeded subset of the quickstart's clean rows: `n_per_class` rows of each of the first
+    `n_classes` labels in sorted order (account, billing, product, returns, shipping); at most 90 per class."""
+    rows = quickstart_rows()
+    labels = sorted({label for _, label in rows})[:n_classes]
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    taken: Counter[str] = Counter()
+    out = []
+    for text, label in rows:
+        if label in labels and taken[label] < n_per_class:
+            taken[label] += 1
+            out.append((text, label))
+    short = {label: taken[label] for label in labels if taken[label] < n_per_class}
+    assert not short, f"the quickstart has fewer than {n_per_class} clean rows of {short}"
+    return out
 
 
 def read_trec(path: Path) -> list[tuple[str, str]]:
@@ -35,8 +75,8 @@ def read_trec(path: Path) -> list[tuple[str, str]]:
 
 
 def trec_subset(n_per_class: int, seed: int = 0, exclude_abbr: bool = False) -> list[tuple[str, str]]:
-    """A stratified, seeded subset of TREC's official training file."""
-    rows = read_trec(SHARED_DATA / "trec" / "train_5500.label")
+    """A stratified, seeded subset of TREC's official training file (for tests marked `real_data` only)."""
+    rows = read_trec(SHARED_DATA / TREC_TRAIN)
     rng = random.Random(seed)
     rng.shuffle(rows)
     taken: Counter[str] = Counter()
@@ -83,7 +123,7 @@ def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) 
     words = [w for w, _ in counts.most_common(vocab_size)]
     vocab = SPECIALS + PUNCT + [w for w in words if w not in PUNCT]
     tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)})
-    ids = tokenizer("what is the name of the city")["input_ids"]
+    ids = tokenizer(corpus[0])["input_ids"]
     assert tokenizer.unk_token_id not in ids, "tiny tokenizer maps ordinary words to [UNK]"
     config = BertConfig(
         vocab_size=len(vocab),
@@ -100,27 +140,53 @@ def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) 
     return directory
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "trec" / "train_5500.label").exists():
-        pytest.fail(f"real datasets not found at {SHARED_DATA} (set SWEEP_SHARED_DATA)")
+def real_data_missing(*files: str) -> str | None:
+    """Why the public datasets cannot be read here (None when `files`, relative to SHARED_DATA, all exist)."""
+    missing = [name for name in files or (TREC_TRAIN,) if not (SHARED_DATA / name).is_file()]
+    if not missing:
+        return None
+    return (
+        f"real datasets not found ({', '.join(missing)} under {SHARED_DATA}): "
+        "set SWEEP_SHARED_DATA=/path/to/shared/data to run the tests marked real_data"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `real_data` (optionally with the files they read) skip without the data; under CI they fail."""
+    marker = item.get_closest_marker("real_data")
+    if marker is None:
+        return
+    reason = real_data_missing(*marker.args)
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the real-data tests, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture()
+def shared_data(request: pytest.FixtureRequest) -> Path:
+    """The public datasets folder; only for tests marked `real_data` (which skip, or fail under CI, without it)."""
+    if request.node.get_closest_marker("real_data") is None:
+        pytest.fail(f"{request.node.nodeid} reads ../shared/data: mark it @pytest.mark.real_data", pytrace=False)
     return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """Directory of a tiny BERT + tokenizer whose vocabulary covers TREC questions and plain English."""
-    corpus = [text for text, _ in read_trec(shared_data / "trec" / "train_5500.label")]
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny BERT + tokenizer whose vocabulary covers every quickstart word and the test sentences.
+
+    Built from data every clone has, so it is the same model with or without ../shared/data.
+    """
+    corpus = [text for text, _ in quickstart_rows()]
     corpus += ["the cat sat on the mat", "good great bad awful fine movie film service order refund"]
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), corpus)
 
 
 @pytest.fixture()
-def trec_csvs(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
-    """Small TREC train/validation CSVs (4 classes, 30 + 10 per class) written to a temp folder."""
-    rows = trec_subset(40, seed=1, exclude_abbr=True)
-    labels = sorted({label for _, label in rows})[:4]
-    train, val = split_per_class([r for r in rows if r[1] in labels], 10)
+def labelled_csvs(tmp_path: Path) -> tuple[Path, Path]:
+    """Small quickstart train/validation CSVs (4 classes, 30 + 10 per class) written to a temp folder."""
+    train, val = split_per_class(quickstart_subset(40, seed=1), 10)
     return write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "val.csv", val)
 
 

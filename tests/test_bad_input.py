@@ -149,40 +149,45 @@ def _unknown_for(command: str) -> Callable[[Env], list[str]]:
     return args
 
 
-# (id, prepare: env -> CLI args, fragments the error lines must contain); one line each, but for the cases in LINES
+# (id, prepare: env -> CLI args, fragments the error lines must contain: the field with its message, the value
+# and, where there is one, the suggestion); one line each, but for the cases in LINES
 LINES = {"schema problem and a missing column": 2}
 CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("missing data file", lambda e: ["run", e.spec(**{"data.train": str(e.tmp / "nope.csv")})],
-     ["data.train", "file not found", "nope.csv"]),
-    ("empty data file", _empty_file, ["empty.csv", "empty"]),
-    ("unreadable data file (a folder)", _unreadable, ["folder.csv"]),
-    ("non-UTF-8 data file", _not_utf8, ["latin1.csv", "UTF-8"]),
-    ("wrong delimiter", _wrong_delimiter, ["semicolons.csv", "semicolon-separated", "save it with commas"]),
+     ["data.train: file not found: ", "/nope.csv"]),
+    ("empty data file", _empty_file, ["data.train: empty.csv is empty", "needs a header line and at least one row"]),
+    ("unreadable data file (a folder)", _unreadable, ["data.train: ", "/folder.csv is a directory, not a file"]),
+    ("non-UTF-8 data file", _not_utf8, ["data.train: latin1.csv is not valid UTF-8", "byte 0xe9", "(line 2)"]),
+    ("wrong delimiter", _wrong_delimiter,
+     ["data.train: semicolons.csv looks semicolon-separated", "(header 'text;label')", "save it with commas"]),
     ("missing column", lambda e: ["run", e.spec(**{"data.label_column": "lable", "data.validation": None})],
-     ["no such column 'lable'", "label"]),
-    ("a single class", _single_class, ["data.train", "1 class ('HUM')", "at least 2"]),
-    ("a class too small for both splits", _class_too_small, ["data.train", "class 'LOC' has only 1 row"]),
+     ["data.label_column: no such column 'lable'", "(columns: text, label)", "did you mean 'label'?"]),
+    ("a single class", _single_class, ["data.train: training data has 1 class ('HUM')", "at least 2"]),
+    ("a class too small for both splits", _class_too_small,
+     ["data.train: class 'LOC' has only 1 row", "at least 2 per class"]),
     ("validation label unseen in training", _unseen_validation_label,
-     ["data.validation", "class 'NUM'", "none in training"]),
+     ["data.validation: class 'NUM' has 1 row in validation but none in training"]),
     ("malformed YAML", lambda e: ["run", e.spec("name: [unclosed\ndata: {train: x.csv}\n")],
-     ["spec.yaml", "malformed YAML", "line"]),
-    ("unknown key", lambda e: ["run", e.spec(**{"data.lable": "label"})], ["data.lable", "unknown key", "allowed:"]),
-    ("wrong type", lambda e: ["run", e.spec(**{"search.n_trials": "many"})], ["search.n_trials", "'many'"]),
+     ["spec.yaml: line 2, column 5: malformed YAML", "expected ',' or ']'"]),
+    ("unknown key", lambda e: ["run", e.spec(**{"data.lable": "label"})],
+     ["data.lable: unknown key", "(allowed: train, validation, "]),
+    ("wrong type", lambda e: ["run", e.spec(**{"search.n_trials": "many"})],
+     ["search.n_trials: Input should be a valid integer", "got 'many'"]),
     ("low > high", lambda e: ["run", e.spec(**{"search.space.learning_rate": {"low": 1e-3, "high": 1e-5}})],
-     ["search.space.learning_rate", "low <= high", "low=0.001"]),
+     ["search.space.learning_rate: low <= high must hold, got low=0.001, high=1e-05"]),
     ("log with low <= 0", lambda e: ["run", e.spec(
         **{"search.space.learning_rate": {"low": 0.0, "high": 1e-3, "log": True}})],
-     ["search.space.learning_rate", "log: true needs low > 0", "low=0.0"]),
+     ["search.space.learning_rate: log: true needs low > 0, got low=0.0"]),
     ("empty choices", lambda e: ["run", e.spec(**{"search.space.batch_size": []})],
-     ["search.space.batch_size", "empty list of choices"]),
+     ["search.space.batch_size: empty list of choices"]),
     ("unknown sampler", lambda e: ["run", e.spec(**{"search.sampler": "bayes"})],
-     ["search.sampler", "'tpe'", "'bayes'"]),
+     ["search.sampler: must be one of 'tpe', 'random', 'grid', 'gp' or 'qmc', got 'bayes'"]),
     ("unknown pruner", lambda e: ["run", e.spec(**{"search.pruner": "asha"})],
-     ["search.pruner", "'hyperband'", "'asha'"]),
+     ["search.pruner: must be one of 'median', 'hyperband', 'successive_halving', 'percentile' or 'none', got 'asha'"]),
     ("unreachable storage URL", lambda e: ["run", e.spec(storage="postgresql+psycopg://sweep:pw@127.0.0.1:1/sweeps")],
-     ["storage", "cannot reach", "127.0.0.1:1"]),
+     ["storage: cannot reach", "sweep:***@127.0.0.1:1/sweeps"]),
     ("storage URL with a bad scheme", lambda e: ["run", e.spec(storage="mongodb://localhost/sweeps")],
-     ["storage", "unsupported scheme 'mongodb'"]),
+     ["storage: unsupported scheme 'mongodb' in 'mongodb://localhost/sweeps'"]),
     ("Heroku-style postgres:// URL", lambda e: ["run", e.spec(storage="postgres://sweep:pw@db.example.com/sweeps")],
      ["storage", "'postgres://'", "write postgresql+psycopg://sweep:***@db.example.com/sweeps"]),
     ("PostgreSQL driver not installed", lambda e: ["run", e.spec(storage="postgresql+pg8000://sweep:pw@db/sweeps")],
@@ -193,7 +198,7 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      lambda e: ["status", "s", "--storage", "postgresql+psycopg://sweep:pw@127.0.0.1:1/sweeps"],
      ["storage", "127.0.0.1:1", "connection refused"]),
     ("encoder path that does not exist", lambda e: ["run", e.spec(**{"model.encoder": str(e.tmp / "no-model")})],
-     ["model.encoder", "no-model"]),
+     ["model.encoder: no such directory: ", "/no-model"]),
     ("schema problem and a missing column", lambda e: ["run", e.spec(
         **{"search.n_trials": "many", "data.label_column": "lable", "data.validation": None})],
      ["search.n_trials", "'many'", "data.label_column", "no such column 'lable'"]),
@@ -210,11 +215,12 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("study name with a slash", lambda e: ["run", e.spec(name="team/study")],
      ["name", "'team/study' may contain only letters, digits, '_', '.' and '-'"]),
     ("study name clash with a different spec", _name_clash,
-     ["name", "'bad-input' already exists", "changed: model.max_length"]),
-    ("status of an unknown study", _unknown_for("status"), ["no study named 'nope'", "studies here: other"]),
-    ("report of an unknown study", _unknown_for("report"), ["no study named 'nope'", "studies here: other"]),
-    ("export of an unknown study", _unknown_for("export"), ["no study named 'nope'", "studies here: other"]),
-    ("worker for an unknown study", _unknown_for("worker"), ["no study named 'nope'", "studies here: other"]),
+     ["name: study 'bad-input' already exists", "(changed: model.max_length)"]),
+    ("status of an unknown study", _unknown_for("status"), ["study: no study named 'nope'", "(studies here: other)"]),
+    ("report of an unknown study", _unknown_for("report"), ["study: no study named 'nope'", "(studies here: other)"]),
+    ("export of an unknown study", _unknown_for("export"), ["study: no study named 'nope'", "(studies here: other)"]),
+    ("worker for an unknown study", _unknown_for("worker"),
+     ["study: no study named 'nope'", "(studies here: other)", "create it first with `sweep run SPEC"]),
 ]  # fmt: skip
 
 
@@ -238,10 +244,10 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     fragments: list[str],
     tmp_path: Path,
     tiny_bert: Path,
-    trec_csvs: tuple[Path, Path],
+    labelled_csvs: tuple[Path, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    env = Env(tmp_path, tiny_bert, *labelled_csvs)
     args = prepare(env)
     rows, files = study_rows(env), snapshot(tmp_path)
     capsys.readouterr()
@@ -266,18 +272,18 @@ def test_at_least_twenty_refused_cases_each_in_the_readme() -> None:
 
 
 def test_dirty_data_is_handled_and_reported_not_refused(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    env = Env(tmp_path, tiny_bert, *labelled_csvs)
     rows = _train_rows(env)
     long_text = "What is " + " and ".join(["the name of the city"] * 20) + " ?"
     dirty = rows + [
-        ("", "HUM"),  # empty text
+        ("", "billing"),  # empty text
         ("Who wrote Hamlet ?", ""),  # missing label (NaN once read)
         rows[0],  # an exact duplicate
-        ("Where is the Eiffel Tower ?", "LOC"),
-        ("Where is the Eiffel Tower ?", "HUM"),  # conflicting labels
-        (long_text, "DESC"),  # longer than max_length 32: truncated
+        ("Where is my parcel ?", "shipping"),
+        ("Where is my parcel ?", "returns"),  # conflicting labels
+        (long_text, "product"),  # longer than max_length 32: truncated
     ]
     train = write_csv(tmp_path / "dirty.csv", dirty)
     assert main(["run", env.spec(**{"data.train": str(train)})]) == 0
@@ -297,9 +303,9 @@ def test_dirty_data_is_handled_and_reported_not_refused(
 
 
 def test_headerless_files_run_under_data_columns_with_two_text_columns(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
 ) -> None:
-    env = Env(tmp_path, tiny_bert, *trec_csvs)
+    env = Env(tmp_path, tiny_bert, *labelled_csvs)
     files = {}
     for split, source in (("train", env.train), ("validation", env.val)):
         with source.open(newline="", encoding="utf-8") as fh:

@@ -35,6 +35,7 @@ def test_stratified_split_is_seeded_disjoint_and_proportional() -> None:
     assert bench.unique_rows([("x  y", "a"), ("x y", "b"), ("z", "a")]) == [("z", "a")]
 
 
+@pytest.mark.real_data  # the benchmark's default dataset is TREC from ../shared/data
 def test_benchmark_runs_both_sides_and_writes_results(tmp_path: Path, tiny_bert: Path) -> None:
     bench = load_benchmark()
     results = tmp_path / "out" / "RESULTS.md"

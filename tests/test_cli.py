@@ -10,8 +10,8 @@ from test_runner import write_spec
 from sweep.cli import main
 
 
-def test_run_then_status(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
-    train, val = trec_csvs
+def test_run_then_status(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)
     assert main(["run", str(spec)]) == 0
     out = capsys.readouterr().out
@@ -43,24 +43,27 @@ def test_bad_spec_exits_2_with_a_line_per_problem(tmp_path: Path, capsys: pytest
     assert f"data.train: file not found: {tmp_path / 't.csv'}" in lines[2]
 
 
-def test_status_errors(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str]) -> None:
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["status", "trec-tiny", "--storage", missing]) == 2
-    assert "no study store at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: storage: no study store at {tmp_path / 'none.db'} (run `sweep run SPEC` first" in err
     assert not (tmp_path / "none.db").exists()
 
-    train, val = trec_csvs
+    train, val = labelled_csvs
     main(["run", str(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1))])
     capsys.readouterr()
     assert main(["status", "trec-tiyn", "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"]) == 2
     err = capsys.readouterr().err
-    assert "no study named 'trec-tiyn'" in err and "studies here: trec-tiny" in err
+    assert "error: study: no study named 'trec-tiyn' in sqlite:///" in err and "(studies here: trec-tiny)" in err
     assert main(["status", "x", "--storage", "redis://localhost"]) == 2
-    assert "unsupported scheme 'redis'" in capsys.readouterr().err
+    assert "error: storage: unsupported scheme 'redis' in 'redis://localhost'" in capsys.readouterr().err
 
 
-def test_offline_hub_encoder_is_a_clear_error(tmp_path: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
-    train, val = trec_csvs
+def test_offline_hub_encoder_is_a_clear_error(
+    tmp_path: Path, labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, Path("."), model__encoder="no-such-org/no-such-model")
     assert main(["run", str(spec)]) == 2
     err = capsys.readouterr().err
@@ -68,8 +71,8 @@ def test_offline_hub_encoder_is_a_clear_error(tmp_path: Path, trec_csvs, capsys:
     assert not (tmp_path / "sweeps.db").exists()
 
 
-def test_report_command(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pytest.CaptureFixture[str]) -> None:
-    train, val = trec_csvs
+def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)
     assert main(["run", str(spec)]) == 0
     other = write_spec(tmp_path, train, val, tiny_bert, name="trec-tiny-b", search__n_trials=1)
@@ -85,7 +88,7 @@ def test_report_command(tmp_path: Path, tiny_bert: Path, trec_csvs, capsys: pyte
     assert "importance needs at least 2 completed trials" in out  # the 1-trial study says what is missing
 
     assert main(["report", "nope", "--out", str(tmp_path / "r2.html"), "--storage", url]) == 2
-    assert "no study named 'nope'" in capsys.readouterr().err
+    assert "error: study: no study named 'nope' in sqlite:///" in capsys.readouterr().err
     assert main(["report", "trec-tiny", "--out", str(tmp_path), "--storage", url]) == 2
-    assert "is a folder" in capsys.readouterr().err
+    assert f"error: --out: {tmp_path} is a folder: give a file name such as report.html" in capsys.readouterr().err
     assert not (tmp_path / "r2.html").exists()

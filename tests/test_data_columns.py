@@ -164,13 +164,13 @@ def _split_in_two(path: Path, out: Path, *, moved: bool = False) -> Path:
 
 
 def test_joined_text_is_the_text_for_cleaning_fingerprint_and_cache(
-    trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path
+    labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path
 ) -> None:
     from datamodules import prepare_classification_data
 
     cache = tmp_path / "cache"
     common = {"label_column": "label", "val_fraction": 0.25, "seed": 0, "max_length": 32, "cache_dir": cache}
-    train, val = trec_csvs
+    train, val = labelled_csvs
     base = prepare_classification_data(
         train_source=str(train), validation_source=str(val), text_column="text", tokenizer_name_or_path=str(tiny_bert),
         **common,
@@ -192,7 +192,7 @@ def test_joined_text_is_the_text_for_cleaning_fingerprint_and_cache(
 
 
 def test_max_length_above_the_tokenizers_limit_is_refused_before_tokenizing(
-    trec_csvs: tuple[Path, Path], tmp_path: Path
+    labelled_csvs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     from datamodules import prepare_classification_data
     from sweep.encoders import resolve_encoder
@@ -200,7 +200,7 @@ def test_max_length_above_the_tokenizers_limit_is_refused_before_tokenizing(
     minilm = resolve_encoder("minilm")  # its tokenizer says model_max_length 512
     with pytest.raises(DataError) as info:
         prepare_classification_data(
-            train_source=str(trec_csvs[0]), validation_source=str(trec_csvs[1]), text_column="text",
+            train_source=str(labelled_csvs[0]), validation_source=str(labelled_csvs[1]), text_column="text",
             label_column="label", val_fraction=0.25, seed=0, tokenizer_name_or_path=minilm, max_length=1024,
             cache_dir=tmp_path / "cache",
         )  # fmt: skip

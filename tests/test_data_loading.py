@@ -68,6 +68,7 @@ def test_tsv_is_read_without_quoting(tmp_path: Path) -> None:
     assert table.labels == ["1", "0"]
 
 
+@pytest.mark.real_data("sst2/dev.tsv")
 def test_real_sst2_dev_tsv_loads_with_int_labels_as_strings(shared_data: Path) -> None:
     table = load(shared_data / "sst2" / "dev.tsv", text="sentence")
     assert len(table.texts) == 872

@@ -1,4 +1,4 @@
-"""prepare_classification_data end to end (real TREC, tiny BERT tokenizer), its cache, and the data module."""
+"""prepare_classification_data end to end (quickstart tickets, tiny BERT tokenizer), its cache, and the data module."""
 
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def count_tokenize_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 # -- prepare_classification_data --------------------------------------------------------------------------
 
 
-def test_trec_with_given_validation(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
-    train_csv, val_csv = trec_csvs
+def test_given_validation(labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
+    train_csv, val_csv = labelled_csvs
     lines: list[str] = []
     data = prepare(train_csv, val_csv, tmp_path / "cache", tiny_bert, log=lines.append)
     train_rows, val_rows = read_rows(train_csv), read_rows(val_csv)
@@ -110,10 +110,8 @@ def test_trec_with_given_validation(trec_csvs: tuple[Path, Path], tiny_bert: Pat
     assert lines[2] == "tokenized 120 + 40 texts (cache miss)"
 
 
-def test_trec_stratified_split_without_validation(
-    trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path
-) -> None:
-    data = prepare(trec_csvs[0], None, tmp_path / "cache", tiny_bert, val_fraction=0.25, seed=7)
+def test_stratified_split_without_validation(labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
+    data = prepare(labelled_csvs[0], None, tmp_path / "cache", tiny_bert, val_fraction=0.25, seed=7)
     assert len(data.train) == 90 and len(data.validation) == 30
     val_counts = data.report["class_distribution"]["validation"]
     assert sorted(val_counts.values()) == [7, 7, 8, 8]
@@ -122,14 +120,14 @@ def test_trec_stratified_split_without_validation(
 
 
 def test_second_call_loads_from_cache_without_tokenizing(
-    trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_tokenize_calls(monkeypatch)
     cache = tmp_path / "cache"
-    first = prepare(*trec_csvs, cache, tiny_bert, max_length=10)
+    first = prepare(*labelled_csvs, cache, tiny_bert, max_length=10)
     assert calls == [120, 40]
     lines: list[str] = []
-    second = prepare(*trec_csvs, cache, tiny_bert, max_length=10, log=lines.append)
+    second = prepare(*labelled_csvs, cache, tiny_bert, max_length=10, log=lines.append)
     assert calls == [120, 40]  # no new tokenization
     assert lines[-1] == f"cache hit: {cache / first.fingerprint}"
     assert second.fingerprint == first.fingerprint
@@ -144,36 +142,36 @@ def test_second_call_loads_from_cache_without_tokenizing(
 
 
 def test_cache_key_changes_with_max_length_and_data(
-    trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_tokenize_calls(monkeypatch)
     cache = tmp_path / "cache"
-    base = prepare(*trec_csvs, cache, tiny_bert).fingerprint
-    shorter = prepare(*trec_csvs, cache, tiny_bert, max_length=16).fingerprint
-    rows = read_rows(trec_csvs[0])
-    write_csv(trec_csvs[0], rows[:-1])
-    fewer = prepare(*trec_csvs, cache, tiny_bert).fingerprint
+    base = prepare(*labelled_csvs, cache, tiny_bert).fingerprint
+    shorter = prepare(*labelled_csvs, cache, tiny_bert, max_length=16).fingerprint
+    rows = read_rows(labelled_csvs[0])
+    write_csv(labelled_csvs[0], rows[:-1])
+    fewer = prepare(*labelled_csvs, cache, tiny_bert).fingerprint
     assert len({base, shorter, fewer}) == 3
     assert len(calls) == 6
     assert len(list(cache.iterdir())) == 3
 
 
-def test_broken_cache_entry_is_rebuilt(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
+def test_broken_cache_entry_is_rebuilt(labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first = prepare(*trec_csvs, cache, tiny_bert)
+    first = prepare(*labelled_csvs, cache, tiny_bert)
     (cache / first.fingerprint / "report.json").unlink()
-    again = prepare(*trec_csvs, cache, tiny_bert)
+    again = prepare(*labelled_csvs, cache, tiny_bert)
     assert again.report["cache"] == "miss"
     assert (cache / first.fingerprint / "report.json").is_file()
     assert again.train.to_dict() == first.train.to_dict()
 
 
-def test_truncated_texts_are_counted(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
-    data = prepare(*trec_csvs, tmp_path / "cache", tiny_bert, max_length=12)
+def test_truncated_texts_are_counted(labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> None:
+    data = prepare(*labelled_csvs, tmp_path / "cache", tiny_bert, max_length=12)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
     expected = {
         name: sum(len(tokenizer(text)["input_ids"]) > 12 for text, _ in read_rows(path))
-        for name, path in zip(("train", "validation"), trec_csvs, strict=True)
+        for name, path in zip(("train", "validation"), labelled_csvs, strict=True)
     }
     assert 0 < expected["train"] < 120 and 0 < expected["validation"] < 40
     assert data.report["truncated"] == expected
@@ -264,20 +262,20 @@ def test_class_too_small_for_stratified_split(tiny_bert: Path, tmp_path: Path) -
 
 
 @pytest.fixture()
-def trec_data(trec_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> PreparedData:
-    return prepare(*trec_csvs, tmp_path / "cache", tiny_bert)
+def tickets(labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp_path: Path) -> PreparedData:
+    return prepare(*labelled_csvs, tmp_path / "cache", tiny_bert)
 
 
-def test_batches_are_padded_to_the_longest_row_in_each_batch(trec_data: PreparedData) -> None:
+def test_batches_are_padded_to_the_longest_row_in_each_batch(tickets: PreparedData) -> None:
     dm = TextClassificationDataModule(
-        trec_data.train,
-        trec_data.validation,
-        pad_token_id=trec_data.pad_token_id,
+        tickets.train,
+        tickets.validation,
+        pad_token_id=tickets.pad_token_id,
         batch_size=4,
         eval_batch_size=8,
         group_by_length=False,
     )
-    lengths = trec_data.validation["length"]
+    lengths = tickets.validation["length"]
     widths = []
     for b, batch in enumerate(dm.val_dataloader()):
         assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
@@ -286,54 +284,54 @@ def test_batches_are_padded_to_the_longest_row_in_each_batch(trec_data: Prepared
         assert batch["input_ids"].shape == (len(rows), max(rows))
         assert batch["attention_mask"].sum(dim=1).tolist() == rows
         padding = batch["attention_mask"] == 0
-        assert bool((batch["input_ids"][padding] == trec_data.pad_token_id).all())
+        assert bool((batch["input_ids"][padding] == tickets.pad_token_id).all())
         assert bool((batch["token_type_ids"][padding] == 0).all())
-        assert batch["labels"].tolist() == trec_data.validation["labels"][b * 8 : (b + 1) * 8]
+        assert batch["labels"].tolist() == tickets.validation["labels"][b * 8 : (b + 1) * 8]
         widths.append(batch["input_ids"].shape[1])
     assert len(widths) == 5 and len(set(widths)) > 1
 
 
-def test_padding_uses_the_given_pad_id(trec_data: PreparedData) -> None:
+def test_padding_uses_the_given_pad_id(tickets: PreparedData) -> None:
     dm = TextClassificationDataModule(
-        trec_data.train, trec_data.validation, pad_token_id=99, batch_size=40, group_by_length=False
+        tickets.train, tickets.validation, pad_token_id=99, batch_size=40, group_by_length=False
     )
     batch = next(iter(dm.val_dataloader()))
     padding = batch["attention_mask"] == 0
     assert bool(padding.any()) and bool((batch["input_ids"][padding] == 99).all())
-    assert batch["input_ids"][0, : trec_data.validation["length"][0]].tolist() == trec_data.validation["input_ids"][0]
+    assert batch["input_ids"][0, : tickets.validation["length"][0]].tolist() == tickets.validation["input_ids"][0]
 
 
-def test_training_order_is_shuffled_by_seed_and_covers_every_row(trec_data: PreparedData) -> None:
+def test_training_order_is_shuffled_by_seed_and_covers_every_row(tickets: PreparedData) -> None:
     def first_epoch(seed: int) -> list[int]:
         dm = TextClassificationDataModule(
-            trec_data.train, trec_data.validation, pad_token_id=trec_data.pad_token_id, batch_size=16, seed=seed
+            tickets.train, tickets.validation, pad_token_id=tickets.pad_token_id, batch_size=16, seed=seed
         )
         return [row for batch in dm.train_dataloader() for row in batch["input_ids"][:, 1].tolist()]
 
     order = first_epoch(0)
     assert first_epoch(0) == order
     assert first_epoch(1) != order
-    in_dataset_order = [ids[1] for ids in trec_data.train["input_ids"]]
+    in_dataset_order = [ids[1] for ids in tickets.train["input_ids"]]
     assert order != in_dataset_order
     assert Counter(order) == Counter(in_dataset_order)
 
 
-def test_eval_batch_size_defaults_to_at_least_64(trec_data: PreparedData) -> None:
+def test_eval_batch_size_defaults_to_at_least_64(tickets: PreparedData) -> None:
     def eval_size(**kwargs: Any) -> int | None:
-        dm = TextClassificationDataModule(trec_data.train, trec_data.validation, pad_token_id=0, **kwargs)
+        dm = TextClassificationDataModule(tickets.train, tickets.validation, pad_token_id=0, **kwargs)
         sizes = {len(batch) for batch in dm.val_dataloader().batch_sampler}  # type: ignore[union-attr]
-        assert max(sizes) == min(dm.eval_batch_size, len(trec_data.validation))
+        assert max(sizes) == min(dm.eval_batch_size, len(tickets.validation))
         return dm.eval_batch_size
 
     assert eval_size(batch_size=8) == 64
     assert eval_size(batch_size=100) == 100
     assert eval_size(batch_size=8, eval_batch_size=5) == 5
-    dm = TextClassificationDataModule(trec_data.train, trec_data.validation, pad_token_id=0, batch_size=8)
+    dm = TextClassificationDataModule(tickets.train, tickets.validation, pad_token_id=0, batch_size=8)
     assert {len(b) for b in dm.train_dataloader().batch_sampler} <= set(range(1, 9))  # type: ignore[union-attr]
     assert pickle.loads(pickle.dumps(dm.collate)).pad_token_id == 0  # workers can receive it
 
 
-def test_datamodule_drives_a_real_trainer(trec_data: PreparedData, tiny_bert: Path) -> None:
+def test_datamodule_drives_a_real_trainer(tickets: PreparedData, tiny_bert: Path) -> None:
     import pytorch_lightning as pl
     from transformers import AutoModelForSequenceClassification
 
@@ -341,7 +339,7 @@ def test_datamodule_drives_a_real_trainer(trec_data: PreparedData, tiny_bert: Pa
         def __init__(self) -> None:
             super().__init__()
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(tiny_bert), num_labels=len(trec_data.label_names)
+                str(tiny_bert), num_labels=len(tickets.label_names)
             )
             self.model.train()
             self.losses: list[float] = []
@@ -359,7 +357,7 @@ def test_datamodule_drives_a_real_trainer(trec_data: PreparedData, tiny_bert: Pa
 
     probe = Probe()
     dm = TextClassificationDataModule(
-        trec_data.train, trec_data.validation, pad_token_id=trec_data.pad_token_id, batch_size=8
+        tickets.train, tickets.validation, pad_token_id=tickets.pad_token_id, batch_size=8
     )
     trainer = pl.Trainer(
         max_epochs=1,

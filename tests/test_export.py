@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import split_per_class, trec_subset, write_csv
+from conftest import quickstart_subset, split_per_class, write_csv
 from optuna.trial import TrialState
 from sklearn.metrics import f1_score
 
@@ -26,11 +26,9 @@ from sweep.storage import load_study
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
-    """A 5-trial study on real TREC questions (tiny BERT) keeping the top 2 checkpoints."""
+    """A 5-trial study on the quickstart support tickets (tiny BERT) keeping the top 2 checkpoints."""
     root = tmp_path_factory.mktemp("export-study")
-    rows = trec_subset(45, seed=2, exclude_abbr=True)
-    labels = sorted({label for _, label in rows})[:4]
-    train, val = split_per_class([r for r in rows if r[1] in labels], 12)
+    train, val = split_per_class(quickstart_subset(45, seed=2), 12)
     spec = {
         "name": "trec-export",
         "storage": f"sqlite:///{root / 'sweeps.db'}",
@@ -85,8 +83,8 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
 
     config = json.loads((out / "config.json").read_text())
-    assert config["id2label"] == {"0": "DESC", "1": "ENTY", "2": "HUM", "3": "LOC"}
-    assert AutoModelForSequenceClassification.from_pretrained(out).config.label2id["HUM"] == 2
+    assert config["id2label"] == {"0": "account", "1": "billing", "2": "product", "3": "returns"}
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.label2id["product"] == 2
 
     with (study_dir / "val.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -100,7 +98,8 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
     assert meta["best_epoch"] == trial.user_attrs["best_epoch"] and meta["value"] == trial.value
     assert meta["spec"]["search"]["keep_checkpoints"] == 2 and meta["data_report"]["num_validation"] == 48
     card = (out / "README.md").read_text()
-    for fact in (f"trial {trial.number}", "trec-export", "pipeline(", "| HUM |", "learning_rate=", "best validation"):
+    facts = (f"trial {trial.number}", "trec-export", "pipeline(", "| billing |", "learning_rate=", "best validation")
+    for fact in facts:
         assert fact in card
 
 

@@ -17,7 +17,7 @@ from conftest import split_per_class, trec_subset, write_csv
 
 from sweep.runner import run_study
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 CHANCE_F1 = 0.2
 THRESHOLD = 0.6
 

@@ -1,4 +1,4 @@
-"""End to end on the tiny BERT and real TREC questions: create, persist, resume, refuse, fail, prune."""
+"""End to end on the tiny BERT and the quickstart support tickets: create, persist, resume, refuse, fail, prune."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def write_spec(tmp_path: Path, train: Path, val: Path | None, encoder: Path, **o
     return path
 
 
-def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
-    train, val = trec_csvs
+def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]) -> None:
+    train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, tiny_bert)
     result = run_study(spec)
     url = result.storage_url
@@ -58,9 +58,9 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, trec_
     study = load_study("trec-tiny", url)  # read back from the SQL store, as `sweep status` does
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 3
-    assert study.user_attrs["label_names"] == ["DESC", "ENTY", "HUM", "LOC"]
+    assert study.user_attrs["label_names"] == ["account", "billing", "product", "returns"]
     report = study.user_attrs["data_report"]
-    assert report["num_validation"] == 40 and report["class_distribution"]["validation"]["HUM"] == 10
+    assert report["num_validation"] == 40 and report["class_distribution"]["validation"]["billing"] == 10
     for trial in finished:
         attrs = trial.user_attrs
         history = attrs["history"]
@@ -78,7 +78,7 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, trec_
         steps = [1, 2, *(3 * e for e in range(1, epochs + 1))]  # Optuna steps are thirds of an epoch
         values = {s: pytest.approx(r["val_f1_macro"]) for s, r in zip(steps, history, strict=True)}
         assert trial.intermediate_values == values
-        assert set(attrs["per_class"]) == {"DESC", "ENTY", "HUM", "LOC"}
+        assert set(attrs["per_class"]) == {"account", "billing", "product", "returns"}
         assert attrs["seed"] == trial.number
         assert {"data", "model_load", "train", "validation", "total"} <= set(attrs["timings"])
         assert attrs["data_fingerprint"] == study.user_attrs["data_fingerprint"]
@@ -97,8 +97,8 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, trec_
     assert len(load_study("trec-tiny", url).trials) == 4
 
 
-def test_split_from_train_when_no_validation(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
-    train, _ = trec_csvs
+def test_split_from_train_when_no_validation(tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]) -> None:
+    train, _ = labelled_csvs
     spec = write_spec(tmp_path, train, None, tiny_bert, search__n_trials=1, data__val_fraction=0.25)
     study = run_study(spec).study
     report = study.user_attrs["data_report"]
@@ -106,7 +106,7 @@ def test_split_from_train_when_no_validation(tmp_path: Path, tiny_bert: Path, tr
 
 
 def test_failed_trial_is_recorded_and_study_goes_on(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = sweep.objective.train_trial
 
@@ -116,7 +116,7 @@ def test_failed_trial_is_recorded_and_study_goes_on(
         return real(hp, data, settings, seed=seed, callbacks=callbacks)
 
     monkeypatch.setattr(sweep.objective, "train_trial", flaky)
-    train, val = trec_csvs
+    train, val = labelled_csvs
     study = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)).study
     states = {t.number: t.state for t in study.trials}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
@@ -134,10 +134,10 @@ class PruneFromStep(optuna.pruners.BasePruner):
 
 
 def test_pruning_callback_stops_training_and_records(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sweep.lifecycle.make_pruner", lambda search: PruneFromStep(2))
-    train, val = trec_csvs
+    train, val = labelled_csvs
     spec = write_spec(
         tmp_path,
         train,
@@ -155,10 +155,10 @@ def test_pruning_callback_stops_training_and_records(
 
 
 def test_pruning_acts_inside_the_first_epoch(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sweep.lifecycle.make_pruner", lambda search: PruneFromStep(1))
-    train, val = trec_csvs
+    train, val = labelled_csvs
     spec = write_spec(
         tmp_path,
         train,
@@ -184,27 +184,35 @@ def test_pruning_acts_inside_the_first_epoch(
     assert len(trial.user_attrs["validation_wall_times"]) == 1
 
 
-def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]) -> None:
-    train, val = trec_csvs
+def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]) -> None:
+    train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, tiny_bert, data__label_column="lable", data__text_column="txt")
     with pytest.raises(SweepError) as info:
         run_study(spec)
-    message = str(info.value)
-    assert "no such column 'lable'" in message and "no such column 'txt'" in message
+    columns = "(columns: text, label)"
+    assert sorted(info.value.problems) == [
+        ("data.label_column", f"no such column 'lable' in train.csv {columns}; did you mean 'label'?"),
+        ("data.label_column", f"no such column 'lable' in val.csv {columns}; did you mean 'label'?"),
+        ("data.text_column", f"no such column 'txt' in train.csv {columns}; did you mean 'text'?"),
+        ("data.text_column", f"no such column 'txt' in val.csv {columns}; did you mean 'text'?"),
+    ]
     assert not (tmp_path / "sweeps.db").exists()
 
     spec = write_spec(tmp_path, tmp_path / "missing.csv", val, tmp_path / "no-model", storage="mongodb://x")
     with pytest.raises(SweepError) as info:
         run_study(spec)
-    where = [w for w, _ in info.value.problems]
-    assert where == ["data.train", "storage", "model.encoder"]
+    problems = dict(info.value.problems)
+    assert list(problems) == ["data.train", "storage", "model.encoder"]
+    assert problems["data.train"] == f"file not found: {tmp_path / 'missing.csv'}"
+    assert problems["storage"].startswith("unsupported scheme 'mongodb' in 'mongodb://x'")
+    assert problems["model.encoder"].startswith(f"no such directory: {tmp_path / 'no-model'}")
     assert not (tmp_path / "sweeps.db").exists()
 
 
 def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
 ) -> None:
-    train, val = trec_csvs
+    train, val = labelled_csvs
     old_style = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__first_epoch_evals=0)
     result = run_study(old_style)
     study = result.study
@@ -221,11 +229,11 @@ def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
 
 
 def test_a_trial_that_reached_its_last_evaluation_completes(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Optuna's pruners answer at any step: a trial pruned at its last evaluation would lose its finished result."""
     monkeypatch.setattr("sweep.lifecycle.make_pruner", lambda search: PruneFromStep(2))
-    train, val = trec_csvs
+    train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__first_epoch_evals=0,
                       search__space={"epochs": 2, "learning_rate": 1e-3})  # fmt: skip
     trial = run_study(spec).study.trials[0]

@@ -100,10 +100,10 @@ def test_errors_of_readers_and_workers_hide_the_password(
 )
 @pytest.mark.parametrize("via", ["spec", "--storage", STORAGE_ENV])
 def test_errors_of_run_hide_the_password(
-    url: str, via: str, tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path],
+    url: str, via: str, tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, storage=url if via == "spec" else None)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, storage=url if via == "spec" else None)
     args = ["run", str(spec)]
     if via == "--storage":
         args += ["--storage", url]
@@ -116,11 +116,11 @@ def test_errors_of_run_hide_the_password(
 
 
 def test_sweep_storage_is_read_by_every_command_and_an_option_overrides_it(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     in_spec, in_env, in_option = (f"sqlite:///{tmp_path / name}" for name in ("spec.db", "env.db", "option.db"))
-    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, storage=in_spec)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, storage=in_spec)
     monkeypatch.setenv(STORAGE_ENV, in_env)
     assert main(["run", str(spec), "--workers", "0"]) == 0  # creates the study only: no training
     assert (tmp_path / "env.db").is_file() and not (tmp_path / "spec.db").exists()
@@ -220,13 +220,13 @@ def _outputs_of_every_command(
 
 @pytest.mark.postgres
 def test_a_url_from_the_environment_is_never_written_anywhere(
-    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path],
+    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     url, password = secret_url
     monkeypatch.setenv(STORAGE_ENV, url)
     spec = write_spec(
-        tmp_path, *trec_csvs, tiny_bert, storage=None, checkpoint_dir=str(tmp_path / "ck"), search__n_trials=2,
+        tmp_path, *labelled_csvs, tiny_bert, storage=None, checkpoint_dir=str(tmp_path / "ck"), search__n_trials=2,
         search__space={"epochs": 1, "batch_size": 16},
     )  # fmt: skip
     # two local worker processes: their lines are relayed, and their command lines are what `ps` shows
@@ -240,12 +240,12 @@ def test_a_url_from_the_environment_is_never_written_anywhere(
 
 @pytest.mark.postgres
 def test_a_url_in_the_spec_file_is_never_written_anywhere(
-    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path],
+    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     url, password = secret_url
     spec = write_spec(
-        tmp_path, *trec_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"), search__n_trials=1,
+        tmp_path, *labelled_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"), search__n_trials=1,
         search__space={"epochs": 1, "batch_size": 16},
     )  # fmt: skip
     monkeypatch.setenv(STORAGE_ENV, url)  # for the commands after `run`, which read no spec
@@ -260,11 +260,11 @@ def test_a_url_in_the_spec_file_is_never_written_anywhere(
 
 @pytest.mark.postgres
 def test_the_stored_spec_hides_the_password_of_the_spec_file(
-    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path]
+    secret_url: tuple[str, str], tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
 ) -> None:
     from sweep.storage import load_study
 
     url, password = secret_url
-    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"))
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"))
     assert main(["run", str(spec), "--workers", "0"]) == 0  # the study and its attributes, no trial
     no_secret(everything_in(load_study("trec-tiny", url)), password, where="store")

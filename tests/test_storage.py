@@ -44,8 +44,9 @@ def test_read_only_reader_beside_a_running_writer(tmp_path: Path) -> None:
     reader = load_study("live", url)  # read-only by default
     assert reader.trials[0].state == optuna.trial.TrialState.RUNNING
     assert reader.trials[0].intermediate_values == {1: 0.5}
-    with pytest.raises(Exception):  # noqa: B017 - any storage error: the reader cannot write
+    with pytest.raises(optuna.exceptions.StorageInternalError) as info:  # the reader cannot write
         reader.set_user_attr("x", 1)
+    assert "attempt to write a readonly database" in str(info.value.__cause__)
 
     writer.tell(running, 0.7)  # the writer is not blocked by the reader
     assert load_study("live", url).best_value == 0.7

@@ -181,7 +181,7 @@ def test_database_errors_are_told_apart(orig: BaseException, refused: str | None
 
 
 def test_a_read_only_store_mid_run_stops_the_run_at_once(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     real = sweep.storage._rdb_storage
@@ -194,7 +194,7 @@ def test_a_read_only_store_mid_run_stops_the_run_at_once(
         return storage
 
     monkeypatch.setattr(sweep.storage, "_rdb_storage", faulty)
-    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, search__space={"epochs": 1, "batch_size": 16})
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__space={"epochs": 1, "batch_size": 16})
     started = time.monotonic()
     assert main(["run", str(spec)]) == 2
     assert time.monotonic() - started < 90  # not two minutes of retries
@@ -234,10 +234,10 @@ def full_disk_for_checkpoints(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def test_a_full_checkpoint_disk_fails_the_trial_and_stops_the_run(
-    tmp_path: Path, tiny_bert: Path, trec_csvs: tuple[Path, Path], full_disk_for_checkpoints: None,
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], full_disk_for_checkpoints: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    spec = write_spec(tmp_path, *trec_csvs, tiny_bert, search__space={"epochs": 1, "batch_size": 16})
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__space={"epochs": 1, "batch_size": 16})
     assert main(["run", str(spec)]) == 2
     line = error_line(capsys.readouterr().err)
     folder = tmp_path / "checkpoints" / "trec-tiny"

@@ -1,4 +1,4 @@
-"""Many workers, killed workers, stopped workers: real processes on the tiny BERT and real TREC questions.
+"""Many workers, killed workers, stopped workers: real processes on the tiny BERT and the quickstart support tickets.
 
 The PostgreSQL tests need a server (SWEEP_TEST_POSTGRES_URL, started by .ci/run) and skip visibly without one;
 they are modelled on Optuna's multi-process storage test and Ray Tune's worker-kill test. The SQLite tests
@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import split_per_class, trec_subset, write_csv
+from conftest import quickstart_subset, split_per_class, write_csv
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import StorageLost, SweepError
@@ -34,11 +34,9 @@ ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_P
 
 
 @pytest.fixture()
-def data(tmp_path: Path, shared_data: Path) -> tuple[Path, Path]:
-    """TREC, 4 classes, 60 train + 12 validation per class: trials of a few seconds on the tiny BERT."""
-    rows = trec_subset(72, seed=3, exclude_abbr=True)
-    labels = sorted({label for _, label in rows})[:4]
-    train, val = split_per_class([r for r in rows if r[1] in labels], 12)
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    """Quickstart tickets, 4 classes, 60 train + 12 validation per class: trials of a few seconds on the tiny BERT."""
+    train, val = split_per_class(quickstart_subset(72, seed=3), 12)
     return write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "val.csv", val)
 
 
