@@ -120,7 +120,8 @@ def test_importing_reports_loads_no_torch_at_run_time() -> None:
 
 
 def test_the_run_time_check_sees_torch_when_it_is_loaded() -> None:
-    probe = LOADED_HEAVY.replace("import reports\n", "import reports, torch\n")
+    probe = LOADED_HEAVY.replace("import record, reports\n", "import record, reports, torch\n")
+    assert probe != LOADED_HEAVY
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['torch']"
