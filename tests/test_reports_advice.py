@@ -324,3 +324,13 @@ def test_status_prints_the_advice(tmp_path: Path, capsys: pytest.CaptureFixture[
             "range upwards, e.g. high: 6e-4") in out
     assert "next: budget: 4 completed trials (budget 6) for 4 searched parameters" in out
     assert "--n-trials 20" in out  # one number for both lines: past tpe's 10 random trials too
+
+
+def test_epochs_at_the_top_count_only_when_the_best_evaluation_came_last() -> None:
+    """The quickstart's best trial ran 4 epochs of [2, 4] but peaked at epoch 2: no reason to allow more epochs."""
+    space = {"epochs": {"low": 2, "high": 4}}
+    leaders = [{"epochs": 4}, {"epochs": 3}, {"epochs": 2}]
+    assert range_edges(space, leaders, best_epochs=[2, 3, 2]) == []
+    (advice,) = range_edges(space, leaders, best_epochs=[4, 3, 2])
+    assert advice.side == "top" and advice.suggestion == 5
+    assert range_edges(space, leaders)[0].side == "top"  # without best epochs: the parameter values alone
