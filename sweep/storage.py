@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from record import RecordError, TrialWriter, read_study, study_budget
+from record import FINISHED, RecordError, TrialWriter, read_study, study_budget
 from sweep.errors import StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
 from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
@@ -43,7 +43,7 @@ from sweep.store_checks import reachability_problems as reachability_problems
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 300
 DB_RETRY_S = 120  # how long a worker keeps retrying a database that stopped answering
-TAKEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+TAKEN_STATES = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 _BUDGET_LOCK_BASE = 0x5357_0000  # PostgreSQL advisory lock key = base + study id
 POSTGRES_HINT = (
     "SQLite allows one writer at a time: for several workers use PostgreSQL, e.g. "

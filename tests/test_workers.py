@@ -25,12 +25,11 @@ import yaml
 from conftest import quickstart_subset, split_per_class, write_csv
 from optuna.trial import FrozenTrial, TrialState
 
-from record import read_trial
+from record import FINISHED, read_trial
 from sweep.errors import StorageLost, SweepError
 from sweep.runner import run_study
 from sweep.storage import open_storage, sqlite_writer_lock
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
 
