@@ -245,18 +245,27 @@ def range_edges(
     *,
     top: int = TOP,
     limits: Mapping[str, Limit] = LIMITS,
+    best_epochs: Sequence[int | None] | None = None,
 ) -> list[EdgeAdvice]:
     """The searched parameters whose best trial, or most of the `top` best trials, sit at an edge.
 
-    `ranked` holds the searched values (Optuna's `trial.params`) of completed trials, best first.
+    `ranked` holds the searched values (Optuna's `trial.params`) of completed trials, best first; `best_epochs`
+    (aligned with it) the epoch of each one's best evaluation. A trial is scored by its best evaluation, so its
+    `epochs` sits at the top edge only when that evaluation came in its last epoch: a trial that peaked at epoch 2
+    of 4 says nothing in favour of more epochs.
     """
     leaders = list(ranked[:top])
     if not leaders:
         return []
+    peaks = list(best_epochs or [])[: len(leaders)]
+    peaks += [None] * (len(leaders) - len(peaks))
     out = []
     for name, param in searched_space(space).items():
         best = leaders[0].get(name)
         sides = [edge_of(params.get(name), param) for params in leaders]
+        if name == "epochs":
+            sides = [None if side == "top" and _peaked_early(params.get(name), peak) else side
+                     for side, params, peak in zip(sides, leaders, peaks, strict=True)]  # fmt: skip
         side = sides[0] or next((s for s in EDGES if sides.count(s) * 2 > len(leaders)), None)
         if side is None:
             continue
@@ -264,6 +273,10 @@ def range_edges(
                               at_edge=sides.count(side), top=len(leaders),
                               suggestion=widened(param, side, limits.get(name, Limit()))))
     return out
+
+
+def _peaked_early(epochs: Any, best_epoch: int | None) -> bool:
+    return isinstance(epochs, int | float) and best_epoch is not None and best_epoch < epochs
 
 
 def budget_advice(
@@ -310,8 +323,9 @@ def advice_lines(
     finished: int,
     budget: int | None,
     sampler: str | None,
+    best_epochs: Sequence[int | None] | None = None,
 ) -> list[str]:
     """Every piece of advice for one study, as sentences: range edges first, then the budget."""
-    return [a.text for a in range_edges(space, ranked)] + budget_advice(
+    return [a.text for a in range_edges(space, ranked, best_epochs=best_epochs)] + budget_advice(
         space, completed=completed, finished=finished, budget=budget, sampler=sampler
     )

@@ -54,10 +54,11 @@ def study_advice(study: optuna.Study) -> list[str]:
     search = record.spec.get("search")
     search = search if isinstance(search, dict) else {}
     counts = state_counts(study)
-    return advice_lines(record.search_space or None, [t.params for t in top_trials(study, TOP)],
+    leaders = top_trials(study, TOP)
+    return advice_lines(record.search_space or None, [t.params for t in leaders],
                         completed=len(completed(study)), finished=counts["complete"] + counts["pruned"],
                         budget=record.budget if record.budget is not None else search.get("n_trials"),
-                        sampler=search.get("sampler"))
+                        sampler=search.get("sampler"), best_epochs=[read_trial(t).best_epoch for t in leaders])
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import write_csv
 
+from record import read_study
 from sweep.cli import main
 
 
@@ -293,7 +294,7 @@ def test_dirty_data_is_handled_and_reported_not_refused(
     for fragment in ("missing text", "missing label", "exact duplicate", "conflicting labels", "(2 rows)", "truncated"):
         assert fragment in text, f"no warning about {fragment}: {warnings}"
     storage = optuna.storages.RDBStorage(env.url)
-    report = optuna.load_study(study_name="bad-input", storage=storage).user_attrs["data_report"]
+    report = read_study(optuna.load_study(study_name="bad-input", storage=storage)).data_report
     cleaning = report["cleaning"]["train"]
     assert cleaning["missing_text"] + cleaning["empty_text"] == 1  # an empty CSV cell reads as missing
     assert (cleaning["missing_label"], cleaning["duplicates"]) == (1, 1)
@@ -323,5 +324,5 @@ def test_headerless_files_run_under_data_columns_with_two_text_columns(
     )
     assert main(["run", spec]) == 0
     study = optuna.load_study(study_name="bad-input", storage=env.url)
-    report = study.user_attrs["data_report"]
+    report = read_study(study).data_report
     assert report["cleaning"]["train"]["rows_in"] == len(_train_rows(env))  # the first row is data, not a header

@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from record import read_trial, trial_attrs
+from record import StudyRecord, read_trial, trial_attrs, write_study
 from reports.blocks import TableBlock
 from reports.classes import MAX_PAIRS, confused_pairs
 from sweep.confusions import MAX_EXAMPLE_PAIRS, confused_examples
@@ -77,8 +77,7 @@ def test_the_report_shows_the_best_trials_examples() -> None:
     from reports import build_report
 
     study = optuna.create_study(study_name="intents", direction="maximize")
-    study.set_user_attr("label_names", LABELS)  # the study record's label names, as the runner writes them
-    study.set_user_attr("metric", "f1_macro")
+    write_study(study.set_user_attr, StudyRecord(label_names=LABELS, metric="f1_macro"))
     matrix = [[3, 1, 0], [2, 2, 0], [1, 0, 1]]
     examples = [{"given": "b", "predicted": "a", "text": "where is my <b>parcel</b>"},
                 {"given": "a", "predicted": "b", "text": "refund please"}]  # none for c -> a

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from sklearn.metrics import f1_score
 
 import sweep.export
+from record import read_trial
 from sweep.checkpoints import is_kept
 from sweep.cli import main
 from sweep.errors import SweepError
@@ -64,7 +65,7 @@ def test_only_top_k_checkpoints_stay(study_dir: Path, capsys: pytest.CaptureFixt
     dirs = sorted(p.name for p in (study_dir / "checkpoints" / "trec-export").iterdir())
     assert dirs == sorted([f"trial-{n:05d}" for n in kept] + ["tokenizer"])  # no stray temp folders
     for trial in complete[:2]:
-        assert trial.user_attrs["checkpoint_epoch"] == trial.user_attrs["best_epoch"]
+        assert read_trial(trial).checkpoint_epoch == read_trial(trial).best_epoch
 
     assert main(["status", "trec-export", "--storage", url(study_dir)]) == 0
     out = capsys.readouterr().out
@@ -95,7 +96,7 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
 
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["study"] == "trec-export" and meta["trial"] == trial.number
-    assert meta["best_epoch"] == trial.user_attrs["best_epoch"] and meta["value"] == trial.value
+    assert meta["best_epoch"] == read_trial(trial).best_epoch and meta["value"] == trial.value
     assert meta["spec"]["search"]["keep_checkpoints"] == 2 and meta["data_report"]["num_validation"] == 48
     card = (out / "README.md").read_text()
     facts = (f"trial {trial.number}", "trec-export", "pipeline(", "| billing |", "learning_rate=", "best validation")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from conftest import split_per_class, trec_subset, write_csv
 
+from record import read_trial
 from sweep.runner import run_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
@@ -44,10 +45,10 @@ def test_minilm_fine_tuning_beats_chance_by_far(tmp_path: Path, shared_data: Pat
     study = run_study(path).study
     trial = study.trials[0]
     print(
-        "MiniLM TREC-5 best macro-F1", trial.value, "history", [r["val_f1_macro"] for r in trial.user_attrs["history"]]
+        "MiniLM TREC-5 best macro-F1", trial.value, "history", [r["val_f1_macro"] for r in read_trial(trial).history]
     )
     assert trial.value is not None and trial.value >= THRESHOLD
-    per_class_f1 = [m["f1"] for m in trial.user_attrs["per_class"].values()]
+    per_class_f1 = [m["f1"] for m in read_trial(trial).per_class.values()]
     assert len(per_class_f1) == 5 and min(per_class_f1) > CHANCE_F1  # every class is learned, not only the big ones
 
     # The kept best-epoch weights, exported without retraining, reproduce the metric through `pipeline`.

@@ -17,6 +17,8 @@ from browser import chromium_unavailable_reason, png_stats, render_page
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from record import StudyRecord, Timings, trial_attrs, write_study
+
 LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
 DISTRIBUTIONS = {
     "learning_rate": FloatDistribution(1e-5, 1e-3, log=True),
@@ -53,18 +55,13 @@ def make_study(name: str, n_complete: int, n_pruned: int, seed: int) -> optuna.S
     """An in-memory study shaped like a sweep's: searched params, per-epoch values, the attrs the objective records."""
     rng = random.Random(seed)
     study = optuna.create_study(study_name=name, direction="maximize")
-    study.set_user_attr("metric", "f1_macro")
-    study.set_user_attr("label_names", LABELS)
-    study.set_user_attr(
-        "data_report",
-        {
-            "class_distribution": {
-                "train": {label: rng.randint(40, 400) for label in LABELS},
-                "validation": {label: rng.randint(5, 60) for label in LABELS},
-            },
-            "warnings": ["2 rows had an empty text and were dropped", "class ABBR has fewer than 50 training rows"],
+    write_study(study.set_user_attr, StudyRecord(metric="f1_macro", label_names=LABELS, data_report={
+        "class_distribution": {
+            "train": {label: rng.randint(40, 400) for label in LABELS},
+            "validation": {label: rng.randint(5, 60) for label in LABELS},
         },
-    )
+        "warnings": ["2 rows had an empty text and were dropped", "class ABBR has fewer than 50 training rows"],
+    }))  # fmt: skip
     for number in range(n_complete + n_pruned):
         pruned = number >= n_complete
         params = {
@@ -76,14 +73,14 @@ def make_study(name: str, n_complete: int, n_pruned: int, seed: int) -> optuna.S
         epoch2 = epoch1 + rng.uniform(-0.05, 0.15)
         best = max(epoch1, epoch2)
         metrics = {"f1_macro": best, "accuracy": min(1.0, best + 0.05), "loss": 1.5 - best}
-        attrs = {
-            "best_epoch": 1 if epoch1 >= epoch2 else 2,
-            "hyperparameters": {**params, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_length": 64},
-            "per_class": per_class(rng, best),
-            "confusion_matrix": confusion(rng, best),
-            "metrics": metrics,
-            "timings": {"train": rng.uniform(5, 20), "validation": rng.uniform(0.5, 2), "total": rng.uniform(8, 25)},
-        }
+        attrs = trial_attrs(
+            best_epoch=1 if epoch1 >= epoch2 else 2,
+            hyperparameters={**params, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_length": 64},
+            per_class=per_class(rng, best),
+            confusion_matrix=confusion(rng, best),
+            metrics=metrics,
+            timings=Timings(train=rng.uniform(5, 20), validation=rng.uniform(0.5, 2), total=rng.uniform(8, 25)),
+        )
         study.add_trial(
             create_trial(
                 state=TrialState.PRUNED if pruned else TrialState.COMPLETE,

@@ -12,6 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from record import StudyRecord, trial_attrs, write_study
 from reports import build_report
 from reports.advice import (
     LIMITS,
@@ -282,17 +283,17 @@ DISTRIBUTIONS = {
 def advised_study(storage: str | None = None) -> optuna.Study:
     """A finished 6-trial study shaped like sweep's: the best two learning rates at the top of their range."""
     study = optuna.create_study(study_name="intents", storage=storage, direction="maximize")
-    study.set_user_attr("spec", {"model": {"encoder": "minilm"},
-                                 "search": {"n_trials": 6, "sampler": "tpe", "pruner": "median", "space": SPACE}})
-    study.set_user_attr("metric", "f1_macro")
-    study.set_user_attr("n_trials", 6)
-    study.set_user_attr("label_names", ["a", "b"])
+    write_study(study.set_user_attr, StudyRecord(
+        spec={"model": {"encoder": "minilm"},
+              "search": {"n_trials": 6, "sampler": "tpe", "pruner": "median", "space": SPACE}},
+        metric="f1_macro", budget=6, label_names=["a", "b"],
+    ))  # fmt: skip
     for value, lr in ((0.81, 2.9e-4), (0.79, 2.95e-4), (0.7, 1e-4), (0.6, 6e-5)):
         params = {"learning_rate": lr, "batch_size": 16, "epochs": 3, "weight_decay": 0.05}
-        study.add_trial(create_trial(value=value, params=params, distributions=DISTRIBUTIONS, user_attrs={
-            "best_epoch": 2, "hyperparameters": {**params, "warmup_ratio": 0.1, "dropout": 0.1},
-            "metrics": {"val_f1_macro": value}, "per_class": {"a": {"f1": value}, "b": {"f1": value - 0.1}},
-            "confusion_matrix": [[8, 2], [1, 9]]}))
+        study.add_trial(create_trial(value=value, params=params, distributions=DISTRIBUTIONS, user_attrs=trial_attrs(
+            best_epoch=2, hyperparameters={**params, "warmup_ratio": 0.1, "dropout": 0.1},
+            metrics={"val_f1_macro": value}, per_class={"a": {"f1": value}, "b": {"f1": value - 0.1}},
+            confusion_matrix=[[8, 2], [1, 9]])))
     for _ in range(2):
         study.add_trial(create_trial(state=TrialState.PRUNED, params={"learning_rate": 1e-4, "batch_size": 32,
                         "epochs": 4, "weight_decay": 0.01}, distributions=DISTRIBUTIONS, intermediate_values={1: 0.2}))
@@ -323,3 +324,13 @@ def test_status_prints_the_advice(tmp_path: Path, capsys: pytest.CaptureFixture[
             "range upwards, e.g. high: 6e-4") in out
     assert "next: budget: 4 completed trials (budget 6) for 4 searched parameters" in out
     assert "--n-trials 20" in out  # one number for both lines: past tpe's 10 random trials too
+
+
+def test_epochs_at_the_top_count_only_when_the_best_evaluation_came_last() -> None:
+    """The quickstart's best trial ran 4 epochs of [2, 4] but peaked at epoch 2: no reason to allow more epochs."""
+    space = {"epochs": {"low": 2, "high": 4}}
+    leaders = [{"epochs": 4}, {"epochs": 3}, {"epochs": 2}]
+    assert range_edges(space, leaders, best_epochs=[2, 3, 2]) == []
+    (advice,) = range_edges(space, leaders, best_epochs=[4, 3, 2])
+    assert advice.side == "top" and advice.suggestion == 5
+    assert range_edges(space, leaders)[0].side == "top"  # without best epochs: the parameter values alone

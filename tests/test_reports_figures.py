@@ -12,7 +12,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from record import best_trial
+from record import StudyRecord, Timings, best_trial, read_trial, write_study
+from record import trial_attrs as record_attrs
 from reports import Section, build_report, expected_max_performance
 from reports.blocks import FigureBlock, ListBlock, NoteBlock, TableBlock
 from reports.classes import classes_by_f1, per_class_table
@@ -91,42 +92,23 @@ def data_report(conflicts: int = 1) -> dict[str, Any]:
 def trial_attrs(
     state: TrialState, lr: float, bs: int, epochs: int, curve: list[float], seconds: float, matrix: list[list[int]]
 ) -> dict[str, Any]:
-    """User attrs as sweep.objective writes them."""
+    """A trial's record as sweep.objective writes it."""
+    hyperparameters = {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED}
     if state == TrialState.FAIL:
-        return {
-            "hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
-            "error": "RuntimeError: CUDA out of memory",
-        }
+        return record_attrs(hyperparameters=hyperparameters, error="RuntimeError: CUDA out of memory")
     best = max(range(len(curve)), key=lambda i: (curve[i], -i))
     history = [{"epoch": i, "val_f1_macro": v, "val_loss": 1 - v, "train_loss": 1.2 - v} for i, v in enumerate(curve)]
-    attrs: dict[str, Any] = {
-        "hyperparameters": {"learning_rate": lr, "batch_size": bs, "epochs": epochs, **FIXED},
-        "best_epoch": best + 1,
-        "epochs_run": len(curve),
-        "history": history,
-        "metrics": {"val_f1_macro": curve[best], "val_accuracy": curve[best] + 0.01, "val_loss": 1 - curve[best]},
-        "per_class": {
-            name: {
-                "precision": 0.7 + 0.05 * i,
-                "recall": 0.6 + 0.1 * i,
-                "f1": 0.65 + 0.07 * i,
-                "support": sum(matrix[i]),
-            }
-            for i, name in enumerate(LABELS)
-        },
-        "confusion_matrix": matrix,
-        "timings": {
-            "data": 0.1,
-            "model_load": 0.5,
-            "train": seconds * 0.8,
-            "validation": seconds * 0.1,
-            "checkpoint": 0.0,
-            "total": seconds,
-        },
+    per_class = {
+        name: {"precision": 0.7 + 0.05 * i, "recall": 0.6 + 0.1 * i, "f1": 0.65 + 0.07 * i, "support": sum(matrix[i])}
+        for i, name in enumerate(LABELS)
     }
-    if state == TrialState.PRUNED:
-        attrs["pruned_at_epoch"] = len(curve)
-    return attrs
+    timings = Timings(data=0.1, model_load=0.5, train=seconds * 0.8, validation=seconds * 0.1, total=seconds)
+    return record_attrs(
+        hyperparameters=hyperparameters, best_epoch=best + 1, epochs_run=len(curve), history=history,
+        metrics={"val_f1_macro": curve[best], "val_accuracy": curve[best] + 0.01, "val_loss": 1 - curve[best]},
+        per_class=per_class, confusion_matrix=matrix, timings=timings,
+        **({"pruned_at_epoch": len(curve)} if state == TrialState.PRUNED else {}),
+    )  # fmt: skip
 
 
 def add_trial(
@@ -157,10 +139,10 @@ def add_trial(
 
 
 def study_attrs(study: optuna.Study, metric: str = "f1_macro", encoder: str = "minilm") -> None:
-    study.set_user_attr("metric", metric)
-    study.set_user_attr("label_names", LABELS)
-    study.set_user_attr("spec", {"model": {"encoder": encoder}, "search": {"sampler": "tpe", "pruner": "median"}})
-    study.set_user_attr("data_report", data_report())
+    write_study(study.set_user_attr, StudyRecord(
+        metric=metric, label_names=LABELS, data_report=data_report(),
+        spec={"model": {"encoder": encoder}, "search": {"sampler": "tpe", "pruner": "median"}},
+    ))  # fmt: skip
 
 
 def rich_study(
@@ -349,11 +331,11 @@ def test_learning_curves_mark_pruned_trials(rich: optuna.Study) -> None:
 
 def test_learning_curves_place_first_epoch_evaluations_at_fractions_of_an_epoch() -> None:
     study = optuna.create_study(direction="maximize")
-    study.set_user_attr("steps_per_epoch", 3)  # evaluations at 1/3 and 2/3 of epoch 1, then each epoch end
+    write_study(study.set_user_attr, StudyRecord(steps_per_epoch=3))  # evaluations at 1/3 and 2/3 of epoch 1
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8, params={}, distributions={},
                                  intermediate_values={1: 0.3, 2: 0.5, 3: 0.6, 6: 0.8}))  # fmt: skip
     study.add_trial(create_trial(state=TrialState.PRUNED, value=None, params={}, distributions={},
-                                 user_attrs={"pruned_at_epoch": 0.33, "hyperparameters": {"epochs": 3}},
+                                 user_attrs=record_attrs(pruned_at_epoch=0.33, hyperparameters={"epochs": 3}),
                                  intermediate_values={1: 0.1}))  # fmt: skip
     curves = collect_learning_curves(study, best_trial(study))
     assert curves[0].epochs == pytest.approx([1 / 3, 2 / 3, 1.0, 2.0])
@@ -455,15 +437,15 @@ def test_confusion_labels_fall_back_when_the_study_has_none(rich: optuna.Study) 
     assert best is not None
     data = collect_confusion(best, [])
     assert data is not None and data.labels == LABELS  # from per_class keys
-    trial = create_trial(value=0.5, user_attrs={"confusion_matrix": [[1, 0], [0, 1]]})
+    trial = create_trial(value=0.5, user_attrs=record_attrs(confusion_matrix=[[1, 0], [0, 1]]))
     assert collect_confusion(trial, []) == collect_confusion(trial, ["0", "1"])
-    assert collect_confusion(create_trial(value=0.5, user_attrs={"confusion_matrix": [[1, 0]]}), []) is None
+    assert collect_confusion(create_trial(value=0.5, user_attrs=record_attrs(confusion_matrix=[[1, 0]])), []) is None
 
 
 def test_per_class_table(rich: optuna.Study) -> None:
     best = best_trial(rich)
     assert best is not None
-    table = per_class_table(best.number, classes_by_f1(best.user_attrs["per_class"], LABELS))
+    table = per_class_table(best.number, classes_by_f1(read_trial(best).per_class, LABELS))
     assert table.columns == ["label", "precision", "recall", "F1", "support"]
     assert [row[0] for row in table.rows] == LABELS
     assert table.rows[2] == ["shipping", pytest.approx(0.8), pytest.approx(0.8), pytest.approx(0.79), 9]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from test_reports_figures import rich_study
 
 import reports.page
+from record import read_study, write_study
 from reports import ReportResult, build_report, write_report
 
 PLOTLY_JS = plotly.offline.get_plotlyjs()
@@ -110,10 +112,10 @@ def test_comparison_page(compared: tuple[ReportResult, str], studies: list[optun
 
 def test_user_text_is_escaped(tmp_path: Path) -> None:
     study = rich_study('<script>alert("name")</script>')
-    study.set_user_attr("label_names", ["<img src=x onerror=alert(1)>", "returns", "shipping"])
-    report = dict(study.user_attrs["data_report"])
-    report["warnings"] = ["<script>alert('warning')</script>"]
-    study.set_user_attr("data_report", report)
+    record = read_study(study)
+    report = {**record.data_report, "warnings": ["<script>alert('warning')</script>"]}
+    labels = ["<img src=x onerror=alert(1)>", "returns", "shipping"]
+    write_study(study.set_user_attr, replace(record, label_names=labels, data_report=report))
     empty = optuna.create_study(study_name="<script>alert('empty')</script>")  # named in notes and headings
     out = tmp_path / "report.html"
     write_report([study, empty], out)

@@ -11,7 +11,7 @@ import yaml
 from optuna.trial import TrialState
 
 import sweep.objective
-from record import best_trial, read_trial
+from record import best_trial, read_study, read_trial, write_study
 from reports.blocks import TableBlock
 from reports.classes import confused_pairs, shorten
 from reports.sections import best_trial_blocks
@@ -63,30 +63,30 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     study = load_study("trec-tiny", url)  # read back from the SQL store, as `sweep status` does
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 3
-    assert study.user_attrs["label_names"] == ["account", "billing", "product", "returns"]
-    report = study.user_attrs["data_report"]
+    assert read_study(study).label_names == ["account", "billing", "product", "returns"]
+    report = read_study(study).data_report
     assert report["num_validation"] == 40 and report["class_distribution"]["validation"]["billing"] == 10
     for trial in finished:
-        attrs = trial.user_attrs
-        history = attrs["history"]
-        epochs = attrs["hyperparameters"]["epochs"]
+        record = read_trial(trial)
+        history = record.history
+        epochs = record.hyperparameters["epochs"]
         assert epochs == trial.params["epochs"]
         # Default schedule: two evaluations inside the first epoch (about 1/3 and 2/3), then one per epoch end.
         trained = [r["epochs_trained"] for r in history]
         assert trained[:2] == [pytest.approx(1 / 3, abs=0.07), pytest.approx(2 / 3, abs=0.07)]
-        assert trained[2:] == list(range(1, epochs + 1)) and attrs["epochs_run"] == epochs
-        assert attrs["evaluations"] == len(history) == epochs + 2
+        assert trained[2:] == list(range(1, epochs + 1)) and record.epochs_run == epochs
+        assert record.evaluations == len(history) == epochs + 2
         best = max(history, key=lambda r: r["val_f1_macro"])
         assert trial.value == pytest.approx(best["val_f1_macro"])  # the best evaluation scores, not the last
-        assert attrs["best_epoch"] == best["epoch"] + 1
-        assert attrs["best_epochs_trained"] == pytest.approx(best["epochs_trained"], abs=0.01)
+        assert record.best_epoch == best["epoch"] + 1
+        assert record.best_epochs_trained == pytest.approx(best["epochs_trained"], abs=0.01)
         steps = [1, 2, *(3 * e for e in range(1, epochs + 1))]  # Optuna steps are thirds of an epoch
         values = {s: pytest.approx(r["val_f1_macro"]) for s, r in zip(steps, history, strict=True)}
         assert trial.intermediate_values == values
-        assert set(attrs["per_class"]) == {"account", "billing", "product", "returns"}
-        assert attrs["seed"] == trial.number
-        assert {"data", "model_load", "train", "validation", "total"} <= set(attrs["timings"])
-        assert attrs["data_fingerprint"] == study.user_attrs["data_fingerprint"]
+        assert set(record.per_class) == {"account", "billing", "product", "returns"}
+        assert record.seed == trial.number
+        assert record.timings is not None and record.timings.total >= record.timings.train > 0
+        assert record.data_fingerprint == read_study(study).data_fingerprint
 
     # Same spec, bigger budget: continues to the requested number, data comes from the tokenisation cache.
     again = run_study(spec, n_trials=4)
@@ -128,7 +128,7 @@ def test_split_from_train_when_no_validation(tmp_path: Path, tiny_bert: Path, la
     train, _ = labelled_csvs
     spec = write_spec(tmp_path, train, None, tiny_bert, search__n_trials=1, data__val_fraction=0.25)
     study = run_study(spec).study
-    report = study.user_attrs["data_report"]
+    report = read_study(study).data_report
     assert report["num_validation"] == 30 and set(report["class_distribution"]["validation"].values()) == {7, 8}
 
 
@@ -147,7 +147,7 @@ def test_failed_trial_is_recorded_and_study_goes_on(
     study = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)).study
     states = {t.number: t.state for t in study.trials}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
-    assert study.trials[1].user_attrs["error"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert read_trial(study.trials[1]).error == "RuntimeError: CUDA out of memory (simulated)"
 
 
 class PruneFromStep(optuna.pruners.BasePruner):
@@ -177,8 +177,8 @@ def test_pruning_callback_stops_training_and_records(
     trial = run_study(spec).study.trials[0]
     assert trial.state == TrialState.PRUNED
     assert sorted(trial.intermediate_values) == [1, 2]  # stopped after epoch 2 of 4
-    assert trial.user_attrs["pruned_at_epoch"] == 2 and trial.user_attrs["epochs_run"] == 2
-    assert len(trial.user_attrs["history"]) == 2
+    assert read_trial(trial).pruned_at_epoch == 2 and read_trial(trial).epochs_run == 2
+    assert len(read_trial(trial).history) == 2
 
 
 def test_pruning_acts_inside_the_first_epoch(
@@ -197,18 +197,18 @@ def test_pruning_acts_inside_the_first_epoch(
     )
     study = run_study(spec).study
     trial = study.trials[0]
-    assert study.user_attrs["steps_per_epoch"] == 4
+    assert read_study(study).steps_per_epoch == 4
     assert trial.state == TrialState.PRUNED
     assert sorted(trial.intermediate_values) == [1]  # stopped at the first evaluation, a quarter into epoch 1
-    history = trial.user_attrs["history"]
+    history = read_trial(trial).history
     assert len(history) == 1 and history[0]["epochs_trained"] == pytest.approx(0.25, abs=0.05)
-    assert trial.user_attrs["pruned_at_epoch"] == pytest.approx(0.25, abs=0.05)
-    assert trial.user_attrs["epochs_run"] == trial.user_attrs["pruned_at_epoch"]
+    assert read_trial(trial).pruned_at_epoch == pytest.approx(0.25, abs=0.05)
+    assert read_trial(trial).epochs_run == read_trial(trial).pruned_at_epoch
     # It trained only that quarter: one validation run, a quarter of the training examples.
-    assert trial.user_attrs["timings"]["train_examples"] == pytest.approx(
-        study.user_attrs["data_report"]["num_train"] / 4, abs=8
+    assert read_trial(trial).timings.train_examples == pytest.approx(
+        read_study(study).data_report["num_train"] / 4, abs=8
     )
-    assert len(trial.user_attrs["validation_wall_times"]) == 1
+    assert len(read_trial(trial).validation_wall_times) == 1
 
 
 def test_bad_input_creates_no_study(tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]) -> None:
@@ -243,9 +243,9 @@ def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
     old_style = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__first_epoch_evals=0)
     result = run_study(old_style)
     study = result.study
-    dump = study.user_attrs["spec"]
-    del dump["search"]["first_epoch_evals"]  # the spec as such a study recorded it: the key did not exist
-    study.set_user_attr("spec", dump)
+    record = read_study(study)
+    del record.spec["search"]["first_epoch_evals"]  # the spec as such a study recorded it: the key did not exist
+    write_study(study.set_user_attr, record)
 
     default = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)  # first_epoch_evals: 2 by default
     with pytest.raises(SweepError, match=r"changed: search.first_epoch_evals\) \(a study from before .* "

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from torch.utils.data import DataLoader
 
 import sweep.objective
+from record import read_trial
 from sweep.callbacks import EvaluationSchedule, PruningCallback
 from sweep.cli import main
 from sweep.lifecycle import make_pruner, make_sampler
@@ -200,7 +201,7 @@ def test_each_sampler_runs_a_two_trial_study(
     study = run_study(write_spec(tmp_path, small_csvs, tiny_bert, **extra)).study
     assert type(study.sampler) is SAMPLER_CLASSES[sampler]
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2, [t.user_attrs.get("error") for t in trials]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2, [read_trial(t).error for t in trials]
     assert all(0.0 <= t.value <= 1.0 for t in trials)  # type: ignore[operator]
     assert trials[0].params != trials[1].params  # the sampler drew two configurations, not one twice
     if sampler == "grid":
@@ -243,7 +244,7 @@ def test_three_failures_in_a_row_stop_the_study(
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
     assert MAX_CONSECUTIVE_FAILURES == 3
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 3  # not 10: the fourth is never started
-    assert {t.user_attrs["error"] for t in study.trials} == {"RuntimeError: tokenizer and model disagree (simulated)"}
+    assert {read_trial(t).error for t in study.trials} == {"RuntimeError: tokenizer and model disagree (simulated)"}
 
 
 def test_failures_that_are_not_in_a_row_do_not_stop_it(

@@ -175,13 +175,15 @@ def test_fingerprint_of_a_spec_without_the_new_data_keys_is_unchanged() -> None:
     assert set(dumped) == {"train", "validation", "text_column", "label_column", "val_fraction", "cache_dir"}
 
 
-def test_fingerprint_of_the_study_in_a_store_written_by_main_is_unchanged() -> None:
-    import optuna
+def test_fingerprint_of_the_study_in_a_store_written_by_main_is_unchanged(tmp_path: Path) -> None:
+    import shutil
 
-    url = f"sqlite:///{Path(__file__).parent / 'fixtures' / 'store-main-34edfc5.db'}"
-    [study] = optuna.storages.RDBStorage(url).get_all_studies()
-    attrs = study.user_attrs
-    assert parse_spec(attrs["spec"]).fingerprint() == attrs["spec_fingerprint"]
+    from record import read_study
+    from sweep.storage import load_study
+
+    copy = shutil.copy(Path(__file__).parent / "fixtures" / "store-main-34edfc5.db", tmp_path / "old.db")
+    record = read_study(load_study("legacy-main", f"sqlite:///{copy}"))
+    assert parse_spec(record.spec).fingerprint() == record.spec_fingerprint
 
 
 def test_text_column_may_list_several_columns() -> None:

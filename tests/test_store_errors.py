@@ -26,6 +26,7 @@ from test_runner import write_spec
 
 import sweep.checkpoints
 import sweep.storage
+from record import read_trial
 from sweep.cli import main
 from sweep.errors import DiskError
 from sweep.storage import open_storage
@@ -244,7 +245,7 @@ def test_a_full_checkpoint_disk_fails_the_trial_and_stops_the_run(
     assert f"checkpoint_dir: cannot write the checkpoint trial-00000 in {folder}: no space left on device" in line
     trials = optuna.load_study(study_name="trec-tiny", storage=f"sqlite:///{tmp_path / 'sweeps.db'}").trials
     assert [t.state for t in trials] == [TrialState.FAIL]  # one trial, not one failure after another
-    assert "no space left on device" in trials[0].user_attrs["error"]
+    assert "no space left on device" in read_trial(trials[0]).error
     assert sorted(p.name for p in folder.iterdir()) == ["tokenizer"]  # no half-written checkpoint left
 
 

@@ -25,6 +25,7 @@ import yaml
 from conftest import quickstart_subset, split_per_class, write_csv
 from optuna.trial import FrozenTrial, TrialState
 
+from record import read_trial
 from sweep.errors import StorageLost, SweepError
 from sweep.runner import run_study
 from sweep.storage import open_storage, sqlite_writer_lock
@@ -101,14 +102,14 @@ def running_trial(
     except Exception:  # the study may not exist yet
         return None
     for trial in found:
-        worker = trial.user_attrs.get("worker", "")
+        worker = (read_trial(trial).worker or "")
         if trial.state != TrialState.RUNNING or not worker:
             continue
         if pid is not None and not worker.endswith(f":{pid}"):
             continue
         if int(worker.rsplit(":", 1)[1]) in skip_pids:
             continue
-        if fresh_only and "failed_trial" in trial.system_attrs:
+        if fresh_only and read_trial(trial).retry_of is not None:
             continue
         return trial
     return None
@@ -116,7 +117,7 @@ def running_trial(
 
 def assert_intermediate_values_intact(trial: FrozenTrial) -> None:
     """Every reported value is the one the trial's history recorded, in order."""
-    history = trial.user_attrs["history"]
+    history = read_trial(trial).history
     values = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
     assert values == pytest.approx([r["val_f1_macro"] for r in history])
 
@@ -193,9 +194,9 @@ def test_sigterm_fails_the_trial_with_a_reason_and_the_retry_repeats_it(
     assert len(stopped_trials) == 1
     stopped = trial = stopped_trials[0]
     assert stopped.state == TrialState.FAIL
-    assert stopped.user_attrs["stopped_by"] == "SIGTERM"
-    assert stopped.user_attrs["error"].startswith("stopped by SIGTERM after")
-    queued = [t for t in trials(url) if t.system_attrs.get("failed_trial") == trial.number]
+    assert read_trial(stopped).stopped_by == "SIGTERM"
+    assert read_trial(stopped).error.startswith("stopped by SIGTERM after")
+    queued = [t for t in trials(url) if read_trial(t).retry_of == trial.number]
     assert len(queued) == 1 and queued[0].state == TrialState.WAITING
     assert queued[0].params == stopped.params and "learning_rate" in stopped.params
     assert not any(t.state == TrialState.RUNNING for t in trials(url))
@@ -204,9 +205,9 @@ def test_sigterm_fails_the_trial_with_a_reason_and_the_retry_repeats_it(
     # Running the same command again continues: the retry runs first, with the same parameters and seed.
     subprocess.run(sweep_cmd("run", str(spec)), env=ENV, check=True, capture_output=True)
     final = trials(url)
-    retry = next(t for t in final if t.system_attrs.get("failed_trial") == trial.number)
+    retry = next(t for t in final if read_trial(t).retry_of == trial.number)
     assert retry.state in FINISHED and retry.params == stopped.params
-    assert retry.user_attrs["seed"] == stopped.user_attrs["seed"]
+    assert read_trial(retry).seed == read_trial(stopped).seed
     assert sum(t.state in FINISHED for t in final) == 2
     no_orphan_files(tmp_path / "checkpoints")
 
@@ -228,8 +229,8 @@ def test_run_after_a_crash_simply_continues(tmp_path: Path, tiny_bert: Path, dat
     assert f"trials {killed.number} were left RUNNING" in done.stderr
     final = trials(url)
     orphan = next(t for t in final if t.number == killed.number)
-    assert orphan.state == TrialState.FAIL and "stopped without finishing" in orphan.user_attrs["error"]
-    retry = next(t for t in final if t.system_attrs.get("failed_trial") == killed.number)
+    assert orphan.state == TrialState.FAIL and "stopped without finishing" in read_trial(orphan).error
+    retry = next(t for t in final if read_trial(t).retry_of == killed.number)
     assert retry.state in FINISHED and retry.params == orphan.params
     assert sum(t.state in FINISHED for t in final) == 3
     assert not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in final)
@@ -290,7 +291,7 @@ def test_three_workers_finish_exactly_the_budget(
     assert sum(t.state in FINISHED for t in final) == 24
     assert not [t.number for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert not [t.number for t in final if t.state == TrialState.FAIL]
-    workers = Counter(t.user_attrs["worker"] for t in final)
+    workers = Counter(read_trial(t).worker for t in final)
     assert len(workers) == 3, workers  # all three took part
     for trial in final:
         assert_intermediate_values_intact(trial)
@@ -322,13 +323,13 @@ def test_chaos_killed_workers_lose_nothing(
             lambda: running_trial(postgres_url, fresh_only=True, skip_pids=frozenset(dead)), 240, "a running trial"
         )
         time.sleep(rng.uniform(0.0, 0.3))  # somewhere in its first second of training
-        pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+        pid = int(read_trial(victim).worker.rsplit(":", 1)[1])
         proc = next(p for p in procs if p.pid == pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         dead.add(pid)
         killed += [t.number for t in trials(postgres_url) if t.state == TrialState.RUNNING
-                   and t.user_attrs.get("worker", "").endswith(f":{pid}")]  # fmt: skip
+                   and (read_trial(t).worker or "").endswith(f":{pid}")]  # fmt: skip
         procs.append(start(worker_cmd, log))
     for proc in procs:
         if proc.poll() is None:
@@ -341,9 +342,9 @@ def test_chaos_killed_workers_lose_nothing(
     for number in killed:
         lost = final[number]
         assert lost.state == TrialState.FAIL
-        if "failed_trial" in lost.system_attrs:
+        if read_trial(lost).retry_of is not None:
             continue  # a retry itself killed (rare: its trial ended just before the kill): retries are not retried
-        retries = [t for t in final if t.system_attrs.get("failed_trial") == number]
+        retries = [t for t in final if read_trial(t).retry_of == number]
         assert len(retries) == 1, f"trial {number} retried {len(retries)} times"
         assert retries[0].params == lost.params and (retries[0].state in FINISHED or retries[0].number in killed)
     assert not [t.number for t in final if t.state == TrialState.FAIL and t.number not in killed]
@@ -390,7 +391,7 @@ def test_sigterm_to_run_with_workers_stops_each_worker_cleanly(
 
     def both_training() -> bool:
         try:
-            return sum(t.state == TrialState.RUNNING and bool(t.user_attrs.get("worker"))
+            return sum(t.state == TrialState.RUNNING and bool(read_trial(t).worker)
                        for t in trials(postgres_url)) >= 2  # fmt: skip
         except Exception:  # the study is not created yet
             return False
@@ -403,9 +404,9 @@ def test_sigterm_to_run_with_workers_stops_each_worker_cleanly(
     assert "stopped by SIGTERM" in log
     final = trials(postgres_url)
     stopped = [t for t in final if t.state == TrialState.FAIL]
-    assert len(stopped) == 2 and {t.user_attrs["stopped_by"] for t in stopped} == {"SIGTERM"}
-    assert len({t.user_attrs["worker"] for t in stopped}) == 2
+    assert len(stopped) == 2 and {read_trial(t).stopped_by for t in stopped} == {"SIGTERM"}
+    assert len({read_trial(t).worker for t in stopped}) == 2
     queued = [t for t in final if t.state == TrialState.WAITING]
-    assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in stopped)
+    assert sorted(read_trial(t).retry_of for t in queued) == sorted(t.number for t in stopped)
     assert not [t for t in final if t.state == TrialState.RUNNING]
     no_orphan_files(tmp_path / "checkpoints")
