@@ -28,7 +28,7 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Encoded train / validation splits, their label names and the data report."""
+    """Encoded train / validation splits, their label names, the data report and the cleaned validation texts."""
 
     train: datasets.Dataset  # input_ids, attention_mask, (token_type_ids), labels, length
     validation: datasets.Dataset
@@ -36,6 +36,7 @@ class PreparedData:
     report: dict[str, Any]
     fingerprint: str
     pad_token_id: int
+    validation_texts: list[str]  # row i of `validation` was encoded from validation_texts[i]
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def prepare_classification_data(
         report=report,
         fingerprint=fingerprint,
         pad_token_id=int(pad_token_id),
+        validation_texts=list(splits.val_texts),
     )
 
 

@@ -13,19 +13,26 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 # Batch keys, in order; token_type_ids only when the tokenizer made them.
 SEQUENCE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+# Validation batches also carry each row's index in the split (rows are served in length order): the model reports
+# which rows it got wrong by this index. Models feed only their input keys to the encoder, so the key is harmless.
+ROW_INDEX = "row"
 Example = dict[str, Any]
 
 
 class EncodedExamples(Dataset[Example]):
-    """Encoded rows held as plain Python lists (converted once), indexable by the DataLoader."""
+    """Encoded rows held as plain Python lists (converted once), indexable by the DataLoader.
 
-    def __init__(self, dataset: datasets.Dataset):
+    With `row_index`, each row also carries its index in `dataset` under `ROW_INDEX`.
+    """
+
+    def __init__(self, dataset: datasets.Dataset, *, row_index: bool = False):
         self.columns = [c for c in SEQUENCE_COLUMNS if c in dataset.column_names]
         if "input_ids" not in self.columns or "labels" not in dataset.column_names:
             raise ValueError(f"encoded dataset needs input_ids and labels, got {dataset.column_names}")
         data = dataset.select_columns([*self.columns, "labels"]).to_dict()
         self.sequences: dict[str, list[list[int]]] = {c: data[c] for c in self.columns}
         self.labels: list[int] = [int(label) for label in data["labels"]]
+        self.row_index = row_index
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -33,11 +40,16 @@ class EncodedExamples(Dataset[Example]):
     def __getitem__(self, index: int) -> Example:
         row: Example = {c: self.sequences[c][index] for c in self.columns}
         row["labels"] = self.labels[index]
+        if self.row_index:
+            row[ROW_INDEX] = index
         return row
 
 
 class PaddingCollator:
-    """Pads each batch to its longest sequence: input_ids with pad_token_id, the other columns with 0."""
+    """Pads each batch to its longest sequence: input_ids with pad_token_id, the other columns with 0.
+
+    Labels (and row indices, where the rows carry them) become one long tensor each.
+    """
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -55,6 +67,8 @@ class PaddingCollator:
                 padded[i, : len(values)] = values
             batch[column] = torch.from_numpy(padded)
         batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
+        if ROW_INDEX in rows[0]:
+            batch[ROW_INDEX] = torch.tensor([row[ROW_INDEX] for row in rows], dtype=torch.long)
         return batch
 
 
@@ -114,7 +128,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.group_by_length = group_by_length
         self.collate = PaddingCollator(pad_token_id)
         self.train_examples = EncodedExamples(train)
-        self.val_examples = EncodedExamples(validation)
+        self.val_examples = EncodedExamples(validation, row_index=True)
 
     def _loader(self, examples: EncodedExamples, batch_size: int, shuffle: bool) -> DataLoader[Example]:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
@@ -136,7 +150,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
         return self._batched(self.train_examples, LengthGroupedBatches(lengths, self.batch_size, seed=self.seed))
 
     def val_dataloader(self) -> DataLoader[Example]:
-        """`eval_batch_size` rows per batch; by default shortest rows first (metrics do not depend on order)."""
+        """`eval_batch_size` rows per batch; by default shortest rows first (metrics do not depend on order).
+
+        Each batch carries the rows' indices in the validation split under `ROW_INDEX`.
+        """
         if not self.group_by_length:
             return self._loader(self.val_examples, self.eval_batch_size, shuffle=False)
         lengths = np.array([len(ids) for ids in self.val_examples.sequences["input_ids"]])

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from .metrics import classification_metrics
 logger = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# A batch key naming each row's index in the validation split (the data module sends it with validation batches);
+# never fed to the encoder. With it, each validation record lists the rows the model got wrong.
+ROW_INDEX = "row"
 NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 # Where each family of configs keeps the dropout in front of its classification head.
 CLASSIFIER_DROPOUT_ATTRIBUTES = ("classifier_dropout", "seq_classif_dropout")
@@ -120,6 +124,13 @@ def load_pretrained_classifier(
     return model
 
 
+def misclassified_rows(rows: np.ndarray, preds: np.ndarray, targets: np.ndarray) -> list[list[int]]:
+    """`[[row, predicted label id], ...]` for every row whose prediction differs from its target, by row index."""
+    wrong = np.flatnonzero(preds != targets)
+    order = wrong[np.argsort(rows[wrong], kind="stable")]
+    return [[int(rows[i]), int(preds[i])] for i in order]
+
+
 def _check_arguments(
     label_names: Sequence[str],
     learning_rate: float,
@@ -159,7 +170,9 @@ class SequenceClassifier(pl.LightningModule):
 
     `self.model` is the plain transformers model (export with `self.model.save_pretrained`).
     After each validation run (not the sanity check) one record is appended to `self.history`: `epoch` (0-based)
-    in which it ran, optimizer `step`, `epochs_trained` (fractional inside an epoch) and the validation metrics.
+    in which it ran, optimizer `step`, `epochs_trained` (fractional inside an epoch) and the validation metrics,
+    with `per_class` and `confusion_matrix`; when every validation batch carried `ROW_INDEX`, also `misclassified`:
+    `[[row, predicted label id], ...]` for each row predicted wrongly, by row index.
     """
 
     class_weights: torch.Tensor | None
@@ -197,6 +210,7 @@ class SequenceClassifier(pl.LightningModule):
         self._train_examples = 0
         self._val_preds: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
+        self._val_rows: list[torch.Tensor] = []
         self._val_loss_sums: list[torch.Tensor] = []
         self._val_loss_weights: list[torch.Tensor] = []
 
@@ -246,6 +260,8 @@ class SequenceClassifier(pl.LightningModule):
         self._val_loss_weights.append(self._loss_denominator(labels))
         self._val_preds.append(logits.argmax(dim=-1).detach())
         self._val_targets.append(labels.detach())
+        if ROW_INDEX in batch:
+            self._val_rows.append(batch[ROW_INDEX].detach())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_preds:
@@ -257,6 +273,7 @@ class SequenceClassifier(pl.LightningModule):
         scalars = {"val_loss": float(val_loss)}
         scalars.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
         self.log_dict(scalars, prog_bar=False)
+        rows = torch.cat(self._val_rows).cpu().numpy() if len(self._val_rows) == len(self._val_preds) else None
         self._clear_validation_state()
         if self.trainer.sanity_checking:
             return
@@ -272,11 +289,14 @@ class SequenceClassifier(pl.LightningModule):
             record["train_loss"] = float(self._train_loss_total) / self._train_examples
         record["per_class"] = metrics["per_class"]
         record["confusion_matrix"] = metrics["confusion_matrix"]
+        if rows is not None:
+            record["misclassified"] = misclassified_rows(rows, preds, targets)
         self.history.append(record)
 
     def _clear_validation_state(self) -> None:
         self._val_preds.clear()
         self._val_targets.clear()
+        self._val_rows.clear()
         self._val_loss_sums.clear()
         self._val_loss_weights.clear()
 

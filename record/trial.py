@@ -1,5 +1,5 @@
 """A trial's record: hyperparameters, seed, best epoch, history, metrics, per-class results, confusion matrix,
-timings, checkpoint, worker, and how it failed or was stopped.
+example texts of the most-confused label pairs, timings, checkpoint, worker, and how it failed or was stopped.
 
 Writers take a setter (`trial.set_user_attr`, or a storage call bound to a trial), so the same schema serves a
 running trial and repairs done from outside it. Readers never fail on a missing attribute: a trial that failed
@@ -31,6 +31,7 @@ _T_EVALUATIONS = "evaluations"
 _T_METRICS = "metrics"
 _T_PER_CLASS = "per_class"
 _T_CONFUSION = "confusion_matrix"
+_T_CONFUSED_EXAMPLES = "confused_examples"
 _T_HISTORY = "history"
 _T_CHECKPOINT = "checkpoint"
 _T_CHECKPOINT_EPOCH = "checkpoint_epoch"
@@ -75,6 +76,9 @@ class TrialResult:
     per_class: dict[str, dict[str, Any]]
     confusion_matrix: list[list[int]] | None
     history: list[dict[str, Any]]  # every evaluation, without per-class parts
+    # One validation text per most-confused label pair at the best evaluation, most rows first: {"given": label,
+    # "predicted": label, "text": text}. Bounded by its writer (a few dozen short texts): it is stored per trial.
+    confused_examples: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class TrialRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     confusion_matrix: list[list[int]] | None = None
+    confused_examples: list[dict[str, str]] = field(default_factory=list)  # empty in stores written before it
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: str | None = None
     checkpoint_epoch: int | None = None
@@ -132,6 +137,14 @@ def _opt_number(value: Any) -> float | None:
     return value if _number(value) else None
 
 
+def _examples(raw: Any) -> list[dict[str, str]]:
+    """The stored example texts, keeping only well-formed entries (strings under given, predicted and text)."""
+    keys = ("given", "predicted", "text")
+    entries = raw if isinstance(raw, list) else []
+    return [{k: e[k] for k in keys} for e in entries
+            if isinstance(e, Mapping) and all(isinstance(e.get(k), str) for k in keys)]
+
+
 def read_trial(trial: FrozenTrial) -> TrialRecord:
     """The record of a finished or running trial."""
     attrs, system = trial.user_attrs, trial.system_attrs
@@ -157,6 +170,7 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         metrics=dict(attrs.get(_T_METRICS) or {}),
         per_class=dict(attrs.get(_T_PER_CLASS) or {}),
         confusion_matrix=attrs.get(_T_CONFUSION),
+        confused_examples=_examples(attrs.get(_T_CONFUSED_EXAMPLES)),
         history=list(attrs.get(_T_HISTORY) or []),
         checkpoint=attrs.get(_T_CHECKPOINT) or None,
         checkpoint_epoch=attrs.get(_T_CHECKPOINT_EPOCH),
@@ -216,6 +230,7 @@ class TrialWriter:
         self._set(_T_METRICS, result.metrics)
         self._set(_T_PER_CLASS, result.per_class)
         self._set(_T_CONFUSION, result.confusion_matrix)
+        self._set(_T_CONFUSED_EXAMPLES, result.confused_examples)
         self._set(_T_HISTORY, result.history)
 
     def checkpoint(self, name: str, epoch: int | None) -> None:
@@ -245,5 +260,5 @@ def trial_attrs(**fields: Any) -> dict[str, Any]:
 _STORED = (
     _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_TRACEBACK,
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
-    _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
+    _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
 )  # fmt: skip

@@ -64,6 +64,11 @@ class ConfusedPair:
     example: str | None = None
 
 
+def shorten(text: str, limit: int = MAX_EXAMPLE_CHARS) -> str:
+    """`text` cut to at most `limit` characters, the last of them an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def row_shares(matrix: Sequence[Sequence[int]]) -> list[list[float]]:
     """Each row divided by its sum (rows = true labels); an empty row stays all zero."""
     return [[c / sum(row) if sum(row) else 0.0 for c in row] for row in matrix]
@@ -79,7 +84,8 @@ def confused_pairs(
     """The off-diagonal cells with the most rows (rows = given label, columns = predicted), most first.
 
     Ties go to the larger share of the given class, then to label order. `examples` maps (given, predicted) to
-    one validation text of that pair, when the caller has the data at hand (the study does not store texts).
+    one validation text of that pair (a trial records them: `TrialRecord.confused_examples`), cut to
+    `MAX_EXAMPLE_CHARS`.
     """
     shares = row_shares(matrix)
     cells = [(count, shares[i][j], i, j) for i, row in enumerate(matrix) for j, count in enumerate(row)
@@ -88,8 +94,7 @@ def confused_pairs(
     pairs = []
     for count, share, i, j in cells[:limit]:
         example = (examples or {}).get((labels[i], labels[j]))
-        if example is not None and len(example) > MAX_EXAMPLE_CHARS:
-            example = example[: MAX_EXAMPLE_CHARS - 1] + "…"
+        example = shorten(example) if example is not None else None
         pairs.append(ConfusedPair(given=labels[i], predicted=labels[j], count=int(count), share=share, example=example))
     return pairs
 

@@ -248,7 +248,9 @@ def best_trial_blocks(study: optuna.Study) -> list[Block]:
         return [NoteBlock("Per-class scores and the confusion matrix need a completed trial; this study has none.",
                           missing=True)]
     labels = read_study(study).label_names
-    return class_blocks(best.number, read_trial(best).per_class, labels, collect_confusion(best, labels))
+    record = read_trial(best)
+    examples = {(e["given"], e["predicted"]): e["text"] for e in record.confused_examples}
+    return class_blocks(best.number, record.per_class, labels, collect_confusion(best, labels), examples=examples)
 
 
 def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix: str) -> list[Section]:

@@ -20,6 +20,7 @@ from models import SequenceClassifier
 from record import Timings, TrialResult, TrialWriter, enters_top, retry_of
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import BestWeights, save_checkpoint
+from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
@@ -70,9 +71,13 @@ def _epochs(value: float | None) -> float | int | None:
     return int(value) if float(value).is_integer() else round(float(value), 2)
 
 
+# Parts of an evaluation's record that grow with the classes or the validation rows: kept for the best one only.
+BULKY = ("per_class", "confusion_matrix", "misclassified")
+
+
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
-    """A history record without the bulky per-class parts (kept for the best epoch only)."""
-    return {k: v for k, v in record.items() if k not in ("per_class", "confusion_matrix")}
+    """A history record without its bulky parts (kept for the best evaluation only)."""
+    return {k: v for k, v in record.items() if k not in BULKY}
 
 
 def train_trial(
@@ -210,6 +215,12 @@ def build_objective(
                 per_class=best["per_class"],
                 confusion_matrix=best["confusion_matrix"],
                 history=[_compact(r) for r in history],
+                confused_examples=confused_examples(
+                    best.get("misclassified"),
+                    texts=data.validation_texts,
+                    label_ids=list(data.validation["labels"]),
+                    label_names=data.label_names,
+                ),
             )
         )
         value = float(best[monitor])

@@ -88,6 +88,7 @@ def test_given_validation(labelled_csvs: tuple[Path, Path], tiny_bert: Path, tmp
     assert len(data.validation) == data.report["num_validation"] == 40
     assert [data.label_names[i] for i in data.train["labels"]] == [label for _, label in train_rows]
     assert [data.label_names[i] for i in data.validation["labels"]] == [label for _, label in val_rows]
+    assert data.validation_texts == [text for text, _ in val_rows]  # the cleaned texts, in row order
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
     for i in (0, 57, 119):
@@ -117,6 +118,13 @@ def test_stratified_split_without_validation(labelled_csvs: tuple[Path, Path], t
     assert sorted(val_counts.values()) == [7, 7, 8, 8]
     assert data.report["split"] == "stratified from train, val_fraction=0.25, seed=7"
     assert data.report["validation"] is None and data.report["cleaning"]["validation"] is None
+    # The validation texts follow the split's row order: row i was encoded from validation_texts[i].
+    by_text = dict(read_rows(labelled_csvs[0]))
+    assert len(data.validation_texts) == 30
+    assert [by_text[t] for t in data.validation_texts] == [data.label_names[i] for i in data.validation["labels"]]
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    encoded = tokenizer(data.validation_texts, truncation=True, max_length=64)["input_ids"]
+    assert encoded == data.validation["input_ids"]
 
 
 def test_second_call_loads_from_cache_without_tokenizing(
@@ -133,6 +141,7 @@ def test_second_call_loads_from_cache_without_tokenizing(
     assert second.fingerprint == first.fingerprint
     assert second.train.to_dict() == first.train.to_dict()
     assert second.validation.to_dict() == first.validation.to_dict()
+    assert second.validation_texts == first.validation_texts and len(second.validation_texts) == 40
     assert first.report["cache"] == "miss" and second.report["cache"] == "hit"
     assert second.report["truncated"] == first.report["truncated"]
     assert second.report["warnings"] == first.report["warnings"]
@@ -278,8 +287,9 @@ def test_batches_are_padded_to_the_longest_row_in_each_batch(tickets: PreparedDa
     lengths = tickets.validation["length"]
     widths = []
     for b, batch in enumerate(dm.val_dataloader()):
-        assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+        assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels", "row"}
         assert all(t.dtype == torch.long for t in batch.values())
+        assert batch["row"].tolist() == list(range(b * 8, min((b + 1) * 8, 40)))
         rows = lengths[b * 8 : (b + 1) * 8]
         assert batch["input_ids"].shape == (len(rows), max(rows))
         assert batch["attention_mask"].sum(dim=1).tolist() == rows
@@ -299,6 +309,26 @@ def test_padding_uses_the_given_pad_id(tickets: PreparedData) -> None:
     padding = batch["attention_mask"] == 0
     assert bool(padding.any()) and bool((batch["input_ids"][padding] == 99).all())
     assert batch["input_ids"][0, : tickets.validation["length"][0]].tolist() == tickets.validation["input_ids"][0]
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_validation_batches_name_each_rows_index_training_batches_do_not(
+    tickets: PreparedData, group_by_length: bool
+) -> None:
+    dm = TextClassificationDataModule(
+        tickets.train, tickets.validation, pad_token_id=tickets.pad_token_id, batch_size=8, eval_batch_size=8,
+        group_by_length=group_by_length,
+    )  # fmt: skip
+    served = []
+    for batch in dm.val_dataloader():
+        for i, row in enumerate(batch["row"].tolist()):
+            width = tickets.validation["length"][row]
+            assert batch["input_ids"][i, :width].tolist() == tickets.validation["input_ids"][row]
+            assert batch["labels"][i].item() == tickets.validation["labels"][row]
+            served.append(row)
+    assert sorted(served) == list(range(40))
+    assert (served != list(range(40))) == group_by_length  # length order differs from row order
+    assert all("row" not in batch for batch in dm.train_dataloader())
 
 
 def test_training_order_is_shuffled_by_seed_and_covers_every_row(tickets: PreparedData) -> None:
@@ -350,7 +380,8 @@ def test_datamodule_drives_a_real_trainer(tickets: PreparedData, tiny_bert: Path
             return loss
 
         def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-            self.losses.append(self.model(**batch).loss.item())
+            inputs = {key: value for key, value in batch.items() if key != "row"}  # the row index is not an input
+            self.losses.append(self.model(**inputs).loss.item())
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.AdamW(self.parameters(), lr=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import optuna
@@ -10,7 +11,10 @@ import yaml
 from optuna.trial import TrialState
 
 import sweep.objective
-from record import read_study, read_trial, write_study
+from record import best_trial, read_study, read_trial, write_study
+from reports.blocks import TableBlock
+from reports.classes import confused_pairs, shorten
+from reports.sections import best_trial_blocks
 from sweep.errors import SweepError
 from sweep.runner import run_study
 from sweep.storage import load_study
@@ -96,6 +100,28 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     with pytest.raises(SweepError, match=r"different spec \(changed: model.max_length\)"):
         run_study(changed)
     assert len(load_study("trec-tiny", url).trials) == 4
+
+
+def test_the_best_trial_keeps_an_example_text_per_confused_pair(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    train, val = labelled_csvs
+    study = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__space__epochs=1)).study
+    best = best_trial(study)
+    assert best is not None
+    record = read_trial(best)
+    labels = ["account", "billing", "product", "returns"]
+    assert record.confusion_matrix is not None
+    ranked = [(p.given, p.predicted) for p in confused_pairs(record.confusion_matrix, labels, limit=20)]
+    assert ranked and [(e["given"], e["predicted"]) for e in record.confused_examples] == ranked
+    with val.open(encoding="utf-8", newline="") as fh:
+        rows = [(shorten(row["text"]), row["label"]) for row in csv.DictReader(fh)]
+    for example in record.confused_examples:  # a real validation text of its given label
+        assert (example["text"], example["given"]) in rows
+    assert all("misclassified" not in r for r in [*record.history, record.metrics])  # the rows stay out of the store
+    pairs = best_trial_blocks(study)[1]
+    assert isinstance(pairs, TableBlock) and pairs.columns[-1] == "example text"
+    assert [row[-1] for row in pairs.rows] == [e["text"] for e in record.confused_examples[: len(pairs.rows)]]
 
 
 def test_split_from_train_when_no_validation(tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]) -> None:
