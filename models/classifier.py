@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +25,6 @@ from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # A batch key naming each row's index in the validation split (the data module sends it with validation batches);
 # never fed to the encoder. With it, each validation record lists the rows the model got wrong.
 ROW_INDEX = "row"
@@ -203,6 +203,9 @@ class SequenceClassifier(pl.LightningModule):
         # from_pretrained returns the model in eval mode, and Lightning (>= 2.2) keeps each submodule's
         # mode when fit starts: without this, dropout would stay off for the whole training run.
         self.model.train()
+        # The batch keys the encoder takes, from its own signature (DistilBERT takes no token_type_ids): the
+        # datamodule names the columns it makes, and extra keys (labels, row indices) never reach the encoder.
+        self._inputs = frozenset(inspect.signature(self.model.forward).parameters) - {"labels"}
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights)
         self.history: list[dict[str, Any]] = []
@@ -216,7 +219,7 @@ class SequenceClassifier(pl.LightningModule):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a batch; only the model inputs are passed on (never `labels`)."""
-        inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
+        inputs = {key: value for key, value in batch.items() if key in self._inputs}
         return self.model(**inputs).logits
 
     def compute_loss(

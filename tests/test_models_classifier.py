@@ -524,3 +524,32 @@ def test_tiny_bert_learns_support_tickets(tiny_bert: Path) -> None:
     assert losses[-1] < losses[0] - 0.4, losses
     assert min(val_losses) < val_losses[0] - 0.08, val_losses
     assert max(r["val_accuracy"] for r in module.history) > 0.35
+
+
+def test_the_encoder_gets_only_the_inputs_its_forward_takes(tmp_path: Path) -> None:
+    """The datamodule's batches may carry token_type_ids (a BERT tokenizer) and row indices; a DistilBERT takes
+    neither, and the labels are ours to score: the model hands its encoder only what the encoder's forward names."""
+    from transformers import DistilBertConfig, DistilBertModel
+
+    config = DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=32)
+    torch.manual_seed(0)
+    DistilBertModel(config).save_pretrained(tmp_path / "distil")
+    module = SequenceClassifier(encoder_name_or_path=str(tmp_path / "distil"), label_names=["a", "b"],
+                                learning_rate=1e-3)  # fmt: skip
+    module.eval()
+    ids = torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]])
+    plain = {"input_ids": ids, "attention_mask": (ids > 0).long()}
+    extra = {**plain, "token_type_ids": torch.zeros_like(ids), "row": torch.tensor([4, 1]),
+             "labels": torch.tensor([0, 1])}  # fmt: skip
+    received: list[set[str]] = []
+    forward = module.model.forward
+
+    def recording(**kwargs: Any) -> Any:  # transformers 5 models swallow unknown kwargs: record what they get
+        received.append(set(kwargs))
+        return forward(**kwargs)
+
+    module.model.forward = recording  # type: ignore[method-assign]
+    with torch.no_grad():
+        assert torch.equal(module(extra), module(plain))
+    assert received == [{"input_ids", "attention_mask"}] * 2
+    assert module(plain).shape == (2, 2)
