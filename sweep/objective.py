@@ -14,6 +14,7 @@ import optuna
 import pytorch_lightning as pl
 import torch
 from optuna.trial import FrozenTrial
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
@@ -189,13 +190,20 @@ def build_objective(
                 module, timing, setup = train_trial(
                     hp, data, settings, seed=seed, callbacks=[schedule, pruning, weights, *extra]
                 )
-        except StopRequested as exc:
+        except (StopRequested, SIGTERMException) as exc:
+            # Lightning chains its own SIGTERM handler before ours and, when ours could not raise at that moment,
+            # ends the fit with its SIGTERMException (a SystemExit, which Optuna's loop would let through without
+            # queueing the retry): the same stop, recorded the same way.
+            stop.requested = stop.requested or ("stop" if isinstance(exc, StopRequested) else "SIGTERM")
             took = time.perf_counter() - started
             record.stopped(
-                stop.requested or "stop",
-                f"{exc} after {took:.1f} s on {worker_id()}; queued for a retry with the same parameters",
+                stop.requested,
+                f"stopped by {stop.requested} after {took:.1f} s on {worker_id()}; queued for a retry with the same "
+                "parameters",
             )
-            raise
+            if isinstance(exc, StopRequested):
+                raise
+            raise StopRequested(f"stopped by {stop.requested}") from None
         except StorageLost:
             raise  # nothing more can be recorded; the heartbeat fails the trial and another worker retries it
         except DiskError:

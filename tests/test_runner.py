@@ -266,3 +266,23 @@ def test_a_trial_that_reached_its_last_evaluation_completes(
     trial = run_study(spec).study.trials[0]
     assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
     assert trial.value == pytest.approx(max(trial.intermediate_values.values()), abs=1e-6)
+
+
+def test_lightnings_own_sigterm_exit_is_recorded_as_a_stop(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's handler runs before ours and may end the fit with its SIGTERMException (a SystemExit): the trial
+    is still FAIL with the reason and queued for a retry, and the run ends as stopped (not killed mid-record)."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise SIGTERMException
+
+    monkeypatch.setattr(sweep.objective, "train_trial", killed)
+    train, val = labelled_csvs
+    result = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2))
+    assert result.stopped_by == "SIGTERM"
+    [stopped, queued] = result.study.get_trials()
+    assert stopped.state == TrialState.FAIL and read_trial(stopped).stopped_by == "SIGTERM"
+    assert read_trial(stopped).error.startswith("stopped by SIGTERM after")
+    assert queued.state == TrialState.WAITING and read_trial(queued).retry_of == stopped.number
