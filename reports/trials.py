@@ -38,14 +38,22 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), key=lambda t: t.number)
 
 
+def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials the search drew: without the re-evaluation runs of `sweep reevaluate` (configurations already
+    drawn, re-trained with new seeds)."""
+    return [t for t in trials if read_trial(t).reevaluates is None]
+
+
 def completed_values(study: optuna.Study) -> list[float]:
-    """The values of the completed trials."""
-    return [float(t.values[0]) for t in completed(study)]
+    """The values of the completed trials the search drew (re-evaluation runs left out: they are not draws)."""
+    return [float(t.values[0]) for t in search_trials(completed(study))]
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The `k` best completed trials, best first (the study record's one ranking)."""
-    return ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximizes(study))[:k]
+    """The `k` best completed search trials, best first (the study record's one ranking; a re-evaluation run is not
+    a configuration of its own)."""
+    trials = search_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return ranked(trials, maximize=maximizes(study))[:k]
 
 
 def study_advice(study: optuna.Study) -> list[str]:
