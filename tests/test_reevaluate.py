@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,9 @@ def test_reevaluate_end_to_end(
 
     # A second call asks for 2 seeds each; its process dies right after its first run started (left RUNNING).
     def killed(study: optuna.Study, *args: object) -> LoopResult:
-        study.ask()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Heartbeat of storage is supposed to be used with Study.optimize"
+            study.ask()
         return LoopResult()
 
     with monkeypatch.context() as patched:
@@ -150,11 +153,8 @@ def test_reevaluate_end_to_end(
         _, topped = reevaluate_study("trec-tiny", url, top=2, seeds=2)
     assert [p.configuration for p in topped.new] == plan.configurations  # one more seed each, nothing repeated
 
-    # The same command again: the orphan is failed and retried with its tag and seed; nothing new is queued.
-    capsys.readouterr()
-    assert main(["reevaluate", "trec-tiny", "--top", "2", "--seeds", "2", "--storage", url]) == 0
-    captured = capsys.readouterr()
-    assert "queued 0 re-evaluation runs" in captured.err and "has 2 re-evaluation runs" in captured.err
+    # Any worker runs what is queued: `sweep worker` fails the orphan, retries it with its tag and seed, runs the rest.
+    assert main(["worker", "trec-tiny", "--storage", url]) == 0
     study = load_study("trec-tiny", url)
     records = [read_trial(t) for t in study.get_trials()]
     runs = [r for r in records if r.reevaluates is not None]
@@ -171,9 +171,13 @@ def test_reevaluate_end_to_end(
     finished = [r for r in records if r.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == read_study(study).budget == 6  # the budget counts exactly the re-evaluation runs
 
-    # Again: nothing added, nothing run. And `sweep run` on the spec keeps the re-evaluation runs in the budget.
+    # Again: nothing added, nothing run, and it says what exists. `sweep run` on the spec keeps the re-evaluation runs
+    # in the budget (n_trials counts the search's trials).
     before = len(study.get_trials())
-    reevaluate_study("trec-tiny", url, top=2, seeds=2)
+    capsys.readouterr()
+    assert main(["reevaluate", "trec-tiny", "--top", "2", "--seeds", "2", "--storage", url]) == 0
+    err = capsys.readouterr().err
+    assert "queued 0 re-evaluation runs" in err and err.count("has 2 re-evaluation runs") == 2, err
     run_study(spec)
     study = load_study("trec-tiny", url)
     assert len(study.get_trials()) == before and read_study(study).budget == 6
@@ -205,6 +209,11 @@ def test_reevaluate_end_to_end(
     assert main(["report", "trec-tiny", "--storage", url, "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "Seed-robust selection" in page and "By mean over 3 seeds the best configuration is" in page
+
+    # The patched pruner does bite: one more search trial (n_trials 3, plus the 4 re-evaluation runs) is pruned.
+    run_study(spec, n_trials=3)
+    study = load_study("trec-tiny", url)
+    assert [t.state for t in study.get_trials()][-1] == TrialState.PRUNED and read_study(study).budget == 7
 
 
 # --- bad input and export choices ---------------------------------------------------------------------------------
