@@ -23,6 +23,7 @@ from rich.console import Console
 from record import LIVE, maximizes, ranked, read_study, read_trial, reevaluation_attrs, write_budget
 from sweep.checkpoints import is_kept
 from sweep.errors import SweepError
+from sweep.internals import budget_lock
 from sweep.joining import join
 from sweep.runner import RunResult, finished_run, open_study, trial_settings, work
 from sweep.storage import TAKEN_STATES, load_study, safe_url, sqlite_writer_lock
@@ -142,16 +143,17 @@ def reevaluate_study(
     study, spec = joined.study, joined.spec
     with sqlite_writer_lock(url):
         open_study(study, url, spec.search.n_trials, console, f"re-evaluating study [bold]{name}[/] in {safe_url(url)}")
-        plan = plan_reevaluations(study.get_trials(deepcopy=False), top=top, seeds=seeds,
-                                  maximize=maximizes(study), search_seed=spec.search.seed)  # fmt: skip
+        with budget_lock(study):  # two `reevaluate` at once: the second sees the first's runs, queues none twice
+            plan = plan_reevaluations(study.get_trials(deepcopy=False), top=top, seeds=seeds,
+                                      maximize=maximizes(study), search_seed=spec.search.seed)  # fmt: skip
+            for run in plan.new:
+                study.enqueue_trial(run.params, user_attrs=reevaluation_attrs(of=run.configuration, seed=run.seed))
+            # The budget counts finished trials: it grows by the runs queued, and leaves room for every queued run.
+            target = max(budget(study, spec.search.n_trials) + len(plan.new),
+                         len(study.get_trials(deepcopy=False, states=TAKEN_STATES)))
+            write_budget(study.set_user_attr, target)
         for line in plan_lines(plan, study, checkpoints.resolve() if checkpoints else None):
             console.print(line, highlight=False)
-        for run in plan.new:
-            study.enqueue_trial(run.params, user_attrs=reevaluation_attrs(of=run.configuration, seed=run.seed))
-        # The budget counts finished trials: it grows by the runs queued, and always leaves room for every queued run.
-        target = max(budget(study, spec.search.n_trials) + len(plan.new),
-                     len(study.get_trials(deepcopy=False, states=TAKEN_STATES)))
-        write_budget(study.set_user_attr, target)
         console.print(f"queued {len(plan.new)} re-evaluation run{'s' if len(plan.new) != 1 else ''}; the study's "
                       f"budget is {target} finished trials", highlight=False)
         settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)

@@ -261,3 +261,32 @@ def test_export_by_mean_choices_and_a_missing_checkpoint(tmp_path: Path) -> None
         choose_trial(study, 1, by="mean")
     with pytest.raises(SweepError, match="trial 1's checkpoint was not kept"):  # --by value: today's best trial
         choose_trial(study, None)
+
+
+@pytest.mark.postgres
+def test_reevaluate_on_postgresql_under_the_budget_lock(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], postgres_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from sweep.internals import budget_lock
+
+    train, val = labelled_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, storage=postgres_url, search__n_trials=1,
+                      search__space__epochs=1)  # fmt: skip
+    url = run_study(spec).storage_url
+    _, plan = reevaluate_study("trec-tiny", url, top=1, seeds=1)
+    study = load_study("trec-tiny", url, read_only=False)
+    runs = [read_trial(t) for t in study.get_trials() if read_trial(t).reevaluates is not None]
+    assert [(r.reevaluates, r.seed, r.state) for r in runs] == [(0, 1000, TrialState.COMPLETE)]
+    assert read_study(study).budget == 2 and len(plan.new) == 1
+
+    engine = create_engine(postgres_url)
+    advisory = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+    try:
+        with budget_lock(study), engine.connect() as conn:
+            assert conn.execute(advisory).scalar() == 1  # queueing waits for new trials' budget count, and so on
+        with engine.connect() as conn:
+            assert conn.execute(advisory).scalar() == 0
+    finally:
+        engine.dispose()
