@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from record import maximizes, ranked, read_study, read_trial, reported_value
+from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
 from reports.advice import TOP, advice_lines
 
 STATE_NAMES = {
@@ -61,11 +61,14 @@ def study_advice(study: optuna.Study) -> list[str]:
     record = read_study(study)
     search = record.spec.get("search")
     search = search if isinstance(search, dict) else {}
-    counts = state_counts(study)
+    trials = study.get_trials(deepcopy=False)
+    drawn = search_trials(trials)  # re-evaluation runs are no draws of the search, and `--n-trials` leaves them out
+    extra = reevaluation_runs(trials)
+    budget = record.budget - extra if record.budget is not None else search.get("n_trials")
     leaders = top_trials(study, TOP)
     return advice_lines(record.search_space or None, [t.params for t in leaders],
-                        completed=len(completed(study)), finished=counts["complete"] + counts["pruned"],
-                        budget=record.budget if record.budget is not None else search.get("n_trials"),
+                        completed=len(search_trials(completed(study))),
+                        finished=sum(t.state in FINISHED for t in drawn), budget=budget,
                         sampler=search.get("sampler"), best_epochs=[read_trial(t).best_epoch for t in leaders])
 
 

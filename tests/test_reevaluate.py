@@ -290,3 +290,25 @@ def test_reevaluate_on_postgresql_under_the_budget_lock(
             assert conn.execute(advisory).scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_advice_and_expected_performance_leave_reevaluation_runs_out() -> None:
+    from reports.trials import completed_values, study_advice
+
+    space = {"lr": {"low": 0.0, "high": 1.0}, "wd": {"low": 0.0, "high": 1.0}, "dropout": {"low": 0.0, "high": 0.5}}
+    study = optuna.create_study(direction="maximize")
+    record = StudyRecord(spec={"name": "s", "search": {"n_trials": 2, "sampler": "random", "space": space}},
+                         data_fingerprint="abc", budget=2)  # fmt: skip
+    for key, value in study_attrs(record).items():
+        study.set_user_attr(key, value)
+    for trial in (frozen(0, 0.5), frozen(1, 0.6)):
+        study.add_trial(trial)
+    before = study_advice(study)
+    assert any("--n-trials" in line for line in before)  # 2 trials for 3 searched parameters: too few
+    for trial in (frozen(2, 0.9, **reevaluation_attrs(of=0, seed=1000)),
+                  frozen(3, 0.1, **reevaluation_attrs(of=1, seed=1001))):  # fmt: skip
+        study.add_trial(trial)
+    for key, value in study_attrs(StudyRecord(spec=record.spec, data_fingerprint="abc", budget=4)).items():
+        study.set_user_attr(key, value)
+    assert study_advice(study) == before  # the same --n-trials: it counts the search's trials
+    assert completed_values(study) == [0.5, 0.6]
