@@ -9,9 +9,23 @@ record is a schema over its study and trial user attributes, not a second databa
   results, confusion matrix, timings, checkpoint, worker, and how a trial failed or was stopped.
 - `ranked` / `best_trial` / `enters_top`: the one ranking of trials (direction-aware, NaN/inf-safe, earlier trial
   first on ties) that status, export, checkpoints, reports and the benchmark share.
+- `reevaluation_attrs` / `reevaluated` / `seed_leaders`: re-evaluation runs (`sweep reevaluate`) tagged with the
+  configuration they re-train and their seed, grouped per configuration, and each configuration's best run.
 """
 
-from record.ranking import FINISHED, best_trial, enters_top, maximizes, ranked, reported_value
+from record.ranking import (
+    FINISHED,
+    LIVE,
+    best_trial,
+    enters_top,
+    leads_configuration,
+    maximizes,
+    ranked,
+    reevaluated,
+    reevaluation_runs,
+    reported_value,
+    seed_leaders,
+)
 from record.study import (
     RECORD_VERSION,
     RecordError,
@@ -29,12 +43,14 @@ from record.trial import (
     TrialResult,
     TrialWriter,
     read_trial,
+    reevaluation_attrs,
     retry_of,
     trial_attrs,
 )
 
 __all__ = [
     "FINISHED",
+    "LIVE",
     "RECORD_VERSION",
     "RecordError",
     "StudyRecord",
@@ -44,12 +60,17 @@ __all__ = [
     "TrialWriter",
     "best_trial",
     "enters_top",
+    "leads_configuration",
     "maximizes",
     "ranked",
     "read_study",
     "read_trial",
+    "reevaluated",
+    "reevaluation_attrs",
+    "reevaluation_runs",
     "reported_value",
     "retry_of",
+    "seed_leaders",
     "study_attrs",
     "study_budget",
     "study_from_attrs",

@@ -1,7 +1,8 @@
 """The one ranking of trials: direction-aware, NaN/inf-safe, the earlier trial first on ties.
 
 Status, export, the checkpoint top-k rule, reports and the benchmark all rank through here, so "the best trial"
-means the same thing everywhere.
+means the same thing everywhere. A configuration re-evaluated with new seeds (`sweep reevaluate`) groups its
+original trial and its re-evaluation runs; its best run is the best of that group by the same ranking.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Protocol
 
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from record.trial import read_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards a study's budget
 
@@ -71,3 +74,53 @@ def reported_value(trial: FrozenTrial, *, maximize: bool = True) -> float | None
     if not reported:
         return None
     return float(max(reported) if maximize else min(reported))
+
+
+LIVE = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # a run that has finished or still will
+
+
+def reevaluated(trials: Iterable[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
+    """Each configuration with re-evaluation runs (any state): its original trial's number -> its runs, the original
+    first (when the study still holds it), then by trial number."""
+    listed = sorted(trials, key=lambda t: t.number)
+    records = [read_trial(t) for t in listed]
+    groups: dict[int, list[FrozenTrial]] = {r.reevaluates: [] for r in records if r.reevaluates is not None}
+    for trial, record in zip(listed, records, strict=True):
+        if record.configuration in groups:
+            groups[record.configuration].append(trial)
+    return groups
+
+
+def seed_leaders(trials: Iterable[FrozenTrial], *, maximize: bool = True) -> dict[int, FrozenTrial]:
+    """The best completed run of each re-evaluated configuration (what `sweep export --by mean` may export)."""
+    leaders = {}
+    for configuration, runs in reevaluated(trials).items():
+        order = ranked(runs, maximize=maximize)
+        if order:
+            leaders[configuration] = order[0]
+    return leaders
+
+
+def leads_configuration(study: _Directed, configuration: int, value: float) -> bool:
+    """Whether a new run of `configuration` with `value` would be its best run (a tie keeps the earlier run)."""
+    if not math.isfinite(value):
+        return False
+    maximize = maximizes(study)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    group = [t for t in trials if read_trial(t).configuration == configuration]
+    order = ranked(group, maximize=maximize)
+    if not order:
+        return True
+    best = _finite_value(order[0])
+    assert best is not None
+    return value > best if maximize else value < best
+
+
+def reevaluation_runs(trials: Iterable[FrozenTrial]) -> int:
+    """Re-evaluation runs that finished or still will: one per (configuration, seed), a retry counted once."""
+    tags = set()
+    for trial in trials:
+        record = read_trial(trial)
+        if record.reevaluates is not None and trial.state in LIVE:
+            tags.add((record.reevaluates, record.seed))
+    return len(tags)

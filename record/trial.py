@@ -1,5 +1,6 @@
 """A trial's record: hyperparameters, seed, best epoch, history, metrics, per-class results, confusion matrix,
-example texts of the most-confused label pairs, timings, checkpoint, worker, and how it failed or was stopped.
+example texts of the most-confused label pairs, timings, checkpoint, worker, how it failed or was stopped, and
+(for a re-evaluation run of `sweep reevaluate`) the trial whose configuration it re-trains.
 
 Writers take a setter (`trial.set_user_attr`, or a storage call bound to a trial), so the same schema serves a
 running trial and repairs done from outside it. Readers never fail on a missing attribute: a trial that failed
@@ -38,6 +39,7 @@ _T_CHECKPOINT_EPOCH = "checkpoint_epoch"
 _T_TIMINGS = "timings"
 _T_WALL_TIMES = "validation_wall_times"
 _T_PRUNED_AT = "pruned_at_epoch"
+_T_REEVALUATES = "reevaluates"  # the trial whose configuration a re-evaluation run re-trains (with its own seed)
 # Optuna's own system attributes that we read (never write).
 _OPTUNA_RETRY_OF = "failed_trial"  # set by Optuna's retry callback on the queued copy of a failed trial
 _OPTUNA_FAIL_REASON = "fail_reason"  # set by Optuna when an objective raised or a heartbeat went stale
@@ -112,6 +114,12 @@ class TrialRecord:
     pruned_at_epoch: float | None = None
     retry_of: int | None = None
     fail_reason: str | None = None
+    reevaluates: int | None = None  # a re-evaluation run: the number of the trial whose configuration it re-trains
+
+    @property
+    def configuration(self) -> int:
+        """The configuration this trial measures: the trial it re-evaluates, else itself."""
+        return self.number if self.reevaluates is None else self.reevaluates
 
     @property
     def all_hyperparameters(self) -> dict[str, Any]:
@@ -179,7 +187,19 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         pruned_at_epoch=_opt_number(attrs.get(_T_PRUNED_AT)),
         retry_of=retry_of(system),
         fail_reason=system.get(_OPTUNA_FAIL_REASON),
+        reevaluates=_opt_int(attrs.get(_T_REEVALUATES)),
     )
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def reevaluation_attrs(*, of: int, seed: int) -> dict[str, Any]:
+    """The user attributes a queued re-evaluation run starts with (`study.enqueue_trial(params, user_attrs=...)`):
+    the trial whose configuration it re-trains and the seed it must train with. A retry of the run (Optuna's retry
+    copies user attributes) keeps both."""
+    return {_T_REEVALUATES: int(of), _T_SEED: int(seed)}
 
 
 def retry_of(system_attrs: Mapping[str, Any]) -> int | None:
@@ -261,4 +281,5 @@ _STORED = (
     _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_TRACEBACK,
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
+    _T_REEVALUATES,
 )  # fmt: skip

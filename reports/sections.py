@@ -30,6 +30,7 @@ from reports.figures import (
     plot_text,
 )
 from reports.importance import collect_importances, importance_problem, plot_importances
+from reports.seeds import seed_blocks
 from reports.trials import (
     completed,
     completed_values,
@@ -234,7 +235,8 @@ def expected_blocks(study: optuna.Study) -> list[Block]:
     blocks: list[Block] = [
         NoteBlock(f"The expected best validation {metric_name(study)} of n trials drawn at random (with replacement) "
                   f"from this study's {len(values)} completed trials, ±1 standard deviation (Dodge et al. 2019, "
-                  "“Show Your Work”). A curve still rising at the right says more trials would likely help."),
+                  "“Show Your Work”). A curve still rising at the right says more trials would likely help. "
+                  "Re-evaluation runs (`sweep reevaluate`) are left out: they re-train configurations already drawn."),
         FigureBlock("expected-performance", plot_expected_performance({study.study_name: curve}, metric_name(study))),
     ]
     if len(values) == 1:
@@ -262,6 +264,7 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
     parts: list[tuple[str, list[Block]]] = [
         ("Summary", summary_blocks(study)),
         ("What to try next", advice_blocks(study)),
+        *([("Seed-robust selection", seeds)] if (seeds := seed_blocks(study)) else []),
         ("Optimization history", history_blocks(study)),
         ("Hyperparameter importance", importance_blocks(study, seed)),
         ("Hyperparameters and values", parameter_blocks(study)),
@@ -315,7 +318,7 @@ def comparison_section(studies: Sequence[optuna.Study]) -> Section:
         blocks.append(FigureBlock("compare-best-so-far", plot_best_so_far(with_values, metric)))
         blocks.append(FigureBlock("compare-best-values", plot_best_values(
             list(with_values), [h.best_so_far[-1] for h in with_values.values()], metric)))
-        curves = {n: collect_expected_performance(h.values, maximizes(s))
+        curves = {n: collect_expected_performance(completed_values(s), maximizes(s))
                   for (n, h), s in zip(histories.items(), usable, strict=True) if h.numbers}
         blocks.append(FigureBlock("compare-expected-performance", plot_expected_performance(curves, metric)))
     blocks.append(comparison_table(studies))

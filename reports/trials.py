@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from record import maximizes, ranked, read_study, read_trial, reported_value
+from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
 from reports.advice import TOP, advice_lines
 
 STATE_NAMES = {
@@ -38,14 +38,22 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), key=lambda t: t.number)
 
 
+def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials the search drew: without the re-evaluation runs of `sweep reevaluate` (configurations already
+    drawn, re-trained with new seeds)."""
+    return [t for t in trials if read_trial(t).reevaluates is None]
+
+
 def completed_values(study: optuna.Study) -> list[float]:
-    """The values of the completed trials."""
-    return [float(t.values[0]) for t in completed(study)]
+    """The values of the completed trials the search drew (re-evaluation runs left out: they are not draws)."""
+    return [float(t.values[0]) for t in search_trials(completed(study))]
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The `k` best completed trials, best first (the study record's one ranking)."""
-    return ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximizes(study))[:k]
+    """The `k` best completed search trials, best first (the study record's one ranking; a re-evaluation run is not
+    a configuration of its own)."""
+    trials = search_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return ranked(trials, maximize=maximizes(study))[:k]
 
 
 def study_advice(study: optuna.Study) -> list[str]:
@@ -53,11 +61,14 @@ def study_advice(study: optuna.Study) -> list[str]:
     record = read_study(study)
     search = record.spec.get("search")
     search = search if isinstance(search, dict) else {}
-    counts = state_counts(study)
+    trials = study.get_trials(deepcopy=False)
+    drawn = search_trials(trials)  # re-evaluation runs are no draws of the search, and `--n-trials` leaves them out
+    extra = reevaluation_runs(trials)
+    budget = record.budget - extra if record.budget is not None else search.get("n_trials")
     leaders = top_trials(study, TOP)
     return advice_lines(record.search_space or None, [t.params for t in leaders],
-                        completed=len(completed(study)), finished=counts["complete"] + counts["pruned"],
-                        budget=record.budget if record.budget is not None else search.get("n_trials"),
+                        completed=len(search_trials(completed(study))),
+                        finished=sum(t.state in FINISHED for t in drawn), budget=budget,
                         sampler=search.get("sampler"), best_epochs=[read_trial(t).best_epoch for t in leaders])
 
 

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 from safetensors import safe_open
 
 from models import quiet_transformers
-from record import maximizes, ranked, read_study, read_trial
+from record import maximizes, ranked, read_study, read_trial, seed_leaders
 from sweep.callbacks import epochs_trained
 from sweep.errors import disk_errors
 
@@ -119,9 +119,14 @@ def is_kept(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -
 
 
 def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
-    """Delete every checkpoint outside the study-wide top `keep` completed trials; returns the trial numbers."""
+    """Delete every checkpoint outside the study-wide top `keep` completed trials, except the best run of each
+    re-evaluated configuration (what `sweep export --by mean` exports); returns the trial numbers."""
     deleted = []
-    for trial in ranked(study.get_trials(deepcopy=False), maximize=maximizes(study))[keep:]:
+    trials, maximize = study.get_trials(deepcopy=False), maximizes(study)
+    protected = {t.number for t in seed_leaders(trials, maximize=maximize).values()}
+    for trial in ranked(trials, maximize=maximize)[keep:]:
+        if trial.number in protected:
+            continue
         path = checkpoint_dir(study, trial)
         if path is not None and path.exists():
             shutil.rmtree(path, ignore_errors=True)

@@ -86,7 +86,7 @@ def worker(
     ] = None,
 ) -> None:
     """Join a study from any machine and run its trials until the study's budget is finished (across all workers)."""
-    from sweep.runner import join_study
+    from sweep.joining import join_study
     from sweep.store_checks import choose_storage
 
     result = join_study(
@@ -100,6 +100,30 @@ def worker(
         console=err,
     )
     _finish(result, tables=False)
+
+
+@app.command()
+def reevaluate(
+    study: Annotated[str, typer.Argument(help="Name of a study created by `sweep run`.")],
+    top: Annotated[int, typer.Option("--top", help="Re-train the K best configurations (the study's ranking).")],
+    seeds: Annotated[int, typer.Option("--seeds", help="New seeds per configuration (the original run is one more).")],
+    storage: StorageOption = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="This machine's copy of the study's spec (default: the spec stored in the study)."),
+    ] = None,
+    checkpoints: Annotated[
+        Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
+    ] = None,
+) -> None:
+    """Re-train the K best configurations with S new seeds each (trials of the same study), then rank them by mean."""
+    from sweep.reevaluation import reevaluate_study
+    from sweep.store_checks import choose_storage
+
+    result, _ = reevaluate_study(
+        study, choose_storage(storage)[0], top=top, seeds=seeds, spec_path=spec, checkpoints=checkpoints, console=err
+    )
+    _finish(result)
 
 
 def _finish(result: Any, *, tables: bool = True) -> None:
@@ -148,19 +172,24 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the Hugging Face model to.")],
     storage: StorageOption = None,
     trial: Annotated[int | None, typer.Option("--trial", help="Trial number (default: the best trial).")] = None,
+    by: Annotated[
+        str,
+        typer.Option("--by", help="value: the best trial; mean: the best run of the configuration with the best mean "
+                     "over its seeds (after `sweep reevaluate`)."),
+    ] = "value",
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
     checkpoints: Annotated[
         Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
     ] = None,
 ) -> None:
-    """Write the best trial's (or trial N's) best-epoch weights as a Hugging Face model folder, no retraining."""
+    """Write the best trial's (or trial N's, or by mean over seeds) best-epoch weights as a Hugging Face folder."""
     from record import read_study, read_trial
     from sweep.export import export_trial
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage
 
     loaded = load_study(study, choose_storage(storage)[0])
-    path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints)
+    path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints, by=by)
     metric = read_study(loaded).metric or "value"
     out.print(
         f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "

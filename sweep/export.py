@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from record import maximizes, ranked, read_study, read_trial
+from reports.seeds import ConfigurationSeeds, collect_seed_ranking
 from sweep.checkpoints import WEIGHTS_FILE, checkpoint_dir, is_kept
 from sweep.errors import SweepError
 from sweep.summary import format_params
@@ -21,11 +22,43 @@ from sweep.summary import format_params
 METADATA_FILE = "sweep.json"
 
 
-def choose_trial(study: optuna.Study, number: int | None, root: Path | None = None) -> FrozenTrial:
-    """The best completed trial, or trial `number`; SweepError when it has no checkpoint to export."""
+BY = ("value", "mean")
+
+
+def best_by_mean(study: optuna.Study) -> ConfigurationSeeds:
+    """The re-evaluated configuration with the best mean over its seeds; SweepError when there is none."""
+    ranking = collect_seed_ranking([read_trial(t) for t in study.get_trials(deepcopy=False)],
+                                   maximize=maximizes(study))  # fmt: skip
+    if ranking.winner is None:
+        raise SweepError([("--by", f"mean: study {study.study_name!r} has no re-evaluated configuration with a "
+                                   f"completed run; run `sweep reevaluate {study.study_name} --top 3 --seeds 2` "
+                                   "first, or export --by value")])
+    return ranking.winner
+
+
+def choose_trial(
+    study: optuna.Study, number: int | None, root: Path | None = None, by: str = "value"
+) -> FrozenTrial:
+    """The best completed trial, trial `number`, or (`by="mean"`) the best run of the configuration with the best
+    mean over its seeds; SweepError when it has no checkpoint to export."""
+    if by not in BY:
+        raise SweepError([("--by", f"must be 'value' or 'mean', got {by!r}")])
+    if by == "mean" and number is not None:
+        raise SweepError([("--by", "mean chooses the trial itself: give --trial N or --by mean, not both")])
     trials = study.get_trials(deepcopy=False)
     kept = [t.number for t in trials if is_kept(study, t, root)]
     kept_note = f"trials with a checkpoint: {', '.join(map(str, kept))}" if kept else "no trial has a checkpoint"
+    if by == "mean":
+        winner = best_by_mean(study)
+        trial = next(t for t in trials if t.number == winner.best_run.number)
+        if not is_kept(study, trial, root):
+            path = checkpoint_dir(study, trial, root)
+            where = f" (looked in {path})" if path else ""
+            raise SweepError([("--by", f"mean: trial {trial.number}, the best run of trial {winner.configuration}'s "
+                                       f"configuration (best by mean, {winner.spread}), keeps no checkpoint (it ranked "
+                                       f"below search.keep_checkpoints when it finished){where}; {kept_note}: "
+                                       "export one of them with --trial N")])
+        return trial
     if number is None:
         best = ranked(trials, maximize=maximizes(study))
         if not best:
@@ -119,6 +152,12 @@ def model_card(meta: dict[str, Any]) -> str:
         for name in meta.get("label_names") or []
     )
     max_length = meta.get("max_length") or 128
+    chosen = meta.get("selected_by")
+    selection = ""
+    if chosen:
+        spread = f"{chosen['mean']:.4f}" + (f" ± {chosen['std']:.4f}" if chosen["std"] is not None else "")
+        selection = (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
+                     f"({spread} over {len(chosen['runs'])} seeds); this is its best run.")
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -129,7 +168,7 @@ tags: [sweep, text-classification]
 
 A text classifier fine-tuned from `{meta["encoder"]}` by [sweep](https://pypi.org/project/sweep/): the
 weights of the **best validation epoch** ({meta["best_epoch"]} of {meta["epochs"]}) of trial {meta["trial"]}
-in study `{meta["study"]}`, exported without retraining.
+in study `{meta["study"]}`, exported without retraining.{selection}
 
 ## Use
 
@@ -178,15 +217,20 @@ def export_trial(
     number: int | None = None,
     force: bool = False,
     checkpoint_root: Path | None = None,
+    by: str = "value",
 ) -> tuple[Path, FrozenTrial]:
     """Copy the trial's checkpoint into `out` with a model card and metadata; atomic (temp folder + rename)."""
     out = out.expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise SweepError([("--out", f"{out} exists and is not empty: choose another folder or pass --force")])
-    trial = choose_trial(study, number, checkpoint_root)
+    trial = choose_trial(study, number, checkpoint_root, by)
     source = checkpoint_dir(study, trial, checkpoint_root)
     assert source is not None  # choose_trial checked it is kept
     meta = metadata(study, trial)
+    if by == "mean":
+        winner = best_by_mean(study)
+        meta["selected_by"] = {"by": "mean", "configuration": winner.configuration, "mean": winner.mean,
+                               "std": winner.std, "runs": [vars(r) for r in winner.runs]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
     try:

@@ -18,7 +18,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
-from record import Timings, TrialResult, TrialWriter, enters_top, retry_of
+from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import BestWeights, save_checkpoint
 from sweep.confusions import confused_examples
@@ -139,11 +139,18 @@ def stored_trial(trial: optuna.Trial) -> FrozenTrial:
     return trial.study._storage.get_trial(trial._trial_id)
 
 
-def _should_save(trial: optuna.Trial, settings: TrialSettings, value: float) -> bool:
-    """Write weights only when checkpointing is on and the value enters the study-wide top k."""
+def _should_save(trial: optuna.Trial, settings: TrialSettings, value: float, reevaluates: int | None) -> bool:
+    """Write weights only when checkpointing is on and the value enters the study-wide top k, or (a re-evaluation
+    run) is its configuration's best run so far: the run `sweep export --by mean` may export."""
     if settings.checkpoint_root is None or settings.tokenizer_dir is None:
         return False
-    return enters_top(trial.study, value, settings.keep_checkpoints)
+    if enters_top(trial.study, value, settings.keep_checkpoints):
+        return True
+    return reevaluates is not None and leads_configuration(trial.study, reevaluates, value)
+
+
+def _never() -> bool:
+    return False
 
 
 def build_objective(
@@ -169,8 +176,13 @@ def build_objective(
         record = TrialWriter(trial.set_user_attr)
         hp = suggest(trial, settings.space)
         # A retry (of a trial whose worker died or was stopped) repeats the original run: same parameters, same seed.
-        original = retry_of(stored_trial(trial).system_attrs)
-        seed = settings.seed + (trial.number if original is None else original)
+        # A re-evaluation run (`sweep reevaluate`, its retries too) trains with the seed it was queued with.
+        stored = read_trial(stored_trial(trial))
+        reevaluates = stored.reevaluates
+        if reevaluates is not None and stored.seed is not None:
+            seed = int(stored.seed)
+        else:
+            seed = settings.seed + (trial.number if stored.retry_of is None else stored.retry_of)
         record.start(
             worker=worker_id(), seed=seed, hyperparameters=hp.as_dict(), data_fingerprint=data.fingerprint,
             inherited=trial.user_attrs,
@@ -179,7 +191,8 @@ def build_objective(
         pruning = PruningCallback(
             monitor,
             report=stop.shielded(trial.report),
-            should_prune=stop.shielded(trial.should_prune),
+            # A re-evaluation run re-measures a fixed configuration: it is never pruned.
+            should_prune=stop.shielded(trial.should_prune if reevaluates is None else _never),
             schedule=schedule,
         )
         weights = BestWeights(monitor)
@@ -233,7 +246,8 @@ def build_objective(
         )
         value = float(best[monitor])
         saving = time.perf_counter()
-        if pruning.pruned_at is None and _should_save(trial, settings, value) and weights.state is not None:
+        kept = pruning.pruned_at is None and _should_save(trial, settings, value, reevaluates)
+        if kept and weights.state is not None:
             name = f"trial-{trial.number:05d}"
             assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
             try:

@@ -1,5 +1,6 @@
 """Run a study: validate everything first (nothing is written on bad input), prepare the data once, create or
-resume the study (`sweep run`) or join it (`sweep worker`), then run trials until the study's budget is finished."""
+resume the study (`sweep run`), then run trials until the study's budget is finished. Joining an existing study
+(`sweep worker`, `sweep reevaluate`) is `sweep.joining`; it shares this module's opening, work loop and settings."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data
-from record import FINISHED, study_budget, study_from_attrs, write_budget
+from record import FINISHED, reevaluation_runs, study_budget, study_from_attrs, write_budget
 from sweep.checkpoints import save_tokenizer_once
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
@@ -23,14 +24,13 @@ from sweep.lifecycle import (
     check_same_spec,
     create_or_resume,
     default_checkpoint_root,
-    load_for_worker,
     quiet_libraries,
     read_record,
     same_data,
 )
 from sweep.objective import TrialSettings, build_objective
 from sweep.progress import StudyProgress
-from sweep.spec import Spec, check_paths, load_spec, parse_spec, resolve_data_path
+from sweep.spec import Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
     POSTGRES_HINT,
     Heartbeat,
@@ -46,7 +46,7 @@ from sweep.storage import (
 from sweep.store_checks import choose_storage
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
-from sweep.worker import GracefulStop, LoopResult, budget, launch_workers, run_trials, worker_id
+from sweep.worker import GracefulStop, LoopResult, budget, launch_workers, run_trials
 
 DEFAULT_CACHE_DIR = ".sweep_cache"
 ORPHAN_REASON = "its worker stopped without finishing it (found RUNNING when the store was opened again)"
@@ -146,7 +146,7 @@ def heartbeat_of(spec: Spec, interval: int | None = None, grace_period: int | No
     return Heartbeat(interval=interval, grace_period=grace)
 
 
-def _open(study: optuna.Study, url: str, default_budget: int, console: Console, headline: str) -> tuple[int, int]:
+def open_study(study: optuna.Study, url: str, default_budget: int, console: Console, headline: str) -> tuple[int, int]:
     """What both `sweep run` and `sweep worker` do once they hold the study: repair trials a dead process left
     RUNNING (SQLite, whose one writer is this process; the heartbeat does it on PostgreSQL) and say where the study
     stands. Returns (finished, budget)."""
@@ -187,7 +187,7 @@ def work(study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSet
         )  # fmt: skip
 
 
-def _finished_run(study: optuna.Study, url: str, resumed: bool, started: float, loop: LoopResult) -> RunResult:
+def finished_run(study: optuna.Study, url: str, resumed: bool, started: float, loop: LoopResult) -> RunResult:
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
         stopped_by=loop.stopped_by, failures_in_a_row=loop.failures_in_a_row,
@@ -238,12 +238,13 @@ def run_study(
     # A resumed study refuses changed data before it is tokenized or cached: nothing is written.
     check = same_data(existing, spec, joining=False) if existing is not None else None
     data = prepare_data(spec, base, encoder, console, check=check)
-    total = spec.search.n_trials
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
         study, resumed = create_or_resume(storage, spec, data, url, default_checkpoint_root(spec, base, url), base)
+        # n_trials counts the search's trials; re-evaluation runs (`sweep reevaluate`) come on top of them.
+        total = spec.search.n_trials + reevaluation_runs(study.get_trials(deepcopy=False))
         write_budget(study.set_user_attr, total)
-        done, _ = _open(
+        done, _ = open_study(
             study, url, total, console,
             f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {safe_url(url)} "
             f"({len(data.train)} train / {len(data.validation)} validation examples, {len(data.label_names)} classes)",
@@ -261,7 +262,7 @@ def run_study(
             return _run_local_workers(study, spec, Path(spec_path), url, workers, console, resumed, started)
         settings = trial_settings(spec, data, encoder, Path(read_record(study).checkpoint_dir or "checkpoints"))
         loop = work(study, spec, data, settings, console)
-    return _finished_run(study, url, resumed, started, loop)
+    return finished_run(study, url, resumed, started, loop)
 
 
 def _run_local_workers(
@@ -284,58 +285,3 @@ def _run_local_workers(
         study, url, resumed, time.perf_counter() - started,
         worker_exit_codes=[] if signalled else codes, stopped_by=signalled,
     )  # fmt: skip
-
-
-def join_study(
-    name: str,
-    url: str,
-    *,
-    spec_path: str | Path | None = None,
-    checkpoints: Path | None = None,
-    threads: int | None = None,
-    heartbeat_interval: int | None = None,
-    grace_period: int | None = None,
-    console: Console | None = None,
-) -> RunResult:
-    """`sweep worker`: join an existing study and run its trials until the study-wide budget is finished.
-
-    The spec comes from the study itself (recorded when it was created), or from `spec_path` (it must be the same
-    spec; its folder is where relative data paths start). The worker tokenises the data itself and refuses to run
-    if it differs from the study's. Tables are never created here: the study exists before workers start.
-    """
-    console = console or Console(stderr=True)
-    started = time.perf_counter()
-    problems = storage_problems(url, field="--storage", must_exist=True)
-    if threads is not None and threads < 1:
-        problems.append(("--threads", f"must be >= 1, got {threads}"))
-    if not problems:
-        problems += reachability_problems(url, field="--storage")
-    if problems:
-        raise SweepError(problems)
-    quiet_libraries()
-    record = read_record(load_for_worker(name, url, Heartbeat()))
-    if not record.created_by_sweep:
-        raise SweepError([("study", f"study {name!r} in {safe_url(url)} was not created by `sweep run`")])
-    if spec_path is not None:
-        spec, base = load_spec(spec_path)
-        try:
-            check_same_spec(record, spec, url)
-        except SweepError as exc:
-            raise SweepError([("--spec", f"{spec_path} is not the spec of this study: {exc.problems[0][1]}")]) from None
-    else:
-        spec = parse_spec(record.spec, source=f"study {name}")
-        base = Path(record.spec_dir or ".")
-    study = load_for_worker(name, url, heartbeat_of(spec, heartbeat_interval, grace_period), spec=spec)
-    paths = check_paths(spec, base)
-    if paths:
-        hint = "" if spec_path else " (pass --spec with this machine's copy of the spec, beside its data)"
-        raise SweepError([(where, msg + hint) for where, msg in paths], source=f"study {name}")
-    encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
-    torch.set_num_threads(threads or spec.trainer.num_threads or torch.get_num_threads())
-    data = prepare_data(spec, base, encoder, console, check=same_data(record, spec, joining=True))
-    with sqlite_writer_lock(url):
-        _open(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study [bold]{name}[/] in "
-              f"{safe_url(url)}")  # fmt: skip
-        root = checkpoints.resolve() if checkpoints else Path(record.checkpoint_dir or "checkpoints")
-        loop = work(study, spec, data, trial_settings(spec, data, encoder, root), console)
-    return _finished_run(study, url, True, started, loop)

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from record import best_trial, maximizes, read_study, read_trial, reported_value
+from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
 from reports.trials import study_advice
 from sweep.checkpoints import disk_usage, is_kept
 
@@ -51,6 +52,8 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
     value = trial_value(study, trial)
     record = read_trial(trial)
     parts = [f"trial {trial.number} {state}"]
+    if record.reevaluates is not None:
+        parts.append(reevaluation_note(record.reevaluates, record.seed))
     if value is not None:
         epoch = f" (best epoch {record.best_epoch}/{record.planned_epochs})" if record.best_epoch else ""
         parts.append(f"{metric} {value:.4f}{epoch}")
@@ -79,16 +82,39 @@ def trials_table(study: optuna.Study) -> Table:
         value = trial_value(study, trial)
         record = read_trial(trial)
         note = record.failure if trial.state == TrialState.FAIL else None
+        if record.reevaluates is not None:
+            note = reevaluation_note(record.reevaluates, record.seed) + (f"; {note}" if note else "")
         table.add_row(
             str(trial.number),
             Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
             f"{value:.4f}" if value is not None else "-",
             f"{record.best_epoch}/{record.planned_epochs}" if record.best_epoch else "-",
             checkpoint_state(study, trial),
-            format_params(trial.params, sep="\n") + (f"\n[{note}]" if note else ""),
+            Text(format_params(trial.params, sep="\n") + (f"\n[{note}]" if note else "")),
             _seconds(trial),
         )
     return table
+
+
+def reevaluation_note(configuration: int, seed: int | None) -> str:
+    """How a re-evaluation run is marked: not a new configuration, trial N's with another seed."""
+    return f"re-evaluates trial {configuration}, seed {seed if seed is not None else '?'}"
+
+
+def seeds_table(study: optuna.Study) -> Group | None:
+    """Re-evaluated configurations ranked by mean ± std over their seeds, and whether the winner changed; None
+    when no configuration was re-evaluated."""
+    ranking = collect_seed_ranking([read_trial(t) for t in study.get_trials(deepcopy=False)],
+                                   maximize=maximizes(study))  # fmt: skip
+    if not ranking.rows:
+        return None
+    table = Table(title="configurations by mean over seeds (sweep reevaluate)", title_justify="left")
+    for column in SEED_COLUMNS:
+        table.add_column(column, justify="left" if column == "parameters" else "right", overflow="fold")
+    for row in seed_rows(ranking):
+        table.add_row(*("-" if v is None else format_value(v) if isinstance(v, float) else str(v) for v in row))
+    line = winner_line(ranking)
+    return Group(table, *([Text.assemble(("seeds: ", "bold"), line)] if line else []))
 
 
 def checkpoint_state(study: optuna.Study, trial: FrozenTrial) -> str:
@@ -115,7 +141,7 @@ def best_summary(study: optuna.Study) -> Group | Text:
         return Text(f"no completed trial yet ({tally or 'no trials'})")
     metric = read_study(study).metric or "value"
     record = read_trial(best)
-    lines = [
+    lines: list[Text | Group] = [
         Text.from_markup(
             f"[bold]best trial {best.number}[/]: validation {metric} = [bold]{best.value:.4f}[/] "
             f"at epoch {record.best_epoch or '?'} ({tally})"
@@ -129,5 +155,8 @@ def best_summary(study: optuna.Study) -> Group | Text:
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
     lines.append(Text(checkpoints_line(study)))
+    seeds = seeds_table(study)
+    if seeds is not None:
+        lines.append(seeds)
     lines += [Text.assemble(("next: ", "bold yellow"), line) for line in study_advice(study)]
     return Group(*lines)
