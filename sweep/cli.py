@@ -42,6 +42,15 @@ StorageOption = Annotated[
 ]
 
 
+StudySpecOption = Annotated[
+    Path | None,
+    typer.Option("--spec", help="This machine's copy of the study's spec (default: the spec stored in the study)."),
+]
+CheckpointsOption = Annotated[
+    Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
+]
+
+
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Study spec (YAML).")],
@@ -69,13 +78,8 @@ def run(
 def worker(
     study: Annotated[str, typer.Argument(help="Name of an existing study (created by `sweep run`).")],
     storage: StorageOption = None,
-    spec: Annotated[
-        Path | None,
-        typer.Option("--spec", help="This machine's copy of the study's spec (default: the spec stored in the study)."),
-    ] = None,
-    checkpoints: Annotated[
-        Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
-    ] = None,
+    spec: StudySpecOption = None,
+    checkpoints: CheckpointsOption = None,
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads for this worker.")] = None,
     heartbeat_interval: Annotated[
         int | None, typer.Option("--heartbeat-interval", help="Seconds between heartbeats (default: the spec's, 60).")
@@ -108,13 +112,8 @@ def reevaluate(
     top: Annotated[int, typer.Option("--top", help="Re-train the K best configurations (the study's ranking).")],
     seeds: Annotated[int, typer.Option("--seeds", help="New seeds per configuration (the original run is one more).")],
     storage: StorageOption = None,
-    spec: Annotated[
-        Path | None,
-        typer.Option("--spec", help="This machine's copy of the study's spec (default: the spec stored in the study)."),
-    ] = None,
-    checkpoints: Annotated[
-        Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
-    ] = None,
+    spec: StudySpecOption = None,
+    checkpoints: CheckpointsOption = None,
 ) -> None:
     """Re-train the K best configurations with S new seeds each (trials of the same study), then rank them by mean."""
     from sweep.reevaluation import reevaluate_study
@@ -178,9 +177,7 @@ def export(
                      "over its seeds (after `sweep reevaluate`)."),
     ] = "value",
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
-    checkpoints: Annotated[
-        Path | None, typer.Option("--checkpoints", help="Checkpoint folder, if not where the study recorded it.")
-    ] = None,
+    checkpoints: CheckpointsOption = None,
 ) -> None:
     """Write the best trial's (or trial N's, or by mean over seeds) best-epoch weights as a Hugging Face folder."""
     from record import read_study, read_trial
