@@ -14,10 +14,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -29,6 +31,10 @@ from sweep.errors import SweepError
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
+# `task:` values that run today; the other tasks of issue #11 are refused by name until they exist.
+TASKS = ("text-classification", "text-pair")
+PLANNED_TASKS = ("token-classification", "multi-label", "regression")
+DEFAULT_TASK = "text-classification"
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
 NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "heartbeat", "search.n_trials", "search.keep_checkpoints")
 NAME_RULE = (
@@ -199,6 +205,8 @@ class Spec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     storage: str | None = None
     checkpoint_dir: str | None = None
+    # What the study learns: one text -> a label, or a pair of texts -> a label (data.text_pair_column).
+    task: str = DEFAULT_TASK
     data: DataSpec
     model: ModelSpec = ModelSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
@@ -212,6 +220,24 @@ class Spec(_Strict):
         if not _NAME.match(value):
             raise ValueError(f"{value!r} {NAME_RULE}")
         return value
+
+    @field_validator("task", mode="after")
+    @classmethod
+    def _check_task(cls, value: str) -> str:
+        available = ", ".join(TASKS)
+        if value in PLANNED_TASKS:
+            raise ValueError(f"{value!r} is not available yet (available: {available})")
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r} (available: {available})")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _leave_out_default_task(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `task` came after studies were stored: the default is left out, so their spec and fingerprint stay.
+        body: dict[str, Any] = handler(self)
+        if body.get("task") == DEFAULT_TASK:
+            del body["task"]
+        return body
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the study's trials (not the budget, nor where results are kept)."""
@@ -272,19 +298,40 @@ def _format_error(err: Any) -> tuple[str, str]:
     return where, msg
 
 
+def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """`data.text_pair_column` given for a task without a second text, or missing for `task: text-pair`."""
+    task, section = data.get("task", DEFAULT_TASK), data.get("data")
+    if task not in TASKS or not isinstance(section, dict):
+        return []  # an unknown task or a missing data section is reported by the model itself
+    pair = section.get("text_pair_column")
+    if task == "text-pair" and pair is None:
+        return [("data.text_pair_column", "required for task: text-pair: name the column of the second text")]
+    if task != "text-pair" and pair is not None:
+        return [
+            (
+                "data.text_pair_column",
+                f"applies only to task: text-pair (this spec's task is {task}): remove it, or set task: text-pair",
+            )
+        ]
+    return []
+
+
 def parse_spec(data: Any, *, source: str = "spec") -> Spec:
     """Validate a parsed YAML mapping; raise SweepError listing every problem."""
     if not isinstance(data, dict):
         raise SweepError(
             [("", f"must be a mapping of keys (name, data, model, ...), got {type(data).__name__}")], source=source
         )
+    problems = task_problems(data)
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
-        problems = [_format_error(e) for e in exc.errors()]
+        problems = [_format_error(e) for e in exc.errors()] + problems
+    if problems:
         # A union of int/float reports once per member: keep the first problem of each field.
         unique = list({where: (where, msg) for where, msg in reversed(problems)}.values())[::-1]
         raise SweepError(unique, source=source) from None
+    return spec
 
 
 def load_spec(path: str | Path) -> tuple[Spec, Path]:
