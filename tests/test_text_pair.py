@@ -259,3 +259,25 @@ def test_export_of_a_pair_study_loads_with_pipeline_and_reproduces_the_metric(pa
     card = (out / "README.md").read_text(encoding="utf-8")
     assert 'classify({"text": "first text", "text_pair": "second text"}' in card
     assert json.loads((out / "sweep.json").read_text(encoding="utf-8"))["task"] == "text-pair"
+
+
+def test_a_store_written_before_tasks_reads_as_text_classification(tmp_path: Path) -> None:
+    import shutil
+
+    from sweep.storage import load_study
+
+    copy = shutil.copy(Path(__file__).parent / "fixtures" / "store-main-34edfc5.db", tmp_path / "old.db")
+    record = read_study(load_study("legacy-main", f"sqlite:///{copy}"))
+    assert record.task == "text-classification"
+    assert parse_spec(record.spec).task == "text-classification"
+
+
+def test_the_data_section_says_its_rows_are_pairs() -> None:
+    from reports.blocks import NoteBlock
+    from reports.data import PAIR_NOTE, data_blocks
+
+    def notes(report: dict) -> list[str]:
+        return [b.text for b in data_blocks(report) if isinstance(b, NoteBlock)]
+
+    assert PAIR_NOTE in notes({"text_pair": True, "num_train": 3})
+    assert PAIR_NOTE not in notes({"num_train": 3})
