@@ -181,10 +181,11 @@ def encode_cached(
 
     Adds `truncated`, `cache` and truncation warnings to `report` (in place).
     """
+    kind = "pairs" if report.get("text_pair") else "texts"
     cached = load_cached(directory)
     if cached is not None:
         report.update(truncated={name: int(n) for name, n in cached[1]["truncated"].items()}, cache="hit")
-        report["warnings"] += truncation_warnings(report["truncated"], max_length)
+        report["warnings"] += truncation_warnings(report["truncated"], max_length, kind=kind)
         say(f"cache hit: {directory}")
         return cached[0]
     encoded, truncated = {}, {}
@@ -199,10 +200,9 @@ def encode_cached(
             max_length=max_length,
             fingerprint=f"{directory.name[:32]}-{name}",
         )
-    kind = "pairs" if report.get("text_pair") else "texts"
     say(f"tokenized {len(splits.train_texts)} + {len(splits.val_texts)} {kind} (cache miss)")
     report.update(truncated=truncated, cache="miss")
-    report["warnings"] += truncation_warnings(truncated, max_length)
+    report["warnings"] += truncation_warnings(truncated, max_length, kind=kind)
     save_cache(directory, encoded, report)
     cached = load_cached(directory)  # serve the memory-mapped copy, as a cache hit would
     if cached is None:

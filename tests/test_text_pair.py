@@ -191,13 +191,18 @@ def test_prepared_pairs_have_both_segments_and_their_own_cache(tmp_path: Path, t
                   val_fraction=0.25, seed=0, tokenizer_name_or_path=str(tiny_bert), max_length=64,
                   cache_dir=tmp_path / "cache")  # fmt: skip
     pairs = prepare_classification_data(**common, text_pair_column="hypothesis")  # type: ignore[arg-type]
+    short = prepare_classification_data(**{**common, "max_length": 8}, text_pair_column="hypothesis")  # type: ignore[arg-type]
+    assert short.report["truncated"]["train"] > 0
+    assert any(
+        w.endswith("train pairs longer than max_length=8 tokens were truncated") for w in short.report["warnings"]
+    )
     single = prepare_classification_data(**common)  # type: ignore[arg-type]
     assert pairs.fingerprint != single.fingerprint
     assert all(1 in row for row in pairs.train["token_type_ids"])
     assert not any(1 in row for row in single.train["token_type_ids"])
     assert pairs.report["text_pair"] is True and "text_pair" not in single.report
     assert all(" ||| " in text for text in pairs.validation_texts)
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert len(list((tmp_path / "cache").iterdir())) == 3
 
 
 # -- a study, end to end, and its export --------------------------------------------------------------------
