@@ -27,14 +27,11 @@ from models.hyperparameters import HYPERPARAMETER_LIMITS
 from sweep.dataspec import DataSpec, data_problems, path_problems
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
+from sweep.taskspec import DEFAULT_TASK, PLANNED_TASKS, TASKS, task_problems
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
-# `task:` values that run today; the other tasks of issue #11 are refused by name until they exist.
-TASKS = ("text-classification", "text-pair")
-PLANNED_TASKS = ("token-classification", "multi-label", "regression")
-DEFAULT_TASK = "text-classification"
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
 NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "heartbeat", "search.n_trials", "search.keep_checkpoints")
 NAME_RULE = (
@@ -296,24 +293,6 @@ def _format_error(err: Any) -> tuple[str, str]:
     if kind not in ("value_error", "extra_forbidden") and not isinstance(value, dict | list):
         msg = f"{msg}, got {value!r}"
     return where, msg
-
-
-def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """`data.text_pair_column` given for a task without a second text, or missing for `task: text-pair`."""
-    task, section = data.get("task", DEFAULT_TASK), data.get("data")
-    if task not in TASKS or not isinstance(section, dict):
-        return []  # an unknown task or a missing data section is reported by the model itself
-    pair = section.get("text_pair_column")
-    if task == "text-pair" and pair is None:
-        return [("data.text_pair_column", "required for task: text-pair: name the column of the second text")]
-    if task != "text-pair" and pair is not None:
-        return [
-            (
-                "data.text_pair_column",
-                f"applies only to task: text-pair (this spec's task is {task}): remove it, or set task: text-pair",
-            )
-        ]
-    return []
 
 
 def parse_spec(data: Any, *, source: str = "spec") -> Spec:
