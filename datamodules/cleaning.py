@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datamodules.splitting import sorted_labels
+from datamodules.texts import Text, display_text
 
 MAX_CONFLICT_EXAMPLES = 100
 _WHITESPACE = re.compile(r"\s+")
@@ -44,14 +45,27 @@ def normalize_label(value: object) -> str | None:
 class CleanResult:
     """Cleaned rows (order preserved) and what the cleaning did to them."""
 
-    texts: list[str]
+    texts: list[Text]
     labels: list[str]
     report: dict[str, Any]
+
+
+def _clean_text(raw_text: object) -> tuple[Text | None, bool]:
+    """(normalised text or pair, whether normalising changed it); None for a missing text or pair side."""
+    parts = raw_text if isinstance(raw_text, tuple) else (raw_text,)
+    if any(is_missing(p) for p in parts):
+        return None, False
+    raws = [p if isinstance(p, str) else str(p) for p in parts]
+    cleaned = [normalize_text(r) for r in raws]
+    changed = cleaned != raws
+    return (cleaned[0] if len(cleaned) == 1 else (cleaned[0], cleaned[1])), changed
 
 
 def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanResult:
     """Normalise texts and labels and drop unusable rows, counting every step in `report`.
 
+    A text may be a pair `(text, text_pair)`: a pair with either side missing counts as a missing text, with
+    either side empty as an empty text, and the pair is the text for conflicts and duplicates.
     Rows are dropped, in this order, for a missing text, a text empty after normalisation, a missing label,
     a text that appears with more than one label (all its rows go: we cannot tell which label is right),
     and an exact duplicate of an earlier (text, label) row. So `rows_in` equals `rows_out` plus the sum
@@ -66,16 +80,15 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
         "empty_text": 0,
         "missing_label": 0,
     }
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[Text, str]] = []
     for raw_text, raw_label in zip(texts, labels, strict=True):
-        if is_missing(raw_text):
+        text, changed = _clean_text(raw_text)
+        if text is None:
             report["missing_text"] += 1
             continue
-        raw = raw_text if isinstance(raw_text, str) else str(raw_text)
-        text = normalize_text(raw)
-        report["normalized"] += text != raw
+        report["normalized"] += changed
         label = normalize_label(raw_label)
-        if not text:
+        if not all(text if isinstance(text, tuple) else (text,)):
             report["empty_text"] += 1
         elif label is None:
             report["missing_label"] += 1
@@ -93,18 +106,18 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
     return CleanResult(texts=[t for t, _ in unique], labels=[lab for _, lab in unique], report=report)
 
 
-def find_conflicts(rows: Sequence[tuple[str, str]]) -> dict[str, Counter[str]]:
-    """Texts that appear with more than one label, with how many rows gave each label."""
-    by_text: defaultdict[str, Counter[str]] = defaultdict(Counter)
+def find_conflicts(rows: Sequence[tuple[Text, str]]) -> dict[Text, Counter[str]]:
+    """Texts (or pairs) that appear with more than one label, with how many rows gave each label."""
+    by_text: defaultdict[Text, Counter[str]] = defaultdict(Counter)
     for text, label in rows:
         by_text[text][label] += 1
     return {text: counts for text, counts in by_text.items() if len(counts) > 1}
 
 
-def conflict_examples(conflicts: dict[str, Counter[str]]) -> list[dict[str, Any]]:
-    """Up to MAX_CONFLICT_EXAMPLES conflicts as JSON-ready dicts, most rows first, then by text."""
-    ordered = sorted(conflicts.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+def conflict_examples(conflicts: dict[Text, Counter[str]]) -> list[dict[str, Any]]:
+    """Up to MAX_CONFLICT_EXAMPLES conflicts as JSON-ready dicts, most rows first, then by text (pairs shown joined)."""
+    ordered = sorted(conflicts.items(), key=lambda item: (-sum(item[1].values()), display_text(item[0])))
     return [
-        {"text": text, "labels": {label: counts[label] for label in sorted_labels(counts)}}
+        {"text": display_text(text), "labels": {label: counts[label] for label in sorted_labels(counts)}}
         for text, counts in ordered[:MAX_CONFLICT_EXAMPLES]
     ]

@@ -14,6 +14,8 @@ from typing import Any
 
 import datasets
 
+from datamodules.texts import Text
+
 CACHE_FORMAT = 1
 SPLITS = ("train", "validation")
 
@@ -36,17 +38,20 @@ def data_fingerprint(
     *,
     tokenizer_id: dict[str, str],
     max_length: int,
-    splits: dict[str, tuple[Sequence[str], Sequence[str]]],
+    splits: dict[str, tuple[Sequence[Text], Sequence[str]]],
     label_names: Sequence[str],
+    text_pair: bool = False,
 ) -> str:
-    """Hex sha256 of everything the encoded splits depend on."""
+    """Hex sha256 of everything the encoded splits depend on (a pair's both texts, and that it is a pair)."""
     digest = hashlib.sha256()
-    meta = {
+    meta: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "tokenizer": tokenizer_id,
         "max_length": max_length,
         "label_names": list(label_names),
     }
+    if text_pair:  # left out for single texts, so their fingerprints (and caches) stay as they were
+        meta["task"] = "text-pair"
     digest.update(json.dumps(meta, sort_keys=True).encode("utf-8"))
     for name in sorted(splits):
         texts, labels = splits[name]
@@ -69,28 +74,38 @@ def quiet_progress() -> Iterator[None]:
 
 
 def tokenize_split(
-    tokenizer: Any, texts: Sequence[str], label_ids: Sequence[int], *, max_length: int, fingerprint: str
+    tokenizer: Any, texts: Sequence[Text], label_ids: Sequence[int], *, max_length: int, fingerprint: str
 ) -> tuple[datasets.Dataset, int]:
     """Encode texts (truncated to max_length, unpadded) with labels and token counts; also count truncations.
 
-    Columns: input_ids, attention_mask, (token_type_ids), labels, length.
+    Pairs `(text, text_pair)` are encoded as the tokenizer encodes a pair (`[CLS] a [SEP] b [SEP]` for BERT,
+    with token_type_ids 0 then 1) and truncated `longest_first`: tokens come off the longer text first, so
+    neither text is lost whole. Columns: input_ids, attention_mask, (token_type_ids), labels, length.
     """
+    pairs = bool(texts) and isinstance(texts[0], tuple)
+    columns = ["text", "text_pair"] if pairs else ["text"]
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        inputs = [batch[c] for c in columns]
+        encoded = tokenizer(*inputs, truncation="longest_first", max_length=max_length)
         ids = encoded["input_ids"]
         # A text was cut only if it fills max_length; re-encode just those to see their full length.
         at_max = [i for i, seq in enumerate(ids) if len(seq) >= max_length]
         truncated = [False] * len(ids)
         if at_max:
-            full = tokenizer([batch["text"][i] for i in at_max], truncation=False, verbose=False)["input_ids"]
+            some = [[values[i] for i in at_max] for values in inputs]
+            full = tokenizer(*some, truncation=False, verbose=False)["input_ids"]
             for i, seq in zip(at_max, full, strict=True):
                 truncated[i] = len(seq) > max_length
         return {**dict(encoded), "length": [len(seq) for seq in ids], "truncated": truncated}
 
-    table = datasets.Dataset.from_dict({"text": list(texts), "labels": list(label_ids)})
+    if pairs:
+        table_columns: dict[str, list[Any]] = {"text": [t[0] for t in texts], "text_pair": [t[1] for t in texts]}
+    else:
+        table_columns = {"text": list(texts)}
+    table = datasets.Dataset.from_dict({**table_columns, "labels": list(label_ids)})
     with quiet_progress():
-        encoded = table.map(encode, batched=True, batch_size=1000, remove_columns=["text"], new_fingerprint=fingerprint)
+        encoded = table.map(encode, batched=True, batch_size=1000, remove_columns=columns, new_fingerprint=fingerprint)
     n_truncated = sum(encoded["truncated"])
     return encoded.remove_columns("truncated"), int(n_truncated)
 

@@ -29,7 +29,10 @@ MAX_JSON_PROBLEMS = 5
 
 @dataclass(frozen=True)
 class RawTable:
-    """The text and label columns of one table, values as read (may be None or non-str)."""
+    """The text and label columns of one table, values as read (may be None or non-str).
+
+    With a pair column, each text is a `(text, text_pair)` tuple of the two values as read.
+    """
 
     texts: list[object]
     labels: list[object]
@@ -46,11 +49,13 @@ def load_table(
     split: str = "train",
     columns: Sequence[str] | None = None,
     text_separator: str = DEFAULT_TEXT_SEPARATOR,
+    text_pair_column: str | None = None,
 ) -> RawTable:
     """Load `source` (a .csv/.tsv/.jsonl/.json/.parquet path, or `hub:NAME[:CONFIG[:SPLIT]]`).
 
     `text_column` may name several columns: the text is their values joined by `text_separator` (missing or
-    blank parts left out). `columns` names the columns of a .csv/.tsv file without a header row.
+    blank parts left out). With `text_pair_column` each text is the pair `(text, value of that column)`.
+    `columns` names the columns of a .csv/.tsv file without a header row.
     Labels come back as stripped strings (None where missing); texts as read, None where missing.
     Raises DataError listing every problem found with this table, under `field` (e.g. "data.train")
     or "data.text_column" / "data.label_column" / "data.columns".
@@ -71,7 +76,9 @@ def load_table(
         def values(column: str) -> list[object]:
             return [None if is_missing(v) else v for v in frame[column].tolist()]
 
-    problems = column_problems(names, text_column=text_columns, label_column=label_column, name=name)
+    problems = column_problems(
+        names, text_column=text_columns, label_column=label_column, name=name, text_pair_column=text_pair_column
+    )
     if problems and delimited and columns is None:
         below = [values(c) for c in names]
         if first_row_is_data(names, below):
@@ -79,6 +86,8 @@ def load_table(
             problems = [(field, message)]
     if not problems:
         texts = join_texts([values(c) for c in text_columns], text_separator)
+        if text_pair_column is not None:
+            texts = list(zip(texts, values(text_pair_column), strict=True))
         if not texts:
             problems.append((field, f"{name} has a header ({', '.join(names)}) but no rows"))
     if problems:
@@ -104,12 +113,20 @@ def join_texts(parts: Sequence[Sequence[object]], separator: str) -> list[object
 
 
 def column_problems(
-    columns: Sequence[str], *, text_column: str | Sequence[str], label_column: str, name: str
+    columns: Sequence[str],
+    *,
+    text_column: str | Sequence[str],
+    label_column: str,
+    name: str,
+    text_pair_column: str | None = None,
 ) -> list[tuple[str, str]]:
-    """Problems with the chosen text / label columns, each naming the columns that do exist."""
+    """Problems with the chosen text / pair / label columns, each naming the columns that do exist."""
     text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    chosen = [*(("data.text_column", c) for c in text_columns), ("data.label_column", label_column)]
+    if text_pair_column is not None:
+        chosen.insert(len(text_columns), ("data.text_pair_column", text_pair_column))
     problems = []
-    for field, column in [*(("data.text_column", c) for c in text_columns), ("data.label_column", label_column)]:
+    for field, column in chosen:
         if column not in columns:
             message = f"no such column {column!r} in {name} (columns: {', '.join(columns)})"
             close = [c for c in columns if c.strip().lower() == column.strip().lower()]
@@ -117,6 +134,15 @@ def column_problems(
             problems.append((field, message + (f"; did you mean {close[0]!r}?" if close else "")))
     if label_column in text_columns:
         problems.append(("data.label_column", f"is the same column as data.text_column ({label_column!r})"))
+    if text_pair_column is not None and text_pair_column in text_columns:
+        problems.append(
+            (
+                "data.text_pair_column",
+                f"is the same column as data.text_column ({text_pair_column!r}): name the second text",
+            )
+        )
+    if text_pair_column is not None and text_pair_column == label_column:
+        problems.append(("data.text_pair_column", f"is the same column as data.label_column ({label_column!r})"))
     return problems
 
 

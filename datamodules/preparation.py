@@ -22,6 +22,7 @@ from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.report import build_report, cleaning_summary, truncation_warnings
 from datamodules.splitting import check_label_coverage, remove_overlap, sorted_labels, stratified_split
+from datamodules.texts import Text, display_text
 
 Log = Callable[[str], None]
 
@@ -36,16 +37,16 @@ class PreparedData:
     report: dict[str, Any]
     fingerprint: str
     pad_token_id: int
-    validation_texts: list[str]  # row i of `validation` was encoded from validation_texts[i]
+    validation_texts: list[str]  # row i of `validation` was encoded from validation_texts[i] (a pair shown joined)
 
 
 @dataclass(frozen=True)
 class Splits:
     """Cleaned, split, leakage-free texts and labels, and how they were made."""
 
-    train_texts: list[str]
+    train_texts: list[Text]
     train_labels: list[str]
-    val_texts: list[str]
+    val_texts: list[Text]
     val_labels: list[str]
     split: str
     overlap: dict[str, Any]
@@ -64,10 +65,14 @@ def prepare_classification_data(
     cache_dir: Path,
     columns: Sequence[str] | None = None,
     text_separator: str = DEFAULT_TEXT_SEPARATOR,
+    text_pair_column: str | None = None,
     log: Log | None = None,
     check_fingerprint: Callable[[str], None] | None = None,
 ) -> PreparedData:
     """Load, clean, split and tokenize a text classification dataset; encoded splits are cached on disk.
+
+    With `text_pair_column` each example is the pair (text, text_pair) (task: text-pair): cleaning, the
+    overlap check, the fingerprint and the cache see the pair, and the tokenizer encodes it as a pair.
 
     Several text columns are joined into one text before anything else (see `load_table`): cleaning, the
     report, the fingerprint and the cache all see the joined text. `columns` names the columns of .csv/.tsv
@@ -84,6 +89,7 @@ def prepare_classification_data(
         label_column=label_column,
         columns=columns,
         text_separator=text_separator,
+        text_pair_column=text_pair_column,
     )
     for raw in (train_raw, val_raw):
         if raw is not None:
@@ -121,6 +127,7 @@ def prepare_classification_data(
             "train": (splits.train_texts, splits.train_labels),
             "validation": (splits.val_texts, splits.val_labels),
         },
+        text_pair=text_pair_column is not None,
     )
     if check_fingerprint is not None:
         check_fingerprint(fingerprint)
@@ -134,6 +141,8 @@ def prepare_classification_data(
         max_length=max_length,
     )
     report["tokenizer"] = tokenizer_name_or_path
+    if text_pair_column is not None:
+        report["text_pair"] = True  # rows are pairs: the report's texts are shown as "text ||| text_pair"
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_token_id is None:
         pad_token_id = 0
@@ -154,7 +163,7 @@ def prepare_classification_data(
         report=report,
         fingerprint=fingerprint,
         pad_token_id=int(pad_token_id),
-        validation_texts=list(splits.val_texts),
+        validation_texts=[display_text(t) for t in splits.val_texts],
     )
 
 
@@ -172,10 +181,11 @@ def encode_cached(
 
     Adds `truncated`, `cache` and truncation warnings to `report` (in place).
     """
+    kind = "pairs" if report.get("text_pair") else "texts"
     cached = load_cached(directory)
     if cached is not None:
         report.update(truncated={name: int(n) for name, n in cached[1]["truncated"].items()}, cache="hit")
-        report["warnings"] += truncation_warnings(report["truncated"], max_length)
+        report["warnings"] += truncation_warnings(report["truncated"], max_length, kind=kind)
         say(f"cache hit: {directory}")
         return cached[0]
     encoded, truncated = {}, {}
@@ -190,9 +200,9 @@ def encode_cached(
             max_length=max_length,
             fingerprint=f"{directory.name[:32]}-{name}",
         )
-    say(f"tokenized {len(splits.train_texts)} + {len(splits.val_texts)} texts (cache miss)")
+    say(f"tokenized {len(splits.train_texts)} + {len(splits.val_texts)} {kind} (cache miss)")
     report.update(truncated=truncated, cache="miss")
-    report["warnings"] += truncation_warnings(truncated, max_length)
+    report["warnings"] += truncation_warnings(truncated, max_length, kind=kind)
     save_cache(directory, encoded, report)
     cached = load_cached(directory)  # serve the memory-mapped copy, as a cache hit would
     if cached is None:
@@ -208,6 +218,7 @@ def load_sources(
     label_column: str,
     columns: Sequence[str] | None = None,
     text_separator: str = DEFAULT_TEXT_SEPARATOR,
+    text_pair_column: str | None = None,
 ) -> tuple[RawTable, RawTable | None]:
     """Load train and (if given) validation, raising one DataError with the problems of both."""
     problems: list[tuple[str, str]] = []
@@ -227,6 +238,7 @@ def load_sources(
                 split=split,
                 columns=columns,
                 text_separator=text_separator,
+                text_pair_column=text_pair_column,
             )
         except DataError as err:
             problems += [p for p in err.problems if p not in problems]  # column errors may repeat

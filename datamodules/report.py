@@ -87,10 +87,10 @@ def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def truncation_warnings(truncated: dict[str, int], max_length: int) -> list[str]:
-    """One line per split that had texts cut to max_length."""
+def truncation_warnings(truncated: dict[str, int], max_length: int, *, kind: str = "texts") -> list[str]:
+    """One line per split that had texts (or pairs: `kind`) cut to max_length."""
     return [
-        f"{n} {split} texts longer than max_length={max_length} tokens were truncated"
+        f"{n} {split} {kind} longer than max_length={max_length} tokens were truncated"
         for split, n in truncated.items()
         if n
     ]

@@ -6,11 +6,13 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from datamodules.errors import DataError
+from datamodules.texts import Text, display_text
 
 MAX_OVERLAP_EXAMPLES = 20
+T = TypeVar("T")
 
 
 def _number(label: str) -> float | None:
@@ -78,8 +80,8 @@ def split_problems(labels: Sequence[str], val_fraction: float) -> list[tuple[str
 
 
 def stratified_split(
-    texts: Sequence[str], labels: Sequence[str], *, val_fraction: float, seed: int
-) -> tuple[list[str], list[str], list[str], list[str]]:
+    texts: Sequence[T], labels: Sequence[str], *, val_fraction: float, seed: int
+) -> tuple[list[T], list[str], list[T], list[str]]:
     """Seeded stratified split into (train_texts, train_labels, val_texts, val_labels), input order kept.
 
     Every class lands in both splits: where sklearn's rounding leaves a class out of one side, one of its
@@ -158,11 +160,14 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
 
 
 def remove_overlap(
-    train_texts: Sequence[str], train_labels: Sequence[str], val_texts: Iterable[str]
-) -> tuple[list[str], list[str], dict[str, Any]]:
-    """Drop training rows whose text is also in validation (leakage), reporting how many and which."""
+    train_texts: Sequence[Text], train_labels: Sequence[str], val_texts: Iterable[Text]
+) -> tuple[list[Text], list[str], dict[str, Any]]:
+    """Drop training rows whose text (or pair) is also in validation (leakage), reporting how many and which."""
     val_set = set(val_texts)
     kept = [(t, lab) for t, lab in zip(train_texts, train_labels, strict=True) if t not in val_set]
     dropped = list(dict.fromkeys(t for t in train_texts if t in val_set))
-    report = {"train_val_overlap": len(train_texts) - len(kept), "overlap_examples": dropped[:MAX_OVERLAP_EXAMPLES]}
+    report = {
+        "train_val_overlap": len(train_texts) - len(kept),
+        "overlap_examples": [display_text(t) for t in dropped[:MAX_OVERLAP_EXAMPLES]],
+    }
     return [t for t, _ in kept], [lab for _, lab in kept], report

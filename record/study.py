@@ -33,6 +33,8 @@ _S_METRIC = "metric"
 _S_STEPS_PER_EPOCH = "steps_per_epoch"
 _S_CHECKPOINT_DIR = "checkpoint_dir"
 _S_SPEC_DIR = "spec_dir"
+_S_TASK = "task"
+DEFAULT_TASK = "text-classification"  # stores written before `task` existed hold classification studies
 BUDGET_KEY = "n_trials"  # read under the store's budget lock (sweep.storage), so it is public
 
 
@@ -50,6 +52,7 @@ class StudyRecord:
     checkpoint_dir: str | None = None
     spec_dir: str | None = None  # where the spec's relative data paths start, for workers
     budget: int | None = None  # finished trials to reach, across all workers
+    task: str = DEFAULT_TASK  # text-classification | text-pair (a pair of texts -> a label)
     version: int = RECORD_VERSION
 
     @property
@@ -97,6 +100,7 @@ def study_from_attrs(attrs: Mapping[str, Any]) -> StudyRecord:
         checkpoint_dir=attrs.get(_S_CHECKPOINT_DIR) or None,
         spec_dir=attrs.get(_S_SPEC_DIR) or None,
         budget=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
+        task=str(attrs.get(_S_TASK) or DEFAULT_TASK),
         version=version,
     )
 
@@ -117,6 +121,7 @@ def write_study(set_attr: Setter, record: StudyRecord) -> None:
     set_attr(_S_METRIC, record.metric)
     set_attr(_S_STEPS_PER_EPOCH, record.steps_per_epoch)
     set_attr(_S_CHECKPOINT_DIR, record.checkpoint_dir)
+    set_attr(_S_TASK, record.task)
     if record.spec_dir is not None:
         set_attr(_S_SPEC_DIR, record.spec_dir)
     if record.budget is not None:

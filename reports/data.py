@@ -12,6 +12,11 @@ from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, TableBlock
 from reports.figures import plot_class_distribution
 
 SPLITS = ("train", "validation")
+PAIR_NOTE = (
+    "Each row is a text pair (task: text-pair): a duplicate, a conflict and an overlap are the same pair (both "
+    "texts), a row is dropped when either text is missing or empty, texts below show as 'text ||| text_pair', and "
+    "truncation is longest_first (tokens come off the longer text first)."
+)
 DROP_REASONS = {
     "missing_text": "missing text",
     "empty_text": "empty text after normalising",
@@ -139,6 +144,8 @@ def data_blocks(report: Mapping[str, Any]) -> list[Block]:
     overview = overview_rows(report)
     if overview:
         blocks.append(TableBlock(columns=["", ""], rows=overview, caption="Data"))
+    if report.get("text_pair"):
+        blocks.append(NoteBlock(PAIR_NOTE))
     distribution = collect_class_distribution(report)
     if distribution:
         blocks.append(FigureBlock("class-distribution", plot_class_distribution(distribution)))

@@ -11,7 +11,7 @@ from datamodules import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_P
 
 # Keys added after studies were stored, with the behaviour those studies had: left out of a dump at that value,
 # so a spec without them has the same fingerprint and the same stored spec as before (its study resumes).
-LATER_KEYS: dict[str, Any] = {"columns": None, "text_separator": DEFAULT_TEXT_SEPARATOR}
+LATER_KEYS: dict[str, Any] = {"columns": None, "text_separator": DEFAULT_TEXT_SEPARATOR, "text_pair_column": None}
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -36,6 +36,8 @@ class DataSpec(BaseModel):
     # One column, or several joined by text_separator into one text (e.g. [title, description]).
     text_column: str | list[str] = "text"
     text_separator: str = DEFAULT_TEXT_SEPARATOR
+    # The second text of each example (task: text-pair); text_column then holds the first.
+    text_pair_column: str | None = None
     label_column: str = "label"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     cache_dir: str | None = None
@@ -64,10 +66,10 @@ class DataSpec(BaseModel):
             raise ValueError(f"{missing[0]!r} is not one of data.columns ({', '.join(info.data['columns'])})")
         return value
 
-    @field_validator("label_column", mode="after")
+    @field_validator("label_column", "text_pair_column", mode="after")
     @classmethod
-    def _label_in_columns(cls, value: str, info: Any) -> str:
-        if info.data.get("columns") and value not in info.data["columns"]:
+    def _in_columns(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("columns") and value not in info.data["columns"]:
             raise ValueError(f"{value!r} is not one of data.columns ({', '.join(info.data['columns'])})")
         return value
 
@@ -127,6 +129,7 @@ def data_problems(data: DataSpec, base: Path) -> list[tuple[str, str]]:
                 field=field,
                 columns=data.columns,
                 text_separator=data.text_separator,
+                text_pair_column=data.text_pair_column,
             )
         except DataError as err:
             problems += [p for p in err.problems if p not in problems]  # column problems repeat per file

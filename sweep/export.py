@@ -109,6 +109,7 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return {
         "study": study.study_name,
         "trial": trial.number,
+        "task": study_record.task,
         "metric": study_record.metric,
         "value": trial.value,
         "best_epoch": record.best_epoch,
@@ -158,6 +159,10 @@ def model_card(meta: dict[str, Any]) -> str:
         spread = f"{chosen['mean']:.4f}" + (f" ± {chosen['std']:.4f}" if chosen["std"] is not None else "")
         selection = (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
                      f"({spread} over {len(chosen['runs'])} seeds); this is its best run.")
+    call, kind, more = '"your text here"', "text classifier", ""
+    if meta.get("task") == "text-pair":
+        call, kind = '{"text": "first text", "text_pair": "second text"}', "text-pair classifier (two texts, one label)"
+        more = "A list of such dicts classifies several pairs; the two texts are encoded as one pair.\n\n"
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -166,7 +171,7 @@ tags: [sweep, text-classification]
 
 # {meta["study"]} · trial {meta["trial"]}
 
-A text classifier fine-tuned from `{meta["encoder"]}` by [sweep](https://pypi.org/project/sweep/): the
+A {kind} fine-tuned from `{meta["encoder"]}` by [sweep](https://pypi.org/project/sweep/): the
 weights of the **best validation epoch** ({meta["best_epoch"]} of {meta["epochs"]}) of trial {meta["trial"]}
 in study `{meta["study"]}`, exported without retraining.{selection}
 
@@ -176,10 +181,10 @@ in study `{meta["study"]}`, exported without retraining.{selection}
 from transformers import pipeline
 
 classify = pipeline("text-classification", model="path/to/this/folder")
-classify("your text here", truncation=True, max_length={max_length})
+classify({call}, truncation=True, max_length={max_length})
 ```
 
-or `AutoModelForSequenceClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
+{more}or `AutoModelForSequenceClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
 Labels: {", ".join(meta.get("label_names") or [])}.
 
 ## Validation results (best epoch)

@@ -194,6 +194,7 @@ def create_or_resume(
         steps_per_epoch=steps_per_epoch(spec.search),
         checkpoint_dir=str(checkpoint_root),
         spec_dir=str(base) if base is not None else None,
+        task=spec.task,
     )
     write_study(study.set_user_attr, record)
     return study, False

@@ -82,6 +82,7 @@ def prepare_data(
             validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
             text_column=spec.data.text_column,
             text_separator=spec.data.text_separator,
+            text_pair_column=spec.data.text_pair_column,
             columns=spec.data.columns,
             label_column=spec.data.label_column,
             val_fraction=spec.data.val_fraction,

@@ -14,10 +14,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -25,6 +27,7 @@ from models.hyperparameters import HYPERPARAMETER_LIMITS
 from sweep.dataspec import DataSpec, data_problems, path_problems
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
+from sweep.taskspec import DEFAULT_TASK, PLANNED_TASKS, TASKS, task_problems
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
@@ -199,6 +202,8 @@ class Spec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     storage: str | None = None
     checkpoint_dir: str | None = None
+    # What the study learns: one text -> a label, or a pair of texts -> a label (data.text_pair_column).
+    task: str = DEFAULT_TASK
     data: DataSpec
     model: ModelSpec = ModelSpec()
     objective: ObjectiveSpec = ObjectiveSpec()
@@ -212,6 +217,24 @@ class Spec(_Strict):
         if not _NAME.match(value):
             raise ValueError(f"{value!r} {NAME_RULE}")
         return value
+
+    @field_validator("task", mode="after")
+    @classmethod
+    def _check_task(cls, value: str) -> str:
+        available = ", ".join(TASKS)
+        if value in PLANNED_TASKS:
+            raise ValueError(f"{value!r} is not available yet (available: {available})")
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r} (available: {available})")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _leave_out_default_task(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `task` came after studies were stored: the default is left out, so their spec and fingerprint stay.
+        body: dict[str, Any] = handler(self)
+        if body.get("task") == DEFAULT_TASK:
+            del body["task"]
+        return body
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the study's trials (not the budget, nor where results are kept)."""
@@ -278,13 +301,16 @@ def parse_spec(data: Any, *, source: str = "spec") -> Spec:
         raise SweepError(
             [("", f"must be a mapping of keys (name, data, model, ...), got {type(data).__name__}")], source=source
         )
+    problems = task_problems(data)
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
-        problems = [_format_error(e) for e in exc.errors()]
+        problems = [_format_error(e) for e in exc.errors()] + problems
+    if problems:
         # A union of int/float reports once per member: keep the first problem of each field.
         unique = list({where: (where, msg) for where, msg in reversed(problems)}.values())[::-1]
         raise SweepError(unique, source=source) from None
+    return spec
 
 
 def load_spec(path: str | Path) -> tuple[Spec, Path]:

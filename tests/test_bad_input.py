@@ -220,6 +220,15 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("status of an unknown study", _unknown_for("status"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("report of an unknown study", _unknown_for("report"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("export of an unknown study", _unknown_for("export"), ["study: no study named 'nope'", "(studies here: other)"]),
+    ("a task not built yet", lambda e: ["run", e.spec(task="token-classification")],
+     ["task: 'token-classification' is not available yet (available: text-classification, text-pair)"]),
+    ("text-pair without a pair column", lambda e: ["run", e.spec(task="text-pair")],
+     ["data.text_pair_column: required for task: text-pair"]),
+    ("a pair column without task: text-pair", lambda e: ["run", e.spec(**{"data.text_pair_column": "label"})],
+     ["data.text_pair_column: applies only to task: text-pair", "set task: text-pair"]),
+    ("missing pair column", lambda e: ["run", e.spec(
+        task="text-pair", **{"data.text_pair_column": "hypothesis", "data.validation": None})],
+     ["data.text_pair_column: no such column 'hypothesis' in train.csv (columns: text, label)"]),
     ("worker for an unknown study", _unknown_for("worker"),
      ["study: no study named 'nope'", "(studies here: other)", "create it first with `sweep run SPEC"]),
 ]  # fmt: skip
