@@ -15,7 +15,8 @@ from datamodules.errors import DataError
 from datamodules.splitting import check_label_coverage, remove_overlap, sorted_labels, stratified_split
 
 if TYPE_CHECKING:
-    from datamodules.loading import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_PREFIX, RawTable, load_table
+    from datamodules.hub import HUB_PREFIX
+    from datamodules.loading import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, RawTable, load_table
     from datamodules.preparation import PreparedData, prepare_classification_data
     from datamodules.text_classification import TextClassificationDataModule
 
@@ -23,7 +24,7 @@ _LAZY = {
     "DATA_SUFFIXES": "datamodules.loading",
     "DEFAULT_TEXT_SEPARATOR": "datamodules.loading",
     "DELIMITERS": "datamodules.loading",
-    "HUB_PREFIX": "datamodules.loading",
+    "HUB_PREFIX": "datamodules.hub",
     "RawTable": "datamodules.loading",
     "load_table": "datamodules.loading",
     "PreparedData": "datamodules.preparation",
