@@ -186,7 +186,11 @@ def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
         yield make_url(postgres_url).set(username=role, password=password).render_as_string(False), password
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"))
+            # Wait (up to 10 s each) until its sessions are gone: a session still exiting when the role is dropped
+            # makes the database's DROP ... WITH (FORCE) fail (nobody may terminate a dropped role's backend).
+            conn.execute(
+                text(f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = '{role}'")
+            )
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
