@@ -14,11 +14,11 @@ import optuna
 from sqlalchemy.engine import make_url
 
 from datamodules import PreparedData
-from record import RecordError, StudyRecord, read_study, write_study
+from record import StudyRecord, write_study
 from sweep.errors import SweepError
 from sweep.space import grid
 from sweep.spec import NOT_FINGERPRINTED, RangeParam, SearchSpec, Spec
-from sweep.storage import Heartbeat, open_storage, safe_url, study_names
+from sweep.storage import Heartbeat, open_storage, safe_url, study_names, study_record
 
 CREATE_HINT = "`sweep run SPEC --storage URL --workers 0`"
 
@@ -159,10 +159,7 @@ def same_data(record: StudyRecord, spec: Spec, *, joining: bool) -> Callable[[st
 
 def read_record(study: optuna.Study) -> StudyRecord:
     """The study's record; a SweepError for a record written by a newer sweep."""
-    try:
-        return read_study(study)
-    except RecordError as exc:
-        raise SweepError([("study", f"{study.study_name!r}: {exc}")]) from None
+    return study_record(study.study_name, study.user_attrs)
 
 
 def create_or_resume(

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data
-from record import FINISHED, reevaluation_runs, study_budget, study_from_attrs, write_budget
+from record import FINISHED, reevaluation_runs, study_budget, write_budget
 from sweep.checkpoints import save_tokenizer_once
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
@@ -42,6 +42,7 @@ from sweep.storage import (
     safe_url,
     sqlite_writer_lock,
     storage_problems,
+    study_record,
 )
 from sweep.store_checks import choose_storage
 from sweep.study_callbacks import study_callbacks
@@ -230,7 +231,7 @@ def run_study(
     if problems:
         raise SweepError(problems, source=str(spec_path))
     attrs = existing_study_attrs(url, spec.name)
-    existing = study_from_attrs(attrs) if attrs is not None else None
+    existing = study_record(spec.name, attrs) if attrs is not None else None
     if existing is not None:  # before any data is read or cached: a clash writes nothing
         check_same_spec(existing, spec, url)
     quiet_libraries()

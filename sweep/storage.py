@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from record import FINISHED, RecordError, TrialWriter, read_study, study_budget
+from record import FINISHED, RecordError, StudyRecord, TrialWriter, study_budget, study_from_attrs
 from sweep.errors import StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
 from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
@@ -261,11 +261,16 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
         raise
     except Exception as exc:  # the server went away since it was opened, or the file is no database after all
         raise open_error(url, exc) from None
+    study_record(name, study.user_attrs)  # a record written by a newer sweep is refused here, before anything reads it
+    return study
+
+
+def study_record(name: str, attrs: Mapping[str, Any]) -> StudyRecord:
+    """A study's record from its attributes; a SweepError (one line, exit 2) for a record written by a newer sweep."""
     try:
-        read_study(study)  # a record written by a newer sweep is refused here, before anything reads it
+        return study_from_attrs(attrs)
     except RecordError as exc:
         raise SweepError([("study", f"{name!r}: {exc}")]) from None
-    return study
 
 
 def _quietly(check: Callable[[str], bool], url: str) -> bool:

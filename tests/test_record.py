@@ -172,3 +172,23 @@ def test_private_optuna_helpers(tmp_path: Path) -> None:
     frozen = study.get_trials(states=(TrialState.RUNNING,))[0]
     set_trial_attr(study, frozen, "error", "lost")
     assert read_trial(reread(study, frozen)).error == "lost"
+
+
+def test_run_refuses_a_study_written_by_a_newer_sweep(
+    legacy_url: str, tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`sweep run` reads an existing study's record before anything else: a newer one is one line, exit 2."""
+    import yaml
+
+    path = legacy_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (1, 'record_version', '7')")
+    before = Path(path).read_bytes()
+    tickets = Path(__file__).resolve().parents[1] / "data" / "quickstart" / "support_tickets.csv"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "legacy-main", "storage": legacy_url, "data": {"train": str(tickets)},
+                                    "model": {"encoder": str(tiny_bert), "max_length": 32}}))  # fmt: skip
+    assert main(["run", str(spec)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "'legacy-main'" in lines[0] and "record version 7" in lines[0]
+    assert Path(path).read_bytes() == before
