@@ -24,10 +24,11 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 class BestWeights(pl.Callback):
-    """After each evaluation, copy the weights to CPU memory if `monitor` improved (first best wins)."""
+    """After each evaluation, copy the weights to CPU memory if `monitor` improved (first best wins; lower is better
+    with `minimize`)."""
 
-    def __init__(self, monitor: str):
-        self.monitor = monitor
+    def __init__(self, monitor: str, *, minimize: bool = False):
+        self.monitor, self.sign = monitor, -1.0 if minimize else 1.0
         self.best: float | None = None
         self.epoch: int | None = None  # 1-based epoch in which the best evaluation ran
         self.epochs_trained: float | None = None  # training done at that evaluation, in epochs
@@ -40,7 +41,7 @@ class BestWeights(pl.Callback):
         if logged is None:
             return
         value = float(logged)
-        if self.best is None or value > self.best:
+        if self.best is None or self.sign * value > self.sign * self.best:
             model: Any = pl_module.model
             self.best, self.epoch = value, trainer.current_epoch + 1
             self.epochs_trained = epochs_trained(trainer)

@@ -19,6 +19,7 @@ from sweep.errors import SweepError
 from sweep.space import grid
 from sweep.spec import NOT_FINGERPRINTED, RangeParam, SearchSpec, Spec
 from sweep.storage import Heartbeat, open_storage, safe_url, study_names, study_record
+from sweep.taskspec import direction
 
 CREATE_HINT = "`sweep run SPEC --storage URL --workers 0`"
 
@@ -179,7 +180,11 @@ def create_or_resume(
         same_data(record, spec, joining=False)(data.fingerprint)
         return study, True
     study = optuna.create_study(
-        study_name=spec.name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner
+        study_name=spec.name,
+        storage=storage,
+        direction=direction(spec.objective.metric),
+        sampler=sampler,
+        pruner=pruner,
     )
     record = StudyRecord(
         spec=spec_record(spec),

@@ -16,8 +16,7 @@ import torch
 from optuna.trial import FrozenTrial
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from datamodules import PreparedData, TextClassificationDataModule
-from models import SequenceClassifier
+from datamodules import PreparedData
 from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import BestWeights, save_checkpoint
@@ -25,6 +24,8 @@ from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
+from sweep.tasks import Batching, Head, build_datamodule, build_module
+from sweep.taskspec import DEFAULT_TASK, MINIMIZED
 from sweep.worker import GracefulStop, StopRequested, worker_id
 
 TrialCallbackFactory = Callable[[int, int, int, str], pl.Callback]
@@ -47,6 +48,7 @@ class TrialSettings:
     checkpoint_root: Path | None = None  # None: keep no weights
     tokenizer_dir: Path | None = None
     keep_checkpoints: int = 3
+    task: str = DEFAULT_TASK
 
 
 def resolve_precision(precision: str) -> str:
@@ -59,10 +61,12 @@ def resolve_precision(precision: str) -> str:
 
 
 def best_epoch(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
-    """The validation record with the highest `monitor` (the earliest one on ties)."""
+    """The validation record with the best `monitor` (highest, or lowest for a minimised metric such as RMSE; the
+    earliest one on ties)."""
     if not history:
         raise RuntimeError("the trial finished without a validation run")
-    return max(history, key=lambda record: (record[monitor], -record["step"]))
+    sign = -1.0 if monitor.removeprefix("val_") in MINIMIZED else 1.0
+    return max(history, key=lambda record: (sign * record[monitor], -record["step"]))
 
 
 def _epochs(value: float | None) -> float | int | None:
@@ -88,30 +92,14 @@ def train_trial(
     *,
     seed: int,
     callbacks: list[pl.Callback],
-) -> tuple[SequenceClassifier, TimingCallback, dict[str, float]]:
+) -> tuple[Any, TimingCallback, dict[str, float]]:
     """Train one configuration; returns the module (with its history), the timing callback and setup times."""
     pl.seed_everything(seed, workers=True, verbose=False)
     t0 = time.perf_counter()
-    datamodule = TextClassificationDataModule(
-        data.train,
-        data.validation,
-        pad_token_id=data.pad_token_id,
-        batch_size=hp.batch_size,
-        eval_batch_size=settings.eval_batch_size,
-        seed=seed,
-        group_by_length=settings.group_by_length,
-    )
+    batching = Batching(hp.batch_size, settings.eval_batch_size, seed, settings.group_by_length)
+    datamodule = build_datamodule(settings.task, data, batching)
     t1 = time.perf_counter()
-    module = SequenceClassifier(
-        encoder_name_or_path=settings.encoder,
-        label_names=list(data.label_names),
-        learning_rate=hp.learning_rate,
-        weight_decay=hp.weight_decay,
-        warmup_ratio=hp.warmup_ratio,
-        label_smoothing=hp.label_smoothing,
-        class_weights=settings.class_weights,
-        dropout=hp.dropout,
-    )
+    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights))
     t2 = time.perf_counter()
     timing = TimingCallback()
     schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)
@@ -131,6 +119,27 @@ def train_trial(
     )
     trainer.fit(module, datamodule=datamodule)
     return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
+
+
+def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: PreparedData) -> TrialResult:
+    """The record of a trial's training: its best evaluation (with the task's per-class parts) and its history."""
+    label_ids = data.validation["labels"] if "misclassified" in best else None
+    return TrialResult(
+        best_epoch=best["epoch"] + 1,
+        best_epochs_trained=_epochs(best.get("epochs_trained")),
+        epochs_run=_epochs(history[-1].get("epochs_trained")) or history[-1]["epoch"] + 1,
+        evaluations=len(history),
+        metrics=_compact(best),
+        per_class=best.get("per_class", {}),
+        confusion_matrix=best.get("confusion_matrix"),
+        history=[_compact(r) for r in history],
+        confused_examples=confused_examples(
+            best.get("misclassified"),
+            texts=data.validation_texts,
+            label_ids=list(label_ids) if label_ids is not None else [],
+            label_names=data.label_names,
+        ),
+    )
 
 
 def stored_trial(trial: optuna.Trial) -> FrozenTrial:
@@ -195,7 +204,7 @@ def build_objective(
             should_prune=stop.shielded(trial.should_prune if reevaluates is None else _never),
             schedule=schedule,
         )
-        weights = BestWeights(monitor)
+        weights = BestWeights(monitor, minimize=settings.metric in MINIMIZED)
         steps = hp.epochs * math.ceil(len(data.train) / hp.batch_size)
         extra = trial_callbacks(trial.number, hp, steps) if trial_callbacks else []
         try:
@@ -226,24 +235,7 @@ def build_objective(
             raise
         history = module.history
         best = best_epoch(history, monitor)
-        record.result(
-            TrialResult(
-                best_epoch=best["epoch"] + 1,
-                best_epochs_trained=_epochs(best.get("epochs_trained")),
-                epochs_run=_epochs(history[-1].get("epochs_trained")) or history[-1]["epoch"] + 1,
-                evaluations=len(history),
-                metrics=_compact(best),
-                per_class=best["per_class"],
-                confusion_matrix=best["confusion_matrix"],
-                history=[_compact(r) for r in history],
-                confused_examples=confused_examples(
-                    best.get("misclassified"),
-                    texts=data.validation_texts,
-                    label_ids=list(data.validation["labels"]),
-                    label_names=data.label_names,
-                ),
-            )
-        )
+        record.result(trial_result(best, history, data))
         value = float(best[monitor])
         saving = time.perf_counter()
         kept = pruning.pruned_at is None and _should_save(trial, settings, value, reevaluates)

@@ -126,6 +126,7 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         checkpoint_root=checkpoint_root if keep else None,
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,
         keep_checkpoints=keep,
+        task=spec.task,
     )
 
 

@@ -27,11 +27,10 @@ from models.hyperparameters import HYPERPARAMETER_LIMITS
 from sweep.dataspec import DataSpec, data_problems, path_problems
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
-from sweep.taskspec import DEFAULT_TASK, PLANNED_TASKS, TASKS, task_problems
+from sweep.taskspec import DEFAULT_TASK, PLANNED_TASKS, TASKS, default_metric, task_problems
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
-METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
 NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "heartbeat", "search.n_trials", "search.keep_checkpoints")
 NAME_RULE = (
@@ -144,7 +143,9 @@ class ModelSpec(_Strict):
 
 
 class ObjectiveSpec(_Strict):
-    metric: Literal["f1_macro", "f1_micro", "f1_weighted", "accuracy"] = "f1_macro"
+    # One of the task's metrics (sweep.taskspec.TASK_METRICS); unset, the task's default (f1_macro for
+    # classification). Checked against the task in `task_problems`, where the task is known.
+    metric: str = "f1_macro"
 
 
 class TrainerSpec(_Strict):
@@ -221,12 +222,19 @@ class Spec(_Strict):
     @field_validator("task", mode="after")
     @classmethod
     def _check_task(cls, value: str) -> str:
-        available = ", ".join(TASKS)
+        available = ", ".join(t for t in TASKS if t not in PLANNED_TASKS)
         if value in PLANNED_TASKS:
             raise ValueError(f"{value!r} is not available yet (available: {available})")
         if value not in TASKS:
             raise ValueError(f"unknown task {value!r} (available: {available})")
         return value
+
+    @model_validator(mode="after")
+    def _task_default_metric(self) -> Spec:
+        # A spec that names no metric optimises its task's default (spearman for regression, ...).
+        if "metric" not in self.objective.model_fields_set and self.objective.metric != default_metric(self.task):
+            return self.model_copy(update={"objective": ObjectiveSpec(metric=default_metric(self.task))})
+        return self
 
     @model_serializer(mode="wrap")
     def _leave_out_default_task(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -1,13 +1,47 @@
-"""The spec's `task:` key: which tasks run, which are refused until built, and the task's rules on `data`."""
+"""The spec's `task:` key: the tasks, the metrics each can optimise (and in which direction), and the task's rules
+on `data`. Torch-free: the spec validates against it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-# `task:` values that run today; the other tasks of issue #11 are refused by name until they exist.
-TASKS = ("text-classification", "text-pair")
-PLANNED_TASKS = ("token-classification", "multi-label", "regression")
+TASKS = ("text-classification", "text-pair", "token-classification", "multi-label", "regression")
 DEFAULT_TASK = "text-classification"
+# Tasks refused by name until their head, data and report exist (each one's work removes it from here).
+PLANNED_TASKS = ("token-classification", "multi-label", "regression")
+
+_CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
+# The `objective.metric` values each task can optimise; the first is the task's default.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "text-classification": _CLASSIFICATION,
+    "text-pair": _CLASSIFICATION,
+    # entity-level scores (seqeval): micro over entities is the task's usual headline figure
+    "token-classification": ("f1_micro", "f1_macro", "precision_micro", "recall_micro"),
+    "multi-label": ("f1_micro", "f1_macro"),
+    "regression": ("spearman", "pearson", "rmse"),
+}
+# Metrics where lower is better: a study optimising one minimises.
+MINIMIZED = frozenset({"rmse"})
+# Tasks whose examples may be a pair of texts (data.text_pair_column).
+PAIR_TASKS = ("text-pair", "regression")
+
+
+def default_metric(task: str) -> str:
+    """The metric a study of `task` optimises when the spec names none."""
+    return TASK_METRICS.get(task, _CLASSIFICATION)[0]
+
+
+def direction(metric: str) -> Literal["minimize", "maximize"]:
+    """Optuna's study direction for `metric`."""
+    return "minimize" if metric in MINIMIZED else "maximize"
+
+
+def metric_problem(task: str, metric: str) -> str | None:
+    """Why `metric` cannot be the objective of a `task` study, or None."""
+    allowed = TASK_METRICS.get(task)
+    if allowed is None or metric in allowed:
+        return None
+    return f"{metric!r} is not a metric of task: {task} (choose one of {', '.join(allowed)})"
 
 
 def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -15,14 +49,22 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     task, section = data.get("task", DEFAULT_TASK), data.get("data")
     if task not in TASKS or not isinstance(section, dict):
         return []  # an unknown task or a missing data section is reported by the model itself
+    problems = []
+    objective = data.get("objective")
+    metric = objective.get("metric") if isinstance(objective, dict) else None
+    if isinstance(metric, str) and (problem := metric_problem(task, metric)):
+        problems.append(("objective.metric", problem))
     pair = section.get("text_pair_column")
     if task == "text-pair" and pair is None:
-        return [("data.text_pair_column", "required for task: text-pair: name the column of the second text")]
-    if task != "text-pair" and pair is not None:
-        return [
+        return problems + [
+            ("data.text_pair_column", "required for task: text-pair: name the column of the second text")
+        ]
+    if task not in PAIR_TASKS and pair is not None:
+        return problems + [
             (
                 "data.text_pair_column",
-                f"applies only to task: text-pair (this spec's task is {task}): remove it, or set task: text-pair",
+                f"applies only to task: {' or '.join(PAIR_TASKS)} (this spec's task is {task}): remove it, or "
+                "set task: text-pair",
             )
         ]
-    return []
+    return problems

@@ -243,3 +243,19 @@ def test_an_invalid_data_section_is_not_read(tmp_path: Path) -> None:
     with pytest.raises(SweepError) as info:
         load_spec(spec)
     assert [where for where, _ in info.value.problems] == ["data.val_fraction"]  # the column waits for a valid section
+
+
+def test_each_task_optimises_its_own_default_metric_and_refuses_another_tasks_metric() -> None:
+    from sweep.taskspec import TASK_METRICS, default_metric, direction, metric_problem
+
+    assert default_metric("text-classification") == "f1_macro"
+    assert default_metric("regression") == "spearman" and direction("rmse") == "minimize"
+    assert direction("f1_micro") == "maximize"
+    assert metric_problem("regression", "f1_macro") == (
+        "'f1_macro' is not a metric of task: regression (choose one of spearman, pearson, rmse)"
+    )
+    assert all(metric_problem(task, metric) is None for task, metrics in TASK_METRICS.items() for metric in metrics)
+    spec = parse_spec({"name": "s", "data": {"train": "t.csv"}, "objective": {"metric": "accuracy"}})
+    assert spec.objective.metric == "accuracy"
+    with pytest.raises(SweepError, match="objective.metric: 'rmse' is not a metric of task: text-classification"):
+        parse_spec({"name": "s", "data": {"train": "t.csv"}, "objective": {"metric": "rmse"}})

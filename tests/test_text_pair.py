@@ -63,7 +63,7 @@ def test_pair_column_is_required_for_text_pair_and_refused_otherwise() -> None:
     missing = problems_of({**PAIR, "data": {"train": "train.csv"}})
     assert missing == {"data.text_pair_column": "required for task: text-pair: name the column of the second text"}
     extra = problems_of({**BASE, "data": {**BASE["data"], "text_pair_column": "text_b"}})
-    assert extra["data.text_pair_column"].startswith("applies only to task: text-pair (this spec's task is text-cl")
+    assert extra["data.text_pair_column"].startswith("applies only to task: text-pair or regression (this spec")
     # Reported together with the spec's other problems, not instead of them.
     both = problems_of({**PAIR, "data": {"train": "train.csv"}, "search": {"n_trials": "many"}})
     assert set(both) == {"search.n_trials", "data.text_pair_column"}

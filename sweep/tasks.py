@@ -1,0 +1,82 @@
+"""The task table: which data module and which LightningModule (encoder + head) a trial of each task trains.
+
+The composition root's one place that knows every task: the objective asks it for the two objects, so a new task
+adds an entry here (its head in `models/`, its batching in `datamodules/`), not a branch in the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+
+from datamodules import PreparedData, TextClassificationDataModule
+from models import SequenceClassifier
+from sweep.space import Hyperparameters
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a trial batches its data: plain values from the trial's hyperparameters and the study's settings."""
+
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    group_by_length: bool
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a trial's module is built from: the encoder, the task's labels and the trial's hyperparameters."""
+
+    encoder: str
+    label_names: list[str]
+    hp: Hyperparameters
+    class_weights: list[float] | None
+
+
+def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
+    return TextClassificationDataModule(
+        data.train,
+        data.validation,
+        pad_token_id=data.pad_token_id,
+        batch_size=batching.batch_size,
+        eval_batch_size=batching.eval_batch_size,
+        seed=batching.seed,
+        group_by_length=batching.group_by_length,
+    )
+
+
+def _sequence_classifier(head: Head) -> pl.LightningModule:
+    return SequenceClassifier(
+        encoder_name_or_path=head.encoder,
+        label_names=head.label_names,
+        learning_rate=head.hp.learning_rate,
+        weight_decay=head.hp.weight_decay,
+        warmup_ratio=head.hp.warmup_ratio,
+        label_smoothing=head.hp.label_smoothing,
+        class_weights=head.class_weights,
+        dropout=head.hp.dropout,
+    )
+
+
+# task -> (data module factory, module factory). Every module keeps `model` (the transformers model export saves)
+# and `history` (one record per validation run: epoch, step, epochs_trained, the scalar `val_*` metrics, and the
+# task's bulky parts such as per_class, kept for the best evaluation only).
+DATA_MODULES: dict[str, Callable[[PreparedData, Batching], pl.LightningDataModule]] = {
+    "text-classification": _classification_data,
+    "text-pair": _classification_data,
+}
+MODULES: dict[str, Callable[[Head], pl.LightningModule]] = {
+    "text-classification": _sequence_classifier,
+    "text-pair": _sequence_classifier,
+}
+
+
+def build_datamodule(task: str, data: PreparedData, batching: Batching) -> pl.LightningDataModule:
+    return DATA_MODULES[task](data, batching)
+
+
+def build_module(task: str, head: Head) -> pl.LightningModule:
+    return MODULES[task](head)
