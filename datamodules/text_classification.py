@@ -17,6 +17,10 @@ SEQUENCE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 # which rows it got wrong by this index. Models feed only their input keys to the encoder, so the key is harmless.
 ROW_INDEX = "row"
 Example = dict[str, Any]
+# What a row's `labels` hold, per task: a class id; a float score (regression); a multi-hot vector of 0/1 floats
+# (multi-label); one tag id per token (token classification, padded with IGNORE_INDEX, which the loss skips).
+LABEL_KINDS = ("class", "score", "multi-hot", "tokens")
+IGNORE_INDEX = -100
 
 
 class EncodedExamples(Dataset[Example]):
@@ -31,7 +35,7 @@ class EncodedExamples(Dataset[Example]):
             raise ValueError(f"encoded dataset needs input_ids and labels, got {dataset.column_names}")
         data = dataset.select_columns([*self.columns, "labels"]).to_dict()
         self.sequences: dict[str, list[list[int]]] = {c: data[c] for c in self.columns}
-        self.labels: list[int] = [int(label) for label in data["labels"]]
+        self.labels: list[Any] = list(data["labels"])
         self.row_index = row_index
 
     def __len__(self) -> int:
@@ -48,11 +52,16 @@ class EncodedExamples(Dataset[Example]):
 class PaddingCollator:
     """Pads each batch to its longest sequence: input_ids with pad_token_id, the other columns with 0.
 
-    Labels (and row indices, where the rows carry them) become one long tensor each.
+    Labels (and row indices, where the rows carry them) become one tensor each, as `label_kind` says (see
+    LABEL_KINDS): class ids and row indices long, scores and multi-hot vectors float, per-token tag ids a long
+    matrix padded with IGNORE_INDEX.
     """
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, label_kind: str = "class"):
+        if label_kind not in LABEL_KINDS:
+            raise ValueError(f"label_kind must be one of {', '.join(LABEL_KINDS)}, got {label_kind!r}")
         self.pad_token_id = pad_token_id
+        self.label_kind = label_kind
 
     def __call__(self, rows: Sequence[Example]) -> dict[str, torch.Tensor]:
         width = max(len(row["input_ids"]) for row in rows)
@@ -66,10 +75,19 @@ class PaddingCollator:
                 values = row[column]
                 padded[i, : len(values)] = values
             batch[column] = torch.from_numpy(padded)
-        batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
+        batch["labels"] = self._labels([row["labels"] for row in rows], width)
         if ROW_INDEX in rows[0]:
             batch[ROW_INDEX] = torch.tensor([row[ROW_INDEX] for row in rows], dtype=torch.long)
         return batch
+
+    def _labels(self, labels: list[Any], width: int) -> torch.Tensor:
+        if self.label_kind == "tokens":
+            padded = np.full((len(labels), width), IGNORE_INDEX, dtype=np.int64)
+            for i, tags in enumerate(labels):
+                padded[i, : len(tags)] = tags
+            return torch.from_numpy(padded)
+        dtype = torch.long if self.label_kind == "class" else torch.float32
+        return torch.tensor(labels, dtype=dtype)
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
@@ -116,6 +134,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         group_by_length: bool = True,
+        label_kind: str = "class",
     ):
         super().__init__()
         if batch_size < 1:
@@ -126,7 +145,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.group_by_length = group_by_length
-        self.collate = PaddingCollator(pad_token_id)
+        self.collate = PaddingCollator(pad_token_id, label_kind)
         self.train_examples = EncodedExamples(train)
         self.val_examples = EncodedExamples(validation, row_index=True)
 
