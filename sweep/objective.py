@@ -77,7 +77,7 @@ def _epochs(value: float | None) -> float | int | None:
 
 
 # Parts of an evaluation's record that grow with the classes or the validation rows: kept for the best one only.
-BULKY = ("per_class", "confusion_matrix", "misclassified")
+BULKY = ("per_class", "confusion_matrix", "misclassified", "scatter")
 
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +139,7 @@ def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: Prep
             label_ids=list(label_ids) if label_ids is not None else [],
             label_names=data.label_names,
         ),
+        scatter=best.get("scatter") or [],
     )
 
 

@@ -1,0 +1,218 @@
+"""task: regression: numeric labels (loading, cleaning, split, report), the metrics against scipy/sklearn, the head,
+a study end to end on the tiny model with its export through `pipeline`, an RMSE (minimised) study, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import quickstart_subset, split_per_class
+
+from datamodules import DataError
+from datamodules.regression import clean_scored, label_distribution, prepare_regression_data, split_scored
+from models.regression_metrics import regression_metrics, scatter_points
+from sweep.errors import SweepError
+from sweep.spec import parse_spec
+
+REG = {"name": "scores", "task": "regression", "data": {"train": "train.csv"}}
+# A score per quickstart class: a single-text regression the tiny model can learn (the class decides the score).
+CLASS_SCORE = {"account": 0.5, "billing": 1.5, "product": 3.0, "returns": 4.5}
+
+
+def problems_of(data: dict) -> dict[str, str]:
+    with pytest.raises(SweepError) as info:
+        parse_spec(data)
+    return dict(info.value.problems)
+
+
+def write_rows(path: Path, header: list[str], rows: list[tuple]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def scored_rows(seed: int, n_per_class: int = 30) -> list[tuple[str, float]]:
+    """Quickstart tickets of 4 classes, each scored by its class plus a little seeded noise."""
+    rng = random.Random(seed)
+    return [(text, round(CLASS_SCORE[label] + rng.uniform(-0.3, 0.3), 3))
+            for text, label in quickstart_subset(n_per_class, seed=seed)]  # fmt: skip
+
+
+def pair_rows(seed: int) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+    """Train / validation pairs of quickstart tickets: about 4.5 when both are of one class, about 0.5 otherwise."""
+    train, val = split_per_class(quickstart_subset(40, seed=seed, n_classes=3), 10)
+    rng = random.Random(seed)
+
+    def pairs(rows: list[tuple[str, str]]) -> list[tuple[str, str, float]]:
+        out = []
+        for text, label in rows:
+            same = rng.random() < 0.5
+            other = rng.choice([t for t, lab in rows if (lab == label) == same and t != text])
+            out.append((text, other, round((4.5 if same else 0.5) + rng.uniform(-0.4, 0.4), 3)))
+        return out
+
+    return pairs(train), pairs(val)
+
+
+# -- spec ---------------------------------------------------------------------------------------------------
+
+
+def test_regression_spec_defaults_to_spearman_and_takes_a_pair_column() -> None:
+    spec = parse_spec(REG)
+    assert spec.task == "regression" and spec.objective.metric == "spearman"
+    pair = parse_spec({**REG, "data": {"train": "t.csv", "text_pair_column": "b"}, "objective": {"metric": "rmse"}})
+    assert pair.data.text_pair_column == "b" and pair.objective.metric == "rmse"
+    assert problems_of({**REG, "objective": {"metric": "f1_macro"}}) == {
+        "objective.metric": "'f1_macro' is not a metric of task: regression (choose one of spearman, pearson, rmse)"
+    }
+
+
+def test_class_weights_and_label_smoothing_are_refused_for_regression() -> None:
+    problems = problems_of({**REG, "model": {"class_weights": "balanced"},
+                            "search": {"space": {"label_smoothing": {"low": 0.0, "high": 0.2}}}})  # fmt: skip
+    assert problems == {
+        "model.class_weights": "'balanced' weights classes, and task: regression has none (its label is a number): "
+        "remove it",
+        "search.space.label_smoothing": "smooths class labels, and task: regression has none (its loss is mean "
+        "squared error): remove it",
+    }
+    parse_spec({**REG, "model": {"class_weights": "none"}, "search": {"space": {"label_smoothing": 0}}})  # allowed
+
+
+# -- labels, cleaning, split --------------------------------------------------------------------------------
+
+
+def test_labels_must_be_finite_numbers_named_by_file_and_row(tmp_path: Path, tiny_bert: Path) -> None:
+    rows = [("the cat sat", "1.5"), ("on the mat", "high"), ("good movie", "nan"), ("bad film", ""),
+            ("fine service", "inf"), ("great order", "2")]  # fmt: skip
+    train = write_rows(tmp_path / "train.csv", ["text", "label"], rows)
+    val = write_rows(tmp_path / "val.jsonl", ["text", "label"], [])
+    val.write_text('{"text": "a", "label": 1.0}\n{"text": "b", "label": "x"}\n', encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        prepare_regression_data(train_source=str(train), validation_source=str(val), text_column="text",
+                                label_column="label", val_fraction=0.2, seed=0, tokenizer_name_or_path=str(tiny_bert),
+                                max_length=32, cache_dir=tmp_path / "cache")  # fmt: skip
+    assert info.value.problems == [
+        ("data.train", "train.csv row 2: label 'high' is not a number (task: regression needs a numeric label "
+                       "column); 3 more such rows (3, 4, 5)"),
+        ("data.validation", "val.jsonl row 2: label 'x' is not a number (task: regression needs a numeric label "
+                            "column)"),
+    ]  # fmt: skip
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cleaning_averages_a_text_seen_with_different_scores_and_drops_repeats() -> None:
+    texts = ["a  b", "a b", "a b", "c", None, " ", ("x", "y"), ("x", "y"), ("x", "z")]
+    scores = [1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.5, 0.5, 0.25]
+    result = clean_scored(texts, scores)
+    assert result.texts == ["a b", "c", ("x", "y"), ("x", "z")]
+    assert result.scores == [pytest.approx(4 / 3), 3.0, 0.5, 0.25]
+    report = result.report
+    assert (report["missing_text"], report["empty_text"], report["duplicates"], report["averaged_rows"]) == (1, 1, 2, 1)
+    assert report["rows_in"] == report["rows_out"] + 1 + 1 + 2 + 1
+    assert report["averaged_texts_total"] == 1 and report["averaged_texts"] == [{"text": "a b",
+                                                                                  "scores": [1.0, 1.0, 2.0]}]
+
+
+def test_split_is_seeded_and_stratified_on_score_quantiles() -> None:
+    texts = [f"t{i}" for i in range(200)]
+    scores = [float(i % 50) / 10 for i in range(200)]
+    first = split_scored(texts, scores, val_fraction=0.2, seed=3)
+    assert first == split_scored(texts, scores, val_fraction=0.2, seed=3)
+    tr_texts, tr_scores, va_texts, va_scores, stratified = first
+    assert stratified and len(va_texts) == 40 and not set(tr_texts) & set(va_texts)
+    # every score decile is in validation in its share (4 of 40 per bin)
+    deciles = np.quantile(scores, np.linspace(0, 1, 11))[1:-1]
+    assert np.bincount(np.searchsorted(deciles, va_scores, side="right")).tolist() == [4] * 10
+    with pytest.raises(DataError, match="a regression needs at least 2 in each"):
+        split_scored(texts[:3], scores[:3], val_fraction=0.2, seed=0)
+
+
+def test_label_distribution_shares_histogram_edges() -> None:
+    dist = label_distribution({"train": [0.0, 1.0, 5.0, 5.0], "validation": [2.0, 3.0]})
+    assert len(dist["edges"]) == 21 and dist["edges"][0] == 0.0 and dist["edges"][-1] == 5.0
+    assert dist["train"]["count"] == 4 and sum(dist["train"]["histogram"]) == 4
+    assert dist["validation"] == {"count": 2, "min": 2.0, "max": 3.0, "mean": 2.5, "std": 0.5,
+                                  "histogram": dist["validation"]["histogram"]}  # fmt: skip
+    assert sum(dist["validation"]["histogram"]) == 2
+
+
+def test_prepared_scores_are_float_labels_with_a_report(tmp_path: Path, tiny_bert: Path) -> None:
+    rows = scored_rows(seed=1)
+    train = write_rows(tmp_path / "train.csv", ["text", "score"], [*rows, rows[0], (rows[1][0], 4.0)])
+    common = dict(train_source=str(train), validation_source=None, text_column="text", label_column="score",
+                  val_fraction=0.25, seed=0, tokenizer_name_or_path=str(tiny_bert), max_length=32,
+                  cache_dir=tmp_path / "cache")  # fmt: skip
+    data = prepare_regression_data(**common)  # type: ignore[arg-type]
+    assert data.label_names == ["score"]
+    assert len(data.train) + len(data.validation) == len(rows)
+    assert all(isinstance(v, float) for v in data.train["labels"])
+    report = data.report
+    assert report["split"].startswith("stratified on score quantiles from train")
+    assert report["cleaning"]["train"]["duplicates"] == 1 and report["cleaning"]["train"]["averaged_rows"] == 1
+    assert any("each is kept once with its mean score" in w for w in report["warnings"])
+    dist = report["label_distribution"]
+    assert dist["train"]["count"] == len(data.train) and dist["validation"]["count"] == len(data.validation)
+    assert "class_distribution" not in report
+    again = prepare_regression_data(**common)  # type: ignore[arg-type]
+    assert again.report["cache"] == "hit" and again.fingerprint == data.fingerprint
+    assert list(again.validation["labels"]) == pytest.approx(list(data.validation["labels"]))
+
+
+def test_constant_scores_are_refused(tmp_path: Path, tiny_bert: Path) -> None:
+    train = write_rows(tmp_path / "train.csv", ["text", "label"], [(t, 2.0) for t, _ in scored_rows(seed=0)])
+    with pytest.raises(DataError) as info:
+        prepare_regression_data(train_source=str(train), validation_source=None, text_column="text",
+                                label_column="label", val_fraction=0.2, seed=0, tokenizer_name_or_path=str(tiny_bert),
+                                max_length=32, cache_dir=tmp_path / "cache")  # fmt: skip
+    assert info.value.problems == [("data.train", "every label in train.csv is 2 after cleaning: a regression needs "
+                                                  "scores that vary (Pearson and Spearman are undefined for a "
+                                                  "constant target)")]  # fmt: skip
+
+
+# -- metrics ------------------------------------------------------------------------------------------------
+
+
+def test_regression_metrics_match_scipy_and_sklearn() -> None:
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(0, 5, 300).round(1)  # rounded: ties, which Spearman ranks by their mean
+    preds = targets + rng.normal(0, 1.0, 300)
+    got = regression_metrics(preds, targets)
+    assert got["pearson"] == pytest.approx(pearsonr(preds, targets).statistic, abs=1e-12)
+    assert got["spearman"] == pytest.approx(spearmanr(preds, targets).statistic, abs=1e-12)
+    assert got["mse"] == pytest.approx(mean_squared_error(targets, preds), abs=1e-12)
+    assert got["rmse"] == pytest.approx(math.sqrt(mean_squared_error(targets, preds)), abs=1e-12)
+    assert got["mae"] == pytest.approx(mean_absolute_error(targets, preds), abs=1e-12)
+    # independent of scipy: Pearson from its definition
+    assert got["pearson"] == pytest.approx(np.corrcoef(preds, targets)[0, 1], abs=1e-12)
+    assert 0.7 < got["pearson"] < 0.9 and all(isinstance(v, float) for v in got.values())
+
+
+def test_constant_predictions_score_zero_correlation_not_nan() -> None:
+    got = regression_metrics([2.0, 2.0, 2.0], [1.0, 2.0, 4.0])
+    assert got["pearson"] == 0.0 and got["spearman"] == 0.0
+    assert got["rmse"] == pytest.approx(math.sqrt((1 + 0 + 4) / 3))
+    with pytest.raises(ValueError, match="same length"):
+        regression_metrics([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        regression_metrics([1.0], [1.0])
+
+
+def test_scatter_points_are_bounded_seeded_and_rounded() -> None:
+    assert scatter_points([1.0, 2.123456], [0.5, 2.0]) == [[1.0, 0.5], [2.1235, 2.0]]
+    targets = np.arange(5000) / 1000
+    sample = scatter_points(targets, targets * 2, limit=2000, seed=0)
+    assert len(sample) == 2000 and sample == scatter_points(targets, targets * 2, limit=2000, seed=0)
+    assert [p[0] for p in sample] == sorted(p[0] for p in sample)  # row order kept
+    assert all(p[1] == pytest.approx(2 * p[0], abs=2e-4) for p in sample)
