@@ -47,17 +47,14 @@ def scored_rows(seed: int, n_per_class: int = 30) -> list[tuple[str, float]]:
 
 
 def pair_rows(seed: int) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
-    """Train / validation pairs of quickstart tickets: about 4.5 when both are of one class, about 0.5 otherwise."""
+    """Train (90) / validation (30) pairs of two quickstart tickets of one class, scored by that class plus a little
+    seeded noise: a pair regression the tiny model learns in a few epochs."""
     train, val = split_per_class(quickstart_subset(40, seed=seed, n_classes=3), 10)
     rng = random.Random(seed)
 
     def pairs(rows: list[tuple[str, str]]) -> list[tuple[str, str, float]]:
-        out = []
-        for text, label in rows:
-            same = rng.random() < 0.5
-            other = rng.choice([t for t, lab in rows if (lab == label) == same and t != text])
-            out.append((text, other, round((4.5 if same else 0.5) + rng.uniform(-0.4, 0.4), 3)))
-        return out
+        return [(text, rng.choice([t for t, lab in rows if lab == label]),
+                 round(CLASS_SCORE[label] + rng.uniform(-0.3, 0.3), 3)) for text, label in rows]  # fmt: skip
 
     return pairs(train), pairs(val)
 
@@ -216,3 +213,149 @@ def test_scatter_points_are_bounded_seeded_and_rounded() -> None:
     assert len(sample) == 2000 and sample == scatter_points(targets, targets * 2, limit=2000, seed=0)
     assert [p[0] for p in sample] == sorted(p[0] for p in sample)  # row order kept
     assert all(p[1] == pytest.approx(2 * p[0], abs=2e-4) for p in sample)
+
+
+# -- a study end to end, its export and report --------------------------------------------------------------
+
+
+def run_regression_study(root: Path, encoder: Path, *, name: str, metric: str, pairs: bool, n_trials: int,
+                         epochs: int) -> Path:  # fmt: skip
+    """Write the data and spec of a tiny regression study under `root` and run it; returns `root`."""
+    from sweep.runner import run_study
+
+    if pairs:
+        train, val = pair_rows(seed=2)
+        write_rows(root / "train.csv", ["sentence1", "sentence2", "score"], train)
+        write_rows(root / "val.csv", ["sentence1", "sentence2", "score"], val)
+    else:
+        train_rows, val_rows = scored_rows(seed=2)[:96], scored_rows(seed=2)[96:]
+        write_rows(root / "train.csv", ["sentence1", "score"], train_rows)
+        write_rows(root / "val.csv", ["sentence1", "score"], val_rows)
+    spec = {
+        "name": name,
+        "task": "regression",
+        "storage": f"sqlite:///{root / 'sweeps.db'}",
+        "data": {"train": "train.csv", "validation": "val.csv", "text_column": "sentence1", "label_column": "score",
+                 "cache_dir": str(root / "cache"), **({"text_pair_column": "sentence2"} if pairs else {})},
+        "model": {"encoder": str(encoder), "max_length": 64},
+        "objective": {"metric": metric},
+        "search": {"n_trials": n_trials, "sampler": "random", "pruner": "none", "seed": 0, "first_epoch_evals": 0,
+                   "space": {"learning_rate": {"low": 1e-3, "high": 5e-3, "log": True}, "batch_size": 8,
+                             "epochs": epochs, "warmup_ratio": 0.0}},
+    }  # fmt: skip
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    assert not run_study(root / "spec.yaml").resumed
+    return root
+
+
+@pytest.fixture(scope="module")
+def pair_study(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    return run_regression_study(tmp_path_factory.mktemp("reg-pairs"), tiny_bert, name="reg-pairs", metric="spearman",
+                                pairs=True, n_trials=2, epochs=6)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rmse_study(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    return run_regression_study(tmp_path_factory.mktemp("reg-rmse"), tiny_bert, name="reg-rmse", metric="rmse",
+                                pairs=False, n_trials=3, epochs=3)  # fmt: skip
+
+
+def load(root: Path, name: str):  # type: ignore[no-untyped-def]
+    from sweep.storage import load_study
+
+    return load_study(name, f"sqlite:///{root / 'sweeps.db'}")
+
+
+def val_rows(root: Path) -> list[dict[str, str]]:
+    with (root / "val.csv").open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_pair_regression_study_records_scores_and_a_scatter(pair_study: Path) -> None:
+    from optuna.trial import TrialState
+
+    from record import read_study, read_trial
+
+    study = load(pair_study, "reg-pairs")
+    record = read_study(study)
+    assert record.task == "regression" and record.metric == "spearman" and record.label_names == ["score"]
+    assert record.data_report["text_pair"] is True and "label_distribution" in record.data_report
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2
+    for trial in trials:
+        rec = read_trial(trial)
+        assert set(rec.metrics) >= {"val_pearson", "val_spearman", "val_rmse", "val_mae", "val_mse", "val_loss"}
+        assert trial.value == rec.metrics["val_spearman"]
+        assert len(rec.scatter) == len(val_rows(pair_study)) and rec.per_class == {}
+        assert all("scatter" not in h for h in rec.history)  # bulky: kept for the best evaluation only
+    assert max(t.value for t in trials) > 0.5  # the tiny model learned which pairs are alike
+
+
+def test_the_export_reproduces_the_stored_metrics_through_pipeline(pair_study: Path, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    from models.regression_metrics import regression_metrics
+    from record import read_trial
+    from sweep.export import export_trial
+
+    study = load(pair_study, "reg-pairs")
+    out, trial = export_trial(study, tmp_path / "model")
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
+    rows = val_rows(pair_study)
+    score = pipeline("text-classification", model=str(out), device=-1)  # problem_type regression: raw scores
+    inputs = [{"text": r["sentence1"], "text_pair": r["sentence2"]} for r in rows]
+    predicted = [p["score"] for p in score(inputs, truncation=True, max_length=64)]
+    got = regression_metrics(predicted, [float(r["score"]) for r in rows])
+    stored = read_trial(trial).metrics
+    for name in ("spearman", "pearson", "rmse"):
+        assert got[name] == pytest.approx(stored[f"val_{name}"], abs=1e-4), name
+    assert got["spearman"] == pytest.approx(trial.value, abs=1e-4)
+    meta = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    assert meta["task"] == "regression" and "scatter" not in meta
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert 'pipeline("text-classification", model="path/to/this/folder", function_to_apply="none")' in card
+    assert "| class |" not in card and "spearman: **" in card
+
+
+def test_an_rmse_study_minimises_everywhere(rmse_study: Path, tmp_path: Path) -> None:
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from record import best_trial, read_trial
+    from reports.trials import top_trials
+    from sweep.export import export_trial
+
+    study = load(rmse_study, "reg-rmse")
+    assert study.direction == StudyDirection.MINIMIZE
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    values = {t.number: t.value for t in trials}
+    assert len(set(values.values())) == 3  # three different configurations, three different errors
+    lowest = min(values, key=values.__getitem__)
+    assert best_trial(study).number == lowest
+    assert [t.number for t in top_trials(study, 3)] == sorted(values, key=values.__getitem__)
+    for trial in trials:  # each trial's value is its lowest RMSE over its epochs
+        rec = read_trial(trial)
+        assert trial.value == min(h["val_rmse"] for h in rec.history) == rec.metrics["val_rmse"]
+    _, exported = export_trial(study, tmp_path / "model")
+    assert exported.number == lowest
+
+
+def test_the_report_shows_a_scatter_and_the_label_distribution(pair_study: Path, rmse_study: Path) -> None:
+    from reports.blocks import FigureBlock, TableBlock
+    from reports.sections import study_sections
+
+    for root, name in ((pair_study, "reg-pairs"), (rmse_study, "reg-rmse")):
+        sections = {s.title: s for s in study_sections(load(root, name), seed=0, group=None, prefix="")}
+        assert "Best trial: per class" not in sections
+        best = sections["Best trial: predicted vs true"]
+        figures = [b for b in best.blocks if isinstance(b, FigureBlock)]
+        assert [f.name for f in figures] == ["predicted-vs-true"]
+        assert len(figures[0].figure.data[0].x) == len(val_rows(root))
+        data = {b.name: b for b in sections["Data"].blocks if isinstance(b, FigureBlock)}
+        assert "label-distribution" in data and "class-distribution" not in data
+        summary = sections["Summary"].blocks[0]
+        assert isinstance(summary, TableBlock)
+        direction = "minimised" if name == "reg-rmse" else "maximised"
+        assert summary.rows[0] == ["metric", f"validation {name.removeprefix('reg-').replace('pairs', 'spearman')} "
+                                             f"({direction})"]
