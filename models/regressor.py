@@ -19,8 +19,6 @@ from models.classifier import ROW_INDEX, linear_warmup_decay, load_pretrained_cl
 from models.hyperparameters import hyperparameter_problems
 from models.regression_metrics import regression_metrics, scatter_points
 
-REGRESSION = "regression"
-
 
 def load_pretrained_regressor(
     encoder_name_or_path: str, label_name: str, dropout: float | None = None
@@ -29,7 +27,7 @@ def load_pretrained_regressor(
     `problem_type: regression`: its saved config makes `pipeline("text-classification")` return the raw score
     (no sigmoid), and its id2label is `{0: label_name}`."""
     model = load_pretrained_classifier(encoder_name_or_path, [label_name], dropout)
-    model.config.problem_type = REGRESSION
+    model.config.problem_type = "regression"
     return model
 
 

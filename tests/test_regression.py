@@ -8,6 +8,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -359,3 +360,67 @@ def test_the_report_shows_a_scatter_and_the_label_distribution(pair_study: Path,
         direction = "minimised" if name == "reg-rmse" else "maximised"
         assert summary.rows[0] == ["metric", f"validation {name.removeprefix('reg-').replace('pairs', 'spearman')} "
                                              f"({direction})"]
+
+
+# -- bad input: one line, exit 2, nothing written -------------------------------------------------------------
+
+
+def _bad_label(env: Any) -> list[str]:
+    rows = [(t, s) for t, s in scored_rows(seed=0)]
+    rows[6] = (rows[6][0], "high")
+    return ["run", env.spec(task="regression", **{"data.train": str(write_rows(env.tmp / "scores.csv",
+                                                                                ["text", "label"], rows)),
+                                                  "data.validation": None})]  # fmt: skip
+
+
+def _missing_pair_column(env: Any) -> list[str]:
+    train = write_rows(env.tmp / "scores.csv", ["text", "label"], scored_rows(seed=0))
+    return ["run", env.spec(task="regression", **{"data.train": str(train), "data.validation": None,
+                                                  "data.text_pair_column": "sentence2"})]  # fmt: skip
+
+
+def _constant_validation(env: Any) -> list[str]:
+    rows = scored_rows(seed=0)
+    train = write_rows(env.tmp / "scores.csv", ["text", "label"], rows[:80])
+    val = write_rows(env.tmp / "flat.csv", ["text", "label"], [(t, 3) for t, _ in rows[80:]])
+    return ["run", env.spec(task="regression", **{"data.train": str(train), "data.validation": str(val)})]
+
+
+BAD_INPUT = [
+    ("non-numeric regression label", _bad_label,
+     ["data.train: scores.csv row 7: label 'high' is not a number (task: regression needs a numeric label column)"]),
+    ("regression pair column missing", _missing_pair_column,
+     ["data.text_pair_column: no such column 'sentence2' in scores.csv (columns: text, label)"]),
+    ("regression scores that do not vary", _constant_validation,
+     ["data.validation: every label in flat.csv is 3 after cleaning: a regression needs scores that vary"]),
+    ("class weights for a regression", lambda e: ["run", e.spec(
+        task="regression", **{"model.class_weights": "balanced"})],
+     ["model.class_weights: 'balanced' weights classes, and task: regression has none"]),
+    ("label smoothing for a regression", lambda e: ["run", e.spec(
+        task="regression", **{"search.space.label_smoothing": [0.0, 0.1]})],
+     ["search.space.label_smoothing: smooths class labels, and task: regression has none"]),
+    ("a classification metric for a regression", lambda e: ["run", e.spec(
+        task="regression", **{"objective.metric": "accuracy"})],
+     ["objective.metric: 'accuracy' is not a metric of task: regression (choose one of spearman, pearson, rmse)"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "prepare", "fragments"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_regression_input_is_refused_with_one_line_and_nothing_written(
+    case: str, prepare: Any, fragments: list[str], tmp_path: Path, tiny_bert: Path,
+    labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from test_bad_input import Env, snapshot, study_rows
+
+    from sweep.cli import main
+
+    env = Env(tmp_path, tiny_bert, *labelled_csvs)
+    args = prepare(env)
+    rows, files = study_rows(env), snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(args) == 2, case
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, f"{case}: {lines}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{case}: {fragment!r} not in {lines[0]!r}"
+    assert snapshot(tmp_path) == files and study_rows(env) == rows, f"{case}: something was written"
