@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
+from torch import nn
 from transformers import PreTrainedModel
 
 from models.classifier import ROW_INDEX, linear_warmup_decay, load_pretrained_classifier, parameter_groups
@@ -20,22 +21,40 @@ from models.hyperparameters import hyperparameter_problems
 from models.regression_metrics import regression_metrics, scatter_points
 
 
+def output_layer(model: nn.Module) -> nn.Linear:
+    """The head's last linear layer with one output (BERT's `classifier`, RoBERTa's `classifier.out_proj`, ...)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == 1]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no linear layer with one output to predict a score")
+    return layers[-1]
+
+
 def load_pretrained_regressor(
-    encoder_name_or_path: str, label_name: str, dropout: float | None = None
+    encoder_name_or_path: str, label_name: str, dropout: float | None = None, score_mean: float = 0.0
 ) -> PreTrainedModel:
     """A pretrained encoder plus its architecture's sequence-classification head with one output, marked
     `problem_type: regression`: its saved config makes `pipeline("text-classification")` return the raw score
-    (no sigmoid), and its id2label is `{0: label_name}`."""
+    (no sigmoid), and its id2label is `{0: label_name}`.
+
+    The new head's bias starts at `score_mean`, so the model starts by predicting the training mean: an optimizer
+    moves a bias by about the learning rate per step, so from 0 it would spend the whole run (and the encoder's
+    gradients) reaching scores such as STS-B's mean 2.7 before it learns which pairs score higher.
+    """
     model = load_pretrained_classifier(encoder_name_or_path, [label_name], dropout)
     model.config.problem_type = "regression"
+    layer = output_layer(model)
+    if layer.bias is not None:
+        with torch.no_grad():
+            layer.bias.fill_(score_mean)
     return model
 
 
 class SequenceRegressor(pl.LightningModule):
     """Fine-tunes `AutoModelForSequenceClassification` with one output on float scores (MSE, in float32).
 
-    The targets are not standardised: the head learns the scores' own scale, so the exported model predicts scores
-    as they are in the data. `self.model` is the plain transformers model (export with `save_pretrained`).
+    The targets are not standardised: the head learns the scores' own scale (its bias starts at `score_mean`, the
+    training mean), so the exported model predicts scores as they are in the data, with no transform to undo.
+    `self.model` is the plain transformers model (export with `save_pretrained`).
     After each validation run (not the sanity check) one record is appended to `self.history`: `epoch`, `step`,
     `epochs_trained`, `val_loss` (MSE), `val_pearson`, `val_spearman`, `val_rmse`, `val_mae`, `val_mse`,
     `train_loss`, and `scatter`: `[[true, predicted], ...]` (rows in validation order; a seeded sample of 2000 when
@@ -51,6 +70,7 @@ class SequenceRegressor(pl.LightningModule):
         weight_decay: float = 0.0,
         warmup_ratio: float = 0.0,
         dropout: float | None = None,
+        score_mean: float = 0.0,
     ) -> None:
         super().__init__()
         problems = [] if len(label_names) == 1 else [f"label_names: one score name is needed, got {list(label_names)}"]
@@ -63,7 +83,7 @@ class SequenceRegressor(pl.LightningModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
-        self.model = load_pretrained_regressor(encoder_name_or_path, self.label_names[0], dropout)
+        self.model = load_pretrained_regressor(encoder_name_or_path, self.label_names[0], dropout, score_mean)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodules' modes (dropout on)
         self._inputs = frozenset(inspect.signature(self.model.forward).parameters) - {"labels"}
         self.history: list[dict[str, Any]] = []

@@ -99,7 +99,8 @@ def train_trial(
     batching = Batching(hp.batch_size, settings.eval_batch_size, seed, settings.group_by_length)
     datamodule = build_datamodule(settings.task, data, batching)
     t1 = time.perf_counter()
-    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights))
+    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
+                                              score_mean=_score_mean(data)))
     t2 = time.perf_counter()
     timing = TimingCallback()
     schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)
@@ -119,6 +120,12 @@ def train_trial(
     )
     trainer.fit(module, datamodule=datamodule)
     return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
+
+
+def _score_mean(data: PreparedData) -> float | None:
+    """The training scores' mean where the data report has one (task: regression), else None."""
+    mean = data.report.get("label_distribution", {}).get("train", {}).get("mean")
+    return float(mean) if isinstance(mean, int | float) else None
 
 
 def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: PreparedData) -> TrialResult:

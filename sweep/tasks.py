@@ -35,6 +35,7 @@ class Head:
     label_names: list[str]
     hp: Hyperparameters
     class_weights: list[float] | None
+    score_mean: float | None = None  # task: regression: the training scores' mean (the head's output starts there)
 
 
 def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
@@ -70,6 +71,7 @@ def _sequence_regressor(head: Head) -> pl.LightningModule:
         weight_decay=head.hp.weight_decay,
         warmup_ratio=head.hp.warmup_ratio,
         dropout=head.hp.dropout,
+        score_mean=head.score_mean or 0.0,
     )
 
 

@@ -424,3 +424,22 @@ def test_bad_regression_input_is_refused_with_one_line_and_nothing_written(
     for fragment in fragments:
         assert fragment in lines[0], f"{case}: {fragment!r} not in {lines[0]!r}"
     assert snapshot(tmp_path) == files and study_rows(env) == rows, f"{case}: something was written"
+
+
+def test_the_regression_head_starts_at_the_training_mean_and_saves_as_a_regression(tiny_bert: Path) -> None:
+    import torch
+
+    from models.regressor import SequenceRegressor, output_layer
+
+    module = SequenceRegressor(encoder_name_or_path=str(tiny_bert), label_names=["score"], learning_rate=1e-3,
+                               score_mean=2.7)  # fmt: skip
+    assert float(output_layer(module.model).bias.detach()) == pytest.approx(2.7)
+    assert module.model.config.problem_type == "regression" and module.model.config.num_labels == 1
+    module.eval()
+    with torch.no_grad():
+        preds = module({"input_ids": torch.tensor([[2, 30, 31, 3], [2, 40, 3, 0]]),
+                        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])})  # fmt: skip
+    assert preds.shape == (2,) and preds.dtype == torch.float32
+    assert preds.tolist() == pytest.approx([2.7, 2.7], abs=0.2)  # a fresh head: near the mean, not near 0
+    with pytest.raises(ValueError, match="one score name is needed"):
+        SequenceRegressor(encoder_name_or_path=str(tiny_bert), label_names=["a", "b"], learning_rate=1e-3)
