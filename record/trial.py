@@ -39,6 +39,7 @@ _T_CHECKPOINT_EPOCH = "checkpoint_epoch"
 _T_TIMINGS = "timings"
 _T_WALL_TIMES = "validation_wall_times"
 _T_PRUNED_AT = "pruned_at_epoch"
+_T_SCATTER = "scatter"  # regression: the best evaluation's [[true, predicted], ...] (bounded by its writer)
 _T_REEVALUATES = "reevaluates"  # the trial whose configuration a re-evaluation run re-trains (with its own seed)
 # Optuna's own system attributes that we read (never write).
 _OPTUNA_RETRY_OF = "failed_trial"  # set by Optuna's retry callback on the queued copy of a failed trial
@@ -81,6 +82,9 @@ class TrialResult:
     # One validation text per most-confused label pair at the best evaluation, most rows first: {"given": label,
     # "predicted": label, "text": text}. Bounded by its writer (a few dozen short texts): it is stored per trial.
     confused_examples: list[dict[str, str]] = field(default_factory=list)
+    # Regression: the best evaluation's validation rows as [true, predicted] pairs (at most 2000, a seeded sample
+    # beyond that, rounded to 4 decimals by the model), for the predicted-vs-true scatter. Empty for other tasks.
+    scatter: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class TrialRecord:
     retry_of: int | None = None
     fail_reason: str | None = None
     reevaluates: int | None = None  # a re-evaluation run: the number of the trial whose configuration it re-trains
+    scatter: list[list[float]] = field(default_factory=list)  # regression: [[true, predicted], ...]; empty otherwise
 
     @property
     def configuration(self) -> int:
@@ -153,6 +158,13 @@ def _examples(raw: Any) -> list[dict[str, str]]:
             if isinstance(e, Mapping) and all(isinstance(e.get(k), str) for k in keys)]
 
 
+def _points(raw: Any) -> list[list[float]]:
+    """The stored [true, predicted] pairs, keeping only pairs of two finite numbers."""
+    entries = raw if isinstance(raw, list) else []
+    return [[float(e[0]), float(e[1])] for e in entries
+            if isinstance(e, list | tuple) and len(e) == 2 and all(_number(v) for v in e)]
+
+
 def read_trial(trial: FrozenTrial) -> TrialRecord:
     """The record of a finished or running trial."""
     attrs, system = trial.user_attrs, trial.system_attrs
@@ -188,6 +200,7 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         retry_of=retry_of(system),
         fail_reason=system.get(_OPTUNA_FAIL_REASON),
         reevaluates=_opt_int(attrs.get(_T_REEVALUATES)),
+        scatter=_points(attrs.get(_T_SCATTER)),
     )
 
 
@@ -252,6 +265,8 @@ class TrialWriter:
         self._set(_T_CONFUSION, result.confusion_matrix)
         self._set(_T_CONFUSED_EXAMPLES, result.confused_examples)
         self._set(_T_HISTORY, result.history)
+        if result.scatter:  # regression only: other tasks' trials keep the attributes they always had
+            self._set(_T_SCATTER, result.scatter)
 
     def checkpoint(self, name: str, epoch: int | None) -> None:
         self._set(_T_CHECKPOINT, name)
@@ -281,5 +296,5 @@ _STORED = (
     _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_TRACEBACK,
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
-    _T_REEVALUATES,
+    _T_REEVALUATES, _T_SCATTER,
 )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, TableBlock
 from reports.figures import plot_class_distribution
+from reports.scores import label_distribution_blocks
 
 SPLITS = ("train", "validation")
 PAIR_NOTE = (
@@ -23,6 +24,7 @@ DROP_REASONS = {
     "missing_label": "missing label",
     "conflicting_rows": "text with conflicting labels",
     "duplicates": "exact duplicate",
+    "averaged_rows": "same text, other score (merged into its mean)",  # task: regression
 }
 MAX_CONFLICTS = 20
 MAX_OVERLAP_EXAMPLES = 10
@@ -71,7 +73,8 @@ def dropped_rows_table(dropped: Mapping[str, Mapping[str, int | None]]) -> Table
     splits = list(dropped)
     labels = {"rows_in": "rows read", **{k: f"dropped: {v}" for k, v in DROP_REASONS.items()},
               "rows_out": "rows kept", "normalized": "texts normalised (kept)"}
-    rows = [[label, *(dropped[s].get(key) for s in splits)] for key, label in labels.items()]
+    rows = [[label, *(dropped[s].get(key) for s in splits)] for key, label in labels.items()
+            if key != "averaged_rows" or any(dropped[s].get(key) is not None for s in splits)]
     return TableBlock(columns=["", *splits], rows=rows, caption="Rows dropped while cleaning, by reason")
 
 
@@ -147,7 +150,9 @@ def data_blocks(report: Mapping[str, Any]) -> list[Block]:
     if report.get("text_pair"):
         blocks.append(NoteBlock(PAIR_NOTE))
     distribution = collect_class_distribution(report)
-    if distribution:
+    if "label_distribution" in report:  # task: regression: a numeric label, not classes
+        blocks += label_distribution_blocks(report)
+    elif distribution:
         blocks.append(FigureBlock("class-distribution", plot_class_distribution(distribution)))
     else:
         blocks.append(NoteBlock("No class distribution recorded.", missing=True))

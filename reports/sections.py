@@ -30,6 +30,7 @@ from reports.figures import (
     plot_text,
 )
 from reports.importance import collect_importances, importance_problem, plot_importances
+from reports.scores import scatter_blocks
 from reports.seeds import seed_blocks
 from reports.trials import (
     completed,
@@ -48,8 +49,11 @@ from reports.trials import (
 )
 
 CONTOUR_PARAMS = ("learning_rate", "batch_size")
-HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted", "val_loss")
+HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
+                    "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_loss")
 MAX_ERROR_CHARS = 300
+# The per-trial section's title where a task's differs from "Best trial: per class".
+BEST_TRIAL_TITLES = {"regression": "Best trial: predicted vs true"}
 
 
 def slug(text: str) -> str:
@@ -250,6 +254,8 @@ def best_trial_blocks(study: optuna.Study) -> list[Block]:
         return [NoteBlock("Per-class scores and the confusion matrix need a completed trial; this study has none.",
                           missing=True)]
     labels = read_study(study).label_names
+    if read_study(study).task == "regression":
+        return scatter_blocks(best, labels[0] if labels else "score")
     record = read_trial(best)
     examples = {(e["given"], e["predicted"]): e["text"] for e in record.confused_examples}
     return class_blocks(best.number, record.per_class, labels, collect_confusion(best, labels), examples=examples)
@@ -271,7 +277,7 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
         ("Learning curves", learning_curve_blocks(study)),
         ("Value distribution and timeline", distribution_blocks(study)),
         ("Expected validation performance", expected_blocks(study)),
-        ("Best trial: per class", best_trial_blocks(study)),
+        (BEST_TRIAL_TITLES.get(read_study(study).task, "Best trial: per class"), best_trial_blocks(study)),
         ("Data", data_blocks(read_study(study).data_report)),
     ]
     return [Section(title, f"{prefix}{slug(title)}", group, blocks) for title, blocks in parts]

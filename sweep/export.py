@@ -102,6 +102,18 @@ def _metrics_table(per_class: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _label_table(report: dict[str, Any]) -> str:
+    """A regression's label per split (count, min, max, mean, std) as a Markdown table."""
+    dist = report.get("label_distribution") or {}
+    splits = [s for s in ("train", "validation") if isinstance(dist.get(s), dict)]
+    rows = ["| label | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
+    for key in ("count", "min", "max", "mean", "std"):
+        values = [dist[s].get(key) for s in splits]
+        cells = [f"{v:.4g}" if isinstance(v, int | float) else "-" for v in values]
+        rows.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     """The facts of the export, machine-readable (also the source of the model card)."""
     record, study_record = read_trial(trial), read_study(study)
@@ -160,9 +172,22 @@ def model_card(meta: dict[str, Any]) -> str:
         selection = (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
                      f"({spread} over {len(chosen['runs'])} seeds); this is its best run.")
     call, kind, more = '"your text here"', "text classifier", ""
-    if meta.get("task") == "text-pair":
+    if meta.get("task") == "text-pair" or (meta.get("task") == "regression" and report.get("text_pair")):
         call, kind = '{"text": "first text", "text_pair": "second text"}', "text-pair classifier (two texts, one label)"
         more = "A list of such dicts classifies several pairs; the two texts are encoded as one pair.\n\n"
+    fn, make = "classify", 'pipeline("text-classification", model="path/to/this/folder")'
+    labels = f"Labels: {', '.join(meta.get('label_names') or [])}."
+    results = _metrics_table(meta["per_class"])
+    data_table = f"| class | train | validation |\n|---|---:|---:|\n{distribution}"
+    if meta.get("task") == "regression":
+        kind = "regression model (two texts, one score)" if report.get("text_pair") else "regression model"
+        fn, make = "score", 'pipeline("text-classification", model="path/to/this/folder", function_to_apply="none")'
+        more = more.replace("classifies", "scores")
+        name = (meta.get("label_names") or ["score"])[0]
+        labels = (f"Each answer is `[{{'label': '{name}', 'score': <the predicted {name}>}}]`: `score` is the raw "
+                  "output of the one-unit head (no sigmoid; the config's problem_type is regression, so the "
+                  "pipeline applies none by default too).")
+        results, data_table = "", _label_table(report)
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -180,18 +205,18 @@ in study `{meta["study"]}`, exported without retraining.{selection}
 ```python
 from transformers import pipeline
 
-classify = pipeline("text-classification", model="path/to/this/folder")
-classify({call}, truncation=True, max_length={max_length})
+{fn} = {make}
+{fn}({call}, truncation=True, max_length={max_length})
 ```
 
 {more}or `AutoModelForSequenceClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
-Labels: {", ".join(meta.get("label_names") or [])}.
+{labels}
 
 ## Validation results (best epoch)
 
 {metric}: **{meta["value"]:.4f}**. {headline}.
 
-{_metrics_table(meta["per_class"])}
+{results}
 
 ## Hyperparameters
 
@@ -204,9 +229,7 @@ Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
 - validation: `{report.get("validation") or report.get("split", "?")}` ({report.get("num_validation", "?")} examples)
 - data fingerprint: `{meta["data_fingerprint"]}`
 
-| class | train | validation |
-|---|---:|---:|
-{distribution}
+{data_table}
 
 Cleaning and checks:
 {warnings}

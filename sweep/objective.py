@@ -77,7 +77,7 @@ def _epochs(value: float | None) -> float | int | None:
 
 
 # Parts of an evaluation's record that grow with the classes or the validation rows: kept for the best one only.
-BULKY = ("per_class", "confusion_matrix", "misclassified")
+BULKY = ("per_class", "confusion_matrix", "misclassified", "scatter")
 
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def train_trial(
     batching = Batching(hp.batch_size, settings.eval_batch_size, seed, settings.group_by_length)
     datamodule = build_datamodule(settings.task, data, batching)
     t1 = time.perf_counter()
-    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights))
+    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
+                                              score_mean=_score_mean(data)))
     t2 = time.perf_counter()
     timing = TimingCallback()
     schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)
@@ -121,6 +122,12 @@ def train_trial(
     return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
 
 
+def _score_mean(data: PreparedData) -> float | None:
+    """The training scores' mean where the data report has one (task: regression), else None."""
+    mean = data.report.get("label_distribution", {}).get("train", {}).get("mean")
+    return float(mean) if isinstance(mean, int | float) else None
+
+
 def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: PreparedData) -> TrialResult:
     """The record of a trial's training: its best evaluation (with the task's per-class parts) and its history."""
     label_ids = data.validation["labels"] if "misclassified" in best else None
@@ -139,6 +146,7 @@ def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: Prep
             label_ids=list(label_ids) if label_ids is not None else [],
             label_names=data.label_names,
         ),
+        scatter=best.get("scatter") or [],
     )
 
 

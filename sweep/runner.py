@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data
+from datamodules.regression import prepare_regression_data
 from record import FINISHED, reevaluation_runs, study_budget, write_budget
 from sweep.checkpoints import save_tokenizer_once
 from sweep.encoders import resolve_encoder
@@ -77,8 +78,9 @@ def prepare_data(
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
+    prepare = prepare_regression_data if spec.task == "regression" else prepare_classification_data
     try:
-        data = prepare_classification_data(
+        data = prepare(
             train_source=resolve_data_path(spec.data.train, base),
             validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
             text_column=spec.data.text_column,
@@ -104,6 +106,13 @@ def prepare_data(
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     return data
+
+
+def _labels_phrase(spec: Spec, data: PreparedData) -> str:
+    """What the study predicts, for the opening line: `5 classes`, or the regression's score column."""
+    if spec.task == "regression":
+        return f"regression on {data.label_names[0]!r}"
+    return f"{len(data.label_names)} classes"
 
 
 def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:
@@ -250,7 +259,7 @@ def run_study(
         done, _ = open_study(
             study, url, total, console,
             f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {safe_url(url)} "
-            f"({len(data.train)} train / {len(data.validation)} validation examples, {len(data.label_names)} classes)",
+            f"({len(data.train)} train / {len(data.validation)} validation examples, {_labels_phrase(spec, data)})",
         )  # fmt: skip
         if done >= total:
             return RunResult(study, url, resumed, time.perf_counter() - started)

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 
 from datamodules import PreparedData, TextClassificationDataModule
 from models import SequenceClassifier
+from models.regressor import SequenceRegressor
 from sweep.space import Hyperparameters
 
 
@@ -34,6 +35,7 @@ class Head:
     label_names: list[str]
     hp: Hyperparameters
     class_weights: list[float] | None
+    score_mean: float | None = None  # task: regression: the training scores' mean (the head's output starts there)
 
 
 def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
@@ -45,6 +47,31 @@ def _classification_data(data: PreparedData, batching: Batching) -> pl.Lightning
         eval_batch_size=batching.eval_batch_size,
         seed=batching.seed,
         group_by_length=batching.group_by_length,
+    )
+
+
+def _regression_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
+    return TextClassificationDataModule(
+        data.train,
+        data.validation,
+        pad_token_id=data.pad_token_id,
+        batch_size=batching.batch_size,
+        eval_batch_size=batching.eval_batch_size,
+        seed=batching.seed,
+        group_by_length=batching.group_by_length,
+        label_kind="score",
+    )
+
+
+def _sequence_regressor(head: Head) -> pl.LightningModule:
+    return SequenceRegressor(
+        encoder_name_or_path=head.encoder,
+        label_names=head.label_names,
+        learning_rate=head.hp.learning_rate,
+        weight_decay=head.hp.weight_decay,
+        warmup_ratio=head.hp.warmup_ratio,
+        dropout=head.hp.dropout,
+        score_mean=head.score_mean or 0.0,
     )
 
 
@@ -67,10 +94,12 @@ def _sequence_classifier(head: Head) -> pl.LightningModule:
 DATA_MODULES: dict[str, Callable[[PreparedData, Batching], pl.LightningDataModule]] = {
     "text-classification": _classification_data,
     "text-pair": _classification_data,
+    "regression": _regression_data,
 }
 MODULES: dict[str, Callable[[Head], pl.LightningModule]] = {
     "text-classification": _sequence_classifier,
     "text-pair": _sequence_classifier,
+    "regression": _sequence_regressor,
 }
 
 
