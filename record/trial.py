@@ -39,6 +39,8 @@ _T_CHECKPOINT_EPOCH = "checkpoint_epoch"
 _T_TIMINGS = "timings"
 _T_WALL_TIMES = "validation_wall_times"
 _T_PRUNED_AT = "pruned_at_epoch"
+_T_THRESHOLD = "threshold"  # task multi-label: the decision threshold tuned at the best evaluation
+_T_LABEL_THRESHOLDS = "label_thresholds"  # task multi-label, model.threshold per-label: {label: threshold}
 _T_REEVALUATES = "reevaluates"  # the trial whose configuration a re-evaluation run re-trains (with its own seed)
 # Optuna's own system attributes that we read (never write).
 _OPTUNA_RETRY_OF = "failed_trial"  # set by Optuna's retry callback on the queued copy of a failed trial
@@ -81,6 +83,10 @@ class TrialResult:
     # One validation text per most-confused label pair at the best evaluation, most rows first: {"given": label,
     # "predicted": label, "text": text}. Bounded by its writer (a few dozen short texts): it is stored per trial.
     confused_examples: list[dict[str, str]] = field(default_factory=list)
+    # Task multi-label: the decision threshold the best evaluation's metrics use (tuned on validation), and with
+    # model.threshold per-label one per label ({label: value}; labels absent from validation get `threshold`).
+    threshold: float | None = None
+    label_thresholds: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class TrialRecord:
     retry_of: int | None = None
     fail_reason: str | None = None
     reevaluates: int | None = None  # a re-evaluation run: the number of the trial whose configuration it re-trains
+    threshold: float | None = None  # task multi-label: the decision threshold tuned at the best evaluation
+    label_thresholds: dict[str, float] = field(default_factory=dict)  # per-label thresholds (model.threshold)
 
     @property
     def configuration(self) -> int:
@@ -188,7 +196,15 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         retry_of=retry_of(system),
         fail_reason=system.get(_OPTUNA_FAIL_REASON),
         reevaluates=_opt_int(attrs.get(_T_REEVALUATES)),
+        threshold=_opt_number(attrs.get(_T_THRESHOLD)),
+        label_thresholds=_thresholds(attrs.get(_T_LABEL_THRESHOLDS)),
     )
+
+
+def _thresholds(raw: Any) -> dict[str, float]:
+    """The stored per-label thresholds, keeping only numeric entries."""
+    entries = raw if isinstance(raw, Mapping) else {}
+    return {str(k): float(v) for k, v in entries.items() if _number(v)}
 
 
 def _opt_int(value: Any) -> int | None:
@@ -252,6 +268,10 @@ class TrialWriter:
         self._set(_T_CONFUSION, result.confusion_matrix)
         self._set(_T_CONFUSED_EXAMPLES, result.confused_examples)
         self._set(_T_HISTORY, result.history)
+        if result.threshold is not None:  # only multi-label trials have one: other tasks' records stay as they were
+            self._set(_T_THRESHOLD, result.threshold)
+        if result.label_thresholds is not None:
+            self._set(_T_LABEL_THRESHOLDS, result.label_thresholds)
 
     def checkpoint(self, name: str, epoch: int | None) -> None:
         self._set(_T_CHECKPOINT, name)
@@ -281,5 +301,5 @@ _STORED = (
     _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_TRACEBACK,
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
-    _T_REEVALUATES,
+    _T_REEVALUATES, _T_THRESHOLD, _T_LABEL_THRESHOLDS,
 )  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any, Literal
 TASKS = ("text-classification", "text-pair", "token-classification", "multi-label", "regression")
 DEFAULT_TASK = "text-classification"
 # Tasks refused by name until their head, data and report exist (each one's work removes it from here).
-PLANNED_TASKS = ("token-classification", "multi-label", "regression")
+PLANNED_TASKS = ("token-classification", "regression")
 
 _CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
 # The `objective.metric` values each task can optimise; the first is the task's default.
@@ -54,6 +54,7 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     metric = objective.get("metric") if isinstance(objective, dict) else None
     if isinstance(metric, str) and (problem := metric_problem(task, metric)):
         problems.append(("objective.metric", problem))
+    problems += multilabel_problems(task, section, data.get("model"))
     pair = section.get("text_pair_column")
     if task == "text-pair" and pair is None:
         return problems + [
@@ -68,3 +69,21 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             )
         ]
     return problems
+
+
+def multilabel_problems(task: str, data: dict[str, Any], model: Any) -> list[tuple[str, str]]:
+    """`data.label_delimiter` and `model.threshold` outside task: multi-label; class weights within it."""
+    model = model if isinstance(model, dict) else {}
+    if task != "multi-label":
+        return [
+            (where, f"applies only to task: multi-label (this spec's task is {task}): remove it, or set "
+                    "task: multi-label")
+            for where, given in (("data.label_delimiter", data.get("label_delimiter")),
+                                 ("model.threshold", model.get("threshold")))
+            if given is not None
+        ]  # fmt: skip
+    if model.get("class_weights") == "balanced":
+        return [("model.class_weights", "balanced is not available for task: multi-label (the decision threshold is "
+                                        "tuned on validation instead; model.threshold: per-label tunes one per "
+                                        "label): remove it")]  # fmt: skip
+    return []

@@ -221,7 +221,7 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("report of an unknown study", _unknown_for("report"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("export of an unknown study", _unknown_for("export"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("a task not built yet", lambda e: ["run", e.spec(task="token-classification")],
-     ["task: 'token-classification' is not available yet (available: text-classification, text-pair)"]),
+     ["task: 'token-classification' is not available yet (available: text-classification, text-pair, multi-label)"]),
     ("text-pair without a pair column", lambda e: ["run", e.spec(task="text-pair")],
      ["data.text_pair_column: required for task: text-pair"]),
     ("a pair column without task: text-pair", lambda e: ["run", e.spec(**{"data.text_pair_column": "label"})],
