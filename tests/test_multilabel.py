@@ -305,6 +305,7 @@ def test_export_loads_with_pipeline_and_its_threshold_reproduces_the_metric(ml_s
 
 
 def test_the_report_shows_per_label_scores_and_the_threshold(ml_study: Path) -> None:
+    from record import read_trial
     from reports.blocks import NoteBlock, TableBlock
     from reports.sections import best_trial_blocks, best_trial_table
     from sweep.storage import load_study
@@ -315,7 +316,7 @@ def test_the_report_shows_per_label_scores_and_the_threshold(ml_study: Path) -> 
     assert "decision threshold" in table.caption and len(table.rows) == 4
     assert any(isinstance(b, NoteBlock) and "no confusion matrix" in b.text for b in blocks)
     rows = dict(best_trial_table(study.best_trial, "f1_micro").rows)
-    assert rows["decision threshold (tuned on validation)"] == study.best_trial.user_attrs["threshold"]
+    assert rows["decision threshold (tuned on validation)"] == read_trial(study.best_trial).threshold
     assert "best-epoch f1_micro_at_0.5" in rows
 
 
