@@ -169,7 +169,7 @@ def test_minilm_learns_nlupp_banking_intents_as_a_multilabel_task(tmp_path: Path
         "data": {"train": str(train), "validation": str(validation), "label_column": "intents",
                  "cache_dir": str(tmp_path / "cache")},
         "model": {"encoder": "minilm", "max_length": 64},
-        "search": {"n_trials": 1, "pruner": "none",
+        "search": {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0,
                    "space": {"learning_rate": LEARNING_RATE, "batch_size": 32, "epochs": EPOCHS}},
     }  # fmt: skip
     path = tmp_path / "spec.yaml"

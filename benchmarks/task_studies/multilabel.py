@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-DESCRIPTION = "NLU++ banking multi-label intents: folds 0-7 train (~760 rows), 16-18 validation (~290), 48 intents"
+DESCRIPTION = (
+    "NLU++ banking multi-label intents, MiniLM: folds 0-7 train (780 rows), 16-18 validation (301), 48 intents"
+)
 TRAIN_FOLDS = range(0, 8)
 VALIDATION_FOLDS = range(16, 19)
 
@@ -28,8 +30,9 @@ def nlupp_rows(shared: Path, folds: range, domain: str = "banking") -> list[dict
     return [{"text": text, "intents": intents} for text, intents in rows.items() if intents]
 
 
-def write_subset(work: Path, shared: Path, train_folds: range = TRAIN_FOLDS,
-                 validation_folds: range = VALIDATION_FOLDS) -> tuple[Path, Path]:
+def write_subset(
+    work: Path, shared: Path, train_folds: range = TRAIN_FOLDS, validation_folds: range = VALIDATION_FOLDS
+) -> tuple[Path, Path]:
     """Write train.jsonl and validation.jsonl into `work`; validation keeps only intents seen in train."""
     train = nlupp_rows(shared, train_folds)
     seen = {intent for row in train for intent in row["intents"]}
