@@ -121,4 +121,3 @@ def test_minilm_learns_sick_entailment_as_a_text_pair_task(tmp_path: Path, share
     print("MiniLM SICK-E accuracy", trial.value, "history", history, "majority", majority)
     assert abs(majority - SICK_MAJORITY) < 0.06  # the subset is as imbalanced as the split
     assert trial.value is not None and trial.value >= majority + 0.1
-
