@@ -17,6 +17,7 @@ from datamodules.splitting import check_label_coverage, remove_overlap, sorted_l
 if TYPE_CHECKING:
     from datamodules.hub import HUB_PREFIX
     from datamodules.loading import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, RawTable, load_table
+    from datamodules.multilabel import prepare_multilabel_data
     from datamodules.preparation import PreparedData, prepare_classification_data
     from datamodules.text_classification import TextClassificationDataModule
 
@@ -29,6 +30,7 @@ _LAZY = {
     "load_table": "datamodules.loading",
     "PreparedData": "datamodules.preparation",
     "prepare_classification_data": "datamodules.preparation",
+    "prepare_multilabel_data": "datamodules.multilabel",
     "TextClassificationDataModule": "datamodules.text_classification",
 }
 
@@ -47,6 +49,7 @@ __all__ = [
     "load_table",
     "normalize_text",
     "prepare_classification_data",
+    "prepare_multilabel_data",
     "remove_overlap",
     "sorted_labels",
     "stratified_split",

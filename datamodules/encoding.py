@@ -74,7 +74,7 @@ def quiet_progress() -> Iterator[None]:
 
 
 def tokenize_split(
-    tokenizer: Any, texts: Sequence[Text], label_ids: Sequence[int], *, max_length: int, fingerprint: str
+    tokenizer: Any, texts: Sequence[Text], label_ids: Sequence[Any], *, max_length: int, fingerprint: str
 ) -> tuple[datasets.Dataset, int]:
     """Encode texts (truncated to max_length, unpadded) with labels and token counts; also count truncations.
 

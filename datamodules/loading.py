@@ -50,13 +50,15 @@ def load_table(
     columns: Sequence[str] | None = None,
     text_separator: str = DEFAULT_TEXT_SEPARATOR,
     text_pair_column: str | None = None,
+    raw_labels: bool = False,
 ) -> RawTable:
     """Load `source` (a .csv/.tsv/.jsonl/.json/.parquet path, or `hub:NAME[:CONFIG[:SPLIT]]`).
 
     `text_column` may name several columns: the text is their values joined by `text_separator` (missing or
     blank parts left out). With `text_pair_column` each text is the pair `(text, value of that column)`.
     `columns` names the columns of a .csv/.tsv file without a header row.
-    Labels come back as stripped strings (None where missing); texts as read, None where missing.
+    Labels come back as stripped strings (None where missing), or with `raw_labels` as read (a JSON list stays a
+    list: task multi-label); texts as read, None where missing.
     Raises DataError listing every problem found with this table, under `field` (e.g. "data.train")
     or "data.text_column" / "data.label_column" / "data.columns".
     """
@@ -92,7 +94,7 @@ def load_table(
             problems.append((field, f"{name} has a header ({', '.join(names)}) but no rows"))
     if problems:
         raise DataError(problems)
-    labels: list[object] = [normalize_label(v) for v in values(label_column)]
+    labels: list[object] = values(label_column) if raw_labels else [normalize_label(v) for v in values(label_column)]
     return RawTable(texts=texts, labels=labels, source=source, columns=names)
 
 

@@ -176,11 +176,14 @@ def encode_cached(
     directory: Path,
     report: dict[str, Any],
     say: Log,
+    encode_label: Callable[[str], Any] | None = None,
 ) -> dict[str, datasets.Dataset]:
     """Encoded splits from the cache at `directory`, tokenizing and caching them on a miss.
 
-    Adds `truncated`, `cache` and truncation warnings to `report` (in place).
+    Each row's `labels` is `label_ids[label]`, or `encode_label(label)` when given (a multi-hot vector: task
+    multi-label). Adds `truncated`, `cache` and truncation warnings to `report` (in place).
     """
+    encode = encode_label or label_ids.__getitem__
     kind = "pairs" if report.get("text_pair") else "texts"
     cached = load_cached(directory)
     if cached is not None:
@@ -196,7 +199,7 @@ def encode_cached(
         encoded[name], truncated[name] = tokenize_split(
             tokenizer,
             texts,
-            [label_ids[label] for label in labels],
+            [encode(label) for label in labels],
             max_length=max_length,
             fingerprint=f"{directory.name[:32]}-{name}",
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from models.classifier import SequenceClassifier, linear_warmup_decay, parameter_groups, quiet_transformers
     from models.metrics import classification_metrics
+    from models.multilabel import MultiLabelClassifier
 
 _LAZY = {
     "SequenceClassifier": "models.classifier",
@@ -19,9 +20,11 @@ _LAZY = {
     "parameter_groups": "models.classifier",
     "quiet_transformers": "models.classifier",
     "classification_metrics": "models.metrics",
+    "MultiLabelClassifier": "models.multilabel",
 }
 
 __all__ = [
+    "MultiLabelClassifier",
     "SequenceClassifier",
     "classification_metrics",
     "linear_warmup_decay",

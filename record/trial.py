@@ -40,6 +40,8 @@ _T_TIMINGS = "timings"
 _T_WALL_TIMES = "validation_wall_times"
 _T_PRUNED_AT = "pruned_at_epoch"
 _T_SCATTER = "scatter"  # regression: the best evaluation's [[true, predicted], ...] (bounded by its writer)
+_T_THRESHOLD = "threshold"  # task multi-label: the decision threshold tuned at the best evaluation
+_T_LABEL_THRESHOLDS = "label_thresholds"  # task multi-label, model.threshold per-label: {label: threshold}
 _T_REEVALUATES = "reevaluates"  # the trial whose configuration a re-evaluation run re-trains (with its own seed)
 # Optuna's own system attributes that we read (never write).
 _OPTUNA_RETRY_OF = "failed_trial"  # set by Optuna's retry callback on the queued copy of a failed trial
@@ -85,6 +87,10 @@ class TrialResult:
     # Regression: the best evaluation's validation rows as [true, predicted] pairs (at most 2000, a seeded sample
     # beyond that, rounded to 4 decimals by the model), for the predicted-vs-true scatter. Empty for other tasks.
     scatter: list[list[float]] = field(default_factory=list)
+    # Task multi-label: the decision threshold the best evaluation's metrics use (tuned on validation), and with
+    # model.threshold per-label one per label ({label: value}; labels absent from validation get `threshold`).
+    threshold: float | None = None
+    label_thresholds: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ class TrialRecord:
     fail_reason: str | None = None
     reevaluates: int | None = None  # a re-evaluation run: the number of the trial whose configuration it re-trains
     scatter: list[list[float]] = field(default_factory=list)  # regression: [[true, predicted], ...]; empty otherwise
+    threshold: float | None = None  # task multi-label: the decision threshold tuned at the best evaluation
+    label_thresholds: dict[str, float] = field(default_factory=dict)  # per-label thresholds (model.threshold)
 
     @property
     def configuration(self) -> int:
@@ -201,7 +209,15 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         fail_reason=system.get(_OPTUNA_FAIL_REASON),
         reevaluates=_opt_int(attrs.get(_T_REEVALUATES)),
         scatter=_points(attrs.get(_T_SCATTER)),
+        threshold=_opt_number(attrs.get(_T_THRESHOLD)),
+        label_thresholds=_thresholds(attrs.get(_T_LABEL_THRESHOLDS)),
     )
+
+
+def _thresholds(raw: Any) -> dict[str, float]:
+    """The stored per-label thresholds, keeping only numeric entries."""
+    entries = raw if isinstance(raw, Mapping) else {}
+    return {str(k): float(v) for k, v in entries.items() if _number(v)}
 
 
 def _opt_int(value: Any) -> int | None:
@@ -267,6 +283,10 @@ class TrialWriter:
         self._set(_T_HISTORY, result.history)
         if result.scatter:  # regression only: other tasks' trials keep the attributes they always had
             self._set(_T_SCATTER, result.scatter)
+        if result.threshold is not None:  # only multi-label trials have one: other tasks' records stay as they were
+            self._set(_T_THRESHOLD, result.threshold)
+        if result.label_thresholds is not None:
+            self._set(_T_LABEL_THRESHOLDS, result.label_thresholds)
 
     def checkpoint(self, name: str, epoch: int | None) -> None:
         self._set(_T_CHECKPOINT, name)
@@ -297,4 +317,5 @@ _STORED = (
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
     _T_REEVALUATES, _T_SCATTER,
+    _T_REEVALUATES, _T_THRESHOLD, _T_LABEL_THRESHOLDS,
 )  # fmt: skip

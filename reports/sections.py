@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from record import best_trial, maximizes, read_study, read_trial
 from reports.advice import RULES as ADVICE_RULES
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
-from reports.classes import class_blocks
+from reports.classes import class_blocks, classes_by_f1, per_class_table
 from reports.data import data_blocks
 from reports.figures import (
     HEIGHT,
@@ -54,6 +54,11 @@ HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weig
 MAX_ERROR_CHARS = 300
 # The per-trial section's title where a task's differs from "Best trial: per class".
 BEST_TRIAL_TITLES = {"regression": "Best trial: predicted vs true"}
+MULTILABEL_METRICS = ("val_f1_micro_at_0.5", "val_exact_match")
+MULTILABEL_NOTE = ("Multi-label: a label is predicted when its sigmoid score reaches the decision threshold, which is "
+                   "tuned on the same validation set these scores are measured on (so they are somewhat optimistic; "
+                   "f1_micro_at_0.5 is the untuned figure). Multi-label: no confusion matrix (a row may carry several "
+                   "labels); support is the number of validation rows carrying the label.")
 
 
 def slug(text: str) -> str:
@@ -135,6 +140,9 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
     metrics = record.metrics
     rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
+    if record.threshold is not None:  # task multi-label
+        rows += [["decision threshold (tuned on validation)", record.threshold]]
+        rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in MULTILABEL_METRICS if k in metrics]
     return TableBlock(columns=["", ""], rows=rows, caption=f"Best trial: {best.number}")
 
 
@@ -257,8 +265,32 @@ def best_trial_blocks(study: optuna.Study) -> list[Block]:
     if read_study(study).task == "regression":
         return scatter_blocks(best, labels[0] if labels else "score")
     record = read_trial(best)
+    if read_study(study).task == "multi-label":
+        return multilabel_blocks(best.number, record.per_class, labels, record.threshold, record.label_thresholds)
     examples = {(e["given"], e["predicted"]): e["text"] for e in record.confused_examples}
     return class_blocks(best.number, record.per_class, labels, collect_confusion(best, labels), examples=examples)
+
+
+def multilabel_blocks(
+    number: int,
+    per_class: dict[str, Any],
+    labels: Sequence[str],
+    threshold: float | None,
+    label_thresholds: dict[str, float],
+) -> list[Block]:
+    """A multi-label trial's per-label table (weakest first) with its threshold(s), and what the figures mean."""
+    scores = classes_by_f1(per_class, labels)
+    if not scores:
+        return [NoteBlock(f"Trial {number} recorded no per-label scores.", missing=True)]
+    table = per_class_table(number, scores)
+    if label_thresholds:
+        table = TableBlock(columns=[*table.columns, "threshold"],
+                           rows=[[*row, label_thresholds.get(str(row[0]), threshold)] for row in table.rows],
+                           caption=table.caption + "; each label's own decision threshold")  # fmt: skip
+    elif threshold is not None:
+        table = TableBlock(columns=table.columns, rows=table.rows,
+                           caption=table.caption + f"; decision threshold {threshold:.2f} for every label")
+    return [table, NoteBlock(MULTILABEL_NOTE)]
 
 
 def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix: str) -> list[Section]:

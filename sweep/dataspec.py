@@ -11,7 +11,12 @@ from datamodules import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_P
 
 # Keys added after studies were stored, with the behaviour those studies had: left out of a dump at that value,
 # so a spec without them has the same fingerprint and the same stored spec as before (its study resumes).
-LATER_KEYS: dict[str, Any] = {"columns": None, "text_separator": DEFAULT_TEXT_SEPARATOR, "text_pair_column": None}
+LATER_KEYS: dict[str, Any] = {
+    "columns": None,
+    "text_separator": DEFAULT_TEXT_SEPARATOR,
+    "text_pair_column": None,
+    "label_delimiter": None,
+}
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -39,6 +44,8 @@ class DataSpec(BaseModel):
     # The second text of each example (task: text-pair); text_column then holds the first.
     text_pair_column: str | None = None
     label_column: str = "label"
+    # task: multi-label: cuts a .csv/.tsv label cell into its labels ("billing|refund"); JSON lists need none.
+    label_delimiter: str | None = Field(None, min_length=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     cache_dir: str | None = None
 

@@ -139,7 +139,42 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "data_report": study_record.data_report,
         "spec": spec,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **_threshold_facts(record.threshold, record.label_thresholds),
     }
+
+
+def _threshold_facts(threshold: float | None, label_thresholds: dict[str, float]) -> dict[str, Any]:
+    """Task multi-label: the decision threshold(s) the stored metrics used (nothing for other tasks)."""
+    if threshold is None:
+        return {}
+    return {"threshold": threshold, "label_thresholds": label_thresholds or None}
+
+
+def multilabel_use(meta: dict[str, Any]) -> str:
+    """The model card's "Use" section of a multi-label model: sigmoid scores, then the stored threshold(s)."""
+    max_length = meta.get("max_length") or 128
+    per_label = meta.get("label_thresholds")
+    if per_label:
+        rule = (f'thresholds = json.load(open("path/to/this/folder/{METADATA_FILE}"))["label_thresholds"]\n'
+                'labels = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]')
+        said = (f"one threshold per label (in `{METADATA_FILE}` under `label_thresholds`; "
+                f"labels absent from validation use the global {meta['threshold']:.2f})")
+    else:
+        rule = f'labels = [s["label"] for s in scores if s["score"] >= {meta["threshold"]}]'
+        said = f"**{meta['threshold']:.2f}** (`threshold` in `{METADATA_FILE}`)"
+    return f"""```python
+import json
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="path/to/this/folder", top_k=None)
+scores = classify("your text here", truncation=True, max_length={max_length})  # a sigmoid score per label
+{rule}
+```
+
+A text may carry any number of labels: a label is predicted when its score is at or above the decision threshold,
+{said}. The threshold was tuned on the validation set the metrics below were measured on, so they are
+somewhat optimistic; `f1_micro_at_0.5` is micro-F1 at the untuned threshold 0.5.
+"""
 
 
 def _encoder_name(encoder: str | None) -> str:
@@ -172,6 +207,9 @@ def model_card(meta: dict[str, Any]) -> str:
         selection = (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
                      f"({spread} over {len(chosen['runs'])} seeds); this is its best run.")
     call, kind, more = '"your text here"', "text classifier", ""
+    use = ""
+    if meta.get("task") == "multi-label" and meta.get("threshold") is not None:
+        kind, use = "multi-label text classifier (sigmoid per label, tuned threshold)", multilabel_use(meta)
     if meta.get("task") == "text-pair" or (meta.get("task") == "regression" and report.get("text_pair")):
         call, kind = '{"text": "first text", "text_pair": "second text"}', "text-pair classifier (two texts, one label)"
         more = "A list of such dicts classifies several pairs; the two texts are encoded as one pair.\n\n"
@@ -202,13 +240,7 @@ in study `{meta["study"]}`, exported without retraining.{selection}
 
 ## Use
 
-```python
-from transformers import pipeline
-
-{fn} = {make}
-{fn}({call}, truncation=True, max_length={max_length})
-```
-
+{use or _pipeline_use(fn, make, call, max_length)}
 {more}or `AutoModelForSequenceClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
 {labels}
 
@@ -235,6 +267,17 @@ Cleaning and checks:
 {warnings}
 
 The full data report, the spec the study ran and every number above are in `{METADATA_FILE}`.
+"""
+
+
+def _pipeline_use(fn: str, make: str, call: str, max_length: int) -> str:
+    """The model card's usage snippet: `fn = make`, then one call."""
+    return f"""```python
+from transformers import pipeline
+
+{fn} = {make}
+{fn}({call}, truncation=True, max_length={max_length})
+```
 """
 
 

@@ -49,6 +49,7 @@ class TrialSettings:
     tokenizer_dir: Path | None = None
     keep_checkpoints: int = 3
     task: str = DEFAULT_TASK
+    threshold: str = "global"  # task multi-label: model.threshold
 
 
 def resolve_precision(precision: str) -> str:
@@ -77,7 +78,7 @@ def _epochs(value: float | None) -> float | int | None:
 
 
 # Parts of an evaluation's record that grow with the classes or the validation rows: kept for the best one only.
-BULKY = ("per_class", "confusion_matrix", "misclassified", "scatter")
+BULKY = ("per_class", "confusion_matrix", "misclassified", "scatter", "thresholds")
 
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
@@ -99,8 +100,9 @@ def train_trial(
     batching = Batching(hp.batch_size, settings.eval_batch_size, seed, settings.group_by_length)
     datamodule = build_datamodule(settings.task, data, batching)
     t1 = time.perf_counter()
-    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
-                                              score_mean=_score_mean(data)))
+    head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
+                score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold)  # fmt: skip
+    module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()
     schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)
@@ -147,6 +149,8 @@ def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: Prep
             label_names=data.label_names,
         ),
         scatter=best.get("scatter") or [],
+        threshold=best.get("threshold"),
+        label_thresholds=best.get("thresholds"),
     )
 
 

@@ -15,7 +15,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
-from datamodules import DataError, PreparedData, prepare_classification_data
+from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
 from record import FINISHED, reevaluation_runs, study_budget, write_budget
 from sweep.checkpoints import save_tokenizer_once
@@ -80,6 +80,23 @@ def prepare_data(
         cache_dir = base / cache_dir
     prepare = prepare_regression_data if spec.task == "regression" else prepare_classification_data
     try:
+        if spec.task == "multi-label":
+            return _warned(prepare_multilabel_data(
+                train_source=resolve_data_path(spec.data.train, base),
+                validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
+                text_column=spec.data.text_column,
+                text_separator=spec.data.text_separator,
+                label_delimiter=spec.data.label_delimiter,
+                columns=spec.data.columns,
+                label_column=spec.data.label_column,
+                val_fraction=spec.data.val_fraction,
+                seed=spec.search.seed,
+                tokenizer_name_or_path=encoder,
+                max_length=spec.model.max_length,
+                cache_dir=cache_dir,
+                log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
+                check_fingerprint=check,
+            ), console)  # fmt: skip
         data = prepare(
             train_source=resolve_data_path(spec.data.train, base),
             validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
@@ -103,6 +120,11 @@ def prepare_data(
         raise SweepError(
             [("model.encoder", f"cannot load a tokenizer from {spec.model.encoder!r}: {reason}")]
         ) from None
+    return _warned(data, console)
+
+
+def _warned(data: PreparedData, console: Console) -> PreparedData:
+    """`data`, after printing its report's warnings."""
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     return data
@@ -136,6 +158,7 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,
         keep_checkpoints=keep,
         task=spec.task,
+        threshold=spec.model.threshold,
     )
 
 

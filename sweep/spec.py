@@ -140,6 +140,16 @@ class ModelSpec(_Strict):
     encoder: str = "minilm"
     max_length: int = Field(128, ge=8, le=4096)
     class_weights: Literal["none", "balanced"] = "none"
+    # task: multi-label: one decision threshold for all labels, or one per label (both tuned on validation).
+    threshold: Literal["global", "per-label"] = "global"
+
+    @model_serializer(mode="wrap")
+    def _leave_out_default_threshold(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `threshold` came after studies were stored: the default is left out, so their spec and fingerprint stay.
+        body: dict[str, Any] = handler(self)
+        if body.get("threshold") == "global":
+            del body["threshold"]
+        return body
 
 
 class ObjectiveSpec(_Strict):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytorch_lightning as pl
 
 from datamodules import PreparedData, TextClassificationDataModule
-from models import SequenceClassifier
+from models import MultiLabelClassifier, SequenceClassifier
 from models.regressor import SequenceRegressor
 from sweep.space import Hyperparameters
 
@@ -36,6 +36,8 @@ class Head:
     hp: Hyperparameters
     class_weights: list[float] | None
     score_mean: float | None = None  # task: regression: the training scores' mean (the head's output starts there)
+    metric: str = "f1_macro"  # the objective's metric (multi-label tunes its decision threshold for it)
+    threshold: str = "global"  # task multi-label: one decision threshold, or one per label
 
 
 def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
@@ -88,6 +90,33 @@ def _sequence_classifier(head: Head) -> pl.LightningModule:
     )
 
 
+def _multilabel_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
+    return TextClassificationDataModule(
+        data.train,
+        data.validation,
+        pad_token_id=data.pad_token_id,
+        batch_size=batching.batch_size,
+        eval_batch_size=batching.eval_batch_size,
+        seed=batching.seed,
+        group_by_length=batching.group_by_length,
+        label_kind="multi-hot",
+    )
+
+
+def _multilabel_classifier(head: Head) -> pl.LightningModule:
+    return MultiLabelClassifier(
+        encoder_name_or_path=head.encoder,
+        label_names=head.label_names,
+        learning_rate=head.hp.learning_rate,
+        weight_decay=head.hp.weight_decay,
+        warmup_ratio=head.hp.warmup_ratio,
+        label_smoothing=head.hp.label_smoothing,
+        dropout=head.hp.dropout,
+        average="macro" if head.metric == "f1_macro" else "micro",
+        threshold_mode=head.threshold,
+    )
+
+
 # task -> (data module factory, module factory). Every module keeps `model` (the transformers model export saves)
 # and `history` (one record per validation run: epoch, step, epochs_trained, the scalar `val_*` metrics, and the
 # task's bulky parts such as per_class, kept for the best evaluation only).
@@ -95,11 +124,13 @@ DATA_MODULES: dict[str, Callable[[PreparedData, Batching], pl.LightningDataModul
     "text-classification": _classification_data,
     "text-pair": _classification_data,
     "regression": _regression_data,
+    "multi-label": _multilabel_data,
 }
 MODULES: dict[str, Callable[[Head], pl.LightningModule]] = {
     "text-classification": _sequence_classifier,
     "text-pair": _sequence_classifier,
     "regression": _sequence_regressor,
+    "multi-label": _multilabel_classifier,
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 TASKS = ("text-classification", "text-pair", "token-classification", "multi-label", "regression")
 DEFAULT_TASK = "text-classification"
 # Tasks refused by name until their head, data and report exist (each one's work removes it from here).
-PLANNED_TASKS = ("token-classification", "multi-label")
+PLANNED_TASKS = ("token-classification",)
 
 _CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
 # The `objective.metric` values each task can optimise; the first is the task's default.
@@ -56,6 +56,7 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("objective.metric", problem))
     if task == "regression":
         problems += regression_problems(data)
+    problems += multilabel_problems(task, section, data.get("model"))
     pair = section.get("text_pair_column")
     if task == "text-pair" and pair is None:
         return problems + [
@@ -91,3 +92,19 @@ def regression_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("search.space.label_smoothing", "smooths class labels, and task: regression has none "
                                                          "(its loss is mean squared error): remove it"))
     return problems
+def multilabel_problems(task: str, data: dict[str, Any], model: Any) -> list[tuple[str, str]]:
+    """`data.label_delimiter` and `model.threshold` outside task: multi-label; class weights within it."""
+    model = model if isinstance(model, dict) else {}
+    if task != "multi-label":
+        return [
+            (where, f"applies only to task: multi-label (this spec's task is {task}): remove it, or set "
+                    "task: multi-label")
+            for where, given in (("data.label_delimiter", data.get("label_delimiter")),
+                                 ("model.threshold", model.get("threshold")))
+            if given is not None
+        ]  # fmt: skip
+    if model.get("class_weights") == "balanced":
+        return [("model.class_weights", "balanced is not available for task: multi-label (the decision threshold is "
+                                        "tuned on validation instead; model.threshold: per-label tunes one per "
+                                        "label): remove it")]  # fmt: skip
+    return []
