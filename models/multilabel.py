@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from models.classifier import SequenceClassifier
 from models.multilabel_metrics import AVERAGES, THRESHOLD_MODES, tuned_metrics
@@ -24,6 +25,19 @@ PROBLEM_TYPE: Final = "multi_label_classification"
 def smoothed_targets(targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     """Multi-hot targets moved toward 0.5 by `label_smoothing` (1 -> 1 - s/2, 0 -> s/2)."""
     return targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+
+
+def start_at_priors(model: nn.Module, priors: list[float]) -> None:
+    """Set the head's output bias to each label's log-odds in training, so the untrained model already scores every
+    label at its training frequency. From a zero bias (every score 0.5) binary cross-entropy over many sparse labels
+    first spends the run pushing every score down to those frequencies (the model then predicts label frequencies,
+    not the texts); started there, the gradients go to telling the texts apart from the first step."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(priors)]
+    if not layers or layers[-1].bias is None:
+        raise ValueError(f"{type(model).__name__} has no output layer with a bias for {len(priors)} labels")
+    clipped = torch.tensor(priors, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        layers[-1].bias.copy_(torch.log(clipped / (1 - clipped)))
 
 
 class MultiLabelClassifier(SequenceClassifier):
@@ -48,12 +62,17 @@ class MultiLabelClassifier(SequenceClassifier):
         dropout: float | None = None,
         average: str = "micro",
         threshold_mode: str = "global",
+        label_priors: list[float] | None = None,
     ) -> None:
         problems = []
         if average not in AVERAGES:
             problems.append(f"average: must be one of {', '.join(AVERAGES)}, got {average!r}")
         if threshold_mode not in THRESHOLD_MODES:
             problems.append(f"threshold_mode: must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}")
+        if label_priors is not None and (
+            len(label_priors) != len(label_names) or not all(0.0 <= p <= 1.0 for p in label_priors)
+        ):
+            problems.append(f"label_priors: one frequency in [0, 1] per label is needed, got {label_priors}")
         if problems:
             raise ValueError("; ".join(problems))
         super().__init__(
@@ -69,6 +88,8 @@ class MultiLabelClassifier(SequenceClassifier):
         self.average = average
         self.threshold_mode = threshold_mode
         self.model.config.problem_type = PROBLEM_TYPE
+        if label_priors is not None:
+            start_at_priors(self.model, label_priors)
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Binary cross-entropy with logits over every (row, label), in float32; smoothed targets if asked."""

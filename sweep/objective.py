@@ -101,7 +101,8 @@ def train_trial(
     datamodule = build_datamodule(settings.task, data, batching)
     t1 = time.perf_counter()
     head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
-                score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold)  # fmt: skip
+                score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold,
+                label_priors=_label_priors(data))  # fmt: skip
     module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()
@@ -128,6 +129,15 @@ def _score_mean(data: PreparedData) -> float | None:
     """The training scores' mean where the data report has one (task: regression), else None."""
     mean = data.report.get("label_distribution", {}).get("train", {}).get("mean")
     return float(mean) if isinstance(mean, int | float) else None
+
+
+def _label_priors(data: PreparedData) -> list[float] | None:
+    """Each label's share of the training rows where the labels are multi-hot vectors (task: multi-label), else
+    None."""
+    if not data.report.get("multi_label") or not len(data.train):
+        return None
+    counts = data.report.get("class_distribution", {}).get("train", {})
+    return [counts.get(name, 0) / len(data.train) for name in data.label_names]
 
 
 def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: PreparedData) -> TrialResult:

@@ -38,6 +38,7 @@ class Head:
     score_mean: float | None = None  # task: regression: the training scores' mean (the head's output starts there)
     metric: str = "f1_macro"  # the objective's metric (multi-label tunes its decision threshold for it)
     threshold: str = "global"  # task multi-label: one decision threshold, or one per label
+    label_priors: list[float] | None = None  # task multi-label: each label's share of training rows (head bias start)
 
 
 def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
@@ -114,6 +115,7 @@ def _multilabel_classifier(head: Head) -> pl.LightningModule:
         dropout=head.hp.dropout,
         average="macro" if head.metric == "f1_macro" else "micro",
         threshold_mode=head.threshold,
+        label_priors=head.label_priors,
     )
 
 
