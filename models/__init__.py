@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from models.classifier import SequenceClassifier, linear_warmup_decay, parameter_groups, quiet_transformers
     from models.metrics import classification_metrics
+    from models.token_classifier import TokenClassifier
 
 _LAZY = {
     "SequenceClassifier": "models.classifier",
@@ -19,10 +20,12 @@ _LAZY = {
     "parameter_groups": "models.classifier",
     "quiet_transformers": "models.classifier",
     "classification_metrics": "models.metrics",
+    "TokenClassifier": "models.token_classifier",
 }
 
 __all__ = [
     "SequenceClassifier",
+    "TokenClassifier",
     "classification_metrics",
     "linear_warmup_decay",
     "parameter_groups",

@@ -15,6 +15,7 @@ from reports.advice import RULES as ADVICE_RULES
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
 from reports.classes import class_blocks
 from reports.data import data_blocks
+from reports.entities import TOKEN_TASK, entity_blocks
 from reports.figures import (
     HEIGHT,
     HistoryData,
@@ -251,6 +252,8 @@ def best_trial_blocks(study: optuna.Study) -> list[Block]:
                           missing=True)]
     labels = read_study(study).label_names
     record = read_trial(best)
+    if read_study(study).task == TOKEN_TASK:
+        return entity_blocks(best.number, record.per_class)
     examples = {(e["given"], e["predicted"]): e["text"] for e in record.confused_examples}
     return class_blocks(best.number, record.per_class, labels, collect_confusion(best, labels), examples=examples)
 
@@ -271,7 +274,8 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
         ("Learning curves", learning_curve_blocks(study)),
         ("Value distribution and timeline", distribution_blocks(study)),
         ("Expected validation performance", expected_blocks(study)),
-        ("Best trial: per class", best_trial_blocks(study)),
+        ("Best trial: per entity type" if read_study(study).task == TOKEN_TASK else "Best trial: per class",
+         best_trial_blocks(study)),
         ("Data", data_blocks(read_study(study).data_report)),
     ]
     return [Section(title, f"{prefix}{slug(title)}", group, blocks) for title, blocks in parts]

@@ -24,7 +24,7 @@ from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
-from sweep.tasks import Batching, Head, build_datamodule, build_module
+from sweep.tasks import Batching, Head, build_datamodule, build_module, validation_groups
 from sweep.taskspec import DEFAULT_TASK, MINIMIZED
 from sweep.worker import GracefulStop, StopRequested, worker_id
 
@@ -99,7 +99,8 @@ def train_trial(
     batching = Batching(hp.batch_size, settings.eval_batch_size, seed, settings.group_by_length)
     datamodule = build_datamodule(settings.task, data, batching)
     t1 = time.perf_counter()
-    module = build_module(settings.task, Head(settings.encoder, list(data.label_names), hp, settings.class_weights))
+    head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights, validation_groups(data))
+    module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()
     schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)

@@ -18,6 +18,7 @@ from rich.console import Console
 from datamodules import DataError, PreparedData, prepare_classification_data
 from record import FINISHED, reevaluation_runs, study_budget, write_budget
 from sweep.checkpoints import save_tokenizer_once
+from sweep.dataspec import TOKEN_TASK, tagged_columns
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.lifecycle import (
@@ -78,22 +79,25 @@ def prepare_data(
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
     try:
-        data = prepare_classification_data(
-            train_source=resolve_data_path(spec.data.train, base),
-            validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
-            text_column=spec.data.text_column,
-            text_separator=spec.data.text_separator,
-            text_pair_column=spec.data.text_pair_column,
-            columns=spec.data.columns,
-            label_column=spec.data.label_column,
-            val_fraction=spec.data.val_fraction,
-            seed=spec.search.seed,
-            tokenizer_name_or_path=encoder,
-            max_length=spec.model.max_length,
-            cache_dir=cache_dir,
-            log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
-            check_fingerprint=check,
-        )
+        if spec.task == TOKEN_TASK:
+            data = prepare_tagged(spec, base, encoder, cache_dir, console, check)
+        else:
+            data = prepare_classification_data(
+                train_source=resolve_data_path(spec.data.train, base),
+                validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
+                text_column=spec.data.text_column,
+                text_separator=spec.data.text_separator,
+                text_pair_column=spec.data.text_pair_column,
+                columns=spec.data.columns,
+                label_column=spec.data.label_column,
+                val_fraction=spec.data.val_fraction,
+                seed=spec.search.seed,
+                tokenizer_name_or_path=encoder,
+                max_length=spec.model.max_length,
+                cache_dir=cache_dir,
+                log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
+                check_fingerprint=check,
+            )
     except DataError as exc:
         raise SweepError(exc.problems) from None
     except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder
@@ -104,6 +108,22 @@ def prepare_data(
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     return data
+
+
+def prepare_tagged(
+    spec: Spec, base: Path, encoder: str, cache_dir: Path, console: Console, check: Callable[[str], None] | None
+) -> PreparedData:
+    """task: token-classification: tagged sentences (CoNLL or JSON lines), each word's tag on its first sub-token."""
+    from datamodules.token_preparation import prepare_token_data
+
+    tokens, tags = tagged_columns(spec.data)
+    return prepare_token_data(
+        train_source=resolve_data_path(spec.data.train, base),
+        validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
+        tokens_key=tokens, tags_key=tags, fmt=spec.data.format, val_fraction=spec.data.val_fraction,
+        seed=spec.search.seed, tokenizer_name_or_path=encoder, max_length=spec.model.max_length, cache_dir=cache_dir,
+        log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False), check_fingerprint=check,
+    )  # fmt: skip
 
 
 def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:

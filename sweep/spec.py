@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from models.hyperparameters import HYPERPARAMETER_LIMITS
-from sweep.dataspec import DataSpec, data_problems, path_problems
+from sweep.dataspec import DataSpec, data_problems, data_suffixes, path_problems
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
 from sweep.taskspec import DEFAULT_TASK, PLANNED_TASKS, TASKS, default_metric, task_problems
@@ -346,14 +346,16 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
         if isinstance(data_section, dict):
             known = {where for where, _ in exc.problems}
             sources = {key: data_section.get(key) for key in ("train", "validation")}
-            paths = [p for p in path_problems(sources, base) if p[0] not in known]
+            suffixes = data_suffixes(data.get("task"), data_section.get("format"))
+            paths = [p for p in path_problems(sources, base, suffixes) if p[0] not in known]
             exc.problems += paths
             if not paths and not any(where == "data" or where.startswith("data.") for where in known):
-                exc.problems += data_problems(DataSpec.model_validate(data_section), base)
+                exc.problems += data_problems(DataSpec.model_validate(data_section), base, data.get("task"))
         raise SweepError(exc.problems, source=exc.source) from None
     return spec, base
 
 
 def check_paths(spec: Spec, base: Path) -> list[tuple[str, str]]:
     """Problems with local files named by the spec (data files), without reading them."""
-    return path_problems({"train": spec.data.train, "validation": spec.data.validation}, base)
+    suffixes = data_suffixes(spec.task, spec.data.format)
+    return path_problems({"train": spec.data.train, "validation": spec.data.validation}, base, suffixes)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pytorch_lightning as pl
 
 from datamodules import PreparedData, TextClassificationDataModule
-from models import SequenceClassifier
+from datamodules.token_preparation import SENTENCE
+from models import SequenceClassifier, TokenClassifier
 from sweep.space import Hyperparameters
 
 
@@ -34,6 +35,16 @@ class Head:
     label_names: list[str]
     hp: Hyperparameters
     class_weights: list[float] | None
+    # validation row -> the example it belongs to, where one example may span several rows (token classification:
+    # a sentence longer than max_length is split into windows); None: each row is an example
+    validation_groups: list[int] | None = None
+
+
+def validation_groups(data: PreparedData) -> list[int] | None:
+    """The sentence of each validation row, when the prepared data has several rows per sentence (token tasks)."""
+    if SENTENCE not in data.validation.column_names:
+        return None
+    return [int(s) for s in data.validation[SENTENCE]]
 
 
 def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
@@ -61,16 +72,44 @@ def _sequence_classifier(head: Head) -> pl.LightningModule:
     )
 
 
+def _token_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
+    return TextClassificationDataModule(
+        data.train,
+        data.validation,
+        pad_token_id=data.pad_token_id,
+        batch_size=batching.batch_size,
+        eval_batch_size=batching.eval_batch_size,
+        seed=batching.seed,
+        group_by_length=batching.group_by_length,
+        label_kind="tokens",
+    )
+
+
+def _token_classifier(head: Head) -> pl.LightningModule:
+    return TokenClassifier(
+        encoder_name_or_path=head.encoder,
+        label_names=head.label_names,
+        learning_rate=head.hp.learning_rate,
+        weight_decay=head.hp.weight_decay,
+        warmup_ratio=head.hp.warmup_ratio,
+        label_smoothing=head.hp.label_smoothing,
+        dropout=head.hp.dropout,
+        validation_sentences=head.validation_groups,
+    )
+
+
 # task -> (data module factory, module factory). Every module keeps `model` (the transformers model export saves)
 # and `history` (one record per validation run: epoch, step, epochs_trained, the scalar `val_*` metrics, and the
 # task's bulky parts such as per_class, kept for the best evaluation only).
 DATA_MODULES: dict[str, Callable[[PreparedData, Batching], pl.LightningDataModule]] = {
     "text-classification": _classification_data,
     "text-pair": _classification_data,
+    "token-classification": _token_data,
 }
 MODULES: dict[str, Callable[[Head], pl.LightningModule]] = {
     "text-classification": _sequence_classifier,
     "text-pair": _sequence_classifier,
+    "token-classification": _token_classifier,
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 TASKS = ("text-classification", "text-pair", "token-classification", "multi-label", "regression")
 DEFAULT_TASK = "text-classification"
 # Tasks refused by name until their head, data and report exist (each one's work removes it from here).
-PLANNED_TASKS = ("token-classification", "multi-label", "regression")
+PLANNED_TASKS = ("multi-label", "regression")
 
 _CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
 # The `objective.metric` values each task can optimise; the first is the task's default.
@@ -54,6 +54,7 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     metric = objective.get("metric") if isinstance(objective, dict) else None
     if isinstance(metric, str) and (problem := metric_problem(task, metric)):
         problems.append(("objective.metric", problem))
+    problems += token_problems(task, data)
     pair = section.get("text_pair_column")
     if task == "text-pair" and pair is None:
         return problems + [
@@ -67,4 +68,20 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 "set task: text-pair",
             )
         ]
+    return problems
+
+
+TOKEN_TASK = "token-classification"
+DATA_FORMATS = ("conll", "jsonl")  # data.format: how task: token-classification reads its files, whatever their names
+
+
+def token_problems(task: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """`data.format` outside task: token-classification, and class weights for it (its classes are tags)."""
+    section, model = data.get("data"), data.get("model")
+    problems = []
+    if isinstance(section, dict) and section.get("format") is not None and task != TOKEN_TASK:
+        problems.append(("data.format", f"applies only to task: {TOKEN_TASK} (this spec's task is {task}): remove it"))
+    if task == TOKEN_TASK and isinstance(model, dict) and model.get("class_weights") == "balanced":
+        problems.append(("model.class_weights", f"'balanced' is not available for task: {TOKEN_TASK} (its labels are "
+                                                "per-token tags, mostly O): remove it or set it to none"))
     return problems
