@@ -363,3 +363,81 @@ def test_report_shows_entity_types_weakest_first(ner_study: Path) -> None:
     data = sections["Data"].blocks
     tagged = next(b for b in data if isinstance(b, TableBlock) and b.caption == "Tagged sentences")
     assert tagged.rows[0] == ["scheme", "IOB2", "IOB2"]
+
+
+# -- bad input, through the real CLI: one line naming the file and the value, exit 2, nothing written ------------
+
+
+def bad_input_case(
+    tmp_path: Path, encoder: Path, files: dict[str, str], capsys: pytest.CaptureFixture[str], **changes: Any
+) -> str:
+    """Write `files`, a token-classification spec over train/validation (with `changes`), run `sweep run` on it and
+    return its one error line, after checking the exit code and that no file was written or changed."""
+    from test_bad_input import snapshot
+
+    from sweep.cli import main
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    names = list(files)
+    spec: dict[str, Any] = {
+        "name": "ner-bad", "task": "token-classification", "storage": f"sqlite:///{tmp_path / 'sweeps.db'}",
+        "checkpoint_dir": str(tmp_path / "checkpoints"),
+        "data": {"train": names[0], "validation": names[1], "cache_dir": str(tmp_path / "cache")},
+        "model": {"encoder": str(encoder), "max_length": 32},
+        "search": {"n_trials": 1, "sampler": "random", "pruner": "none", "space": {"epochs": 1}},
+    }  # fmt: skip
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        spec[section][key] = value
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "spec.yaml")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    assert snapshot(tmp_path) == before and not (tmp_path / "sweeps.db").exists()
+    return lines[0]
+
+
+TRAIN_CONLL = "my\tO\nphone\tB-item\nbroke\tO\n\nthe\tO\ncourier\tB-carrier\n\t\n"
+DEV_CONLL = "my\tO\nwatch\tB-item\n\n"
+BAD_INPUT = {
+    "jsonl tag list shorter than its tokens": (
+        {"wnut.jsonl": '{"tokens": ["my", "phone"], "tags": ["O", "B-item"]}\n'
+                       '{"tokens": ["a", "b", "c", "d", "e"], "tags": ["O", "O", "O", "O"]}\n',
+         "dev.conll": DEV_CONLL}, {},
+        "error: data.train: wnut.jsonl: line 2: 5 tokens but 4 tags (each token needs one tag)"),
+    "validation entity type never seen in training": (
+        {"train.conll": TRAIN_CONLL, "emerging.dev.conll": "a\tO\nknife\tB-weapon\n\nb\tB-item\n"}, {},
+        "error: data.validation: tag 'B-weapon' at emerging.dev.conll line 2 is not in the training data: entity type "
+        "'weapon' never occurs there (types in training: carrier, item)"),
+    "conll line without a tag": (
+        {"train.conll": "my\tO\nphone\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: cannot read train.conll as CoNLL (token and tag per line): line 2 has one field "
+        "('phone'): it needs a token and its tag"),
+    "tags that are not IOB": (
+        {"train.conll": "New\tB-LOC\nYork\tE-LOC\nParis\tS-LOC\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: train.conll: tags must be O, B-<type> or I-<type> (IOB1 or IOB2); found 'E-LOC' at "
+        "line 2; 'S-LOC' at line 3"),
+    "training data without entities": (
+        {"train.conll": "my\tO\nphone\tO\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: train.conll has no entity tags (every tag is O): token classification needs B-<type> / "
+        "I-<type> tags to learn from"),
+    "a csv file": (
+        {"train.csv": "text,label\na,b\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: unsupported file type '.csv' for task: token-classification (.conll, .bio, .iob, .jsonl, "
+        ".json; any other name with data.format: conll or jsonl)"),
+    "balanced class weights": (
+        {"train.conll": TRAIN_CONLL, "dev.conll": DEV_CONLL}, {"model__class_weights": "balanced"},
+        "error: model.class_weights: 'balanced' is not available for task: token-classification"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_tagged_input_is_refused_with_one_line_and_nothing_written(
+    case: str, tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files, changes, expected = BAD_INPUT[case]
+    line = bad_input_case(tmp_path, tiny_bert, files, capsys, **changes)
+    assert line.startswith("error: ") and expected.removeprefix("error: ") in line, line
