@@ -76,11 +76,18 @@ DATA_FORMATS = ("conll", "jsonl")  # data.format: how task: token-classification
 
 
 def token_problems(task: str, data: dict[str, Any]) -> list[tuple[str, str]]:
-    """`data.format` outside task: token-classification, and class weights for it (its classes are tags)."""
+    """`data.format` outside task: token-classification; for it, CSV-only keys, several text columns and class weights
+    (its classes are tags)."""
     section, model = data.get("data"), data.get("model")
     problems = []
     if isinstance(section, dict) and section.get("format") is not None and task != TOKEN_TASK:
         problems.append(("data.format", f"applies only to task: {TOKEN_TASK} (this spec's task is {task}): remove it"))
+    if task == TOKEN_TASK and isinstance(section, dict):
+        if section.get("columns") is not None:
+            problems.append(("data.columns", f"applies to .csv/.tsv files, not to task: {TOKEN_TASK}: remove it"))
+        if isinstance(section.get("text_column"), list):
+            problems.append(("data.text_column", f"task: {TOKEN_TASK} reads one list of tokens per sentence: name "
+                                                 "one key (default tokens)"))
     if task == TOKEN_TASK and isinstance(model, dict) and model.get("class_weights") == "balanced":
         problems.append(("model.class_weights", f"'balanced' is not available for task: {TOKEN_TASK} (its labels are "
                                                 "per-token tags, mostly O): remove it or set it to none"))

@@ -194,6 +194,7 @@ def test_token_classification_spec_defaults_to_entity_f1_and_refuses_class_weigh
         "objective.metric": "'accuracy' is not a metric of task: token-classification (choose one of f1_micro, "
                             "f1_macro, precision_micro, recall_micro)",
     }  # fmt: skip
+    assert set(problems_of({**NER, "data": {**NER["data"], "text_column": ["a", "b"]}})) == {"data.text_column"}
     assert problems_of({"name": "x", "data": {"train": "t.csv", "format": "conll"}}) == {
         "data.format": "applies only to task: token-classification (this spec's task is text-classification): "
                        "remove it"}  # fmt: skip
@@ -348,8 +349,9 @@ def test_export_loads_with_the_ner_pipeline_and_reproduces_the_metric(ner_study:
     assert json.loads((out / "sweep.json").read_text(encoding="utf-8"))["task"] == "token-classification"
 
 
-def test_report_shows_entity_types_weakest_first(ner_study: Path) -> None:
+def test_report_shows_entity_types_weakest_first(ner_study: Path, tmp_path: Path) -> None:
     from reports.blocks import TableBlock
+    from reports.page import write_report
     from reports.sections import build_report
     from sweep.storage import load_study
 
@@ -363,6 +365,8 @@ def test_report_shows_entity_types_weakest_first(ner_study: Path) -> None:
     data = sections["Data"].blocks
     tagged = next(b for b in data if isinstance(b, TableBlock) and b.caption == "Tagged sentences")
     assert tagged.rows[0] == ["scheme", "IOB2", "IOB2"]
+    page = write_report([study], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    assert "Per-entity-type scores of trial" in page and "Best trial: per entity type" in page
 
 
 # -- bad input, through the real CLI: one line naming the file and the value, exit 2, nothing written ------------
