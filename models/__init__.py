@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from models.classifier import SequenceClassifier, linear_warmup_decay, parameter_groups, quiet_transformers
     from models.metrics import classification_metrics
     from models.multilabel import MultiLabelClassifier
+    from models.token_classifier import TokenClassifier
 
 _LAZY = {
     "SequenceClassifier": "models.classifier",
@@ -21,11 +22,13 @@ _LAZY = {
     "quiet_transformers": "models.classifier",
     "classification_metrics": "models.metrics",
     "MultiLabelClassifier": "models.multilabel",
+    "TokenClassifier": "models.token_classifier",
 }
 
 __all__ = [
     "MultiLabelClassifier",
     "SequenceClassifier",
+    "TokenClassifier",
     "classification_metrics",
     "linear_warmup_decay",
     "parameter_groups",

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, TableBlock
+from reports.entities import TOKEN_TASK, tagged_data_blocks
 from reports.figures import plot_class_distribution
 from reports.scores import label_distribution_blocks
 
@@ -149,6 +150,8 @@ def data_blocks(report: Mapping[str, Any]) -> list[Block]:
         blocks.append(TableBlock(columns=["", ""], rows=overview, caption="Data"))
     if report.get("text_pair"):
         blocks.append(NoteBlock(PAIR_NOTE))
+    if report.get("task") == TOKEN_TASK:
+        blocks += tagged_data_blocks(report)
     distribution = collect_class_distribution(report)
     if "label_distribution" in report:  # task: regression: a numeric label, not classes
         blocks += label_distribution_blocks(report)

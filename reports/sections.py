@@ -15,6 +15,7 @@ from reports.advice import RULES as ADVICE_RULES
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
 from reports.classes import class_blocks, classes_by_f1, per_class_table
 from reports.data import data_blocks
+from reports.entities import TOKEN_TASK, entity_blocks
 from reports.figures import (
     HEIGHT,
     HistoryData,
@@ -53,7 +54,8 @@ HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weig
                     "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_loss")
 MAX_ERROR_CHARS = 300
 # The per-trial section's title where a task's differs from "Best trial: per class".
-BEST_TRIAL_TITLES = {"regression": "Best trial: predicted vs true"}
+BEST_TRIAL_TITLES = {"regression": "Best trial: predicted vs true",
+                     "token-classification": "Best trial: per entity type"}
 MULTILABEL_METRICS = ("val_f1_micro_at_0.5", "val_exact_match")
 MULTILABEL_NOTE = ("Multi-label: a label is predicted when its sigmoid score reaches the decision threshold, which is "
                    "tuned on the same validation set these scores are measured on (so they are somewhat optimistic; "
@@ -267,6 +269,8 @@ def best_trial_blocks(study: optuna.Study) -> list[Block]:
     record = read_trial(best)
     if read_study(study).task == "multi-label":
         return multilabel_blocks(best.number, record.per_class, labels, record.threshold, record.label_thresholds)
+    if read_study(study).task == TOKEN_TASK:
+        return entity_blocks(best.number, record.per_class)
     examples = {(e["given"], e["predicted"]): e["text"] for e in record.confused_examples}
     return class_blocks(best.number, record.per_class, labels, collect_confusion(best, labels), examples=examples)
 

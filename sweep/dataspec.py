@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
@@ -16,7 +16,12 @@ LATER_KEYS: dict[str, Any] = {
     "text_separator": DEFAULT_TEXT_SEPARATOR,
     "text_pair_column": None,
     "label_delimiter": None,
+    "format": None,
 }
+TOKEN_TASK = "token-classification"
+# task: token-classification reads tagged sentences: CoNLL files by suffix (any name with data.format) or JSON lines.
+TAGGED_SUFFIXES = (".conll", ".bio", ".iob", ".jsonl", ".json")
+TOKEN_DEFAULT_COLUMNS = ("tokens", "tags")  # data.text_column / data.label_column of a JSON lines file, when unset
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -47,6 +52,8 @@ class DataSpec(BaseModel):
     # task: multi-label: cuts a .csv/.tsv label cell into its labels ("billing|refund"); JSON lists need none.
     label_delimiter: str | None = Field(None, min_length=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    # task: token-classification: read the files as CoNLL (token ... tag per line) or JSON lines, whatever their names
+    format: Literal["conll", "jsonl"] | None = None
     cache_dir: str | None = None
 
     @field_validator("columns", mode="before")
@@ -97,8 +104,28 @@ def resolve_data_path(source: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def path_problems(sources: dict[str, Any], base: Path) -> list[tuple[str, str]]:
-    """Missing or unsupported local files among `sources` ({"train": ..., "validation": ...}), without reading them."""
+def data_suffixes(task: Any, fmt: Any) -> tuple[str, ...] | None:
+    """The file suffixes a task reads; None where any name goes (token classification with data.format)."""
+    if task != TOKEN_TASK:
+        return DATA_SUFFIXES
+    return None if fmt is not None else TAGGED_SUFFIXES
+
+
+def tagged_columns(data: DataSpec) -> tuple[str, str]:
+    """The JSON keys of the tokens and the tags (task: token-classification): data.text_column / data.label_column
+    when the spec sets them, else `tokens` / `tags`."""
+    given = data.model_fields_set
+    text = data.text_column if "text_column" in given and isinstance(data.text_column, str) else None
+    return text or TOKEN_DEFAULT_COLUMNS[0], data.label_column if "label_column" in given else TOKEN_DEFAULT_COLUMNS[1]
+
+
+def path_problems(
+    sources: dict[str, Any], base: Path, suffixes: tuple[str, ...] | None = DATA_SUFFIXES
+) -> list[tuple[str, str]]:
+    """Missing or unsupported local files among `sources` ({"train": ..., "validation": ...}), without reading them.
+
+    `suffixes`: the file types the task reads (`data_suffixes`); None accepts any name.
+    """
     problems = []
     for field, source in sources.items():
         if not isinstance(source, str) or source.startswith(HUB_PREFIX):
@@ -106,17 +133,25 @@ def path_problems(sources: dict[str, Any], base: Path) -> list[tuple[str, str]]:
         path = Path(resolve_data_path(source, base))
         if not path.exists():
             problems.append((f"data.{field}", f"file not found: {path}"))
-        elif path.suffix.lower() not in DATA_SUFFIXES:
+        elif suffixes == TAGGED_SUFFIXES and path.suffix.lower() not in suffixes:
             problems.append(
                 (
                     f"data.{field}",
-                    f"unsupported file type '{path.suffix}' ({', '.join(DATA_SUFFIXES)} or {HUB_PREFIX}<name>)",
+                    f"unsupported file type '{path.suffix}' for task: {TOKEN_TASK} ({', '.join(suffixes)}; any other "
+                    "name with data.format: conll or jsonl)",
+                )
+            )
+        elif suffixes is not None and path.suffix.lower() not in suffixes:
+            problems.append(
+                (
+                    f"data.{field}",
+                    f"unsupported file type '{path.suffix}' ({', '.join(suffixes)} or {HUB_PREFIX}<name>)",
                 )
             )
     return problems
 
 
-def data_problems(data: DataSpec, base: Path) -> list[tuple[str, str]]:
+def data_problems(data: DataSpec, base: Path, task: Any = None) -> list[tuple[str, str]]:
     """Problems found by reading the local data files a valid data section names (columns, header, encoding).
 
     The run reads them anyway; this is for a spec refused for other reasons, so one run lists every problem.
@@ -124,6 +159,8 @@ def data_problems(data: DataSpec, base: Path) -> list[tuple[str, str]]:
     """
     from datamodules import DataError, load_table
 
+    if task == TOKEN_TASK:
+        return tagged_problems(data, base)
     problems: list[tuple[str, str]] = []
     for field, source in (("data.train", data.train), ("data.validation", data.validation)):
         if source is None or source.startswith(HUB_PREFIX):
@@ -141,3 +178,18 @@ def data_problems(data: DataSpec, base: Path) -> list[tuple[str, str]]:
         except DataError as err:
             problems += [p for p in err.problems if p not in problems]  # column problems repeat per file
     return problems
+
+
+def tagged_problems(data: DataSpec, base: Path) -> list[tuple[str, str]]:
+    """Problems found by reading the tagged files (task: token-classification) a valid data section names."""
+    from datamodules import DataError
+    from datamodules.token_preparation import load_tagged_sources
+
+    tokens, tags = tagged_columns(data)
+    validation = resolve_data_path(data.validation, base) if data.validation else None
+    try:
+        load_tagged_sources(resolve_data_path(data.train, base), validation, fmt=data.format, tokens_key=tokens,
+                            tags_key=tags)  # fmt: skip
+    except DataError as err:
+        return err.problems
+    return []

@@ -185,6 +185,8 @@ def _encoder_name(encoder: str | None) -> str:
 
 def model_card(meta: dict[str, Any]) -> str:
     """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
+    if meta.get("task") == "token-classification":
+        return token_model_card(meta)
     report = meta.get("data_report") or {}
     metric = meta["metric"]
     overall = meta["validation_metrics"]
@@ -278,6 +280,77 @@ from transformers import pipeline
 {fn} = {make}
 {fn}({call}, truncation=True, max_length={max_length})
 ```
+"""
+
+
+def token_model_card(meta: dict[str, Any]) -> str:
+    """README.md of an exported token classifier (NER): the pipeline call, entity-level scores per type, the data."""
+    report = meta.get("data_report") or {}
+    overall = meta["validation_metrics"]
+    headline = ", ".join(f"{k.removeprefix('val_')} {overall[k]:.4f}" for k in
+                         ("val_f1_micro", "val_precision_micro", "val_recall_micro", "val_f1_macro") if k in overall)
+    entities = report.get("class_distribution", {})
+    distribution = "\n".join(
+        f"| {kind} | {entities.get('train', {}).get(kind, '-')} | {entities.get('validation', {}).get(kind, '-')} |"
+        for kind in report.get("entity_types") or meta.get("per_class") or []
+    )
+    rows = ["| entity type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {kind} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+             for kind, m in meta["per_class"].items()]
+    warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or "- none"
+    max_length = meta.get("max_length") or 128
+    return f"""---
+library_name: transformers
+pipeline_tag: token-classification
+tags: [sweep, token-classification, ner]
+---
+
+# {meta["study"]} · trial {meta["trial"]}
+
+A token classifier (named-entity recognition) fine-tuned from `{meta["encoder"]}` by
+[sweep](https://pypi.org/project/sweep/): the weights of the **best validation epoch** ({meta["best_epoch"]} of
+{meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.
+
+## Use
+
+```python
+from transformers import pipeline
+
+ner = pipeline("token-classification", model="path/to/this/folder", aggregation_strategy="simple")
+ner("your text here")  # [{{"entity_group": "<type>", "word": ..., "start": ..., "end": ..., "score": ...}}, ...]
+```
+
+or `AutoModelForTokenClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
+Entity types: {", ".join(report.get("entity_types") or meta["per_class"])}.
+Tags (IOB2): {", ".join(meta.get("label_names") or [])}.
+Trained on each word's first sub-token, with sentences of at most {max_length} tokens (longer ones in windows).
+
+## Validation results (best epoch)
+
+Entity level (seqeval, conlleval mode: an entity counts when its type and whole span match).
+{meta["metric"]}: **{meta["value"]:.4f}**. {headline}.
+
+{chr(10).join(rows)}
+
+## Hyperparameters
+
+{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}.
+Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
+
+## Data
+
+- train: `{report.get("train", "?")}` ({report.get("num_train", "?")} sentences after cleaning)
+- validation: `{report.get("validation") or report.get("split", "?")}` ({report.get("num_validation", "?")} sentences)
+- data fingerprint: `{meta["data_fingerprint"]}`
+
+| entity type | train entities | validation entities |
+|---|---:|---:|
+{distribution}
+
+Cleaning and checks:
+{warnings}
+
+The full data report, the spec the study ran and every number above are in `{METADATA_FILE}`.
 """
 
 

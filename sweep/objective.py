@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from optuna.trial import FrozenTrial
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import PreparedData
+from datamodules.token_preparation import SENTENCE
 from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
 from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
 from sweep.checkpoints import BestWeights, save_checkpoint
@@ -24,7 +26,7 @@ from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
-from sweep.tasks import Batching, Head, build_datamodule, build_module
+from sweep.tasks import Batching, Head, build_datamodule, build_module, validation_groups
 from sweep.taskspec import DEFAULT_TASK, MINIMIZED
 from sweep.worker import GracefulStop, StopRequested, worker_id
 
@@ -102,7 +104,7 @@ def train_trial(
     t1 = time.perf_counter()
     head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
                 score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold,
-                label_priors=_label_priors(data))  # fmt: skip
+                label_priors=_label_priors(data), validation_groups=validation_groups(data))  # fmt: skip
     module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()
@@ -132,12 +134,19 @@ def _score_mean(data: PreparedData) -> float | None:
 
 
 def _label_priors(data: PreparedData) -> list[float] | None:
-    """Each label's share of the training rows where the labels are multi-hot vectors (task: multi-label), else
-    None."""
-    if not data.report.get("multi_label") or not len(data.train):
+    """Each label's share of the training targets where a head starts from it (see `Head.label_priors`): of the rows
+    for multi-hot labels (task: multi-label), of the tagged words for per-word tags (task: token-classification);
+    else None."""
+    if not len(data.train):
         return None
-    counts = data.report.get("class_distribution", {}).get("train", {})
-    return [counts.get(name, 0) / len(data.train) for name in data.label_names]
+    if data.report.get("multi_label"):
+        counts = data.report.get("class_distribution", {}).get("train", {})
+        return [counts.get(name, 0) / len(data.train) for name in data.label_names]
+    if SENTENCE in data.train.column_names:
+        tags = Counter(t for row in data.train["labels"] for t in row if t >= 0)
+        total = sum(tags.values())
+        return [tags[i] / total for i in range(len(data.label_names))] if total else None
+    return None
 
 
 def trial_result(best: dict[str, Any], history: list[dict[str, Any]], data: PreparedData) -> TrialResult:

@@ -19,6 +19,7 @@ from datamodules import DataError, PreparedData, prepare_classification_data, pr
 from datamodules.regression import prepare_regression_data
 from record import FINISHED, reevaluation_runs, study_budget, write_budget
 from sweep.checkpoints import save_tokenizer_once
+from sweep.dataspec import TOKEN_TASK, tagged_columns
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.lifecycle import (
@@ -78,10 +79,11 @@ def prepare_data(
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
-    prepare = prepare_regression_data if spec.task == "regression" else prepare_classification_data
     try:
-        if spec.task == "multi-label":
-            return _warned(prepare_multilabel_data(
+        if spec.task == TOKEN_TASK:
+            data = prepare_tagged(spec, base, encoder, cache_dir, console, check)
+        elif spec.task == "multi-label":
+            data = prepare_multilabel_data(
                 train_source=resolve_data_path(spec.data.train, base),
                 validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
                 text_column=spec.data.text_column,
@@ -96,23 +98,25 @@ def prepare_data(
                 cache_dir=cache_dir,
                 log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
                 check_fingerprint=check,
-            ), console)  # fmt: skip
-        data = prepare(
-            train_source=resolve_data_path(spec.data.train, base),
-            validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
-            text_column=spec.data.text_column,
-            text_separator=spec.data.text_separator,
-            text_pair_column=spec.data.text_pair_column,
-            columns=spec.data.columns,
-            label_column=spec.data.label_column,
-            val_fraction=spec.data.val_fraction,
-            seed=spec.search.seed,
-            tokenizer_name_or_path=encoder,
-            max_length=spec.model.max_length,
-            cache_dir=cache_dir,
-            log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
-            check_fingerprint=check,
-        )
+            )
+        else:
+            prepare = prepare_regression_data if spec.task == "regression" else prepare_classification_data
+            data = prepare(
+                train_source=resolve_data_path(spec.data.train, base),
+                validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
+                text_column=spec.data.text_column,
+                text_separator=spec.data.text_separator,
+                text_pair_column=spec.data.text_pair_column,
+                columns=spec.data.columns,
+                label_column=spec.data.label_column,
+                val_fraction=spec.data.val_fraction,
+                seed=spec.search.seed,
+                tokenizer_name_or_path=encoder,
+                max_length=spec.model.max_length,
+                cache_dir=cache_dir,
+                log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
+                check_fingerprint=check,
+            )
     except DataError as exc:
         raise SweepError(exc.problems) from None
     except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder
@@ -134,7 +138,26 @@ def _labels_phrase(spec: Spec, data: PreparedData) -> str:
     """What the study predicts, for the opening line: `5 classes`, or the regression's score column."""
     if spec.task == "regression":
         return f"regression on {data.label_names[0]!r}"
+    if spec.task == TOKEN_TASK:
+        types = {name[2:] for name in data.label_names if name[:2] in ("B-", "I-")}
+        return f"{len(types)} entity types, {len(data.label_names)} tags"
+    if spec.task == "multi-label":
+        return f"{len(data.label_names)} labels"
     return f"{len(data.label_names)} classes"
+def prepare_tagged(
+    spec: Spec, base: Path, encoder: str, cache_dir: Path, console: Console, check: Callable[[str], None] | None
+) -> PreparedData:
+    """task: token-classification: tagged sentences (CoNLL or JSON lines), each word's tag on its first sub-token."""
+    from datamodules.token_preparation import prepare_token_data
+
+    tokens, tags = tagged_columns(spec.data)
+    return prepare_token_data(
+        train_source=resolve_data_path(spec.data.train, base),
+        validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
+        tokens_key=tokens, tags_key=tags, fmt=spec.data.format, val_fraction=spec.data.val_fraction,
+        seed=spec.search.seed, tokenizer_name_or_path=encoder, max_length=spec.model.max_length, cache_dir=cache_dir,
+        log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False), check_fingerprint=check,
+    )  # fmt: skip
 
 
 def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:

@@ -24,10 +24,10 @@ from pydantic import (
 )
 
 from models.hyperparameters import HYPERPARAMETER_LIMITS
-from sweep.dataspec import DataSpec, data_problems, path_problems
+from sweep.dataspec import DataSpec, data_problems, data_suffixes, path_problems
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
-from sweep.taskspec import DEFAULT_TASK, PLANNED_TASKS, TASKS, default_metric, task_problems
+from sweep.taskspec import DEFAULT_TASK, TASKS, default_metric, task_problems
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
@@ -232,9 +232,7 @@ class Spec(_Strict):
     @field_validator("task", mode="after")
     @classmethod
     def _check_task(cls, value: str) -> str:
-        available = ", ".join(t for t in TASKS if t not in PLANNED_TASKS)
-        if value in PLANNED_TASKS:
-            raise ValueError(f"{value!r} is not available yet (available: {available})")
+        available = ", ".join(TASKS)
         if value not in TASKS:
             raise ValueError(f"unknown task {value!r} (available: {available})")
         return value
@@ -356,14 +354,16 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
         if isinstance(data_section, dict):
             known = {where for where, _ in exc.problems}
             sources = {key: data_section.get(key) for key in ("train", "validation")}
-            paths = [p for p in path_problems(sources, base) if p[0] not in known]
+            suffixes = data_suffixes(data.get("task"), data_section.get("format"))
+            paths = [p for p in path_problems(sources, base, suffixes) if p[0] not in known]
             exc.problems += paths
             if not paths and not any(where == "data" or where.startswith("data.") for where in known):
-                exc.problems += data_problems(DataSpec.model_validate(data_section), base)
+                exc.problems += data_problems(DataSpec.model_validate(data_section), base, data.get("task"))
         raise SweepError(exc.problems, source=exc.source) from None
     return spec, base
 
 
 def check_paths(spec: Spec, base: Path) -> list[tuple[str, str]]:
     """Problems with local files named by the spec (data files), without reading them."""
-    return path_problems({"train": spec.data.train, "validation": spec.data.validation}, base)
+    suffixes = data_suffixes(spec.task, spec.data.format)
+    return path_problems({"train": spec.data.train, "validation": spec.data.validation}, base, suffixes)

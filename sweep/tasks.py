@@ -6,13 +6,15 @@ adds an entry here (its head in `models/`, its batching in `datamodules/`), not 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
 
 from datamodules import PreparedData, TextClassificationDataModule
-from models import MultiLabelClassifier, SequenceClassifier
+from datamodules.token_preparation import SENTENCE
+from models import MultiLabelClassifier, SequenceClassifier, TokenClassifier
 from models.regressor import SequenceRegressor
 from sweep.space import Hyperparameters
 
@@ -38,10 +40,22 @@ class Head:
     score_mean: float | None = None  # task: regression: the training scores' mean (the head's output starts there)
     metric: str = "f1_macro"  # the objective's metric (multi-label tunes its decision threshold for it)
     threshold: str = "global"  # task multi-label: one decision threshold, or one per label
-    label_priors: list[float] | None = None  # task multi-label: each label's share of training rows (head bias start)
+    # Each label's share of the training targets (multi-label: of rows; token classification: of tagged words): the
+    # head's output bias starts at those frequencies. None: the head starts at 0.
+    label_priors: list[float] | None = None
+    # validation row -> the example it belongs to, where one example may span several rows (token classification:
+    # a sentence longer than max_length is split into windows); None: each row is an example
+    validation_groups: list[int] | None = None
 
 
-def _classification_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
+def validation_groups(data: PreparedData) -> list[int] | None:
+    """The sentence of each validation row, when the prepared data has several rows per sentence (token tasks)."""
+    if SENTENCE not in data.validation.column_names:
+        return None
+    return [int(s) for s in data.validation[SENTENCE]]
+
+
+def _data_module(data: PreparedData, batching: Batching, *, label_kind: str) -> pl.LightningDataModule:
     return TextClassificationDataModule(
         data.train,
         data.validation,
@@ -50,31 +64,7 @@ def _classification_data(data: PreparedData, batching: Batching) -> pl.Lightning
         eval_batch_size=batching.eval_batch_size,
         seed=batching.seed,
         group_by_length=batching.group_by_length,
-    )
-
-
-def _regression_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
-    return TextClassificationDataModule(
-        data.train,
-        data.validation,
-        pad_token_id=data.pad_token_id,
-        batch_size=batching.batch_size,
-        eval_batch_size=batching.eval_batch_size,
-        seed=batching.seed,
-        group_by_length=batching.group_by_length,
-        label_kind="score",
-    )
-
-
-def _sequence_regressor(head: Head) -> pl.LightningModule:
-    return SequenceRegressor(
-        encoder_name_or_path=head.encoder,
-        label_names=head.label_names,
-        learning_rate=head.hp.learning_rate,
-        weight_decay=head.hp.weight_decay,
-        warmup_ratio=head.hp.warmup_ratio,
-        dropout=head.hp.dropout,
-        score_mean=head.score_mean or 0.0,
+        label_kind=label_kind,
     )
 
 
@@ -91,16 +81,15 @@ def _sequence_classifier(head: Head) -> pl.LightningModule:
     )
 
 
-def _multilabel_data(data: PreparedData, batching: Batching) -> pl.LightningDataModule:
-    return TextClassificationDataModule(
-        data.train,
-        data.validation,
-        pad_token_id=data.pad_token_id,
-        batch_size=batching.batch_size,
-        eval_batch_size=batching.eval_batch_size,
-        seed=batching.seed,
-        group_by_length=batching.group_by_length,
-        label_kind="multi-hot",
+def _sequence_regressor(head: Head) -> pl.LightningModule:
+    return SequenceRegressor(
+        encoder_name_or_path=head.encoder,
+        label_names=head.label_names,
+        learning_rate=head.hp.learning_rate,
+        weight_decay=head.hp.weight_decay,
+        warmup_ratio=head.hp.warmup_ratio,
+        dropout=head.hp.dropout,
+        score_mean=head.score_mean or 0.0,
     )
 
 
@@ -119,20 +108,36 @@ def _multilabel_classifier(head: Head) -> pl.LightningModule:
     )
 
 
+def _token_classifier(head: Head) -> pl.LightningModule:
+    return TokenClassifier(
+        encoder_name_or_path=head.encoder,
+        label_names=head.label_names,
+        learning_rate=head.hp.learning_rate,
+        weight_decay=head.hp.weight_decay,
+        warmup_ratio=head.hp.warmup_ratio,
+        label_smoothing=head.hp.label_smoothing,
+        dropout=head.hp.dropout,
+        validation_sentences=head.validation_groups,
+        label_priors=head.label_priors,
+    )
+
+
 # task -> (data module factory, module factory). Every module keeps `model` (the transformers model export saves)
 # and `history` (one record per validation run: epoch, step, epochs_trained, the scalar `val_*` metrics, and the
 # task's bulky parts such as per_class, kept for the best evaluation only).
 DATA_MODULES: dict[str, Callable[[PreparedData, Batching], pl.LightningDataModule]] = {
-    "text-classification": _classification_data,
-    "text-pair": _classification_data,
-    "regression": _regression_data,
-    "multi-label": _multilabel_data,
+    "text-classification": functools.partial(_data_module, label_kind="class"),
+    "text-pair": functools.partial(_data_module, label_kind="class"),
+    "regression": functools.partial(_data_module, label_kind="score"),
+    "multi-label": functools.partial(_data_module, label_kind="multi-hot"),
+    "token-classification": functools.partial(_data_module, label_kind="tokens"),
 }
 MODULES: dict[str, Callable[[Head], pl.LightningModule]] = {
     "text-classification": _sequence_classifier,
     "text-pair": _sequence_classifier,
     "regression": _sequence_regressor,
     "multi-label": _multilabel_classifier,
+    "token-classification": _token_classifier,
 }
 
 

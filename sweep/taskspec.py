@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 TASKS = ("text-classification", "text-pair", "token-classification", "multi-label", "regression")
 DEFAULT_TASK = "text-classification"
-# Tasks refused by name until their head, data and report exist (each one's work removes it from here).
-PLANNED_TASKS = ("token-classification",)
 
 _CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
 # The `objective.metric` values each task can optimise; the first is the task's default.
@@ -57,6 +55,7 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     if task == "regression":
         problems += regression_problems(data)
     problems += multilabel_problems(task, section, data.get("model"))
+    problems += token_problems(task, data)
     pair = section.get("text_pair_column")
     if task == "text-pair" and pair is None:
         return problems + [
@@ -108,3 +107,24 @@ def multilabel_problems(task: str, data: dict[str, Any], model: Any) -> list[tup
                                         "tuned on validation instead; model.threshold: per-label tunes one per "
                                         "label): remove it")]  # fmt: skip
     return []
+TOKEN_TASK = "token-classification"
+DATA_FORMATS = ("conll", "jsonl")  # data.format: how task: token-classification reads its files, whatever their names
+
+
+def token_problems(task: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """`data.format` outside task: token-classification; for it, CSV-only keys, several text columns and class weights
+    (its classes are tags)."""
+    section, model = data.get("data"), data.get("model")
+    problems = []
+    if isinstance(section, dict) and section.get("format") is not None and task != TOKEN_TASK:
+        problems.append(("data.format", f"applies only to task: {TOKEN_TASK} (this spec's task is {task}): remove it"))
+    if task == TOKEN_TASK and isinstance(section, dict):
+        if section.get("columns") is not None:
+            problems.append(("data.columns", f"applies to .csv/.tsv files, not to task: {TOKEN_TASK}: remove it"))
+        if isinstance(section.get("text_column"), list):
+            problems.append(("data.text_column", f"task: {TOKEN_TASK} reads one list of tokens per sentence: name "
+                                                 "one key (default tokens)"))
+    if task == TOKEN_TASK and isinstance(model, dict) and model.get("class_weights") == "balanced":
+        problems.append(("model.class_weights", f"'balanced' is not available for task: {TOKEN_TASK} (its labels are "
+                                                "per-token tags, mostly O): remove it or set it to none"))
+    return problems

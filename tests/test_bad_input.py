@@ -220,8 +220,9 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("status of an unknown study", _unknown_for("status"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("report of an unknown study", _unknown_for("report"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("export of an unknown study", _unknown_for("export"), ["study: no study named 'nope'", "(studies here: other)"]),
-    ("a task not built yet", lambda e: ["run", e.spec(task="token-classification")],
-     ["task: 'token-classification' is not available yet (available: text-classification, text-pair"]),
+    ("an unknown task", lambda e: ["run", e.spec(task="nli")],
+     ["task: unknown task 'nli' (available: text-classification, text-pair, token-classification, multi-label, "
+      "regression)"]),
     ("text-pair without a pair column", lambda e: ["run", e.spec(task="text-pair")],
      ["data.text_pair_column: required for task: text-pair"]),
     ("a pair column without task: text-pair", lambda e: ["run", e.spec(**{"data.text_pair_column": "label"})],
