@@ -123,8 +123,10 @@ def linear_probabilities(
 def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIssues:
     """Likely label errors of a single-label task (text classification, text pairs), worst first.
 
-    `cleanlab.filter.find_label_issues` flags them (confident learning, pruned by noise rate) and ranks them by
-    self-confidence; `cleanlab.rank.get_label_quality_scores` gives each its score and
+    `cleanlab.filter.find_label_issues` flags them (confident learning with `filter_by="both"`: flagged by both
+    the per-class and the noise-rate pruning rule, which raised precision at the same recall on TREC-6 with frozen
+    embeddings, see benchmarks/AUDIT.md) and ranks them by self-confidence;
+    `cleanlab.rank.get_label_quality_scores` gives each its score and
     `cleanlab.dataset.rank_classes_by_label_quality` each class's estimated noise. The suggested label is the
     most probable label other than the given one.
     """
@@ -134,7 +136,7 @@ def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIs
 
     labels = np.asarray(labels, dtype=int)
     num_classes = pred_probs.shape[1]
-    ranked = find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
+    ranked = find_label_issues(labels, pred_probs, filter_by="both", return_indices_ranked_by="self_confidence")
     quality = get_label_quality_scores(labels, pred_probs, method="self_confidence")
     others = pred_probs.copy()
     others[np.arange(len(labels)), labels] = -1.0

@@ -266,3 +266,26 @@ def test_finetune_method_trains_each_fold_with_the_spec_defaults(
     assert "fold 1/2 trained on 12 examples" in err and "fold 2/2 trained on 12 examples" in err
     assert out.is_file()
     assert not (tmp_path / "sweeps.db").exists()  # no study: nothing stored, no store created
+
+
+def test_text_pair_audit_keeps_both_texts_in_the_csv(tmp_path: Path, tiny_bert: Path) -> None:
+    rows = flip(separable_rows(12, seed=3), [5])
+    pairs = [(f"question {i}", text, label) for i, (text, label) in enumerate(rows)]
+    with (tmp_path / "train.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "text_b", "label"), *pairs])
+    with (tmp_path / "val.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "text_b", "label"), *[("q", t, lab) for t, lab in separable_rows(3, 8)]])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "pairs", "task": "text-pair",
+        "data": {"train": "train.csv", "validation": "val.csv", "text_pair_column": "text_b",
+                 "cache_dir": str(tmp_path / "cache")},
+        "model": {"encoder": str(tiny_bert), "max_length": 32},
+    }), encoding="utf-8")  # fmt: skip
+    out = tmp_path / "audit.csv"
+    assert main(["audit", str(spec), "--folds", "3", "--out", str(out), "--storage",
+                 f"sqlite:///{tmp_path / 's.db'}"]) == 0  # fmt: skip
+    flagged = read_rows(out)
+    assert int(flagged[0]["row"]) == 5  # the planted pair leads
+    for r in flagged:
+        assert (r["text"], r["text_pair"], r["given_label"]) == pairs[int(r["row"])]
