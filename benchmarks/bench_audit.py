@@ -111,7 +111,9 @@ def write_spec(folder: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def audit(folder: Path, args: argparse.Namespace, method: str, flipped: list[int] | None) -> dict[str, Any]:
+def audit(
+    folder: Path, args: argparse.Namespace, method: str, flipped: list[int] | None, tag: str = "clean"
+) -> dict[str, Any]:
     """Run the audit as `sweep audit` does; precision and recall against the flipped rows when there are some."""
     from rich.console import Console
 
@@ -123,6 +125,8 @@ def audit(folder: Path, args: argparse.Namespace, method: str, flipped: list[int
     result = run_audit(spec, method=method, folds=args.folds, out=out,
                        storage_url=f"sqlite:///{folder / 'none.db'}", console=Console(stderr=True, quiet=True))
     seconds = time.perf_counter() - started
+    if result.pred_probs is not None:  # kept, to compare cleanlab's options offline
+        np.save(folder / f"probs-{method}-{tag}.npy", result.pred_probs)
     rows = [r.row for r in result.rows]
     outcome: dict[str, Any] = {
         "method": method, "seconds": round(seconds, 1), "flagged": len(rows),
@@ -183,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         noisy, flipped = flip_labels(train, seed)
         write_rows(folder / "train.csv", noisy)
         for method in args.methods:
-            flipped_runs.append({"seed": seed, **audit(folder, args, method, flipped)})
+            flipped_runs.append({"seed": seed, **audit(folder, args, method, flipped, tag=f"seed{seed}")})
     if not args.no_clean:
         write_rows(folder / "train.csv", train)
         for method in args.methods:

@@ -91,6 +91,7 @@ class AuditResult:
     stored_in: str | None  # the study it was stored with, else None
     store_note: str | None  # why it was not stored, when a study exists
     storage_url: str = ""
+    pred_probs: np.ndarray | None = None  # the out-of-fold probabilities the ranking rests on (row i = train row i)
 
 
 # --- checks ----------------------------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ def run_audit(
                 stored_in = spec.name
             except SweepError as exc:  # a running `sweep run` holds the SQLite store
                 note = f"not stored with study {spec.name}: {exc.lines()[0]}"
-    return AuditResult(record, rows, label_names, data, out, stored_in, note, url)
+    return AuditResult(record, rows, label_names, data, out, stored_in, note, url, probs)
 
 
 # --- screen ----------------------------------------------------------------------------------------------------

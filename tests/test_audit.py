@@ -235,6 +235,13 @@ def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
     assert main(["audit", str(spec), "--storage", url]) == 0
     assert "embeddings from the cache" in capsys.readouterr().err
 
+    # finetune trains each fold with the study's best trial's hyperparameters, and its audit replaces the first.
+    assert main(["audit", str(spec), "--method", "finetune", "--folds", "2", "--storage", url]) == 0
+    assert "fine-tuning each fold with the best trial of study audit-test (trial 0)" in capsys.readouterr().err
+    replaced = read_audit(load_study("audit-test", url))
+    assert replaced is not None and replaced.method == "finetune" and replaced.folds == 2
+    assert replaced.hyperparameters["epochs"] == 1 and replaced.hyperparameters["learning_rate"] == 1e-3
+
 
 def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_written(
     tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
