@@ -56,6 +56,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared datasets folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/sweep-bench-audit"), help="scratch folder")
     parser.add_argument("--results", type=Path, default=HERE, help="folder for AUDIT.md and audit.json")
+    parser.add_argument("--render", action="store_true", help="only rewrite AUDIT.md from audit.json")
     return parser.parse_args(argv)
 
 
@@ -132,6 +133,8 @@ def audit(
         "method": method, "seconds": round(seconds, 1), "flagged": len(rows),
         "oof_accuracy": result.record.accuracy, "examples": result.record.examples,
     }  # fmt: skip
+    if method == "finetune":
+        outcome["hyperparameters"] = result.record.hyperparameters
     if flipped is not None:
         hits = set(rows) & set(flipped)
         top = set(rows[: len(flipped)])
@@ -148,10 +151,15 @@ def audit(
 
 
 def markdown(results: dict[str, Any]) -> str:
+    runs = results["flipped"] + results["clean"]
+    commands = dict.fromkeys(f"`{r.get('command', results['command'])}` ({r.get('when', results['when'])})"
+                             for r in runs)  # fmt: skip
     lines = [
         "# Annotation audit benchmark (TREC-6, labels flipped on purpose)",
         "",
-        f"Measured {results['when']} on {results['machine']} with `{results['command']}`.",
+        f"Measured on {results['machine']} with:",
+        "",
+        *[f"- {c}" for c in commands],
         "",
         f"Data: {results['data']}",
         "",
@@ -159,7 +167,9 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in results["flipped"]:
-        lines.append(f"| {run['method']} | {run['seed']} | {run['flagged']} | {run['precision']:.3f} | "
+        hp = run.get("hyperparameters") or {}
+        method = run["method"] + (f" ({hp['epochs']} epochs, lr {hp['learning_rate']:g})" if hp else "")
+        lines.append(f"| {method} | {run['seed']} | {run['flagged']} | {run['precision']:.3f} | "
                      f"{run['recall']:.3f} | {run['precision_at_k']:.3f} | {run['oof_accuracy']:.3f} | "
                      f"{run['seconds']:.0f} s |")  # fmt: skip
     for run in results["clean"]:
@@ -182,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = args.work / "data"
     folder.mkdir(parents=True, exist_ok=True)
     write_rows(folder / "val.csv", val)
+    if args.render:
+        return render(args.results)
     flipped_runs, clean_runs = [], []
     for seed in args.seeds:
         noisy, flipped = flip_labels(train, seed)
@@ -193,13 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for method in args.methods:
             clean_runs.append(audit(folder, args, method, None))
     command = "python benchmarks/bench_audit.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for run in flipped_runs + clean_runs:
+        run.update(command=command.strip(), when=when)
     results = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "when": when,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}",
         "command": command.strip(),
         "data": f"TREC-6 train_5500.label, {len(train)} training questions (5% = {round(FLIP_SHARE * len(train))} "
                 f"flipped per seed), {len(val)} validation questions; {args.folds} folds; encoder all-MiniLM-L6-v2 "
-                f"(max_length 64); finetune: lr {args.learning_rate}, {args.epochs} epochs, batch 32",
+                "(max_length 64); finetune: batch 32, the epochs and learning rate given per row",
         "flipped": flipped_runs,
         "clean": clean_runs,
     }  # fmt: skip
@@ -211,10 +226,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             r["method"] == n["method"] and r.get("seed") == n.get("seed") for n in runs[key])]  # fmt: skip
         results[key] = kept + runs[key]
     (args.results / "audit.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    doc = args.results / "AUDIT.md"
-    notes = doc.read_text(encoding="utf-8").split(MARKER, 1)[1] if doc.is_file() and MARKER in doc.read_text() else "\n"
+    return render(args.results)
+
+
+def render(folder: Path) -> int:
+    """Rewrite the measured part of AUDIT.md from audit.json, keeping the notes below the marker line."""
+    results = json.loads((folder / "audit.json").read_text(encoding="utf-8"))
+    doc = folder / "AUDIT.md"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    notes = text.split(MARKER, 1)[1] if MARKER in text else "\n"
     doc.write_text(markdown(results) + "\n" + MARKER + notes, encoding="utf-8")
-    log(f"wrote {doc} and {args.results / 'audit.json'}")
+    log(f"wrote {doc} from {folder / 'audit.json'}")
     return 0
 
 
