@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from datamodules.encoding import (
 from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.report import build_report, cleaning_summary, truncation_warnings
+from datamodules.rows import source_rows
 from datamodules.splitting import check_label_coverage, remove_overlap, sorted_labels, stratified_split
 from datamodules.texts import Text, display_text
 
@@ -38,6 +40,10 @@ class PreparedData:
     fingerprint: str
     pad_token_id: int
     validation_texts: list[str]  # row i of `validation` was encoded from validation_texts[i] (a pair shown joined)
+    # Row i of `train` was encoded from train_texts[i] (a pair stays a tuple), read from data row train_rows[i] of
+    # the training source (0-based, header not counted): the annotation audit names rows by them.
+    train_texts: list[Text] = dataclasses.field(default_factory=list)
+    train_rows: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,8 @@ def prepare_classification_data(
         fingerprint=fingerprint,
         pad_token_id=int(pad_token_id),
         validation_texts=[display_text(t) for t in splits.val_texts],
+        train_texts=list(splits.train_texts),
+        train_rows=source_rows(train_raw.texts, train_raw.labels, splits.train_texts, splits.train_labels),
     )
 
 

@@ -11,8 +11,10 @@ record is a schema over its study and trial user attributes, not a second databa
   first on ties) that status, export, checkpoints, reports and the benchmark share.
 - `reevaluation_attrs` / `reevaluated` / `seed_leaders`: re-evaluation runs (`sweep reevaluate`) tagged with the
   configuration they re-train and their seed, grouped per configuration, and each configuration's best run.
+- `AuditRecord` / `write_audit` / `read_audit`: the annotation audit (`sweep audit`) stored with a study.
 """
 
+from record.audit import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from_attrs, read_audit, write_audit
 from record.ranking import (
     FINISHED,
     LIVE,
@@ -49,6 +51,13 @@ from record.trial import (
 )
 
 __all__ = [
+    "AuditRecord",
+    "ClassAudit",
+    "PairAudit",
+    "Suspect",
+    "audit_from_attrs",
+    "read_audit",
+    "write_audit",
     "FINISHED",
     "LIVE",
     "RECORD_VERSION",

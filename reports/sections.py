@@ -10,8 +10,9 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 
-from record import best_trial, maximizes, read_study, read_trial
+from record import best_trial, maximizes, read_audit, read_study, read_trial
 from reports.advice import RULES as ADVICE_RULES
+from reports.audit import audit_blocks
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
 from reports.classes import class_blocks, classes_by_f1, per_class_table
 from reports.data import data_blocks
@@ -315,6 +316,8 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
         ("Expected validation performance", expected_blocks(study)),
         (BEST_TRIAL_TITLES.get(read_study(study).task, "Best trial: per class"), best_trial_blocks(study)),
         ("Data", data_blocks(read_study(study).data_report)),
+        *([("Annotation audit", audit)] if (audit := audit_blocks(read_audit(study),
+                                                                  read_study(study).data_fingerprint)) else []),
     ]
     return [Section(title, f"{prefix}{slug(title)}", group, blocks) for title, blocks in parts]
 

@@ -223,6 +223,37 @@ def report(
         out.print(result.png_note or f"wrote {len(result.png_files)} PNG files to {png}", highlight=False)
 
 
+@app.command()
+def audit(
+    spec: Annotated[Path, typer.Argument(help="Study spec (YAML): its training data is audited.")],
+    method: Annotated[
+        str,
+        typer.Option("--method", help="embeddings: a linear classifier per fold on frozen-encoder embeddings "
+                     "(fast, cached); finetune: the encoder fine-tuned per fold with the study's best "
+                     "hyperparameters (else the spec's defaults)."),
+    ] = "embeddings",
+    folds: Annotated[int, typer.Option("--folds", help="K of the K-fold cross-validation.")] = 5,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="CSV of every flagged example, worst first.")
+    ] = None,
+    storage: StorageOption = None,
+    top: Annotated[int, typer.Option("--top", help="Flagged examples shown on screen.")] = 20,
+) -> None:
+    """Rank the training examples whose labels most likely need a second look (confident learning, cleanlab)."""
+    from sweep.audit import classes_table, pairs_table, run_audit, summary_lines, suspects_table
+
+    result = run_audit(spec, method=method, folds=folds, out=out_file, storage_url=storage, console=err)
+    if result.rows:
+        out.print(suspects_table(result, limit=top))
+    else:
+        out.print("no likely label errors: confident learning flags none of the training examples", highlight=False)
+    out.print(classes_table(result))
+    if result.record.pairs:
+        out.print(pairs_table(result))
+    for line in summary_lines(result):
+        out.print(line, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     try:

@@ -1,0 +1,119 @@
+"""The annotation audit stored with a study (`sweep audit`): its likely label errors, per-class counts and the label
+pairs that explain them, bounded in size (Optuna keeps study attributes as JSON in one row).
+
+Written whole by `write_audit` (a later audit replaces it); `read_audit` gives None for a study never audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from record.study import Setter, _HasUserAttrs
+
+_S_AUDIT = "annotation_audit"
+MAX_SUSPECTS = 100  # the worst suspects kept with the study (the CSV of `sweep audit --out` has them all)
+MAX_TEXT_CHARS = 200
+
+
+def shorten(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`text` cut to at most `limit` characters, the last of them an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One training example whose label probably needs a second look."""
+
+    row: int  # 0-based data row of the training file (header not counted)
+    text: str  # cut to MAX_TEXT_CHARS; a pair shown as "text ||| text_pair"
+    given: str
+    suggested: str
+    quality: float  # cleanlab's label quality score of the given label: low = more likely wrong
+
+
+@dataclass(frozen=True)
+class ClassAudit:
+    """A class's examples, how many were flagged and cleanlab's estimate of its label noise (a share)."""
+
+    label: str
+    examples: int
+    flagged: int
+    estimated_noise: float
+
+
+@dataclass(frozen=True)
+class PairAudit:
+    """Flagged examples labelled `given` that the out-of-sample predictions put in `suggested`."""
+
+    given: str
+    suggested: str
+    count: int
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """What an annotation audit found in a study's training data, and how it was made."""
+
+    method: str  # embeddings | finetune
+    folds: int
+    created: str  # ISO 8601 UTC
+    data_fingerprint: str
+    examples: int
+    flagged: int
+    accuracy: float  # out-of-fold accuracy of the predictions the audit rests on
+    encoder: str = ""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # finetune: what each fold trained with
+    seconds: float = 0.0
+    suspects: list[Suspect] = field(default_factory=list)  # the worst first, at most MAX_SUSPECTS
+    classes: list[ClassAudit] = field(default_factory=list)
+    pairs: list[PairAudit] = field(default_factory=list)
+
+
+def audit_attrs(record: AuditRecord) -> dict[str, Any]:
+    """The record as JSON-ready data, with its bounds applied."""
+    raw = asdict(record)
+    raw["suspects"] = [{**s, "text": shorten(s["text"])} for s in raw["suspects"][:MAX_SUSPECTS]]
+    return raw
+
+
+def write_audit(set_attr: Setter, record: AuditRecord) -> None:
+    """Store the audit with the study (replacing an earlier one)."""
+    set_attr(_S_AUDIT, audit_attrs(record))
+
+
+def _items(raw: Any, kind: type, keys: tuple[str, ...]) -> list[Any]:
+    if not isinstance(raw, list):
+        return []
+    return [kind(**{k: item[k] for k in keys}) for item in raw if isinstance(item, Mapping) and set(keys) <= set(item)]
+
+
+def audit_from_attrs(attrs: Mapping[str, Any]) -> AuditRecord | None:
+    """The stored audit, or None when the study has none (or an unreadable one)."""
+    raw = attrs.get(_S_AUDIT)
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return AuditRecord(
+            method=str(raw["method"]),
+            folds=int(raw["folds"]),
+            created=str(raw["created"]),
+            data_fingerprint=str(raw["data_fingerprint"]),
+            examples=int(raw["examples"]),
+            flagged=int(raw["flagged"]),
+            accuracy=float(raw["accuracy"]),
+            encoder=str(raw.get("encoder") or ""),
+            hyperparameters=dict(raw.get("hyperparameters") or {}),
+            seconds=float(raw.get("seconds") or 0.0),
+            suspects=_items(raw.get("suspects"), Suspect, ("row", "text", "given", "suggested", "quality")),
+            classes=_items(raw.get("classes"), ClassAudit, ("label", "examples", "flagged", "estimated_noise")),
+            pairs=_items(raw.get("pairs"), PairAudit, ("given", "suggested", "count")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def read_audit(study: _HasUserAttrs) -> AuditRecord | None:
+    """The annotation audit stored with an Optuna study, or None."""
+    return audit_from_attrs(study.user_attrs)

@@ -1,0 +1,46 @@
+"""The "Annotation audit" section: what `sweep audit` stored with the study (suspects per class, the worst suspects
+with their texts, given vs suggested label, and the label pairs that explain them)."""
+
+from __future__ import annotations
+
+from record import AuditRecord
+from reports.blocks import Block, NoteBlock, TableBlock
+
+MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
+
+
+def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None) -> list[Block]:
+    """The section's blocks; empty when the study has no audit (the report then leaves the section out)."""
+    if record is None:
+        return []
+    how = ("frozen-encoder embeddings and a logistic regression per fold" if record.method == "embeddings"
+           else "the encoder fine-tuned per fold")  # fmt: skip
+    blocks: list[Block] = [NoteBlock(
+        f"`sweep audit --method {record.method}` ({record.created}): out-of-sample probabilities for each of the "
+        f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold accuracy "
+        f"{record.accuracy:.3f}), then confident learning (cleanlab) flags the examples whose given label is "
+        f"unlikely: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A flagged example is "
+        "a candidate for a second look, not a proven error. Rows are 0-based data rows of the training file.")]
+    if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
+        blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
+                                missing=True))
+    classes = sorted(record.classes, key=lambda c: (-c.flagged, c.label))
+    blocks.append(TableBlock(
+        columns=["class", "examples", "flagged", "flagged share", "estimated label noise (cleanlab)"],
+        rows=[[c.label, c.examples, c.flagged, f"{c.flagged / c.examples:.1%}" if c.examples else "-",
+               f"{c.estimated_noise:.1%}"] for c in classes],
+        caption="Suspects per class, most first"))  # fmt: skip
+    if record.pairs:
+        blocks.append(TableBlock(
+            columns=["given → suggested", "flagged"],
+            rows=[[f"{p.given} → {p.suggested}", p.count] for p in record.pairs],
+            caption="The confusion that explains them: label pairs of the flagged examples, most first"))  # fmt: skip
+    if record.suspects:
+        shown = record.suspects[:MAX_SHOWN]
+        blocks.append(TableBlock(
+            columns=["rank", "row", "text", "given", "suggested", "label quality"],
+            rows=[[i, s.row, s.text, s.given, s.suggested, s.quality] for i, s in enumerate(shown, 1)],
+            caption=f"The {len(shown)} likeliest label errors (lowest label quality first)"))  # fmt: skip
+    else:
+        blocks.append(NoteBlock("No training example was flagged."))
+    return blocks

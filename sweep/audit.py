@@ -1,0 +1,489 @@
+"""`sweep audit`: point at the training examples whose labels most likely need a second look.
+
+The data report first (as the study sees the data), then out-of-sample class probabilities for every training
+example by K-fold cross-validation (`embeddings`: a logistic regression per fold on frozen-encoder embeddings,
+cached; `finetune`: the encoder fine-tuned per fold with the study's best hyperparameters, or the spec's defaults),
+then confident learning (`cleanlab`, see `sweep.label_issues`) ranks the likely label errors. The full list goes to
+a CSV; the worst ones, per-class counts and the confused label pairs are stored with the study when one exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from datamodules import PreparedData
+from datamodules.texts import display_text
+from record import (
+    AuditRecord,
+    ClassAudit,
+    PairAudit,
+    Suspect,
+    best_trial,
+    read_trial,
+    write_audit,
+)
+from record.audit import MAX_SUSPECTS
+from sweep.encoders import resolve_encoder
+from sweep.errors import SweepError
+from sweep.label_issues import ISSUE_FINDERS, LabelIssues, audit_task_problem, fold_problems, linear_probabilities
+from sweep.spec import DEFAULTS, Spec, check_paths, load_spec
+from sweep.storage import (
+    existing_study_attrs,
+    is_sqlite,
+    load_study,
+    reachability_problems,
+    safe_url,
+    sqlite_writer_lock,
+    storage_problems,
+    study_record,
+)
+from sweep.store_checks import choose_storage
+
+METHODS = ("embeddings", "finetune")
+DEFAULT_FOLDS = 5
+CSV_COLUMNS = ("rank", "row", "text", "text_pair", "given_label", "suggested_label", "label_quality",
+               "suggested_probability")  # fmt: skip
+SHOWN = 20  # suspects printed on screen
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One flagged example, as the CSV and the screen show it."""
+
+    rank: int
+    row: int  # 0-based data row of the training file (header not counted)
+    text: str
+    text_pair: str | None
+    given: str
+    suggested: str
+    quality: float
+    suggested_probability: float
+
+    @property
+    def shown(self) -> str:
+        return self.text if self.text_pair is None else display_text((self.text, self.text_pair))
+
+
+@dataclass
+class AuditResult:
+    """What `sweep audit` found, where it wrote it, and whether it was stored with a study."""
+
+    record: AuditRecord
+    rows: list[AuditRow]
+    label_names: list[str]
+    data: PreparedData
+    out: Path | None
+    stored_in: str | None  # the study it was stored with, else None
+    store_note: str | None  # why it was not stored, when a study exists
+    storage_url: str = ""
+    pred_probs: np.ndarray | None = None  # the out-of-fold probabilities the ranking rests on (row i = train row i)
+
+
+# --- checks ----------------------------------------------------------------------------------------------------
+
+
+def out_problems(out: Path | None) -> list[tuple[str, str]]:
+    """--out must be a file in an existing folder."""
+    if out is None:
+        return []
+    if out.is_dir():
+        return [("--out", f"{out} is a folder: give a file name such as audit.csv")]
+    if not out.resolve().parent.is_dir():
+        return [("--out", f"folder does not exist: {out.resolve().parent}")]
+    return []
+
+
+def option_problems(method: str, folds: int) -> list[tuple[str, str]]:
+    problems = []
+    if method not in METHODS:
+        problems.append(("--method", f"must be one of {' or '.join(repr(m) for m in METHODS)}, got {method!r}"))
+    if folds < 2:
+        problems.append(("--folds", f"must be at least 2, got {folds}"))
+    return problems
+
+
+# --- hyperparameters for finetune ------------------------------------------------------------------------------
+
+
+def spec_defaults(spec: Spec) -> dict[str, Any]:
+    """The spec's fixed values, and the built-in defaults for the parameters it searches."""
+    from sweep.space import fixed
+
+    return {**DEFAULTS, **fixed(spec.search.space)}
+
+
+def finetune_hyperparameters(spec: Spec, study: Any | None) -> tuple[dict[str, Any], str]:
+    """The study's best trial's hyperparameters when it has one, else the spec's defaults; and where they came from."""
+    defaults = spec_defaults(spec)
+    best = best_trial(study) if study is not None else None
+    if best is None:
+        return defaults, "the spec's defaults (no completed trial in a study)"
+    chosen = {**defaults, **{k: v for k, v in read_trial(best).all_hyperparameters.items() if k in DEFAULTS}}
+    return chosen, f"the best trial of study {spec.name} (trial {best.number})"
+
+
+# --- progress --------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bars(console: Console) -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
+    )  # fmt: skip
+    with progress:
+        yield progress
+
+
+# --- the two methods -------------------------------------------------------------------------------------------
+
+
+def embedding_probabilities(
+    data: PreparedData, encoder: str, cache_dir: Path, *, folds: int, seed: int, console: Console
+) -> np.ndarray:
+    """Out-of-fold probabilities of a logistic regression per fold on the cached frozen-encoder embeddings."""
+    from sweep.embeddings import train_embeddings
+
+    labels = np.asarray(data.train["labels"], dtype=int)
+    with progress_bars(console) as progress:
+        bar = progress.add_task("embedding training examples", total=len(labels))
+        embeddings, hit = train_embeddings(
+            data, encoder, cache_dir, on_batch=lambda rows: progress.update(bar, advance=rows)
+        )
+        progress.update(bar, completed=len(labels))
+        console.print(f"[dim]audit:[/] embeddings {'from the cache' if hit else 'computed and cached'} "
+                      f"({embeddings.shape[0]} x {embeddings.shape[1]})", highlight=False)  # fmt: skip
+        fold_bar = progress.add_task(f"{folds}-fold logistic regression", total=folds)
+        return linear_probabilities(
+            embeddings, labels, len(data.label_names), folds=folds, seed=seed,
+            on_fold=lambda _k: progress.update(fold_bar, advance=1),
+        )  # fmt: skip
+
+
+def finetune_probabilities(
+    data: PreparedData, spec: Spec, encoder: str, hp: dict[str, Any], *, folds: int, seed: int, console: Console
+) -> np.ndarray:
+    """Out-of-fold probabilities of the encoder fine-tuned on each fold's other folds (the study's training code).
+
+    Each fold trains with `hp`, keeps the weights of its best epoch on the study's validation split (as a trial
+    does), and predicts its held-out fold with them.
+    """
+    import pytorch_lightning as pl
+    import torch
+
+    from sweep.checkpoints import BestWeights
+    from sweep.label_issues import fold_indices
+    from sweep.objective import TrialSettings, train_trial
+    from sweep.runner import balanced_class_weights
+    from sweep.space import Hyperparameters
+    from sweep.taskspec import MINIMIZED
+
+    labels = np.asarray(data.train["labels"], dtype=int)
+    values: dict[str, Any] = {k: (int(v) if k in ("batch_size", "epochs") else float(v)) for k, v in hp.items()
+                              if k in DEFAULTS}  # fmt: skip
+    params = Hyperparameters(**values)
+    probs = np.zeros((len(labels), len(data.label_names)), dtype=np.float64)
+    monitor = f"val_{spec.objective.metric}"
+    with progress_bars(console) as progress:
+
+        class Steps(pl.Callback):
+            """Advances a fold's bar by one per training step."""
+
+            def __init__(self, task: Any):
+                self.task = task
+
+            def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+                progress.update(self.task, advance=1)
+
+        fold_bar = progress.add_task(f"fine-tuning {folds} folds", total=folds)
+        for k, (train_idx, held) in enumerate(fold_indices(labels, folds, seed)):
+            fold = dataclasses.replace(data, train=data.train.select(train_idx.tolist()))
+            weights = None
+            if spec.model.class_weights == "balanced":
+                weights = balanced_class_weights(labels[train_idx].tolist(), len(data.label_names))
+            settings = TrialSettings(
+                encoder=encoder, space=spec.search.space, metric=spec.objective.metric, seed=seed + k,
+                class_weights=weights, accelerator=spec.trainer.accelerator, precision=spec.trainer.precision,
+                eval_batch_size=spec.trainer.eval_batch_size, group_by_length=spec.trainer.group_by_length,
+                first_epoch_evals=0, task=spec.task,
+            )  # fmt: skip
+            steps = params.epochs * -(-len(train_idx) // params.batch_size)
+            step_bar = progress.add_task(f"fold {k + 1}/{folds}", total=steps)
+
+            best = BestWeights(monitor, minimize=spec.objective.metric in MINIMIZED)
+            module, _, _ = train_trial(params, fold, settings, seed=seed + k, callbacks=[best, Steps(step_bar)])
+            if best.state is not None:
+                module.model.load_state_dict(best.state)
+            probs[held] = predict_probabilities(module, data.train.select(held.tolist()), data.pad_token_id,
+                                                spec.trainer.eval_batch_size)  # fmt: skip
+            progress.remove_task(step_bar)
+            progress.update(fold_bar, advance=1)
+            console.print(f"[dim]audit:[/] fold {k + 1}/{folds} trained on {len(train_idx)} examples "
+                          f"(best epoch {best.epoch} of {params.epochs}); predicted {len(held)}", highlight=False)
+            del module
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return probs
+
+
+def predict_probabilities(module: Any, dataset: Any, pad_token_id: int, batch_size: int) -> np.ndarray:
+    """Softmax class probabilities of `module` (a trained classifier) for every row of an encoded dataset."""
+    import torch
+
+    from datamodules.text_classification import EncodedExamples, PaddingCollator
+
+    examples = EncodedExamples(dataset)
+    collate = PaddingCollator(pad_token_id)
+    module.eval()
+    device = next(module.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))])
+            logits = module({k: v.to(device) for k, v in batch.items()})
+            out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+# --- results ---------------------------------------------------------------------------------------------------
+
+
+def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
+    """The flagged examples with their file rows and texts, worst first."""
+    names = data.label_names
+    rows = []
+    for rank, issue in enumerate(issues.issues, 1):
+        text = data.train_texts[issue.index] if data.train_texts else ""
+        first, second = (text, None) if isinstance(text, str) else text
+        rows.append(AuditRow(
+            rank=rank, row=data.train_rows[issue.index] if data.train_rows else issue.index, text=first,
+            text_pair=second, given=names[issue.given], suggested=names[issue.suggested],
+            quality=issue.quality, suggested_probability=issue.suggested_probability,
+        ))  # fmt: skip
+    return rows
+
+
+def build_record(
+    issues: LabelIssues, rows: list[AuditRow], data: PreparedData, *, method: str, folds: int, encoder: str,
+    hyperparameters: dict[str, Any], seconds: float,
+) -> AuditRecord:  # fmt: skip
+    names = data.label_names
+    return AuditRecord(
+        method=method,
+        folds=folds,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        data_fingerprint=data.fingerprint,
+        examples=issues.examples,
+        flagged=len(issues.issues),
+        accuracy=round(issues.accuracy, 4),
+        encoder=encoder,
+        hyperparameters=hyperparameters,
+        seconds=round(seconds, 1),
+        suspects=[Suspect(row=r.row, text=r.shown, given=r.given, suggested=r.suggested, quality=round(r.quality, 4))
+                  for r in rows[:MAX_SUSPECTS]],  # fmt: skip
+        classes=[ClassAudit(label=names[c.label], examples=c.examples, flagged=c.flagged,
+                            estimated_noise=round(c.estimated_noise, 4)) for c in issues.classes],  # fmt: skip
+        pairs=[PairAudit(given=names[p.given], suggested=names[p.suggested], count=p.count) for p in issues.pairs],
+    )
+
+
+def write_csv(path: Path, rows: list[AuditRow]) -> None:
+    """Every flagged example, worst first, written to a temporary file beside `path` and renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(CSV_COLUMNS)
+            for r in rows:
+                writer.writerow([r.rank, r.row, r.text, r.text_pair or "", r.given, r.suggested,
+                                 f"{r.quality:.4f}", f"{r.suggested_probability:.4f}"])  # fmt: skip
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def store_audit(name: str, url: str, record: AuditRecord) -> None:
+    """Write the audit into the study's record (SQLite: under the store's one-writer lock)."""
+    with sqlite_writer_lock(url):
+        study = load_study(name, url, read_only=False)
+        write_audit(study.set_user_attr, record)
+
+
+# --- the command -----------------------------------------------------------------------------------------------
+
+
+def run_audit(
+    spec_path: str | Path,
+    *,
+    method: str = "embeddings",
+    folds: int = DEFAULT_FOLDS,
+    out: Path | None = None,
+    storage_url: str | None = None,
+    console: Console | None = None,
+) -> AuditResult:
+    """Check everything, print the data report, compute out-of-fold probabilities, rank likely label errors with
+    cleanlab, write the CSV and store the audit with the study (if one exists). Nothing is written on bad input."""
+    from sweep.lifecycle import quiet_libraries
+    from sweep.runner import DEFAULT_CACHE_DIR, prepare_data
+
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    spec, base = load_spec(spec_path)
+    url, field_name = choose_storage(storage_url, spec.storage)
+    problems = check_paths(spec, base) + option_problems(method, folds) + out_problems(out)
+    if (task := audit_task_problem(spec.task)) is not None:
+        problems.append(task)
+    problems += storage_problems(url, field=field_name)
+    try:
+        encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
+    except SweepError as exc:
+        problems += exc.problems
+    if not problems and not is_sqlite(url):
+        problems += reachability_problems(url, field=field_name)
+    if problems:
+        raise SweepError(problems, source=str(spec_path))
+    attrs = existing_study_attrs(url, spec.name)
+    existing = study_record(spec.name, attrs) if attrs is not None else None
+    quiet_libraries()
+    data = prepare_data(spec, base, encoder, console)
+    console.print(data_table(data))
+    label_names = list(data.label_names)
+    labels = np.asarray(data.train["labels"], dtype=int)
+    problems = fold_problems([label_names[i] for i in labels], folds)
+    if problems:
+        raise SweepError(problems, source=str(spec_path))
+    cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
+    if not cache_dir.is_absolute() and spec.data.cache_dir:
+        cache_dir = base / cache_dir
+    seed = spec.search.seed
+    hyperparameters: dict[str, Any] = {}
+    if method == "embeddings":
+        probs = embedding_probabilities(data, encoder, cache_dir, folds=folds, seed=seed, console=console)
+    else:
+        study = load_study(spec.name, url) if existing is not None else None
+        hyperparameters, source = finetune_hyperparameters(spec, study)
+        shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hyperparameters.items())
+        console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
+        probs = finetune_probabilities(data, spec, encoder, hyperparameters, folds=folds, seed=seed, console=console)
+    issues = ISSUE_FINDERS[spec.task](labels, probs)
+    rows = audit_rows(issues, data)
+    record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
+                          hyperparameters=hyperparameters, seconds=time.perf_counter() - started)  # fmt: skip
+    if out is not None:
+        write_csv(out, rows)
+    stored_in, note = None, None
+    if existing is not None:
+        if existing.data_fingerprint != data.fingerprint:
+            note = (f"not stored with study {spec.name}: its data differs from the data audited now "
+                    "(the study ran on other data, or another tokenizer or max_length)")  # fmt: skip
+        else:
+            try:
+                store_audit(spec.name, url, record)
+                stored_in = spec.name
+            except SweepError as exc:  # a running `sweep run` holds the SQLite store
+                note = f"not stored with study {spec.name}: {exc.lines()[0]}"
+    return AuditResult(record, rows, label_names, data, out, stored_in, note, url, probs)
+
+
+# --- screen ----------------------------------------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def data_table(data: PreparedData) -> Table:
+    """The data report as the study sees it: rows kept and dropped, classes per split, token lengths."""
+    report = data.report
+    table = Table(title="Data", title_justify="left", show_header=True)
+    table.add_column("")
+    table.add_column("train", justify="right")
+    table.add_column("validation", justify="right")
+    cleaning = report.get("cleaning", {})
+    for key, label in (("rows_in", "rows read"), ("duplicates", "exact duplicates dropped"),
+                       ("conflicting_rows", "rows with conflicting labels dropped"),
+                       ("missing_text", "missing text"), ("empty_text", "empty text"),
+                       ("missing_label", "missing label")):  # fmt: skip
+        values = [(cleaning.get(split) or {}).get(key) for split in ("train", "validation")]
+        if key == "rows_in" or any(values):
+            table.add_row(label, *("-" if v is None else str(v) for v in values))
+    overlap = report.get("overlap", {}).get("train_val_overlap", 0)
+    table.add_row("train rows also in validation (dropped)", str(overlap), "")
+    truncated = report.get("truncated", {})
+    table.add_row(f"texts over max_length={report.get('max_length')}", str(truncated.get("train", 0)),
+                  str(truncated.get("validation", 0)))  # fmt: skip
+    table.add_row("examples used", str(report.get("num_train")), str(report.get("num_validation")))
+    distribution = report.get("class_distribution", {})
+    total = max(1, int(report.get("num_train") or 0))
+    for name in data.label_names:
+        n = distribution.get("train", {}).get(name, 0)
+        rare = " (rare)" if n / total < 0.02 else ""
+        table.add_row(f"class {name}{rare}", f"{n} ({n / total:.1%})", str(distribution.get("validation", {})
+                                                                              .get(name, 0)))  # fmt: skip
+    lengths = np.asarray(data.train["length"]) if "length" in data.train.column_names else np.zeros(0)
+    if len(lengths):
+        p50, p95 = np.percentile(lengths, [50, 95])
+        table.add_row("tokens per train example (min / median / 95% / max)",
+                      f"{lengths.min()} / {p50:.0f} / {p95:.0f} / {lengths.max()}", "")  # fmt: skip
+    return table
+
+
+def suspects_table(result: AuditResult, limit: int = SHOWN) -> Table:
+    record = result.record
+    table = Table(title=f"Likely label errors: {record.flagged} of {record.examples} training examples "
+                        f"(worst {min(limit, len(result.rows))} shown)", title_justify="left")  # fmt: skip
+    for column, justify in (("rank", "right"), ("row", "right"), ("text", "left"), ("given", "left"),
+                            ("suggested", "left"), ("quality", "right")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for r in result.rows[:limit]:
+        table.add_row(str(r.rank), str(r.row), _cut(r.shown), r.given, r.suggested, f"{r.quality:.3f}")
+    return table
+
+
+def classes_table(result: AuditResult) -> Table:
+    table = Table(title="Per class", title_justify="left")
+    for column in ("class", "examples", "flagged", "flagged share", "estimated noise (cleanlab)"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c in sorted(result.record.classes, key=lambda c: (-c.flagged, c.label)):
+        share = c.flagged / c.examples if c.examples else 0.0
+        table.add_row(c.label, str(c.examples), str(c.flagged), f"{share:.1%}", f"{c.estimated_noise:.1%}")
+    return table
+
+
+def pairs_table(result: AuditResult) -> Table:
+    table = Table(title="Label pairs of the flagged examples (given → suggested)", title_justify="left")
+    table.add_column("given → suggested")
+    table.add_column("flagged", justify="right")
+    for p in result.record.pairs:
+        table.add_row(f"{p.given} → {p.suggested}", str(p.count))
+    return table
+
+
+def summary_lines(result: AuditResult) -> list[str]:
+    record = result.record
+    lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold accuracy {record.accuracy:.3f}; "
+             f"{record.flagged} of {record.examples} training examples flagged ({record.seconds:.1f} s)"]  # fmt: skip
+    if result.out is not None:
+        lines.append(f"wrote {len(result.rows)} rows to {result.out} (row: 0-based data row of the training file, "
+                     "header not counted)")  # fmt: skip
+    if result.stored_in is not None:
+        lines.append(f"stored with study {result.stored_in} in {safe_url(result.storage_url)}: "
+                     f"`sweep report {result.stored_in}` shows it")
+    elif result.store_note:
+        lines.append(result.store_note)
+    return lines

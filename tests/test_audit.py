@@ -1,0 +1,298 @@
+"""`sweep audit`: the ranking on constructed probabilities and features, the stored record, the report section, and
+the command end to end on the tiny BERT (both methods), with its refusals."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from conftest import write_csv
+
+from record import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from_attrs, read_audit, write_audit
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS
+from reports import build_report
+from reports.audit import audit_blocks
+from sweep.cli import main
+from sweep.label_issues import (
+    ISSUE_FINDERS,
+    audit_task_problem,
+    classification_issues,
+    fold_problems,
+    linear_probabilities,
+)
+
+# -- the ranking on data the test controls ----------------------------------------------------------------------
+
+
+def planted(n_per_class: int, classes: int, errors: list[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """True labels in blocks of `n_per_class`, and given labels where the rows in `errors` moved to the next class."""
+    truth = np.repeat(np.arange(classes), n_per_class)
+    given = truth.copy()
+    for i in errors:
+        given[i] = (truth[i] + 1) % classes
+    return truth, given
+
+
+def test_planted_errors_in_constructed_probabilities_rank_first() -> None:
+    rng = np.random.default_rng(0)
+    errors = [3, 47, 95, 130]
+    truth, given = planted(50, 3, errors)
+    # A good model: most mass on the true class, a little noise; a few honest but unsure examples too.
+    probs = np.full((150, 3), 0.05) + rng.uniform(0, 0.05, size=(150, 3))
+    probs[np.arange(150), truth] = rng.uniform(0.75, 0.95, size=150)
+    probs[[10, 60], :] = [[0.45, 0.40, 0.15], [0.30, 0.45, 0.25]]  # unsure, but their given label leads
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[errors] = 0.02
+    probs[errors, truth[errors]] = 0.96  # the model is sure of the true class, so the given one is unlikely
+    found = classification_issues(given, probs)
+    assert sorted(issue.index for issue in found.issues[: len(errors)]) == errors
+    assert {issue.index for issue in found.issues} == set(errors)
+    top = found.issues[0]
+    assert top.suggested == truth[top.index] and top.given == given[top.index]
+    assert [i.quality for i in found.issues] == sorted(i.quality for i in found.issues)
+    flagged = {c.label: c.flagged for c in found.classes}
+    assert flagged == {0: 1, 1: 2, 2: 1}  # given labels: rows 3 and 47 say 1, row 95 says 2, row 130 says 0
+    assert {(p.given, p.suggested): p.count for p in found.pairs} == {(1, 0): 2, (2, 1): 1, (0, 2): 1}
+    assert found.examples == 150 and found.accuracy == pytest.approx(146 / 150)
+
+
+def test_linear_probabilities_out_of_fold_find_planted_errors_in_separable_features() -> None:
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(4, 16)) * 4
+    truth = np.repeat(np.arange(4), 40)
+    features = centers[truth] + rng.normal(size=(160, 16))
+    errors = [5, 70, 111, 150]
+    given = truth.copy()
+    for i in errors:
+        given[i] = (truth[i] + 2) % 4
+    folds_seen: list[int] = []
+    probs = linear_probabilities(features, given, 4, folds=5, seed=0, on_fold=folds_seen.append)
+    assert folds_seen == [0, 1, 2, 3, 4]
+    assert probs.shape == (160, 4) and np.allclose(probs.sum(axis=1), 1.0)
+    # Out of fold: a planted row's own (wrong) label never trained the model that scored it.
+    assert all(probs[i].argmax() == truth[i] for i in errors)
+    found = classification_issues(given, probs)
+    assert sorted(i.index for i in found.issues[: len(errors)]) == errors
+
+
+def test_fold_problem_names_the_class_and_its_count() -> None:
+    labels = ["ABBR"] * 3 + ["HUM"] * 10 + ["LOC"] * 1
+    assert fold_problems(labels, 5) == [
+        ("data.train", "class 'LOC' has 1 example, fewer than --folds 5: lower --folds or add examples"),
+        ("data.train", "class 'ABBR' has 3 examples, fewer than --folds 5: lower --folds or add examples"),
+    ]
+    assert fold_problems(labels, 1) == [("--folds", "must be at least 2, got 1")]
+    assert fold_problems(labels[:13], 3) == []
+
+
+def test_each_task_has_its_cleanlab_path_or_a_one_line_refusal() -> None:
+    assert set(ISSUE_FINDERS) == {"text-classification", "text-pair"}
+    assert audit_task_problem("text-pair") is None
+    assert audit_task_problem("regression") == (
+        "task", "the annotation audit has no cleanlab path for task: regression yet "
+        "(available: text-classification, text-pair)",
+    )  # fmt: skip
+
+
+# -- the stored record and the report section -------------------------------------------------------------------
+
+
+def audit_record(suspects: int = 3, text: str = "what is it ?") -> AuditRecord:
+    return AuditRecord(
+        method="embeddings", folds=5, created="2026-11-30T17:00:00+00:00", data_fingerprint="abc", examples=200,
+        flagged=suspects, accuracy=0.9, encoder="minilm",
+        suspects=[Suspect(row=i, text=text, given="HUM", suggested="LOC", quality=0.01 * i) for i in range(suspects)],
+        classes=[ClassAudit("HUM", 100, suspects, 0.02), ClassAudit("LOC", 100, 0, 0.0)],
+        pairs=[PairAudit("HUM", "LOC", suspects)],
+    )  # fmt: skip
+
+
+def test_audit_record_round_trips_and_stays_bounded() -> None:
+    attrs: dict[str, object] = {}
+    small = audit_record()
+    write_audit(attrs.__setitem__, small)
+    assert audit_from_attrs(attrs) == small
+    assert audit_from_attrs({}) is None and audit_from_attrs({"annotation_audit": {"method": 1}}) is None
+    write_audit(attrs.__setitem__, audit_record(suspects=150, text="x" * 500))
+    big = audit_from_attrs(attrs)
+    assert big is not None and big.flagged == 150 and len(big.suspects) == MAX_SUSPECTS
+    assert all(len(s.text) == MAX_TEXT_CHARS and s.text.endswith("…") for s in big.suspects)
+
+
+def test_report_has_an_annotation_audit_section_only_when_the_study_has_one() -> None:
+    study = optuna.create_study()
+    assert "Annotation audit" not in [s.title for s in build_report([study])]
+    write_audit(study.set_user_attr, audit_record())
+    sections = {s.title: s for s in build_report([study])}
+    section = sections["Annotation audit"]
+    captions = [t.caption for t in section.tables]
+    assert captions[0].startswith("Suspects per class") and captions[1].startswith("The confusion that explains")
+    suspects = section.tables[2]
+    assert suspects.columns == ["rank", "row", "text", "given", "suggested", "label quality"]
+    assert suspects.rows[0] == [1, 0, "what is it ?", "HUM", "LOC", 0.0]
+    assert audit_blocks(None) == []
+    stale = audit_blocks(audit_record(), data_fingerprint="other")
+    assert any(getattr(b, "missing", False) for b in stale)
+
+
+# -- the command end to end on the tiny BERT ----------------------------------------------------------------------
+
+WORDS = {
+    "account": ["password", "login", "username", "email", "profile"],
+    "billing": ["invoice", "charge", "payment", "card", "bill"],
+    "shipping": ["parcel", "courier", "delivery", "tracking", "package"],
+}
+FILLER = ["the", "my", "is", "please", "help", "with", "a"]
+
+
+def separable_rows(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Texts whose class shows in distinct words (several of its own words each), shuffled."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in WORDS.items():
+        for i in range(n_per_class):
+            text = " ".join(rng.sample(words, 4) + rng.sample(FILLER, 2)) + f" {i}"
+            rows.append((text, label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_spec(tmp_path: Path, tiny_bert: Path, rows: list[tuple[str, str]], **extra: object) -> Path:
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "val.csv", separable_rows(4, seed=9))
+    spec = {
+        "name": "audit-test",
+        "data": {"train": "train.csv", "validation": "val.csv", "cache_dir": str(tmp_path / "cache")},
+        "model": {"encoder": str(tiny_bert), "max_length": 32},
+        "search": {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0, "keep_checkpoints": 0,
+                   "space": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}},
+        **extra,
+    }  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def flip(rows: list[tuple[str, str]], indices: list[int]) -> list[tuple[str, str]]:
+    """Rows with the labels at `indices` moved to the next label (alphabetically, wrapping)."""
+    labels = sorted(WORDS)
+    out = list(rows)
+    for i in indices:
+        text, label = out[i]
+        out[i] = (text, labels[(labels.index(label) + 1) % len(labels)])
+    return out
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    errors = [4, 33, 61]
+    rows = flip(separable_rows(25), errors)
+    spec = write_spec(tmp_path, tiny_bert, rows)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    assert main(["run", str(spec), "--storage", url]) == 0
+    out = tmp_path / "audit.csv"
+    assert main(["audit", str(spec), "--out", str(out), "--storage", url, "--top", "5"]) == 0
+    printed = capsys.readouterr()
+    assert "Data" in printed.err and "rows read" in printed.err  # the data report comes first
+    assert "Likely label errors" in printed.out and "Per class" in printed.out
+    assert "stored with study audit-test" in printed.out
+
+    flagged = read_rows(out)
+    assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
+                                "label_quality", "suggested_probability"]  # fmt: skip
+    # The planted errors lead the ranking; `row` is the training file's data row, so the text matches the file.
+    assert sorted(int(r["row"]) for r in flagged[: len(errors)]) == errors
+    for r in flagged:
+        assert (r["text"], r["given_label"]) == rows[int(r["row"])]
+    quality = [float(r["label_quality"]) for r in flagged]
+    assert quality == sorted(quality)
+
+    from sweep.storage import load_study
+
+    study = load_study("audit-test", url)
+    record = read_audit(study)
+    assert record is not None and record.method == "embeddings" and record.folds == 5
+    assert record.examples == 75 and record.flagged == len(flagged)
+    assert sorted(s.row for s in record.suspects[: len(errors)]) == errors
+    assert sum(c.examples for c in record.classes) == 75
+    report = tmp_path / "report.html"
+    assert main(["report", "audit-test", "--storage", url, "--out", str(report)]) == 0
+    html = report.read_text(encoding="utf-8")
+    assert "Annotation audit" in html and rows[errors[0]][0] in html
+
+    # The second audit reads the embeddings from the cache.
+    assert main(["audit", str(spec), "--storage", url]) == 0
+    assert "embeddings from the cache" in capsys.readouterr().err
+
+    # finetune trains each fold with the study's best trial's hyperparameters, and its audit replaces the first.
+    assert main(["audit", str(spec), "--method", "finetune", "--folds", "2", "--storage", url]) == 0
+    assert "fine-tuning each fold with the best trial of study audit-test (trial 0)" in capsys.readouterr().err
+    replaced = read_audit(load_study("audit-test", url))
+    assert replaced is not None and replaced.method == "finetune" and replaced.folds == 2
+    assert replaced.hyperparameters["epochs"] == 1 and replaced.hyperparameters["learning_rate"] == 1e-3
+
+
+def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_written(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = separable_rows(10)
+    rows = [r for r in rows if r[1] != "account"] + [r for r in rows if r[1] == "account"][:3]
+    spec = write_spec(tmp_path, tiny_bert, rows)
+    out = tmp_path / "audit.csv"
+    assert main(["audit", str(spec), "--out", str(out), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "data.train: class 'account' has 3 examples, fewer than --folds 5: lower --folds or add examples" in err
+    assert not out.exists() and not (tmp_path / "cache" / "embeddings").exists()
+    assert main(["audit", str(spec), "--method", "bayes", "--folds", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--method: must be one of 'embeddings' or 'finetune', got 'bayes'" in err
+    assert "--folds: must be at least 2, got 1" in err and "is a folder" in err
+
+
+def test_finetune_method_trains_each_fold_with_the_spec_defaults(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path, tiny_bert, flip(separable_rows(8), [2]))
+    out = tmp_path / "audit.csv"
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    assert main(["audit", str(spec), "--method", "finetune", "--folds", "2", "--out", str(out),
+                 "--storage", url]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "fine-tuning each fold with the spec's defaults" in err and "epochs 1" in err and "batch_size 16" in err
+    assert "fold 1/2 trained on 12 examples" in err and "fold 2/2 trained on 12 examples" in err
+    assert out.is_file()
+    assert not (tmp_path / "sweeps.db").exists()  # no study: nothing stored, no store created
+
+
+def test_text_pair_audit_keeps_both_texts_in_the_csv(tmp_path: Path, tiny_bert: Path) -> None:
+    rows = flip(separable_rows(12, seed=3), [5])
+    pairs = [(f"question {i}", text, label) for i, (text, label) in enumerate(rows)]
+    with (tmp_path / "train.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "text_b", "label"), *pairs])
+    with (tmp_path / "val.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "text_b", "label"), *[("q", t, lab) for t, lab in separable_rows(3, 8)]])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "pairs", "task": "text-pair",
+        "data": {"train": "train.csv", "validation": "val.csv", "text_pair_column": "text_b",
+                 "cache_dir": str(tmp_path / "cache")},
+        "model": {"encoder": str(tiny_bert), "max_length": 32},
+    }), encoding="utf-8")  # fmt: skip
+    out = tmp_path / "audit.csv"
+    assert main(["audit", str(spec), "--folds", "3", "--out", str(out), "--storage",
+                 f"sqlite:///{tmp_path / 's.db'}"]) == 0  # fmt: skip
+    flagged = read_rows(out)
+    assert int(flagged[0]["row"]) == 5  # the planted pair leads
+    for r in flagged:
+        assert (r["text"], r["text_pair"], r["given_label"]) == pairs[int(r["row"])]
