@@ -150,10 +150,10 @@ Measured {facts['date']} on {facts['cpus']} CPU cores{f", GPU {facts['gpu']}" if
 ```
 
 Each study is `sweep run` on the spec its `benchmarks/task_studies/<task>.py` writes (the spec is in `tasks.json`):
-the packaged all-MiniLM-L6-v2, TPE over learning rate and batch size, sweep's default median pruner, best-epoch
-scoring. Wall time is the whole `run_study` (data preparation and tokenising, model loads, training, validation,
-checkpoints). One seed: these figures show what a small study of each task reaches and costs on a laptop-class
-CPU; they are not a comparison with another tool.
+the packaged all-MiniLM-L6-v2, TPE over the learning rate (and the batch size where the spec searches it), sweep's
+default median pruner, best-epoch scoring. Wall time is the whole `run_study` (data preparation and tokenising,
+model loads, training, validation, checkpoints). One seed: these figures show what a small study of each task
+reaches and costs on a laptop-class CPU; they are not a comparison with another tool.
 
 {chr(10).join(rows)}
 

@@ -3,7 +3,6 @@ trained with mean squared error on the raw scores."""
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.classifier import ROW_INDEX, linear_warmup_decay, load_pretrained_classifier, parameter_groups
+from models.classifier import ROW_INDEX, load_pretrained_classifier, warmup_then_decay
 from models.hyperparameters import hyperparameter_problems
 from models.regression_metrics import regression_metrics, scatter_points
 
@@ -160,17 +159,7 @@ class SequenceRegressor(pl.LightningModule):
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW (fused; no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
-        optimizer = torch.optim.AdamW(
-            parameter_groups(self.named_parameters(), self.weight_decay), lr=self.learning_rate, fused=True
-        )
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total < 1:
-            raise ValueError(f"the learning-rate schedule needs a finite number of steps; set max_epochs or max_steps "
-                             f"(estimated_stepping_batches={total})")  # fmt: skip
-        schedule = functools.partial(linear_warmup_decay, warmup_steps=int(self.warmup_ratio * int(total)),
-                                     total_steps=int(total))  # fmt: skip
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sweep_history"] = self.history

@@ -3,7 +3,6 @@ trained on each word's first sub-token, scored by entity-level F1 (seqeval) on t
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -13,15 +12,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel
+from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from models.classifier import (
     ROW_INDEX,
     _check_arguments,
-    _report_loading,
-    linear_warmup_decay,
-    parameter_groups,
-    quiet_transformers,
+    load_pretrained_classifier,
+    warmup_then_decay,
 )
 from models.entities import IGNORE_INDEX, entity_metrics, word_tags
 
@@ -37,25 +34,9 @@ def load_pretrained_token_classifier(
     `dropout`, when given, becomes the config's classifier dropout; an encoder whose config has no such setting
     raises ValueError rather than silently ignoring it.
     """
-    id2label = dict(enumerate(label_names))
-    label2id = {name: i for i, name in id2label.items()}
-    with quiet_transformers():
-        config = AutoConfig.from_pretrained(
-            encoder_name_or_path, num_labels=len(label_names), id2label=id2label, label2id=label2id
-        )
-        if dropout is not None:
-            attribute = next((a for a in TOKEN_DROPOUT_ATTRIBUTES if hasattr(config, a)), None)
-            if attribute is None:
-                raise ValueError(
-                    f"dropout: {type(config).__name__} of {encoder_name_or_path!r} has no classifier dropout "
-                    f"setting (looked for {', '.join(TOKEN_DROPOUT_ATTRIBUTES)}); leave dropout unset"
-                )
-            setattr(config, attribute, dropout)
-        model, info = AutoModelForTokenClassification.from_pretrained(
-            encoder_name_or_path, config=config, output_loading_info=True
-        )
-    _report_loading(model, info, encoder_name_or_path)
-    return model
+    return load_pretrained_classifier(encoder_name_or_path, label_names, dropout,
+                                      auto_class=AutoModelForTokenClassification,
+                                      dropout_attributes=TOKEN_DROPOUT_ATTRIBUTES)  # fmt: skip
 
 
 def start_at_tag_frequencies(model: torch.nn.Module, priors: Sequence[float]) -> None:
@@ -195,18 +176,8 @@ class TokenClassifier(pl.LightningModule):
         return torch.softmax(self(batch).float(), dim=-1)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW (no decay on biases/norms, fused) with linear warmup then linear decay, stepped per batch."""
-        optimizer = torch.optim.AdamW(
-            parameter_groups(self.named_parameters(), self.weight_decay), lr=self.learning_rate, fused=True
-        )
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total < 1:
-            raise ValueError(f"the learning-rate schedule needs a finite number of steps (got {total})")
-        schedule = functools.partial(
-            linear_warmup_decay, warmup_steps=int(self.warmup_ratio * int(total)), total_steps=int(total)
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        """AdamW (fused; no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
+        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sweep_history"] = self.history

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -79,44 +80,30 @@ def prepare_data(
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
+    common: dict[str, Any] = dict(
+        train_source=resolve_data_path(spec.data.train, base),
+        validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
+        text_column=spec.data.text_column,
+        text_separator=spec.data.text_separator,
+        columns=spec.data.columns,
+        label_column=spec.data.label_column,
+        val_fraction=spec.data.val_fraction,
+        seed=spec.search.seed,
+        tokenizer_name_or_path=encoder,
+        max_length=spec.model.max_length,
+        cache_dir=cache_dir,
+        log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
+        check_fingerprint=check,
+    )
     try:
         if spec.task == TOKEN_TASK:
             data = prepare_tagged(spec, base, encoder, cache_dir, console, check)
         elif spec.task == "multi-label":
-            data = prepare_multilabel_data(
-                train_source=resolve_data_path(spec.data.train, base),
-                validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
-                text_column=spec.data.text_column,
-                text_separator=spec.data.text_separator,
-                label_delimiter=spec.data.label_delimiter,
-                columns=spec.data.columns,
-                label_column=spec.data.label_column,
-                val_fraction=spec.data.val_fraction,
-                seed=spec.search.seed,
-                tokenizer_name_or_path=encoder,
-                max_length=spec.model.max_length,
-                cache_dir=cache_dir,
-                log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
-                check_fingerprint=check,
-            )
+            data = prepare_multilabel_data(**common, label_delimiter=spec.data.label_delimiter)
+        elif spec.task == "regression":
+            data = prepare_regression_data(**common, text_pair_column=spec.data.text_pair_column)
         else:
-            prepare = prepare_regression_data if spec.task == "regression" else prepare_classification_data
-            data = prepare(
-                train_source=resolve_data_path(spec.data.train, base),
-                validation_source=resolve_data_path(spec.data.validation, base) if spec.data.validation else None,
-                text_column=spec.data.text_column,
-                text_separator=spec.data.text_separator,
-                text_pair_column=spec.data.text_pair_column,
-                columns=spec.data.columns,
-                label_column=spec.data.label_column,
-                val_fraction=spec.data.val_fraction,
-                seed=spec.search.seed,
-                tokenizer_name_or_path=encoder,
-                max_length=spec.model.max_length,
-                cache_dir=cache_dir,
-                log=lambda line: console.print(f"[dim]data:[/] {line}", highlight=False),
-                check_fingerprint=check,
-            )
+            data = prepare_classification_data(**common, text_pair_column=spec.data.text_pair_column)
     except DataError as exc:
         raise SweepError(exc.problems) from None
     except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder

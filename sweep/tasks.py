@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -68,40 +69,32 @@ def _data_module(data: PreparedData, batching: Batching, *, label_kind: str) -> 
     )
 
 
+def _common(head: Head) -> dict[str, Any]:
+    """The constructor arguments every head takes: encoder, labels and the trial's optimisation settings."""
+    return {
+        "encoder_name_or_path": head.encoder,
+        "label_names": head.label_names,
+        "learning_rate": head.hp.learning_rate,
+        "weight_decay": head.hp.weight_decay,
+        "warmup_ratio": head.hp.warmup_ratio,
+        "dropout": head.hp.dropout,
+    }
+
+
 def _sequence_classifier(head: Head) -> pl.LightningModule:
     return SequenceClassifier(
-        encoder_name_or_path=head.encoder,
-        label_names=head.label_names,
-        learning_rate=head.hp.learning_rate,
-        weight_decay=head.hp.weight_decay,
-        warmup_ratio=head.hp.warmup_ratio,
-        label_smoothing=head.hp.label_smoothing,
-        class_weights=head.class_weights,
-        dropout=head.hp.dropout,
+        **_common(head), label_smoothing=head.hp.label_smoothing, class_weights=head.class_weights
     )
 
 
 def _sequence_regressor(head: Head) -> pl.LightningModule:
-    return SequenceRegressor(
-        encoder_name_or_path=head.encoder,
-        label_names=head.label_names,
-        learning_rate=head.hp.learning_rate,
-        weight_decay=head.hp.weight_decay,
-        warmup_ratio=head.hp.warmup_ratio,
-        dropout=head.hp.dropout,
-        score_mean=head.score_mean or 0.0,
-    )
+    return SequenceRegressor(**_common(head), score_mean=head.score_mean or 0.0)
 
 
 def _multilabel_classifier(head: Head) -> pl.LightningModule:
     return MultiLabelClassifier(
-        encoder_name_or_path=head.encoder,
-        label_names=head.label_names,
-        learning_rate=head.hp.learning_rate,
-        weight_decay=head.hp.weight_decay,
-        warmup_ratio=head.hp.warmup_ratio,
+        **_common(head),
         label_smoothing=head.hp.label_smoothing,
-        dropout=head.hp.dropout,
         average="macro" if head.metric == "f1_macro" else "micro",
         threshold_mode=head.threshold,
         label_priors=head.label_priors,
@@ -110,13 +103,8 @@ def _multilabel_classifier(head: Head) -> pl.LightningModule:
 
 def _token_classifier(head: Head) -> pl.LightningModule:
     return TokenClassifier(
-        encoder_name_or_path=head.encoder,
-        label_names=head.label_names,
-        learning_rate=head.hp.learning_rate,
-        weight_decay=head.hp.weight_decay,
-        warmup_ratio=head.hp.warmup_ratio,
+        **_common(head),
         label_smoothing=head.hp.label_smoothing,
-        dropout=head.hp.dropout,
         validation_sentences=head.validation_groups,
         label_priors=head.label_priors,
     )

@@ -26,9 +26,10 @@ scores 0. The head's bias starts at the training tag frequencies: without that t
 NLU++ banking as task: multi-label (measured 2026-11-30, same CPU shared with one other job): 779 train rows (folds
 0-7), 301 validation rows (folds 16-18), 48 intents, lr 2e-4, batch 16, one evaluation per epoch: micro-F1 (tuned
 threshold) 0.431 / 0.532 / 0.634 / 0.654 / 0.674 after epochs 1-5 (0.295 / 0.44 / 0.483 / 0.508 / 0.527 at the
-untuned 0.5); the better trivial baseline (the two most frequent intents for every row) scores 0.207. The head's
-bias starts at each intent's training log-odds: without that, runs at lr 3e-4 to 2e-3 stayed at 0.24 (label
-frequencies only). The test trains 4 epochs.
+untuned 0.5); trivial baselines: the most frequent label set, or the most frequent intent, for every row 0.139
+(what the test compares with), the two most frequent intents 0.207. The head's bias starts at each intent's training
+log-odds: without that, runs at lr 3e-4 to 2e-3 stayed at 0.24 (label frequencies only). The test trains 4 epochs:
+0.435 / 0.540 / 0.605 / 0.620 on an idle machine in 51 s.
 """
 
 from __future__ import annotations
