@@ -330,8 +330,14 @@ def test_chaos_killed_workers_lose_nothing(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         dead.add(pid)
-        killed += [t.number for t in trials(postgres_url) if t.state == TrialState.RUNNING
-                   and (read_trial(t).worker or "").endswith(f":{pid}")]  # fmt: skip
+        # The trial the kill hit: RUNNING and held by no live worker. Not only the ones naming this pid: a kill that
+        # lands just after the victim's trial ended can hit the next trial in the instant before it records its
+        # worker (or while it still carries the worker of the trial it retries); live workers record theirs within
+        # a moment, so wait that moment first.
+        time.sleep(2.0)
+        live = {f":{p.pid}" for p in procs if p.poll() is None}
+        killed += [t.number for t in trials(postgres_url) if t.state == TrialState.RUNNING and t.number not in killed
+                   and not any((read_trial(t).worker or "").endswith(tag) for tag in live)]  # fmt: skip
         procs.append(start(worker_cmd, log))
     for proc in procs:
         if proc.poll() is None:
