@@ -194,7 +194,34 @@ def _check_arguments(
         raise ValueError("; ".join(problems))
 
 
-class SequenceClassifier(pl.LightningModule):
+class EncoderHead(pl.LightningModule):
+    """What every head shares: its optimizer and schedule, the history kept in checkpoints, and the common start of
+    each validation record. A subclass sets `learning_rate`, `weight_decay`, `warmup_ratio` and `history`."""
+
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    history: list[dict[str, Any]]
+
+    def evaluation_record(self, scalars: Mapping[str, float]) -> dict[str, Any]:
+        """`epoch` (0-based) in which this validation ran, optimizer `step`, `epochs_trained` (fractional inside an
+        epoch) and the validation scalars: the start of a history record."""
+        batches = self.trainer.num_training_batches
+        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
+        return {"epoch": self.current_epoch, "step": self.global_step, "epochs_trained": trained, **scalars}
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """AdamW (no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
+        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sweep_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("sweep_history", []))
+
+
+class SequenceClassifier(EncoderHead):
     """Fine-tunes `AutoModelForSequenceClassification` with weighted, label-smoothed cross-entropy.
 
     `self.model` is the plain transformers model (export with `self.model.save_pretrained`).
@@ -309,14 +336,7 @@ class SequenceClassifier(pl.LightningModule):
         self._clear_validation_state()
         if self.trainer.sanity_checking:
             return
-        batches = self.trainer.num_training_batches
-        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
-        record: dict[str, Any] = {
-            "epoch": self.current_epoch,
-            "step": self.global_step,
-            "epochs_trained": trained,
-            **scalars,
-        }
+        record = self.evaluation_record(scalars)
         if self._train_loss_total is not None and self._train_examples:
             record["train_loss"] = float(self._train_loss_total) / self._train_examples
         record["per_class"] = metrics["per_class"]
@@ -335,13 +355,3 @@ class SequenceClassifier(pl.LightningModule):
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class probabilities (softmax over the logits, float32)."""
         return torch.softmax(self(batch).float(), dim=-1)
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW (no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
-        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["sweep_history"] = self.history
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.history = list(checkpoint.get("sweep_history", []))

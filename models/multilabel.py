@@ -8,9 +8,8 @@ every evaluation) and the config (`problem_type: multi_label_classification`, so
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import torch
 import torch.nn.functional as F
@@ -120,15 +119,7 @@ class MultiLabelClassifier(SequenceClassifier):
         self._clear_validation_state()
         if self.trainer.sanity_checking:
             return
-        batches = self.trainer.num_training_batches
-        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
-        record: dict[str, Any] = {
-            "epoch": self.current_epoch,
-            "step": self.global_step,
-            "epochs_trained": trained,
-            **scalars,
-            "threshold": metrics["threshold"],
-        }
+        record = {**self.evaluation_record(scalars), "threshold": metrics["threshold"]}
         if self._train_loss_total is not None and self._train_examples:
             record["train_loss"] = float(self._train_loss_total) / self._train_examples
         record["per_class"] = metrics["per_class"]

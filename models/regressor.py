@@ -4,18 +4,15 @@ trained with mean squared error on the raw scores."""
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.classifier import ROW_INDEX, load_pretrained_classifier, warmup_then_decay
+from models.classifier import ROW_INDEX, EncoderHead, load_pretrained_classifier
 from models.hyperparameters import hyperparameter_problems
 from models.regression_metrics import regression_metrics, scatter_points
 
@@ -48,7 +45,7 @@ def load_pretrained_regressor(
     return model
 
 
-class SequenceRegressor(pl.LightningModule):
+class SequenceRegressor(EncoderHead):
     """Fine-tunes `AutoModelForSequenceClassification` with one output on float scores (MSE, in float32).
 
     The targets are not standardised: the head learns the scores' own scale (its bias starts at `score_mean`, the
@@ -139,10 +136,7 @@ class SequenceRegressor(pl.LightningModule):
         self.log_dict(scalars, prog_bar=False)
         if self.trainer.sanity_checking:
             return
-        batches = self.trainer.num_training_batches
-        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
-        record: dict[str, Any] = {"epoch": self.current_epoch, "step": self.global_step, "epochs_trained": trained,
-                                  **scalars}  # fmt: skip
+        record = self.evaluation_record(scalars)
         if self._train_loss_total is not None and self._train_examples:
             record["train_loss"] = float(self._train_loss_total) / self._train_examples
         record["scatter"] = scatter_points(targets, preds)
@@ -156,13 +150,3 @@ class SequenceRegressor(pl.LightningModule):
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Predicted scores (float32)."""
         return self(batch)
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW (fused; no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
-        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["sweep_history"] = self.history
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.history = list(checkpoint.get("sweep_history", []))

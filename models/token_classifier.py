@@ -4,21 +4,18 @@ trained on each word's first sub-token, scored by entity-level F1 (seqeval) on t
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from models.classifier import (
     ROW_INDEX,
+    EncoderHead,
     _check_arguments,
     load_pretrained_classifier,
-    warmup_then_decay,
 )
 from models.entities import IGNORE_INDEX, entity_metrics, word_tags
 
@@ -52,7 +49,7 @@ def start_at_tag_frequencies(model: torch.nn.Module, priors: Sequence[float]) ->
         layers[-1].bias.copy_(torch.tensor(priors, dtype=torch.float32).clamp_min(1e-4).log())
 
 
-class TokenClassifier(pl.LightningModule):
+class TokenClassifier(EncoderHead):
     """Fine-tunes `AutoModelForTokenClassification` with label-smoothed cross-entropy over labelled sub-tokens.
 
     Labels are tag ids on each word's first sub-token and IGNORE_INDEX (-100) elsewhere. `self.model` is the plain
@@ -153,10 +150,7 @@ class TokenClassifier(pl.LightningModule):
         self._clear_validation_state()
         if self.trainer.sanity_checking:
             return
-        batches = self.trainer.num_training_batches
-        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
-        record: dict[str, Any] = {"epoch": self.current_epoch, "step": self.global_step, "epochs_trained": trained,
-                                  **scalars}  # fmt: skip
+        record = self.evaluation_record(scalars)
         if self._train_tokens:
             record["train_loss"] = self._train_loss_sum / self._train_tokens
         record["per_class"] = metrics["per_class"]
@@ -174,13 +168,3 @@ class TokenClassifier(pl.LightningModule):
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Tag probabilities per token (softmax over the logits, float32)."""
         return torch.softmax(self(batch).float(), dim=-1)
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW (fused; no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
-        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["sweep_history"] = self.history
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.history = list(checkpoint.get("sweep_history", []))
