@@ -4,7 +4,8 @@ A leaf package (Optuna and the standard library only; no torch), so `sweep`, `re
 and read through it and nothing else touches a raw attribute key. Optuna's `RDBStorage` stays the store: the
 record is a schema over its study and trial user attributes, not a second database.
 
-- `StudyRecord` / `write_study` / `read_study`: the spec, fingerprints, data report, labels, metric, budget.
+- `StudyRecord` / `write_study` / `read_study`: the spec, fingerprints, data report, labels, metric, budget; and
+  the control shared by workers and the service (`write_stopped`, `write_priority`, `write_failure`).
 - `TrialRecord` / `TrialWriter` / `read_trial`: hyperparameters, seed, best epoch, history, metrics, per-class
   results, confusion matrix, timings, checkpoint, worker, and how a trial failed or was stopped.
 - `ranked` / `best_trial` / `enters_top`: the one ranking of trials (direction-aware, NaN/inf-safe, earlier trial
@@ -37,6 +38,9 @@ from record.study import (
     study_budget,
     study_from_attrs,
     write_budget,
+    write_failure,
+    write_priority,
+    write_stopped,
     write_study,
 )
 from record.trial import (
@@ -58,6 +62,9 @@ __all__ = [
     "audit_from_attrs",
     "read_audit",
     "write_audit",
+    "write_failure",
+    "write_priority",
+    "write_stopped",
     "FINISHED",
     "LIVE",
     "RECORD_VERSION",

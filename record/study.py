@@ -34,6 +34,10 @@ _S_STEPS_PER_EPOCH = "steps_per_epoch"
 _S_CHECKPOINT_DIR = "checkpoint_dir"
 _S_SPEC_DIR = "spec_dir"
 _S_TASK = "task"
+_S_STOPPED = "stopped"
+_S_PRIORITY = "priority"
+_S_SUBMITTED_AT = "submitted_at"
+_S_FAILURE = "failure"
 DEFAULT_TASK = "text-classification"  # stores written before `task` existed hold classification studies
 BUDGET_KEY = "n_trials"  # read under the store's budget lock (sweep.storage), so it is public
 
@@ -54,6 +58,11 @@ class StudyRecord:
     budget: int | None = None  # finished trials to reach, across all workers
     task: str = DEFAULT_TASK  # text-classification | text-pair (a pair of texts -> a label)
     version: int = RECORD_VERSION
+    # Control of a study shared by many workers (`sweep stop`/`resume`, the service): changed after creation.
+    stopped: str | None = None  # why no new trial may start (who stopped it, when); None: workers may run it
+    priority: int = 0  # workers without a study name take the highest priority first, then the oldest submission
+    submitted_at: float | None = None  # Unix time the study was created (or submitted to the service)
+    failure: str | None = None  # why its workers gave up on it (three trials in a row failed); cleared on resume
 
     @property
     def created_by_sweep(self) -> bool:
@@ -102,7 +111,23 @@ def study_from_attrs(attrs: Mapping[str, Any]) -> StudyRecord:
         budget=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
         task=str(attrs.get(_S_TASK) or DEFAULT_TASK),
         version=version,
+        stopped=_opt_str(attrs.get(_S_STOPPED)),
+        priority=_int_or(attrs.get(_S_PRIORITY), 0),
+        submitted_at=_opt_float(attrs.get(_S_SUBMITTED_AT)),
+        failure=_opt_str(attrs.get(_S_FAILURE)),
     )
+
+
+def _opt_str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _opt_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def read_study(study: _HasUserAttrs) -> StudyRecord:
@@ -126,6 +151,26 @@ def write_study(set_attr: Setter, record: StudyRecord) -> None:
         set_attr(_S_SPEC_DIR, record.spec_dir)
     if record.budget is not None:
         write_budget(set_attr, record.budget)
+    write_priority(set_attr, record.priority)
+    if record.submitted_at is not None:
+        set_attr(_S_SUBMITTED_AT, float(record.submitted_at))
+
+
+def write_priority(set_attr: Setter, priority: int) -> None:
+    set_attr(_S_PRIORITY, int(priority))
+
+
+def write_stopped(set_attr: Setter, reason: str | None) -> None:
+    """Stop a study (`reason` says who and when: no new trial starts, running ones end as on SIGTERM), or resume
+    it (None; this also clears a recorded failure, so workers try it again)."""
+    set_attr(_S_STOPPED, reason)
+    if reason is None:
+        set_attr(_S_FAILURE, None)
+
+
+def write_failure(set_attr: Setter, reason: str) -> None:
+    """Why the study's workers gave up on it (three trials in a row failed): workers skip it until it is resumed."""
+    set_attr(_S_FAILURE, reason)
 
 
 def write_budget(set_attr: Setter, n_trials: int) -> None:

@@ -30,6 +30,10 @@ class SweepError(Exception):
         return "\n".join(self.lines())
 
 
+class NoSuchStudy(SweepError):
+    """The store holds no study of that name (exit code 2 on the command line; 404 from the service)."""
+
+
 class StorageLost(SweepError):
     """The database stopped answering during a run and did not come back within the retry window (exit code 3)."""
 

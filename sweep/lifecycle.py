@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -197,6 +198,7 @@ def create_or_resume(
         checkpoint_dir=str(checkpoint_root),
         spec_dir=str(base) if base is not None else None,
         task=spec.task,
+        submitted_at=time.time(),
     )
     write_study(study.set_user_attr, record)
     return study, False

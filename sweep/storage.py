@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from record import FINISHED, RecordError, StudyRecord, TrialWriter, study_budget, study_from_attrs
-from sweep.errors import StorageLost, SweepError, disk_errors
+from sweep.errors import NoSuchStudy, StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
 from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
 from sweep.store_checks import (
@@ -256,7 +256,7 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
     except KeyError:
         names = study_names(storage)
         known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
-        raise SweepError([("study", f"no study named {name!r} in {safe_url(url)} ({known})")]) from None
+        raise NoSuchStudy([("study", f"no study named {name!r} in {safe_url(url)} ({known})")]) from None
     except SweepError:
         raise
     except Exception as exc:  # the server went away since it was opened, or the file is no database after all

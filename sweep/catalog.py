@@ -1,0 +1,188 @@
+"""The studies of a store as a service sees them: each one's state, progress, best value and workers; which study a
+worker without a study name takes next; stopping and resuming a study. The command line (`sweep stop`, `sweep
+resume`, `sweep worker` without a name) and the service (`sweep serve`) both go through here.
+
+States: `queued` (budget left, nothing running), `running` (a trial is running), `finished` (the budget is reached),
+`stopped` (stopped by a user: no new trial starts), `failed` (its workers gave up: three trials in a row failed).
+A stopped or failed study becomes queued again on `resume`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from record import FINISHED, StudyRecord, best_trial, read_trial, study_from_attrs, write_stopped
+from record.study import RecordError
+from sweep.errors import SweepError
+from sweep.storage import load_study, open_storage, safe_url, study_names
+
+State = Literal["queued", "running", "finished", "stopped", "failed"]
+STATES: tuple[State, ...] = ("queued", "running", "finished", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """One line of the studies list (JSON-ready through `as_dict`)."""
+
+    name: str
+    state: State
+    finished: int  # complete + pruned trials (what counts towards the budget)
+    budget: int
+    running: int
+    queued: int  # trials waiting to run (retries of stopped or dead trials)
+    failed: int
+    best_value: float | None
+    best_trial: int | None
+    metric: str | None
+    direction: str  # maximize | minimize
+    task: str
+    workers: list[str] = field(default_factory=list)  # `host:pid` of the workers running its trials now
+    submitted_at: float | None = None
+    priority: int = 0
+    stopped: str | None = None
+    failure: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def state_of(record: StudyRecord, *, finished: int, budget: int, running: int) -> State:
+    """The one rule for a study's state (see the module docstring)."""
+    if finished >= budget:
+        return "finished"
+    if running:
+        return "running"
+    if record.stopped is not None:
+        return "stopped"
+    if record.failure is not None:
+        return "failed"
+    return "queued"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def summarize(study: optuna.Study, record: StudyRecord | None = None) -> StudySummary:
+    """A study's summary, from one read of its trials."""
+    record = record or study_from_attrs(study.user_attrs)
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    budget = record.budget or len(trials) or 1
+    best = best_trial(study) if finished else None
+    return StudySummary(
+        name=study.study_name,
+        state=state_of(record, finished=finished, budget=budget, running=len(running)),
+        finished=finished,
+        budget=budget,
+        running=len(running),
+        queued=sum(t.state == TrialState.WAITING for t in trials),
+        failed=sum(t.state == TrialState.FAIL for t in trials),
+        best_value=_finite(best.value) if best is not None else None,
+        best_trial=best.number if best is not None else None,
+        metric=record.metric,
+        direction="minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize",
+        task=record.task,
+        workers=sorted({w for w in (read_trial(t).worker for t in running) if w}),
+        submitted_at=record.submitted_at,
+        priority=record.priority,
+        stopped=record.stopped,
+        failure=record.failure,
+    )
+
+
+def list_studies(url: str) -> list[StudySummary]:
+    """Every study `sweep` created in the store, newest submission first (plain Optuna studies are left out)."""
+    storage = open_storage(url, must_exist=True, read_only=True)
+    summaries = []
+    for name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        try:
+            record = study_from_attrs(study.user_attrs)
+        except RecordError:
+            continue  # written by a newer sweep: `sweep status NAME` says so
+        if record.created_by_sweep:
+            summaries.append(summarize(study, record))
+    return sorted(summaries, key=lambda s: (-(s.submitted_at or 0.0), s.name))
+
+
+def workable(summaries: Iterable[StudySummary]) -> list[StudySummary]:
+    """Studies a worker without a study name may take, in the order it takes them: the highest priority first, then
+    the oldest submission. A study qualifies while it is neither finished, stopped nor failed and has room: a trial
+    waiting for a retry, or fewer finished + running + waiting trials than its budget."""
+    open_ = [
+        s for s in summaries
+        if s.state in ("queued", "running") and (s.queued or s.finished + s.running + s.queued < s.budget)
+    ]  # fmt: skip
+    return sorted(open_, key=lambda s: (-s.priority, s.submitted_at or 0.0, s.name))
+
+
+def next_study(url: str, *, skip: Iterable[str] = ()) -> str | None:
+    """The study a worker without a study name should join now (None: no study has work left)."""
+    skipped = set(skip)
+    for summary in workable(list_studies(url)):
+        if summary.name not in skipped:
+            return summary.name
+    return None
+
+
+def _writable(name: str, url: str) -> optuna.Study:
+    return load_study(name, url, read_only=False)
+
+
+def stop_study(name: str, url: str, *, by: str = "user") -> StudySummary:
+    """Stop a study: no new trial starts; running trials end as on SIGTERM (recorded as failed with the reason and
+    queued for a retry with the same parameters) when their workers next check, within seconds."""
+    study = _writable(name, url)
+    summary = summarize(study)
+    if summary.state == "finished":
+        raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: there is nothing to stop")])
+    if summary.state != "stopped":
+        write_stopped(study.set_user_attr, f"stopped by {by} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    return summarize(study)
+
+
+def resume_study(name: str, url: str) -> StudySummary:
+    """Let workers take a stopped (or failed) study again; the trials its stop interrupted run first."""
+    study = _writable(name, url)
+    summary = summarize(study)
+    if summary.state == "finished":
+        raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: raise its budget with "
+                                    "`sweep run SPEC --n-trials N` to run more trials")])  # fmt: skip
+    write_stopped(study.set_user_attr, None)
+    return summarize(study)
+
+
+def is_stopped(study: optuna.Study) -> str | None:
+    """Why the study is stopped, read fresh from the store (None while it may run)."""
+    return study_from_attrs(study.user_attrs).stopped
+
+
+def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as the service lists it: state, value, parameters, best epoch, per-evaluation values, worker."""
+    record = read_trial(trial)
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else None
+    )
+    return {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "value": _finite(trial.value) if trial.value is not None else None,
+        "params": dict(trial.params),
+        "best_epoch": record.best_epoch,
+        "intermediate_values": {str(k): _finite(v) for k, v in sorted(trial.intermediate_values.items())},
+        "history": record.history,
+        "worker": record.worker,
+        "seconds": seconds,
+        "failure": record.failure,
+    }
