@@ -1,0 +1,207 @@
+"""The limit for sweep's training throughput: a bare PyTorch loop over the same batches of the same encoder.
+
+For each seed, one epoch of one configuration is trained twice, side by side in one process, alternating which goes
+first: once by sweep (`sweep.objective.train_trial`: Lightning, our callbacks and the trial's evaluation at the end
+of the epoch, whose time is not counted) and once by a plain loop (no Lightning, no Optuna): the same data module's
+training batches (same seed, length grouping, padding), the same model class and initial weights, AdamW (fused,
+the same parameter groups) and the same warmup-then-decay schedule, `forward -> backward -> step -> zero_grad`.
+Both clocks include fetching the batches. Throughput is training examples per second; the share is ours / bare.
+
+    python benchmarks/bench_limit.py                      # TREC-6, 1,000 examples, MiniLM, seeds 0 1 2
+    python benchmarks/bench_limit.py --batch-size 16 --results /tmp/limit.md
+
+Writes LIMIT.md and limit.json beside it (or --results). Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_trainer import (  # noqa: E402
+    DATASETS,
+    default_encoder,
+    log,
+    machine_facts,
+    quiet_hugging_face,
+    read_rows,
+    stratified_split,
+    unique_rows,
+    write_csv,
+)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench_limit.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="trec")
+    parser.add_argument("--train-size", type=int, default=1000)
+    parser.add_argument("--val-size", type=int, default=200)
+    parser.add_argument("--encoder", help="Hugging Face model folder (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "limit")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "LIMIT.md")
+    args = parser.parse_args(list(argv))
+    problems = [f"--{n.replace('_', '-')} must be >= 1, got {v}" for n, v in
+                (("train_size", args.train_size), ("val_size", args.val_size), ("batch_size", args.batch_size))
+                if v < 1]  # fmt: skip
+    if not DATASETS[args.dataset].is_file():
+        problems.append(f"no dataset file {DATASETS[args.dataset]} (set SWEEP_SHARED_DATA)")
+    if problems:
+        parser.error("; ".join(problems))
+    args.command = shlex.join(["python", "benchmarks/bench_limit.py", *argv])
+    return args
+
+
+def prepared(args: argparse.Namespace, seed: int) -> Any:
+    """The seed's data subset, cleaned and tokenised by sweep (as a study would), and the encoder."""
+    import yaml
+    from rich.console import Console
+
+    from sweep.encoders import resolve_encoder
+    from sweep.runner import prepare_data
+    from sweep.spec import load_spec
+
+    folder = args.work / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = unique_rows(read_rows(args.dataset, DATASETS[args.dataset]))
+    train, val = stratified_split(rows, args.train_size, args.val_size, seed)
+    spec = {
+        "name": f"limit-{seed}",
+        "data": {"train": str(write_csv(folder / "train.csv", train)),
+                 "validation": str(write_csv(folder / "val.csv", val)), "cache_dir": str(folder / "cache")},
+        "model": {"encoder": args.encoder or default_encoder(), "max_length": args.max_length},
+        "search": {"seed": seed},
+    }  # fmt: skip
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    loaded, base = load_spec(folder / "spec.yaml")
+    encoder = resolve_encoder(loaded.model.encoder, base, max_length=loaded.model.max_length)
+    return prepare_data(loaded, base, encoder, Console(stderr=True, quiet=True)), encoder
+
+
+def hyperparameters(args: argparse.Namespace) -> Any:
+    from sweep.space import Hyperparameters
+
+    return Hyperparameters(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=1, weight_decay=0.01,
+                           warmup_ratio=0.06, label_smoothing=0.0, dropout=0.1)  # fmt: skip
+
+
+def run_ours(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> dict[str, float]:
+    """One epoch through sweep's own trial training; the epoch-end evaluation's time is left out."""
+    from sweep.objective import TrialSettings, train_trial
+    from sweep.spec import SpaceSpec
+
+    settings = TrialSettings(encoder=encoder, space=SpaceSpec(), metric="f1_macro", seed=seed, class_weights=None,
+                             accelerator="cpu", precision="32-true", eval_batch_size=64, group_by_length=True,
+                             first_epoch_evals=0)  # fmt: skip
+    _, timing, setup = train_trial(hyperparameters(args), data, settings, seed=seed, callbacks=[])
+    seconds = timing.train_seconds()
+    return {"seconds": seconds, "examples": timing.train_examples, "throughput": timing.train_examples / seconds,
+            "validation_seconds": timing.seconds["validation"], "model_load": setup["model_load"]}  # fmt: skip
+
+
+def run_bare(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> dict[str, float]:
+    """One epoch of a plain PyTorch loop over the same data module's batches."""
+    import functools
+
+    import pytorch_lightning as pl
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from models.classifier import linear_warmup_decay, parameter_groups
+    from sweep.tasks import Batching, build_datamodule
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    module = build_datamodule("text-classification", data, Batching(args.batch_size, 64, seed, True))
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(data.label_names))
+    model.train()
+    loader = module.train_dataloader()
+    total = len(loader)
+    optimizer = torch.optim.AdamW(parameter_groups(model.named_parameters(), 0.01), lr=args.learning_rate, fused=True)
+    schedule = functools.partial(linear_warmup_decay, warmup_steps=int(0.06 * total), total_steps=total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    examples = 0
+    started = time.perf_counter()
+    for batch in loader:
+        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        examples += int(batch["labels"].shape[0])
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "examples": examples, "throughput": examples / seconds}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        "# Training throughput against the bare PyTorch loop",
+        "",
+        f"Command: `{results['command']}` · {results['machine'].get('cpu', '?')} · torch threads "
+        f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
+        f"{results['batch_size']}, one epoch, length-grouped batches.",
+        "",
+        "| seed | first | sweep (examples/s) | bare loop (examples/s) | share |",
+        "|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        lines.append(f"| {run['seed']} | {run['first']} | {run['ours']['throughput']:.1f} | "
+                     f"{run['bare']['throughput']:.1f} | {run['share']:.3f} |")  # fmt: skip
+    share = results["share"]
+    lines += ["", f"Share across seeds: mean {share['mean']:.3f} (min {share['min']:.3f}, max {share['max']:.3f}); "
+                  "the target is 0.9 or more on every seed.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runs = []
+    with quiet_hugging_face():
+        for i, seed in enumerate(args.seeds):
+            data, encoder = prepared(args, seed)
+            order = ("ours", "bare") if i % 2 == 0 else ("bare", "ours")
+            measured: dict[str, dict[str, float]] = {}
+            for side in order:
+                log(f"limit: seed {seed}: {side}")
+                measured[side] = (run_ours if side == "ours" else run_bare)(args, data, encoder, seed)
+            share = measured["ours"]["throughput"] / measured["bare"]["throughput"]
+            log(f"limit: seed {seed}: ours {measured['ours']['throughput']:.1f}/s, bare "
+                f"{measured['bare']['throughput']:.1f}/s, share {share:.3f}")  # fmt: skip
+            runs.append({"seed": seed, "first": order[0], **measured, "share": share})
+    results = {
+        "command": args.command, "machine": machine_facts(), "threads": torch.get_num_threads(),
+        "dataset": args.dataset, "train_size": args.train_size, "batch_size": args.batch_size, "runs": runs,
+        "share": spread([r["share"] for r in runs]),
+    }  # fmt: skip
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    args.results.write_text(render(results), encoding="utf-8")
+    log(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
