@@ -6,10 +6,14 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
+from sweep.service.dashboard import DashboardMount
 from sweep.service.settings import ServiceSettings
+from sweep.service.submissions import Conflict, TooLarge
 from sweep.store_checks import mask
 
 
@@ -27,10 +31,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         version="1",
     )
     app.state.settings = settings
+    app.state.importance_cache = {}
 
     @app.exception_handler(SweepError)
     async def sweep_error(request: Request, exc: SweepError) -> JSONResponse:
-        code = 503 if isinstance(exc, StorageLost) else 404 if isinstance(exc, NoSuchStudy) else 400
+        code = (503 if isinstance(exc, StorageLost) else 404 if isinstance(exc, NoSuchStudy)
+                else 409 if isinstance(exc, Conflict) else 413 if isinstance(exc, TooLarge) else 400)  # fmt: skip
         lines = [mask(line, settings.storage_url) for line in exc.lines()]
         problems = [(where, mask(msg, settings.storage_url)) for where, msg in exc.problems]
         return JSONResponse(error_body(problems, lines), status_code=code)
@@ -47,4 +53,54 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.add_middleware(BodyLimit, limit=2 * settings.max_upload_bytes + MULTIPART_SLACK)
+    app.add_middleware(DashboardMount, storage_url=settings.storage_url, token=settings.token)
     return app
+
+
+MULTIPART_SLACK = 2 * 1024 * 1024  # the spec and the form's other fields, on top of two data files
+
+
+class _OverLimit(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 (JSON) without being read further, whether
+    it announces its length or not (the submit route also limits each file)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"the request is over this server's limit of {self.limit} bytes (sweep serve --max-upload-mb)"
+        refuse = JSONResponse(error_body([("", detail)], [detail]), status_code=413)
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _OverLimit
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _OverLimit:
+            if not started:
+                await refuse(scope, receive, send)
