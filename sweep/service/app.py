@@ -3,18 +3,24 @@ answered as JSON with the same lines the command line prints."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
 from sweep.service.dashboard import DashboardMount
+from sweep.service.security import require_token
 from sweep.service.settings import ServiceSettings
 from sweep.service.submissions import Conflict, TooLarge
 from sweep.store_checks import mask
+
+SCHEMA_URL = "/docs/openapi.json"  # the OpenAPI schema; /docs is its page
 
 
 def error_body(problems: list[tuple[str, str]], lines: list[str]) -> dict[str, object]:
@@ -29,6 +35,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         title="sweep",
         summary="Hyperparameter sweeps for fine-tuning text encoders: submit, follow, stop and export studies.",
         version="1",
+        docs_url=None,  # served below, behind the token like every other route
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.importance_cache = {}
@@ -50,6 +59,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
         return JSONResponse(error_body(problems, [f"{w}: {m}" for w, m in problems]), status_code=422)
+
+    @app.get(SCHEMA_URL, include_in_schema=False, dependencies=[Depends(require_token)])
+    def openapi_schema() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_token)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=SCHEMA_URL, title="sweep API")
 
     app.include_router(api.router)
     app.include_router(pages.router)
