@@ -3,6 +3,7 @@ answered as JSON with the same lines the command line prints."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -20,6 +21,7 @@ from sweep.service.settings import ServiceSettings
 from sweep.service.submissions import Conflict, TooLarge
 from sweep.store_checks import mask
 
+log = logging.getLogger("sweep.service")
 SCHEMA_URL = "/docs/openapi.json"  # the OpenAPI schema; /docs is its page
 
 
@@ -54,6 +56,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return JSONResponse(error_body([("", detail)], [detail]), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from sweep.store_checks import open_error
+
+        if isinstance(exc, SQLAlchemyError):  # the store went away or refused: say so, with the password masked
+            return await sweep_error(request, StorageLost(open_error(settings.storage_url, exc).problems))
+        log.error("unexpected error on %s %s: %s", request.method, request.url.path,
+                  mask(f"{type(exc).__name__}: {exc}", settings.storage_url))  # fmt: skip
+        detail = f"internal error ({type(exc).__name__}): the server's log has the details"
+        return JSONResponse(error_body([("", detail)], [detail]), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

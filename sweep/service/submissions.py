@@ -142,6 +142,8 @@ def plan(request: SubmissionRequest, settings: ServiceSettings) -> Plan:
         if _get(body, where) is not None:
             problems.append((where, f"set by the server ({reason}): remove it from a submitted spec"))
     data = body.get("data")
+    if data is None and (request.data or request.data_path or request.validation or request.validation_path):
+        data = {}  # the spec may leave its data section out: the request gives the files
     data = {**data} if isinstance(data, dict) else data
     uploads: dict[str, tuple[Upload, Path]] = {}
     for key, upload, path_field, path_value in (
