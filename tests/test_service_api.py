@@ -442,3 +442,52 @@ def test_sweep_serve_answers_on_a_real_port(client: TestClient, place: Path) -> 
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"sweep serve: http://127.0.0.1:{port}/" in out and TOKEN not in out
+
+
+@pytest.fixture()
+def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, password) of a throwaway role whose password appears nowhere else (as tests/test_secrets.py makes)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    role, password = f"sweep_api_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            conn.execute(text(f"GRANT {role} TO CURRENT_USER"))
+            conn.execute(text(f"GRANT ALL ON SCHEMA public TO {role}"))
+    except ProgrammingError as exc:
+        admin.dispose()
+        pytest.skip(f"the test role may not create roles ({exc.orig}): ALTER ROLE ... CREATEROLE, as .ci/run does")
+    try:
+        yield make_url(postgres_url).set(username=role, password=password).render_as_string(False), password
+    finally:
+        with admin.connect() as conn:
+            ended = f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = '{role}'"
+            conn.execute(text(ended))
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_on_postgres_no_response_holds_the_password(secret_url: tuple[str, str], place: Path, tiny_bert: Path,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    """A team's store: a PostgreSQL URL with a password. Submit, list, follow, stop, the errors: never the password."""
+    url, password = secret_url
+    settings = settings_for(place, tiny_bert, folder=tmp_path / "server", storage_url=url)
+    open_storage(url)  # as `sweep serve` does before its first request
+    with TestClient(create_app(settings)) as client:
+        body = spec_body("pg", tiny_bert, data={"train": "train.csv"})
+        answers: list[Any] = [submit(client, body, data=place / "data" / "train.csv"), submit(client, body),
+                              client.get("/api/studies"), client.get("/api/studies/pg"),
+                              client.post("/api/studies/pg/stop"), client.get("/api/studies/nope"),
+                              client.get("/api/studies/pg/export"), client.get("/dashboard/api/studies")]  # fmt: skip
+    assert [a.status_code for a in answers] == [201, 409, 200, 200, 200, 404, 400, 200]
+    assert "pg" in answers[5].json()["detail"]  # the store's studies are named, its password is not
+    for answer in answers:
+        assert password not in answer.text
