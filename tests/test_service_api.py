@@ -8,6 +8,7 @@ Through FastAPI's TestClient, except `sweep serve` itself, which runs as a proce
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -186,6 +187,13 @@ def test_stop_and_resume_change_the_state(client: TestClient, place: Path, tiny_
     assert export.status_code == 400 and "has no completed trial yet" in export.json()["detail"]
     importance = client.get("/api/studies/to-stop").json()
     assert importance["importance"] is None and "at least 2 completed trials" in importance["importance_note"]
+    assert client.get("/api/studies/to-stop/report").status_code == 200  # a report before any trial ran
+
+
+def test_a_json_spec_file_is_read_as_yaml_is(client: TestClient, tiny_bert: Path) -> None:
+    body = json.dumps(spec_body("from-json", tiny_bert, data={"train": "train.csv"})).encode()
+    answer = client.post("/api/studies", files={"spec": ("study.json", body, "application/json")})
+    assert answer.status_code == 201 and answer.json()["name"] == "from-json"
 
 
 def test_a_duplicate_name_is_refused_before_anything_is_written(client: TestClient, place: Path,
@@ -437,7 +445,9 @@ def test_sweep_serve_answers_on_a_real_port(client: TestClient, place: Path) -> 
         dashboard = httpx.get(f"{base}/dashboard/api/studies", headers=headers, timeout=30).json()
         assert "tickets" in [s["study_name"] for s in dashboard["study_summaries"]]
         page = httpx.get(f"{base}/dashboard", headers=headers, timeout=5)
-        assert "/dashboard/static/bundle.js" in page.text
+        assert "/dashboard/static/bundle.js" in page.text and "/dashboard/static/sweep-prefix.js" in page.text
+        for asset in ("static/sweep-prefix.js", "static/bundle.js", "favicon.ico"):
+            assert httpx.get(f"{base}/dashboard/{asset}", headers=headers, timeout=30).status_code == 200, asset
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
