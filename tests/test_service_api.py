@@ -358,6 +358,9 @@ def test_serve_refuses_an_open_address_without_a_token(tmp_path: Path, monkeypat
     err = capsys.readouterr().err
     assert f"the token file {tmp_path / 'token'} is empty" in err and "--data-root: no such folder" in err
     assert not folder.exists()  # nothing created on bad input
+    monkeypatch.delenv("SWEEP_SERVICE_TOKEN_FILE")
+    assert main(["serve", "--folder", str(folder), "--workers", "2", "--storage", "sqlite:///x.db"]) == 2
+    assert "2 workers cannot share the SQLite store" in capsys.readouterr().err and not folder.exists()
     (tmp_path / "token").write_text(f"{TOKEN}\n")
     assert read_token({"SWEEP_SERVICE_TOKEN_FILE": str(tmp_path / "token")}) == TOKEN
     assert read_token({"SWEEP_SERVICE_TOKEN": "a", "SWEEP_SERVICE_TOKEN_FILE": "/nope"}) == "a"

@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sweep.errors import SweepError
 from sweep.service.security import presented_token, token_matches
+from sweep.store_checks import mask
 
 PREFIX = "/dashboard"
 SHIM = f"{PREFIX}/static/sweep-prefix.js"
@@ -102,5 +104,12 @@ class DashboardMount:
         if response is not None:
             await response(scope, receive, send)
             return
+        try:
+            app = self.wsgi()
+        except SweepError as exc:  # the store cannot be opened: say why, as the API does (password masked)
+            lines = [mask(line, self.storage_url) for line in exc.lines()]
+            problems = [{"field": w, "message": mask(m, self.storage_url)} for w, m in exc.problems]
+            await JSONResponse({"detail": "\n".join(lines), "errors": problems}, status_code=503)(scope, receive, send)
+            return
         inner = dict(scope, path=routed[1], raw_path=routed[1].encode(), root_path="")
-        await self.wsgi()(inner, receive, send)
+        await app(inner, receive, send)
