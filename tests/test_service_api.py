@@ -446,6 +446,9 @@ def test_sweep_serve_answers_on_a_real_port(client: TestClient, place: Path, tin
         assert httpx.get(f"{base}/api/studies", timeout=5).status_code == 401
         schema = httpx.get(f"{base}/docs/openapi.json", headers=headers, timeout=5).json()
         assert "/api/studies/{name}/export" in schema["paths"]
+        docs = httpx.get(f"{base}/docs", headers=headers, timeout=5).text
+        assert "/api/studies/{name}/export" in docs and "data_path" in docs  # the operations and their form fields
+        assert not re.search(r"(src|href)=['\"]?(https?:)?//", docs)  # nothing from another host (no CDN)
         dashboard = httpx.get(f"{base}/dashboard/api/studies", headers=headers, timeout=30).json()
         assert "on-port" in [s["study_name"] for s in dashboard["study_summaries"]]
         page = httpx.get(f"{base}/dashboard", headers=headers, timeout=5)

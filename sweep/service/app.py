@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
@@ -84,7 +83,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_token)])
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=SCHEMA_URL, title="sweep API")
+        from sweep.service.docs import render_docs
+
+        return HTMLResponse(render_docs(app.openapi(), SCHEMA_URL))
 
     app.include_router(api.router)
     app.include_router(pages.router)
