@@ -238,6 +238,8 @@ def refused(answer: Any, code: int, field: str, words: str, settings: ServiceSet
         ({"data_path": "train.csv", "validation_path": "/etc/passwd"}, None, "validation_path", "under a data root"),
         ({}, {"train": "hub:imdb"}, "data.train", "fetches no hub dataset"),
         ({}, None, "data", "upload a data file"),
+        ({"data_path": "~/train.csv"}, None, "data_path", "not a file under a data root"),
+        ({"data_path": "train\x00.csv"}, None, "data_path", "NUL character"),
     ],
 )
 def test_data_outside_the_roots_is_refused(fresh: tuple[TestClient, ServiceSettings], place: Path, tiny_bert: Path,
