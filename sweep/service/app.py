@@ -119,24 +119,29 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await refuse(scope, receive, send)
             return
-        seen = 0
-        started = False
+        seen, over, started, answered = 0, False, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                over = True
                 raise _OverLimit
             return message
 
         async def watched(message: Message) -> None:
-            nonlocal started
+            nonlocal started, answered
+            if over:  # the route turned the interrupted body into an answer of its own (a parse error): ours instead
+                if not answered and message["type"] == "http.response.start":
+                    answered = True
+                    await refuse(scope, receive, send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted, watched)
         except _OverLimit:
-            if not started:
+            if not started and not answered:
                 await refuse(scope, receive, send)
