@@ -28,6 +28,7 @@ from sweep.callbacks import StopCheck
 from sweep.catalog import STATES, is_stopped, list_studies, next_study, resume_study, stop_study, workable
 from sweep.cli import main
 from sweep.errors import NoSuchStudy, SweepError
+from sweep.runner import run_study
 from sweep.storage import StudyStopped, open_storage
 from sweep.worker import GracefulStop, StopRequested, StoreStopWatch
 
@@ -396,10 +397,8 @@ def test_two_workers_on_postgresql_finish_two_queued_studies_exactly(
     tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str
 ) -> None:
     budgets = {"pg-a": 3, "pg-b": 3}
-    for name, n in budgets.items():
-        spec = write_spec(tmp_path, data, tiny_bert, postgres_url, name, n_trials=n)
-        subprocess.run([sys.executable, "-m", "sweep", "run", str(spec), "--workers", "0"], env=ENV, check=True,
-                       capture_output=True)  # fmt: skip
+    for name, n in budgets.items():  # created here as `sweep run SPEC --workers 0` would (no process to start)
+        run_study(write_spec(tmp_path, data, tiny_bert, postgres_url, name, n_trials=n), workers=0)
     cmd = [sys.executable, "-m", "sweep", "worker", "--storage", postgres_url, "--exit-when-idle", "--threads", "1"]
     procs = [subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]  # fmt: skip
