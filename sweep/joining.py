@@ -24,6 +24,7 @@ from sweep.runner import RunResult, finished_run, heartbeat_of, open_study, prep
 from sweep.spec import Spec, check_paths, load_spec, parse_spec
 from sweep.storage import (
     Heartbeat,
+    StoreBusy,
     load_study,
     open_storage,
     reachability_problems,
@@ -123,7 +124,7 @@ def _work_on(joined: Joined, url: str, console: Console, *, wait: bool) -> LoopR
         open_study(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study "
                    f"[bold]{study.study_name}[/] in {safe_url(url)}")  # fmt: skip
         settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)
-        return work(study, spec, joined.data, settings, console, url=url, wait=wait)
+        return work(study, spec, joined.data, settings, console, url, wait=wait)
 
 
 # --- a worker without a study name ------------------------------------------------------------------------------
@@ -194,8 +195,13 @@ def work_on_studies(
                 break
             if joined is None:
                 continue
+            try:
+                loop = _work_on(joined, url, console, wait=False)
+            except StoreBusy as exc:  # SQLite: another process writes the store now (`sweep run`, a named worker)
+                console.print(f"[yellow]waiting:[/] {escape(exc.lines()[0])}", highlight=False)
+                time.sleep(poll)
+                continue
             run.studies.append(name)
-            loop = _work_on(joined, url, console, wait=False)
             if loop.stopped_by:
                 run.stopped_by = loop.stopped_by
                 break

@@ -210,8 +210,8 @@ def open_study(study: optuna.Study, url: str, default_budget: int, console: Cons
 
 
 def work(
-    study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSettings, console: Console, *, url: str,
-    wait: bool = True,
+    study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSettings, console: Console, url: str,
+    *, wait: bool = True,
 ) -> LoopResult:  # fmt: skip
     """This process's share of the study: trials until the budget is finished, a signal, a stop from the store (read
     from `url` while trials run), or a broken setup. `wait=False`: return when other workers' trials fill the budget.
@@ -332,7 +332,7 @@ def run_study(
         if workers > 1:
             return _run_local_workers(study, spec, Path(spec_path), url, workers, console, resumed, started)
         settings = trial_settings(spec, data, encoder, Path(read_record(study).checkpoint_dir or "checkpoints"))
-        loop = work(study, spec, data, settings, console, url=url)
+        loop = work(study, spec, data, settings, console, url)
     return finished_run(study, url, resumed, started, loop)
 
 

@@ -64,6 +64,11 @@ class BudgetReached(Exception):
     """No new trial: finished, running and queued trials already fill the study's budget."""
 
 
+class StoreBusy(SweepError):
+    """Another process holds the one-writer lock of a SQLite store (exit code 2; a worker without a study name waits
+    for it instead)."""
+
+
 class StudyStopped(BudgetReached):
     """No new trial, and no retry either: the study is stopped (`sweep stop`, the service) until resumed."""
 
@@ -326,7 +331,7 @@ def sqlite_writer_lock(url: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise SweepError(
+            raise StoreBusy(
                 [("storage", f"{safe_url(url)} is already used by a running sweep ({holder}); {POSTGRES_HINT}")]
             ) from None
         handle.seek(0)

@@ -8,10 +8,12 @@ studies with `optuna.trial.create_trial` and no training.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from sweep.catalog import STATES, is_stopped, list_studies, next_study, resume_s
 from sweep.cli import main
 from sweep.errors import NoSuchStudy, SweepError
 from sweep.runner import run_study
-from sweep.storage import StudyStopped, open_storage
+from sweep.storage import StudyStopped, open_storage, sqlite_writer_lock
 from sweep.worker import GracefulStop, StopRequested, StoreStopWatch
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -378,8 +380,18 @@ def test_three_failures_in_a_row_mark_the_study_failed_until_resumed(
         raise RuntimeError("CUDA error: no kernel image is available")
 
     monkeypatch.setattr("sweep.objective.train_trial", broken)
-    assert main(["worker", "--storage", url, "--exit-when-idle"]) == 0
+    # SQLite has one writer: while another process holds the store, the worker waits for it instead of exiting.
+    holding = contextlib.ExitStack()
+    holding.enter_context(sqlite_writer_lock(url))
+    release = threading.Timer(1.0, holding.close)
+    release.start()
+    try:
+        assert main(["worker", "--storage", url, "--exit-when-idle", "--poll", "0.3"]) == 0
+    finally:
+        release.cancel()
+        holding.close()
     err = capsys.readouterr().err
+    assert "waiting: storage: sqlite:///" in err and "is already used by a running sweep" in err
     assert "study doomed failed: three trials in a row failed; workers skip it until `sweep resume doomed`" in err
     (summary,) = list_studies(url)
     assert summary.state == "failed" and (summary.failure or "").startswith("three trials in a row failed on ")
