@@ -365,9 +365,12 @@ def _retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
 
 
-def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a failed trial once more with its parameters (Optuna's retry bookkeeping: `failed_trial`, at most
-    one retry) — for heartbeat-stale trials, stopped workers and orphans alike."""
+def queue_retry(study: optuna.Study, trial: FrozenTrial, *, again: bool = False) -> None:
+    """Queue a failed trial once more with its parameters (Optuna's retry bookkeeping: `failed_trial`) — for
+    heartbeat-stale trials, stopped workers and orphans alike. A trial whose worker died is retried once (a
+    configuration that kills its worker must not loop); `again`: a stopped trial (a signal, `sweep stop`) is queued
+    however often it was stopped before, so each stop loses nothing."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        _retry_once()(study, trial)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None) if again else _retry_once()
+        retry(study, trial)

@@ -339,16 +339,25 @@ def test_one_worker_without_a_name_runs_queued_studies_by_priority_and_a_stop_en
     assert lines[0].endswith("run `sweep resume later` first")
     assert len(trials(url, "later")) == 2
 
-    # Resumed: the retry runs first with the same parameters and seed, then the study finishes its exact budget.
+    # Resumed, then stopped again during the retry (here `sweep worker NAME` runs it: exit 0 with the stop line): the
+    # retry is queued once more, with the same parameters.
     assert main(["resume", "later", "--storage", url]) == 0
     capsys.readouterr()
-    assert main(["worker", "later", "--storage", url]) == 0 and stopper["hits"] == 1
+    stopper.update(study="later", url=url)
+    assert main(["worker", "later", "--storage", url]) == 0 and stopper["hits"] == 2
+    assert "study later was stopped (stopped by the test at " in capsys.readouterr().err
+    assert [t.state for t in trials(url, "later")] == [F, F, W]
+
+    # Resumed: the retry runs first with the same parameters and seed, then the study finishes its exact budget.
+    assert main(["resume", "later", "--storage", url]) == 0
+    assert main(["worker", "later", "--storage", url]) == 0 and stopper["hits"] == 2
     final = trials(url, "later")
-    rerun = next(t for t in final if read_trial(t).retry_of == stopped.number)
-    assert rerun.state in FINISHED and rerun.params == stopped.params
-    assert read_trial(rerun).seed == read_trial(stopped).seed
-    assert str(rerun.datetime_start) < min(str(t.datetime_start) for t in final if t.number > retry.number)
-    assert len(finished(url, "later")) == 2
+    retries = [t for t in final if read_trial(t).retry_of == stopped.number]
+    assert [t.state for t in retries] == [F, TrialState.COMPLETE]
+    rerun = retries[-1]
+    assert rerun.params == stopped.params and read_trial(rerun).seed == read_trial(stopped).seed
+    assert str(rerun.datetime_start) < min(str(t.datetime_start) for t in final if t.number > rerun.number)
+    assert len(finished(url, "later")) == 2 and len(final) == 4
     assert not [t for t in final if t.state in (R, W)]
 
 
