@@ -11,11 +11,12 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 
 from datamodules import PreparedData
-from record import StudyRecord
+from record import FINISHED, StudyRecord
 from sweep.catalog import list_studies, next_study, workable
 from sweep.encoders import resolve_encoder
 from sweep.errors import DiskError, StorageLost, StudyIsStopped, SweepError, stopped_line
@@ -195,6 +196,7 @@ def work_on_studies(
                 break
             if joined is None:
                 continue
+            ended = _ended_trials(joined.study)
             try:
                 loop = _work_on(joined, url, console, wait=False)
             except StoreBusy as exc:  # SQLite: another process writes the store now (`sweep run`, a named worker)
@@ -202,6 +204,8 @@ def work_on_studies(
                 time.sleep(poll)
                 continue
             run.studies.append(name)
+            if not (loop.study_stopped or loop.failures_in_a_row) and _ended_trials(joined.study) == ended:
+                time.sleep(poll)  # other workers took its last places meanwhile: do not ask the store again at once
             if loop.stopped_by:
                 run.stopped_by = loop.stopped_by
                 break
@@ -213,6 +217,10 @@ def work_on_studies(
     run.stopped_by = run.stopped_by or signals.requested
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _ended_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)))
 
 
 def _join_or_skip(
@@ -228,7 +236,9 @@ def _join_or_skip(
     except (StorageLost, DiskError):
         raise
     except SweepError as exc:
-        console.print(f"[yellow]skipping study {escape(name)}:[/] {escape(exc.lines()[0])}", highlight=False)
+        where, message = exc.problems[0]  # the first problem says enough; `sweep worker NAME` lists them all
+        line = f"{where}: {message}" if where else message
+        console.print(f"[yellow]skipping study {escape(name)}:[/] {escape(line)}", highlight=False)
         skip.add(name)
         return None
 

@@ -383,6 +383,14 @@ def test_three_failures_in_a_row_mark_the_study_failed_until_resumed(
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = write_spec(tmp_path, data, tiny_bert, url, "doomed", n_trials=4)
     assert main(["run", str(spec), "--workers", "0"]) == 0
+    # A study whose data this machine lacks: skipped by this worker with one line, the others still run.
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    elsewhere = (moved / "train.csv", moved / "val.csv")
+    for source, target in zip(data, elsewhere, strict=True):
+        target.write_bytes(source.read_bytes())
+    assert main(["run", str(write_spec(moved, elsewhere, tiny_bert, url, "gone")), "--workers", "0"]) == 0
+    elsewhere[0].unlink()
     capsys.readouterr()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -401,13 +409,15 @@ def test_three_failures_in_a_row_mark_the_study_failed_until_resumed(
         holding.close()
     err = capsys.readouterr().err
     assert "waiting: storage: sqlite:///" in err and "is already used by a running sweep" in err
+    assert f"skipping study gone: data.train: file not found: {elsewhere[0]}" in err
+    assert trials(url, "gone") == []
     assert "study doomed failed: three trials in a row failed; workers skip it until `sweep resume doomed`" in err
-    (summary,) = list_studies(url)
+    summary = next(s for s in list_studies(url) if s.name == "doomed")
     assert summary.state == "failed" and (summary.failure or "").startswith("three trials in a row failed on ")
     assert "(last: trial 2: RuntimeError: CUDA error: no kernel image is available)" in (summary.failure or "")
     assert [t.state for t in trials(url, "doomed")] == [F, F, F]
-    assert next_study(url) is None
-    assert resume_study("doomed", url).state == "queued" and next_study(url) == "doomed"
+    assert next_study(url, skip={"gone"}) is None
+    assert resume_study("doomed", url).state == "queued" and next_study(url, skip={"gone"}) == "doomed"
 
 
 # --- PostgreSQL: two workers without a study name, two queued studies ---------------------------------------------
