@@ -105,8 +105,7 @@ def worker(
         typer.Option("--exit-when-idle", help="Without a study name: exit 0 once no study has work (batch jobs)."),
     ] = False,
 ) -> None:
-    """Join a study from any machine and run its trials until the study's budget is finished (across all workers);
-    without a study name, work on whichever studies have work, one after the other."""
+    """Run a study's trials until its budget is finished (across all workers); without a name, every study's."""
     from sweep.errors import StudyIsStopped
     from sweep.joining import join_study, work_on_studies
     from sweep.store_checks import choose_storage
@@ -158,8 +157,7 @@ def stop(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOption = None,
 ) -> None:
-    """Stop a study: its running trials end as on SIGTERM (failed with the reason, queued for a retry), no new trial
-    starts, until `sweep resume`."""
+    """Stop a study: running trials end as on SIGTERM (queued for a retry), no new trial starts until resumed."""
     import getpass
 
     from sweep.catalog import stop_study
@@ -244,8 +242,7 @@ def status(
     study: Annotated[str | None, typer.Argument(help="Study name (without it: every study in the store).")] = None,
     storage: StorageOption = None,
 ) -> None:
-    """A table of the study's trials (state, value, best epoch, parameters, duration) and its best trial; without a
-    study name, the studies of the store (state, progress, best value, workers)."""
+    """The study's trials and its best trial; without a study name, every study (state, progress, best, workers)."""
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage, safe_url
     from sweep.summary import best_summary, trials_table
