@@ -61,6 +61,20 @@ class EvaluationSchedule(pl.Callback):
             trainer.val_check_batch = self._batches + 1
 
 
+class StopCheck(pl.Callback):
+    """Calls `check` (`GracefulStop.check`) at every training and validation batch boundary: a stop requested from
+    another thread (the study stopped in the store) ends the trial here, in the training thread, as a signal would."""
+
+    def __init__(self, check: Callable[[], None]):
+        self.check = check
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.check()
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.check()
+
+
 class PruningCallback(pl.Callback):
     """After each evaluation: report `monitor` to Optuna; stop the trial if the pruner says so.
 

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from rich.table import Table
+from rich.text import Text
 
 from record import FINISHED, StudyRecord, best_trial, read_trial, study_from_attrs, write_stopped
 from record.study import RecordError
@@ -103,14 +105,17 @@ def list_studies(url: str) -> list[StudySummary]:
     """Every study `sweep` created in the store, newest submission first (plain Optuna studies are left out)."""
     storage = open_storage(url, must_exist=True, read_only=True)
     summaries = []
-    for name in study_names(storage):
-        study = optuna.load_study(study_name=name, storage=storage)
-        try:
-            record = study_from_attrs(study.user_attrs)
-        except RecordError:
-            continue  # written by a newer sweep: `sweep status NAME` says so
-        if record.created_by_sweep:
-            summaries.append(summarize(study, record))
+    try:
+        for name in study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            try:
+                record = study_from_attrs(study.user_attrs)
+            except RecordError:
+                continue  # written by a newer sweep: `sweep status NAME` says so
+            if record.created_by_sweep:
+                summaries.append(summarize(study, record))
+    finally:
+        storage.engine.dispose()  # workers poll this every few seconds: no connection is left behind
     return sorted(summaries, key=lambda s: (-(s.submitted_at or 0.0), s.name))
 
 
@@ -164,6 +169,28 @@ def resume_study(name: str, url: str) -> StudySummary:
 def is_stopped(study: optuna.Study) -> str | None:
     """Why the study is stopped, read fresh from the store (None while it may run)."""
     return study_from_attrs(study.user_attrs).stopped
+
+
+STATE_STYLES = {"queued": "cyan", "running": "green", "finished": "bold", "stopped": "yellow", "failed": "red"}
+
+
+def studies_table(summaries: Iterable[StudySummary]) -> Table:
+    """`sweep status` without a study name: the studies of a store, as the service lists them."""
+    table = Table(title="studies", title_justify="left")
+    for column in ("study", "state", "finished / budget", "best", "workers", "priority", "submitted"):
+        table.add_column(column, justify="right" if column in ("finished / budget", "priority") else "left")
+    for s in summaries:
+        best = (f"{s.metric or 'value'} {s.best_value:.4f} (trial {s.best_trial})" if s.best_value is not None
+                else "-")  # fmt: skip
+        extra = [f"{s.running} running"] if s.running else []
+        extra += [f"{s.queued} queued"] if s.queued else []
+        submitted = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.submitted_at)) if s.submitted_at else "-"
+        table.add_row(
+            s.name, Text(s.state, style=STATE_STYLES[s.state]),
+            f"{s.finished}/{s.budget}" + (f" ({', '.join(extra)})" if extra else ""),
+            best, ", ".join(s.workers) or "-", str(s.priority), submitted,
+        )  # fmt: skip
+    return table
 
 
 def trial_summary(trial: FrozenTrial) -> dict[str, Any]:

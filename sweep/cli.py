@@ -66,17 +66,26 @@ def run(
             "than 1). 0: create the study only, for `sweep worker` on other machines.",
         ),
     ] = 1,
+    priority: Annotated[
+        int | None,
+        typer.Option("--priority", help="Workers without a study name take the highest priority first, then the "
+                     "oldest submission (default: leave it as it is; 0 for a new study)."),
+    ] = None,
 ) -> None:
     """Create the study or resume it (after a crash too), and run trials until N have finished (complete or pruned)."""
     from sweep.runner import run_study
 
-    result = run_study(spec, storage_url=storage, n_trials=n_trials, workers=workers, console=err)
+    result = run_study(spec, storage_url=storage, n_trials=n_trials, workers=workers, priority=priority, console=err)
     _finish(result)
 
 
 @app.command()
 def worker(
-    study: Annotated[str, typer.Argument(help="Name of an existing study (created by `sweep run`).")],
+    study: Annotated[
+        str | None,
+        typer.Argument(help="Name of an existing study (created by `sweep run`). Without it: work on every study "
+                       "with budget left, the highest priority and then the oldest first, and wait for new ones."),
+    ] = None,
     storage: StorageOption = None,
     spec: StudySpecOption = None,
     checkpoints: CheckpointsOption = None,
@@ -88,22 +97,95 @@ def worker(
         int | None,
         typer.Option("--grace-period", help="Seconds of silence before a trial is failed and retried (default 300)."),
     ] = None,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Without a study name: seconds between looks for work while none is left.")
+    ] = 5.0,
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option("--exit-when-idle", help="Without a study name: exit 0 once no study has work (batch jobs)."),
+    ] = False,
 ) -> None:
-    """Join a study from any machine and run its trials until the study's budget is finished (across all workers)."""
-    from sweep.joining import join_study
+    """Run a study's trials until its budget is finished (across all workers); without a name, every study's."""
+    from sweep.errors import StudyIsStopped
+    from sweep.joining import join_study, work_on_studies
     from sweep.store_checks import choose_storage
 
-    result = join_study(
-        study,
-        choose_storage(storage)[0],
-        spec_path=spec,
-        checkpoints=checkpoints,
-        threads=threads,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        console=err,
-    )
+    url = choose_storage(storage)[0]
+    if study is None:
+        given = [name for name, value in (("--spec", spec), ("--checkpoints", checkpoints)) if value is not None]
+        if given:
+            raise SweepError([(given[0], "belongs to one study: give the study's name (`sweep worker NAME "
+                                         f"{given[0]} ...`), or leave it out")])  # fmt: skip
+        served = work_on_studies(
+            url, poll=poll, exit_when_idle=exit_when_idle, threads=threads, heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period, console=err,
+        )  # fmt: skip
+        _finish_service(served)
+        return
+    try:
+        result = join_study(
+            study,
+            url,
+            spec_path=spec,
+            checkpoints=checkpoints,
+            threads=threads,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            console=err,
+        )
+    except StudyIsStopped as exc:
+        err.print(exc.stopped_line(), highlight=False)
+        return
     _finish(result, tables=False)
+
+
+def _finish_service(served: Any) -> None:
+    """The end of a worker without a study name: what it worked on; a signal exits 143 / 130."""
+    from sweep.store_checks import safe_url
+
+    names = ", ".join(dict.fromkeys(served.studies)) or "none"
+    out.print(f"worked on studies: {names} · wall time {served.seconds:.1f}s · store {safe_url(served.storage_url)}",
+              highlight=False)  # fmt: skip
+    if served.stopped_by:
+        err.print(f"stopped by {served.stopped_by}: the running trial is recorded as FAIL and queued for a retry with "
+                  "the same parameters", highlight=False)  # fmt: skip
+        raise typer.Exit(143 if served.stopped_by == "SIGTERM" else 130)
+
+
+@app.command()
+def stop(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOption = None,
+) -> None:
+    """Stop a study: running trials end as on SIGTERM (queued for a retry), no new trial starts until resumed."""
+    import getpass
+
+    from sweep.catalog import stop_study
+    from sweep.store_checks import choose_storage
+
+    summary = stop_study(study, choose_storage(storage)[0], by=f"{getpass.getuser()} (sweep stop)")
+    out.print(_state_line(summary), highlight=False)
+
+
+@app.command()
+def resume(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOption = None,
+) -> None:
+    """Let workers take a stopped or failed study again; the trials its stop interrupted run first."""
+    from sweep.catalog import resume_study
+    from sweep.store_checks import choose_storage
+
+    out.print(_state_line(resume_study(study, choose_storage(storage)[0])), highlight=False)
+
+
+def _state_line(summary: Any) -> str:
+    """One line: a study's state and progress (`sweep stop`, `sweep resume`)."""
+    why = summary.stopped or summary.failure
+    running = f", {summary.running} running (ending within seconds)" if summary.stopped and summary.running else ""
+    waiting = f", {summary.queued} queued for a retry" if summary.queued else ""
+    return (f"study {summary.name}: {summary.state}{f' ({why})' if why else ''} · {summary.finished}/"
+            f"{summary.budget} trials finished{running}{waiting}")  # fmt: skip
 
 
 @app.command()
@@ -134,6 +216,11 @@ def _finish(result: Any, *, tables: bool = True) -> None:
         out.print(trials_table(result.study))
         out.print(best_summary(result.study))
     out.print(f"wall time {result.seconds:.1f}s · store {safe_url(result.storage_url)}", highlight=False)
+    if result.study_stopped and not result.stopped_by:
+        from sweep.errors import stopped_line
+
+        err.print(stopped_line(result.study.study_name, result.study_stopped), highlight=False)
+        return
     if result.failures_in_a_row:
         err.print("[red]stopped:[/] three trials in a row failed; see their errors with `sweep status`")
         raise typer.Exit(1)
@@ -152,15 +239,23 @@ def _finish(result: Any, *, tables: bool = True) -> None:
 
 @app.command()
 def status(
-    study: Annotated[str, typer.Argument(help="Study name.")],
+    study: Annotated[str | None, typer.Argument(help="Study name (without it: every study in the store).")] = None,
     storage: StorageOption = None,
 ) -> None:
-    """A table of the study's trials (state, value, best epoch, parameters, duration) and its best trial."""
+    """The study's trials and its best trial; without a study name, every study (state, progress, best, workers)."""
     from sweep.storage import load_study
-    from sweep.store_checks import choose_storage
+    from sweep.store_checks import choose_storage, safe_url
     from sweep.summary import best_summary, trials_table
 
-    loaded = load_study(study, choose_storage(storage)[0])
+    url = choose_storage(storage)[0]
+    if study is None:
+        from sweep.catalog import list_studies, studies_table
+
+        summaries = list_studies(url)
+        out.print(studies_table(summaries) if summaries else f"no sweep studies in {safe_url(url)} yet",
+                  highlight=False)  # fmt: skip
+        return
+    loaded = load_study(study, url)
     out.print(trials_table(loaded))
     out.print(best_summary(loaded))
 

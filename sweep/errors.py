@@ -34,6 +34,23 @@ class NoSuchStudy(SweepError):
     """The store holds no study of that name (exit code 2 on the command line; 404 from the service)."""
 
 
+class StudyIsStopped(SweepError):
+    """The study was stopped (`sweep stop`, the service): nothing runs until `sweep resume NAME`. `sweep run` refuses
+    it (exit code 2); `sweep worker NAME` says so and exits 0."""
+
+    def __init__(self, study: str, reason: str):
+        self.study, self.reason = study, reason
+        super().__init__([("study", f"study {study} is stopped ({reason}): run `sweep resume {study}` first")])
+
+    def stopped_line(self) -> str:
+        return stopped_line(self.study, self.reason)
+
+
+def stopped_line(study: str, reason: str) -> str:
+    """What a worker prints when its study was stopped from the store."""
+    return f"study {study} was stopped ({reason}); `sweep resume {study}` lets workers continue"
+
+
 class StorageLost(SweepError):
     """The database stopped answering during a run and did not come back within the retry window (exit code 3)."""
 

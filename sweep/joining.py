@@ -5,22 +5,35 @@ process), both through `join`: checks first (nothing is written on bad input), t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from rich.console import Console
+from rich.markup import escape
 
 from datamodules import PreparedData
-from record import StudyRecord
+from record import FINISHED, StudyRecord
+from sweep.catalog import list_studies, next_study, workable
 from sweep.encoders import resolve_encoder
-from sweep.errors import SweepError
+from sweep.errors import DiskError, StorageLost, StudyIsStopped, SweepError, stopped_line
 from sweep.lifecycle import check_same_spec, load_for_worker, quiet_libraries, read_record, same_data
 from sweep.runner import RunResult, finished_run, heartbeat_of, open_study, prepare_data, trial_settings, work
 from sweep.spec import Spec, check_paths, load_spec, parse_spec
-from sweep.storage import Heartbeat, reachability_problems, safe_url, sqlite_writer_lock, storage_problems
-from sweep.worker import worker_id
+from sweep.storage import (
+    Heartbeat,
+    StoreBusy,
+    load_study,
+    open_storage,
+    reachability_problems,
+    safe_url,
+    sqlite_writer_lock,
+    storage_problems,
+)
+from sweep.worker import GracefulStop, LoopResult, StopRequested, worker_id
 
 
 @dataclass
@@ -63,6 +76,8 @@ def join(
     record = read_record(load_for_worker(name, url, Heartbeat()))
     if not record.created_by_sweep:
         raise SweepError([("study", f"study {name!r} in {safe_url(url)} was not created by `sweep run`")])
+    if record.stopped is not None:
+        raise StudyIsStopped(name, record.stopped)
     if spec_path is not None:
         spec, base = load_spec(spec_path)
         try:
@@ -100,10 +115,149 @@ def join_study(
     started = time.perf_counter()
     joined = join(name, url, spec_path=spec_path, checkpoints=checkpoints, threads=threads,
                   heartbeat_interval=heartbeat_interval, grace_period=grace_period, console=console)  # fmt: skip
+    loop = _work_on(joined, url, console, wait=True)
+    return finished_run(joined.study, url, True, started, loop)
+
+
+def _work_on(joined: Joined, url: str, console: Console, *, wait: bool) -> LoopResult:
     study, spec = joined.study, joined.spec
     with sqlite_writer_lock(url):
-        open_study(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study [bold]{name}[/] "
-                   f"in {safe_url(url)}")  # fmt: skip
+        open_study(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study "
+                   f"[bold]{study.study_name}[/] in {safe_url(url)}")  # fmt: skip
         settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)
-        loop = work(study, spec, joined.data, settings, console)
-    return finished_run(study, url, True, started, loop)
+        return work(study, spec, joined.data, settings, console, url, wait=wait)
+
+
+# --- a worker without a study name ------------------------------------------------------------------------------
+
+DEFAULT_POLL_S = 5.0
+REAP_EVERY_S = 30.0  # how often an idle worker looks for trials of dead workers
+
+
+@dataclass
+class ServiceRun:
+    """What a worker without a study name did: the studies it worked on, and the signal that ended it, if one did."""
+
+    storage_url: str
+    seconds: float
+    studies: list[str] = field(default_factory=list)
+    stopped_by: str | None = None
+
+
+def work_on_studies(
+    url: str,
+    *,
+    poll: float = DEFAULT_POLL_S,
+    exit_when_idle: bool = False,
+    threads: int | None = None,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    console: Console | None = None,
+) -> ServiceRun:
+    """`sweep worker` without a study name: take the study `sweep.catalog.next_study` names, run its trials until it
+    is finished, stopped, failed or its budget is taken by other workers' running trials, then take the next one.
+    With no study to work on, poll every `poll` s (`exit_when_idle`: return instead). A study whose data cannot be
+    prepared here is skipped by this worker (one line says why). A signal ends the running trial as in `sweep worker
+    NAME` and returns with `stopped_by`."""
+    console = console or Console(stderr=True)
+    problems = storage_problems(url, field="--storage", must_exist=True)
+    if poll <= 0:
+        problems.append(("--poll", f"must be > 0 seconds, got {poll:g}"))
+    if threads is not None and threads < 1:
+        problems.append(("--threads", f"must be >= 1, got {threads}"))
+    if not problems:
+        problems += reachability_problems(url, field="--storage")
+    if problems:
+        raise SweepError(problems)
+    started = time.perf_counter()
+    run = ServiceRun(url, 0.0)
+    skip: set[str] = set()
+    idle_said, reaped = False, -REAP_EVERY_S
+    with GracefulStop() as signals:  # between studies: a signal interrupts the joining or the waiting at once
+        while signals.requested is None:
+            try:
+                with signals.training():
+                    name = next_study(url, skip=skip)
+                    if name is None:
+                        if time.monotonic() >= reaped + REAP_EVERY_S:
+                            reap_stale_trials(url)
+                            reaped = time.monotonic()
+                        if exit_when_idle:
+                            break
+                        if not idle_said:
+                            console.print(f"waiting for work: no unfinished study has budget left (polling every "
+                                          f"{poll:g} s)", highlight=False)  # fmt: skip
+                            idle_said = True
+                        time.sleep(poll)
+                        continue
+                    idle_said = False
+                    joined = _join_or_skip(name, url, skip, threads, heartbeat_interval, grace_period, console)
+            except StopRequested:
+                break
+            if joined is None:
+                continue
+            ended = _ended_trials(joined.study)
+            try:
+                loop = _work_on(joined, url, console, wait=False)
+            except StoreBusy as exc:  # SQLite: another process writes the store now (`sweep run`, a named worker)
+                console.print(f"[yellow]waiting:[/] {escape(exc.lines()[0])}", highlight=False)
+                time.sleep(poll)
+                continue
+            run.studies.append(name)
+            if not (loop.study_stopped or loop.failures_in_a_row) and _ended_trials(joined.study) == ended:
+                time.sleep(poll)  # other workers took its last places meanwhile: do not ask the store again at once
+            if loop.stopped_by:
+                run.stopped_by = loop.stopped_by
+                break
+            if loop.study_stopped:
+                console.print(stopped_line(name, loop.study_stopped), highlight=False)
+            elif loop.failures_in_a_row:
+                console.print(f"[red]study {name} failed:[/] three trials in a row failed; workers skip it until "
+                              f"`sweep resume {name}` (see the errors with `sweep status {name}`)")  # fmt: skip
+    run.stopped_by = run.stopped_by or signals.requested
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _ended_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)))
+
+
+def _join_or_skip(
+    name: str, url: str, skip: set[str], threads: int | None, heartbeat_interval: int | None,
+    grace_period: int | None, console: Console,
+) -> Joined | None:  # fmt: skip
+    """Join study `name`; None when it cannot run here (its data, its spec) or was stopped meanwhile."""
+    try:
+        return join(name, url, threads=threads, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                    console=console)  # fmt: skip
+    except StudyIsStopped:
+        return None  # stopped since it was picked: the picker no longer offers it
+    except (StorageLost, DiskError):
+        raise
+    except SweepError as exc:
+        where, message = exc.problems[0]  # the first problem says enough; `sweep worker NAME` lists them all
+        line = f"{where}: {message}" if where else message
+        console.print(f"[yellow]skipping study {escape(name)}:[/] {escape(line)}", highlight=False)
+        skip.add(name)
+        return None
+
+
+def reap_stale_trials(url: str) -> None:
+    """Fail (and queue for a retry) the trials of dead workers in studies whose budget they fill: without a worker
+    that waits on such a study (workers without a study name do not), nobody else would."""
+    for summary in list_studies(url):
+        if not (summary.running and summary.state == "running" and not workable([summary])):
+            continue
+        try:
+            record = read_record(load_study(summary.name, url))
+            spec = parse_spec(record.spec, source=f"study {summary.name}")
+            storage = open_storage(url, must_exist=True, create_tables=False, heartbeat=heartbeat_of(spec))
+        except SweepError:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(optuna.load_study(study_name=summary.name, storage=storage))
+        finally:
+            storage.engine.dispose()

@@ -20,7 +20,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from datamodules import PreparedData
 from datamodules.token_preparation import SENTENCE
 from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
-from sweep.callbacks import EvaluationSchedule, PruningCallback, TimingCallback
+from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, TimingCallback
 from sweep.checkpoints import BestWeights, save_checkpoint
 from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
@@ -241,13 +241,15 @@ def build_objective(
         try:
             with stop.training():
                 module, timing, setup = train_trial(
-                    hp, data, settings, seed=seed, callbacks=[schedule, pruning, weights, *extra]
+                    hp, data, settings, seed=seed, callbacks=[schedule, pruning, weights, StopCheck(stop.check), *extra]
                 )
         except (StopRequested, SIGTERMException) as exc:
             # Lightning chains its own SIGTERM handler before ours and, when ours could not raise at that moment,
             # ends the fit with its SIGTERMException (a SystemExit, which Optuna's loop would let through without
             # queueing the retry): the same stop, recorded the same way.
-            stop.requested = stop.requested or ("stop" if isinstance(exc, StopRequested) else "SIGTERM")
+            if stop.requested is None:
+                stop.requested = "stop" if isinstance(exc, StopRequested) else "SIGTERM"
+                stop.signalled = not isinstance(exc, StopRequested)
             took = time.perf_counter() - started
             record.stopped(
                 stop.requested,

@@ -157,5 +157,5 @@ def reevaluate_study(
         console.print(f"queued {len(plan.new)} re-evaluation run{'s' if len(plan.new) != 1 else ''}; the study's "
                       f"budget is {target} finished trials", highlight=False)
         settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)
-        loop = work(study, spec, joined.data, settings, console)
+        loop = work(study, spec, joined.data, settings, console, url)
     return finished_run(study, url, True, started, loop), plan

@@ -4,9 +4,10 @@ resume the study (`sweep run`), then run trials until the study's budget is fini
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
-from record import FINISHED, reevaluation_runs, study_budget, write_budget
+from record import FINISHED, reevaluation_runs, study_budget, write_budget, write_priority
 from sweep.checkpoints import save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, tagged_columns
 from sweep.encoders import resolve_encoder
-from sweep.errors import SweepError
+from sweep.errors import StudyIsStopped, SweepError
 from sweep.lifecycle import (
     check_same_spec,
     create_or_resume,
@@ -50,7 +51,7 @@ from sweep.storage import (
 from sweep.store_checks import choose_storage
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
-from sweep.worker import GracefulStop, LoopResult, budget, launch_workers, run_trials
+from sweep.worker import GracefulStop, LoopResult, StoreStopWatch, budget, launch_workers, run_trials, stop_reason
 
 DEFAULT_CACHE_DIR = ".sweep_cache"
 ORPHAN_REASON = "its worker stopped without finishing it (found RUNNING when the store was opened again)"
@@ -65,6 +66,7 @@ class RunResult:
     stopped_by: str | None = None  # SIGTERM / SIGINT when a signal ended the run
     worker_exit_codes: list[int] = field(default_factory=list)
     failures_in_a_row: bool = False
+    study_stopped: str | None = None  # the study was stopped from the store (`sweep stop`, the service): why
 
 
 def balanced_class_weights(labels: list[int], num_labels: int) -> list[float]:
@@ -207,11 +209,20 @@ def open_study(study: optuna.Study, url: str, default_budget: int, console: Cons
     return done, total
 
 
-def work(study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSettings, console: Console) -> LoopResult:
-    """This process's share of the study: trials until the budget is finished, a signal, or a broken setup."""
+def work(
+    study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSettings, console: Console, url: str,
+    *, wait: bool = True,
+) -> LoopResult:  # fmt: skip
+    """This process's share of the study: trials until the budget is finished, a signal, a stop from the store (read
+    from `url` while trials run), or a broken setup. `wait=False`: return when other workers' trials fill the budget.
+    """
     total = budget(study, spec.search.n_trials)
+    reading = open_storage(url, read_only=True)  # the stop flag is read apart from the trial's own connection
+    reader = optuna.load_study(study_name=study.study_name, storage=reading)
     with (
+        _disposing(reading),
         GracefulStop() as stop,
+        StoreStopWatch(lambda: stop_reason(reader), stop),
         StudyProgress(console, total=total, done=count_finished(study), name=spec.name) as progress,
     ):
         monitor = f"val_{spec.objective.metric}"
@@ -228,14 +239,22 @@ def work(study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSet
         callbacks, failures = study_callbacks(spec.search.keep_checkpoints, stop, show)
         return run_trials(
             study, objective, callbacks, default_budget=spec.search.n_trials, stop=stop, failures=failures,
-            console=console,
+            console=console, wait=wait,
         )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _disposing(storage: optuna.storages.RDBStorage) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        storage.engine.dispose()
 
 
 def finished_run(study: optuna.Study, url: str, resumed: bool, started: float, loop: LoopResult) -> RunResult:
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
-        stopped_by=loop.stopped_by, failures_in_a_row=loop.failures_in_a_row,
+        stopped_by=loop.stopped_by, failures_in_a_row=loop.failures_in_a_row, study_stopped=loop.study_stopped,
     )  # fmt: skip
 
 
@@ -245,12 +264,15 @@ def run_study(
     storage_url: str | None = None,
     n_trials: int | None = None,
     workers: int = 1,
+    priority: int | None = None,
     console: Console | None = None,
 ) -> RunResult:
     """Validate everything first (nothing is written on bad input), then create or resume and optimise.
 
     `workers`: 1 runs trials in this process; N > 1 starts N local `sweep worker` processes (PostgreSQL only);
-    0 only creates (or updates) the study, for workers started elsewhere.
+    0 only creates (or updates) the study, for workers started elsewhere. `priority`: written to the study (workers
+    without a study name take the highest first); None leaves it as it is (0 for a new study).
+    A study stopped from the store is refused unless `workers` is 0 (nothing runs then).
     """
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -277,6 +299,8 @@ def run_study(
     existing = study_record(spec.name, attrs) if attrs is not None else None
     if existing is not None:  # before any data is read or cached: a clash writes nothing
         check_same_spec(existing, spec, url)
+        if existing.stopped is not None and workers != 0:
+            raise StudyIsStopped(spec.name, existing.stopped)
     quiet_libraries()
     if spec.trainer.num_threads:
         torch.set_num_threads(spec.trainer.num_threads)
@@ -289,6 +313,8 @@ def run_study(
         # n_trials counts the search's trials; re-evaluation runs (`sweep reevaluate`) come on top of them.
         total = spec.search.n_trials + reevaluation_runs(study.get_trials(deepcopy=False))
         write_budget(study.set_user_attr, total)
+        if priority is not None:
+            write_priority(study.set_user_attr, priority)
         done, _ = open_study(
             study, url, total, console,
             f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {safe_url(url)} "
@@ -306,7 +332,7 @@ def run_study(
         if workers > 1:
             return _run_local_workers(study, spec, Path(spec_path), url, workers, console, resumed, started)
         settings = trial_settings(spec, data, encoder, Path(read_record(study).checkpoint_dir or "checkpoints"))
-        loop = work(study, spec, data, settings, console)
+        loop = work(study, spec, data, settings, console, url)
     return finished_run(study, url, resumed, started, loop)
 
 
@@ -328,5 +354,5 @@ def _run_local_workers(
     )  # fmt: skip
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
-        worker_exit_codes=[] if signalled else codes, stopped_by=signalled,
+        worker_exit_codes=[] if signalled else codes, stopped_by=signalled, study_stopped=stop_reason(study),
     )  # fmt: skip

@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -62,6 +62,15 @@ class Heartbeat:
 
 class BudgetReached(Exception):
     """No new trial: finished, running and queued trials already fill the study's budget."""
+
+
+class StoreBusy(SweepError):
+    """Another process holds the one-writer lock of a SQLite store (exit code 2; a worker without a study name waits
+    for it instead)."""
+
+
+class StudyStopped(BudgetReached):
+    """No new trial, and no retry either: the study is stopped (`sweep stop`, the service) until resumed."""
 
 
 class SweepStorage(RDBStorage):
@@ -124,12 +133,27 @@ class SweepStorage(RDBStorage):
         if template_trial is not None:  # enqueued or added trials (retries, tests): not a new draw
             return super()._create_new_trial(study_id, template_trial)
         with self._budget_lock(study_id):
-            budget = study_budget(self.get_study_user_attrs(study_id))
+            attrs = self.get_study_user_attrs(study_id)
+            _refuse_if_stopped(attrs)
+            budget = study_budget(attrs)
             if budget is not None:
                 taken = len(self.get_all_trials(study_id, deepcopy=False, states=TAKEN_STATES))
                 if taken >= budget:
                     raise BudgetReached(f"{taken} trials finished, running or queued of a budget of {budget}")
             return super()._create_new_trial(study_id)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        # A queued trial (a retry) starts here, WAITING -> RUNNING: not while its study is stopped.
+        if state == TrialState.RUNNING:
+            # RDBStorage has no public trial -> study lookup; Optuna's own `trials` table holds it.
+            with self.engine.connect() as conn:
+                study_id = conn.execute(
+                    text("SELECT study_id FROM trials WHERE trial_id = :id"), {"id": trial_id}
+                ).scalar_one()
+            _refuse_if_stopped(self.get_study_user_attrs(study_id))
+        return super().set_trial_state_values(trial_id, state, values)
 
     @contextlib.contextmanager
     def _budget_lock(self, study_id: int) -> Iterator[None]:
@@ -143,6 +167,12 @@ class SweepStorage(RDBStorage):
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _BUDGET_LOCK_BASE + study_id})
                 conn.commit()
+
+
+def _refuse_if_stopped(attrs: Mapping[str, Any]) -> None:
+    stopped = study_from_attrs(attrs).stopped
+    if stopped is not None:
+        raise StudyStopped(f"the study is stopped ({stopped})")
 
 
 def _wrap(name: str) -> Callable[..., Any]:
@@ -301,7 +331,7 @@ def sqlite_writer_lock(url: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise SweepError(
+            raise StoreBusy(
                 [("storage", f"{safe_url(url)} is already used by a running sweep ({holder}); {POSTGRES_HINT}")]
             ) from None
         handle.seek(0)
@@ -335,9 +365,12 @@ def _retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
 
 
-def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a failed trial once more with its parameters (Optuna's retry bookkeeping: `failed_trial`, at most
-    one retry) — for heartbeat-stale trials, stopped workers and orphans alike."""
+def queue_retry(study: optuna.Study, trial: FrozenTrial, *, again: bool = False) -> None:
+    """Queue a failed trial once more with its parameters (Optuna's retry bookkeeping: `failed_trial`) — for
+    heartbeat-stale trials, stopped workers and orphans alike. A trial whose worker died is retried once (a
+    configuration that kills its worker must not loop); `again`: a stopped trial (a signal, `sweep stop`) is queued
+    however often it was stopped before, so each stop loses nothing."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        _retry_once()(study, trial)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None) if again else _retry_once()
+        retry(study, trial)

@@ -40,11 +40,12 @@ class KeepTopCheckpoints:
 
 
 class RetryStopped:
-    """A trial that failed because its worker was stopped is queued once more with the same parameters."""
+    """A trial that failed because its worker was stopped is queued once more with the same parameters (also when it
+    was itself a retry: a study may be stopped and resumed any number of times)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL and read_trial(trial).stopped_by:
-            queue_retry(study, trial)
+            queue_retry(study, trial, again=True)
 
 
 class StopOnRequest:

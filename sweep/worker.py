@@ -10,6 +10,9 @@ One worker is one process running `run_trials`. `sweep run SPEC` is one worker (
 - Signals: the first SIGTERM or Ctrl-C raises `StopRequested` inside the running trial's training (never inside
   a database write or a checkpoint write): the trial is recorded as FAIL with the reason, queued for one retry
   with its parameters, and the worker exits. A second signal exits at once.
+- Stop from the store (`sweep stop`, the service): `StoreStopWatch` reads the study's stop flag on a daemon thread
+  and asks `GracefulStop.request`; training checks the request at batch boundaries (`sweep.callbacks.StopCheck`)
+  and the trial ends as on SIGTERM. The store itself refuses new trials and retries of a stopped study.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from record import FINISHED, study_budget
+from record import FINISHED, read_trial, study_budget, write_failure
 from sweep.errors import DiskError, StorageLost, SweepError
 from sweep.store_checks import STORAGE_ENV
 
 T = TypeVar("T")
 WAIT_POLL_S = 2.0
+STOP_POLL_S = 2.0  # how often a worker reads its study's stop flag from the store
 
 
 class StopRequested(Exception):
@@ -50,15 +54,17 @@ def worker_id() -> str:
 
 
 class GracefulStop:
-    """SIGTERM/SIGINT handlers for a worker's main thread.
+    """SIGTERM/SIGINT handlers for a worker's main thread, and stop requests from the store (`request`).
 
     The first signal records the request; if a trial is training at that moment, `StopRequested` is raised there
     (an Exception, not KeyboardInterrupt: Lightning turns KeyboardInterrupt into `sys.exit`). Outside training the
     request is only recorded and the worker stops after the current step. The second signal exits at once.
+    A request from another thread (`request`) is only recorded: training raises it at its next batch boundary.
     """
 
     def __init__(self) -> None:
-        self.requested: str | None = None
+        self.requested: str | None = None  # who asked: a signal's name, or the store's reason (`stopped by` ...)
+        self.signalled = False  # whether the request came from a signal (the worker then exits 143/130)
         self._training = False
         self._previous: dict[int, Any] = {}
 
@@ -75,16 +81,22 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if self.requested is not None:  # second signal: stop now
+        if self.signalled:  # second signal: stop now
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        self.requested = name
+        self.requested, self.signalled = name, True
         print(f"{name} received: stopping after the running trial is recorded (send it again to exit now)",
               file=sys.stderr, flush=True)  # fmt: skip
         if self._training:
             self._training = False
             raise StopRequested(f"stopped by {name}")
+
+    def request(self, reason: str) -> None:
+        """Ask the running trial to end as a signal would (from any thread; the first request stands): training
+        raises `StopRequested` at its next batch boundary, and no further trial starts."""
+        if self.requested is None:
+            self.requested = reason
 
     def check(self) -> None:
         """Raise `StopRequested` if a stop was requested (called where a trial may safely end)."""
@@ -117,6 +129,36 @@ class GracefulStop:
             yield
         finally:
             self._training = False
+
+
+class StoreStopWatch:
+    """Reads a study's stop flag (`read`: the reason, or None) every `interval` s on a daemon thread and hands the
+    first reason it sees to `stop.request`. A failed read is skipped: the next one tries again (a lost store is
+    reported by the trial's own writes)."""
+
+    def __init__(self, read: Callable[[], str | None], stop: GracefulStop, interval: float | None = None):
+        self.read, self.stop = read, stop
+        self.interval = STOP_POLL_S if interval is None else interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="sweep-stop-watch", daemon=True)
+
+    def __enter__(self) -> StoreStopWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                reason = self.read()
+            except Exception:  # noqa: BLE001 (a store that did not answer this time)
+                continue
+            if reason:
+                self.stop.request(reason.removeprefix("stopped by "))
+                return
 
 
 def budget(study: optuna.Study, default: int) -> int:
@@ -158,8 +200,36 @@ def _store_error_in(exc: BaseException) -> SweepError | None:
 
 @dataclass
 class LoopResult:
-    stopped_by: str | None = None
+    stopped_by: str | None = None  # the signal (SIGTERM, SIGINT) that stopped this worker
     failures_in_a_row: bool = False
+    study_stopped: str | None = None  # the study was stopped from the store (the reason: `stopped by ...`)
+    budget_taken: bool = False  # returned without waiting while other workers' trials fill the budget (wait=False)
+
+
+def stop_reason(study: optuna.Study) -> str | None:
+    """Why the study is stopped, read fresh from its store (None: it may run)."""
+    from sweep.catalog import is_stopped
+
+    return is_stopped(study)
+
+
+def _stopped(result: LoopResult, stop: GracefulStop) -> bool:
+    """Record why the loop ends, if it must: a signal, or a stop from the store."""
+    if stop.requested is None:
+        return False
+    if stop.signalled:
+        result.stopped_by = stop.requested
+    else:
+        result.study_stopped = f"stopped by {stop.requested}"
+    return True
+
+
+def _record_failure(study: optuna.Study) -> None:
+    """The study is `failed` until resumed: workers without a study name skip it."""
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    last = read_trial(failed[-1]).error if failed else None
+    detail = f" (last: trial {failed[-1].number}: {last.splitlines()[0][:300]})" if failed and last else ""
+    write_failure(study.set_user_attr, f"three trials in a row failed on {worker_id()}{detail}")
 
 
 def run_trials(
@@ -171,11 +241,14 @@ def run_trials(
     stop: GracefulStop,
     failures: Any,
     console: Console,
+    wait: bool = True,
 ) -> LoopResult:
-    """Run trials until the budget is finished (across all workers), a stop is requested or the setup is broken.
+    """Run trials until the budget is finished (across all workers), a stop is requested (a signal, or the study
+    stopped in the store) or the setup is broken.
 
     When the budget is taken but not finished (other workers' trials still run), wait: a trial whose worker died
-    is failed by the heartbeat after the grace period and queued for a retry, which this worker then runs.
+    is failed by the heartbeat after the grace period and queued for a retry, which this worker then runs. With
+    `wait=False` (a worker without a study name) return instead, `budget_taken` set: it looks for other work.
     """
     from sweep.storage import BudgetReached
 
@@ -202,11 +275,15 @@ def run_trials(
             raise found from None
         if guarded.error is not None:
             raise guarded.error
-        if stop.requested:
-            result.stopped_by = stop.requested
+        if _stopped(result, stop):
             return result
         if getattr(failures, "tripped", False):
             result.failures_in_a_row = True
+            _record_failure(study)
+            return result
+        reason = stop_reason(study)  # the store refused a new trial (StudyStopped) before the watcher saw the stop
+        if reason:
+            result.study_stopped = reason
             return result
         if count(study, FINISHED) >= budget(study, default_budget):
             return result
@@ -215,6 +292,9 @@ def run_trials(
         running = count(study, (TrialState.RUNNING,))
         if not running:
             continue  # a trial failed meanwhile and freed a place in the budget
+        if not wait:
+            result.budget_taken = True
+            return result
         if not announced:
             console.print(
                 f"budget taken: waiting for {running} running trial(s) of other workers (a trial whose worker died "
@@ -227,8 +307,7 @@ def run_trials(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-        if stop.requested:
-            result.stopped_by = stop.requested
+        if _stopped(result, stop):
             return result
 
 
