@@ -15,7 +15,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from test_workers import ENV, data, macro_f1_of_export, running_trial, start, sweep_cmd, trials, wait_for, write_spec
+from test_workers import data, macro_f1_of_export, running_trial, start, sweep_cmd, trials, wait_for, write_spec
 
 from record import FINISHED, read_trial
 from sweep.cli import _optional_values, main
