@@ -71,11 +71,24 @@ def run(
         typer.Option("--priority", help="Workers without a study name take the highest priority first, then the "
                      "oldest submission (default: leave it as it is; 0 for a new study)."),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Run the --workers N as Ray tasks (each with the spec's resources:) on the Ray cluster at ADDRESS "
+            "(HOST:6379, ray://HOST:10001, auto), or on a Ray started here when no address is given. Needs a "
+            "PostgreSQL store and pip install 'sweep[ray]'.",
+        ),
+    ] = None,
 ) -> None:
     """Create the study or resume it (after a crash too), and run trials until N have finished (complete or pruned)."""
     from sweep.runner import run_study
 
-    result = run_study(spec, storage_url=storage, n_trials=n_trials, workers=workers, priority=priority, console=err)
+    result = run_study(
+        spec, storage_url=storage, n_trials=n_trials, workers=workers, priority=priority, ray_address=ray,
+        console=err,
+    )
     _finish(result)
 
 
@@ -390,8 +403,21 @@ def serve(
     run_server(settings, host=host, port=port, workers=workers, say=lambda line: err.print(line, highlight=False))
 
 
+def _optional_values(argv: list[str]) -> list[str]:
+    """`--ray` may come without its ADDRESS: then it means a Ray started on this machine."""
+    from sweep.cluster import LOCAL
+
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(LOCAL)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
+    argv = _optional_values(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, standalone_mode=False)  # click returns a typer.Exit's code here
         if isinstance(code, int) and code:

@@ -265,6 +265,7 @@ def run_study(
     n_trials: int | None = None,
     workers: int = 1,
     priority: int | None = None,
+    ray_address: str | None = None,
     console: Console | None = None,
 ) -> RunResult:
     """Validate everything first (nothing is written on bad input), then create or resume and optimise.
@@ -273,6 +274,8 @@ def run_study(
     0 only creates (or updates) the study, for workers started elsewhere. `priority`: written to the study (workers
     without a study name take the highest first); None leaves it as it is (0 for a new study).
     A study stopped from the store is refused unless `workers` is 0 (nothing runs then).
+    With `ray_address` (`sweep.cluster.LOCAL` for a Ray started here) the N workers are Ray tasks on that
+    cluster instead.
     """
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -283,7 +286,11 @@ def run_study(
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
     url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)
-    if workers < 0:
+    if ray_address is not None:
+        from sweep.cluster import ray_problems
+
+        problems += ray_problems(ray_address, url, workers) if not problems else []
+    elif workers < 0:
         problems.append(("--workers", f"must be >= 0, got {workers}"))
     elif workers > 1 and not problems and is_sqlite(url):
         problems.append(("--workers", f"{workers} workers cannot share the SQLite store {url}; {POSTGRES_HINT}"))
@@ -329,6 +336,8 @@ def run_study(
                 highlight=False,
             )
             return RunResult(study, url, resumed, time.perf_counter() - started)
+        if ray_address is not None:
+            return _run_ray_workers(study, spec, Path(spec_path), url, workers, ray_address, console, resumed, started)
         if workers > 1:
             return _run_local_workers(study, spec, Path(spec_path), url, workers, console, resumed, started)
         settings = trial_settings(spec, data, encoder, Path(read_record(study).checkpoint_dir or "checkpoints"))
@@ -336,17 +345,40 @@ def run_study(
     return finished_run(study, url, resumed, started, loop)
 
 
-def _run_local_workers(
-    study: optuna.Study, spec: Spec, spec_path: Path, url: str, workers: int, console: Console, resumed: bool,
-    started: float,
-) -> RunResult:  # fmt: skip
-    """`sweep run --workers N`: N `sweep worker` processes on this machine, one progress bar over the study."""
-    reader = optuna.load_study(study_name=spec.name, storage=open_storage(url, read_only=True))
+def _store_poll(url: str, name: str) -> Callable[[], tuple[int, int]]:
+    """(finished, running) trials of the study, read from the store (what the progress bar shows)."""
+    reader = optuna.load_study(study_name=name, storage=open_storage(url, read_only=True))
 
     def poll() -> tuple[int, int]:
         trials = reader.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
         return sum(t.state in FINISHED for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
 
+    return poll
+
+
+def _run_ray_workers(
+    study: optuna.Study, spec: Spec, spec_path: Path, url: str, workers: int, address: str, console: Console,
+    resumed: bool, started: float,
+) -> RunResult:  # fmt: skip
+    """`sweep run --ray [ADDRESS] --workers N`: N Ray tasks, each a `sweep worker` with the spec's resources."""
+    from sweep.cluster import run_ray_workers
+
+    total = study_budget(study.user_attrs, spec.search.n_trials) or spec.search.n_trials
+    result = run_ray_workers(
+        spec.name, url, address=address, workers=workers, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
+        spec_path=str(spec_path.resolve()), poll=_store_poll(url, spec.name), total=total, console=console,
+    )  # fmt: skip
+    for line in result.errors:
+        console.print(f"[red]ray worker failed:[/] {line}", highlight=False)
+    return RunResult(study, url, resumed, time.perf_counter() - started, worker_exit_codes=result.exit_codes)
+
+
+def _run_local_workers(
+    study: optuna.Study, spec: Spec, spec_path: Path, url: str, workers: int, console: Console, resumed: bool,
+    started: float,
+) -> RunResult:  # fmt: skip
+    """`sweep run --workers N`: N `sweep worker` processes on this machine, one progress bar over the study."""
+    poll = _store_poll(url, spec.name)
     total = study_budget(study.user_attrs, spec.search.n_trials) or spec.search.n_trials
     codes, signalled = launch_workers(
         workers, spec.name, url, spec_path.resolve(), threads=spec.trainer.num_threads, console=console, poll=poll,

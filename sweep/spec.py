@@ -32,7 +32,9 @@ from sweep.taskspec import DEFAULT_TASK, TASKS, default_metric, task_problems
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
-NOT_FINGERPRINTED = ("storage", "checkpoint_dir", "heartbeat", "search.n_trials", "search.keep_checkpoints")
+NOT_FINGERPRINTED = (
+    "storage", "checkpoint_dir", "heartbeat", "resources", "search.n_trials", "search.keep_checkpoints",
+)
 NAME_RULE = (
     "may contain only letters, digits, '_', '.' and '-', starting with a letter or digit "
     "(it names the study in the store and its checkpoint folder)"
@@ -207,6 +209,13 @@ class HeartbeatSpec(_Strict):
         return self
 
 
+class ResourcesSpec(_Strict):
+    """What one worker (one trial at a time) asks a cluster for: Ray places workers where these are free."""
+
+    cpus: float = Field(1, gt=0)
+    gpus: float = Field(0, ge=0)
+
+
 class Spec(_Strict):
     """A whole study spec. Relative data paths are resolved against the spec file's folder."""
 
@@ -221,6 +230,7 @@ class Spec(_Strict):
     search: SearchSpec = SearchSpec()
     trainer: TrainerSpec = TrainerSpec()
     heartbeat: HeartbeatSpec = HeartbeatSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @field_validator("name", mode="after")
     @classmethod

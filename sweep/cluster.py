@@ -1,0 +1,170 @@
+"""Workers on a Ray cluster: `sweep run SPEC --ray [ADDRESS] --workers N`.
+
+Each worker is a Ray task that joins the study (`sweep.joining.join_study`, as `sweep worker` does) with the CPUs
+and GPUs the spec's `resources:` asks for; Ray places the tasks. A task whose process or node dies is retried by
+Ray (up to `RETRIES` times): the new process joins the study again, and the trial the dead one left RUNNING is
+failed by the heartbeat after the grace period and retried with the same parameters, so the budget stays exact.
+
+The store must be one every node reaches (PostgreSQL); the storage URL travels to the tasks as an argument in
+Ray's object store, never in a command line, an environment variable or a log line. `ray` is an optional extra:
+`pip install 'sweep[ray]'`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from sweep.errors import SweepError
+from sweep.store_checks import is_sqlite, safe_url
+
+LOCAL = "local"  # `--ray` without an address: start a Ray on this machine for this run
+RETRIES = 10  # Ray retries of a worker task whose process or node died
+INSTALL_HINT = "pip install 'sweep[ray]'"
+CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class RayResult:
+    exit_codes: list[int]  # 0 per worker task that finished its share, 1 per task that raised
+    errors: list[str]  # one line per failed task
+
+
+def ray_problems(address: str, url: str, workers: int) -> list[tuple[str, str]]:
+    """Everything that makes `--ray` impossible, checked before anything is written or started."""
+    problems: list[tuple[str, str]] = []
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        problems.append(("--ray", f"ray is not installed here: {INSTALL_HINT}"))
+    if is_sqlite(url):
+        problems.append(
+            ("--ray", f"Ray workers on several processes and machines need a shared PostgreSQL store, not the SQLite "
+                      f"file {safe_url(url)}: pass --storage postgresql+psycopg://USER:PASSWORD@HOST/DB (or set "
+                      "SWEEP_STORAGE)")
+        )  # fmt: skip
+    if workers < 1:
+        problems.append(("--workers", f"must be >= 1 with --ray, got {workers}"))
+    if address != LOCAL and not problems:
+        reason = _unreachable(address)
+        if reason:
+            problems.append(("--ray", f"no Ray cluster answers at {address!r} ({reason}); start one with "
+                                      "`ray start --head` or give the head node's address (HOST:6379 or "
+                                      "ray://HOST:10001)"))  # fmt: skip
+    return problems
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    body = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = body.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing listens at ADDRESS (None when a TCP connection succeeds); Ray's own connect waits much longer."""
+    if address == "auto":
+        return None  # Ray finds the cluster this machine belongs to (RAY_ADDRESS, or a `ray start` here)
+    target = _host_port(address)
+    if target is None:
+        return "expected HOST:PORT, ray://HOST:PORT or auto"
+    try:
+        with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def _worker_task(name: str, url: str, spec_path: str | None, threads: int) -> str:
+    """One Ray worker: join the study and run its trials until the study-wide budget is finished."""
+    from sweep.joining import join_study
+
+    result = join_study(name, url, spec_path=spec_path, threads=threads, console=Console(stderr=True))
+    if result.failures_in_a_row:
+        raise RuntimeError(f"study {name}: three trials in a row failed; see their errors with `sweep status {name}`")
+    return f"finished its share of study {name} in {result.seconds:.0f} s"
+
+
+def run_ray_workers(
+    name: str,
+    url: str,
+    *,
+    address: str,
+    workers: int,
+    cpus: float,
+    gpus: float,
+    spec_path: str | None,
+    poll: Callable[[], tuple[int, int]],
+    total: int,
+    console: Console,
+) -> RayResult:
+    """Start `workers` Ray tasks on the cluster at `address` (a local Ray for LOCAL), show one progress bar over the
+    study, and wait for them. Ctrl-C cancels the tasks (their trials are retried by the heartbeat later)."""
+    import ray
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    _init(ray, address, console)
+    try:
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False)(_worker_task)
+        threads = max(1, int(cpus))
+        refs = [remote.options(name=f"sweep-worker-{name}-{i + 1}").remote(name, url, spec_path, threads)
+                for i in range(workers)]  # fmt: skip
+        console.print(
+            f"{workers} Ray worker tasks for study [bold]{name}[/] ({cpus:g} CPU, {gpus:g} GPU each) on "
+            f"{_where(ray, address)}; store {safe_url(url)}",
+            highlight=False,
+        )
+        progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True, disable=not console.is_terminal,
+        )  # fmt: skip
+        pending, codes, errors = list(refs), [], []
+        with progress:
+            bar = progress.add_task(f"study {name} · {workers} Ray workers", total=total)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                for ref in done:
+                    try:
+                        console.print(f"ray worker: {ray.get(ref)}", highlight=False)
+                        codes.append(0)
+                    except Exception as exc:  # noqa: BLE001 (a task's error, reported per worker)
+                        errors.append(_task_error(exc))
+                        codes.append(1)
+                finished, running = poll()
+                progress.update(bar, completed=finished,
+                                description=f"study {name} · {workers} Ray workers · {running} running")  # fmt: skip
+        return RayResult(codes, errors)
+    finally:
+        if address == LOCAL:
+            ray.shutdown()
+
+
+def _init(ray: Any, address: str, console: Console) -> None:
+    """Connect to the cluster (or start a local Ray); a refusal becomes one line (exit 2)."""
+    try:
+        if address == LOCAL:
+            ray.init(include_dashboard=False, configure_logging=False)
+        else:
+            ray.init(address=address, configure_logging=False)
+    except Exception as exc:  # noqa: BLE001 (ConnectionError, RuntimeError: say what Ray said, on one line)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SweepError([("--ray", f"cannot connect to Ray at {address!r}: {reason}")]) from None
+
+
+def _where(ray: Any, address: str) -> str:
+    if address == LOCAL:
+        return "a local Ray"
+    dashboard = getattr(ray.get_runtime_context(), "dashboard_url", None) or ""
+    return f"the Ray cluster at {address}" + (f" (dashboard http://{dashboard})" if dashboard else "")
+
+
+def _task_error(exc: BaseException) -> str:
+    """The last line of a failed task's error (Ray wraps the task's own traceback)."""
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(cause).__name__

@@ -1,0 +1,114 @@
+"""`sweep run SPEC --ray [ADDRESS] --workers N`: workers as Ray tasks on a local Ray (started by the run itself, 2 CPUs)
+and the PostgreSQL store .ci/run starts; a worker killed mid-trial is retried by Ray, its trial by the heartbeat.
+
+The error paths (no ray installed, SQLite, an address nobody answers at) need neither Ray nor PostgreSQL running.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from test_workers import data, macro_f1_of_export, running_trial, start, sweep_cmd, trials, wait_for, write_spec
+
+from record import FINISHED, read_trial
+from sweep.cli import _optional_values, main
+from sweep.cluster import LOCAL, _host_port, _unreachable
+from sweep.storage import open_storage
+
+__all__ = ["data"]  # the fixture, shared with test_workers
+
+ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'sweep[ray]'")
+
+
+def ray_spec(tmp_path: Path, data: tuple[Path, Path], encoder: Path, url: str, budget: int, **extra: object) -> Path:
+    spec = write_spec(tmp_path, data, encoder, url, resources={"cpus": 1}, **extra)
+    body = yaml.safe_load(spec.read_text())
+    body["search"].update(n_trials=budget, pruner="none")
+    body["search"]["space"]["epochs"] = {"low": 1, "high": 2}
+    spec.write_text(yaml.safe_dump(body))
+    return spec
+
+
+def test_ray_without_an_address_means_a_local_ray() -> None:
+    assert _optional_values(["run", "s.yaml", "--ray", "--workers", "2"]) == [
+        "run", "s.yaml", "--ray", LOCAL, "--workers", "2",
+    ]  # fmt: skip
+    assert _optional_values(["run", "s.yaml", "--ray"]) == ["run", "s.yaml", "--ray", LOCAL]
+    assert _optional_values(["run", "s.yaml", "--ray", "10.0.0.5:6379"])[-1] == "10.0.0.5:6379"
+    assert _host_port("ray://head:10001") == ("head", 10001) and _host_port("head") is None
+
+
+def test_ray_with_sqlite_is_refused(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = ray_spec(tmp_path, data, tiny_bert, f"sqlite:///{tmp_path / 's.db'}", 2)
+    assert main(["run", str(spec), "--ray", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--ray: Ray workers on several processes and machines need a shared PostgreSQL store" in err
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "cache").exists()
+
+
+def test_ray_not_installed_is_one_line(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    spec = ray_spec(tmp_path, data, tiny_bert, "postgresql+psycopg://u:secretpw@127.0.0.1:1/db", 2)
+    assert main(["run", str(spec), "--ray", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--ray: ray is not installed here: pip install 'sweep[ray]'" in err
+    assert "secretpw" not in err
+
+
+def test_an_address_nobody_answers_at_is_refused_quickly(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _unreachable("127.0.0.1:1") is not None
+    spec = ray_spec(tmp_path, data, tiny_bert, postgres_url, 2)
+    assert main(["run", str(spec), "--ray", "127.0.0.1:1", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--ray: no Ray cluster answers at '127.0.0.1:1'" in err and "ray start --head" in err
+    assert not (tmp_path / "cache").exists()  # refused before any data was prepared
+
+
+@pytest.mark.postgres
+def test_two_ray_workers_finish_the_budget_and_a_killed_one_is_retried(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str
+) -> None:
+    budget = 6
+    spec = ray_spec(tmp_path, data, tiny_bert, postgres_url, budget, heartbeat={"interval": 1, "grace_period": 4})
+    log = tmp_path / "run.log"
+    run = start(sweep_cmd("run", str(spec), "--ray", "--workers", "2"), log)
+    try:
+        victim = wait_for(lambda: running_trial(postgres_url), 300, "a Ray worker's running trial")
+        pid = int((read_trial(victim).worker or "").rsplit(":", 1)[1])
+        subprocess.run(["kill", "-9", str(pid)], check=True)  # the Ray worker process, mid-trial
+        assert run.wait(timeout=600) == 0, log.read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGINT)
+            run.wait(timeout=60)
+    final = trials(postgres_url)
+    assert sum(t.state in FINISHED for t in final) == budget, [(t.number, t.state) for t in final]
+    assert not [t.number for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    lost = final[victim.number]
+    assert lost.state == TrialState.FAIL
+    retries = [t for t in final if read_trial(t).retry_of == victim.number]
+    assert len(retries) == 1 and retries[0].params == lost.params and retries[0].state in FINISHED
+    text = log.read_text()
+    assert "2 Ray worker tasks for study workers (1 CPU, 0 GPU each) on a local Ray" in text
+    # Both tasks ended well, the killed one through Ray's retry in a new process (else the run would exit 1), and
+    # every worker process said where it joined (Ray relays their lines): the two first ones and the retry.
+    assert text.count("ray worker: finished its share of study workers") == 2
+    assert text.count("joined study workers in") >= 3, text[-3000:]
+    assert postgres_url not in text  # the URL with its password stays out of the output
+    study = optuna.load_study(study_name="workers", storage=open_storage(postgres_url, read_only=True))
+    f1, best = macro_f1_of_export(study, data[1], tmp_path / "model")
+    assert f1 == pytest.approx(best.value, abs=1e-6)
