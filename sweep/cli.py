@@ -386,6 +386,14 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", help="Local `sweep worker` processes to start beside the server (0: none).")
     ] = 0,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", metavar="[ADDRESS]", help="Start the --workers N as Ray tasks on the Ray cluster at "
+                     "ADDRESS (a Ray started here when no address is given); PostgreSQL store, pip install "
+                     "'sweep[ray]'."),
+    ] = None,
+    worker_cpus: Annotated[float, typer.Option("--worker-cpus", help="CPUs each Ray worker asks for.")] = 1,
+    worker_gpus: Annotated[float, typer.Option("--worker-gpus", help="GPUs each Ray worker asks for.")] = 0,
 ) -> None:
     """Run the service: an HTTP API (OpenAPI at /docs) and a web page to submit, follow, stop and export studies.
 
@@ -399,8 +407,13 @@ def serve(
     settings = check_settings(
         storage_url=choose_storage(storage)[0], host=host, port=port, folder=folder, data_roots=data_root or [],
         model_roots=model_root or [], max_upload_mb=max_upload_mb, workers=workers, environ=os.environ,
+        ray_address=ray,
     )  # fmt: skip
-    run_server(settings, host=host, port=port, workers=workers, say=lambda line: err.print(line, highlight=False))
+    if ray is not None and (worker_cpus <= 0 or worker_gpus < 0):
+        raise SweepError([("--worker-cpus", f"must be > 0 (and --worker-gpus >= 0), got {worker_cpus:g} and "
+                                            f"{worker_gpus:g}")])  # fmt: skip
+    run_server(settings, host=host, port=port, workers=workers, say=lambda line: err.print(line, highlight=False),
+               ray_address=ray, worker_cpus=worker_cpus, worker_gpus=worker_gpus)  # fmt: skip
 
 
 def _optional_values(argv: list[str]) -> list[str]:

@@ -90,6 +90,47 @@ def _worker_task(name: str, url: str, spec_path: str | None, threads: int) -> st
     return f"finished its share of study {name} in {result.seconds:.0f} s"
 
 
+def _service_worker_task(url: str, threads: int) -> str:
+    """One Ray worker of `sweep serve --ray`: a worker without a study name, taking whichever study has work."""
+    from sweep.joining import work_on_studies
+
+    result = work_on_studies(url, threads=threads, console=Console(stderr=True))
+    return f"worker ended after {result.seconds:.0f} s"
+
+
+@dataclass
+class ServiceWorkers:
+    """The Ray tasks `sweep serve --ray --workers N` started; `stop` cancels them (their running trials end as on
+    Ctrl-C: failed with the reason, queued for a retry) and disconnects."""
+
+    refs: list[Any]
+    address: str
+
+    def stop(self) -> None:
+        import ray
+
+        for ref in self.refs:
+            ray.cancel(ref)
+        ray.wait(self.refs, num_returns=len(self.refs), timeout=30)
+        ray.shutdown()
+
+
+def start_service_workers(
+    url: str, *, address: str, workers: int, cpus: float, gpus: float, console: Console
+) -> ServiceWorkers:
+    """N Ray tasks, each a worker without a study name (what `sweep serve --workers N` starts as local processes)."""
+    import ray
+
+    _init(ray, address, console)
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False)(
+        _service_worker_task
+    )
+    refs = [remote.options(name=f"sweep-worker-{i + 1}").remote(url, max(1, int(cpus))) for i in range(workers)]
+    console.print(f"{workers} Ray workers ({cpus:g} CPU, {gpus:g} GPU each) on {_where(ray, address)}",
+                  highlight=False)  # fmt: skip
+    return ServiceWorkers(refs, address)
+
+
 def run_ray_workers(
     name: str,
     url: str,

@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from test_service_api import ENV, free_port, place, spec_body, yaml_of
 from test_workers import data, macro_f1_of_export, running_trial, start, sweep_cmd, trials, wait_for, write_spec
 
 from record import FINISHED, read_trial
@@ -22,7 +24,7 @@ from sweep.cli import _optional_values, main
 from sweep.cluster import LOCAL, _host_port, _unreachable
 from sweep.storage import open_storage
 
-__all__ = ["data"]  # the fixture, shared with test_workers
+__all__ = ["data", "place"]  # fixtures, shared with test_workers and test_service_api
 
 ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'sweep[ray]'")
 
@@ -112,3 +114,41 @@ def test_two_ray_workers_finish_the_budget_and_a_killed_one_is_retried(
     study = optuna.load_study(study_name="workers", storage=open_storage(postgres_url, read_only=True))
     f1, best = macro_f1_of_export(study, data[1], tmp_path / "model")
     assert f1 == pytest.approx(best.value, abs=1e-6)
+
+
+@pytest.mark.postgres
+def test_sweep_serve_with_ray_workers_runs_a_submitted_study(
+    place: Path, tiny_bert: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    """`sweep serve --ray --workers 1`: a study submitted over HTTP is run by a Ray worker without a study name, which
+    the server cancels when it stops."""
+    port = free_port()
+    env = dict(ENV, SWEEP_STORAGE=postgres_url)
+    env.pop("SWEEP_SERVICE_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "serve", "--port", str(port), "--folder", str(tmp_path / "server"),
+         "--data-root", str(place / "data"), "--model-root", str(tiny_bert), "--workers", "1", "--ray"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{base}/api/studies") or proc.poll() is not None, 120, "sweep serve --ray")
+        assert proc.poll() is None, "sweep serve --ray ended early"
+        body = yaml_of(spec_body("served-by-ray", tiny_bert, data={"train": "train.csv", "validation": "val.csv"}))
+        assert httpx.post(f"{base}/api/studies", data={"spec_text": body}, timeout=60).status_code == 201
+        wait_for(lambda: httpx.get(f"{base}/api/studies/served-by-ray", timeout=10).json()["study"]["state"]
+                 == "finished", 240, "the Ray worker to finish the submitted study")  # fmt: skip
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=90)
+    assert "1 Ray workers (1 CPU, 0 GPU each) on a local Ray" in out, out[-3000:]
+    assert "joined study served-by-ray" in out and "stopped by SIGTERM; stopping the workers" in out
+    assert postgres_url not in out
+    assert proc.returncode == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -559,5 +559,5 @@ def test_sweep_serve_with_local_workers_runs_a_submitted_study(place: Path, tiny
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
-    assert "1 local workers" in out and "stopped by SIGTERM; stopping the local workers" in out
+    assert "1 local workers" in out and "stopped by SIGTERM; stopping the workers" in out
     assert proc.returncode == 0  # its worker ended with it (else `communicate` would still wait for its output)

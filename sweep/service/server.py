@@ -68,6 +68,7 @@ def check_settings(
     max_upload_mb: float,
     workers: int,
     environ: Mapping[str, str],
+    ray_address: str | None = None,
 ) -> ServiceSettings:
     """The server's settings, or SweepError listing every problem (nothing is created on bad input)."""
     from sweep.storage import POSTGRES_HINT
@@ -85,7 +86,11 @@ def check_settings(
         problems.append(("--port", f"must be 1..65535, got {port}"))
     if max_upload_mb <= 0:
         problems.append(("--max-upload-mb", f"must be > 0, got {max_upload_mb}"))
-    if workers < 0:
+    if ray_address is not None:
+        from sweep.cluster import ray_problems
+
+        problems += ray_problems(ray_address, storage_url, workers) if not storage_problems(storage_url) else []
+    elif workers < 0:
         problems.append(("--workers", f"must be >= 0, got {workers}"))
     elif workers > 1 and not storage_problems(storage_url) and is_sqlite(storage_url):
         problems.append(("--workers", f"{workers} workers cannot share the SQLite store {storage_url}; "
@@ -153,8 +158,12 @@ def stop_workers(procs: list[Any], timeout: float = 30.0) -> None:
             proc.wait()
 
 
-def serve(settings: ServiceSettings, *, host: str, port: int, workers: int, say: Callable[[str], None]) -> None:
-    """Run the server until it is stopped (Ctrl-C, SIGTERM); local workers are stopped with it."""
+def serve(
+    settings: ServiceSettings, *, host: str, port: int, workers: int, say: Callable[[str], None],
+    ray_address: str | None = None, worker_cpus: float = 1, worker_gpus: float = 0,
+) -> None:  # fmt: skip
+    """Run the server until it is stopped (Ctrl-C, SIGTERM); its workers (local processes, or Ray tasks with
+    `ray_address`) are stopped with it."""
     import uvicorn
 
     from sweep.service.app import create_app
@@ -167,16 +176,28 @@ def serve(settings: ServiceSettings, *, host: str, port: int, workers: int, say:
     say(f"sweep serve: http://{shown}:{port}/ · store {safe_url(settings.storage_url)} · data roots {roots} · "
         f"{'token required' if settings.token else 'no token (this machine only)'}"
         f"{f' · {workers} local workers' if workers else ''}")  # fmt: skip
-    procs = start_workers(workers, settings.storage_url)
+    ray_workers = None
+    if ray_address is not None:
+        from rich.console import Console
+
+        from sweep.cluster import start_service_workers
+
+        ray_workers = start_service_workers(settings.storage_url, address=ray_address, workers=workers,
+                                            cpus=worker_cpus, gpus=worker_gpus, console=Console(stderr=True))
+        procs: list[Any] = []
+    else:
+        procs = start_workers(workers, settings.storage_url)
     # uvicorn ends on SIGTERM / Ctrl-C, then raises the signal again: caught here, so the workers are stopped too.
     previous = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     except _Stopped as stop:
         say(f"sweep serve: stopped by {signal.Signals(stop.signum).name}"
-            f"{'; stopping the local workers (their running trials are queued for a retry)' if procs else ''}")
+            f"{'; stopping the workers (their running trials are queued for a retry)' if workers else ''}")
     finally:
         stop_workers(procs)
+        if ray_workers is not None:
+            ray_workers.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
