@@ -34,12 +34,12 @@ from sweep.storage import load_study
 HERE = Path(__file__).parent
 TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 # The files under /static: our own, and plotly.js from the installed plotly package (what `sweep report` embeds).
+JS, CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 STATIC: dict[str, tuple[Path, str]] = {
-    "app.js": (HERE / "static" / "app.js", "text/javascript; charset=utf-8"),
-    "style.css": (HERE / "static" / "style.css", "text/css; charset=utf-8"),
-    "plotly.min.js": (Path(plotly.__file__).parent / "package_data" / "plotly.min.js", "text/javascript; charset=utf-8"),
+    "app.js": (HERE / "static" / "app.js", JS),
+    "style.css": (HERE / "static" / "style.css", CSS),
+    "plotly.min.js": (Path(plotly.__file__).parent / "package_data" / "plotly.min.js", JS),
 }
-LIVE_STATES = ("queued", "running")  # a study in any other state cannot change until someone resumes it
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
