@@ -57,6 +57,7 @@ def _page(request: Request, template: str, status_code: int = 200, **context: An
     body = TEMPLATES.get_template(template).render(
         refresh_seconds=settings.refresh_seconds,
         has_token=settings.token is not None,
+        logged_in=settings.token is not None and _logged_in(request),
         data_roots=bool(settings.data_roots),
         **context,
     )
@@ -101,7 +102,8 @@ def login(request: Request, token: str = Form("")) -> Response:
     if expected is None:
         return RedirectResponse("/", status_code=303)
     if not token_matches(expected, token or None):
-        return _page(request, "login.html", status_code=401, error="that is not this server's token")
+        error = "that is not the token this server was started with"
+        return _page(request, "login.html", status_code=401, error=error)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         path="/")  # fmt: skip
