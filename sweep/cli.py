@@ -254,6 +254,47 @@ def audit(
         out.print(line, highlight=False)
 
 
+@app.command()
+def serve(
+    storage: StorageOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; any but a loopback one needs a token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    data_root: Annotated[
+        list[Path] | None,
+        typer.Option("--data-root", help="A folder whose files a submitted spec may name (repeat for more)."),
+    ] = None,
+    model_root: Annotated[
+        list[Path] | None,
+        typer.Option("--model-root", help="A folder whose model folders a submitted spec's encoder may name."),
+    ] = None,
+    folder: Annotated[
+        Path, typer.Option("--folder", help="The server's own folder: uploads, submitted specs, checkpoints, exports.")
+    ] = Path("sweep-service"),
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest data file an upload may be, in MB.")
+    ] = 200,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Local `sweep worker` processes to start beside the server (0: none).")
+    ] = 0,
+) -> None:
+    """Run the service: an HTTP API (OpenAPI at /docs) and a web page to submit, follow, stop and export studies.
+
+    The token comes from $SWEEP_SERVICE_TOKEN or the file named by $SWEEP_SERVICE_TOKEN_FILE (never an option: it
+    would show in `ps` and shell history). Workers on other machines: `sweep worker` with SWEEP_STORAGE set.
+    """
+    from sweep.service.server import check_settings
+    from sweep.service.server import serve as run_server
+    from sweep.store_checks import choose_storage
+
+    settings = check_settings(
+        storage_url=choose_storage(storage)[0], host=host, port=port, folder=folder, data_roots=data_root or [],
+        model_roots=model_root or [], max_upload_mb=max_upload_mb, workers=workers, environ=os.environ,
+    )  # fmt: skip
+    run_server(settings, host=host, port=port, workers=workers, say=lambda line: err.print(line, highlight=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     try:

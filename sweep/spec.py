@@ -329,22 +329,27 @@ def parse_spec(data: Any, *, source: str = "spec") -> Spec:
     return spec
 
 
-def load_spec(path: str | Path) -> tuple[Spec, Path]:
-    """Read and validate a spec file; returns the spec and the folder relative data paths start from."""
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError([("", f"spec file not found: {path.resolve()} (give a .yaml study spec)")])
+def read_spec_text(raw: bytes, *, source: str) -> Any:
+    """The YAML (or JSON, which YAML reads too) of a spec file or a submitted spec, parsed but not yet validated."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise SweepError(
-            [("", f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8")], source=str(path)
+            [("", f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8")], source=source
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SweepError([(where, f"malformed YAML: {problem}")], source=str(path)) from None
+        raise SweepError([(where, f"malformed YAML: {problem}")], source=source) from None
+
+
+def load_spec(path: str | Path) -> tuple[Spec, Path]:
+    """Read and validate a spec file; returns the spec and the folder relative data paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError([("", f"spec file not found: {path.resolve()} (give a .yaml study spec)")])
+    data = read_spec_text(path.read_bytes(), source=str(path))
     base = path.resolve().parent
     try:
         spec = parse_spec(data, source=str(path))

@@ -1,16 +1,33 @@
-"""The JSON API under `/api`: the studies list and one study (more routes: submit, stop, resume, report, export)."""
+"""The JSON API under `/api`: list, submit, follow, stop, resume, report and export studies. Every route needs the
+server's token once one is set; errors are JSON (`detail` holds the lines the command line prints)."""
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.background import BackgroundTask
 
-from sweep.catalog import list_studies, summarize, trial_summary
+from sweep.catalog import list_studies, resume_study, stop_study, summarize, trial_summary
 from sweep.service.security import require_token
-from sweep.storage import load_study
+from sweep.service.settings import ServiceSettings, settings_of
+from sweep.storage import has_study_tables, load_study
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["studies"])
+Settings = Annotated[ServiceSettings, Depends(settings_of)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": what, "content": {"application/json": {"example": {"detail": "...", "errors": []}}}}
+    for code, what in (
+        (400, "bad input: `detail` holds every problem, one per line, as the command line prints them"),
+        (401, "the server's token is missing or wrong"),
+        (404, "no such study (or trial)"),
+    )
+}
 
 
 def _url(request: Request) -> str:
@@ -18,15 +35,148 @@ def _url(request: Request) -> str:
     return url
 
 
-@router.get("/studies", summary="Every study in the store: state, progress, best value, workers")
+@router.get("/studies", summary="Every study in the store: state, progress, best value, workers", responses=ERRORS)
 def studies(request: Request) -> list[dict[str, Any]]:
+    if not has_study_tables(_url(request)):
+        return []  # a fresh store: nothing submitted yet
     return [s.as_dict() for s in list_studies(_url(request))]
 
 
-@router.get("/studies/{name}", summary="One study: its summary, trials (with per-evaluation values), best trial")
+_importance_lock = threading.Lock()
+
+
+def importance_of(request: Request, study: Any, finished: int) -> dict[str, Any]:
+    """{"importance": {param: share} (fANOVA), "importance_note": why there is none}; cached per study and number of
+    finished trials (the live page asks every few seconds)."""
+    from reports.importance import collect_importances, importance_problem
+
+    cache: dict[tuple[str, int], dict[str, Any]] = request.app.state.importance_cache
+    key = (study.study_name, finished)
+    with _importance_lock:
+        if key in cache:
+            return cache[key]
+    problem = importance_problem(study)
+    if problem is not None:
+        result: dict[str, Any] = {"importance": None, "importance_note": problem}
+    else:
+        data = collect_importances(study)
+        evaluator, shares = next(iter(data.importances.items()), (None, None))
+        note = None if shares else "; ".join(f"{k}: {v}" for k, v in data.errors.items()) or "no importances"
+        result = {"importance": shares, "importance_note": note, "importance_evaluator": evaluator}
+    with _importance_lock:
+        cache[key] = result
+    return result
+
+
+@router.get(
+    "/studies/{name}",
+    summary="One study: summary, trials (with per-evaluation values), best trial, data report, importance",
+    responses=ERRORS,
+)
 def study(name: str, request: Request) -> dict[str, Any]:
+    from record import read_study
+
     loaded = load_study(name, _url(request))
     summary = summarize(loaded)
     trials = [trial_summary(t) for t in loaded.get_trials(deepcopy=False)]
     best = next((t for t in trials if t["number"] == summary.best_trial), None)
-    return {"study": summary.as_dict(), "trials": trials, "best_trial": best}
+    return {
+        "study": summary.as_dict(),
+        "trials": trials,
+        "best_trial": best,
+        "data_report": read_study(loaded).data_report,
+        **importance_of(request, loaded, summary.finished),
+    }
+
+
+@router.post(
+    "/studies",
+    status_code=201,
+    summary="Submit a study: a spec (YAML or JSON) and its data (an upload, or a path under a data root)",
+    responses={
+        **ERRORS,
+        409: {"description": "a study of that name already exists"},
+        413: {"description": "an upload is over the server's limit"},
+    },
+)
+def submit(
+    settings: Settings,
+    spec: Annotated[UploadFile | None, File(description="The study spec (YAML or JSON).")] = None,
+    spec_text: Annotated[str | None, Form(description="The study spec as text (instead of `spec`).")] = None,
+    data: Annotated[UploadFile | None, File(description="The training data file.")] = None,
+    data_path: Annotated[str | None, Form(description="The training data: a path under a data root.")] = None,
+    validation: Annotated[UploadFile | None, File(description="The validation data file (optional).")] = None,
+    validation_path: Annotated[str | None, Form(description="The validation data under a data root.")] = None,
+    priority: Annotated[int | None, Form(description="Workers take higher priorities first (default 0).")] = None,
+) -> dict[str, Any]:
+    from sweep.errors import SweepError
+    from sweep.service.submissions import SubmissionRequest, Upload, read_spec_upload
+    from sweep.service.submissions import submit as create
+
+    if (spec is None) == (spec_text is None):
+        raise SweepError([("spec", "give the study spec as an uploaded file (`spec`) or as text (`spec_text`), "
+                                   "exactly one of them")])  # fmt: skip
+    raw = read_spec_upload(spec.file) if spec is not None else (spec_text or "").encode("utf-8")
+
+    def upload(file: UploadFile | None) -> Upload | None:
+        return Upload(file.filename or "", file.file) if file is not None else None
+
+    name = create(
+        SubmissionRequest(spec_text=raw, data=upload(data), data_path=data_path or None,
+                          validation=upload(validation), validation_path=validation_path or None, priority=priority),
+        settings,
+    )  # fmt: skip
+    return summarize(load_study(name, settings.storage_url)).as_dict()
+
+
+@router.post("/studies/{name}/stop", summary="Stop a study: no new trial starts; running trials end and are "
+             "kept for a retry", responses=ERRORS)  # fmt: skip
+def stop(name: str, request: Request) -> dict[str, Any]:
+    return stop_study(name, _url(request), by="a user of the service").as_dict()
+
+
+@router.post("/studies/{name}/resume", summary="Resume a stopped (or failed) study", responses=ERRORS)
+def resume(name: str, request: Request) -> dict[str, Any]:
+    return resume_study(name, _url(request)).as_dict()
+
+
+@router.get(
+    "/studies/{name}/report",
+    summary="The study's HTML report (the same page as `sweep report NAME`), built from the store as it is now",
+    response_class=HTMLResponse,
+    responses=ERRORS,
+)
+def report(name: str, request: Request) -> HTMLResponse:
+    from reports import write_report
+
+    loaded = load_study(name, _url(request))
+    folder = Path(tempfile.mkdtemp(prefix="report-"))
+    try:
+        out = folder / "report.html"
+        write_report([loaded], out)
+        return HTMLResponse(out.read_text(encoding="utf-8"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.get(
+    "/studies/{name}/export",
+    summary="The best trial (or `trial`, or the best by mean over seeds) as a zip of a Hugging Face model folder",
+    response_class=FileResponse,
+    responses={**ERRORS, 200: {"content": {"application/zip": {}}, "description": "the archive"}},
+)
+def export(
+    name: str,
+    settings: Settings,
+    trial: int | None = None,
+    by: Literal["value", "mean"] = "value",
+) -> FileResponse:
+    from sweep.service.archive import export_archive
+
+    archive = export_archive(name, settings, trial=trial, by=by)
+    return FileResponse(
+        archive.path,
+        media_type="application/zip",
+        filename=archive.filename,
+        background=BackgroundTask(shutil.rmtree, archive.folder, ignore_errors=True),
+    )

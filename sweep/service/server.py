@@ -1,0 +1,170 @@
+"""`sweep serve`: check what the server is started with (address, token, folders, store), then run uvicorn, with N
+local `sweep worker` processes beside it when asked. The token is read from the environment or a file and never
+printed or logged; the access log carries no query strings."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sweep.errors import SweepError
+from sweep.service.settings import TOKEN_ENV, TOKEN_FILE_ENV, ServiceSettings
+from sweep.store_checks import STORAGE_ENV
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(environ: Mapping[str, str]) -> str | None:
+    """The bearer token from $SWEEP_SERVICE_TOKEN, else from the file $SWEEP_SERVICE_TOKEN_FILE names; None when
+    neither is set. A named file that is missing or empty is an error (the message never holds the token)."""
+    if environ.get(TOKEN_ENV, "").strip():
+        return environ[TOKEN_ENV].strip()
+    name = environ.get(TOKEN_FILE_ENV, "").strip()
+    if not name:
+        return None
+    try:
+        token = Path(name).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SweepError([(TOKEN_FILE_ENV, f"cannot read the token file {name}: {reason}")]) from None
+    if not token:
+        raise SweepError([(TOKEN_FILE_ENV, f"the token file {name} is empty: write the token in it")])
+    return token
+
+
+def _folders(values: list[Path], option: str) -> tuple[list[Path], list[tuple[str, str]]]:
+    resolved, problems = [], []
+    for value in values:
+        path = value.expanduser().resolve()
+        if not path.is_dir():
+            problems.append((option, f"no such folder: {path}"))
+        resolved.append(path)
+    return resolved, problems
+
+
+def check_settings(
+    *,
+    storage_url: str,
+    host: str,
+    port: int,
+    folder: Path,
+    data_roots: list[Path],
+    model_roots: list[Path],
+    max_upload_mb: float,
+    workers: int,
+    environ: Mapping[str, str],
+) -> ServiceSettings:
+    """The server's settings, or SweepError listing every problem (nothing is created on bad input)."""
+    from sweep.store_checks import storage_problems
+
+    problems: list[tuple[str, str]] = []
+    try:
+        token = read_token(environ)
+    except SweepError as exc:
+        token, problems = None, list(exc.problems)
+    if not is_loopback(host) and token is None and not problems:
+        problems.append(("--host", f"{host} is not a loopback address: set a token in {TOKEN_ENV} (or a file "
+                                   f"named by {TOKEN_FILE_ENV}) so only your team can use the server"))  # fmt: skip
+    if not 0 < port < 65536:
+        problems.append(("--port", f"must be 1..65535, got {port}"))
+    if max_upload_mb <= 0:
+        problems.append(("--max-upload-mb", f"must be > 0, got {max_upload_mb}"))
+    if workers < 0:
+        problems.append(("--workers", f"must be >= 0, got {workers}"))
+    roots, more = _folders(data_roots, "--data-root")
+    models, even_more = _folders(model_roots, "--model-root")
+    problems += more + even_more + storage_problems(storage_url)
+    folder = folder.expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        problems.append(("--folder", f"{folder} is a file: give a folder for the server's uploads and exports"))
+    if problems:
+        raise SweepError(problems)
+    return ServiceSettings(
+        storage_url=storage_url, folder=folder, data_roots=tuple(roots), model_roots=tuple(models), token=token,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+    )  # fmt: skip
+
+
+def prepare_store(settings: ServiceSettings) -> None:
+    """Create the server's folder (0755) and the store's tables, once, before any request or worker."""
+    from sweep.storage import open_storage
+    from sweep.store_checks import reachability_problems
+
+    problems = reachability_problems(settings.storage_url, field="--storage")
+    if problems:
+        raise SweepError(problems)
+    settings.folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+    open_storage(settings.storage_url)
+
+
+def worker_command() -> list[str]:
+    """A worker without a study name: it takes whichever study has work (the URL comes in SWEEP_STORAGE)."""
+    return [sys.executable, "-m", "sweep", "worker"]
+
+
+def start_workers(n: int, url: str, popen: Callable[..., Any] = subprocess.Popen) -> list[Any]:
+    """N local `sweep worker` processes (each its share of the CPU threads, or its own GPU); the store URL travels
+    in their environment, never on their command line (`ps` shows command lines to every user)."""
+    from sweep.worker import _gpu_count, cpu_share
+
+    gpus = _gpu_count() if n else 0
+    procs = []
+    for i in range(n):
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        env[STORAGE_ENV] = url
+        env.pop(TOKEN_ENV, None)  # workers talk to the store, not to the server: they need no token
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        cmd = [*worker_command(), "--threads", str(cpu_share(n, None))]
+        procs.append(popen(cmd, env=env, start_new_session=True))
+    return procs
+
+
+def stop_workers(procs: list[Any], timeout: float = 30.0) -> None:
+    """SIGTERM each worker once (it records its running trial as failed, queued for a retry), then wait; kill what
+    is still there after `timeout` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def serve(settings: ServiceSettings, *, host: str, port: int, workers: int, say: Callable[[str], None]) -> None:
+    """Run the server until it is stopped (Ctrl-C, SIGTERM); local workers are stopped with it."""
+    import uvicorn
+
+    from sweep.service.app import create_app
+    from sweep.store_checks import safe_url
+
+    prepare_store(settings)
+    app = create_app(settings)
+    shown = f"[{host}]" if ":" in host else host
+    roots = ", ".join(str(r) for r in settings.data_roots) or "none (uploads only)"
+    say(f"sweep serve: http://{shown}:{port}/ · store {safe_url(settings.storage_url)} · data roots {roots} · "
+        f"{'token required' if settings.token else 'no token (this machine only)'}"
+        f"{f' · {workers} local workers' if workers else ''}")  # fmt: skip
+    procs = start_workers(workers, settings.storage_url)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        stop_workers(procs)

@@ -1,0 +1,444 @@
+"""The service's HTTP API (sweep/service): submit -> a worker runs the study on the tiny BERT -> detail, report, export
+archive that loads with `pipeline`; stop and resume; the token rules; what a submission may not name (paths out of
+the data roots, symlinks out of them, other encoders, the store); oversize uploads; `sweep serve` on a real port.
+
+Through FastAPI's TestClient, except `sweep serve` itself, which runs as a process on a free localhost port.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from conftest import quickstart_subset, split_per_class, write_csv
+from fastapi.testclient import TestClient
+
+from sweep.cli import main
+from sweep.service.app import create_app
+from sweep.service.server import read_token, start_workers, stop_workers
+from sweep.service.settings import ServiceSettings
+from sweep.storage import open_storage
+
+TOKEN = "t0k3n-for-tests-only"
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+
+def spec_body(name: str, encoder: Path, **extra: Any) -> dict[str, Any]:
+    """A two-trial, one-epoch study on the tiny BERT (a few seconds of training)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "data": {},
+        "model": {"encoder": str(encoder), "max_length": 32},
+        "search": {
+            "n_trials": 2,
+            "sampler": "random",
+            "pruner": "none",
+            "keep_checkpoints": 2,
+            "seed": 1,
+            "first_epoch_evals": 0,
+            "space": {"learning_rate": {"low": 2e-3, "high": 8e-3, "log": True}, "batch_size": 8, "epochs": 1},
+        },
+    }
+    body.update(extra)
+    if not body["data"]:
+        del body["data"]
+    return body
+
+
+def yaml_of(body: dict[str, Any]) -> str:
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's folder, a data root with train/validation CSVs, and a file outside the root."""
+    root = tmp_path_factory.mktemp("service")
+    train, val = split_per_class(quickstart_subset(24, seed=5), 6)
+    write_csv(root / "data" / "train.csv", train)
+    write_csv(root / "data" / "val.csv", val)
+    write_csv(root / "outside" / "secret.csv", train[:10])
+    (root / "data" / "link.csv").symlink_to(root / "outside" / "secret.csv")
+    (root / "server").mkdir()
+    return root
+
+
+def settings_for(place: Path, tiny_bert: Path, **extra: Any) -> ServiceSettings:
+    values: dict[str, Any] = dict(
+        storage_url=f"sqlite:///{place / 'server' / 'studies.db'}",
+        folder=place / "server",
+        data_roots=(place / "data",),
+        model_roots=(tiny_bert,),
+    )
+    values.update(extra)
+    return ServiceSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def client(place: Path, tiny_bert: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(place, tiny_bert))) as c:
+        yield c
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def submit(client: TestClient, body: dict[str, Any] | str, *, data: Path | None = None,
+           validation: Path | None = None, form: dict[str, str] | None = None) -> Any:  # fmt: skip
+    files: dict[str, Any] = {}
+    if data is not None:
+        files["data"] = ("my tickets.csv", data.read_bytes(), "text/csv")
+    if validation is not None:
+        files["validation"] = ("../../val.csv", validation.read_bytes(), "text/csv")
+    text = body if isinstance(body, str) else yaml_of(body)
+    return client.post("/api/studies", data={"spec_text": text, **(form or {})}, files=files or None)
+
+
+# --- the whole path -----------------------------------------------------------------------------------------------
+
+
+def test_submit_run_follow_report_and_export(client: TestClient, place: Path, tiny_bert: Path,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    from transformers import pipeline
+
+    from sweep.joining import join_study
+
+    settings: ServiceSettings = client.app.state.settings  # type: ignore[attr-defined]
+    answer = submit(client, spec_body("tickets", tiny_bert), data=place / "data" / "train.csv",
+                    validation=place / "data" / "val.csv", form={"priority": "3"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    summary = answer.json()
+    assert (summary["name"], summary["state"], summary["finished"], summary["budget"]) == ("tickets", "queued", 0, 2)
+    assert summary["priority"] == 3
+    # the uploads have generated names under the server's folder, never the client's (nor its `../../`)
+    uploads = files_under(settings.uploads)
+    assert len(uploads) == 2 and all(re.fullmatch(r"[0-9a-f]{32}\.csv", p.name) for p in uploads)
+    stored = yaml.safe_load(next(settings.submissions.rglob("spec.yaml")).read_text())
+    assert {stored["data"]["train"], stored["data"]["validation"]} == {str(p) for p in uploads}
+    assert stored["checkpoint_dir"].startswith(str(settings.folder))
+    assert stored["data"]["cache_dir"].startswith(str(settings.folder))
+    assert client.get("/api/studies").json()[0]["name"] == "tickets"
+
+    result = join_study("tickets", settings.storage_url)  # a worker, in this process
+    assert result.stopped_by is None
+
+    detail = client.get("/api/studies/tickets").json()
+    assert detail["study"]["state"] == "finished" and detail["study"]["finished"] == 2
+    assert [t["state"] for t in detail["trials"]] == ["complete", "complete"]
+    assert detail["best_trial"]["number"] == detail["study"]["best_trial"]
+    assert detail["trials"][0]["intermediate_values"]  # per-epoch values for the learning curves
+    assert detail["data_report"]["num_train"] == 72
+    assert (detail["importance"] is None) == (detail["importance_note"] is not None)
+
+    report = client.get("/api/studies/tickets/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "tickets" in report.text and "plotly" in report.text.lower()
+
+    archive = client.get("/api/studies/tickets/export")
+    best = detail["best_trial"]["number"]
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    assert f'filename="tickets-trial-{best}.zip"' in archive.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        assert {n.split("/")[0] for n in zipped.namelist()} == {f"tickets-trial-{best}"}
+        zipped.extractall(tmp_path)
+    classify = pipeline("text-classification", model=str(tmp_path / f"tickets-trial-{best}"))
+    labels = {label for _, label in split_per_class(quickstart_subset(24, seed=5), 6)[0]}
+    assert classify("where is my refund")[0]["label"] in labels
+    assert files_under(settings.exports) == []  # the temporary export is gone once sent
+
+    other = client.get("/api/studies/tickets/export", params={"trial": 1 - best})
+    assert other.status_code == 200 and f"tickets-trial-{1 - best}.zip" in other.headers["content-disposition"]
+    missing = client.get("/api/studies/tickets/export", params={"trial": 7})
+    assert missing.status_code == 404 and "has no trial 7 (trials: 0..1)" in missing.json()["detail"]
+    no_mean = client.get("/api/studies/tickets/export", params={"by": "mean"})
+    assert no_mean.status_code == 400 and "sweep reevaluate" in no_mean.json()["detail"]
+
+    finished = client.post("/api/studies/tickets/stop")
+    assert finished.status_code == 400 and "is finished" in finished.json()["detail"]
+    dashboard = client.get("/dashboard/api/studies").json()  # optuna-dashboard over the same store lists it
+    assert "tickets" in [s["study_name"] for s in dashboard["study_summaries"]]
+
+
+def test_stop_and_resume_change_the_state(client: TestClient, place: Path, tiny_bert: Path) -> None:
+    body = spec_body("to-stop", tiny_bert, data={"train": "train.csv", "validation": "val.csv"})
+    assert submit(client, body).status_code == 201  # data named by the spec, under the data root
+    stopped = client.post("/api/studies/to-stop/stop")
+    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+    assert "user of the service" in stopped.json()["stopped"]
+    listed = {s["name"]: s["state"] for s in client.get("/api/studies").json()}
+    assert listed["to-stop"] == "stopped"
+    resumed = client.post("/api/studies/to-stop/resume")
+    assert resumed.status_code == 200 and resumed.json()["state"] == "queued" and resumed.json()["stopped"] is None
+    assert client.post("/api/studies/nope/stop").status_code == 404
+    export = client.get("/api/studies/to-stop/export")
+    assert export.status_code == 400 and "has no completed trial yet" in export.json()["detail"]
+    importance = client.get("/api/studies/to-stop").json()
+    assert importance["importance"] is None and "at least 2 completed trials" in importance["importance_note"]
+
+
+def test_a_duplicate_name_is_refused_before_anything_is_written(client: TestClient, place: Path,
+                                                                tiny_bert: Path) -> None:  # fmt: skip
+    settings: ServiceSettings = client.app.state.settings  # type: ignore[attr-defined]
+    body = spec_body("dup", tiny_bert, data={"train": "train.csv"})
+    assert submit(client, body).status_code == 201
+    before = files_under(settings.folder / "uploads") + files_under(settings.submissions)
+    again = submit(client, body, data=place / "data" / "train.csv")
+    assert again.status_code == 409 and "already exists" in again.json()["detail"]
+    assert files_under(settings.folder / "uploads") + files_under(settings.submissions) == before
+
+
+# --- what a submission may not do -----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def fresh(place: Path, tiny_bert: Path, tmp_path: Path) -> Iterator[tuple[TestClient, ServiceSettings]]:
+    """A server of its own (empty folder and store), to check that a refused submission leaves nothing behind."""
+    settings = settings_for(place, tiny_bert, folder=tmp_path / "server",
+                            storage_url=f"sqlite:///{tmp_path / 'studies.db'}")  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        yield c, settings
+
+
+def refused(answer: Any, code: int, field: str, words: str, settings: ServiceSettings) -> None:
+    assert answer.status_code == code, answer.text
+    body = answer.json()
+    assert any(e["field"] == field and words in e["message"] for e in body["errors"]), body
+    assert words in body["detail"]
+    assert files_under(settings.folder) == []  # nothing half-written: no upload, no spec
+
+
+@pytest.mark.parametrize(
+    ("form", "spec_data", "field", "words"),
+    [
+        ({"data_path": "../outside/secret.csv"}, None, "data_path", "not a file under a data root"),
+        ({"data_path": "{outside}"}, None, "data_path", "not a file under a data root"),
+        ({"data_path": "link.csv"}, None, "data_path", "links out of a root are refused"),
+        ({}, {"train": "../outside/secret.csv"}, "data.train", "not a file under a data root"),
+        ({}, {"train": "{outside}"}, "data.train", "not a file under a data root"),
+        ({"data_path": "train.csv", "validation_path": "/etc/passwd"}, None, "validation_path", "under a data root"),
+        ({}, {"train": "hub:imdb"}, "data.train", "fetches no hub dataset"),
+        ({}, None, "data", "upload a data file"),
+    ],
+)
+def test_data_outside_the_roots_is_refused(fresh: tuple[TestClient, ServiceSettings], place: Path, tiny_bert: Path,
+                                           form: dict[str, str], spec_data: dict[str, str] | None, field: str,
+                                           words: str) -> None:  # fmt: skip
+    client, settings = fresh
+    outside = str(place / "outside" / "secret.csv")
+    form = {k: v.format(outside=outside) for k, v in form.items()}
+    data = {k: v.format(outside=outside) for k, v in (spec_data or {}).items()}
+    refused(submit(client, spec_body("s", tiny_bert, data=data), form=form), 400, field, words, settings)
+
+
+def test_server_fields_other_encoders_and_bad_uploads_are_refused(
+    fresh: tuple[TestClient, ServiceSettings], place: Path, tiny_bert: Path
+) -> None:
+    client, settings = fresh
+    train = place / "data" / "train.csv"
+    for extra, field, words in (
+        ({"storage": "sqlite:////tmp/elsewhere.db"}, "storage", "set by the server"),
+        ({"checkpoint_dir": "/tmp/mine"}, "checkpoint_dir", "set by the server"),
+        ({"data": {"train": "train.csv", "cache_dir": "/tmp"}}, "data.cache_dir", "set by the server"),
+        ({"model": {"encoder": "bert-base-uncased"}}, "model.encoder", "neither the packaged encoder"),
+        ({"model": {"encoder": str(place / "outside")}}, "model.encoder", "under a model root"),
+        ({"model": {"encoder": f"{tiny_bert}/.."}}, "model.encoder", "under a model root"),
+    ):
+        body = spec_body("s", tiny_bert, **extra)
+        refused(submit(client, body, data=None if "data" in extra else train), 400, field, words, settings)
+    answer = client.post("/api/studies", data={"spec_text": yaml_of(spec_body("s", tiny_bert))},
+                         files={"data": ("run.exe", b"MZ", "application/octet-stream")})  # fmt: skip
+    refused(answer, 400, "data", "the data must be one of", settings)
+    both = client.post("/api/studies", data={"spec_text": "name: s"}, files={"spec": ("s.yaml", b"name: s")})
+    refused(both, 400, "spec", "exactly one of them", settings)
+
+
+def test_an_upload_over_the_limit_is_refused_and_deleted(place: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    settings = settings_for(place, tiny_bert, folder=tmp_path / "server", max_upload_bytes=1000,
+                            storage_url=f"sqlite:///{tmp_path / 'studies.db'}")  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        big = submit(client, spec_body("s", tiny_bert), data=place / "data" / "train.csv")
+        refused(big, 413, "data.train", "over this server's limit of 1000 bytes", settings)
+        # a body far over the limit is refused by its announced length, before it is read
+        huge = client.post("/api/studies", content=b"x" * (3 * 1024 * 1024),
+                           headers={"content-type": "multipart/form-data; boundary=b"})  # fmt: skip
+        assert huge.status_code == 413 and "over this server's limit" in huge.json()["detail"]
+    assert files_under(settings.folder) == []
+
+
+def test_a_bad_spec_lists_every_problem_as_the_command_line_does(
+    fresh: tuple[TestClient, ServiceSettings], place: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, settings = fresh
+    body = spec_body("bad name!", tiny_bert, data={"train": "train.csv"}, trainer={"precision": "8"})
+    body["search"]["space"]["learning_rate"] = {"low": 1e-2, "high": 1e-3}
+    body["search"]["samplr"] = "tpe"
+    answer = submit(client, body)
+    assert answer.status_code == 400
+    fields = [e["field"] for e in answer.json()["errors"]]
+    assert {"name", "trainer.precision", "search.space.learning_rate", "search.samplr"} <= set(fields)
+    assert files_under(settings.folder) == []
+    # the same messages as `sweep run` on the same spec
+    spec_file = place / "data" / "bad.yaml"
+    spec_file.write_text(yaml_of({**body, "data": {"train": "train.csv"}, "model": {"encoder": str(tiny_bert)}}))
+    assert main(["run", str(spec_file), "--storage", f"sqlite:///{place / 'cli.db'}"]) == 2
+    printed = capsys.readouterr().err
+    for error in answer.json()["errors"]:
+        assert f"{error['field']}: {error['message']}" in printed
+    malformed = submit(client, "name: [unclosed")
+    assert malformed.status_code == 400 and "malformed YAML" in malformed.json()["detail"]
+
+
+def test_data_that_fails_its_checks_leaves_nothing_behind(fresh: tuple[TestClient, ServiceSettings], place: Path,
+                                                          tiny_bert: Path) -> None:  # fmt: skip
+    client, settings = fresh
+    body = spec_body("s", tiny_bert, data={"train": "train.csv", "label_column": "lable"})
+    answer = submit(client, body, data=place / "data" / "train.csv")
+    assert answer.status_code == 400 and "lable" in answer.json()["detail"]
+    assert files_under(settings.uploads) == [] and files_under(settings.submissions) == []
+    assert client.get("/api/studies").json() == []
+
+
+# --- the token --------------------------------------------------------------------------------------------------
+
+
+def test_once_a_token_is_set_every_request_needs_it(place: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    settings = settings_for(place, tiny_bert, folder=tmp_path, storage_url=f"sqlite:///{tmp_path / 's.db'}",
+                            token=TOKEN)  # fmt: skip
+    open_storage(settings.storage_url)  # as `sweep serve` does before its first request
+    with TestClient(create_app(settings)) as client:
+        paths = ["/api/studies", "/", "/dashboard", "/dashboard/api/studies", "/docs", "/docs/openapi.json",
+                 "/api/studies/x/report"]  # fmt: skip
+        for path in paths:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+                answer = client.get(path, headers=headers)
+                assert answer.status_code == 401, (path, headers)
+                assert "needs its token" in answer.json()["detail"] and TOKEN not in answer.text
+        assert client.post("/api/studies/x/stop").status_code == 401
+        assert client.post("/api/studies", data={"spec_text": "name: x"}).status_code == 401
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        for path in paths[:-1]:
+            assert client.get(path, headers=bearer).status_code == 200, path
+        client.cookies.set("sweep_token", TOKEN)
+        assert client.get("/api/studies").status_code == 200
+        assert client.get("/dashboard/api/studies").status_code == 200
+
+
+def test_serve_refuses_an_open_address_without_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.delenv("SWEEP_SERVICE_TOKEN", raising=False)
+    monkeypatch.delenv("SWEEP_SERVICE_TOKEN_FILE", raising=False)
+    folder = tmp_path / "srv"
+    assert main(["serve", "--host", "0.0.0.0", "--folder", str(folder), "--storage", "sqlite:///x.db"]) == 2
+    assert "0.0.0.0 is not a loopback address: set a token in SWEEP_SERVICE_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("SWEEP_SERVICE_TOKEN_FILE", str(tmp_path / "token"))
+    assert main(["serve", "--host", "0.0.0.0", "--folder", str(folder)]) == 2
+    assert f"cannot read the token file {tmp_path / 'token'}" in capsys.readouterr().err
+    (tmp_path / "token").write_text("  \n")
+    assert main(["serve", "--folder", str(folder), "--data-root", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert f"the token file {tmp_path / 'token'} is empty" in err and "--data-root: no such folder" in err
+    assert not folder.exists()  # nothing created on bad input
+    (tmp_path / "token").write_text(f"{TOKEN}\n")
+    assert read_token({"SWEEP_SERVICE_TOKEN_FILE": str(tmp_path / "token")}) == TOKEN
+    assert read_token({"SWEEP_SERVICE_TOKEN": "a", "SWEEP_SERVICE_TOKEN_FILE": "/nope"}) == "a"
+
+
+def test_local_workers_get_the_store_in_their_environment(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://sweep:hunter2@db.example:5432/sweeps"
+    started: list[tuple[list[str], dict[str, str]]] = []
+    signals: list[int] = []
+
+    class Worker:
+        def __init__(self, cmd: list[str], *, env: dict[str, str], **kwargs: Any) -> None:
+            started.append((cmd, env))
+            assert kwargs["start_new_session"] is True  # a Ctrl-C reaches the server, which stops them once
+
+        def poll(self) -> int | None:
+            return None
+
+        def send_signal(self, signum: int) -> None:
+            signals.append(signum)
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    os.environ["SWEEP_SERVICE_TOKEN"] = TOKEN
+    try:
+        procs = start_workers(2, url, popen=Worker)
+    finally:
+        del os.environ["SWEEP_SERVICE_TOKEN"]
+    assert len(started) == 2
+    for cmd, env in started:
+        assert cmd[1:4] == ["-m", "sweep", "worker"] and "--threads" in cmd  # no study name: any study with work
+        assert "hunter2" not in " ".join(cmd) and env["SWEEP_STORAGE"] == url and "SWEEP_SERVICE_TOKEN" not in env
+    stop_workers(procs)
+    assert len(signals) == 2
+
+
+def test_storage_passwords_never_reach_a_response(place: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: every store access fails
+    url = f"postgresql+psycopg://sweep:pa55w0rd-xyz@127.0.0.1:{port}/sweeps"
+    settings = settings_for(place, tiny_bert, folder=tmp_path, storage_url=url)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        answers: list[Any] = [client.get("/api/studies"), client.get("/api/studies/x"),
+                              client.post("/api/studies/x/stop"),
+                              submit(client, spec_body("s", tiny_bert, data={"train": "train.csv"}))]  # fmt: skip
+        for answer in answers:
+            assert answer.status_code in (400, 404, 503), answer.text
+            assert "pa55w0rd" not in answer.text and answer.json()["detail"]
+
+
+# --- a real server --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sweep_serve_answers_on_a_real_port(client: TestClient, place: Path) -> None:
+    """`sweep serve` as a process over the studies the other tests made: the API, its schema, optuna-dashboard."""
+    settings: ServiceSettings = client.app.state.settings  # type: ignore[attr-defined]
+    port = free_port()
+    env = dict(ENV, SWEEP_SERVICE_TOKEN=TOKEN, SWEEP_STORAGE=settings.storage_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "serve", "--port", str(port), "--folder", str(settings.folder),
+         "--data-root", str(place / "data")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                answer = httpx.get(f"{base}/api/studies", headers=headers, timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "sweep serve did not start"
+                time.sleep(0.5)
+        assert answer.status_code == 200 and "tickets" in [s["name"] for s in answer.json()]
+        assert httpx.get(f"{base}/api/studies", timeout=5).status_code == 401
+        schema = httpx.get(f"{base}/docs/openapi.json", headers=headers, timeout=5).json()
+        assert "/api/studies/{name}/export" in schema["paths"]
+        dashboard = httpx.get(f"{base}/dashboard/api/studies", headers=headers, timeout=30).json()
+        assert "tickets" in [s["study_name"] for s in dashboard["study_summaries"]]
+        page = httpx.get(f"{base}/dashboard", headers=headers, timeout=5)
+        assert "/dashboard/static/bundle.js" in page.text
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"sweep serve: http://127.0.0.1:{port}/" in out and TOKEN not in out
