@@ -127,7 +127,11 @@
 
   function indexPage() {
     const error = document.getElementById("list-error");
+    // While a submission creates its study the list waits: the new study is not ready to be read yet, and the
+    // page is about to move to it anyway.
+    let submitting = false;
     async function refresh() {
+      if (submitting) return;
       try {
         renderStudies(await getJson("/api/studies"));
         showError(error, "");
@@ -153,6 +157,7 @@
       errors.replaceChildren();
       errors.hidden = true;
       button.disabled = true;
+      submitting = true;
       status.textContent = "submitting… (the data is checked and prepared before the study is created)";
       try {
         const response = await fetch("/api/studies", { method: "POST", body: data });
@@ -176,6 +181,7 @@
         status.textContent = "";
       } finally {
         button.disabled = false;
+        submitting = false;
       }
     });
   }
