@@ -363,6 +363,14 @@ def test_live_view_redraws_in_place_and_stops_when_finished(
         page.wait_for_timeout(500)  # let the redrawn figures settle for the picture
         shot = save_screenshot(page, tmp_path)
 
+        if has_route(app, "POST", "/api/studies/{name}/stop"):  # Stop, then Resume, from the page
+            page.click("#stop")
+            wait_text(page, "#stopped", "stopped by a user of the service")
+            assert page.locator("#stop").is_disabled() and page.locator("#resume").is_enabled()
+            page.click("#resume")
+            page.wait_for_selector("#stopped", state="hidden")
+            assert page.locator("#stop").is_enabled() and page.locator("#resume").is_disabled()
+
         # the study finishes: the page says so, then stops asking
         study.tell(4, 0.72)
         add_trial(study, 5)

@@ -263,7 +263,7 @@
       showError(document.getElementById("stopped"), s.stopped ? "stopped: " + s.stopped + (s.running ? " (running trials end within seconds)" : "") : "");
       showError(document.getElementById("failure"), s.failure ? "its workers gave up: " + s.failure : "");
       stopButton.disabled = !LIVE.has(s.state) || !!s.stopped;
-      resumeButton.disabled = !(s.state === "stopped" || s.state === "failed");
+      resumeButton.disabled = s.state === "finished" || !(s.stopped || s.state === "failed");
       const exportable = b !== null && b !== undefined;
       exportLink.classList.toggle("disabled", !exportable);
       exportLink.setAttribute("aria-disabled", String(!exportable));
