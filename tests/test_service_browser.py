@@ -121,6 +121,14 @@ def test_pages_escape_what_users_wrote(store: str, tmp_path: Path) -> None:
     assert 'id="submit-form"' in index.text and 'name="spec"' in index.text and 'name="data"' in index.text
 
 
+def test_a_study_page_without_a_store_says_why_as_a_page(tmp_path: Path) -> None:
+    c = client("postgresql+psycopg://sweep:hunter2@127.0.0.1:1/sweeps", tmp_path / "srv")
+    page = c.get("/studies/any")
+    assert page.status_code in (400, 503) and page.headers["content-type"].startswith("text/html")
+    assert "127.0.0.1:1" in page.text and "hunter2" not in page.text
+    assert c.get("/").status_code == 200  # the list page itself needs no store: its script says what went wrong
+
+
 def test_static_files_are_a_fixed_list_and_plotly_is_ours(store: str, tmp_path: Path) -> None:
     make_study(store, "s", budget=1)
     c = client(store, tmp_path / "srv")

@@ -27,9 +27,10 @@ from record import best_trial, read_study
 from reports.figures import collect_history, collect_learning_curves, plot_history, plot_learning_curves
 from reports.importance import collect_importances, importance_problem, plot_importances
 from sweep.catalog import summarize
-from sweep.errors import NoSuchStudy
+from sweep.errors import NoSuchStudy, StorageLost, SweepError
 from sweep.service.security import COOKIE, presented_token, require_token, token_matches
 from sweep.storage import load_study
+from sweep.store_checks import mask
 
 HERE = Path(__file__).parent
 TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
@@ -83,8 +84,10 @@ def study_page(name: str, request: Request) -> Response:
         return _to_login()
     try:
         load_study(name, _settings(request).storage_url)
-    except NoSuchStudy as exc:
-        return _page(request, "missing.html", status_code=404, name=name, message="\n".join(exc.lines()))
+    except SweepError as exc:  # no such study, no store yet, the store unreachable: said on a page, not as JSON
+        code = 404 if isinstance(exc, NoSuchStudy) else 503 if isinstance(exc, StorageLost) else 400
+        message = "\n".join(mask(line, _settings(request).storage_url) for line in exc.lines())
+        return _page(request, "missing.html", status_code=code, name=name, message=message)
     return _page(request, "study.html", name=name, quoted=urllib.parse.quote(name, safe=""))
 
 
