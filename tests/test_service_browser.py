@@ -118,6 +118,8 @@ def test_pages_escape_what_users_wrote(store: str, tmp_path: Path) -> None:
     assert "<b>nope" not in missing.text and "&lt;b&gt;nope" in missing.text
     index = c.get("/")
     assert index.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp.split("style-src")[0], csp
     assert 'id="submit-form"' in index.text and 'name="spec"' in index.text and 'name="data"' in index.text
 
 

@@ -29,6 +29,7 @@ from reports.importance import collect_importances, importance_problem, plot_imp
 from sweep.catalog import summarize
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
 from sweep.service.security import COOKIE, presented_token, require_token, token_matches
+from sweep.service.settings import ServiceSettings, settings_of
 from sweep.storage import load_study
 from sweep.store_checks import mask
 
@@ -42,11 +43,22 @@ STATIC: dict[str, tuple[Path, str]] = {
     "plotly.min.js": (Path(plotly.__file__).parent / "package_data" / "plotly.min.js", JS),
 }
 
+# No inline script and nothing from another host may run on our pages, whatever a study name holds (plotly sets
+# inline styles on its figures, hence 'unsafe-inline' for styles only).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def _settings(request: Request) -> Any:
-    return request.app.state.settings
+def _settings(request: Request) -> ServiceSettings:
+    return settings_of(request)
 
 
 def _logged_in(request: Request) -> bool:
@@ -62,7 +74,7 @@ def _page(request: Request, template: str, status_code: int = 200, **context: An
         data_roots=bool(settings.data_roots),
         **context,
     )
-    return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
 
 
 def _to_login() -> RedirectResponse:
