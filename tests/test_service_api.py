@@ -8,6 +8,7 @@ Through FastAPI's TestClient, except `sweep serve` itself, which runs as a proce
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -186,6 +187,13 @@ def test_stop_and_resume_change_the_state(client: TestClient, place: Path, tiny_
     assert export.status_code == 400 and "has no completed trial yet" in export.json()["detail"]
     importance = client.get("/api/studies/to-stop").json()
     assert importance["importance"] is None and "at least 2 completed trials" in importance["importance_note"]
+    assert client.get("/api/studies/to-stop/report").status_code == 200  # a report before any trial ran
+
+
+def test_a_json_spec_file_is_read_as_yaml_is(client: TestClient, tiny_bert: Path) -> None:
+    body = json.dumps(spec_body("from-json", tiny_bert, data={"train": "train.csv"})).encode()
+    answer = client.post("/api/studies", files={"spec": ("study.json", body, "application/json")})
+    assert answer.status_code == 201 and answer.json()["name"] == "from-json"
 
 
 def test_a_duplicate_name_is_refused_before_anything_is_written(client: TestClient, place: Path,
@@ -350,6 +358,9 @@ def test_serve_refuses_an_open_address_without_a_token(tmp_path: Path, monkeypat
     err = capsys.readouterr().err
     assert f"the token file {tmp_path / 'token'} is empty" in err and "--data-root: no such folder" in err
     assert not folder.exists()  # nothing created on bad input
+    monkeypatch.delenv("SWEEP_SERVICE_TOKEN_FILE")
+    assert main(["serve", "--folder", str(folder), "--workers", "2", "--storage", "sqlite:///x.db"]) == 2
+    assert "2 workers cannot share the SQLite store" in capsys.readouterr().err and not folder.exists()
     (tmp_path / "token").write_text(f"{TOKEN}\n")
     assert read_token({"SWEEP_SERVICE_TOKEN_FILE": str(tmp_path / "token")}) == TOKEN
     assert read_token({"SWEEP_SERVICE_TOKEN": "a", "SWEEP_SERVICE_TOKEN_FILE": "/nope"}) == "a"
@@ -437,8 +448,59 @@ def test_sweep_serve_answers_on_a_real_port(client: TestClient, place: Path) -> 
         dashboard = httpx.get(f"{base}/dashboard/api/studies", headers=headers, timeout=30).json()
         assert "tickets" in [s["study_name"] for s in dashboard["study_summaries"]]
         page = httpx.get(f"{base}/dashboard", headers=headers, timeout=5)
-        assert "/dashboard/static/bundle.js" in page.text
+        assert "/dashboard/static/bundle.js" in page.text and "/dashboard/static/sweep-prefix.js" in page.text
+        for asset in ("static/sweep-prefix.js", "static/bundle.js", "favicon.ico"):
+            assert httpx.get(f"{base}/dashboard/{asset}", headers=headers, timeout=30).status_code == 200, asset
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"sweep serve: http://127.0.0.1:{port}/" in out and TOKEN not in out
+
+
+@pytest.fixture()
+def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, password) of a throwaway role whose password appears nowhere else (as tests/test_secrets.py makes)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    role, password = f"sweep_api_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            conn.execute(text(f"GRANT {role} TO CURRENT_USER"))
+            conn.execute(text(f"GRANT ALL ON SCHEMA public TO {role}"))
+    except ProgrammingError as exc:
+        admin.dispose()
+        pytest.skip(f"the test role may not create roles ({exc.orig}): ALTER ROLE ... CREATEROLE, as .ci/run does")
+    try:
+        yield make_url(postgres_url).set(username=role, password=password).render_as_string(False), password
+    finally:
+        with admin.connect() as conn:
+            ended = f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = '{role}'"
+            conn.execute(text(ended))
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_on_postgres_no_response_holds_the_password(secret_url: tuple[str, str], place: Path, tiny_bert: Path,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    """A team's store: a PostgreSQL URL with a password. Submit, list, follow, stop, the errors: never the password."""
+    url, password = secret_url
+    settings = settings_for(place, tiny_bert, folder=tmp_path / "server", storage_url=url)
+    open_storage(url)  # as `sweep serve` does before its first request
+    with TestClient(create_app(settings)) as client:
+        body = spec_body("pg", tiny_bert, data={"train": "train.csv"})
+        answers: list[Any] = [submit(client, body, data=place / "data" / "train.csv"), submit(client, body),
+                              client.get("/api/studies"), client.get("/api/studies/pg"),
+                              client.post("/api/studies/pg/stop"), client.get("/api/studies/nope"),
+                              client.get("/api/studies/pg/export"), client.get("/dashboard/api/studies")]  # fmt: skip
+    assert [a.status_code for a in answers] == [201, 409, 200, 200, 200, 404, 400, 200]
+    assert "pg" in answers[5].json()["detail"]  # the store's studies are named, its password is not
+    for answer in answers:
+        assert password not in answer.text

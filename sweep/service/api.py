@@ -37,8 +37,11 @@ def _url(request: Request) -> str:
 
 @router.get("/studies", summary="Every study in the store: state, progress, best value, workers", responses=ERRORS)
 def studies(request: Request) -> list[dict[str, Any]]:
-    if not has_study_tables(_url(request)):
-        return []  # a fresh store: nothing submitted yet
+    state = request.app.state
+    if not state.store_ready:  # checked until the first study arrives (`sweep serve` creates the tables itself)
+        if not has_study_tables(_url(request)):
+            return []  # a fresh store: nothing submitted yet
+        state.store_ready = True
     return [s.as_dict() for s in list_studies(_url(request))]
 
 
@@ -50,11 +53,11 @@ def importance_of(request: Request, study: Any, finished: int) -> dict[str, Any]
     finished trials (the live page asks every few seconds)."""
     from reports.importance import collect_importances, importance_problem
 
-    cache: dict[tuple[str, int], dict[str, Any]] = request.app.state.importance_cache
-    key = (study.study_name, finished)
+    cache: dict[str, tuple[int, dict[str, Any]]] = request.app.state.importance_cache  # study -> (finished, answer)
     with _importance_lock:
-        if key in cache:
-            return cache[key]
+        cached = cache.get(study.study_name)
+        if cached is not None and cached[0] == finished:
+            return cached[1]
     problem = importance_problem(study)
     if problem is not None:
         result: dict[str, Any] = {"importance": None, "importance_note": problem}
@@ -64,7 +67,7 @@ def importance_of(request: Request, study: Any, finished: int) -> dict[str, Any]
         note = None if shares else "; ".join(f"{k}: {v}" for k, v in data.errors.items()) or "no importances"
         result = {"importance": shares, "importance_note": note, "importance_evaluator": evaluator}
     with _importance_lock:
-        cache[key] = result
+        cache[study.study_name] = (finished, result)
     return result
 
 

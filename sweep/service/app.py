@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +44,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.importance_cache = {}
+    app.state.store_ready = False
 
     @app.exception_handler(SweepError)
     async def sweep_error(request: Request, exc: SweepError) -> JSONResponse:
@@ -57,14 +59,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return JSONResponse(error_body([("", detail)], [detail]), status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from sqlalchemy.exc import SQLAlchemyError
-
+    @app.exception_handler(SQLAlchemyError)
+    async def store_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """The store went away or refused: 503, saying so as the command line does (the password masked)."""
         from sweep.store_checks import open_error
 
-        if isinstance(exc, SQLAlchemyError):  # the store went away or refused: say so, with the password masked
-            return await sweep_error(request, StorageLost(open_error(settings.storage_url, exc).problems))
+        return await sweep_error(request, StorageLost(open_error(settings.storage_url, exc).problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s: %s", request.method, request.url.path,
                   mask(f"{type(exc).__name__}: {exc}", settings.storage_url))  # fmt: skip
         detail = f"internal error ({type(exc).__name__}): the server's log has the details"

@@ -6,7 +6,8 @@ fetches `/api/...` from the site's root (its API client's base URL is fixed to "
 - answers `/dashboard` and `/dashboard/<client route>` with the dashboard's own index.html, its script tag pointed at
   `/dashboard/static/bundle.js`, preceded by a small script that sends the page's `/api/...` requests to
   `/dashboard/api/...` (a file, so the dashboard's Content-Security-Policy without inline scripts still holds);
-- hands `/dashboard/api/...` and `/dashboard/static/...` to the dashboard's WSGI app without the prefix, and its
+- hands `/dashboard/api/...`, `/dashboard/static/...` and its favicon to the dashboard's WSGI app without the prefix
+  (the page links the favicon there, so the browser does not ask the site's root for one), and its
   root-level links (`/csv/<study>`, `/artifacts/...`, which do not collide with ours) as they are;
 - refuses every one of these requests without the token (401 JSON), as the rest of the service does.
 """
@@ -20,12 +21,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sweep.errors import SweepError
 from sweep.service.security import presented_token, token_matches
+from sweep.store_checks import mask
 
 PREFIX = "/dashboard"
 SHIM = f"{PREFIX}/static/sweep-prefix.js"
 # Routed to the dashboard's WSGI app: (path prefix, strip /dashboard first)
-PASSED = ((f"{PREFIX}/api/", True), (f"{PREFIX}/static/", True), ("/csv/", False), ("/artifacts/", False))
+PASSED = ((f"{PREFIX}/api/", True), (f"{PREFIX}/static/", True), (f"{PREFIX}/favicon.ico", True), ("/csv/", False),
+          ("/artifacts/", False))  # fmt: skip
 SHIM_JS = """// sweep: optuna-dashboard is mounted under /dashboard; send its API requests there.
 (function () {
   var original = window.fetch.bind(window);
@@ -48,8 +52,8 @@ def index_html() -> str:
     tag = '<script defer src="/static/bundle.js"></script>'
     if tag not in html:  # a newer optuna-dashboard: its page is served unchanged (and may not find its API)
         return html
-    return html.replace(tag, f'<script defer src="{SHIM}"></script><script defer src="{PREFIX}/static/bundle.js">'
-                             "</script>")  # fmt: skip
+    return html.replace(tag, f'<link rel="icon" href="{PREFIX}/favicon.ico"><script defer src="{SHIM}"></script>'
+                             f'<script defer src="{PREFIX}/static/bundle.js"></script>')  # fmt: skip
 
 
 class DashboardMount:
@@ -100,5 +104,12 @@ class DashboardMount:
         if response is not None:
             await response(scope, receive, send)
             return
+        try:
+            app = self.wsgi()
+        except SweepError as exc:  # the store cannot be opened: say why, as the API does (password masked)
+            lines = [mask(line, self.storage_url) for line in exc.lines()]
+            problems = [{"field": w, "message": mask(m, self.storage_url)} for w, m in exc.problems]
+            await JSONResponse({"detail": "\n".join(lines), "errors": problems}, status_code=503)(scope, receive, send)
+            return
         inner = dict(scope, path=routed[1], raw_path=routed[1].encode(), root_path="")
-        await self.wsgi()(inner, receive, send)
+        await app(inner, receive, send)

@@ -70,7 +70,8 @@ def check_settings(
     environ: Mapping[str, str],
 ) -> ServiceSettings:
     """The server's settings, or SweepError listing every problem (nothing is created on bad input)."""
-    from sweep.store_checks import storage_problems
+    from sweep.storage import POSTGRES_HINT
+    from sweep.store_checks import is_sqlite, storage_problems
 
     problems: list[tuple[str, str]] = []
     try:
@@ -86,6 +87,9 @@ def check_settings(
         problems.append(("--max-upload-mb", f"must be > 0, got {max_upload_mb}"))
     if workers < 0:
         problems.append(("--workers", f"must be >= 0, got {workers}"))
+    elif workers > 1 and not storage_problems(storage_url) and is_sqlite(storage_url):
+        problems.append(("--workers", f"{workers} workers cannot share the SQLite store {storage_url}; "
+                                      f"{POSTGRES_HINT}"))  # fmt: skip
     roots, more = _folders(data_roots, "--data-root")
     models, even_more = _folders(model_roots, "--model-root")
     problems += more + even_more + storage_problems(storage_url)
