@@ -353,6 +353,7 @@ def test_live_view_redraws_in_place_and_stops_when_finished(
         marker = page.evaluate("window.sweepPageLoad")
         page.wait_for_function(DRAWN_JS, arg="fig-history")
         assert page.locator("#fig-importance").is_hidden()
+        assert page.locator("#data").is_hidden(), "a study without a data report shows no data section"
         assert "at least 2 completed trials" in text_of(page, "#importance-note")
         assert page.locator("#export").get_attribute("aria-disabled") == "false"
 
@@ -509,6 +510,8 @@ def test_submit_follow_and_export_on_the_page(tmp_path: Path, tiny_bert: Path, b
         importance = page.evaluate(DRAWN_JS, "fig-importance")
         assert importance or "importance needs" in text_of(page, "#importance-note")
         assert page.locator("#trials tbody tr").count() == 2
+        assert "36 train, 12 validation examples, 4 labels" in text_of(page, "#data-summary")
+        assert page.locator("#classes tbody tr").count() == 4
 
         if can_export:
             with page.expect_download(timeout=120_000) as download_info:

@@ -235,6 +235,33 @@
     tbody.replaceChildren(...rows);
   }
 
+  // The data report the study was created with (it never changes): sizes, warnings, the class counts.
+  function renderData(report) {
+    if (!report || typeof report !== "object" || !Object.keys(report).length) return false;
+    const parts = [];
+    if (typeof report.num_train === "number") parts.push(`${report.num_train} train`);
+    if (typeof report.num_validation === "number") parts.push(`${report.num_validation} validation examples`);
+    const labels = Array.isArray(report.label_names) ? report.label_names : [];
+    if (labels.length) parts.push(`${labels.length} labels`);
+    if (typeof report.max_length === "number") parts.push(`max_length ${report.max_length}`);
+    document.getElementById("data-summary").textContent = parts.join(", ") || "see the full report";
+    const warnings = Array.isArray(report.warnings) ? report.warnings : [];
+    const list = document.getElementById("data-warnings");
+    list.replaceChildren(...warnings.map((w) => el("li", {}, String(w))));
+    list.hidden = !warnings.length;
+    const dist = report.class_distribution || {};
+    const train = dist.train && typeof dist.train === "object" ? dist.train : null;
+    const table = document.getElementById("classes");
+    if (train) {
+      const val = dist.validation && typeof dist.validation === "object" ? dist.validation : {};
+      table.querySelector("tbody").replaceChildren(...Object.keys(train).map((label) =>
+        el("tr", {}, el("td", {}, label), el("td", {}, fmt(train[label])), el("td", {}, fmt(val[label])))));
+    }
+    table.hidden = !train;
+    document.getElementById("data").hidden = false;
+    return true;
+  }
+
   function studyPage() {
     const name = body.dataset.study;
     const stateNode = document.getElementById("state");
@@ -244,6 +271,7 @@
     const actionError = document.getElementById("action-error");
     let timer = null;
     let drawnFor = null;
+    let dataShown = false;
 
     function signature(detail) {
       return JSON.stringify(detail.trials.map((t) => [t.number, t.state, Object.keys(t.intermediate_values || {}).length]));
@@ -269,6 +297,7 @@
       exportLink.setAttribute("aria-disabled", String(!exportable));
       exportLink.title = exportable ? `download trial ${b.number} as a folder that loads with transformers.pipeline` : "no finished trial to export yet";
       renderTrials(name, detail.trials, s.best_trial);
+      if (!dataShown) dataShown = renderData(detail.data_report);
     }
 
     async function refreshFigures() {
