@@ -148,6 +148,23 @@ def test_static_files_are_a_fixed_list_and_plotly_is_ours(store: str, tmp_path: 
         assert "http://" not in html and "https://" not in html and "//cdn" not in html
 
 
+def test_templates_and_static_files_ship_as_package_data() -> None:
+    import fnmatch
+    import json
+    import re
+
+    import sweep.service
+
+    root = Path(sweep.service.__file__).parent
+    pyproject = (root.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    table = r'^\[tool\.setuptools\.package-data\][^\[]*?^"sweep\.service" = (\[.*?\])$'
+    found = re.search(table, pyproject, re.M | re.S)
+    assert found, "pyproject.toml ships no package data for sweep.service"
+    shipped = json.loads(found.group(1))
+    files = [p.relative_to(root).as_posix() for d in ("templates", "static") for p in (root / d).iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in shipped) for f in files), (files, shipped)
+
+
 def test_figures_are_the_reports_plotly_figures(store: str, tmp_path: Path) -> None:
     study = make_study(store, "figs", budget=6)
     c = client(store, tmp_path / "srv")
