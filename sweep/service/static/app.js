@@ -130,14 +130,18 @@
     // While a submission creates its study the list waits: the new study is not ready to be read yet, and the
     // page is about to move to it anyway.
     let submitting = false;
+    let busy = false;
     async function refresh() {
-      if (submitting) return;
+      if (submitting || busy) return;
+      busy = true;
       try {
         renderStudies(await getJson("/api/studies"));
         showError(error, "");
         stamp();
       } catch (e) {
         showError(error, "could not read the studies: " + e.message);
+      } finally {
+        busy = false;
       }
     }
     refresh();
@@ -312,10 +316,22 @@
       }
     }
 
-    async function refresh() {
+    let busy = false;
+    let again = false;
+    // One refresh at a time: a timer tick during a slow answer is dropped (the next tick asks); a button's refresh
+    // waits for the one in flight and then reads again, so it shows what the button did.
+    async function refresh(force) {
+      if (busy) {
+        if (force) again = true;
+        return;
+      }
+      busy = true;
+      again = false;
       try {
         const detail = await getJson(apiUrl(name));
         render(detail);
+        if (!LIVE.has(detail.study.state)) stop();
+        else start();
         const sig = signature(detail);
         if (sig !== drawnFor) {
           await refreshFigures();
@@ -323,11 +339,12 @@
         }
         showError(actionError, "");
         stamp();
-        if (!LIVE.has(detail.study.state)) stop();
-        else start();
       } catch (e) {
         showError(actionError, "could not read the study: " + e.message);
+      } finally {
+        busy = false;
       }
+      if (again) refresh(true);
     }
 
     function start() {
@@ -353,7 +370,7 @@
       } catch (e) {
         showError(actionError, "could not reach the server: " + e.message);
       }
-      await refresh();
+      await refresh(true);
       if (verb === "resume") start();
     }
 
