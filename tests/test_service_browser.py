@@ -406,11 +406,12 @@ def test_live_view_redraws_in_place_and_stops_when_finished(
         wait_text(page, "#progress", "6/6 trials finished")
         asked = seen.asked("/api/studies/support-tickets-minilm")
         page.wait_for_timeout(1500)  # five refresh periods
-        assert seen.asked("/api/studies/support-tickets-minilm") == asked, "a finished study is still polled"
+        assert seen.asked("/api/studies/support-tickets-minilm") == asked, f"still polled: {seen.requests[-6:]}"
         assert page.locator("#stop").is_disabled()
         assert page.evaluate("window.sweepPageLoad") == marker
 
-    assert seen.page_errors == [] and seen.console_errors == []
+    assert seen.page_errors == [] and seen.console_errors == [], (seen.page_errors, seen.console_errors, seen.refused)
+    assert seen.refused == []
     assert seen.foreign == [], "the page asked another host"
     assert "/static/plotly.min.js" in seen.requests
     stats = png_stats(shot)
@@ -445,7 +446,8 @@ def test_studies_list_refreshes_and_needs_login_with_a_token(
         assert names == ["<b>second</b>", "first"], "newest submission first"
         # the cookie is HttpOnly: the page's script cannot read the token
         assert TOKEN not in page.evaluate("document.cookie")
-    assert seen.page_errors == [] and seen.foreign == []
+    assert seen.page_errors == [] and seen.foreign == [], (seen.page_errors, seen.foreign)
+    assert seen.refused == ["POST /login 401"], seen.refused
     # the one 401 of the wrong token shows as a failed resource in the console; nothing else may
     assert all("401" in e for e in seen.console_errors), seen.console_errors
 
