@@ -42,6 +42,7 @@ from optuna.trial import TrialState, create_trial
 from record import StudyRecord, Timings, trial_attrs, write_study
 from sweep.service.app import create_app
 from sweep.service.settings import ServiceSettings
+from sweep.storage import open_storage
 
 TOKEN = "s3cret-token-for-tests"
 DISTRIBUTIONS = {
@@ -483,6 +484,7 @@ def test_submit_follow_and_export_on_the_page(tmp_path: Path, tiny_bert: Path, b
     train_csv = write_csv(tmp_path / "upload" / "train.csv", train)
     val_csv = write_csv(tmp_path / "upload" / "val.csv", val)
     spec = flow_spec(tiny_bert)
+    open_storage(url)  # the store's tables, as `sweep serve` creates them before its first request
     app = create_app(ServiceSettings(storage_url=url, folder=tmp_path / "srv", model_roots=(tiny_bert.parent,),
                                      refresh_seconds=0.5))  # fmt: skip
     can_submit = has_route(app, "POST", "/api/studies")
