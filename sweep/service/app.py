@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
@@ -84,7 +83,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_token)])
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=SCHEMA_URL, title="sweep API")
+        from sweep.service.docs import render_docs
+
+        return HTMLResponse(render_docs(app.openapi(), SCHEMA_URL))
 
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -118,24 +119,29 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await refuse(scope, receive, send)
             return
-        seen = 0
-        started = False
+        seen, over, started, answered = 0, False, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                over = True
                 raise _OverLimit
             return message
 
         async def watched(message: Message) -> None:
-            nonlocal started
+            nonlocal started, answered
+            if over:  # the route turned the interrupted body into an answer of its own (a parse error): ours instead
+                if not answered and message["type"] == "http.response.start":
+                    answered = True
+                    await refuse(scope, receive, send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted, watched)
         except _OverLimit:
-            if not started:
+            if not started and not answered:
                 await refuse(scope, receive, send)

@@ -168,7 +168,24 @@ def serve(settings: ServiceSettings, *, host: str, port: int, workers: int, say:
         f"{'token required' if settings.token else 'no token (this machine only)'}"
         f"{f' · {workers} local workers' if workers else ''}")  # fmt: skip
     procs = start_workers(workers, settings.storage_url)
+    # uvicorn ends on SIGTERM / Ctrl-C, then raises the signal again: caught here, so the workers are stopped too.
+    previous = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except _Stopped as stop:
+        say(f"sweep serve: stopped by {signal.Signals(stop.signum).name}"
+            f"{'; stopping the local workers (their running trials are queued for a retry)' if procs else ''}")
     finally:
         stop_workers(procs)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)

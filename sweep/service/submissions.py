@@ -82,12 +82,14 @@ def _roots_phrase(roots: tuple[Path, ...], what: str) -> str:
 def confined(value: str, roots: tuple[Path, ...], *, want_dir: bool) -> tuple[Path | None, str | None]:
     """`value` resolved (symlinks followed) and inside one of `roots`, or None and why not. A relative path is
     looked up under each root in turn."""
-    raw = Path(value).expanduser()
+    if "\x00" in value:
+        return None, f"{value!r} holds a NUL character: not a path"
+    raw = Path(value)  # `~` is not expanded: the server's home is no place a request may name
     candidates = [raw] if raw.is_absolute() else [root / raw for root in roots]
     for candidate in candidates:
         try:
             resolved = candidate.resolve(strict=True)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a name the OS refuses
             continue
         if not any(resolved.is_relative_to(root.resolve()) for root in roots):
             continue
