@@ -37,6 +37,7 @@ from record.study import (
     study_attrs,
     study_budget,
     study_from_attrs,
+    write_artifact_store,
     write_budget,
     write_failure,
     write_priority,
@@ -91,6 +92,7 @@ __all__ = [
     "study_budget",
     "study_from_attrs",
     "trial_attrs",
+    "write_artifact_store",
     "write_budget",
     "write_study",
 ]

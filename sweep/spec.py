@@ -418,6 +418,10 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
             if not paths and not any(where == "data" or where.startswith("data.") for where in known):
                 exc.problems += data_problems(DataSpec.model_validate(data_section), base, data.get("task"))
         raise SweepError(exc.problems, source=exc.source) from None
+    if spec.artifacts is not None and spec.artifacts.path and not Path(spec.artifacts.path).expanduser().is_absolute():
+        # like checkpoint_dir, a relative artifacts folder starts at the spec's folder
+        path = str((base / Path(spec.artifacts.path).expanduser()).resolve())
+        spec = spec.model_copy(update={"artifacts": spec.artifacts.model_copy(update={"path": path})})
     return spec, base
 
 
