@@ -30,6 +30,7 @@ from record.ranking import (
     seed_leaders,
 )
 from record.study import (
+    ARTIFACT_STORE_KEYS,
     RECORD_VERSION,
     RecordError,
     StudyRecord,
@@ -66,6 +67,7 @@ __all__ = [
     "write_failure",
     "write_priority",
     "write_stopped",
+    "ARTIFACT_STORE_KEYS",
     "FINISHED",
     "LIVE",
     "RECORD_VERSION",
