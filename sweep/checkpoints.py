@@ -258,13 +258,6 @@ def trial_checkpoints(
     return FolderCheckpoints(Path(base)) if record.checkpoint and base else None
 
 
-def checkpoint_dir(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -> Path | None:
-    """Where a trial's checkpoint folder lives (`root` overrides the folder recorded with the study)."""
-    name = read_trial(trial).checkpoint
-    base = root or read_study(study).checkpoint_dir
-    return Path(base) / name if name and base else None
-
-
 def checkpoint_where(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -> str | None:
     """Where a trial's checkpoint is, for messages (a folder, or an artifact and its store)."""
     store = trial_checkpoints(study, trial, root)
