@@ -30,6 +30,7 @@ from record.ranking import (
     seed_leaders,
 )
 from record.study import (
+    ARTIFACT_STORE_KEYS,
     RECORD_VERSION,
     RecordError,
     StudyRecord,
@@ -37,6 +38,7 @@ from record.study import (
     study_attrs,
     study_budget,
     study_from_attrs,
+    write_artifact_store,
     write_budget,
     write_failure,
     write_priority,
@@ -65,6 +67,7 @@ __all__ = [
     "write_failure",
     "write_priority",
     "write_stopped",
+    "ARTIFACT_STORE_KEYS",
     "FINISHED",
     "LIVE",
     "RECORD_VERSION",
@@ -91,6 +94,7 @@ __all__ = [
     "study_budget",
     "study_from_attrs",
     "trial_attrs",
+    "write_artifact_store",
     "write_budget",
     "write_study",
 ]

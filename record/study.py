@@ -38,6 +38,9 @@ _S_STOPPED = "stopped"
 _S_PRIORITY = "priority"
 _S_SUBMITTED_AT = "submitted_at"
 _S_FAILURE = "failure"
+_S_ARTIFACT_STORE = "artifact_store"
+# What the study keeps about its artifact store: where, never how to log in (credentials live in the environment).
+ARTIFACT_STORE_KEYS = ("store", "path", "bucket", "prefix", "endpoint_url")
 DEFAULT_TASK = "text-classification"  # stores written before `task` existed hold classification studies
 BUDGET_KEY = "n_trials"  # read under the store's budget lock (sweep.storage), so it is public
 
@@ -63,6 +66,8 @@ class StudyRecord:
     priority: int = 0  # workers without a study name take the highest priority first, then the oldest submission
     submitted_at: float | None = None  # Unix time the study was created (or submitted to the service)
     failure: str | None = None  # why its workers gave up on it (three trials in a row failed); cleared on resume
+    # Where trials' checkpoint artifacts go (store, path, bucket, prefix, endpoint_url); None: checkpoint folders.
+    artifact_store: dict[str, str] | None = None
 
     @property
     def created_by_sweep(self) -> bool:
@@ -115,7 +120,15 @@ def study_from_attrs(attrs: Mapping[str, Any]) -> StudyRecord:
         priority=_int_or(attrs.get(_S_PRIORITY), 0),
         submitted_at=_opt_float(attrs.get(_S_SUBMITTED_AT)),
         failure=_opt_str(attrs.get(_S_FAILURE)),
+        artifact_store=_artifact_store(attrs.get(_S_ARTIFACT_STORE)),
     )
+
+
+def _artifact_store(raw: Any) -> dict[str, str] | None:
+    """The stored artifact store settings, keeping only the known keys with string values."""
+    if not isinstance(raw, Mapping):
+        return None
+    return {k: str(raw[k]) for k in ARTIFACT_STORE_KEYS if isinstance(raw.get(k), str)} or None
 
 
 def _opt_str(value: Any) -> str | None:
@@ -154,6 +167,13 @@ def write_study(set_attr: Setter, record: StudyRecord) -> None:
     write_priority(set_attr, record.priority)
     if record.submitted_at is not None:
         set_attr(_S_SUBMITTED_AT, float(record.submitted_at))
+    if record.artifact_store is not None:
+        write_artifact_store(set_attr, record.artifact_store)
+
+
+def write_artifact_store(set_attr: Setter, settings: Mapping[str, Any]) -> None:
+    """Where the study's checkpoint artifacts go: only the known location keys (no credential can pass)."""
+    set_attr(_S_ARTIFACT_STORE, {k: str(settings[k]) for k in ARTIFACT_STORE_KEYS if settings.get(k) is not None})
 
 
 def write_priority(set_attr: Setter, priority: int) -> None:

@@ -36,6 +36,8 @@ _T_CONFUSED_EXAMPLES = "confused_examples"
 _T_HISTORY = "history"
 _T_CHECKPOINT = "checkpoint"
 _T_CHECKPOINT_EPOCH = "checkpoint_epoch"
+_T_CHECKPOINT_ARTIFACT = "checkpoint_artifact"  # the Optuna artifact id of the packed checkpoint (artifact stores)
+_T_CHECKPOINT_SHA256 = "checkpoint_sha256"  # the packed file's SHA-256, checked when it is downloaded
 _T_TIMINGS = "timings"
 _T_WALL_TIMES = "validation_wall_times"
 _T_PRUNED_AT = "pruned_at_epoch"
@@ -119,6 +121,8 @@ class TrialRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: str | None = None
     checkpoint_epoch: int | None = None
+    checkpoint_artifact: str | None = None  # set when the checkpoint went to an artifact store; None: a folder
+    checkpoint_sha256: str | None = None
     timings: Timings | None = None
     validation_wall_times: list[float] = field(default_factory=list)
     pruned_at_epoch: float | None = None
@@ -202,6 +206,8 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         history=list(attrs.get(_T_HISTORY) or []),
         checkpoint=attrs.get(_T_CHECKPOINT) or None,
         checkpoint_epoch=attrs.get(_T_CHECKPOINT_EPOCH),
+        checkpoint_artifact=_opt_text(attrs.get(_T_CHECKPOINT_ARTIFACT)),
+        checkpoint_sha256=_opt_text(attrs.get(_T_CHECKPOINT_SHA256)),
         timings=Timings.from_dict(timings) if isinstance(timings, Mapping) else None,
         validation_wall_times=[float(t) for t in attrs.get(_T_WALL_TIMES) or []],
         pruned_at_epoch=_opt_number(attrs.get(_T_PRUNED_AT)),
@@ -218,6 +224,10 @@ def _thresholds(raw: Any) -> dict[str, float]:
     """The stored per-label thresholds, keeping only numeric entries."""
     entries = raw if isinstance(raw, Mapping) else {}
     return {str(k): float(v) for k, v in entries.items() if _number(v)}
+
+
+def _opt_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -288,9 +298,14 @@ class TrialWriter:
         if result.label_thresholds is not None:
             self._set(_T_LABEL_THRESHOLDS, result.label_thresholds)
 
-    def checkpoint(self, name: str, epoch: int | None) -> None:
+    def checkpoint(self, name: str, epoch: int | None, artifact: tuple[str, str] | None = None) -> None:
+        """The trial's checkpoint `name` (a folder under checkpoint_dir), and with `artifact` the (id, SHA-256) of
+        the packed file in the study's artifact store."""
         self._set(_T_CHECKPOINT, name)
         self._set(_T_CHECKPOINT_EPOCH, epoch)
+        if artifact is not None:
+            self._set(_T_CHECKPOINT_ARTIFACT, artifact[0])
+            self._set(_T_CHECKPOINT_SHA256, artifact[1])
 
     def timings(self, timings: Timings, validation_wall_times: list[float]) -> None:
         self._set(_T_TIMINGS, timings.as_dict())
@@ -317,5 +332,5 @@ _STORED = (
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
     _T_REEVALUATES, _T_SCATTER,
-    _T_REEVALUATES, _T_THRESHOLD, _T_LABEL_THRESHOLDS,
+    _T_REEVALUATES, _T_THRESHOLD, _T_LABEL_THRESHOLDS, _T_CHECKPOINT_ARTIFACT, _T_CHECKPOINT_SHA256,
 )  # fmt: skip

@@ -1,11 +1,20 @@
 """Best-epoch weights: kept in memory during a trial, written once (atomically, safetensors) when it ends,
-and only the study-wide top-k trials' checkpoints stay on disk."""
+and only the study-wide top-k trials' checkpoints stay on disk.
+
+Where a checkpoint is kept is a `CheckpointStore`: a folder under the study's checkpoint_dir (`FolderCheckpoints`,
+what every study did before artifact stores), or one packed file in an Optuna artifact store (`ArtifactCheckpoints`:
+a folder every worker reaches, S3, GCS). Each trial's record says which: an artifact id, or a folder name only.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +25,10 @@ from optuna.trial import FrozenTrial
 from safetensors import safe_open
 
 from models import quiet_transformers
-from record import maximizes, ranked, read_study, read_trial, seed_leaders
+from record import TrialRecord, maximizes, ranked, read_study, read_trial, seed_leaders
+from sweep.artifacts import PACKED_SUFFIX, artifact_exists, describe, open_store, pack, sha256, unpack
 from sweep.callbacks import epochs_trained
-from sweep.errors import disk_errors
+from sweep.errors import SweepError, disk_errors
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -107,30 +117,174 @@ def save_checkpoint(model: Any, state: dict[str, torch.Tensor], tokenizer_dir: P
     return target
 
 
-def checkpoint_dir(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -> Path | None:
-    """Where a trial's checkpoint lives (`root` overrides the folder recorded with the study)."""
-    name = read_trial(trial).checkpoint
-    base = root or read_study(study).checkpoint_dir
-    return Path(base) / name if name and base else None
+class CheckpointStore(ABC):
+    """Where trials' checkpoints are kept: written when a trial enters the top k, removed when it falls out,
+    fetched into a local folder by export."""
+
+    @abstractmethod
+    def save(self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any) -> (
+        tuple[str, str] | None
+    ):
+        """Write and verify the checkpoint `name` of the running trial `owner`; returns the (artifact id, SHA-256)
+        to record, or None for a folder."""
+
+    @abstractmethod
+    def kept(self, record: TrialRecord) -> bool: ...
+
+    @abstractmethod
+    def remove(self, record: TrialRecord) -> None: ...
+
+    @abstractmethod
+    def fetch(self, record: TrialRecord, scratch: Path) -> Path:
+        """A local folder holding the checkpoint's files (`scratch`: an empty folder it may use)."""
+
+    @abstractmethod
+    def where(self, record: TrialRecord) -> str: ...
+
+
+class FolderCheckpoints(CheckpointStore):
+    """Each checkpoint a Hugging Face folder `root/trial-NNNNN`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def save(self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any) -> None:
+        save_checkpoint(model, state, tokenizer_dir, self.root / name)
+
+    def _path(self, record: TrialRecord) -> Path:
+        return self.root / (record.checkpoint or "")
+
+    def kept(self, record: TrialRecord) -> bool:
+        return bool(record.checkpoint) and (self._path(record) / WEIGHTS_FILE).is_file()
+
+    def remove(self, record: TrialRecord) -> None:
+        shutil.rmtree(self._path(record), ignore_errors=True)
+
+    def fetch(self, record: TrialRecord, scratch: Path) -> Path:
+        return self._path(record)
+
+    def where(self, record: TrialRecord) -> str:
+        return str(self._path(record))
+
+
+class ArtifactCheckpoints(CheckpointStore):
+    """Each checkpoint one uncompressed tar of its Hugging Face folder, uploaded as an Optuna artifact of its trial
+    (optuna-dashboard lists it) to the store `settings` name."""
+
+    def __init__(self, settings: Mapping[str, str]):
+        self.settings = dict(settings)
+        self.store = open_store(self.settings)
+
+    def save(self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any) -> (
+        tuple[str, str]
+    ):
+        from optuna.artifacts import upload_artifact
+
+        with tempfile.TemporaryDirectory(prefix="sweep-checkpoint-") as scratch:
+            folder = save_checkpoint(model, state, tokenizer_dir, Path(scratch) / name)  # written, read back, compared
+            packed = Path(scratch) / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
+            digest = pack(folder, packed)
+            if self.settings["store"] != "filesystem":
+                return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
+            root = Path(self.settings["path"])
+            with disk_errors(root, "artifacts.path", f"the checkpoint {name}"):  # full, read-only: stop
+                root.mkdir(parents=True, exist_ok=True)
+                return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
+
+    def kept(self, record: TrialRecord) -> bool:
+        return bool(record.checkpoint_artifact) and artifact_exists(
+            self.store, self.settings, str(record.checkpoint_artifact)
+        )
+
+    def remove(self, record: TrialRecord) -> None:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        with contextlib.suppress(ArtifactNotFound):  # another worker's top-k rule removed it first
+            self.store.remove(str(record.checkpoint_artifact))
+
+    def fetch(self, record: TrialRecord, scratch: Path) -> Path:
+        """Download the packed checkpoint, check its SHA-256 against the trial's record, unpack it."""
+        from optuna.artifacts import download_artifact
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        packed = scratch / f"checkpoint{PACKED_SUFFIX}"
+        try:
+            download_artifact(
+                artifact_store=self.store, file_path=str(packed), artifact_id=str(record.checkpoint_artifact)
+            )
+        except ArtifactNotFound:
+            raise SweepError([("--trial", f"trial {record.number}'s checkpoint artifact is not in {self.where(record)} "
+                                          "(deleted, or the store is not where the study recorded it: --checkpoints "
+                                          "names a filesystem store's folder)")]) from None  # fmt: skip
+        if record.checkpoint_sha256 and sha256(packed) != record.checkpoint_sha256:
+            raise SweepError([("--trial", f"trial {record.number}'s checkpoint artifact in {self.where(record)} does "
+                                          "not match the SHA-256 recorded when it was written: it was changed or "
+                                          "truncated")])  # fmt: skip
+        folder = unpack(packed, scratch / "checkpoint")
+        packed.unlink()
+        return folder
+
+    def where(self, record: TrialRecord) -> str:
+        return f"artifact {record.checkpoint_artifact} in {describe(self.settings)}"
+
+
+@functools.lru_cache(maxsize=8)
+def _artifact_checkpoints(items: tuple[tuple[str, str], ...]) -> ArtifactCheckpoints:
+    return ArtifactCheckpoints(dict(items))
+
+
+def checkpoint_store(root: Path, artifacts: Mapping[str, str] | None) -> CheckpointStore:
+    """Where a worker writes checkpoints: the artifact store `artifacts` names, else folders under `root`."""
+    if artifacts is not None:
+        return _artifact_checkpoints(tuple(sorted(artifacts.items())))
+    return FolderCheckpoints(root)
+
+
+def trial_checkpoints(
+    study: optuna.Study, trial: FrozenTrial, root: Path | None = None, artifacts: Mapping[str, str] | None = None
+) -> CheckpointStore | None:
+    """Where this trial's checkpoint is (None when it never had one). `root` overrides the folder recorded with the
+    study (for a filesystem artifact store too); `artifacts` the artifact store (a worker's own settings)."""
+    record = read_trial(trial)
+    study_record = read_study(study)
+    if record.checkpoint_artifact:
+        settings = artifacts or study_record.artifact_store
+        if settings is None:
+            return None
+        if root is not None and settings.get("store") == "filesystem":
+            settings = {**settings, "path": str(root)}
+        return checkpoint_store(Path(), settings)
+    base = root or study_record.checkpoint_dir
+    return FolderCheckpoints(Path(base)) if record.checkpoint and base else None
+
+
+def checkpoint_where(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -> str | None:
+    """Where a trial's checkpoint is, for messages (a folder, or an artifact and its store)."""
+    store = trial_checkpoints(study, trial, root)
+    return store.where(read_trial(trial)) if store else None
 
 
 def is_kept(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -> bool:
-    path = checkpoint_dir(study, trial, root)
-    return bool(path and (path / WEIGHTS_FILE).is_file())
+    store = trial_checkpoints(study, trial, root)
+    return bool(store and store.kept(read_trial(trial)))
 
 
-def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
-    """Delete every checkpoint outside the study-wide top `keep` completed trials, except the best run of each
-    re-evaluated configuration (what `sweep export --by mean` exports); returns the trial numbers."""
+def prune_checkpoints(study: optuna.Study, keep: int, artifacts: Mapping[str, str] | None = None) -> list[int]:
+    """Delete every checkpoint (folder or artifact) outside the study-wide top `keep` completed trials, except the
+    best run of each re-evaluated configuration (what `sweep export --by mean` exports); returns the trial numbers.
+    `artifacts`: this worker's artifact store settings (its own mount path), else the study's."""
     deleted = []
     trials, maximize = study.get_trials(deepcopy=False), maximizes(study)
     protected = {t.number for t in seed_leaders(trials, maximize=maximize).values()}
     for trial in ranked(trials, maximize=maximize)[keep:]:
         if trial.number in protected:
             continue
-        path = checkpoint_dir(study, trial)
-        if path is not None and path.exists():
-            shutil.rmtree(path, ignore_errors=True)
+        record = read_trial(trial)
+        if not record.checkpoint:
+            continue
+        store = trial_checkpoints(study, trial, artifacts=artifacts)
+        if store is not None and store.kept(record):
+            store.remove(record)
             deleted.append(trial.number)
     return deleted
 

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from record import maximizes, ranked, read_study, read_trial
 from reports.seeds import ConfigurationSeeds, collect_seed_ranking
-from sweep.checkpoints import WEIGHTS_FILE, checkpoint_dir, is_kept
+from sweep.checkpoints import WEIGHTS_FILE, checkpoint_where, is_kept, trial_checkpoints
 from sweep.errors import SweepError
 from sweep.summary import format_params
 
@@ -52,7 +52,7 @@ def choose_trial(
         winner = best_by_mean(study)
         trial = next(t for t in trials if t.number == winner.best_run.number)
         if not is_kept(study, trial, root):
-            path = checkpoint_dir(study, trial, root)
+            path = checkpoint_where(study, trial, root)
             where = f" (looked in {path})" if path else ""
             raise SweepError([("--by", f"mean: trial {trial.number}, the best run of trial {winner.configuration}'s "
                                        f"configuration (best by mean, {winner.spread}), keeps no checkpoint (it ranked "
@@ -81,7 +81,7 @@ def choose_trial(
                 ]
             )
     if not is_kept(study, trial, root):
-        path = checkpoint_dir(study, trial, root)
+        path = checkpoint_where(study, trial, root)
         where = f" (looked in {path})" if path else ""
         raise SweepError(
             [
@@ -363,13 +363,14 @@ def export_trial(
     checkpoint_root: Path | None = None,
     by: str = "value",
 ) -> tuple[Path, FrozenTrial]:
-    """Copy the trial's checkpoint into `out` with a model card and metadata; atomic (temp folder + rename)."""
+    """Copy the trial's checkpoint (a folder, or an artifact downloaded and unpacked into a temporary folder here)
+    into `out` with a model card and metadata; atomic (temp folder + rename)."""
     out = out.expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise SweepError([("--out", f"{out} exists and is not empty: choose another folder or pass --force")])
     trial = choose_trial(study, number, checkpoint_root, by)
-    source = checkpoint_dir(study, trial, checkpoint_root)
-    assert source is not None  # choose_trial checked it is kept
+    store = trial_checkpoints(study, trial, checkpoint_root)
+    assert store is not None  # choose_trial checked it is kept
     meta = metadata(study, trial)
     if by == "mean":
         winner = best_by_mean(study)
@@ -377,7 +378,9 @@ def export_trial(
                                "std": winner.std, "runs": [vars(r) for r in winner.runs]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    scratch = tempfile.TemporaryDirectory(prefix="sweep-export-")
     try:
+        source = store.fetch(read_trial(trial), Path(scratch.name))
         for item in source.iterdir():
             if item.suffix in (".bin", ".pt", ".pth", ".pkl"):
                 continue  # never carry pickled weights
@@ -391,6 +394,8 @@ def export_trial(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        scratch.cleanup()
     return out, trial
 
 

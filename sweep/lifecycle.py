@@ -15,7 +15,8 @@ import optuna
 from sqlalchemy.engine import make_url
 
 from datamodules import PreparedData
-from record import StudyRecord, write_study
+from record import StudyRecord, write_artifact_store, write_study
+from sweep.artifacts import artifact_settings
 from sweep.errors import SweepError
 from sweep.space import grid
 from sweep.spec import NOT_FINGERPRINTED, RangeParam, SearchSpec, Spec
@@ -179,6 +180,9 @@ def create_or_resume(
         record = read_record(study)
         check_same_spec(record, spec, url)
         same_data(record, spec, joining=False)(data.fingerprint)
+        if spec.artifacts is not None and record.artifact_store is None:  # a folder study moves on to artifacts
+            settings = artifact_settings(spec.artifacts, Path(record.checkpoint_dir or "."))
+            write_artifact_store(study.set_user_attr, settings)
         return study, True
     study = optuna.create_study(
         study_name=spec.name,
@@ -199,6 +203,7 @@ def create_or_resume(
         spec_dir=str(base) if base is not None else None,
         task=spec.task,
         submitted_at=time.time(),
+        artifact_store=artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts else None,
     )
     write_study(study.set_user_attr, record)
     return study, False

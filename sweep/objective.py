@@ -21,7 +21,7 @@ from datamodules import PreparedData
 from datamodules.token_preparation import SENTENCE
 from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
 from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, TimingCallback
-from sweep.checkpoints import BestWeights, save_checkpoint
+from sweep.checkpoints import BestWeights, checkpoint_store
 from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.space import Hyperparameters, suggest
@@ -52,6 +52,7 @@ class TrialSettings:
     keep_checkpoints: int = 3
     task: str = DEFAULT_TASK
     threshold: str = "global"  # task multi-label: model.threshold
+    artifacts: dict[str, str] | None = None  # the artifact store checkpoints go to; None: folders under checkpoint_root
 
 
 def resolve_precision(precision: str) -> str:
@@ -276,11 +277,12 @@ def build_objective(
             name = f"trial-{trial.number:05d}"
             assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
             try:
-                save_checkpoint(module.model, weights.state, settings.tokenizer_dir, settings.checkpoint_root / name)
+                store = checkpoint_store(settings.checkpoint_root, settings.artifacts)
+                artifact = store.save(module.model, weights.state, settings.tokenizer_dir, name, owner=trial)
             except DiskError as exc:  # a full or read-only disk: the trial fails with the reason, the run stops
                 record.failed(f"{type(exc).__name__}: {exc}")
                 raise
-            record.checkpoint(name, weights.epoch)
+            record.checkpoint(name, weights.epoch, artifact)
         record.timings(
             Timings(
                 data=round(setup["data"], 3),

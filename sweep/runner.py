@@ -20,6 +20,7 @@ from rich.console import Console
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
 from record import FINISHED, reevaluation_runs, study_budget, write_budget, write_priority
+from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, tagged_columns
 from sweep.encoders import resolve_encoder
@@ -152,6 +153,9 @@ def prepare_tagged(
 def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:
     """What every trial of this worker shares, from the spec and the study's checkpoint folder."""
     keep = spec.search.keep_checkpoints
+    artifacts = artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts and keep else None
+    if artifacts is not None:
+        open_store(artifacts)  # a missing library or a client that cannot be built: one line, before any trial
     class_weights = None
     if spec.model.class_weights == "balanced":
         class_weights = balanced_class_weights(list(data.train["labels"]), len(data.label_names))
@@ -171,6 +175,7 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         keep_checkpoints=keep,
         task=spec.task,
         threshold=spec.model.threshold,
+        artifacts=artifacts,
     )
 
 
@@ -236,7 +241,7 @@ def work(
         def show(study: optuna.Study, trial: FrozenTrial, counts: bool) -> None:
             progress.trial_done(trial_line(study, trial, spec.objective.metric), counts=counts)
 
-        callbacks, failures = study_callbacks(spec.search.keep_checkpoints, stop, show)
+        callbacks, failures = study_callbacks(spec.search.keep_checkpoints, stop, show, artifacts=settings.artifacts)
         return run_trials(
             study, objective, callbacks, default_budget=spec.search.n_trials, stop=stop, failures=failures,
             console=console, wait=wait,
@@ -300,6 +305,11 @@ def run_study(
         problems += exc.problems
     if not problems:
         problems += reachability_problems(url, field=field_name)
+    if spec.artifacts is not None and spec.artifacts.store != "filesystem":
+        try:  # the store's library and client, before anything is written
+            open_store(artifact_settings(spec.artifacts, Path()))
+        except SweepError as exc:
+            problems += exc.problems
     if problems:
         raise SweepError(problems, source=str(spec_path))
     attrs = existing_study_attrs(url, spec.name)

@@ -33,7 +33,7 @@ SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
 NOT_FINGERPRINTED = (
-    "storage", "checkpoint_dir", "heartbeat", "resources", "search.n_trials", "search.keep_checkpoints",
+    "storage", "checkpoint_dir", "heartbeat", "resources", "search.n_trials", "search.keep_checkpoints", "artifacts",
 )
 NAME_RULE = (
     "may contain only letters, digits, '_', '.' and '-', starting with a letter or digit "
@@ -216,6 +216,51 @@ class ResourcesSpec(_Strict):
     gpus: float = Field(0, ge=0)
 
 
+ARTIFACT_STORES = ("filesystem", "s3", "gcs")
+# Keys that would carry a secret: refused in `artifacts:` with a pointer to the environment (the libraries' own rules).
+_CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "session")
+
+
+def is_credential_key(name: str) -> bool:
+    return any(word in name.lower() for word in _CREDENTIAL_WORDS)
+
+
+class ArtifactsSpec(_Strict):
+    """Where trials' checkpoints go as Optuna artifacts: a folder every worker reaches, or an S3 / GCS bucket.
+    Credentials never appear here: boto3 and google-cloud-storage read them from the environment."""
+
+    store: Literal["filesystem", "s3", "gcs"] = "filesystem"
+    path: str | None = None  # filesystem: default the study's checkpoint_dir
+    bucket: str | None = None  # s3, gcs
+    prefix: str | None = None  # s3, gcs: keys start with it
+    endpoint_url: str | None = None  # s3: an S3-compatible store (MinIO, ...)
+
+    @model_validator(mode="after")
+    def _check(self) -> ArtifactsSpec:
+        problems = []
+        if self.store == "filesystem":
+            extra = [k for k in ("bucket", "prefix", "endpoint_url") if getattr(self, k) is not None]
+            if extra:
+                verb = "applies" if len(extra) == 1 else "apply"
+                problems.append(f"{', '.join(extra)} only {verb} to store s3 or gcs (store filesystem takes path)")
+        else:
+            if not self.bucket:
+                problems.append(f"store {self.store} needs bucket: the name of the bucket the artifacts go to")
+            if self.path is not None:
+                problems.append(f"path only applies to store filesystem (store {self.store} takes bucket and prefix)")
+        if self.endpoint_url is not None:
+            if self.store != "s3":
+                problems.append("endpoint_url only applies to store s3 (an S3-compatible store such as MinIO)")
+            elif "@" in self.endpoint_url.split("//", 1)[-1].split("/", 1)[0]:
+                problems.append("endpoint_url must not carry credentials (user:password@): set AWS_ACCESS_KEY_ID and "
+                                "AWS_SECRET_ACCESS_KEY in the environment")  # fmt: skip
+            elif not self.endpoint_url.startswith(("http://", "https://")):
+                problems.append("endpoint_url must start with http:// or https:// (e.g. http://minio:9000)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class Spec(_Strict):
     """A whole study spec. Relative data paths are resolved against the spec file's folder."""
 
@@ -231,6 +276,8 @@ class Spec(_Strict):
     trainer: TrainerSpec = TrainerSpec()
     heartbeat: HeartbeatSpec = HeartbeatSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    # Checkpoints as Optuna artifacts (any worker writes, any machine exports); None: folders under checkpoint_dir.
+    artifacts: ArtifactsSpec | None = None
 
     @field_validator("name", mode="after")
     @classmethod
@@ -260,6 +307,8 @@ class Spec(_Strict):
         body: dict[str, Any] = handler(self)
         if body.get("task") == DEFAULT_TASK:
             del body["task"]
+        if body.get("artifacts", "") is None:  # came later too: specs without it are stored as before
+            del body["artifacts"]
         return body
 
     def fingerprint(self) -> str:
@@ -287,6 +336,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []
         annotation = model.model_fields[part].annotation
+        members = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+        annotation = members[0] if len(members) == 1 else annotation  # `ArtifactsSpec | None`: the model
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
         if part in DEFAULTS:
             model = RangeParam
@@ -297,6 +348,11 @@ def _format_error(err: Any) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if p not in _TAGS and not str(p).startswith("function-"))
     where = ".".join(str(p) for p in loc)
     kind = err["type"]
+    if kind == "extra_forbidden" and loc[:1] == ("artifacts",) and is_credential_key(str(loc[-1])):
+        return where, (
+            "credentials never go in the spec: set them in the environment (AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY or AWS_PROFILE for s3, GOOGLE_APPLICATION_CREDENTIALS for gcs)"
+        )
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
@@ -375,6 +431,10 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
             if not paths and not any(where == "data" or where.startswith("data.") for where in known):
                 exc.problems += data_problems(DataSpec.model_validate(data_section), base, data.get("task"))
         raise SweepError(exc.problems, source=exc.source) from None
+    if spec.artifacts is not None and spec.artifacts.path and not Path(spec.artifacts.path).expanduser().is_absolute():
+        # like checkpoint_dir, a relative artifacts folder starts at the spec's folder
+        path = str((base / Path(spec.artifacts.path).expanduser()).resolve())
+        spec = spec.model_copy(update={"artifacts": spec.artifacts.model_copy(update={"path": path})})
     return spec, base
 
 

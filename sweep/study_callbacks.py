@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -30,13 +30,13 @@ class StopAfterFailures:
 
 
 class KeepTopCheckpoints:
-    """Delete the checkpoints that fell out of the study-wide top k."""
+    """Delete the checkpoints (folders or artifacts) that fell out of the study-wide top k."""
 
-    def __init__(self, keep: int):
-        self.keep = keep
+    def __init__(self, keep: int, artifacts: Mapping[str, str] | None = None):
+        self.keep, self.artifacts = keep, artifacts
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        prune_checkpoints(study, self.keep)
+        prune_checkpoints(study, self.keep, self.artifacts)
 
 
 class RetryStopped:
@@ -70,12 +70,13 @@ class ReportTrial:
 
 
 def study_callbacks(
-    keep_checkpoints: int, stop: GracefulStop, show: Callable[[optuna.Study, FrozenTrial, bool], None]
+    keep_checkpoints: int, stop: GracefulStop, show: Callable[[optuna.Study, FrozenTrial, bool], None],
+    artifacts: Mapping[str, str] | None = None,
 ) -> tuple[list[Callable[[optuna.Study, FrozenTrial], None]], StopAfterFailures]:
     """A worker's callbacks, in order, and the failure counter the loop consults."""
     failures = StopAfterFailures()
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-        KeepTopCheckpoints(keep_checkpoints),
+        KeepTopCheckpoints(keep_checkpoints, artifacts),
         RetryStopped(),
         ReportTrial(show),
         StopOnRequest(stop),

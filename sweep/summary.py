@@ -15,6 +15,7 @@ from rich.text import Text
 from record import best_trial, maximizes, read_study, read_trial, reported_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
 from reports.trials import study_advice
+from sweep.artifacts import describe
 from sweep.checkpoints import disk_usage, is_kept
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
@@ -118,14 +119,27 @@ def seeds_table(study: optuna.Study) -> Group | None:
 
 
 def checkpoint_state(study: optuna.Study, trial: FrozenTrial) -> str:
-    """`kept` when the trial's best-epoch weights are on disk, `deleted` when they were written and removed."""
+    """`kept` when the trial's best-epoch weights are on disk or in the artifact store, `deleted` when they were
+    written and removed."""
     if is_kept(study, trial):
         return "kept"
     return "deleted" if read_trial(trial).checkpoint else "-"
 
 
 def checkpoints_line(study: optuna.Study) -> str:
-    root = read_study(study).checkpoint_dir
+    record = read_study(study)
+    root = record.checkpoint_dir
+    if record.artifact_store is not None:
+        trials = study.get_trials(deepcopy=False)
+        kept_trials = [t for t in trials if is_kept(study, t)]
+        artifacts = [t for t in kept_trials if read_trial(t).checkpoint_artifact]
+        folders = f" (+{len(kept_trials) - len(artifacts)} in {root})" if len(kept_trials) > len(artifacts) else ""
+        size = ""
+        if record.artifact_store.get("store") == "filesystem":
+            base = Path(record.artifact_store.get("path", "."))
+            nbytes = sum((base / str(read_trial(t).checkpoint_artifact)).stat().st_size for t in artifacts)
+            size = f", {nbytes / 1e6:.1f} MB"
+        return f"checkpoints: {len(artifacts)} kept as artifacts{size} in {describe(record.artifact_store)}{folders}"
     if not root:
         return "checkpoints: none recorded for this study"
     kept = sum(is_kept(study, t) for t in study.get_trials(deepcopy=False))
