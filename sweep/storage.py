@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -154,6 +155,27 @@ class SweepStorage(RDBStorage):
                 ).scalar_one()
             _refuse_if_stopped(self.get_study_user_attrs(study_id))
         return super().set_trial_state_values(trial_id, state, values)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        # Optuna's rule misses a worker killed between creating its trial and its first heartbeat (milliseconds; more
+        # under load): the trial stays RUNNING without a heartbeat and fills the budget forever. A live worker beats
+        # at once, so a RUNNING trial with no heartbeat older than the grace period has a dead worker too.
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 60))
+        now = datetime.now()
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial._trial_id in stale or trial.datetime_start is None or now - trial.datetime_start <= grace:
+                continue
+            if not self._has_heartbeat(trial._trial_id):
+                stale.append(trial._trial_id)
+        return stale
+
+    def _has_heartbeat(self, trial_id: int) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM trial_heartbeats WHERE trial_id = :id"), {"id": trial_id}
+            ).first()
+        return found is not None
 
     @contextlib.contextmanager
     def _budget_lock(self, study_id: int) -> Iterator[None]:

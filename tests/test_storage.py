@@ -56,3 +56,25 @@ def test_readers_do_not_create_a_store(tmp_path: Path) -> None:
     with pytest.raises(SweepError, match="no study store at"):
         load_study("x", f"sqlite:///{tmp_path / 'missing.db'}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(tmp_path: Path) -> None:
+    """A worker killed between creating its trial and its first heartbeat leaves a RUNNING trial with no heartbeat:
+    after the grace period it is stale too (else it would fill the budget forever), while a beating trial is not."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from sweep.storage import Heartbeat
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # RUNNING, never beats
+    time.sleep(2.5)
+    alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(alive._trial_id)
+    optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[dead.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
+    retry = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert len(retry) == 1 and retry[0].params == study.trials[dead.number].params
