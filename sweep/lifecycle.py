@@ -180,7 +180,7 @@ def create_or_resume(
         record = read_record(study)
         check_same_spec(record, spec, url)
         same_data(record, spec, joining=False)(data.fingerprint)
-        if spec.artifacts is not None and record.artifact_store is None:  # a folder study moves on to artifacts
+        if spec.artifacts.uses_artifacts and record.artifact_store is None:  # a folder study moves on to artifacts
             settings = artifact_settings(spec.artifacts, Path(record.checkpoint_dir or "."))
             write_artifact_store(study.set_user_attr, settings)
         return study, True
@@ -203,7 +203,7 @@ def create_or_resume(
         spec_dir=str(base) if base is not None else None,
         task=spec.task,
         submitted_at=time.time(),
-        artifact_store=artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts else None,
+        artifact_store=artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts.uses_artifacts else None,
     )
     write_study(study.set_user_attr, record)
     return study, False

@@ -153,7 +153,7 @@ def prepare_tagged(
 def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:
     """What every trial of this worker shares, from the spec and the study's checkpoint folder."""
     keep = spec.search.keep_checkpoints
-    artifacts = artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts and keep else None
+    artifacts = artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts.uses_artifacts and keep else None
     if artifacts is not None:
         open_store(artifacts)  # a missing library or a client that cannot be built: one line, before any trial
     class_weights = None
@@ -305,7 +305,7 @@ def run_study(
         problems += exc.problems
     if not problems:
         problems += reachability_problems(url, field=field_name)
-    if spec.artifacts is not None and spec.artifacts.store != "filesystem":
+    if spec.artifacts.store in ("s3", "gcs"):
         try:  # the store's library and client, before anything is written
             open_store(artifact_settings(spec.artifacts, Path()))
         except SweepError as exc:

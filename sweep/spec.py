@@ -216,7 +216,7 @@ class ResourcesSpec(_Strict):
     gpus: float = Field(0, ge=0)
 
 
-ARTIFACT_STORES = ("filesystem", "s3", "gcs")
+ARTIFACT_STORES = ("filesystem", "s3", "gcs", "folder")
 # Keys that would carry a secret: refused in `artifacts:` with a pointer to the environment (the libraries' own rules).
 _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "session")
 
@@ -226,10 +226,12 @@ def is_credential_key(name: str) -> bool:
 
 
 class ArtifactsSpec(_Strict):
-    """Where trials' checkpoints go as Optuna artifacts: a folder every worker reaches, or an S3 / GCS bucket.
-    Credentials never appear here: boto3 and google-cloud-storage read them from the environment."""
+    """Where trials' checkpoints go as Optuna artifacts: a folder every worker reaches (the default: the study's
+    checkpoint_dir), or an S3 / GCS bucket; `folder` keeps plain Hugging Face folders under checkpoint_dir instead,
+    outside the artifact API. Credentials never appear here: boto3 and google-cloud-storage read them from the
+    environment."""
 
-    store: Literal["filesystem", "s3", "gcs"] = "filesystem"
+    store: Literal["filesystem", "s3", "gcs", "folder"] = "filesystem"
     path: str | None = None  # filesystem: default the study's checkpoint_dir
     bucket: str | None = None  # s3, gcs
     prefix: str | None = None  # s3, gcs: keys start with it
@@ -238,7 +240,11 @@ class ArtifactsSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ArtifactsSpec:
         problems = []
-        if self.store == "filesystem":
+        if self.store == "folder":
+            extra = [k for k in ("path", "bucket", "prefix", "endpoint_url") if getattr(self, k) is not None]
+            if extra:
+                problems.append(f"store folder takes no {', '.join(extra)} (its folders go under checkpoint_dir)")
+        elif self.store == "filesystem":
             extra = [k for k in ("bucket", "prefix", "endpoint_url") if getattr(self, k) is not None]
             if extra:
                 verb = "applies" if len(extra) == 1 else "apply"
@@ -248,7 +254,7 @@ class ArtifactsSpec(_Strict):
                 problems.append(f"store {self.store} needs bucket: the name of the bucket the artifacts go to")
             if self.path is not None:
                 problems.append(f"path only applies to store filesystem (store {self.store} takes bucket and prefix)")
-        if self.endpoint_url is not None:
+        if self.endpoint_url is not None and self.store != "folder":
             if self.store != "s3":
                 problems.append("endpoint_url only applies to store s3 (an S3-compatible store such as MinIO)")
             elif "@" in self.endpoint_url.split("//", 1)[-1].split("/", 1)[0]:
@@ -259,6 +265,11 @@ class ArtifactsSpec(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def uses_artifacts(self) -> bool:
+        """Whether checkpoints go through Optuna's artifact API (every store but `folder`)."""
+        return self.store != "folder"
 
 
 class Spec(_Strict):
@@ -276,8 +287,8 @@ class Spec(_Strict):
     trainer: TrainerSpec = TrainerSpec()
     heartbeat: HeartbeatSpec = HeartbeatSpec()
     resources: ResourcesSpec = ResourcesSpec()
-    # Checkpoints as Optuna artifacts (any worker writes, any machine exports); None: folders under checkpoint_dir.
-    artifacts: ArtifactsSpec | None = None
+    # Checkpoints as Optuna artifacts (any worker writes, any machine exports); store folder: plain folders.
+    artifacts: ArtifactsSpec = ArtifactsSpec()
 
     @field_validator("name", mode="after")
     @classmethod

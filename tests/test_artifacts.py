@@ -180,11 +180,12 @@ def test_export_checks_the_downloaded_artifact(
 def test_folder_checkpoints_still_export_and_a_resumed_study_moves_to_artifacts(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A study written before artifact stores (a folder per checkpoint, no artifact id) exports as before; resumed
-    with an `artifacts:` section (not part of the fingerprint), its new trials' checkpoints go to the store."""
+    """A study written before artifact stores (a folder per checkpoint, no artifact id: what `store: folder` still
+    writes) exports as before; resumed with an artifact store (not part of the fingerprint), its new trials'
+    checkpoints go to the store."""
     root = tmp_path / "legacy"
     root.mkdir()
-    run_study(write_spec(root, tiny_bert, "legacy", 1, 2))
+    run_study(write_spec(root, tiny_bert, "legacy", 1, 2, artifacts={"store": "folder"}))
     study = load_study("legacy", url(root))
     first = read_trial(study.trials[0])
     assert first.checkpoint == "trial-00000" and first.checkpoint_artifact is None
@@ -217,7 +218,7 @@ def bad_spec(tmp_path: Path, tiny_bert: Path) -> Any:
 @pytest.mark.parametrize(
     ("artifacts", "message"),
     [
-        ({"store": "azure"}, "artifacts.store: must be one of 'filesystem', 's3' or 'gcs', got 'azure'"),
+        ({"store": "azure"}, "artifacts.store: must be one of 'filesystem', 's3', 'gcs' or 'folder', got 'azure'"),
         ({"store": "s3"}, "artifacts: store s3 needs bucket"),
         ({"store": "gcs", "bucket": "b", "path": "/x"}, "path only applies to store filesystem"),
         ({"store": "s3", "bucket": "b", "secret_access_key": SECRET}, "credentials never go in the spec: set them in "

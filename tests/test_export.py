@@ -27,7 +27,8 @@ from sweep.storage import load_study
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
-    """A 5-trial study on the quickstart support tickets (tiny BERT) keeping the top 2 checkpoints."""
+    """A 5-trial study on the quickstart support tickets (tiny BERT) keeping the top 2 checkpoints as plain folders
+    (`artifacts: {store: folder}`; tests/test_artifacts.py covers the default artifact store)."""
     root = tmp_path_factory.mktemp("export-study")
     train, val = split_per_class(quickstart_subset(45, seed=2), 12)
     spec = {
@@ -39,6 +40,7 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path
             "cache_dir": str(root / "cache"),
         },
         "model": {"encoder": str(tiny_bert), "max_length": 32},
+        "artifacts": {"store": "folder"},
         "search": {
             "n_trials": 5,
             "sampler": "random",
