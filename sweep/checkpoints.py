@@ -96,9 +96,13 @@ def _tied(key: str) -> bool:
     return key.endswith(("position_ids", "decoder.weight", "decoder.bias"))
 
 
-def save_checkpoint(model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, target: Path) -> Path:
-    """Write a Hugging Face folder (safetensors weights, config, tokenizer) atomically; verify it reads back."""
-    with disk_errors(target.parent, "checkpoint_dir", f"the checkpoint {target.name}"):  # full, read-only: stop
+def save_checkpoint(
+    model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, target: Path, *, shown: Path | None = None,
+    field: str = "checkpoint_dir",
+) -> Path:  # fmt: skip
+    """Write a Hugging Face folder (safetensors weights, config, tokenizer) atomically; verify it reads back. A disk
+    that refuses the write is one line naming `field` and `shown` (default: the target's folder)."""
+    with disk_errors(shown or target.parent, field, f"the checkpoint {target.name}"):  # full, read-only: stop
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
@@ -171,24 +175,33 @@ class ArtifactCheckpoints(CheckpointStore):
     """Each checkpoint one uncompressed tar of its Hugging Face folder, uploaded as an Optuna artifact of its trial
     (optuna-dashboard lists it) to the store `settings` name."""
 
-    def __init__(self, settings: Mapping[str, str]):
+    def __init__(self, settings: Mapping[str, str], field: str = "artifacts.path"):
         self.settings = dict(settings)
         self.store = open_store(self.settings)
+        self.field = field  # the spec field that names a filesystem store's folder, for disk errors
 
     def save(self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any) -> (
         tuple[str, str]
     ):
         from optuna.artifacts import upload_artifact
 
-        with tempfile.TemporaryDirectory(prefix="sweep-checkpoint-") as scratch:
-            folder = save_checkpoint(model, state, tokenizer_dir, Path(scratch) / name)  # written, read back, compared
-            packed = Path(scratch) / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
-            digest = pack(folder, packed)
-            if self.settings["store"] != "filesystem":
+        if self.settings["store"] != "filesystem":
+            with tempfile.TemporaryDirectory(prefix="sweep-checkpoint-") as scratch:
+                folder = save_checkpoint(model, state, tokenizer_dir, Path(scratch) / name)  # read back, compared
+                packed = Path(scratch) / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
+                digest = pack(folder, packed)
                 return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
-            root = Path(self.settings["path"])
-            with disk_errors(root, "artifacts.path", f"the checkpoint {name}"):  # full, read-only: stop
-                root.mkdir(parents=True, exist_ok=True)
+        # A folder store: the scratch folder inside it (its disk, not a small /tmp), and a full or read-only disk is
+        # one line naming the store's folder.
+        root = Path(self.settings["path"])
+        what = f"the checkpoint {name}"
+        with disk_errors(root, self.field, what):
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as scratch:
+                target = Path(scratch) / name
+                folder = save_checkpoint(model, state, tokenizer_dir, target, shown=root, field=self.field)
+                packed = Path(scratch) / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
+                digest = pack(folder, packed)
                 return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
 
     def kept(self, record: TrialRecord) -> bool:
@@ -229,14 +242,16 @@ class ArtifactCheckpoints(CheckpointStore):
 
 
 @functools.lru_cache(maxsize=8)
-def _artifact_checkpoints(items: tuple[tuple[str, str], ...]) -> ArtifactCheckpoints:
-    return ArtifactCheckpoints(dict(items))
+def _artifact_checkpoints(items: tuple[tuple[str, str], ...], field: str) -> ArtifactCheckpoints:
+    return ArtifactCheckpoints(dict(items), field)
 
 
 def checkpoint_store(root: Path, artifacts: Mapping[str, str] | None) -> CheckpointStore:
     """Where a worker writes checkpoints: the artifact store `artifacts` names, else folders under `root`."""
     if artifacts is not None:
-        return _artifact_checkpoints(tuple(sorted(artifacts.items())))
+        # the default folder store is the study's checkpoint_dir: disk errors then name that field
+        field = "checkpoint_dir" if Path(artifacts.get("path", "")) == root else "artifacts.path"
+        return _artifact_checkpoints(tuple(sorted(artifacts.items())), field)
     return FolderCheckpoints(root)
 
 
