@@ -14,6 +14,7 @@ import torch
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from datamodules import PreparedData
 from record import FINISHED, StudyRecord
@@ -24,6 +25,7 @@ from sweep.lifecycle import check_same_spec, load_for_worker, quiet_libraries, r
 from sweep.runner import RunResult, finished_run, heartbeat_of, open_study, prepare_data, trial_settings, work
 from sweep.spec import Spec, check_paths, load_spec, parse_spec
 from sweep.storage import (
+    DB_RETRY_S,
     Heartbeat,
     StoreBusy,
     load_study,
@@ -33,6 +35,7 @@ from sweep.storage import (
     sqlite_writer_lock,
     storage_problems,
 )
+from sweep.store_checks import mask
 from sweep.worker import GracefulStop, LoopResult, StopRequested, worker_id
 
 
@@ -173,11 +176,12 @@ def work_on_studies(
     run = ServiceRun(url, 0.0)
     skip: set[str] = set()
     idle_said, reaped = False, -REAP_EVERY_S
+    picker = _Picker(url, console)
     with GracefulStop() as signals:  # between studies: a signal interrupts the joining or the waiting at once
         while signals.requested is None:
             try:
                 with signals.training():
-                    name = next_study(url, skip=skip)
+                    name = picker.next(skip)
                     if name is None:
                         if time.monotonic() >= reaped + REAP_EVERY_S:
                             reap_stale_trials(url)
@@ -189,6 +193,9 @@ def work_on_studies(
                                           f"{poll:g} s)", highlight=False)  # fmt: skip
                             idle_said = True
                         time.sleep(poll)
+                        continue
+                    if isinstance(name, _Unanswered):
+                        time.sleep(min(poll, 5.0))
                         continue
                     idle_said = False
                     joined = _join_or_skip(name, url, skip, threads, heartbeat_interval, grace_period, console)
@@ -217,6 +224,50 @@ def work_on_studies(
     run.stopped_by = run.stopped_by or signals.requested
     run.seconds = time.perf_counter() - started
     return run
+
+
+class _Picker:
+    """`next_study`, surviving a database that stops answering for a while (a restart, a network blip): one line
+    says so, the list is asked again every few seconds, and after `DB_RETRY_S` the worker ends with `StorageLost`
+    (exit code 3), as a worker inside a trial does."""
+
+    def __init__(self, url: str, console: Console, retry_seconds: float | None = None):
+        self.url, self.console = url, console
+        self.retry_seconds = DB_RETRY_S if retry_seconds is None else retry_seconds
+        self.since: float | None = None
+
+    def next(self, skip: set[str]) -> str | None | _Unanswered:
+        try:
+            name = next_study(self.url, skip=skip)
+        except (SweepError, SQLAlchemyError) as exc:
+            if isinstance(exc, StorageLost | DiskError):
+                raise
+            return self._failed(exc)
+        if self.since is not None:
+            self.console.print(f"database reachable again: {safe_url(self.url)}", highlight=False)
+            self.since = None
+        return name
+
+    def _failed(self, exc: Exception) -> _Unanswered:
+        reason = exc.lines()[0] if isinstance(exc, SweepError) else str(exc).strip().splitlines()[0]
+        reason = mask(reason, self.url)
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.console.print(f"[yellow]cannot read the studies:[/] {escape(reason)}; retrying for up to "
+                               f"{self.retry_seconds:.0f} s", highlight=False)  # fmt: skip
+        elif now - self.since >= self.retry_seconds:
+            raise StorageLost([("storage", f"lost the database {safe_url(self.url)} for {self.retry_seconds:.0f} s "
+                                           f"({reason}); the worker stopped: start it again once the database "
+                                           "answers")])  # fmt: skip
+        return _UNANSWERED
+
+
+class _Unanswered:
+    """The studies could not be read this time (the picker retries)."""
+
+
+_UNANSWERED = _Unanswered()
 
 
 def _ended_trials(study: optuna.Study) -> int:

@@ -449,3 +449,43 @@ def test_two_workers_on_postgresql_finish_two_queued_studies_exactly(
     assert len(workers) == 2, workers  # both took part
     for out in outputs:
         assert "joined study pg-" in out and "worked on studies:" in out
+
+
+def test_a_worker_without_a_study_name_waits_out_a_database_that_stopped_answering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While it looks for work, an unreachable database is one line and a retry, not the end of the worker; after the
+    retry window it ends with StorageLost (exit code 3), the password masked."""
+    import io
+
+    from rich.console import Console
+
+    import sweep.joining
+    from sweep.errors import StorageLost
+    from sweep.joining import _Picker, _Unanswered
+
+    url = "postgresql+psycopg://sweep:s3cr3t-pw@127.0.0.1:1/sweeps"
+    answers: list[object] = [SweepError([("storage", f"cannot reach {url}")]), "study-a"]
+
+    def next_study(url: str, *, skip: set[str]) -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(sweep.joining, "next_study", next_study)
+    buffer = io.StringIO()
+    picker = _Picker(url, Console(file=buffer, width=200), retry_seconds=60)
+    assert isinstance(picker.next(set()), _Unanswered)
+    assert picker.next(set()) == "study-a"
+    text = buffer.getvalue()
+    assert "cannot read the studies:" in text and "retrying for up to 60 s" in text
+    assert "database reachable again" in text and "s3cr3t-pw" not in text
+
+    answers[:] = [SweepError("down"), SweepError("still down")]
+    picker = _Picker(url, Console(file=io.StringIO()), retry_seconds=0.2)
+    assert isinstance(picker.next(set()), _Unanswered)
+    time.sleep(0.3)
+    with pytest.raises(StorageLost) as lost:
+        picker.next(set())
+    assert "s3cr3t-pw" not in str(lost.value) and "lost the database" in str(lost.value)
