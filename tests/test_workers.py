@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +328,7 @@ def test_chaos_killed_workers_lose_nothing(
         time.sleep(rng.uniform(0.0, 0.3))  # somewhere in its first second of training
         pid = int(read_trial(victim).worker.rsplit(":", 1)[1])
         proc = next(p for p in procs if p.pid == pid)
+        kill_at = datetime.now()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         dead.add(pid)
@@ -334,9 +336,12 @@ def test_chaos_killed_workers_lose_nothing(
         # lands just after the victim's trial ended can hit the next trial in the instant before it records its
         # worker (or while it still carries the worker of the trial it retries); live workers record theirs within
         # a moment, so wait that moment first.
-        time.sleep(2.0)
+        # A trial that started after the kill is a live worker's, whatever it has recorded yet (under load a worker
+        # can take seconds to record itself).
+        time.sleep(3.0)
         live = {f":{p.pid}" for p in procs if p.poll() is None}
         killed += [t.number for t in trials(postgres_url) if t.state == TrialState.RUNNING and t.number not in killed
+                   and t.datetime_start is not None and t.datetime_start <= kill_at
                    and not any((read_trial(t).worker or "").endswith(tag) for tag in live)]  # fmt: skip
         procs.append(start(worker_cmd, log))
     for proc in procs:
