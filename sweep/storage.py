@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from record import FINISHED, RecordError, StudyRecord, TrialWriter, study_budget, study_from_attrs
+from record import FINISHED, RecordError, StudyRecord, TrialWriter, read_trial, retry_of, study_budget, study_from_attrs
 from sweep.errors import NoSuchStudy, StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
 from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
@@ -168,7 +168,30 @@ class SweepStorage(RDBStorage):
                 continue
             if not self._has_heartbeat(trial._trial_id):
                 stale.append(trial._trial_id)
+        self._queue_lost_retries(study_id, now - grace)
         return stale
+
+    def _queue_lost_retries(self, study_id: int, before: datetime) -> None:
+        # Optuna fails a stale trial, then queues its retry: a worker killed between the two loses the retry (the
+        # budget stays exact, the configuration is lost). Every pass queues the missing retry of a trial the heartbeat
+        # failed (no error or stop recorded, not itself a retry) more than a grace period ago, under the budget lock
+        # so that two workers do not both queue it.
+        trials = self.get_all_trials(study_id, deepcopy=False)
+        retried = {retry_of(t.system_attrs) for t in trials}
+        lost = [
+            t for t in trials
+            if t.state == TrialState.FAIL and t.number not in retried and retry_of(t.system_attrs) is None
+            and t.datetime_complete is not None and t.datetime_complete < before
+            and not (read_trial(t).error or read_trial(t).stopped_by) and self._has_heartbeat(t._trial_id)
+        ]  # fmt: skip
+        if not lost:
+            return
+        with self._budget_lock(study_id):
+            study = optuna.load_study(study_name=self.get_study_name_from_id(study_id), storage=self)
+            retried = {retry_of(t.system_attrs) for t in self.get_all_trials(study_id, deepcopy=False)}
+            for trial in lost:
+                if trial.number not in retried:
+                    queue_retry(study, trial)
 
     def _has_heartbeat(self, trial_id: int) -> bool:
         with self.engine.connect() as conn:

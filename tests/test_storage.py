@@ -78,3 +78,30 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     assert states[dead.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
     retry = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert len(retry) == 1 and retry[0].params == study.trials[dead.number].params
+
+
+def test_a_retry_lost_between_failing_and_queueing_is_queued_once_by_the_next_pass(tmp_path: Path) -> None:
+    """Optuna fails a stale trial, then queues its retry: a worker killed in between loses the retry. The next pass
+    of any worker queues it (once), so the configuration is not lost."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from record import TrialWriter, retry_of
+    from sweep.storage import Heartbeat
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    lost = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(lost._trial_id)
+    storage.set_trial_state_values(lost._trial_id, TrialState.FAIL)  # failed as stale; its worker died right after
+    failed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(failed._trial_id)
+    TrialWriter(failed.set_user_attr).failed("ValueError: bad")  # a trial that raised records its error: no retry
+    study.tell(failed, state=TrialState.FAIL)
+    time.sleep(2.5)
+    for _ in range(2):
+        optuna.storages.fail_stale_trials(study)
+    retries = [t for t in study.get_trials() if retry_of(t.system_attrs) is not None]
+    assert [(retry_of(t.system_attrs), t.state) for t in retries] == [(lost.number, TrialState.WAITING)]
+    assert retries[0].params == study.trials[lost.number].params
