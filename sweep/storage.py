@@ -23,7 +23,17 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from record import FINISHED, RecordError, StudyRecord, TrialWriter, read_trial, retry_of, study_budget, study_from_attrs
+from record import (
+    FINISHED,
+    RecordError,
+    StudyRecord,
+    TrialRecord,
+    TrialWriter,
+    read_trial,
+    retry_of,
+    study_budget,
+    study_from_attrs,
+)
 from sweep.errors import NoSuchStudy, StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
 from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
@@ -178,12 +188,12 @@ class SweepStorage(RDBStorage):
         # so that two workers do not both queue it.
         trials = self.get_all_trials(study_id, deepcopy=False)
         retried = {retry_of(t.system_attrs) for t in trials}
-        lost = [
+        candidates = [
             t for t in trials
             if t.state == TrialState.FAIL and t.number not in retried and retry_of(t.system_attrs) is None
             and t.datetime_complete is not None and t.datetime_complete < before
-            and not (read_trial(t).error or read_trial(t).stopped_by) and self._has_heartbeat(t._trial_id)
         ]  # fmt: skip
+        lost = [t for t in candidates if _died_silently(read_trial(t)) and self._has_heartbeat(t._trial_id)]
         if not lost:
             return
         with self._budget_lock(study_id):
@@ -212,6 +222,11 @@ class SweepStorage(RDBStorage):
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _BUDGET_LOCK_BASE + study_id})
                 conn.commit()
+
+
+def _died_silently(record: TrialRecord) -> bool:
+    """A failed trial that recorded neither an error nor a stop: its worker died (the heartbeat failed it)."""
+    return not (record.error or record.stopped_by)
 
 
 def _refuse_if_stopped(attrs: Mapping[str, Any]) -> None:

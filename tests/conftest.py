@@ -243,3 +243,37 @@ def _drop_database(admin: Any, name: str) -> None:
             if attempt == 29:
                 raise
             time.sleep(1)
+
+
+@pytest.fixture()
+def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, password) of a throwaway role on the test database, whose password appears nowhere else (the secrets
+    tests look for it in every output)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
+
+    role, password = f"sweep_secret_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            conn.execute(text(f"GRANT {role} TO CURRENT_USER"))  # so that its objects can be dropped afterwards
+            conn.execute(text(f"GRANT ALL ON SCHEMA public TO {role}"))
+    except ProgrammingError as exc:
+        admin.dispose()
+        pytest.skip(f"the test role may not create roles ({exc.orig}): ALTER ROLE ... CREATEROLE, as .ci/run does")
+    try:
+        yield make_url(postgres_url).set(username=role, password=password).render_as_string(False), password
+    finally:
+        with admin.connect() as conn:
+            # Wait (up to 10 s each) until its sessions are gone: a session still exiting when the role is dropped
+            # makes the database's DROP ... WITH (FORCE) fail (nobody may terminate a dropped role's backend).
+            conn.execute(
+                text(f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = '{role}'")
+            )
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()

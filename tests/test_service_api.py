@@ -471,37 +471,6 @@ def test_sweep_serve_answers_on_a_real_port(client: TestClient, place: Path, tin
     assert f"sweep serve: http://127.0.0.1:{port}/" in out and TOKEN not in out
 
 
-@pytest.fixture()
-def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
-    """(URL, password) of a throwaway role whose password appears nowhere else (as tests/test_secrets.py makes)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ProgrammingError
-
-    role, password = f"sweep_api_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
-            conn.execute(text(f"GRANT {role} TO CURRENT_USER"))
-            conn.execute(text(f"GRANT ALL ON SCHEMA public TO {role}"))
-    except ProgrammingError as exc:
-        admin.dispose()
-        pytest.skip(f"the test role may not create roles ({exc.orig}): ALTER ROLE ... CREATEROLE, as .ci/run does")
-    try:
-        yield make_url(postgres_url).set(username=role, password=password).render_as_string(False), password
-    finally:
-        with admin.connect() as conn:
-            ended = f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = '{role}'"
-            conn.execute(text(ended))
-            conn.execute(text(f"DROP OWNED BY {role}"))
-            conn.execute(text(f"DROP ROLE {role}"))
-        admin.dispose()
-
-
-@pytest.mark.postgres
 def test_on_postgres_no_response_holds_the_password(secret_url: tuple[str, str], place: Path, tiny_bert: Path,
                                                      tmp_path: Path) -> None:  # fmt: skip
     """A team's store: a PostgreSQL URL with a password. Submit, list, follow, stop, the errors: never the password."""
