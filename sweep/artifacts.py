@@ -8,11 +8,13 @@ endpoint_url); they are what the study record keeps, so nothing here can carry a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
+import shutil
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -24,6 +26,24 @@ from sweep.spec import ArtifactsSpec
 # store -> (module it needs, the extra that installs it)
 EXTRAS = {"s3": ("boto3", "sweep[s3]"), "gcs": ("google.cloud.storage", "sweep[gcs]")}
 PACKED_SUFFIX = ".tar"
+
+
+def checkpoint_name(number: int) -> str:
+    """A trial's checkpoint folder name (also the prefix of the scratch folder it is written in: `.<name>-XXXX`)."""
+    return f"trial-{number:05d}"
+
+
+def remove_scratch(roots: Iterable[Path], number: int) -> list[Path]:
+    """Remove what a dead trial's worker was writing when it died: the scratch folders of its checkpoint in the
+    checkpoint folders `roots` (a folder store writes inside itself, on its own disk). Only for a trial whose worker
+    is gone (the heartbeat or the orphan repair failed it): a live worker's scratch is its own."""
+    removed = []
+    for root in roots:
+        with contextlib.suppress(OSError):  # a folder this machine does not reach, or one another worker cleans now
+            for scratch in root.glob(f".{checkpoint_name(number)}-*"):
+                shutil.rmtree(scratch, ignore_errors=True)
+                removed.append(scratch)
+    return removed
 
 
 class ArtifactStore(Protocol):

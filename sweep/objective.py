@@ -20,6 +20,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from datamodules import PreparedData
 from datamodules.token_preparation import SENTENCE
 from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
+from sweep.artifacts import checkpoint_name
 from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, TimingCallback
 from sweep.checkpoints import BestWeights, checkpoint_store
 from sweep.confusions import confused_examples
@@ -274,7 +275,7 @@ def build_objective(
         saving = time.perf_counter()
         kept = pruning.pruned_at is None and _should_save(trial, settings, value, reevaluates)
         if kept and weights.state is not None:
-            name = f"trial-{trial.number:05d}"
+            name = checkpoint_name(trial.number)
             assert settings.checkpoint_root is not None and settings.tokenizer_dir is not None
             try:
                 store = checkpoint_store(settings.checkpoint_root, settings.artifacts)

@@ -29,11 +29,13 @@ from record import (
     StudyRecord,
     TrialRecord,
     TrialWriter,
+    read_study,
     read_trial,
     retry_of,
     study_budget,
     study_from_attrs,
 )
+from sweep.artifacts import remove_scratch
 from sweep.errors import NoSuchStudy, StorageLost, SweepError, disk_errors
 from sweep.internals import reread, set_trial_attr
 from sweep.store_checks import DEFAULT_STORAGE_URL as DEFAULT_STORAGE_URL
@@ -202,6 +204,7 @@ class SweepStorage(RDBStorage):
             for trial in lost:
                 if trial.number not in retried:
                     queue_retry(study, trial)
+                    remove_dead_scratch(study, trial.number)
 
     def _has_heartbeat(self, trial_id: int) -> bool:
         with self.engine.connect() as conn:
@@ -304,7 +307,7 @@ def _rdb_storage(
         skip_table_creation=not create_tables,
         heartbeat_interval=heartbeat.interval,
         grace_period=heartbeat.grace_period,
-        heartbeat_stale_trial_callback=_retry_once(),
+        heartbeat_stale_trial_callback=_retry_and_clean,
     )
 
 
@@ -416,7 +419,23 @@ def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
             continue
         failed.append(trial.number)
         queue_retry(study, reread(study, trial))
+        remove_dead_scratch(study, trial.number)
     return failed
+
+
+def _retry_and_clean(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's heartbeat callback for a trial whose worker died: queue its one retry, and remove the checkpoint
+    scratch folder the worker may have been writing when it was killed."""
+    _retry_once()(study, trial)
+    remove_dead_scratch(study, trial.number)
+
+
+def remove_dead_scratch(study: optuna.Study, number: int) -> None:
+    record = read_study(study)
+    roots = {Path(record.checkpoint_dir)} if record.checkpoint_dir else set()
+    if record.artifact_store and record.artifact_store.get("store") == "filesystem":
+        roots.add(Path(record.artifact_store["path"]))
+    remove_scratch(roots, number)
 
 
 def _retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:

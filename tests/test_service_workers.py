@@ -25,13 +25,14 @@ from conftest import quickstart_subset, split_per_class, write_csv
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+import sweep.joining
 from record import FINISHED, StudyRecord, read_trial, study_attrs, write_failure, write_stopped
 from sweep.callbacks import StopCheck
 from sweep.catalog import STATES, is_stopped, list_studies, next_study, resume_study, stop_study, workable
 from sweep.cli import main
 from sweep.errors import NoSuchStudy, SweepError
 from sweep.runner import run_study
-from sweep.storage import StudyStopped, open_storage, sqlite_writer_lock
+from sweep.storage import StoreBusy, StudyStopped, open_storage, sqlite_writer_lock
 from sweep.worker import GracefulStop, StopRequested, StoreStopWatch
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -398,10 +399,22 @@ def test_three_failures_in_a_row_mark_the_study_failed_until_resumed(
 
     monkeypatch.setattr("sweep.objective.train_trial", broken)
     # SQLite has one writer: while another process holds the store, the worker waits for it instead of exiting.
+    # The lock is let go once the worker has met it (a slow machine takes more than a second to get there), or
+    # after a minute so that a worker that never meets it fails the assertion below instead of hanging.
     holding = contextlib.ExitStack()
     holding.enter_context(sqlite_writer_lock(url))
-    release = threading.Timer(1.0, holding.close)
+    release = threading.Timer(60.0, holding.close)
     release.start()
+    work_on = sweep.joining._work_on
+
+    def work_on_then_release(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return work_on(*args, **kwargs)
+        except StoreBusy:
+            holding.close()
+            raise
+
+    monkeypatch.setattr("sweep.joining._work_on", work_on_then_release)
     try:
         assert main(["worker", "--storage", url, "--exit-when-idle", "--poll", "0.3"]) == 0
     finally:

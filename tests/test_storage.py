@@ -105,3 +105,43 @@ def test_a_retry_lost_between_failing_and_queueing_is_queued_once_by_the_next_pa
     retries = [t for t in study.get_trials() if retry_of(t.system_attrs) is not None]
     assert [(retry_of(t.system_attrs), t.state) for t in retries] == [(lost.number, TrialState.WAITING)]
     assert retries[0].params == study.trials[lost.number].params
+
+
+def test_a_dead_trials_checkpoint_scratch_is_removed_when_it_is_failed_and_a_live_ones_is_kept(tmp_path: Path) -> None:
+    """A worker killed while it writes a checkpoint leaves `.trial-NNNNN-XXXX` in the checkpoint folder (and in a
+    folder artifact store): the heartbeat pass and the SQLite orphan repair that fail its trial remove it, and leave
+    a live trial's scratch alone."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from record import StudyRecord, write_study
+    from sweep.artifacts import checkpoint_name
+    from sweep.storage import Heartbeat, recover_orphans
+
+    folders, store = tmp_path / "checkpoints", tmp_path / "artifacts"
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    artifacts = {"store": "filesystem", "path": str(store)}
+    write_study(study.set_user_attr, StudyRecord(checkpoint_dir=str(folders), artifact_store=artifacts))
+    x = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dead, alive = study.ask(x), study.ask(x)
+    storage.record_heartbeat(dead._trial_id)
+
+    def scratch(number: int) -> list[Path]:
+        made = [root / f".{checkpoint_name(number)}-abc123" for root in (folders, store)]
+        for folder in made:
+            (folder / checkpoint_name(number)).mkdir(parents=True)
+            (folder / checkpoint_name(number) / "model.safetensors").write_bytes(b"half")
+        return made
+
+    dead_scratch, live_scratch = scratch(dead.number), scratch(alive.number)
+    time.sleep(3.5)  # SQLite's clock for heartbeats counts whole seconds
+    storage.record_heartbeat(alive._trial_id)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[dead.number].state == TrialState.FAIL
+    assert [p.exists() for p in dead_scratch + live_scratch] == [False, False, True, True]
+    # SQLite after a crash: every RUNNING trial is an orphan, and its scratch goes with it.
+    assert recover_orphans(study, "the worker died") == [alive.number]
+    assert not any(p.exists() for p in live_scratch)
+    assert folders.is_dir() and store.is_dir()
