@@ -62,7 +62,8 @@ class AuditRecord:
     data_fingerprint: str
     examples: int
     flagged: int
-    accuracy: float  # out-of-fold accuracy of the predictions the audit rests on
+    accuracy: float  # how well the out-of-fold predictions the audit rests on fit the given labels (`fit_name`)
+    fit_name: str = "accuracy"  # accuracy; another task's measure of fit (micro-F1, Spearman ...)
     encoder: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # finetune: what each fold trained with
     seconds: float = 0.0
@@ -103,6 +104,7 @@ def audit_from_attrs(attrs: Mapping[str, Any]) -> AuditRecord | None:
             examples=int(raw["examples"]),
             flagged=int(raw["flagged"]),
             accuracy=float(raw["accuracy"]),
+            fit_name=str(raw.get("fit_name") or "accuracy"),
             encoder=str(raw.get("encoder") or ""),
             hyperparameters=dict(raw.get("hyperparameters") or {}),
             seconds=float(raw.get("seconds") or 0.0),

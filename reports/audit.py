@@ -16,11 +16,12 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
     how = ("frozen-encoder embeddings and a logistic regression per fold" if record.method == "embeddings"
            else "the encoder fine-tuned per fold")  # fmt: skip
     blocks: list[Block] = [NoteBlock(
-        f"`sweep audit --method {record.method}` ({record.created}): out-of-sample probabilities for each of the "
-        f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold accuracy "
-        f"{record.accuracy:.3f}), then confident learning (cleanlab) flags the examples whose given label is "
-        f"unlikely: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A flagged example is "
-        "a candidate for a second look, not a proven error. Rows are 0-based data rows of the training file.")]
+        f"`sweep audit --method {record.method}` ({record.created}): out-of-sample predictions for each of the "
+        f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold "
+        f"{record.fit_name} {record.accuracy:.3f}), then confident learning (cleanlab) flags the examples whose "
+        f"given label is unlikely: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A "
+        "flagged example is a candidate for a second look, not a proven error. Rows are 0-based data rows of the "
+        "training file.")]
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
         blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
                                 missing=True))

@@ -40,7 +40,7 @@ from record import (
 from record.audit import MAX_SUSPECTS
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
-from sweep.label_issues import ISSUE_FINDERS, LabelIssues, audit_task_problem, fold_problems, linear_probabilities
+from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem
 from sweep.spec import DEFAULTS, Spec, check_paths, load_spec
 from sweep.storage import (
     existing_study_attrs,
@@ -73,6 +73,7 @@ class AuditRow:
     suggested: str
     quality: float
     suggested_probability: float
+    position: int | None = None  # token classification: the suspect word of the example
 
     @property
     def shown(self) -> str:
@@ -91,7 +92,7 @@ class AuditResult:
     stored_in: str | None  # the study it was stored with, else None
     store_note: str | None  # why it was not stored, when a study exists
     storage_url: str = ""
-    pred_probs: np.ndarray | None = None  # the out-of-fold probabilities the ranking rests on (row i = train row i)
+    pred_probs: Any = None  # the out-of-fold predictions the ranking rests on (row i = train row i)
 
 
 # --- checks ----------------------------------------------------------------------------------------------------
@@ -154,31 +155,31 @@ def progress_bars(console: Console) -> Iterator[Progress]:
 
 
 def embedding_probabilities(
-    data: PreparedData, encoder: str, cache_dir: Path, *, folds: int, seed: int, console: Console
-) -> np.ndarray:
-    """Out-of-fold probabilities of a logistic regression per fold on the cached frozen-encoder embeddings."""
-    from sweep.embeddings import train_embeddings
-
-    labels = np.asarray(data.train["labels"], dtype=int)
+    data: PreparedData, task: AuditTask, labels: Any, encoder: str, cache_dir: Path, *, folds: int, seed: int,
+    console: Console,
+) -> Any:  # fmt: skip
+    """Out-of-fold predictions of the task's probe (a logistic regression per fold for a classifier) on the cached
+    frozen-encoder embeddings."""
     with progress_bars(console) as progress:
-        bar = progress.add_task("embedding training examples", total=len(labels))
-        embeddings, hit = train_embeddings(
-            data, encoder, cache_dir, on_batch=lambda rows: progress.update(bar, advance=rows)
-        )
-        progress.update(bar, completed=len(labels))
-        console.print(f"[dim]audit:[/] embeddings {'from the cache' if hit else 'computed and cached'} "
-                      f"({embeddings.shape[0]} x {embeddings.shape[1]})", highlight=False)  # fmt: skip
-        fold_bar = progress.add_task(f"{folds}-fold logistic regression", total=folds)
-        return linear_probabilities(
-            embeddings, labels, len(data.label_names), folds=folds, seed=seed,
-            on_fold=lambda _k: progress.update(fold_bar, advance=1),
+        bar = progress.add_task("embedding training examples", total=len(data.train))
+        features, hit = task.embed(
+            data, encoder, cache_dir, on_start=lambda rows: progress.update(bar, total=rows),
+            on_batch=lambda rows: progress.update(bar, advance=rows),
         )  # fmt: skip
+        progress.update(bar, completed=progress.tasks[bar].total)
+        shape = " x ".join(str(n) for n in np.shape(features))
+        console.print(f"[dim]audit:[/] embeddings {'from the cache' if hit else 'computed and cached'} ({shape})",
+                      highlight=False)  # fmt: skip
+        fold_bar = progress.add_task(f"{folds}-fold probe on the embeddings", total=folds)
+        splits = task.splits(labels, folds, seed)
+        return task.probe(features, labels, data, splits, lambda _k: progress.update(fold_bar, advance=1))
 
 
 def finetune_probabilities(
-    data: PreparedData, spec: Spec, encoder: str, hp: dict[str, Any], *, folds: int, seed: int, console: Console
-) -> np.ndarray:
-    """Out-of-fold probabilities of the encoder fine-tuned on each fold's other folds (the study's training code).
+    data: PreparedData, task: AuditTask, labels: Any, spec: Spec, encoder: str, hp: dict[str, Any], *, folds: int,
+    seed: int, console: Console,
+) -> Any:  # fmt: skip
+    """Out-of-fold predictions of the encoder fine-tuned on each fold's other folds (the study's training code).
 
     Each fold trains with `hp`, keeps the weights of its best epoch on the study's validation split (as a trial
     does), and predicts its held-out fold with them.
@@ -187,17 +188,15 @@ def finetune_probabilities(
     import torch
 
     from sweep.checkpoints import BestWeights
-    from sweep.label_issues import fold_indices
     from sweep.objective import TrialSettings, train_trial
     from sweep.runner import balanced_class_weights
     from sweep.space import Hyperparameters
     from sweep.taskspec import MINIMIZED
 
-    labels = np.asarray(data.train["labels"], dtype=int)
     values: dict[str, Any] = {k: (int(v) if k in ("batch_size", "epochs") else float(v)) for k, v in hp.items()
                               if k in DEFAULTS}  # fmt: skip
     params = Hyperparameters(**values)
-    probs = np.zeros((len(labels), len(data.label_names)), dtype=np.float64)
+    items: list[Any] = [None] * len(data.train)
     monitor = f"val_{spec.objective.metric}"
     with progress_bars(console) as progress:
 
@@ -211,11 +210,11 @@ def finetune_probabilities(
                 progress.update(self.task, advance=1)
 
         fold_bar = progress.add_task(f"fine-tuning {folds} folds", total=folds)
-        for k, (train_idx, held) in enumerate(fold_indices(labels, folds, seed)):
+        for k, (train_idx, held) in enumerate(task.splits(labels, folds, seed)):
             fold = dataclasses.replace(data, train=data.train.select(train_idx.tolist()))
             weights = None
-            if spec.model.class_weights == "balanced":
-                weights = balanced_class_weights(labels[train_idx].tolist(), len(data.label_names))
+            if spec.model.class_weights == "balanced" and task.labels is AUDIT_TASKS["text-classification"].labels:
+                weights = balanced_class_weights(np.asarray(labels)[train_idx].tolist(), len(data.label_names))
             settings = TrialSettings(
                 encoder=encoder, space=spec.search.space, metric=spec.objective.metric, seed=seed + k,
                 class_weights=weights, accelerator=spec.trainer.accelerator, precision=spec.trainer.precision,
@@ -229,8 +228,11 @@ def finetune_probabilities(
             module, _, _ = train_trial(params, fold, settings, seed=seed + k, callbacks=[best, Steps(step_bar)])
             if best.state is not None:
                 module.model.load_state_dict(best.state)
-            probs[held] = predict_probabilities(module, data.train.select(held.tolist()), data.pad_token_id,
-                                                spec.trainer.eval_batch_size)  # fmt: skip
+            held_rows = data.train.select(held.tolist())
+            batches = held_batches(held_rows, data.pad_token_id, spec.trainer.eval_batch_size, task.label_kind)
+            predicted = task.predict(module, batches)
+            for row, item in zip(held.tolist(), predicted, strict=True):
+                items[row] = item
             progress.remove_task(step_bar)
             progress.update(fold_bar, advance=1)
             console.print(f"[dim]audit:[/] fold {k + 1}/{folds} trained on {len(train_idx)} examples "
@@ -238,26 +240,28 @@ def finetune_probabilities(
             del module
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    return probs
+    return task.collect(items, data)
 
 
-def predict_probabilities(module: Any, dataset: Any, pad_token_id: int, batch_size: int) -> np.ndarray:
-    """Softmax class probabilities of `module` (a trained classifier) for every row of an encoded dataset."""
+def held_batches(dataset: Any, pad_token_id: int, batch_size: int, label_kind: str) -> Any:
+    """A function of a trained module yielding (batch, model output) over every row of an encoded dataset, in order,
+    in inference mode on the module's device (the batch stays on the CPU)."""
     import torch
 
     from datamodules.text_classification import EncodedExamples, PaddingCollator
 
-    examples = EncodedExamples(dataset)
-    collate = PaddingCollator(pad_token_id)
-    module.eval()
-    device = next(module.parameters()).device
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))])
-            logits = module({k: v.to(device) for k, v in batch.items()})
-            out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+    def run(module: Any) -> Iterator[tuple[dict[str, Any], Any]]:
+        examples = EncodedExamples(dataset)
+        collate = PaddingCollator(pad_token_id, label_kind)
+        module.eval()
+        device = next(module.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(examples), batch_size):
+                batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))])
+                inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+                yield batch, module(inputs)
+
+    return run
 
 
 # --- results ---------------------------------------------------------------------------------------------------
@@ -265,15 +269,14 @@ def predict_probabilities(module: Any, dataset: Any, pad_token_id: int, batch_si
 
 def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
     """The flagged examples with their file rows and texts, worst first."""
-    names = data.label_names
     rows = []
     for rank, issue in enumerate(issues.issues, 1):
         text = data.train_texts[issue.index] if data.train_texts else ""
         first, second = (text, None) if isinstance(text, str) else text
         rows.append(AuditRow(
             rank=rank, row=data.train_rows[issue.index] if data.train_rows else issue.index, text=first,
-            text_pair=second, given=names[issue.given], suggested=names[issue.suggested],
-            quality=issue.quality, suggested_probability=issue.suggested_probability,
+            text_pair=second, given=issue.given, suggested=issue.suggested, quality=issue.quality,
+            suggested_probability=issue.suggested_probability, position=issue.position,
         ))  # fmt: skip
     return rows
 
@@ -282,7 +285,6 @@ def build_record(
     issues: LabelIssues, rows: list[AuditRow], data: PreparedData, *, method: str, folds: int, encoder: str,
     hyperparameters: dict[str, Any], seconds: float,
 ) -> AuditRecord:  # fmt: skip
-    names = data.label_names
     return AuditRecord(
         method=method,
         folds=folds,
@@ -291,14 +293,15 @@ def build_record(
         examples=issues.examples,
         flagged=len(issues.issues),
         accuracy=round(issues.accuracy, 4),
+        fit_name=issues.fit_name,
         encoder=encoder,
         hyperparameters=hyperparameters,
         seconds=round(seconds, 1),
         suspects=[Suspect(row=r.row, text=r.shown, given=r.given, suggested=r.suggested, quality=round(r.quality, 4))
                   for r in rows[:MAX_SUSPECTS]],  # fmt: skip
-        classes=[ClassAudit(label=names[c.label], examples=c.examples, flagged=c.flagged,
+        classes=[ClassAudit(label=c.label, examples=c.examples, flagged=c.flagged,
                             estimated_noise=round(c.estimated_noise, 4)) for c in issues.classes],  # fmt: skip
-        pairs=[PairAudit(given=names[p.given], suggested=names[p.suggested], count=p.count) for p in issues.pairs],
+        pairs=[PairAudit(given=p.given, suggested=p.suggested, count=p.count) for p in issues.pairs],
     )
 
 
@@ -346,8 +349,8 @@ def run_audit(
     spec, base = load_spec(spec_path)
     url, field_name = choose_storage(storage_url, spec.storage)
     problems = check_paths(spec, base) + option_problems(method, folds) + out_problems(out)
-    if (task := audit_task_problem(spec.task)) is not None:
-        problems.append(task)
+    if (refusal := audit_task_problem(spec.task)) is not None:
+        problems.append(refusal)
     problems += storage_problems(url, field=field_name)
     try:
         encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
@@ -363,8 +366,9 @@ def run_audit(
     data = prepare_data(spec, base, encoder, console)
     console.print(data_table(data))
     label_names = list(data.label_names)
-    labels = np.asarray(data.train["labels"], dtype=int)
-    problems = fold_problems([label_names[i] for i in labels], folds)
+    task = AUDIT_TASKS[spec.task]
+    labels = task.labels(data)
+    problems = task.fold_problems(data, labels, folds)
     if problems:
         raise SweepError(problems, source=str(spec_path))
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
@@ -373,14 +377,16 @@ def run_audit(
     seed = spec.search.seed
     hyperparameters: dict[str, Any] = {}
     if method == "embeddings":
-        probs = embedding_probabilities(data, encoder, cache_dir, folds=folds, seed=seed, console=console)
+        probs = embedding_probabilities(data, task, labels, encoder, cache_dir, folds=folds, seed=seed,
+                                        console=console)  # fmt: skip
     else:
         study = load_study(spec.name, url) if existing is not None else None
         hyperparameters, source = finetune_hyperparameters(spec, study)
         shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hyperparameters.items())
         console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
-        probs = finetune_probabilities(data, spec, encoder, hyperparameters, folds=folds, seed=seed, console=console)
-    issues = ISSUE_FINDERS[spec.task](labels, probs)
+        probs = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters, folds=folds, seed=seed,
+                                       console=console)  # fmt: skip
+    issues = task.find(labels, probs, data)
     rows = audit_rows(issues, data)
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
                           hyperparameters=hyperparameters, seconds=time.perf_counter() - started)  # fmt: skip
@@ -476,7 +482,7 @@ def pairs_table(result: AuditResult) -> Table:
 
 def summary_lines(result: AuditResult) -> list[str]:
     record = result.record
-    lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold accuracy {record.accuracy:.3f}; "
+    lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold {record.fit_name} {record.accuracy:.3f}; "
              f"{record.flagged} of {record.examples} training examples flagged ({record.seconds:.1f} s)"]  # fmt: skip
     if result.out is not None:
         lines.append(f"wrote {len(result.rows)} rows to {result.out} (row: 0-based data row of the training file, "

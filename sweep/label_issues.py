@@ -1,19 +1,23 @@
 """The annotation audit's computation (no torch): out-of-fold probabilities from fixed features, and the examples
 whose labels most likely need a second look, ranked by confident learning (the `cleanlab` library).
 
-Each task plugs in its own cleanlab path as an entry of `ISSUE_FINDERS` (multi-label and token classification
-have theirs in `cleanlab.multilabel_classification` and `cleanlab.token_classification`); a task without an entry
-is refused by `audit_task_problem` in one line.
+Each task plugs in its own audit path as an `AuditTask` in `AUDIT_TASKS`: the given labels in the form cleanlab
+takes them, its folds, its probe on frozen embeddings, its fine-tuned predictions and its cleanlab call (multi-label
+and token classification have theirs in `cleanlab.multilabel_classification` and `cleanlab.token_classification`,
+regression in `cleanlab.regression`). A task without one is refused by `audit_task_problem` in one line.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from datamodules import PreparedData
 
 MAX_PAIRS = 10  # most-confused (given -> suggested) pairs summarised
 DEFAULT_C = 1.0  # inverse regularisation of the per-fold logistic regression (see benchmarks/AUDIT.md)
@@ -24,17 +28,18 @@ class LabelIssue:
     """One training example flagged as a likely label error: `index` is its position in the audited labels."""
 
     index: int
-    given: int
-    suggested: int
+    given: str  # the given label as a reader sees it (a class name; a multi-label set, a value, a token's tag)
+    suggested: str  # what the out-of-sample prediction says instead
     quality: float  # cleanlab's label quality score (self-confidence: the probability of the given label); low = bad
-    suggested_probability: float
+    suggested_probability: float  # how sure the prediction is of `suggested` (NaN where it has no probability)
+    position: int | None = None  # token classification: the word of the example whose tag is suspect
 
 
 @dataclass(frozen=True)
 class ClassCount:
     """One class: its examples, how many of them are flagged, and cleanlab's estimate of its label noise."""
 
-    label: int
+    label: str
     examples: int
     flagged: int
     estimated_noise: float  # cleanlab.dataset.rank_classes_by_label_quality's "Label Noise" (share of the class)
@@ -44,8 +49,8 @@ class ClassCount:
 class ConfusedLabels:
     """Flagged examples given label `given` whose out-of-sample prediction is `suggested`."""
 
-    given: int
-    suggested: int
+    given: str
+    suggested: str
     count: int
 
 
@@ -57,7 +62,8 @@ class LabelIssues:
     classes: list[ClassCount]
     pairs: list[ConfusedLabels]
     examples: int
-    accuracy: float  # out-of-fold accuracy of the predictions the ranking rests on
+    accuracy: float  # how well the out-of-fold predictions the ranking rests on fit the given labels (`fit_name`)
+    fit_name: str = "accuracy"
 
 
 def _plural(n: int, word: str) -> str:
@@ -83,12 +89,22 @@ def fold_problems(labels: Sequence[str], folds: int) -> list[tuple[str, str]]:
     ]
 
 
-def fold_indices(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+Splits = list[tuple[np.ndarray, np.ndarray]]  # (train, held-out) row indices per fold
+
+
+def fold_indices(labels: np.ndarray, folds: int, seed: int) -> Splits:
     """Stratified, shuffled, seeded (train, held-out) index pairs: every example is held out exactly once."""
     from sklearn.model_selection import StratifiedKFold
 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(train, held) for train, held in splitter.split(np.zeros(len(labels)), labels)]
+
+
+def normalised(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as sentence-transformers normalises MiniLM's embeddings (a dot product is then the
+    cosine similarity the encoder was trained for)."""
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.where(norms > 0, norms, 1.0)
 
 
 def linear_probabilities(
@@ -100,18 +116,17 @@ def linear_probabilities(
     seed: int,
     c: float = DEFAULT_C,
     on_fold: Callable[[int], None] | None = None,
+    splits: Splits | None = None,
 ) -> np.ndarray:
-    """Out-of-fold class probabilities (rows: examples, columns: classes) of a logistic regression per fold.
-
-    Features are L2-normalised, as sentence-transformers normalises MiniLM's embeddings, so a dot product is the
-    cosine similarity the encoder was trained for. `on_fold(k)` is called after fold k (0-based).
+    """Out-of-fold class probabilities (rows: examples, columns: classes) of a logistic regression per fold on
+    L2-normalised features. `splits` default to `fold_indices(labels, folds, seed)`; `on_fold(k)` is called after
+    fold k (0-based).
     """
     from sklearn.linear_model import LogisticRegression
 
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    x = features / np.where(norms > 0, norms, 1.0)
+    x = normalised(features)
     probs = np.zeros((len(labels), num_classes), dtype=np.float64)
-    for k, (train, held) in enumerate(fold_indices(labels, folds, seed)):
+    for k, (train, held) in enumerate(splits if splits is not None else fold_indices(labels, folds, seed)):
         model = LogisticRegression(C=c, max_iter=2000)
         model.fit(x[train], labels[train])
         probs[np.ix_(held, model.classes_)] = model.predict_proba(x[held])
@@ -120,7 +135,9 @@ def linear_probabilities(
     return probs
 
 
-def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIssues:
+def classification_issues(
+    labels: np.ndarray, pred_probs: np.ndarray, label_names: Sequence[str] | None = None
+) -> LabelIssues:
     """Likely label errors of a single-label task (text classification, text pairs), worst first.
 
     `cleanlab.filter.find_label_issues` flags them (confident learning with `filter_by="both"`: flagged by both
@@ -128,7 +145,7 @@ def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIs
     embeddings, see benchmarks/AUDIT.md) and ranks them by self-confidence;
     `cleanlab.rank.get_label_quality_scores` gives each its score and
     `cleanlab.dataset.rank_classes_by_label_quality` each class's estimated noise. The suggested label is the
-    most probable label other than the given one.
+    most probable label other than the given one. Labels are shown by `label_names` (default: their ids).
     """
     from cleanlab.dataset import rank_classes_by_label_quality
     from cleanlab.filter import find_label_issues
@@ -136,6 +153,7 @@ def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIs
 
     labels = np.asarray(labels, dtype=int)
     num_classes = pred_probs.shape[1]
+    names = list(label_names) if label_names is not None else [str(c) for c in range(num_classes)]
     ranked = find_label_issues(labels, pred_probs, filter_by="both", return_indices_ranked_by="self_confidence")
     quality = get_label_quality_scores(labels, pred_probs, method="self_confidence")
     others = pred_probs.copy()
@@ -143,17 +161,17 @@ def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIs
     suggested = others.argmax(axis=1)
     issues = [
         LabelIssue(
-            index=int(i), given=int(labels[i]), suggested=int(suggested[i]), quality=float(quality[i]),
+            index=int(i), given=names[labels[i]], suggested=names[suggested[i]], quality=float(quality[i]),
             suggested_probability=float(pred_probs[i, suggested[i]]),
         )
         for i in ranked
     ]  # fmt: skip
     noise = rank_classes_by_label_quality(labels, pred_probs)
     noise_of = dict(zip(noise["Class Index"].astype(int), noise["Label Noise"].astype(float), strict=True))
-    flagged = Counter(issue.given for issue in issues)
+    flagged = Counter(int(labels[issue.index]) for issue in issues)
     examples = Counter(labels.tolist())
     classes = [
-        ClassCount(label=c, examples=examples[c], flagged=flagged[c], estimated_noise=noise_of.get(c, 0.0))
+        ClassCount(label=names[c], examples=examples[c], flagged=flagged[c], estimated_noise=noise_of.get(c, 0.0))
         for c in range(num_classes)
     ]
     return LabelIssues(
@@ -166,24 +184,89 @@ def classification_issues(labels: np.ndarray, pred_probs: np.ndarray) -> LabelIs
 
 
 def confused_labels(issues: Sequence[LabelIssue], limit: int = MAX_PAIRS) -> list[ConfusedLabels]:
-    """(given, suggested) pairs of the flagged examples, most first (ties: label order)."""
+    """(given, suggested) pairs of the flagged examples, most first (ties: first seen, i.e. the worst example)."""
     counts = Counter((issue.given, issue.suggested) for issue in issues)
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ordered = sorted(counts.items(), key=lambda item: -item[1])
     return [ConfusedLabels(given=g, suggested=s, count=n) for (g, s), n in ordered[:limit]]
 
 
-IssueFinder = Callable[[Any, np.ndarray], LabelIssues]
-# task -> its cleanlab path. Multi-label (cleanlab.multilabel_classification.filter.find_label_issues) and token
-# classification (cleanlab.token_classification.filter.find_label_issues) add theirs here with their tasks.
-ISSUE_FINDERS: dict[str, IssueFinder] = {
-    "text-classification": classification_issues,
-    "text-pair": classification_issues,
+# --- one audit path per task -----------------------------------------------------------------------------------
+
+Embedder = Callable[..., tuple[Any, bool]]  # (data, encoder, cache_dir, on_start=, on_batch=) -> (features, cached)
+
+
+def _sentence_embeddings(*args: Any, **kwargs: Any) -> tuple[Any, bool]:
+    from sweep.embeddings import train_embeddings
+
+    return train_embeddings(*args, **kwargs)
+
+
+def _class_ids(data: PreparedData) -> np.ndarray:
+    return np.asarray(data.train["labels"], dtype=int)
+
+
+def _class_fold_problems(data: PreparedData, labels: np.ndarray, folds: int) -> list[tuple[str, str]]:
+    return fold_problems([data.label_names[i] for i in labels], folds)
+
+
+def _class_probe(
+    features: np.ndarray, labels: np.ndarray, data: PreparedData, splits: Splits, on_fold: Callable[[int], None]
+) -> np.ndarray:
+    return linear_probabilities(features, labels, len(data.label_names), folds=len(splits), seed=0,
+                                on_fold=on_fold, splits=splits)  # fmt: skip
+
+
+def _softmax_rows(module: Any, batches: Any) -> list[Any]:
+    """Class probabilities of a sequence classifier, one array per example."""
+    import torch
+
+    out: list[Any] = []
+    for _batch, logits in batches(module):
+        out.extend(torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64))
+    return out
+
+
+@dataclass(frozen=True)
+class AuditTask:
+    """How `sweep audit` audits one task; every callable gets the study's prepared data.
+
+    - `labels(data)`: the given training labels in the form `find` and the probe take them (`label_kind`: how the
+      collator batches them for a fine-tuned fold's predictions);
+    - `fold_problems(data, labels, folds)`: why K folds cannot give every example an out-of-sample prediction;
+    - `splits(labels, folds, seed)`: (train, held-out) rows per fold, every row held out once;
+    - `embed(data, encoder, cache_dir, on_start=, on_batch=)`: frozen-encoder features of the training examples,
+      cached, and whether the cache had them (the `embeddings` method);
+    - `probe(features, labels, data, splits, on_fold)`: out-of-fold predictions of a simple model on them;
+    - `predict(module, batches)`: a fine-tuned fold's predictions, one item per example (the `finetune` method);
+      `batches(module)` yields (batch, model output) over the held-out rows in order;
+    - `collect(items, data)`: those items, one per training row, in the form `find` takes;
+    - `find(labels, predictions, data)`: cleanlab's ranking as `LabelIssues`.
+    """
+
+    labels: Callable[[PreparedData], Any] = _class_ids
+    label_kind: str = "class"  # how the data module's collator batches the labels (datamodules LABEL_KINDS)
+    fold_problems: Callable[[PreparedData, Any, int], list[tuple[str, str]]] = _class_fold_problems
+    splits: Callable[[Any, int, int], Splits] = fold_indices
+    embed: Embedder = _sentence_embeddings
+    probe: Callable[[Any, Any, PreparedData, Splits, Callable[[int], None]], Any] = _class_probe
+    predict: Callable[[Any, Any], list[Any]] = _softmax_rows
+    collect: Callable[[list[Any], PreparedData], Any] = field(default=lambda items, _data: np.stack(items))
+    find: Callable[[Any, Any, PreparedData], LabelIssues] = field(
+        default=lambda labels, probs, data: classification_issues(labels, probs, data.label_names)
+    )
+
+
+CLASSIFICATION = AuditTask()
+# task -> its audit path (its cleanlab call in `find`)
+AUDIT_TASKS: dict[str, AuditTask] = {
+    "text-classification": CLASSIFICATION,
+    "text-pair": CLASSIFICATION,
 }
 
 
 def audit_task_problem(task: str) -> tuple[str, str] | None:
     """Why `sweep audit` cannot audit a study of `task` (None when it can)."""
-    if task in ISSUE_FINDERS:
+    if task in AUDIT_TASKS:
         return None
     return ("task", f"the annotation audit has no cleanlab path for task: {task} yet "
-                    f"(available: {', '.join(ISSUE_FINDERS)})")  # fmt: skip
+                    f"(available: {', '.join(AUDIT_TASKS)})")  # fmt: skip

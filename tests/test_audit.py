@@ -19,7 +19,8 @@ from reports import build_report
 from reports.audit import audit_blocks
 from sweep.cli import main
 from sweep.label_issues import (
-    ISSUE_FINDERS,
+    AUDIT_TASKS,
+    ConfusedLabels,
     audit_task_problem,
     classification_issues,
     fold_problems,
@@ -49,15 +50,16 @@ def test_planted_errors_in_constructed_probabilities_rank_first() -> None:
     probs /= probs.sum(axis=1, keepdims=True)
     probs[errors] = 0.02
     probs[errors, truth[errors]] = 0.96  # the model is sure of the true class, so the given one is unlikely
-    found = classification_issues(given, probs)
+    found = classification_issues(given, probs, ["a", "b", "c"])
     assert sorted(issue.index for issue in found.issues[: len(errors)]) == errors
     assert {issue.index for issue in found.issues} == set(errors)
     top = found.issues[0]
-    assert top.suggested == truth[top.index] and top.given == given[top.index]
+    assert top.suggested == "abc"[truth[top.index]] and top.given == "abc"[given[top.index]]
     assert [i.quality for i in found.issues] == sorted(i.quality for i in found.issues)
     flagged = {c.label: c.flagged for c in found.classes}
-    assert flagged == {0: 1, 1: 2, 2: 1}  # given labels: rows 3 and 47 say 1, row 95 says 2, row 130 says 0
-    assert {(p.given, p.suggested): p.count for p in found.pairs} == {(1, 0): 2, (2, 1): 1, (0, 2): 1}
+    assert flagged == {"a": 1, "b": 2, "c": 1}  # given labels: rows 3 and 47 say b, row 95 says c, row 130 says a
+    assert {(p.given, p.suggested): p.count for p in found.pairs} == {("b", "a"): 2, ("c", "b"): 1, ("a", "c"): 1}
+    assert found.pairs[0] == ConfusedLabels(given="b", suggested="a", count=2)
     assert found.examples == 150 and found.accuracy == pytest.approx(146 / 150)
 
 
@@ -91,7 +93,7 @@ def test_fold_problem_names_the_class_and_its_count() -> None:
 
 
 def test_each_task_has_its_cleanlab_path_or_a_one_line_refusal() -> None:
-    assert set(ISSUE_FINDERS) == {"text-classification", "text-pair"}
+    assert set(AUDIT_TASKS) == {"text-classification", "text-pair"}
     assert audit_task_problem("text-pair") is None
     assert audit_task_problem("regression") == (
         "task", "the annotation audit has no cleanlab path for task: regression yet "
