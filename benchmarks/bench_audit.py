@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for run in flipped_runs + clean_runs:
         run.update(command=command.strip(), when=when)
-    results = {
+    results: dict[str, Any] = {
         "when": when,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}",
         "command": command.strip(),
@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     previous = json.loads((args.results / "audit.json").read_text()) if (args.results / "audit.json").is_file() else {}
-    runs = {"flipped": results["flipped"], "clean": results["clean"]}
+    runs: dict[str, list[dict[str, Any]]] = {"flipped": results["flipped"], "clean": results["clean"]}
     for key in runs:  # a run of some methods or seeds replaces those and keeps the others
         kept = [r for r in previous.get(key, []) if not any(
             r["method"] == n["method"] and r.get("seed") == n.get("seed") for n in runs[key])]  # fmt: skip
