@@ -11,12 +11,17 @@ import pytest
 import yaml
 from conftest import quickstart_subset, split_per_class, write_csv
 from optuna.trial import TrialState
+from rich.console import Console
 
 import models.classifier
 from record import Timings, read_trial
+from reports.blocks import TableBlock
+from reports.sections import summary_blocks
+from reports.trials import describe_time_split, time_split
 from sweep.runner import run_study
+from sweep.summary import best_summary
 
-SLOW = 0.25  # seconds the patched metric computation sleeps per evaluation
+SLOW = 0.5  # seconds the patched metric computation sleeps per evaluation
 
 
 def one_trial_spec(tmp_path: Path, encoder: Path) -> Path:
@@ -46,7 +51,8 @@ def test_slow_metrics_count_as_overhead_and_the_parts_add_up(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(models.classifier, "classification_metrics", slow_metrics)
-    (trial,) = run_study(one_trial_spec(tmp_path, tiny_bert)).study.get_trials()
+    study = run_study(one_trial_spec(tmp_path, tiny_bert)).study
+    (trial,) = study.get_trials()
     assert trial.state == TrialState.COMPLETE
     record = read_trial(trial)
     t = record.timings
@@ -66,7 +72,7 @@ def test_slow_metrics_count_as_overhead_and_the_parts_add_up(
     assert all(v >= 0 for v in parts.values())
 
     # The slow metric computation is overhead (the evaluation loop around its forward passes), not validation.
-    assert t.validation_forward < SLOW
+    assert t.validation_forward < evaluations * SLOW  # had the sleeps landed there, it would be at least this
     assert parts["evaluation_loop"] >= evaluations * SLOW
     assert t.overhead >= evaluations * SLOW and t.overhead_share > evaluations * SLOW / t.total - 1e-9
     assert t.validation >= t.validation_forward + evaluations * SLOW  # the evaluation loop still holds it
@@ -75,6 +81,17 @@ def test_slow_metrics_count_as_overhead_and_the_parts_add_up(
     stored = t.as_dict()
     assert stored["overhead"] == pytest.approx(t.overhead, abs=1e-3)
     assert Timings.from_dict(stored) == t
+
+    # Shown where timings are shown: the report's study summary and `sweep status`.
+    split = time_split(study)
+    assert split is not None and split.trials == 1 and split.overhead == pytest.approx(t.overhead)
+    line = describe_time_split(split)
+    assert f"{t.overhead_share:.1%} overhead" in line and "metrics, best-weights copy and pruner" in line
+    rows = {row[0]: row[1] for block in summary_blocks(study) if isinstance(block, TableBlock) for row in block.rows}
+    assert rows["where trial time went"] == line
+    console = Console(record=True, width=400)
+    console.print(best_summary(study))
+    assert f"trial time (1 finished trials): {line}" in console.export_text()
 
 
 def test_timings_recorded_before_the_split_have_no_overhead() -> None:
