@@ -633,7 +633,11 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
 
 # ---------------------------------------------------------------------------------------------------- analysis
 
-SPLIT_KEYS = ("data", "model_load", "train", "validation", "checkpoint")
+# Per-trial seconds from the record's Timings: the honest split (training steps, validation forward passes,
+# overhead = the rest) and the overhead's measured parts; `train` / `validation` are the loops (for throughput).
+SPLIT_KEYS = ("train_steps", "validation_forward", "overhead", "data", "model_load", "train_loop", "evaluation_loop",
+              "checkpoint", "other", "train", "validation")  # fmt: skip
+OVERHEAD_TARGET = 0.03  # issue #12: overhead < 3% of trial time
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -662,29 +666,43 @@ def ratio(ours: float | None, peer: float | None) -> float | None:
     return ours / peer
 
 
+def trial_split(timings: dict[str, Any]) -> dict[str, float] | None:
+    """One trial's seconds by SPLIT_KEYS, from its stored timings (record.Timings). Overhead is everything that is
+    not a training step or a validation forward pass. A results.json written before the split (no `train_steps`)
+    counts the loops as steps, as the benchmark then did (overhead understated)."""
+    from record import Timings
+
+    t = Timings.from_dict(timings)
+    if not t.total:
+        return None
+    parts = t.overhead_parts()
+    if parts is None:
+        steps, forward = t.train, t.validation
+        parts = {"data": t.data, "model_load": t.model_load, "train_loop": 0.0, "evaluation_loop": 0.0,
+                 "checkpoint": t.checkpoint}  # fmt: skip
+        parts["other"] = max(t.total - steps - forward - sum(parts.values()), 0.0)
+    else:
+        steps, forward = t.train_steps or 0.0, t.validation_forward or 0.0
+    return {"train_steps": steps, "validation_forward": forward, "overhead": t.total - steps - forward, **parts,
+            "train": t.train, "validation": t.validation, "total": t.total}  # fmt: skip
+
+
 def our_split(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-trial time split: data, model load, train, validation, checkpoint, storage/other, overhead share."""
+    """Per-trial time split (SPLIT_KEYS) and the overhead share of the trial's wall time."""
     rows = []
     for t in trials:
-        timings = t["timings"]
-        if "total" not in timings:
+        split = trial_split(t["timings"])
+        if split is None:
             continue
-        parts = {key: float(timings.get(key, 0.0)) for key in SPLIT_KEYS}
-        total = float(timings["total"])
-        other = total - sum(parts.values())
-        overhead = total - parts["train"] - parts["validation"]
         rows.append(
             {
                 "number": t["number"],
                 "state": t["state"],
                 "params": t["params"],
                 "epochs_run": t.get("epochs_run") or len(t["evals"]),
-                **parts,
-                "other": other,
-                "total": total,
-                "overhead": overhead,
-                "overhead_share": overhead / total if total else 0.0,
-                "examples": int(timings.get("train_examples", 0)),
+                **split,
+                "overhead_share": split["overhead"] / split["total"],
+                "examples": int(t["timings"].get("train_examples", 0)),
             }
         )
     return rows
@@ -751,10 +769,11 @@ def summarize(rep: int, order: list[str], peer: dict[str, Any], ours: dict[str, 
         "same_startup_configurations": same_startup(ours["trials"], peer["trials"]),
         "our_split": split,
         "our_split_totals": {
-            **{key: sum(r[key] for r in split) for key in (*SPLIT_KEYS, "other", "total")},
+            **{key: sum(r[key] for r in split) for key in (*SPLIT_KEYS, "total")},
             "overhead_share": our_overhead / our_total if our_total else None,
             "study_setup_and_between_trials": ours["wall"] - our_total,
-            "overhead_share_of_wall": (ours["wall"] - sum(r["train"] + r["validation"] for r in split)) / ours["wall"],
+            "overhead_share_of_wall": (ours["wall"] - sum(r["train_steps"] + r["validation_forward"] for r in split))
+            / ours["wall"],
         },
     }
 
@@ -799,7 +818,8 @@ def measures_table(reps: list[dict[str, Any]]) -> list[str]:
         ] + [spread([r["measures"][key]["ratio"] for r in reps], "{:.2f}").replace("never", "—")]
         lines.append(f"| {label} | {' | '.join(cells)} |")
     share = spread([r["our_split_totals"]["overhead_share"] for r in reps], "{:.1%}")
-    lines.append(f"| our overhead share (trial time outside training and validation) | {share} | | |")
+    lines.append(f"| our overhead share (trial time outside training steps and validation forward passes) | {share} "
+                 "| | |")
     lines.append(
         "| trials complete / pruned / failed | "
         + " | ".join(
@@ -813,24 +833,25 @@ def measures_table(reps: list[dict[str, Any]]) -> list[str]:
 
 
 def split_table(rep: dict[str, Any]) -> list[str]:
+    """Our trials' wall time: training steps, validation forward passes, overhead (= the rest) and its parts."""
     lines = [
-        "| trial | state | learning rate | batch | epochs run / max | data prep (s) | model load (s) | training (s) "
-        "| validation (s) | checkpointing (s) | storage/other (s) | trial total (s) | overhead |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trial | state | learning rate | batch | epochs run / max | training steps (s) | validation forward (s) "
+        "| overhead (s) | data prep (s) | model load (s) | training loop around steps (s) | evaluation loop around "
+        "forward (s) | checkpointing (s) | set-up/storage/other (s) | trial total (s) | overhead |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    cells = ("train_steps", "validation_forward", "overhead", "data", "model_load", "train_loop", "evaluation_loop",
+             "checkpoint", "other", "total")  # fmt: skip
     for r in rep["our_split"]:
         p = r["params"]
         lines.append(
             f"| {r['number']} | {r['state'].lower()} | {p.get('learning_rate', float('nan')):.2e} | "
-            f"{p.get('batch_size', '?')} | {r['epochs_run']} / {p.get('epochs', '?')} | {r['data']:.2f} | "
-            f"{r['model_load']:.2f} | {r['train']:.1f} | {r['validation']:.1f} | {r['checkpoint']:.2f} | "
-            f"{r['other']:.2f} | {r['total']:.1f} | {r['overhead_share']:.1%} |"
+            f"{p.get('batch_size', '?')} | {r['epochs_run']} / {p.get('epochs', '?')} | "
+            + " | ".join(f"{r[key]:.2f}" for key in cells) + f" | {r['overhead_share']:.1%} |"
         )
     t = rep["our_split_totals"]
-    lines.append(
-        f"| all | | | | | {t['data']:.2f} | {t['model_load']:.2f} | {t['train']:.1f} | {t['validation']:.1f} | "
-        f"{t['checkpoint']:.2f} | {t['other']:.2f} | {t['total']:.1f} | {fmt(t['overhead_share'], '{:.1%}')} |"
-    )
+    lines.append("| all | | | | | " + " | ".join(f"{t[key]:.2f}" for key in cells)
+                 + f" | {fmt(t['overhead_share'], '{:.1%}')} |")  # fmt: skip
     return lines
 
 
@@ -885,9 +906,9 @@ def targets_table(reps: list[dict[str, Any]]) -> list[str]:
     shares = [r["our_split_totals"]["overhead_share"] for r in reps]
     worst_share = max(shares) if shares and None not in shares else None
     lines.append(
-        f"| our overhead (everything but training and validation steps) < 5% of trial time | "
-        f"{', '.join(fmt(v, '{:.1%}') for v in shares)} | {fmt(worst_share, '{:.1%}')} | "
-        f"{'yes' if worst_share is not None and worst_share < 0.05 else 'no'} |"
+        f"| our overhead (everything but training steps and validation forward passes) < {OVERHEAD_TARGET:.0%} of "
+        f"trial time | {', '.join(fmt(v, '{:.1%}') for v in shares)} | {fmt(worst_share, '{:.1%}')} | "
+        f"{'yes' if worst_share is not None and worst_share < OVERHEAD_TARGET else 'no'} |"
     )
     return lines
 
@@ -960,8 +981,9 @@ def render(results: dict[str, Any]) -> str:
             *split_table(rep),
             "",
             f"Study setup and between trials (data preparation and tokenisation, storage): "
-            f"{rep['our_split_totals']['study_setup_and_between_trials']:.1f} s; time outside training and "
-            f"validation as a share of our wall time: {rep['our_split_totals']['overhead_share_of_wall']:.1%}.",
+            f"{rep['our_split_totals']['study_setup_and_between_trials']:.1f} s; time outside training steps and "
+            f"validation forward passes as a share of our wall time: "
+            f"{rep['our_split_totals']['overhead_share_of_wall']:.1%}.",
             "",
             "### Peer per trial",
             "",
