@@ -626,6 +626,7 @@ def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str
         "pruner": f"{spec.get('search', {}).get('pruner', '?')} (sweep's default; "
         f"{per_epoch} evaluations in the first epoch, then one per epoch)",
         "storage": result.storage_url,
+        "spec": str(spec_path),  # bench_pruning.py reruns the pruned configurations from it
         "data_report": {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
         "trials": trials,
     }
