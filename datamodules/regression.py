@@ -345,7 +345,20 @@ def prepare_regression_data(
         fingerprint=fingerprint,
         pad_token_id=int(pad_token_id),
         validation_texts=[display_text(t) for t in va_texts],
+        train_texts=list(tr_texts),
+        train_rows=first_rows(train_raw.texts, tr_texts),
     )
+
+
+def first_rows(raw_texts: Sequence[object], texts: Sequence[Text]) -> list[int]:
+    """For each cleaned text, the 0-based index of the first raw row that cleans to it (-1 if none): cleaning keeps
+    one row per text (its rows' mean score), so that row names it in the training file."""
+    first: dict[Text, int] = {}
+    for i, raw in enumerate(raw_texts):
+        text, _ = _clean_text(raw)
+        if text is not None:
+            first.setdefault(text, i)
+    return [first.get(text, -1) for text in texts]
 
 
 def _without_overlap(

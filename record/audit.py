@@ -15,6 +15,7 @@ from record.study import Setter, _HasUserAttrs
 _S_AUDIT = "annotation_audit"
 MAX_SUSPECTS = 100  # the worst suspects kept with the study (the CSV of `sweep audit --out` has them all)
 MAX_TEXT_CHARS = 200
+SCORE_BIN = "score bin"  # the `class_name` of a task: regression audit: its "classes" are bins of the score
 
 
 def shorten(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -64,12 +65,19 @@ class AuditRecord:
     flagged: int
     accuracy: float  # how well the out-of-fold predictions the audit rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"  # accuracy; another task's measure of fit (micro-F1, Spearman ...)
+    class_name: str = "class"  # what a row of `classes` is (task: regression: SCORE_BIN)
     encoder: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # finetune: what each fold trained with
     seconds: float = 0.0
     suspects: list[Suspect] = field(default_factory=list)  # the worst first, at most MAX_SUSPECTS
     classes: list[ClassAudit] = field(default_factory=list)
     pairs: list[PairAudit] = field(default_factory=list)
+
+
+def noise_is_flagged_share(record: AuditRecord) -> bool:
+    """Whether each class's estimated noise is just its flagged share (task: regression has no separate estimate:
+    a table then leaves that column out)."""
+    return all(abs(c.estimated_noise - (c.flagged / c.examples if c.examples else 0.0)) < 1e-4 for c in record.classes)
 
 
 def audit_attrs(record: AuditRecord) -> dict[str, Any]:
@@ -105,6 +113,7 @@ def audit_from_attrs(attrs: Mapping[str, Any]) -> AuditRecord | None:
             flagged=int(raw["flagged"]),
             accuracy=float(raw["accuracy"]),
             fit_name=str(raw.get("fit_name") or "accuracy"),
+            class_name=str(raw.get("class_name") or "class"),
             encoder=str(raw.get("encoder") or ""),
             hyperparameters=dict(raw.get("hyperparameters") or {}),
             seconds=float(raw.get("seconds") or 0.0),

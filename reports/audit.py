@@ -4,6 +4,7 @@ with their texts, given vs suggested label, and the label pairs that explain the
 from __future__ import annotations
 
 from record import AuditRecord
+from record.audit import SCORE_BIN, noise_is_flagged_share
 from reports.blocks import Block, NoteBlock, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
@@ -13,29 +14,35 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
     """The section's blocks; empty when the study has no audit (the report then leaves the section out)."""
     if record is None:
         return []
-    how = ("frozen-encoder embeddings and a logistic regression per fold" if record.method == "embeddings"
-           else "the encoder fine-tuned per fold")  # fmt: skip
+    scores = record.class_name == SCORE_BIN  # task: regression: scores, a ridge regression, cleanlab's score rule
+    how = (f"frozen-encoder embeddings and a {'ridge' if scores else 'logistic'} regression per fold"
+           if record.method == "embeddings" else "the encoder fine-tuned per fold")  # fmt: skip
+    rule = ("cleanlab's regression label quality flags the examples whose given score is far from the predicted one"
+            if scores else "confident learning (cleanlab) flags the examples whose given label is unlikely")
     blocks: list[Block] = [NoteBlock(
         f"`sweep audit --method {record.method}` ({record.created}): out-of-sample predictions for each of the "
         f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold "
-        f"{record.fit_name} {record.accuracy:.3f}), then confident learning (cleanlab) flags the examples whose "
-        f"given label is unlikely: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A "
-        "flagged example is a candidate for a second look, not a proven error. Rows are 0-based data rows of the "
-        "training file.")]
+        f"{record.fit_name} {record.accuracy:.3f}), then {rule}: {record.flagged} flagged "
+        f"({record.flagged / max(1, record.examples):.1%}). A flagged example is a candidate for a second look, not "
+        "a proven error. Rows are 0-based data rows of the training file.")]
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
         blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
                                 missing=True))
     classes = sorted(record.classes, key=lambda c: (-c.flagged, c.label))
+    noise = not noise_is_flagged_share(record)
     blocks.append(TableBlock(
-        columns=["class", "examples", "flagged", "flagged share", "estimated label noise (cleanlab)"],
+        columns=[record.class_name, "examples", "flagged", "flagged share",
+                 *(["estimated label noise (cleanlab)"] if noise else [])],
         rows=[[c.label, c.examples, c.flagged, f"{c.flagged / c.examples:.1%}" if c.examples else "-",
-               f"{c.estimated_noise:.1%}"] for c in classes],
-        caption="Suspects per class, most first"))  # fmt: skip
+               *([f"{c.estimated_noise:.1%}"] if noise else [])] for c in classes],
+        caption=f"Suspects per {record.class_name}, most first"))  # fmt: skip
     if record.pairs:
         blocks.append(TableBlock(
             columns=["given → suggested", "flagged"],
             rows=[[f"{p.given} → {p.suggested}", p.count] for p in record.pairs],
-            caption="The confusion that explains them: label pairs of the flagged examples, most first"))  # fmt: skip
+            caption="The confusion that explains them: "
+                    f"{'label' if record.class_name == 'class' else record.class_name} pairs of the flagged examples, "
+                    "most first"))  # fmt: skip
     if record.suspects:
         shown = record.suspects[:MAX_SHOWN]
         blocks.append(TableBlock(

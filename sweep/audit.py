@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 import time
 import uuid
@@ -37,7 +38,7 @@ from record import (
     read_trial,
     write_audit,
 )
-from record.audit import MAX_SUSPECTS
+from record.audit import MAX_SUSPECTS, noise_is_flagged_share
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem
@@ -294,6 +295,7 @@ def build_record(
         flagged=len(issues.issues),
         accuracy=round(issues.accuracy, 4),
         fit_name=issues.fit_name,
+        class_name=issues.class_name,
         encoder=encoder,
         hyperparameters=hyperparameters,
         seconds=round(seconds, 1),
@@ -313,8 +315,9 @@ def write_csv(path: Path, rows: list[AuditRow]) -> None:
             writer = csv.writer(fh)
             writer.writerow(CSV_COLUMNS)
             for r in rows:
+                probability = "" if math.isnan(r.suggested_probability) else f"{r.suggested_probability:.4f}"
                 writer.writerow([r.rank, r.row, r.text, r.text_pair or "", r.given, r.suggested,
-                                 f"{r.quality:.4f}", f"{r.suggested_probability:.4f}"])  # fmt: skip
+                                 f"{r.quality:.4f}", probability])  # fmt: skip
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -424,7 +427,8 @@ def data_table(data: PreparedData) -> Table:
     for key, label in (("rows_in", "rows read"), ("duplicates", "exact duplicates dropped"),
                        ("conflicting_rows", "rows with conflicting labels dropped"),
                        ("missing_text", "missing text"), ("empty_text", "empty text"),
-                       ("missing_label", "missing label")):  # fmt: skip
+                       ("missing_label", "missing label"),
+                       ("averaged_rows", "rows merged into their text's mean score")):  # fmt: skip
         values = [(cleaning.get(split) or {}).get(key) for split in ("train", "validation")]
         if key == "rows_in" or any(values):
             table.add_row(label, *("-" if v is None else str(v) for v in values))
@@ -436,7 +440,12 @@ def data_table(data: PreparedData) -> Table:
     table.add_row("examples used", str(report.get("num_train")), str(report.get("num_validation")))
     distribution = report.get("class_distribution", {})
     total = max(1, int(report.get("num_train") or 0))
-    for name in data.label_names:
+    scores = report.get("label_distribution", {})  # task: regression: a score per example, no classes
+    if scores:
+        table.add_row("scores (min / mean / max)", *(
+            f"{s['min']:g} / {s['mean']:.3g} / {s['max']:g}" if (s := scores.get(split)) else "-"
+            for split in ("train", "validation")))  # fmt: skip
+    for name in data.label_names if not scores else ():
         n = distribution.get("train", {}).get(name, 0)
         rare = " (rare)" if n / total < 0.02 else ""
         table.add_row(f"class {name}{rare}", f"{n} ({n / total:.1%})", str(distribution.get("validation", {})
@@ -462,17 +471,22 @@ def suspects_table(result: AuditResult, limit: int = SHOWN) -> Table:
 
 
 def classes_table(result: AuditResult) -> Table:
-    table = Table(title="Per class", title_justify="left")
-    for column in ("class", "examples", "flagged", "flagged share", "estimated noise (cleanlab)"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for c in sorted(result.record.classes, key=lambda c: (-c.flagged, c.label)):
+    record = result.record
+    table = Table(title=f"Per {record.class_name}", title_justify="left")
+    noise = not noise_is_flagged_share(record)
+    for column in (record.class_name, "examples", "flagged", "flagged share",
+                   *(["estimated noise (cleanlab)"] if noise else [])):  # fmt: skip
+        table.add_column(column, justify="left" if column == record.class_name else "right")
+    for c in sorted(record.classes, key=lambda c: (-c.flagged, c.label)):
         share = c.flagged / c.examples if c.examples else 0.0
-        table.add_row(c.label, str(c.examples), str(c.flagged), f"{share:.1%}", f"{c.estimated_noise:.1%}")
+        table.add_row(c.label, str(c.examples), str(c.flagged), f"{share:.1%}",
+                      *([f"{c.estimated_noise:.1%}"] if noise else []))  # fmt: skip
     return table
 
 
 def pairs_table(result: AuditResult) -> Table:
-    table = Table(title="Label pairs of the flagged examples (given → suggested)", title_justify="left")
+    name = "label" if result.record.class_name == "class" else result.record.class_name
+    table = Table(title=f"{name.capitalize()} pairs of the flagged examples (given → suggested)", title_justify="left")
     table.add_column("given → suggested")
     table.add_column("flagged", justify="right")
     for p in result.record.pairs:

@@ -336,7 +336,7 @@ def audit(
     spec: Annotated[Path, typer.Argument(help="Study spec (YAML): its training data is audited.")],
     method: Annotated[
         str,
-        typer.Option("--method", help="embeddings: a linear classifier per fold on frozen-encoder embeddings "
+        typer.Option("--method", help="embeddings: a linear model per fold on frozen-encoder embeddings "
                      "(fast, cached); finetune: the encoder fine-tuned per fold with the study's best "
                      "hyperparameters (else the spec's defaults)."),
     ] = "embeddings",
@@ -354,7 +354,7 @@ def audit(
     if result.rows:
         out.print(suspects_table(result, limit=top))
     else:
-        out.print("no likely label errors: confident learning flags none of the training examples", highlight=False)
+        out.print("no likely label errors: cleanlab flags none of the training examples", highlight=False)
     out.print(classes_table(result))
     if result.record.pairs:
         out.print(pairs_table(result))

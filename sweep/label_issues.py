@@ -64,6 +64,7 @@ class LabelIssues:
     examples: int
     accuracy: float  # how well the out-of-fold predictions the ranking rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"
+    class_name: str = "class"  # what a row of `classes` is (task: regression: a score bin)
 
 
 def _plural(n: int, word: str) -> str:
@@ -270,3 +271,6 @@ def audit_task_problem(task: str) -> tuple[str, str] | None:
         return None
     return ("task", f"the annotation audit has no cleanlab path for task: {task} yet "
                     f"(available: {', '.join(AUDIT_TASKS)})")  # fmt: skip
+
+
+import sweep.audit_regression  # noqa: E402, F401  (at the bottom: it builds on the names above and registers itself)
