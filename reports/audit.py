@@ -15,19 +15,22 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
         return []
     how = ("frozen-encoder embeddings and a logistic regression per fold" if record.method == "embeddings"
            else "the encoder fine-tuned per fold")  # fmt: skip
+    words = record.unit == "word"  # token classification: each word's tag is audited
+    rows = ("Rows are 0-based sentences of the training file; the suspect word is marked «so»." if words
+            else "Rows are 0-based data rows of the training file.")  # fmt: skip
     blocks: list[Block] = [NoteBlock(
         f"`sweep audit --method {record.method}` ({record.created}): out-of-sample predictions for each of the "
-        f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold "
-        f"{record.fit_name} {record.accuracy:.3f}), then confident learning (cleanlab) flags the examples whose "
-        f"given label is unlikely: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A "
-        "flagged example is a candidate for a second look, not a proven error. Rows are 0-based data rows of the "
-        "training file.")]
+        f"{record.examples} training {record.unit}s by {record.folds}-fold cross-validation ({how}; out-of-fold "
+        f"{record.fit_name} {record.accuracy:.3f}), then confident learning (cleanlab) flags the {record.unit}s "
+        f"whose given {'tag' if words else 'label'} is unlikely: {record.flagged} flagged "
+        f"({record.flagged / max(1, record.examples):.1%}). A flagged {record.unit} is a candidate for a second "
+        f"look, not a proven error. {rows}")]
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
         blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
                                 missing=True))
     classes = sorted(record.classes, key=lambda c: (-c.flagged, c.label))
     blocks.append(TableBlock(
-        columns=["class", "examples", "flagged", "flagged share", "estimated label noise (cleanlab)"],
+        columns=["class", f"{record.unit}s", "flagged", "flagged share", "estimated label noise (cleanlab)"],
         rows=[[c.label, c.examples, c.flagged, f"{c.flagged / c.examples:.1%}" if c.examples else "-",
                f"{c.estimated_noise:.1%}"] for c in classes],
         caption="Suspects per class, most first"))  # fmt: skip

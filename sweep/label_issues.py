@@ -64,6 +64,7 @@ class LabelIssues:
     examples: int
     accuracy: float  # how well the out-of-fold predictions the ranking rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"
+    unit: str = "example"  # what `examples` counts and an issue is: an example; a word (token classification)
 
 
 def _plural(n: int, word: str) -> str:
