@@ -271,3 +271,8 @@ def audit_task_problem(task: str) -> tuple[str, str] | None:
         return None
     return ("task", f"the annotation audit has no cleanlab path for task: {task} yet "
                     f"(available: {', '.join(AUDIT_TASKS)})")  # fmt: skip
+
+
+# A task whose audit path is a module of its own adds itself to AUDIT_TASKS when imported; imported last, as it
+# builds on the names above (whichever of the two modules is imported first, both end complete).
+import sweep.audit_tokens  # noqa: E402,F401  (token-classification)
