@@ -44,6 +44,11 @@ class PreparedData:
     # the training source (0-based, header not counted): the annotation audit names rows by them.
     train_texts: list[Text] = dataclasses.field(default_factory=list)
     train_rows: list[int] = dataclasses.field(default_factory=list)
+    # Token classification: row i of `train` is a window of a sentence (a long sentence spans consecutive rows);
+    # train_rows[i] is that sentence's 0-based index among the file's sentences, train_texts[i] its words joined,
+    # train_words[i] its words and train_lines[i] each word's line in the file (1-based).
+    train_words: list[list[str]] = dataclasses.field(default_factory=list)
+    train_lines: list[list[int]] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,7 @@ class CleanSentences:
     tags: list[list[str]]
     first_lines: list[int]  # the line each kept sentence starts at
     report: dict[str, Any] = field(default_factory=dict)
+    rows: list[int] = field(default_factory=list)  # each kept sentence's 0-based index among the file's sentences
 
 
 def clean_sentences(file: TaggedFile) -> CleanSentences:
@@ -241,7 +242,8 @@ def clean_sentences(file: TaggedFile) -> CleanSentences:
     tokens_out: list[list[str]] = []
     tags_out: list[list[str]] = []
     first_lines: list[int] = []
-    for sentence in file.sentences:
+    rows: list[int] = []
+    for row, sentence in enumerate(file.sentences):
         if not sentence.tokens:
             report["empty_text"] += 1
             continue
@@ -257,11 +259,12 @@ def clean_sentences(file: TaggedFile) -> CleanSentences:
         tokens_out.append(tokens)
         tags_out.append(tags)
         first_lines.append(sentence.lines[0])
+        rows.append(row)
         report["tokens"] += len(tokens)
     if iob2:
         report["invalid_transitions"] = report["tags_rewritten"]
     report["rows_out"] = len(tokens_out)
-    return CleanSentences(tokens_out, tags_out, first_lines, report)
+    return CleanSentences(tokens_out, tags_out, first_lines, report, rows)
 
 
 def entity_types(tags: Sequence[Sequence[str]]) -> list[str]:

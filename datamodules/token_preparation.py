@@ -5,6 +5,7 @@ word boundaries (cached). Returns the same `PreparedData` the classification tas
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ class SentenceSplits:
     val_tags: list[list[str]]
     split: str
     overlap: dict[str, Any]
+    train_origin: list[int] = dataclasses.field(default_factory=list)  # each training sentence's cleaned train index
 
 
 def load_tagged_sources(
@@ -87,6 +89,7 @@ def split_sentences(
         split = f"random sentences from train, val_fraction={val_fraction}, seed={seed}"
     else:
         tr_tokens, tr_tags, va_tokens, va_tags = train.tokens, train.tags, validation.tokens, validation.tags
+        train_rows = list(range(len(tr_tokens)))
         split = "given"
     in_val = {tuple(tokens) for tokens in va_tokens}
     keep = [i for i, tokens in enumerate(tr_tokens) if tuple(tokens) not in in_val]
@@ -95,7 +98,8 @@ def split_sentences(
     if not keep:
         raise DataError([("data.train", "every training sentence is also in validation: nothing is left to train on")])
     return SentenceSplits(
-        [tr_tokens[i] for i in keep], [tr_tags[i] for i in keep], va_tokens, va_tags, split, overlap
+        [tr_tokens[i] for i in keep], [tr_tags[i] for i in keep], va_tokens, va_tags, split, overlap,
+        train_origin=[train_rows[i] for i in keep],
     )
 
 
@@ -354,6 +358,10 @@ def prepare_token_data(
     validation = encoded["validation"]
     # row i of validation is a window of sentence validation[SENTENCE][i]: its text is the window's words
     texts = [" ".join(splits.val_tokens[s]) for s in validation[SENTENCE]]
+    # Row i of train is a window of training sentence s = train[SENTENCE][i]: it names that sentence's index among
+    # the training file's sentences, its words and each word's line in the file (the annotation audit's rows).
+    sentences = [int(s) for s in encoded["train"][SENTENCE]]
+    file_rows = [train_clean.rows[splits.train_origin[s]] for s in sentences]
     return PreparedData(
         train=encoded["train"],
         validation=validation,
@@ -362,4 +370,8 @@ def prepare_token_data(
         fingerprint=fingerprint,
         pad_token_id=int(pad_token_id),
         validation_texts=texts,
+        train_texts=[" ".join(splits.train_tokens[s]) for s in sentences],
+        train_rows=file_rows,
+        train_words=[splits.train_tokens[s] for s in sentences],
+        train_lines=[train_file.sentences[row].lines for row in file_rows],
     )

@@ -66,6 +66,7 @@ class AuditRecord:
     accuracy: float  # how well the out-of-fold predictions the audit rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"  # accuracy; another task's measure of fit (micro-F1, Spearman ...)
     class_name: str = "class"  # what a row of `classes` is (task: regression: SCORE_BIN)
+    unit: str = "example"  # what `examples` counts and a suspect is: an example; a word (token classification)
     encoder: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # finetune: what each fold trained with
     seconds: float = 0.0
@@ -114,6 +115,7 @@ def audit_from_attrs(attrs: Mapping[str, Any]) -> AuditRecord | None:
             accuracy=float(raw["accuracy"]),
             fit_name=str(raw.get("fit_name") or "accuracy"),
             class_name=str(raw.get("class_name") or "class"),
+            unit=str(raw.get("unit") or "example"),
             encoder=str(raw.get("encoder") or ""),
             hyperparameters=dict(raw.get("hyperparameters") or {}),
             seconds=float(raw.get("seconds") or 0.0),

@@ -15,23 +15,28 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
     if record is None:
         return []
     scores = record.class_name == SCORE_BIN  # task: regression: scores, a ridge regression, cleanlab's score rule
+    words = record.unit == "word"  # token classification: each word's tag is audited
     how = (f"frozen-encoder embeddings and a {'ridge' if scores else 'logistic'} regression per fold"
            if record.method == "embeddings" else "the encoder fine-tuned per fold")  # fmt: skip
-    rule = ("cleanlab's regression label quality flags the examples whose given score is far from the predicted one"
-            if scores else "confident learning (cleanlab) flags the examples whose given label is unlikely")
+    rule = (f"cleanlab's regression label quality flags the {record.unit}s whose given score is far from the "
+            "predicted one" if scores else
+            f"confident learning (cleanlab) flags the {record.unit}s whose given {'tag' if words else 'label'} is "
+            "unlikely")  # fmt: skip
+    rows = ("Rows are 0-based sentences of the training file; the suspect word is marked «so»." if words
+            else "Rows are 0-based data rows of the training file.")  # fmt: skip
     blocks: list[Block] = [NoteBlock(
         f"`sweep audit --method {record.method}` ({record.created}): out-of-sample predictions for each of the "
-        f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold "
+        f"{record.examples} training {record.unit}s by {record.folds}-fold cross-validation ({how}; out-of-fold "
         f"{record.fit_name} {record.accuracy:.3f}), then {rule}: {record.flagged} flagged "
-        f"({record.flagged / max(1, record.examples):.1%}). A flagged example is a candidate for a second look, not "
-        "a proven error. Rows are 0-based data rows of the training file.")]
+        f"({record.flagged / max(1, record.examples):.1%}). A flagged {record.unit} is a candidate for a second "
+        f"look, not a proven error. {rows}")]
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
         blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
                                 missing=True))
     classes = sorted(record.classes, key=lambda c: (-c.flagged, c.label))
     noise = not noise_is_flagged_share(record)
     blocks.append(TableBlock(
-        columns=[record.class_name, "examples", "flagged", "flagged share",
+        columns=[record.class_name, f"{record.unit}s", "flagged", "flagged share",
                  *(["estimated label noise (cleanlab)"] if noise else [])],
         rows=[[c.label, c.examples, c.flagged, f"{c.flagged / c.examples:.1%}" if c.examples else "-",
                *([f"{c.estimated_noise:.1%}"] if noise else [])] for c in classes],

@@ -38,7 +38,7 @@ from record import (
     read_trial,
     write_audit,
 )
-from record.audit import MAX_SUSPECTS, noise_is_flagged_share
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, noise_is_flagged_share
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem
@@ -59,6 +59,9 @@ METHODS = ("embeddings", "finetune")
 DEFAULT_FOLDS = 5
 CSV_COLUMNS = ("rank", "row", "text", "text_pair", "given_label", "suggested_label", "label_quality",
                "suggested_probability")  # fmt: skip
+# token classification: the suspect word's index in its sentence, the word, and its line in the training file
+WORD_COLUMNS = ("word_index", "word", "line")
+MARK = ("«", "»")  # around the suspect word in a token classification example's text
 SHOWN = 20  # suspects printed on screen
 
 
@@ -75,6 +78,8 @@ class AuditRow:
     quality: float
     suggested_probability: float
     position: int | None = None  # token classification: the suspect word of the example
+    word: str | None = None  # token classification: that word (`text` shows it marked «so»)
+    line: int | None = None  # token classification: its line in the training file (1-based)
 
     @property
     def shown(self) -> str:
@@ -274,10 +279,15 @@ def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
     for rank, issue in enumerate(issues.issues, 1):
         text = data.train_texts[issue.index] if data.train_texts else ""
         first, second = (text, None) if isinstance(text, str) else text
+        word, line = None, None
+        if issue.position is not None and data.train_words:  # token classification: the word of its sentence
+            words = data.train_words[issue.index]
+            word, line = words[issue.position], data.train_lines[issue.index][issue.position]
+            first = " ".join([*words[: issue.position], f"{MARK[0]}{word}{MARK[1]}", *words[issue.position + 1 :]])
         rows.append(AuditRow(
             rank=rank, row=data.train_rows[issue.index] if data.train_rows else issue.index, text=first,
             text_pair=second, given=issue.given, suggested=issue.suggested, quality=issue.quality,
-            suggested_probability=issue.suggested_probability, position=issue.position,
+            suggested_probability=issue.suggested_probability, position=issue.position, word=word, line=line,
         ))  # fmt: skip
     return rows
 
@@ -296,28 +306,31 @@ def build_record(
         accuracy=round(issues.accuracy, 4),
         fit_name=issues.fit_name,
         class_name=issues.class_name,
+        unit=issues.unit,
         encoder=encoder,
         hyperparameters=hyperparameters,
         seconds=round(seconds, 1),
-        suspects=[Suspect(row=r.row, text=r.shown, given=r.given, suggested=r.suggested, quality=round(r.quality, 4))
-                  for r in rows[:MAX_SUSPECTS]],  # fmt: skip
+        suspects=[Suspect(row=r.row, text=_cut(r.shown, MAX_TEXT_CHARS), given=r.given, suggested=r.suggested,
+                          quality=round(r.quality, 4)) for r in rows[:MAX_SUSPECTS]],  # fmt: skip
         classes=[ClassAudit(label=c.label, examples=c.examples, flagged=c.flagged,
                             estimated_noise=round(c.estimated_noise, 4)) for c in issues.classes],  # fmt: skip
         pairs=[PairAudit(given=p.given, suggested=p.suggested, count=p.count) for p in issues.pairs],
     )
 
 
-def write_csv(path: Path, rows: list[AuditRow]) -> None:
-    """Every flagged example, worst first, written to a temporary file beside `path` and renamed into place."""
+def write_csv(path: Path, rows: list[AuditRow], *, words: bool = False) -> None:
+    """Every flagged example, worst first, written to a temporary file beside `path` and renamed into place; with
+    `words` (token classification) also each suspect word, its index in its sentence and its line in the file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(CSV_COLUMNS + WORD_COLUMNS if words else CSV_COLUMNS)
             for r in rows:
                 probability = "" if math.isnan(r.suggested_probability) else f"{r.suggested_probability:.4f}"
                 writer.writerow([r.rank, r.row, r.text, r.text_pair or "", r.given, r.suggested,
-                                 f"{r.quality:.4f}", probability])  # fmt: skip
+                                 f"{r.quality:.4f}", probability,
+                                 *((r.position, r.word, r.line) if words else ())])  # fmt: skip
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -394,7 +407,7 @@ def run_audit(
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
                           hyperparameters=hyperparameters, seconds=time.perf_counter() - started)  # fmt: skip
     if out is not None:
-        write_csv(out, rows)
+        write_csv(out, rows, words=issues.unit == "word")
     stored_in, note = None, None
     if existing is not None:
         if existing.data_fingerprint != data.fingerprint:
@@ -413,7 +426,16 @@ def run_audit(
 
 
 def _cut(text: str, limit: int = 90) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text` in at most `limit` characters; a text with a marked word (token classification) is cut around it."""
+    if len(text) <= limit:
+        return text
+    start, end = text.find(MARK[0]), text.find(MARK[1]) + 1
+    if start < 0 or end <= start or end < limit:
+        return text[: limit - 1] + "…"
+    begin = start - (limit - 2 - (end - start)) // 2  # the mark in the middle
+    if begin + limit - 1 >= len(text):
+        return "…" + text[len(text) - (limit - 1) :]
+    return "…" + text[max(1, begin) : max(1, begin) + limit - 2] + "…"
 
 
 def data_table(data: PreparedData) -> Table:
@@ -445,8 +467,12 @@ def data_table(data: PreparedData) -> Table:
         table.add_row("scores (min / mean / max)", *(
             f"{s['min']:g} / {s['mean']:.3g} / {s['max']:g}" if (s := scores.get(split)) else "-"
             for split in ("train", "validation")))  # fmt: skip
-    for name in data.label_names if not scores else ():
+    types = report.get("entity_types")  # token classification counts entities per type, not examples per tag
+    for name in (types or data.label_names) if not scores else ():
         n = distribution.get("train", {}).get(name, 0)
+        if types:
+            table.add_row(f"entities {name}", str(n), str(distribution.get("validation", {}).get(name, 0)))
+            continue
         rare = " (rare)" if n / total < 0.02 else ""
         table.add_row(f"class {name}{rare}", f"{n} ({n / total:.1%})", str(distribution.get("validation", {})
                                                                               .get(name, 0)))  # fmt: skip
@@ -460,7 +486,7 @@ def data_table(data: PreparedData) -> Table:
 
 def suspects_table(result: AuditResult, limit: int = SHOWN) -> Table:
     record = result.record
-    table = Table(title=f"Likely label errors: {record.flagged} of {record.examples} training examples "
+    table = Table(title=f"Likely label errors: {record.flagged} of {record.examples} training {record.unit}s "
                         f"(worst {min(limit, len(result.rows))} shown)", title_justify="left")  # fmt: skip
     for column, justify in (("rank", "right"), ("row", "right"), ("text", "left"), ("given", "left"),
                             ("suggested", "left"), ("quality", "right")):  # fmt: skip
@@ -474,7 +500,7 @@ def classes_table(result: AuditResult) -> Table:
     record = result.record
     table = Table(title=f"Per {record.class_name}", title_justify="left")
     noise = not noise_is_flagged_share(record)
-    for column in (record.class_name, "examples", "flagged", "flagged share",
+    for column in (record.class_name, f"{record.unit}s", "flagged", "flagged share",
                    *(["estimated noise (cleanlab)"] if noise else [])):  # fmt: skip
         table.add_column(column, justify="left" if column == record.class_name else "right")
     for c in sorted(record.classes, key=lambda c: (-c.flagged, c.label)):
@@ -497,10 +523,13 @@ def pairs_table(result: AuditResult) -> Table:
 def summary_lines(result: AuditResult) -> list[str]:
     record = result.record
     lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold {record.fit_name} {record.accuracy:.3f}; "
-             f"{record.flagged} of {record.examples} training examples flagged ({record.seconds:.1f} s)"]  # fmt: skip
+             f"{record.flagged} of {record.examples} training {record.unit}s flagged "
+             f"({record.seconds:.1f} s)"]  # fmt: skip
     if result.out is not None:
-        lines.append(f"wrote {len(result.rows)} rows to {result.out} (row: 0-based data row of the training file, "
-                     "header not counted)")  # fmt: skip
+        where = ("row: 0-based sentence of the training file, word_index: the word's 0-based index in it, line: the "
+                 "word's line in the file" if record.unit == "word"
+                 else "row: 0-based data row of the training file, header not counted")  # fmt: skip
+        lines.append(f"wrote {len(result.rows)} rows to {result.out} ({where})")
     if result.stored_in is not None:
         lines.append(f"stored with study {result.stored_in} in {safe_url(result.storage_url)}: "
                      f"`sweep report {result.stored_in}` shows it")

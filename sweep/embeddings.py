@@ -1,5 +1,6 @@
 """Frozen-encoder embeddings of a study's training examples, computed once per (encoder, data fingerprint) and cached
-on disk beside the tokenised data (`<cache_dir>/embeddings/`)."""
+on disk beside the tokenised data (`<cache_dir>/embeddings/`): one per example (mean-pooled), or one per word (token
+classification: the word's first sub-token, a `-words` file)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def encoder_identity(encoder: str) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def embedding_cache_path(cache_dir: Path, encoder: str, fingerprint: str) -> Path:
-    """Where the embeddings of data `fingerprint` by `encoder` are kept."""
-    return cache_dir / "embeddings" / f"{fingerprint[:32]}-{encoder_identity(encoder)[:16]}.npy"
+def embedding_cache_path(cache_dir: Path, encoder: str, fingerprint: str, kind: str = "") -> Path:
+    """Where the embeddings of data `fingerprint` by `encoder` are kept (`kind`: "words" for word embeddings)."""
+    suffix = f"-{kind}" if kind else ""
+    return cache_dir / "embeddings" / f"{fingerprint[:32]}-{encoder_identity(encoder)[:16]}{suffix}.npy"
 
 
 def _save(path: Path, embeddings: np.ndarray) -> None:
@@ -85,5 +87,47 @@ def train_embeddings(
     pooled = embed_batches(load_encoder(encoder), batches, on_batch=on_batch)
     embeddings = np.empty_like(pooled)
     embeddings[order] = pooled
+    _save(path, embeddings)
+    return embeddings, False
+
+
+def train_word_embeddings(
+    data: PreparedData,
+    encoder: str,
+    cache_dir: Path,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Contextual embeddings of every training word (token classification), and whether the cache had them.
+
+    One row per word, in the order of `data.train`'s rows and their words (the sub-tokens whose label is not
+    IGNORE_INDEX, i.e. each word's first sub-token): the frozen encoder's last hidden state there, each row embedded
+    in its own context (a window of a long sentence sees only its window, as a fine-tuned model does).
+    `on_start(rows)` is called before embedding (on a cache miss), `on_batch(rows)` after each batch.
+    """
+    from datamodules.text_classification import IGNORE_INDEX
+
+    words = sum(sum(1 for tag in row if tag != IGNORE_INDEX) for row in data.train["labels"])
+    path = embedding_cache_path(cache_dir, encoder, data.fingerprint, kind="words")
+    cached = _load(path, words) if path.is_file() else None
+    if cached is not None:
+        return cached, True
+    from datamodules.text_classification import EncodedExamples, PaddingCollator
+    from models.embedding import embed_words, load_encoder
+
+    examples = EncodedExamples(data.train)
+    lengths = np.array([len(ids) for ids in examples.sequences["input_ids"]])
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+    collate = PaddingCollator(data.pad_token_id, "tokens")
+    batches = (collate([examples[int(i)] for i in order[s : s + EMBED_BATCH]])
+               for s in range(0, len(order), EMBED_BATCH))  # fmt: skip
+    if on_start is not None:
+        on_start(len(order))
+    rows = embed_words(load_encoder(encoder), batches, on_batch=on_batch)
+    by_row: list[np.ndarray] = [np.zeros(0)] * len(rows)
+    for position, row in enumerate(order):
+        by_row[int(row)] = rows[position]
+    embeddings = np.concatenate(by_row) if by_row else np.zeros((0, 0), dtype=np.float32)
     _save(path, embeddings)
     return embeddings, False

@@ -65,6 +65,7 @@ class LabelIssues:
     accuracy: float  # how well the out-of-fold predictions the ranking rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"
     class_name: str = "class"  # what a row of `classes` is (task: regression: a score bin)
+    unit: str = "example"  # what `examples` counts and an issue is: an example; a word (token classification)
 
 
 def _plural(n: int, word: str) -> str:
@@ -273,4 +274,7 @@ def audit_task_problem(task: str) -> tuple[str, str] | None:
                     f"(available: {', '.join(AUDIT_TASKS)})")  # fmt: skip
 
 
-import sweep.audit_regression  # noqa: E402, F401  (at the bottom: it builds on the names above and registers itself)
+# A task whose audit path is a module of its own adds itself to AUDIT_TASKS when imported; imported last, as it
+# builds on the names above (whichever module is imported first, all end complete).
+import sweep.audit_regression  # noqa: E402,F401  (regression)
+import sweep.audit_tokens  # noqa: E402,F401  (token-classification)
