@@ -45,7 +45,7 @@ def log(message: str) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", choices=["embeddings", "finetune"], default=["embeddings"])
+    parser.add_argument("--methods", nargs="+", choices=["embeddings", "finetune", "ensemble"], default=["embeddings"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="label-flip seeds")
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--val-size", type=int, default=300)
@@ -114,11 +114,14 @@ def write_spec(folder: Path, args: argparse.Namespace) -> Path:
 
 def audit(
     folder: Path, args: argparse.Namespace, method: str, flipped: list[int] | None, tag: str = "clean"
-) -> dict[str, Any]:
-    """Run the audit as `sweep audit` does; precision and recall against the flipped rows when there are some."""
+) -> list[dict[str, Any]]:
+    """Run the audit as `sweep audit` does; precision and recall against the flipped rows when there are some. An
+    `ensemble` run also yields its fine-tuned component's row, ranked by the same cleanlab call (one fine-tuning
+    for both rows; that row's time is the ensemble's)."""
     from rich.console import Console
 
-    from sweep.audit import run_audit
+    from sweep.audit import audit_rows, run_audit
+    from sweep.label_issues import AUDIT_TASKS
 
     spec = write_spec(folder, args)
     out = folder / f"audit-{method}.csv"
@@ -126,28 +129,46 @@ def audit(
     result = run_audit(spec, method=method, folds=args.folds, out=out,
                        storage_url=f"sqlite:///{folder / 'none.db'}", console=Console(stderr=True, quiet=True))
     seconds = time.perf_counter() - started
-    if result.pred_probs is not None:  # kept, to compare cleanlab's options offline
-        np.save(folder / f"probs-{method}-{tag}.npy", result.pred_probs)
-    rows = [r.row for r in result.rows]
-    outcome: dict[str, Any] = {
-        "method": method, "seconds": round(seconds, 1), "flagged": len(rows),
-        "oof_accuracy": result.record.accuracy, "examples": result.record.examples,
+    for name, probs in result.components.items():  # kept, to compare cleanlab's options offline
+        np.save(folder / f"probs-{name}-{tag}.npy", probs)
+    outcomes = [outcome(method, [r.row for r in result.rows], result.record.accuracy, result.record.examples,
+                        seconds, flipped)]  # fmt: skip
+    if method == "ensemble":
+        issues = AUDIT_TASKS["text-classification"].find(result.labels, result.components["finetune"], result.data)
+        outcomes.append(outcome("finetune", [r.row for r in audit_rows(issues, result.data)], issues.accuracy,
+                                issues.examples, None, flipped))  # fmt: skip
+    for entry in outcomes:
+        if entry["method"] != "embeddings":
+            entry["hyperparameters"] = result.record.hyperparameters
+    if flipped is None:
+        outcomes[0]["top"] = [{"row": r.row, "text": r.text, "given": r.given, "suggested": r.suggested,
+                               "quality": round(r.quality, 4)} for r in result.rows[:10]]  # fmt: skip
+    for entry in outcomes:
+        log(f"{entry['method']} {'clean' if flipped is None else 'flipped'}: {entry}")
+    return outcomes
+
+
+def outcome(
+    method: str, rows: list[int], accuracy: float, examples: int, seconds: float | None, flipped: list[int] | None
+) -> dict[str, Any]:
+    """One row of the table: what was flagged (file rows, worst first) against the flipped rows."""
+    entry: dict[str, Any] = {
+        "method": method, "seconds": None if seconds is None else round(seconds, 1), "flagged": len(rows),
+        "oof_accuracy": round(accuracy, 4), "examples": examples,
     }  # fmt: skip
-    if method == "finetune":
-        outcome["hyperparameters"] = result.record.hyperparameters
     if flipped is not None:
         hits = set(rows) & set(flipped)
         top = set(rows[: len(flipped)])
-        outcome.update(
+        entry.update(
             precision=round(len(hits) / len(rows), 3) if rows else 0.0,
             recall=round(len(hits) / len(flipped), 3),
             precision_at_k=round(len(top & set(flipped)) / len(flipped), 3),  # k = the number flipped
         )
-    else:
-        outcome["top"] = [{"row": r.row, "text": r.text, "given": r.given, "suggested": r.suggested,
-                           "quality": round(r.quality, 4)} for r in result.rows[:10]]  # fmt: skip
-    log(f"{method} {'clean' if flipped is None else 'flipped'}: {outcome}")
-    return outcome
+    return entry
+
+
+def seconds(run: dict[str, Any]) -> str:
+    return "in the ensemble's time" if run["seconds"] is None else f"{run['seconds']:.0f} s"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -171,11 +192,11 @@ def markdown(results: dict[str, Any]) -> str:
         method = run["method"] + (f" ({hp['epochs']} epochs, lr {hp['learning_rate']:g})" if hp else "")
         lines.append(f"| {method} | {run['seed']} | {run['flagged']} | {run['precision']:.3f} | "
                      f"{run['recall']:.3f} | {run['precision_at_k']:.3f} | {run['oof_accuracy']:.3f} | "
-                     f"{run['seconds']:.0f} s |")  # fmt: skip
+                     f"{seconds(run)} |")  # fmt: skip
     for run in results["clean"]:
         lines += ["", f"## What `{run['method']}` raises on the unmodified subset", "",
                   f"{run['flagged']} of {run['examples']} examples flagged (out-of-fold accuracy "
-                  f"{run['oof_accuracy']:.3f}, {run['seconds']:.0f} s). The ten worst:", "",
+                  f"{run['oof_accuracy']:.3f}, {seconds(run)}). The ten worst:", "",
                   "| row | text | given | suggested | quality |", "|---:|---|---|---|---:|"]  # fmt: skip
         lines += [f"| {t['row']} | {t['text']} | {t['given']} | {t['suggested']} | {t['quality']:.4f} |"
                   for t in run["top"]]
@@ -199,11 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         noisy, flipped = flip_labels(train, seed)
         write_rows(folder / "train.csv", noisy)
         for method in args.methods:
-            flipped_runs.append({"seed": seed, **audit(folder, args, method, flipped, tag=f"seed{seed}")})
+            flipped_runs += [{"seed": seed, **run} for run in audit(folder, args, method, flipped, tag=f"seed{seed}")]
     if not args.no_clean:
         write_rows(folder / "train.csv", train)
         for method in args.methods:
-            clean_runs.append(audit(folder, args, method, None))
+            clean_runs += audit(folder, args, method, None)[:1]
     command = "python benchmarks/bench_audit.py " + " ".join(argv if argv is not None else sys.argv[1:])
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for run in flipped_runs + clean_runs:

@@ -16,8 +16,9 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
         return []
     scores = record.class_name == SCORE_BIN  # task: regression: scores, a ridge regression, cleanlab's score rule
     words = record.unit == "word"  # token classification: each word's tag is audited
-    how = (f"frozen-encoder embeddings and a {'ridge' if scores else 'logistic'} regression per fold"
-           if record.method == "embeddings" else "the encoder fine-tuned per fold")  # fmt: skip
+    probe = f"frozen-encoder embeddings and a {'ridge' if scores else 'logistic'} regression per fold"
+    how = {"embeddings": probe, "finetune": "the encoder fine-tuned per fold",
+           "ensemble": f"the mean of {probe} and the encoder fine-tuned per fold"}.get(record.method, record.method)
     rule = (f"cleanlab's regression label quality flags the {record.unit}s whose given score is far from the "
             "predicted one" if scores else
             f"confident learning (cleanlab) flags the {record.unit}s whose given {'tag' if words else 'label'} is "

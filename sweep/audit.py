@@ -41,7 +41,7 @@ from record import (
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, noise_is_flagged_share
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
-from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem
+from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem, mean_predictions
 from sweep.spec import DEFAULTS, Spec, check_paths, load_spec
 from sweep.storage import (
     existing_study_attrs,
@@ -55,7 +55,7 @@ from sweep.storage import (
 )
 from sweep.store_checks import choose_storage
 
-METHODS = ("embeddings", "finetune")
+METHODS = ("embeddings", "finetune", "ensemble")  # ensemble: the mean of the other two's predictions
 DEFAULT_FOLDS = 5
 CSV_COLUMNS = ("rank", "row", "text", "text_pair", "given_label", "suggested_label", "label_quality",
                "suggested_probability")  # fmt: skip
@@ -99,6 +99,8 @@ class AuditResult:
     store_note: str | None  # why it was not stored, when a study exists
     storage_url: str = ""
     pred_probs: Any = None  # the out-of-fold predictions the ranking rests on (row i = train row i)
+    components: dict[str, Any] = dataclasses.field(default_factory=dict)  # each method's own, for `ensemble` both
+    labels: Any = None  # the given labels as the task's cleanlab call takes them
 
 
 # --- checks ----------------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def out_problems(out: Path | None) -> list[tuple[str, str]]:
 def option_problems(method: str, folds: int) -> list[tuple[str, str]]:
     problems = []
     if method not in METHODS:
-        problems.append(("--method", f"must be one of {' or '.join(repr(m) for m in METHODS)}, got {method!r}"))
+        problems.append(("--method", f"must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}"))
     if folds < 2:
         problems.append(("--folds", f"must be at least 2, got {folds}"))
     return problems
@@ -392,16 +394,19 @@ def run_audit(
         cache_dir = base / cache_dir
     seed = spec.search.seed
     hyperparameters: dict[str, Any] = {}
-    if method == "embeddings":
-        probs = embedding_probabilities(data, task, labels, encoder, cache_dir, folds=folds, seed=seed,
-                                        console=console)  # fmt: skip
-    else:
+    components: dict[str, Any] = {}
+    if method in ("embeddings", "ensemble"):
+        components["embeddings"] = embedding_probabilities(data, task, labels, encoder, cache_dir, folds=folds,
+                                                           seed=seed, console=console)  # fmt: skip
+    if method in ("finetune", "ensemble"):
         study = load_study(spec.name, url) if existing is not None else None
         hyperparameters, source = finetune_hyperparameters(spec, study)
         shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hyperparameters.items())
         console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
-        probs = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters, folds=folds, seed=seed,
-                                       console=console)  # fmt: skip
+        components["finetune"] = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters,
+                                                         folds=folds, seed=seed, console=console)  # fmt: skip
+    probs = (mean_predictions(components["embeddings"], components["finetune"]) if method == "ensemble"
+             else components[method])  # fmt: skip
     issues = task.find(labels, probs, data)
     rows = audit_rows(issues, data)
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
@@ -419,7 +424,7 @@ def run_audit(
                 stored_in = spec.name
             except SweepError as exc:  # a running `sweep run` holds the SQLite store
                 note = f"not stored with study {spec.name}: {exc.lines()[0]}"
-    return AuditResult(record, rows, label_names, data, out, stored_in, note, url, probs)
+    return AuditResult(record, rows, label_names, data, out, stored_in, note, url, probs, components, labels)
 
 
 # --- screen ----------------------------------------------------------------------------------------------------

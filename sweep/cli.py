@@ -338,7 +338,8 @@ def audit(
         str,
         typer.Option("--method", help="embeddings: a linear model per fold on frozen-encoder embeddings "
                      "(fast, cached); finetune: the encoder fine-tuned per fold with the study's best "
-                     "hyperparameters (else the spec's defaults)."),
+                     "hyperparameters (else the spec's defaults); ensemble: both, their predictions averaged "
+                     "(the most precise; as slow as finetune)."),
     ] = "embeddings",
     folds: Annotated[int, typer.Option("--folds", help="K of the K-fold cross-validation.")] = 5,
     out_file: Annotated[

@@ -102,6 +102,15 @@ def fold_indices(labels: np.ndarray, folds: int, seed: int) -> Splits:
     return [(train, held) for train, held in splitter.split(np.zeros(len(labels)), labels)]
 
 
+def mean_predictions(first: Any, second: Any) -> Any:
+    """The mean of two methods' out-of-fold predictions of the same rows (arrays, or per-row lists of arrays as token
+    classification has): cleanlab's advice for better predicted probabilities is an ensemble of models, and two
+    models that err on different examples agree on a wrong label more rarely than either alone."""
+    if isinstance(first, np.ndarray):
+        return (first + np.asarray(second)) / 2.0
+    return [(np.asarray(a) + np.asarray(b)) / 2.0 for a, b in zip(first, second, strict=True)]
+
+
 def normalised(features: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as sentence-transformers normalises MiniLM's embeddings (a dot product is then the
     cosine similarity the encoder was trained for)."""

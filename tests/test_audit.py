@@ -17,6 +17,7 @@ from record import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from_attrs
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS
 from reports import build_report
 from reports.audit import audit_blocks
+from reports.blocks import NoteBlock
 from sweep.cli import main
 from sweep.label_issues import (
     AUDIT_TASKS,
@@ -25,6 +26,7 @@ from sweep.label_issues import (
     classification_issues,
     fold_problems,
     linear_probabilities,
+    mean_predictions,
 )
 
 # -- the ranking on data the test controls ----------------------------------------------------------------------
@@ -258,7 +260,7 @@ def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_writ
     assert not out.exists() and not (tmp_path / "cache" / "embeddings").exists()
     assert main(["audit", str(spec), "--method", "bayes", "--folds", "1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "--method: must be one of 'embeddings' or 'finetune', got 'bayes'" in err
+    assert "--method: must be one of 'embeddings', 'finetune', 'ensemble', got 'bayes'" in err
     assert "--folds: must be at least 2, got 1" in err and "is a folder" in err
 
 
@@ -298,3 +300,48 @@ def test_text_pair_audit_keeps_both_texts_in_the_csv(tmp_path: Path, tiny_bert: 
     assert int(flagged[0]["row"]) == 5  # the planted pair leads
     for r in flagged:
         assert (r["text"], r["text_pair"], r["given_label"]) == pairs[int(r["row"])]
+
+
+def test_the_mean_of_two_models_flags_what_both_doubt_not_what_one_gets_wrong() -> None:
+    """Two models that each put an honest example in the wrong class (different examples) flag those examples alone;
+    their mean keeps only the planted errors, which both doubt."""
+    rng = np.random.default_rng(0)
+    errors = [3, 47, 95, 130]
+    truth, given = planted(50, 3, errors)
+
+    def model(blind: list[int]) -> np.ndarray:
+        probs = np.full((150, 3), 0.05) + rng.uniform(0, 0.05, size=(150, 3))
+        probs[np.arange(150), truth] = rng.uniform(0.75, 0.95, size=150)
+        probs /= probs.sum(axis=1, keepdims=True)
+        for i in [*errors, *blind]:  # sure of the true class for the errors, of a wrong one for its blind spots
+            probs[i] = 0.02
+            probs[i, (truth[i] + (1 if i in errors else 2)) % 3 if i in blind else truth[i]] = 0.96
+        return probs
+
+    first, second = model([12, 70]), model([33, 101])
+    assert {i.index for i in classification_issues(given, first).issues} >= {12, 70}
+    assert {i.index for i in classification_issues(given, second).issues} >= {33, 101}
+    mean = mean_predictions(first, second)
+    assert np.allclose(mean.sum(axis=1), 1.0)
+    assert {i.index for i in classification_issues(given, mean).issues} == set(errors)
+    words = mean_predictions([first[:2], first[2:5]], [second[:2], second[2:5]])  # token classification's form
+    assert [w.shape for w in words] == [(2, 3), (3, 3)] and np.allclose(words[1], mean[2:5])
+
+
+def test_ensemble_method_averages_the_embeddings_probe_and_the_fine_tuned_folds(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sweep.audit import run_audit
+
+    spec = write_spec(tmp_path, tiny_bert, flip(separable_rows(8), [2]))
+    result = run_audit(spec, method="ensemble", folds=2, storage_url=f"sqlite:///{tmp_path / 's.db'}")
+    err = capsys.readouterr().err
+    assert "embeddings computed and cached" in err and "fine-tuning each fold with the spec's defaults" in err
+    assert set(result.components) == {"embeddings", "finetune"}
+    assert np.allclose(result.pred_probs, (result.components["embeddings"] + result.components["finetune"]) / 2)
+    assert result.record.method == "ensemble" and result.record.examples == 24
+    note = audit_blocks(result.record)[0]
+    assert isinstance(note, NoteBlock)
+    assert "the mean of frozen-encoder embeddings and a logistic regression per fold and the encoder fine-tuned" in (
+        note.text
+    )
