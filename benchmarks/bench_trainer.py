@@ -421,6 +421,37 @@ def eval_steps_for(train_size: int, batch_size: int, per_epoch: int) -> int:
     return max(1, round(math.ceil(train_size / batch_size) / per_epoch))
 
 
+@dataclass(frozen=True)
+class PeerSpace:
+    """The peers' search space as TrainingArguments values, from one Optuna trial.
+
+    Same names, order and distributions as sweep's space: TPE with the same seed draws the same first
+    configurations on every side. `evals_per_epoch` > 0 adds the `steps` mode's `eval_steps` for the batch size.
+    A module-level class, not a closure: Ray's OptunaSearch pickles its define-by-run function with its state.
+    """
+
+    train_size: int
+    evals_per_epoch: int = 0
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        learning_rate = trial.suggest_float("learning_rate", LR_LOW, LR_HIGH, log=True)
+        batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
+        epochs = trial.suggest_int("epochs", EPOCHS_LOW, EPOCHS_HIGH)
+        params: dict[str, Any] = {
+            "learning_rate": learning_rate,
+            "per_device_train_batch_size": batch_size,
+            "num_train_epochs": epochs,
+        }
+        if self.evals_per_epoch:
+            params["eval_steps"] = eval_steps_for(self.train_size, int(batch_size), self.evals_per_epoch)
+        return params
+
+    def constants(self, trial: Any) -> dict[str, Any]:
+        """Ray's define-by-run form: OptunaSearch merges the suggested values (learning_rate, batch_size, epochs)
+        with these; transformers sets each key that names a TrainingArguments field (and skips the other two)."""
+        return {k: v for k, v in self(trial).items() if k != "learning_rate"}
+
+
 class EventLog:
     """Timing events appended as JSON lines to one file: the peer's trials may run in Ray's worker processes, so
     every measurement travels back through the file system (same machine, same wall clock)."""
@@ -513,20 +544,7 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
             events.write(key, "start", started=started - t0, model_load=elapsed, params=params)
         return model
 
-    def suggest(trial: optuna.Trial) -> dict[str, Any]:
-        # Same names, order and distributions as sweep's space: TPE with the same seed draws the same first
-        # configurations on both sides.
-        learning_rate = trial.suggest_float("learning_rate", LR_LOW, LR_HIGH, log=True)
-        batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
-        epochs = trial.suggest_int("epochs", EPOCHS_LOW, EPOCHS_HIGH)
-        params: dict[str, Any] = {
-            "learning_rate": learning_rate,
-            "per_device_train_batch_size": batch_size,
-            "num_train_epochs": epochs,
-        }
-        if run.eval_mode == "steps":
-            params["eval_steps"] = eval_steps_for(n_train, int(batch_size), per_epoch)
-        return params
+    suggest = PeerSpace(n_train, per_epoch if run.eval_mode == "steps" else 0)
 
     def hp_space(trial: Any) -> dict[str, Any]:
         if trial is None:  # Ray asks once for its config: the space is OptunaSearch's define-by-run function
@@ -536,11 +554,6 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         events.write(str(trial.number), "params", params=dict(trial.params))  # model_init ran before, unknowing
         log(f"peer {run.slug}: trial {trial.number} {format_params(trial.params)}")
         return params
-
-    def ray_space(trial: optuna.Trial) -> dict[str, Any]:
-        # Ray's OptunaSearch merges the suggested values (learning_rate, batch_size, epochs) with these constants;
-        # transformers sets each key that names a TrainingArguments field (and skips batch_size and epochs).
-        return {k: v for k, v in suggest(trial).items() if k != "learning_rate"}
 
     class Clock(TrainerCallback):  # type: ignore[misc]
         """Per trial: training epochs (evaluations inside them subtracted), optimizer steps, each evaluation."""
@@ -635,7 +648,7 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
                 pruner=pruner,
             )
         else:
-            found = search_with_ray(cfg, trainer, run, seed, run_dir, ray_space, per_epoch)
+            found = search_with_ray(cfg, trainer, run, seed, run_dir, suggest, per_epoch)
     except ValueError as exc:  # Optuna's study.best_trial when no trial completed (all pruned or failed)
         log(f"peer {run.slug}: no best trial: {exc}")
     wall = time.time() - t0
@@ -682,7 +695,7 @@ def peer_pruner_text(run: PeerRun, per_epoch: int) -> str:
 
 
 def search_with_ray(
-    cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: Any, per_epoch: int
+    cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, per_epoch: int
 ) -> Any:
     """`hyperparameter_search(backend="ray")` with ASHA and Optuna's TPE (same seed, same space) on the started Ray."""
     import optuna
@@ -698,7 +711,7 @@ def search_with_ray(
         hp_space=lambda trial: {},
         compute_objective=lambda metrics: metrics["eval_f1_macro"],
         search_alg=OptunaSearch(
-            space=space, metric="objective", mode="max", sampler=optuna.samplers.TPESampler(seed=seed)
+            space=space.constants, metric="objective", mode="max", sampler=optuna.samplers.TPESampler(seed=seed)
         ),
         scheduler=ASHAScheduler(
             time_attr="training_iteration",
@@ -1324,8 +1337,9 @@ def render(results: dict[str, Any]) -> str:
                 "",
                 *peer_table(peer),
                 "",
-                f"Peer setup before its first trial (read CSVs, tokenise, Trainer with one model_init): "
-                f"{peer['setup']:.1f} s.",
+                "Peer setup before its first trial (read CSVs, tokenise, Trainer with one model_init"
+                + (", then Ray Tune's start: pickling the Trainer, starting worker processes" if kind == "ray" else "")
+                + f"): {peer['setup']:.1f} s.",
                 "",
             ]
         if summary is not None:
