@@ -1292,7 +1292,11 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Targets (from the issue), judged on every seed against each peer at its best",
         "",
-        *targets_table(entries),
+        *(
+            [line.replace("| yes |", "| not judged: the peer was not at its best |")
+             .replace("| no |", "| not judged: the peer was not at its best |") for line in targets_table(entries)]
+            if results.get("legacy") else targets_table(entries)
+        ),
         "",
         "Two targets are measured elsewhere: training throughput ≥ 0.9 × a bare PyTorch loop (`bench_limit.py`, "
         "`LIMIT.md`) and false prunes (`bench_pruning.py`).",
@@ -1483,9 +1487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["--render"]:  # rewrite RESULTS.md from a results.json (after a change to the report only)
         source = Path(args[1]) if len(args) > 1 else ROOT / "benchmarks" / "results.json"
         results = json.loads(source.read_text(encoding="utf-8"))
-        target = Path(results["config"]["results"])
-        if len(args) > 1 and source.resolve() != (ROOT / "benchmarks" / "results.json"):
-            target = source.with_name(target.name)  # beside the results.json it was given
+        target = source.with_name(Path(results["config"]["results"]).name)  # beside it, wherever it was run
         write_results(results, target)
         log(f"rewrote {target} from {source}")
         return 0
