@@ -623,6 +623,12 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         seed=seed,
         disable_tqdm=True,
     )
+    if run.kind == "ray":
+        # accelerate's process-wide GradientState keeps weak references to the last training's data loaders (an
+        # earlier side in this process): Ray could not pickle the Trainer. A fresh process would start empty.
+        from accelerate.state import GradientState
+
+        GradientState._reset_state()
     trainer = Trainer(
         model_init=model_init,
         args=args,
