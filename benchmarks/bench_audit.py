@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     previous = json.loads((args.results / "audit.json").read_text()) if (args.results / "audit.json").is_file() else {}
-    runs = {"flipped": results["flipped"], "clean": results["clean"]}
+    runs: dict[str, list[dict[str, Any]]] = {"flipped": results["flipped"], "clean": results["clean"]}
     for key in runs:  # a run of some methods or seeds replaces those and keeps the others
         kept = [r for r in previous.get(key, []) if not any(
             r["method"] == n["method"] and r.get("seed") == n.get("seed") for n in runs[key])]  # fmt: skip

@@ -52,7 +52,16 @@ _OPTUNA_FAIL_REASON = "fail_reason"  # set by Optuna when an objective raised or
 
 @dataclass(frozen=True)
 class Timings:
-    """Seconds spent in each part of a trial, and the number of training examples seen."""
+    """Seconds spent in each part of a trial, and the number of training examples seen.
+
+    The trial's wall time (`total`: from the objective's start until its timings are written) splits into
+    `train_steps` (forward, backward and optimizer step of every training batch), `validation_forward` (the forward
+    pass of every validation batch) and `overhead`: everything else (fetching batches, metric computation, the
+    best-weights copy, checkpoint writes, Optuna and storage calls, Lightning set-up and tear-down, loading the model
+    and the data module). `data`, `model_load` and `checkpoint` are parts of the overhead measured on their own;
+    `train` and `validation` are the training and evaluation loops (steps plus their loop's overhead).
+    Trials recorded before the split have no `train_steps` / `validation_forward` (None), and so no overhead.
+    """
 
     data: float = 0.0
     model_load: float = 0.0
@@ -61,9 +70,45 @@ class Timings:
     checkpoint: float = 0.0
     total: float = 0.0
     train_examples: int = 0
+    train_steps: float | None = None
+    validation_forward: float | None = None
 
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    @property
+    def overhead(self) -> float | None:
+        """Wall time that is neither a training step nor a validation forward pass (None: not measured)."""
+        if self.train_steps is None or self.validation_forward is None:
+            return None
+        return max(self.total - self.train_steps - self.validation_forward, 0.0)
+
+    @property
+    def overhead_share(self) -> float | None:
+        """The overhead as a share of the trial's wall time."""
+        overhead = self.overhead
+        return overhead / self.total if overhead is not None and self.total > 0 else None
+
+    def overhead_parts(self) -> dict[str, float] | None:
+        """The overhead split where it is measured: data module, model load, the training loop around its steps
+        (fetching batches, per-batch hooks), the evaluation loop around its forward passes (metrics, best-weights copy,
+        Optuna report), checkpoint writes, and the rest (Lightning set-up and tear-down, storage writes)."""
+        if self.train_steps is None or self.validation_forward is None or self.overhead is None:
+            return None
+        parts = {
+            "data": self.data,
+            "model_load": self.model_load,
+            "train_loop": max(self.train - self.train_steps, 0.0),
+            "evaluation_loop": max(self.validation - self.validation_forward, 0.0),
+            "checkpoint": self.checkpoint,
+        }
+        return {**parts, "other": max(self.overhead - sum(parts.values()), 0.0)}
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """The stored form: the measured fields, and the overhead and its share where measured (for readers of the
+        store that do not go through this class, such as optuna-dashboard)."""
+        stored: dict[str, float | int | None] = asdict(self)
+        if self.overhead is not None:
+            stored["overhead"] = round(self.overhead, 3)
+            stored["overhead_share"] = None if self.overhead_share is None else round(self.overhead_share, 4)
+        return stored
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Timings:

@@ -38,6 +38,7 @@ from reports.trials import (
     completed,
     completed_values,
     compute_time,
+    describe_time_split,
     epochs_run,
     format_seconds,
     hyperparameters,
@@ -47,6 +48,7 @@ from reports.trials import (
     searched_params,
     state_counts,
     study_advice,
+    time_split,
     varying_params,
 )
 
@@ -102,6 +104,10 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
             rows.append([label, value])
     rows.append(["trials", ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none"])
     rows.append(["total compute time", f"{format_seconds(spent.seconds)} over {spent.trials} finished trials"])
+    split = time_split(study)
+    if split is not None:
+        rows.append(["where trial time went", describe_time_split(split)
+                     + (f" (over {split.trials} of {spent.trials} trials)" if split.trials < spent.trials else "")])
     if counts["pruned"]:
         rows.append(["time saved by pruning (estimate)",
                      f"{format_seconds(saved.seconds)} ({saved.epochs:.3g} epochs not run)"])

@@ -133,6 +133,67 @@ def compute_time(study: optuna.Study) -> ComputeTime:
     return ComputeTime(seconds=float(sum(known)), trials=len(known))
 
 
+# The overhead's parts (record.Timings.overhead_parts), as they are named on screen.
+OVERHEAD_PARTS = {
+    "train_loop": "training loop around its steps",
+    "evaluation_loop": "metrics, best-weights copy and pruner around validation",
+    "model_load": "model load",
+    "data": "data module",
+    "checkpoint": "checkpoint writes",
+    "other": "set-up, tear-down and storage",
+}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Where the finished trials' wall time went, summed over the trials whose timings carry the split."""
+
+    total: float
+    train_steps: float
+    validation_forward: float
+    overhead: float
+    parts: dict[str, float]  # the overhead's parts, keys of OVERHEAD_PARTS
+    trials: int
+
+    @property
+    def overhead_share(self) -> float:
+        return self.overhead / self.total if self.total > 0 else 0.0
+
+
+def time_split(study: optuna.Study) -> TimeSplit | None:
+    """Training steps, validation forward passes and overhead over the finished trials (None: no trial measured
+    them, e.g. a study recorded before the split)."""
+    measured = [t for t in (read_trial(trial).timings for trial in study.get_trials(deepcopy=False, states=FINISHED))
+                if t is not None and t.overhead_parts() is not None]  # fmt: skip
+    if not measured:
+        return None
+    parts = dict.fromkeys(OVERHEAD_PARTS, 0.0)
+    for timings in measured:
+        for key, value in (timings.overhead_parts() or {}).items():
+            parts[key] += value
+    return TimeSplit(
+        total=sum(t.total for t in measured),
+        train_steps=sum(t.train_steps or 0.0 for t in measured),
+        validation_forward=sum(t.validation_forward or 0.0 for t in measured),
+        overhead=sum(t.overhead or 0.0 for t in measured),
+        parts=parts,
+        trials=len(measured),
+    )
+
+
+def describe_time_split(split: TimeSplit) -> str:
+    """`81% training steps, 9% validation forward passes, 10% overhead (4% training loop around its steps, ...)`: the
+    overhead's parts of at least 0.5% of the time, largest first."""
+    def share(seconds: float) -> str:
+        return f"{seconds / split.total:.0%}" if split.total > 0 else "0%"
+
+    parts = sorted(((v, OVERHEAD_PARTS[k]) for k, v in split.parts.items() if split.total and v / split.total >= 0.005),
+                   reverse=True)  # fmt: skip
+    detail = f" ({', '.join(f'{share(v)} {name}' for v, name in parts)})" if parts else ""
+    return (f"{share(split.train_steps)} training steps, {share(split.validation_forward)} validation forward passes, "
+            f"{split.overhead_share:.1%} overhead{detail}")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PruningSavings:
     """Estimated training time pruning saved, and the pruned trials it could not be estimated for."""

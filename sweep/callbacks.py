@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 
 class EvaluationSchedule(pl.Callback):
@@ -133,30 +134,71 @@ def epochs_trained(trainer: pl.Trainer) -> float:
 
 
 class TimingCallback(pl.Callback):
-    """Wall-clock seconds spent in training and in validation, summed over epochs."""
+    """Where a trial's time goes, measured from Lightning's hooks with `time.perf_counter` (no profiler):
+
+    - `train_steps`: forward, backward and optimizer step of every training batch (`on_train_batch_start` to
+      `on_train_batch_end`). Fetching the batch and copying it to the device happen before the start hook; the other
+      callbacks' batch-end hooks, the LR-scheduler step and the evaluations happen after the end hook: overhead.
+    - `validation_forward`: each validation batch's `validation_step` (the forward pass, its loss and the argmax kept
+      for the metrics), batch start to batch end. The metric computation over the whole validation set
+      (`on_validation_epoch_end`), the best-weights copy and the Optuna report come after: overhead.
+    - `train` (the training loop: every epoch, start to end, without the evaluations run inside it, so fetching
+      batches and per-batch hooks included) and `validation` (the evaluation loop: `on_validation_start` until every
+      callback's `on_validation_end` has run, so metrics, the best-weights copy and the Optuna report included).
+
+    The timer goes first in the Trainer's callbacks, so its batch clocks stop before the other callbacks' hooks run,
+    and `self.closer` goes last, so the evaluation clock stops after theirs (`train_trial` places both).
+    On CUDA, kernels run asynchronously: the batch-end hooks synchronise the device (there only, and only on CUDA),
+    so a step's GPU work is not billed to whatever waits for it next (the next fetch or the metric computation).
+    """
 
     def __init__(self) -> None:
-        self.seconds = {"train": 0.0, "validation": 0.0}
+        self.seconds = {"train": 0.0, "validation": 0.0, "train_steps": 0.0, "validation_forward": 0.0}
         self.validation_ends: list[float] = []  # wall-clock (time.time()) at the end of each validation run
         self._start: dict[str, float] = {}
         self.train_examples = 0
+        self.closer = _EvaluationEnd(self)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start["train"] = time.perf_counter()
 
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._start["train_steps"] = time.perf_counter()
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        _synchronize(pl_module)
+        self._stop("train_steps")
         self.train_examples += int(batch["labels"].shape[0])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning runs the epoch's validation before this hook: subtract it.
+        # Lightning runs the epoch's validation before this hook: `train_seconds` subtracts it.
         self._stop("train")
 
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start["validation"] = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._start["validation_forward"] = time.perf_counter()
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        _synchronize(pl_module)
+        self._stop("validation_forward")
+
+    def _evaluation_end(self, trainer: pl.Trainer) -> None:
         self._stop("validation")
         if not trainer.sanity_checking:
             self.validation_ends.append(time.time())
@@ -167,5 +209,22 @@ class TimingCallback(pl.Callback):
             self.seconds[phase] += time.perf_counter() - start
 
     def train_seconds(self) -> float:
-        """Training time without the validation runs nested inside the training epochs."""
+        """Training-loop time without the validation runs nested inside the training epochs."""
         return max(self.seconds["train"] - self.seconds["validation"], 0.0)
+
+
+class _EvaluationEnd(pl.Callback):
+    """The last callback of a trial's Trainer: stops the timer's evaluation clock after every other callback's
+    `on_validation_end` (best-weights copy, Optuna report) has run."""
+
+    def __init__(self, timer: TimingCallback):
+        self.timer = timer
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.timer._evaluation_end(trainer)
+
+
+def _synchronize(pl_module: pl.LightningModule) -> None:
+    """Wait for the device's queued kernels, on CUDA only (CPU work is synchronous)."""
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)

@@ -123,7 +123,7 @@ def train_trial(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[timing, *callbacks],
+        callbacks=[timing, *callbacks, timing.closer],  # the timer first, its evaluation clock's end last
     )
     trainer.fit(module, datamodule=datamodule)
     return module, timing, {"data": t1 - t0, "model_load": t2 - t1}
@@ -293,6 +293,8 @@ def build_objective(
                 checkpoint=round(time.perf_counter() - saving, 3),
                 total=round(time.perf_counter() - started, 3),
                 train_examples=timing.train_examples,
+                train_steps=round(timing.seconds["train_steps"], 3),
+                validation_forward=round(timing.seconds["validation_forward"], 3),
             ),
             timing.validation_ends,
         )

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from record import best_trial, maximizes, read_study, read_trial, reported_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
-from reports.trials import study_advice
+from reports.trials import describe_time_split, study_advice, time_split
 from sweep.artifacts import describe
 from sweep.checkpoints import disk_usage, is_kept
 
@@ -169,6 +169,9 @@ def best_summary(study: optuna.Study) -> Group | Text:
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
     lines.append(Text(checkpoints_line(study)))
+    split = time_split(study)
+    if split is not None:
+        lines.append(Text(f"trial time ({split.trials} finished trials): {describe_time_split(split)}"))
     seeds = seeds_table(study)
     if seeds is not None:
         lines.append(seeds)

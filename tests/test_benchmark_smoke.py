@@ -61,7 +61,7 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     assert "smoke run, not a benchmark" in text and "torch threads" in text
 
     assert [e["seed"] for e in raw["seeds"]] == [0, 1]
-    splits = []
+    splits, shares = [], []
     for entry in raw["seeds"]:
         assert entry["ours"]["wall"] > 0 and 0.0 <= entry["ours"]["best_f1"] <= 1.0
         assert len(entry["ours"]["trials"]) == 2
@@ -92,8 +92,14 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
         assert summary["same_startup_configurations"] == [2, 2], "TPE with one seed draws the same first trials"
         for key in ("wall_s", "best_f1", "train_throughput"):
             assert summary["measures"][key]["ratio"] is not None and summary["measures"][key]["ratio"] > 0, key
-        for row in summary["our_split"]:
-            assert row["total"] >= row["train"] + row["validation"] > 0
+        for row in summary["our_split"]:  # the honest split: steps and forward passes inside their loops
+            assert 0 < row["train_steps"] <= row["train"] and 0 < row["validation_forward"] <= row["validation"]
+            assert row["train_steps"] + row["validation_forward"] + row["overhead"] == pytest.approx(row["total"])
+            assert row["overhead"] >= row["data"] + row["model_load"] + row["checkpoint"] + row["evaluation_loop"]
+            assert 0.0 < row["overhead_share"] < 1.0
+        totals = summary["our_split_totals"]
+        assert totals["overhead_share"] == pytest.approx(totals["overhead"] / totals["total"])
+        shares.append(totals["overhead_share"])
     first = [t["params"] for t in raw["seeds"][0]["ours"]["trials"]]
     assert first != [t["params"] for t in raw["seeds"][1]["ours"]["trials"]], "each seed seeds TPE"
     train_files = [(tmp_path / "work" / f"seed{s}" / "data" / "train.csv").read_text() for s in (0, 1)]
@@ -107,9 +113,26 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
         "## Seed 0 (order:",
         "## Seed 1 (order:",
         "### Our per-trial time split",
-        "| our overhead (trial time outside training and validation) < 3% of trial time |",
+        "| our overhead (everything but training steps and validation forward passes) < 3% of trial time | — | "
+        + " | ".join(f"{v:.1%}" for v in shares),
+        "| a configuration that would have finished in the top 3 is pruned in at most one of the three seeds | — | — "
+        "| — | not measured (no pruning.json for this run beside results.json: run bench_pruning.py) |",
     ):
         assert section in text, section
+    assert text.count("### Our per-trial time split") == 2, "our side's split once per seed"
+    for column in (
+        "training steps (s)",
+        "validation forward (s)",
+        "overhead (s)",
+        "data prep (s)",
+        "model load (s)",
+        "training loop around steps (s)",
+        "evaluation loop around forward (s)",
+        "checkpointing (s)",
+        "set-up/storage/other (s)",
+    ):
+        assert column in text, column
+    assert "## Pruning quality" not in text
     assert text.count("| at its best |") == 2, "one kept run per seed"
     assert "(tie)" in text or "never" in text or "+" in text
     assert "faster than the peer" not in text.replace("does not show that sweep is faster than the peer", "")
