@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("SWEEP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 sys.path.insert(0, str(ROOT))
-MARKER = "<!-- below this line: written by hand, kept by bench_audit.py -->"
+sys.path.insert(0, str(HERE))  # bench_notes beside this script, also when loaded from elsewhere
 FLIP_SHARE = 0.05
 
 
@@ -254,9 +254,9 @@ def render(folder: Path) -> int:
     """Rewrite the measured part of AUDIT.md from audit.json, keeping the notes below the marker line."""
     results = json.loads((folder / "audit.json").read_text(encoding="utf-8"))
     doc = folder / "AUDIT.md"
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
-    notes = text.split(MARKER, 1)[1] if MARKER in text else "\n"
-    doc.write_text(markdown(results) + "\n" + MARKER + notes, encoding="utf-8")
+    from bench_notes import marker_for, write_keeping_notes
+
+    write_keeping_notes(doc, markdown(results), marker_for("bench_audit.py"))
     log(f"wrote {doc} from {folder / 'audit.json'}")
     return 0
 

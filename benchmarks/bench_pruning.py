@@ -14,7 +14,7 @@ It then reports, per seed:
 Issue #12's target: a configuration that would have finished in the top 3 is pruned in at most one of three seeds.
 
     python benchmarks/bench_pruning.py                           # the studies of benchmarks/results.json
-    python benchmarks/bench_pruning.py work/rep1/spec.yaml ...   # or the spec of each study
+    python benchmarks/bench_pruning.py work/seed0/ours/spec.yaml ...   # or the spec of each study
 
 Writes pruning.json and PRUNING.md beside results.json (or into --out). `pruning_section(pruning.json)` returns the
 Markdown section for RESULTS.md.
@@ -351,13 +351,20 @@ def log(message: str) -> None:
     print(f"[pruning {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def specs_of(results_json: Path) -> tuple[list[Path], int | None]:
-    """The study spec of each repetition in a bench_trainer results.json, and the torch threads it ran with."""
+def specs_of(results_json: Path) -> tuple[list[Path], int | None, dict[str, Any]]:
+    """The study spec of our side on each seed of a bench_trainer results.json (`seeds`; the `repetitions` of a
+    results.json from before issue #12), the torch threads it ran with, and the run's identity (its date and
+    command), which bench_trainer.py checks before it puts pruning.json's section into that run's RESULTS.md."""
     results = json.loads(results_json.read_text(encoding="utf-8"))
     work = Path(results["config"]["work"])
-    specs = [Path(rep["ours"].get("spec") or work / f"rep{i}" / "spec.yaml")
-             for i, rep in enumerate(results["repetitions"], start=1)]  # fmt: skip
-    return specs, results["config"].get("threads")
+    if "seeds" in results:
+        specs = [Path(entry["ours"].get("spec") or work / f"seed{entry['seed']}" / "ours" / "spec.yaml")
+                 for entry in results["seeds"]]  # fmt: skip
+    else:
+        specs = [Path(rep["ours"].get("spec") or work / f"rep{i}" / "spec.yaml")
+                 for i, rep in enumerate(results["repetitions"], start=1)]  # fmt: skip
+    benchmark = {"date": results.get("machine", {}).get("date"), "command": results["config"].get("command")}
+    return specs, results["config"].get("threads"), benchmark
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,12 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = args.inputs or [ROOT / "benchmarks" / "results.json"]
     threads = args.threads
     specs: list[Path] = []
+    benchmarks: list[dict[str, Any]] = []
     for path in inputs:
         if not path.is_file():
             parser.error(f"no such file: {path}")
         if path.suffix == ".json":
-            found, ran_with = specs_of(path)
+            found, ran_with, benchmark = specs_of(path)
             specs += found
+            benchmarks.append(benchmark)
             threads = threads or ran_with
         else:
             specs.append(path)
@@ -398,9 +407,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs.append(run_one(spec, threads, check=not args.no_check))
         a = runs[-1]["analysis"]
         log(f"{runs[-1]['label']}: {a['pruned']} pruned, false prunes {a['false_prunes'] or 'none'}")
+    labels = [run["label"] for run in runs]
+    for run in runs:  # a results.json from before issue #12 ran every repetition on seed 0: name the study too
+        if labels.count(run["label"]) > 1:
+            run["label"] = f"{run['label']} ({run['study']})"
     results: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/bench_pruning.py", *args_list]),
                "runs": runs,
                "target": judge(runs)}  # fmt: skip
+    if len(benchmarks) == 1:  # made from one benchmark run: bench_trainer.py renders it into that run's RESULTS.md
+        results["benchmark"] = benchmarks[0]
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "pruning.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

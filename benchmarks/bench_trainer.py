@@ -1,13 +1,14 @@
 """Benchmark `sweep` against `transformers.Trainer.hyperparameter_search` on the same data, encoder and search.
 
-One invocation runs both sides in this process, one after the other, on the same machine: the same training and
-validation CSVs, the same encoder, the same search space (learning rate 1e-5..1e-4 log, batch size {16, 32},
-epochs 1..3), the same fixed hyperparameters, TPE with the same seed and the same trial budget. It writes
-`RESULTS.md` (the command, machine facts, one table per repetition and a summary) and `results.json` (raw
-measurements) next to it. See benchmarks/README.md.
+One invocation runs every side in this process, one after the other, on the same machine, once per seed: the same
+training and validation CSVs, the same encoder, the same search space (learning rate 1e-5..1e-4 log, batch size
+{16, 32}, epochs 1..3), the same fixed hyperparameters, TPE with the same seed and the same trial budget. It writes
+`RESULTS.md` (the command, machine facts, the targets on every seed, a table across seeds, per seed the peers' runs
+and our honest time split; bench_pruning.py's section when its pruning.json lies beside) and `results.json` (raw
+measurements) next to it; `--render results.json` rewrites RESULTS.md from it. See benchmarks/README.md.
 
-    python benchmarks/bench_trainer.py                      # TREC-6, 1,000 train / 500 validation, 8 trials
-    python benchmarks/bench_trainer.py --dataset sst2 --repeats 3 --trials 12
+    python benchmarks/bench_trainer.py                 # TREC-6, 1,000 train / 500 validation, 8 trials, seeds 0 1 2
+    python benchmarks/bench_trainer.py --dataset sst2 --seeds 0 1 2 --trials 12
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ class Config:
     max_classes: int | None
     encoder: str
     trials: int
-    seed: int
+    seeds: tuple[int, ...]
     max_length: int
-    repeats: int
+    peers: tuple[str, ...]
+    peer_eval: tuple[str, ...]
+    ray_layouts: tuple[str, ...]
     threads: int | None
     first_epoch_evals: int | None
     work: Path
@@ -107,9 +110,24 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument("--max-classes", type=int, help="keep only the N most frequent classes (default: all)")
     parser.add_argument("--encoder", help="Hugging Face model folder (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--trials", type=int, default=MIN_REAL_TRIALS, help="trials per side (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="data sampling and TPE seed (default 0)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2],
+        help="one run of every side per seed; the seed sets the data split, TPE and training together (default 0 1 2)",
+    )  # fmt: skip
     parser.add_argument("--max-length", type=int, default=128, help="tokenizer max_length (default 128)")
-    parser.add_argument("--repeats", type=int, default=1, help="repetitions of the pair of runs (default 1)")
+    parser.add_argument(
+        "--peers", nargs="+", choices=PEER_KINDS, default=list(PEER_KINDS),
+        help="trainer: hyperparameter_search with Optuna; ray: with Ray Tune and ASHA (default both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peer-eval", choices=("epoch", "steps", "both"), default="both",
+        help="the peers evaluate once per epoch, every 1/(first-epoch-evals + 1) epoch, or each way in turn "
+        "(default both: the faster is the one compared)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ray-layout", choices=("2x1", "1x2", "both"), default="both",
+        help="Ray: two concurrent one-thread trials, one two-thread trial, or each in turn (default both)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch CPU threads for both sides (default: torch's)")
     parser.add_argument(
         "--first-epoch-evals",
@@ -132,7 +150,6 @@ def parse_args(argv: Sequence[str]) -> Config:
             ("train_size", args.train_size, 2),
             ("val_size", args.val_size, 2),
             ("trials", args.trials, 1),
-            ("repeats", args.repeats, 1),
             ("max_length", args.max_length, 8),
             ("max_classes", args.max_classes, 2),
             ("threads", args.threads, 1),
@@ -142,6 +159,8 @@ def parse_args(argv: Sequence[str]) -> Config:
     data_file = args.data_file or DATASETS[args.dataset]
     if not data_file.is_file():
         problems.append(f"--data-file: no such file {data_file} (set SWEEP_SHARED_DATA or pass --data-file)")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        problems.append(f"--seeds: distinct non-negative integers, got {' '.join(map(str, args.seeds))}")
     if args.encoder and not (Path(args.encoder) / "config.json").is_file():
         problems.append(f"--encoder: {args.encoder} is not a Hugging Face model folder (no config.json)")
     if problems:
@@ -154,9 +173,11 @@ def parse_args(argv: Sequence[str]) -> Config:
         max_classes=args.max_classes,
         encoder=str(Path(args.encoder).resolve()) if args.encoder else default_encoder(),
         trials=args.trials,
-        seed=args.seed,
+        seeds=tuple(args.seeds),
         max_length=args.max_length,
-        repeats=args.repeats,
+        peers=tuple(kind for kind in PEER_KINDS if kind in args.peers),
+        peer_eval=EVAL_MODES if args.peer_eval == "both" else (args.peer_eval,),
+        ray_layouts=tuple(RAY_LAYOUTS) if args.ray_layout == "both" else (args.ray_layout,),
         threads=args.threads,
         first_epoch_evals=args.first_epoch_evals,
         work=args.work.resolve(),
@@ -268,10 +289,11 @@ class DataFiles:
     val_counts: dict[str, int]
 
 
-def prepare_files(cfg: Config) -> DataFiles:
+def prepare_files(cfg: Config, seed: int) -> DataFiles:
+    """The seed's training and validation CSVs (its own stratified split of the same file)."""
     rows = unique_rows(read_rows(cfg.dataset, cfg.data_file))
-    train, val = stratified_split(rows, cfg.train_size, cfg.val_size, cfg.seed, cfg.max_classes)
-    data_dir = cfg.work / "data"
+    train, val = stratified_split(rows, cfg.train_size, cfg.val_size, seed, cfg.max_classes)
+    data_dir = cfg.work / f"seed{seed}" / "data"
     return DataFiles(
         train=write_csv(data_dir / "train.csv", train),
         validation=write_csv(data_dir / "validation.csv", val),
@@ -348,13 +370,123 @@ def quiet_hugging_face() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def run_peer(cfg: Config, files: DataFiles, rep_dir: Path) -> dict[str, Any]:
-    """`Trainer.hyperparameter_search` with Optuna, timed by a TrainerCallback. Times are from the side's start."""
+PEER_KINDS = ("trainer", "ray")
+PEER_NAMES = {
+    "trainer": "Trainer.hyperparameter_search (Optuna)",
+    "ray": "Trainer.hyperparameter_search (Ray Tune, ASHA)",
+}
+EVAL_MODES = ("epoch", "steps")
+RAY_LAYOUTS = {"2x1": (2, 1), "1x2": (1, 2)}  # layout -> (concurrent trials, CPU threads per trial)
+ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: the analogue of the median rule
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """One way of running one peer: `kind` (trainer or ray), when it evaluates, and (Ray) how it uses the cores."""
+
+    kind: str
+    eval_mode: str
+    layout: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.eval_mode}, {self.layout}" if self.layout else self.eval_mode
+
+    @property
+    def slug(self) -> str:
+        return f"{self.kind}-{self.eval_mode}" + (f"-{self.layout}" if self.layout else "")
+
+
+def peer_runs(cfg: Config) -> list[PeerRun]:
+    runs: list[PeerRun] = []
+    for kind in cfg.peers:
+        for mode in cfg.peer_eval:
+            if kind == "ray":
+                runs += [PeerRun(kind, mode, layout) for layout in cfg.ray_layouts]
+            else:
+                runs.append(PeerRun(kind, mode))
+    return runs
+
+
+def evals_per_epoch(cfg: Config) -> int:
+    """Evaluations our side makes in its first epoch (sweep's `first_epoch_evals` + 1), the peers' `steps` cadence."""
+    if cfg.first_epoch_evals is not None:
+        return cfg.first_epoch_evals + 1
+    from sweep.spec import SearchSpec
+
+    return int(SearchSpec().first_epoch_evals) + 1
+
+
+def eval_steps_for(train_size: int, batch_size: int, per_epoch: int) -> int:
+    """Optimizer steps between the peer's evaluations in `steps` mode: our first-epoch points (1/3, 2/3, 1 of it)."""
+    return max(1, round(math.ceil(train_size / batch_size) / per_epoch))
+
+
+@dataclass(frozen=True)
+class PeerSpace:
+    """The peers' search space as TrainingArguments values, from one Optuna trial.
+
+    Same names, order and distributions as sweep's space: TPE with the same seed draws the same first
+    configurations on every side. `evals_per_epoch` > 0 adds the `steps` mode's `eval_steps` for the batch size.
+    A module-level class, not a closure: Ray's OptunaSearch pickles its define-by-run function with its state.
+    """
+
+    train_size: int
+    evals_per_epoch: int = 0
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        learning_rate = trial.suggest_float("learning_rate", LR_LOW, LR_HIGH, log=True)
+        batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
+        epochs = trial.suggest_int("epochs", EPOCHS_LOW, EPOCHS_HIGH)
+        params: dict[str, Any] = {
+            "learning_rate": learning_rate,
+            "per_device_train_batch_size": batch_size,
+            "num_train_epochs": epochs,
+        }
+        if self.evals_per_epoch:
+            params["eval_steps"] = eval_steps_for(self.train_size, int(batch_size), self.evals_per_epoch)
+        return params
+
+    def constants(self, trial: Any) -> dict[str, Any]:
+        """Ray's define-by-run form: OptunaSearch merges the suggested values (learning_rate, batch_size, epochs)
+        with these; transformers sets each key that names a TrainingArguments field (and skips the other two)."""
+        return {k: v for k, v in self(trial).items() if k != "learning_rate"}
+
+
+class EventLog:
+    """Timing events appended as JSON lines to one file: the peer's trials may run in Ray's worker processes, so
+    every measurement travels back through the file system (same machine, same wall clock)."""
+
+    def __init__(self, path: Path, t0: float):
+        self.path = str(path)
+        self.t0 = t0
+
+    def write(self, trial: str, event: str, **fields: Any) -> None:
+        line = json.dumps({"trial": trial, "event": event, "time": time.time() - self.t0, **fields})
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        path = Path(self.path)
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def ray_trial_key() -> str:
+    """Ray Tune's id of the trial this worker runs: its key in the event log, as `BestRun.run_id` names it."""
+    import ray.tune
+
+    return str(ray.tune.get_context().get_trial_id())
+
+
+def run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: Path) -> dict[str, Any]:
+    """`Trainer.hyperparameter_search`, timed by a TrainerCallback. Times are from the run's start."""
     with quiet_hugging_face():
-        return _run_peer(cfg, files, rep_dir)
+        return _run_peer(cfg, files, run, seed, run_dir)
 
 
-def _run_peer(cfg: Config, files: DataFiles, rep_dir: Path) -> dict[str, Any]:
+def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: Path) -> dict[str, Any]:
     import datasets
     import numpy as np
     import optuna
@@ -370,7 +502,10 @@ def _run_peer(cfg: Config, files: DataFiles, rep_dir: Path) -> dict[str, Any]:
         TrainingArguments,
     )
 
+    per_epoch = evals_per_epoch(cfg)
+    threads = RAY_LAYOUTS[run.layout][1] if run.layout else None
     t0 = time.time()
+    events = EventLog(run_dir / "events.jsonl", t0)
 
     train_rows, val_rows = read_csv(files.train), read_csv(files.validation)
     labels = sorted({label for _, label in train_rows})
@@ -383,98 +518,91 @@ def _run_peer(cfg: Config, files: DataFiles, rep_dir: Path) -> dict[str, Any]:
         return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True)
 
     train_ds, val_ds = encode(train_rows), encode(val_rows)
-
-    trials: list[dict[str, Any]] = []
+    n_train = len(train_ds)
     setup_model_loads: list[float] = []
-    state: dict[str, Any] = {"study": None}
+    study_box: dict[str, Any] = {"study": None}
+    current_trial: dict[str, str] = {"key": ""}  # the Optuna trial model_init saw last (the one training now)
 
-    def record_for(trial: optuna.Trial) -> dict[str, Any]:
-        """The trial's record, opened by whichever of model_init and hp_space sees the trial first."""
-        state["study"] = trial.study
-        if not trials or trials[-1]["number"] != trial.number:
-            trials.append(
-                {
-                    "number": trial.number,
-                    "start": time.time() - t0,
-                    "params": {},
-                    "model_load": 0.0,
-                    "train_epochs": 0.0,
-                    "train_steps": 0.0,
-                    "evaluation": 0.0,
-                    "examples": 0,
-                    "steps": 0,
-                    "evals": [],
-                    "evaluations_inside_epoch": 0,
-                }
-            )
-        return trials[-1]
+    def model_init(trial: Any) -> Any:
+        # transformers calls this with trial=None once in Trainer(), then at the start of every trial's train()
+        # (before hp_space with Optuna; inside the Ray worker with Ray, where the trial is its config dict).
+        started = time.time()
+        if trial is not None and threads:
+            import torch
 
-    def model_init(trial: optuna.Trial | None) -> Any:
-        # transformers calls this with trial=None once in Trainer(), then at the start of every trial's
-        # train(), before hp_space.
-        record = record_for(trial) if trial is not None else None
-        started = time.perf_counter()
+            torch.set_num_threads(threads)  # the layout's threads per trial, in Ray's worker process
         model = AutoModelForSequenceClassification.from_pretrained(
             cfg.encoder, num_labels=len(labels), id2label=id2label, label2id=label2id
         )
-        elapsed = time.perf_counter() - started
-        if record is None:
+        elapsed = time.time() - started
+        if trial is None:
             setup_model_loads.append(elapsed)
         else:
-            record["model_load"] += elapsed
+            params = {} if run.kind == "trainer" else {  # Optuna's come with hp_space, which runs after this
+                "learning_rate": trial["learning_rate"], "batch_size": trial["batch_size"], "epochs": trial["epochs"]}
+            key = ray_trial_key() if run.kind == "ray" else str(trial.number)
+            current_trial["key"] = key
+            events.write(key, "start", started=started - t0, model_load=elapsed, params=params)
         return model
 
-    def hp_space(trial: optuna.Trial) -> dict[str, Any]:
-        # Same names, order and distributions as sweep's space: TPE with the same seed draws the same
-        # first configurations on both sides.
-        record = record_for(trial)
-        params = {
-            "learning_rate": trial.suggest_float("learning_rate", LR_LOW, LR_HIGH, log=True),
-            "per_device_train_batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
-            "num_train_epochs": trial.suggest_int("epochs", EPOCHS_LOW, EPOCHS_HIGH),
-        }
-        record["params"] = dict(trial.params)
-        log(f"peer: trial {trial.number} {format_params(trial.params)}")
+    suggest = PeerSpace(n_train, per_epoch if run.eval_mode == "steps" else 0)
+
+    def hp_space(trial: Any) -> dict[str, Any]:
+        if trial is None:  # Ray asks once for its config: the space is OptunaSearch's define-by-run function
+            return {}
+        study_box["study"] = trial.study
+        params = suggest(trial)
+        events.write(str(trial.number), "params", params=dict(trial.params))  # model_init ran before, unknowing
+        log(f"peer {run.slug}: trial {trial.number} {format_params(trial.params)}")
         return params
 
     class Clock(TrainerCallback):  # type: ignore[misc]
-        """Training time per epoch and per step (evaluation runs after on_epoch_end), and each evaluation."""
-
-        def __init__(self) -> None:
-            self.epoch_start = self.step_start = self.epoch_end = 0.0
-            self.in_epoch = False
+        """Per trial: training epochs (evaluations inside them subtracted), optimizer steps, each evaluation."""
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            trials[-1]["train_begin"] = time.time() - t0
+            self.key = ray_trial_key() if run.kind == "ray" else current_trial["key"]
+            self.in_epoch = False
+            self.mark = self.epoch_start = time.time()
+            self.steps_time = 0.0
+            self.steps = 0
+            self.eval_in_epoch = 0.0
+            events.write(self.key, "train_begin")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            trials[-1]["train_end"] = time.time() - t0  # also called when the trial is pruned
+            events.write(self.key, "train_end", epoch=float(state.epoch or 0.0))  # also called when pruned
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.in_epoch = True
-            self.epoch_start = time.perf_counter()
+            self.epoch_start = self.mark = time.time()
+            self.eval_in_epoch = 0.0
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.step_start = time.perf_counter()
+            self.step_start = time.time()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            trials[-1]["train_steps"] += time.perf_counter() - self.step_start
-            trials[-1]["steps"] += 1
+            self.mark = time.time()
+            self.steps_time += self.mark - self.step_start
+            self.steps += 1
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.epoch_end = time.perf_counter()
+            self.mark = time.time()
             self.in_epoch = False
-            trials[-1]["train_epochs"] += self.epoch_end - self.epoch_start
-            trials[-1]["examples"] += len(train_ds)  # every epoch runs to its end (pruning acts after evaluation)
+            events.write(
+                self.key, "epoch_end", seconds=self.mark - self.epoch_start - self.eval_in_epoch, examples=n_train,
+                steps=self.steps, steps_time=self.steps_time,
+            )  # fmt: skip
+            self.steps_time, self.steps = 0.0, 0
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
             now = time.time()
-            record = trials[-1]
-            record["evaluations_inside_epoch"] += self.in_epoch
-            record["evaluation"] += time.perf_counter() - self.epoch_end
+            seconds = now - self.mark  # since the optimizer step or epoch end that triggered it
+            if self.in_epoch:
+                self.eval_in_epoch += seconds
+            self.mark = now
             f1 = float((metrics or {})["eval_f1_macro"])
-            record["evals"].append({"epoch": len(record["evals"]) + 1, "time": now - t0, "f1": f1})
-            log(f"peer: trial {record['number']} epoch {len(record['evals'])}: val macro-F1 {f1:.4f}")
+            events.write(
+                self.key, "eval", epoch=float(state.epoch or 0.0), f1=f1, seconds=seconds, inside_epoch=self.in_epoch
+            )
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         predictions = prediction.predictions
@@ -484,16 +612,24 @@ def _run_peer(cfg: Config, files: DataFiles, rep_dir: Path) -> dict[str, Any]:
         return {"f1_macro": float(f1)}
 
     args = TrainingArguments(
-        output_dir=str(rep_dir / "peer"),
-        eval_strategy="epoch",
+        output_dir=str(run_dir / "out"),
+        eval_strategy=run.eval_mode,
         save_strategy="no",
         report_to=[],
+        train_sampling_strategy="group_by_length",  # transformers 5's name for group_by_length=True
         per_device_eval_batch_size=EVAL_BATCH_SIZE,
         weight_decay=WEIGHT_DECAY,
         warmup_steps=WARMUP_RATIO,  # transformers 5: a float below 1 is a ratio of the total steps
-        seed=cfg.seed,
+        max_grad_norm=0.0,  # no clipping, as sweep (which has no clipping option)
+        seed=seed,
         disable_tqdm=True,
     )
+    if run.kind == "ray":
+        # accelerate's process-wide GradientState keeps weak references to the last training's data loaders (an
+        # earlier side in this process): Ray could not pickle the Trainer. A fresh process would start empty.
+        from accelerate.state import GradientState
+
+        GradientState._reset_state()
     trainer = Trainer(
         model_init=model_init,
         args=args,
@@ -505,52 +641,177 @@ def _run_peer(cfg: Config, files: DataFiles, rep_dir: Path) -> dict[str, Any]:
         callbacks=[Clock()],
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it prints every log dict; our Clock reports
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)  # sweep's default median pruner
+    found: Any = None
     try:
-        found = trainer.hyperparameter_search(
-            direction="maximize",
-            backend="optuna",
-            n_trials=cfg.trials,
-            hp_space=hp_space,
-            compute_objective=lambda metrics: metrics["eval_f1_macro"],
-            sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-        )
+        if run.kind == "trainer":
+            found = trainer.hyperparameter_search(
+                direction="maximize",
+                backend="optuna",
+                n_trials=cfg.trials,
+                hp_space=hp_space,
+                compute_objective=lambda metrics: metrics["eval_f1_macro"],
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=pruner,
+            )
+        else:
+            found = search_with_ray(cfg, trainer, run, seed, run_dir, suggest, per_epoch)
     except ValueError as exc:  # Optuna's study.best_trial when no trial completed (all pruned or failed)
-        log(f"peer: no best trial: {exc}")
-        found = None
+        log(f"peer {run.slug}: no best trial: {exc}")
     wall = time.time() - t0
     best = found[0] if isinstance(found, list) else found  # a list only for multi-objective searches
-    study = state["study"]
-    by_number = {t.number: t for t in study.trials} if study is not None else {}
-    for i, record in enumerate(trials):
-        end = trials[i + 1]["start"] if i + 1 < len(trials) else wall
-        record["total"] = end - record["start"]
-        frozen = by_number.get(record["number"])
-        record["state"] = frozen.state.name if frozen is not None else "UNKNOWN"
-        record["value"] = frozen.value if frozen is not None else None
+    trials = peer_trials(events.read(), wall, sequential=run.kind == "trainer")
+    study = study_box["study"]
+    if study is not None:  # Optuna's own record of each trial's state and objective
+        by_number = {str(t.number): t for t in study.trials}
+        for record in trials:
+            frozen = by_number.get(record["key"])
+            record["state"] = frozen.state.name if frozen is not None else "UNKNOWN"
+            record["value"] = frozen.value if frozen is not None else None
     del trainer
     gc.collect()
-    pruner = type(study.pruner).__name__ if study is not None else None
+    best_trial = None
+    if best is not None:
+        best_key = str(best.run_id)
+        best_trial = next((t["number"] for t in trials if t["key"] == best_key), None)
     return {
+        "kind": run.kind,
+        "variant": run.name,
+        "eval_mode": run.eval_mode,
+        "layout": run.layout,
         "wall": wall,
         "best_f1": float(best.objective) if best is not None and not isinstance(best.objective, list) else None,
-        "best_trial": int(best.run_id) if best is not None else None,
-        "best_params": dict(best.hyperparameters) if best is not None else {},
-        "setup": trials[0]["start"] if trials else wall,
+        "best_trial": best_trial,
+        "best_params": {k: v for k, v in dict(best.hyperparameters).items() if k in ("learning_rate", "batch_size",
+                        "epochs")} if best is not None else {},  # fmt: skip
+        "setup": min((t["start"] for t in trials), default=wall),
         "setup_model_load": sum(setup_model_loads),  # Trainer() calls model_init once before any trial
-        "pruner": f"{pruner} (Optuna's default for create_study; step = global step)",
+        "pruner": peer_pruner_text(run, per_epoch),
         "trials": trials,
     }
+
+
+def peer_pruner_text(run: PeerRun, per_epoch: int) -> str:
+    steps = f"evaluations every 1/{per_epoch} epoch" if run.eval_mode == "steps" else "one evaluation per epoch"
+    if run.kind == "trainer":
+        return f"MedianPruner(n_startup_trials=3, n_warmup_steps=0) as ours, step = global step; {steps}"
+    return (
+        f"ASHAScheduler(time_attr=training_iteration, grace_period=1, reduction_factor={ASHA_REDUCTION_FACTOR}), "
+        f"iteration = one evaluation; {steps}; OptunaSearch(TPESampler(seed)); layout {run.layout}"
+    )
+
+
+def search_with_ray(
+    cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, per_epoch: int
+) -> Any:
+    """`hyperparameter_search(backend="ray")` with ASHA and Optuna's TPE (same seed, same space) on the started Ray."""
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    concurrent, threads = RAY_LAYOUTS[run.layout or "2x1"]
+    evaluations = EPOCHS_HIGH * (per_epoch if run.eval_mode == "steps" else 1)
+    return trainer.hyperparameter_search(
+        direction="maximize",
+        backend="ray",
+        n_trials=cfg.trials,
+        hp_space=lambda trial: {},
+        compute_objective=lambda metrics: metrics["eval_f1_macro"],
+        search_alg=OptunaSearch(
+            space=space.constants, metric="objective", mode="max", sampler=optuna.samplers.TPESampler(seed=seed)
+        ),
+        scheduler=ASHAScheduler(
+            time_attr="training_iteration",
+            metric="objective",
+            mode="max",
+            max_t=evaluations + 1,  # steps mode adds one evaluation at the end when the steps do not divide evenly
+            grace_period=1,
+            reduction_factor=ASHA_REDUCTION_FACTOR,
+        ),
+        resources_per_trial={"cpu": threads},
+        max_concurrent_trials=concurrent,
+        storage_path=str(run_dir / "ray"),
+        name=run.slug,
+        verbose=0,
+    )
+
+
+def start_ray(cpus: int) -> float:
+    """Start a local Ray with `cpus` CPUs before any clock runs (untimed, like the encoder warm-up); its seconds."""
+    import ray
+
+    started = time.time()
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")]),
+            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+        }},
+    )  # fmt: skip
+    return time.time() - started
+
+
+def peer_trials(events: list[dict[str, Any]], wall: float, sequential: bool) -> list[dict[str, Any]]:
+    """Per-trial records from the event log, numbered in start order.
+
+    `total` is the trial's own span: up to the next trial's start when trials run one after the other (so the
+    search's bookkeeping between them counts), up to its last event when they run side by side (Ray).
+    """
+    by_key: dict[str, dict[str, Any]] = {}
+    for e in sorted(events, key=lambda e: e["time"]):
+        key = e["trial"]
+        if e["event"] == "start":
+            by_key[key] = {
+                "key": key, "start": e["started"], "params": e["params"], "model_load": e["model_load"],
+                "train_epochs": 0.0, "train_steps": 0.0, "evaluation": 0.0, "examples": 0, "steps": 0, "evals": [],
+                "evaluations_inside_epoch": 0, "last": e["time"], "state": "UNKNOWN", "value": None,
+            }  # fmt: skip
+            continue
+        record = by_key.get(key)
+        if record is None:
+            continue
+        record["last"] = max(record["last"], e["time"])
+        if e["event"] == "params":
+            record["params"] = e["params"]
+        elif e["event"] == "train_begin":
+            record["train_begin"] = e["time"]
+        elif e["event"] == "train_end":
+            record["train_end"] = e["time"]
+            record["final_epoch"] = e["epoch"]
+        elif e["event"] == "epoch_end":
+            record["train_epochs"] += e["seconds"]
+            record["train_steps"] += e["steps_time"]
+            record["examples"] += e["examples"]
+            record["steps"] += e["steps"]
+        elif e["event"] == "eval":
+            record["evaluation"] += e["seconds"]
+            record["evaluations_inside_epoch"] += int(e["inside_epoch"])
+            record["evals"].append({"epoch": e["epoch"], "time": e["time"], "f1": e["f1"]})
+    trials = sorted(by_key.values(), key=lambda r: r["start"])
+    for i, record in enumerate(trials):
+        record["number"] = i
+        following = trials[i + 1]["start"] if i + 1 < len(trials) else wall
+        end = following if sequential else record["last"]
+        record["total"] = end - record["start"]
+        epochs = record["params"].get("epochs")
+        ran_out = bool(record["evals"]) and epochs is not None and record["evals"][-1]["epoch"] >= epochs - 1e-6
+        record["state"] = "COMPLETE" if ran_out else "PRUNED"  # Optuna's own states replace this where known
+        record["value"] = record["evals"][-1]["f1"] if ran_out else None
+    return trials
 
 
 # ---------------------------------------------------------------------------------------------------- ours
 
 
-def write_spec(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> Path:
+def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
     """A sweep study spec with the same data, encoder, space, sampler and seed; the default pruner."""
     import yaml
 
     spec = {
-        "name": f"bench-{cfg.dataset}-rep{rep}",
+        "name": f"bench-{cfg.dataset}-seed{seed}",
         "storage": f"sqlite:///{cfg.work / 'bench.db'}",
         "checkpoint_dir": str(rep_dir / "checkpoints"),
         "data": {
@@ -565,7 +826,7 @@ def write_spec(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> Path:
         "search": {
             "n_trials": cfg.trials,
             "sampler": "tpe",
-            "seed": cfg.seed,
+            "seed": seed,
             "space": {
                 "learning_rate": {"low": LR_LOW, "high": LR_HIGH, "log": True},
                 "batch_size": list(BATCH_SIZES),
@@ -583,14 +844,14 @@ def write_spec(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> Path:
     return path
 
 
-def run_ours(cfg: Config, files: DataFiles, rep: int, rep_dir: Path) -> dict[str, Any]:
+def run_ours(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> dict[str, Any]:
     """`sweep.runner.run_study` in-process; per-trial measurements read back from the Optuna study."""
     from rich.console import Console
 
     from record import best_trial, read_study, read_trial
     from sweep.runner import run_study
 
-    spec_path = write_spec(cfg, files, rep, rep_dir)
+    spec_path = write_spec(cfg, files, seed, rep_dir)
     t0 = time.time()
     result = run_study(spec_path, console=Console(stderr=True))
     wall = time.time() - t0
@@ -718,9 +979,16 @@ def same_startup(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list
     return [sum(ours[i]["params"] == peer[i]["params"] for i in range(compared)), compared]
 
 
-def summarize(rep: int, order: list[str], peer: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
-    """The measures of one repetition, each for both sides, with ours/peer ratios."""
+def summarize(
+    seed: int, order: list[str], peer: dict[str, Any], ours: dict[str, Any], tie: float = 0.0
+) -> dict[str, Any]:
+    """The measures of one seed against one peer run, each for both sides, with ours/peer ratios.
+
+    `tie` is one validation example's worth of F1 (1 / validation size): an F1 within it of the peer's best counts
+    as reaching it, in the time to the peer's best and in the best F1 by the peer's total time.
+    """
     target = peer["best_f1"]
+    reach_at = target - tie if target is not None else None
     split = our_split(ours["trials"])
     our_train = sum(r["train"] for r in split)
     our_examples = sum(r["examples"] for r in split)
@@ -729,11 +997,12 @@ def summarize(rep: int, order: list[str], peer: dict[str, Any], ours: dict[str, 
     peer_train = sum(t["train_epochs"] for t in peer["trials"])
     peer_steps = sum(t["train_steps"] for t in peer["trials"])
     peer_examples = sum(t["examples"] for t in peer["trials"])
-    our_reach, peer_reach = first_reach(ours["trials"], target), first_reach(peer["trials"], target)
+    our_reach, peer_reach = first_reach(ours["trials"], reach_at), first_reach(peer["trials"], reach_at)
+    our_by_peer_wall = best_by(ours["trials"], peer["wall"])
     measures = {
         "wall_s": (ours["wall"], peer["wall"]),
         "best_f1": (ours["best_f1"], peer["best_f1"]),
-        "best_f1_at_peer_wall": (best_by(ours["trials"], peer["wall"]), best_by(peer["trials"], peer["wall"])),
+        "best_f1_at_peer_wall": (our_by_peer_wall, best_by(peer["trials"], peer["wall"])),
         "time_to_peer_best_s": (our_reach, peer_reach),
         "time_to_peer_best_of_peer_wall": (
             our_reach / peer["wall"] if our_reach is not None else None,
@@ -754,10 +1023,15 @@ def summarize(rep: int, order: list[str], peer: dict[str, Any], ours: dict[str, 
     def count(side: dict[str, Any], state: str) -> int:
         return sum(t["state"] == state for t in side["trials"])
 
+    margin = our_by_peer_wall - target if our_by_peer_wall is not None and target is not None else None
     return {
-        "repetition": rep,
+        "seed": seed,
         "order": order,
+        "peer_kind": peer.get("kind", "trainer"),
+        "peer_variant": peer.get("variant", "epoch"),
         "target_f1": target,
+        "tie": tie,
+        "best_f1_margin_at_peer_wall": margin,
         "measures": {
             name: {"ours": o, "peer": p, "ratio": ratio(o, p)} for name, (o, p) in measures.items()
         },
@@ -779,15 +1053,60 @@ def summarize(rep: int, order: list[str], peer: dict[str, Any], ours: dict[str, 
     }
 
 
+def at_best(variants: dict[str, dict[str, Any]]) -> str:
+    """The variant of one peer that finished its search soonest (its best way of running, compared against)."""
+    return min(variants, key=lambda name: (variants[name]["wall"], name))
+
+
+def summarize_seed(entry: dict[str, Any]) -> dict[str, Any]:
+    """For each peer: its variant at its best (the fastest) and our measures against it; and every variant's."""
+    tie = 1.0 / entry["data"]["val_size"]
+    out: dict[str, Any] = {}
+    for kind, variants in entry["peers"].items():
+        best = at_best(variants)
+        out[kind] = {
+            "at_best": best,
+            "summary": summarize(entry["seed"], entry["order"], variants[best], entry["ours"], tie),
+            "variants": {
+                name: summarize(entry["seed"], entry["order"], run, entry["ours"], tie)
+                for name, run in variants.items()
+            },
+        }
+    return out
+
+
+def upgrade(results: dict[str, Any]) -> dict[str, Any]:
+    """A results.json from before seeds and several peers (`repetitions` of one Optuna peer) in today's shape."""
+    if "seeds" in results:
+        return results
+    cfg = results["config"]
+    entries = []
+    for i, rep in enumerate(results["repetitions"], start=1):
+        peer = {**rep["peer"], "kind": "trainer", "variant": "epoch", "eval_mode": "epoch", "layout": None}
+        entries.append({
+            "seed": cfg.get("seed", 0), "label": f"repetition {i}, seed {cfg.get('seed', 0)}",
+            "order": rep["summary"]["order"], "data": results["data"], "ours": rep["ours"],
+            "peers": {"trainer": {"epoch": peer}},
+        })  # fmt: skip
+    return {
+        **results,
+        "config": {**cfg, "seeds": [e["seed"] for e in entries], "peers": ["trainer"], "peer_eval": ["epoch"],
+                   "ray_layouts": []},  # fmt: skip
+        "legacy": True,
+        "seeds": entries,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- report
 
 MEASURE_ROWS = (
     ("wall_s", "wall time, whole side (s)", "{:.1f}"),
     ("best_f1", "best validation macro-F1", "{:.4f}"),
     ("best_f1_at_peer_wall", "best validation macro-F1 (complete trials) by the peer's total time", "{:.4f}"),
-    ("time_to_peer_best_s", "time to first reach the peer's best F1 (s)", "{:.1f}"),
+    ("time_to_peer_best_s", "time to first reach the peer's best F1, within one validation example (s)", "{:.1f}"),
     ("time_to_peer_best_of_peer_wall", "… as a share of the peer's total time", "{:.2f}"),
-    ("train_throughput", "training throughput (examples/s, training steps only)", "{:.1f}"),
+    ("train_throughput", "training throughput per trial (examples/s over training epochs, evaluations left out)",
+     "{:.1f}"),
     ("train_s", "training time, all trials (s)", "{:.1f}"),
     ("validation_s", "validation time, all trials (s)", "{:.1f}"),
     ("examples_trained", "examples trained, all trials", "{:.0f}"),
@@ -811,8 +1130,8 @@ def spread(values: list[float | None], pattern: str) -> str:
     return f"{text}; never in {missing} of {len(values)}" if missing else text
 
 
-def measures_table(reps: list[dict[str, Any]]) -> list[str]:
-    lines = ["| measure | sweep (ours) | Trainer.hyperparameter_search (peer) | ours / peer |", "|---|---:|---:|---:|"]
+def measures_table(reps: list[dict[str, Any]], peer_name: str) -> list[str]:
+    lines = [f"| measure | sweep (ours) | {peer_name} (peer) | ours / peer |", "|---|---:|---:|---:|"]
     for key, label, pattern in MEASURE_ROWS:
         cells = [
             spread([r["measures"][key][side] for r in reps], pattern) for side in ("ours", "peer")
@@ -884,48 +1203,136 @@ def peer_split(t: dict[str, Any]) -> dict[str, float]:
     return {"before": before, "after": after, "other": (end - begin) - t["train_epochs"] - t["evaluation"]}
 
 
-TARGETS = (
-    # key, side, description, pass test, format
-    ("time_to_peer_best_of_peer_wall", "ours", "time to reach the peer's final best F1 ≤ 0.5 × the peer's total time",
-     lambda v: v is not None and v <= 0.5, "{:.2f}", max),
-    ("best_f1_at_peer_wall", "ratio", "best F1 at the peer's total time ≥ the peer's best F1 (ours / peer ≥ 1)",
-     lambda v: v is not None and v >= 1.0, "{:.3f}", min),
-    ("train_throughput", "ratio", "training throughput ≥ 1.3 × the peer's", lambda v: v is not None and v >= 1.3,
-     "{:.2f}", min),
-)  # fmt: skip
+def targets_table(entries: list[dict[str, Any]], pruning: dict[str, Any] | None = None) -> list[str]:
+    """Each target, for each peer at its best, with its value on every seed and whether every seed meets it.
 
-
-def targets_table(reps: list[dict[str, Any]]) -> list[str]:
-    """Each target with its value in every repetition and whether the worst one meets it."""
-    lines = ["| target | per repetition | worst | met |", "|---|---:|---:|---|"]
-    for key, side, text, ok, pattern, worst_of in TARGETS:
-        values = [r["measures"][key][side] for r in reps]
-        present = [v for v in values if v is not None]
-        worst = worst_of(present) if len(present) == len(values) and present else None
-        cells = ", ".join(fmt(v, pattern) for v in values)
-        lines.append(f"| {text} | {cells} | {fmt(worst, pattern)} | {'yes' if ok(worst) else 'no'} |")
-    shares = [r["our_split_totals"]["overhead_share"] for r in reps]
-    worst_share = max(shares) if shares and None not in shares else None
+    The false-prune target is judged from bench_pruning.py's pruning.json (`pruning`) when there is one for this run.
+    """
+    labels = [e.get("label", f"seed {e['seed']}") for e in entries]
+    lines = [
+        f"| target | against | {' | '.join(labels)} | met on every seed |",
+        "|---|---|" + "---:|" * len(labels) + "---|",
+    ]
+    kinds = [k for k in PEER_KINDS if all(k in e["summaries"] for e in entries)]
+    for kind in kinds:
+        reps = [e["summaries"][kind]["summary"] for e in entries]
+        against = f"{PEER_NAMES[kind]}"
+        reach = [r["measures"]["time_to_peer_best_of_peer_wall"]["ours"] for r in reps]
+        ok = all(v is not None and v <= 0.5 for v in reach)
+        cells = " | ".join(
+            f"{fmt(v, '{:.2f}')} ({r['peer_variant']})" for v, r in zip(reach, reps, strict=True)
+        )
+        lines.append(
+            f"| time to reach the peer's best F1 (within one validation example) ≤ 0.5 × the peer's total time "
+            f"| {against} | {cells} | {'yes' if ok else 'no'} |"
+        )
+        margins = [r["best_f1_margin_at_peer_wall"] for r in reps]
+        ok = all(m is not None and m >= -r["tie"] - 1e-12 for m, r in zip(margins, reps, strict=True))
+        cells = " | ".join(
+            "—" if m is None else f"{m:+.4f}" + (" (tie)" if abs(m) <= r["tie"] + 1e-12 else "")
+            for m, r in zip(margins, reps, strict=True)
+        )
+        lines.append(
+            f"| best F1 by the peer's total time ≥ the peer's best F1 (ours − peer; a tie within one validation "
+            f"example counts as equal) | {against} | {cells} | {'yes' if ok else 'no'} |"
+        )
+    shares = [e["summaries"][kinds[0]]["summary"]["our_split_totals"]["overhead_share"] for e in entries if kinds]
+    ok = bool(shares) and all(v is not None and v < OVERHEAD_TARGET for v in shares)
     lines.append(
         f"| our overhead (everything but training steps and validation forward passes) < {OVERHEAD_TARGET:.0%} of "
-        f"trial time | {', '.join(fmt(v, '{:.1%}') for v in shares)} | {fmt(worst_share, '{:.1%}')} | "
-        f"{'yes' if worst_share is not None and worst_share < OVERHEAD_TARGET else 'no'} |"
+        f"trial time | — | {' | '.join(fmt(v, '{:.1%}', '—') for v in shares)} | {'yes' if ok else 'no'} |"
     )
+    return lines + [pruning_row(entries, pruning)]
+
+
+PRUNING_TARGET = "a configuration that would have finished in the top 3 is pruned in at most one of the three seeds"
+
+
+def pruning_row(entries: list[dict[str, Any]], pruning: dict[str, Any] | None) -> str:
+    """The false-prune target's row: per seed, the false prunes bench_pruning.py found; `not measured` without it."""
+    if pruning is None:
+        dashes = " | ".join("—" for _ in entries)
+        return (f"| {PRUNING_TARGET} | — | {dashes} | not measured (no pruning.json for this run beside results.json: "
+                "run bench_pruning.py) |")  # fmt: skip
+    by_seed = {run.get("seed"): run for run in pruning["runs"]}
+    cells = []
+    for entry in entries:
+        run = by_seed.get(entry["seed"])
+        false = run["analysis"]["false_prunes"] if run else None
+        cells.append("—" if run is None else f"{len(false)} (trial {', '.join(map(str, false))})" if false else "0")
+    target = pruning["target"]
+    verdict = "yes" if target["met"] else "no"
+    if target["seeds"] < 3:
+        verdict += f" (on {target['seeds']} seed{'s' * (target['seeds'] != 1)}; the target needs three)"
+    return f"| {PRUNING_TARGET} (see Pruning quality) | — | {' | '.join(cells)} | {verdict} |"
+
+
+def pruning_for(results: dict[str, Any], path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """bench_pruning.py's pruning.json at `path` if it was made from this benchmark run (its results.json's date and
+    command), else None and why it is left out (None: there is no such file)."""
+    if not path.is_file():
+        return None, None
+    pruning = json.loads(path.read_text(encoding="utf-8"))
+    source = pruning.get("benchmark")
+    here = {"date": results["machine"].get("date"), "command": results["config"].get("command")}
+    if source is not None and source != here:
+        return None, (f"{path.name} beside results.json is from another benchmark run ({source.get('date')}): "
+                      "rerun bench_pruning.py on this one")  # fmt: skip
+    return pruning, None
+
+
+def variants_table(entry: dict[str, Any]) -> list[str]:
+    """Every way each peer ran on this seed, the one kept (the fastest) marked."""
+    lines = [
+        "| peer | evaluation, layout | wall (s) | best F1 | trials complete / pruned | training throughput per trial "
+        "(examples/s) | time to its own best F1 (s) | kept |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for kind, info in entry["summaries"].items():
+        for name, summary in info["variants"].items():
+            run = entry["peers"][kind][name]
+            m, trials = summary["measures"], summary["trials"]["peer"]
+            lines.append(
+                f"| {PEER_NAMES.get(kind, kind)} | {name} | {run['wall']:.1f} | {fmt(run['best_f1'], '{:.4f}', '—')} | "
+                f"{trials['complete']} / {trials['pruned']} | {fmt(m['train_throughput']['peer'], '{:.1f}', '—')} | "
+                f"{fmt(m['time_to_peer_best_s']['peer'], '{:.1f}')} | "
+                f"{'at its best' if name == info['at_best'] else ''} |"
+            )
     return lines
 
 
-def render(results: dict[str, Any]) -> str:
-    cfg, machine, files = results["config"], results["machine"], results["data"]
-    reps = [r["summary"] for r in results["repetitions"]]
-    counts = ", ".join(f"{k} {v}/{files['val_counts'][k]}" for k, v in files["train_counts"].items())
+def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
+    """RESULTS.md's generated part; with the section of bench_pruning.py's pruning.json at `pruning_path` (judging
+    the false-prune target) when that file is there and was made from this run."""
+    pruning, stale = pruning_for(results, pruning_path) if pruning_path is not None else (None, None)
+    results = upgrade(results)
+    cfg, machine = results["config"], results["machine"]
+    entries = results["seeds"]
+    for entry in entries:
+        entry["summaries"] = summarize_seed(entry)
+    ray_version = f", ray {machine['ray']}" if machine.get("ray") else ""
+    targets = targets_table(entries, pruning)
     lines = [
-        "# Benchmark: sweep vs transformers Trainer.hyperparameter_search",
+        "# Benchmark: sweep vs transformers Trainer.hyperparameter_search (Optuna; Ray Tune with ASHA)",
         "",
         "```bash",
         cfg["command"],
         "```",
         "",
     ]
+    if results.get("legacy"):
+        lines += [
+            "**An earlier run, from before issue #12: one peer (Optuna) without length grouping, with Optuna's "
+            "default MedianPruner (5 start-up trials) and gradient clipping, and every repetition on seed 0. Not a "
+            "fair comparison: it does not show that sweep is faster than the peer.**",
+            "",
+        ]
+    if any(t["timings"] and "train_steps" not in t["timings"] for e in entries for t in e["ours"]["trials"]):
+        lines += [
+            "**Our trial timings predate the honest split: the whole training and validation loops are counted as "
+            "training steps and validation forward passes, so the overhead below is understated.**",
+            "",
+        ]
     if cfg["trials"] < MIN_REAL_TRIALS:
         lines += [f"**Only {cfg['trials']} trials per side: a smoke run, not a benchmark.**", ""]
     lines += [
@@ -939,62 +1346,115 @@ def render(results: dict[str, Any]) -> str:
         f"| torch threads | {machine['torch_threads']} |",
         f"| versions | Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}, "
         f"optuna {machine['optuna']}, pytorch-lightning {machine['pytorch_lightning']}, "
-        f"accelerate {machine['accelerate']} |",
+        f"accelerate {machine['accelerate']}{ray_version} |",
         f"| date | {machine['date']} |",
         "",
-        "## Setup (both sides)",
+        "## Setup (every side)",
         "",
-        f"- Data: {cfg['dataset']} from `{cfg['data_file']}`, {files['train_size']} training / {files['val_size']} "
-        f"validation examples, stratified, seed {cfg['seed']}, {len(files['labels'])} classes ({counts} "
-        "train/validation).",
+        f"- Data: {cfg['dataset']} from `{cfg['data_file']}`, {cfg['train_size']} training / {cfg['val_size']} "
+        f"validation examples, a stratified split of its own per seed; seeds {', '.join(map(str, cfg['seeds']))} "
+        "(each seed sets the split, TPE's seed and the training seed together).",
         f"- Encoder: `{cfg['encoder']}`, max_length {cfg['max_length']}, dynamic padding, fp32.",
         f"- Space: learning rate {LR_LOW:g}..{LR_HIGH:g} (log), batch size {list(BATCH_SIZES)}, epochs "
         f"{EPOCHS_LOW}..{EPOCHS_HIGH}; fixed weight decay {WEIGHT_DECAY}, warmup ratio {WARMUP_RATIO}, "
-        f"eval batch {EVAL_BATCH_SIZE}. TPE, seed {cfg['seed']}, {cfg['trials']} trials per side.",
-        f"- Pruners: ours {results['pruners']['ours']}; peer {results['pruners']['peer']}.",
-        "- Scores: ours = best validation epoch of a complete trial; peer = the objective hyperparameter_search "
-        "returns (last epoch of its best complete trial). Times are seconds from the start of each side "
-        "(before it reads the CSVs).",
+        f"eval batch {EVAL_BATCH_SIZE}. TPE with the seed, {cfg['trials']} trials per side.",
+        f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
+            f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
+        "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
+        "(`train_sampling_strategy=\"group_by_length\"`), `save_strategy=\"no\"`, `max_grad_norm=0` (neither side "
+        "clips gradients: sweep has no clipping), evaluation batch 64; each runs once per evaluation mode (and Ray "
+        "layout) and the fastest run is the one compared (its name in brackets).",
+        "- Scores: ours = best validation epoch of a complete trial; a peer = the objective hyperparameter_search "
+        "returns (last evaluation of its best trial). Times are seconds from the start of each side "
+        "(before it reads the CSVs). An F1 within one validation example (1 / validation size) of the peer's best "
+        "counts as equal to it.",
         "",
-        "## Summary" + (f" over {len(reps)} repetitions: mean (min–max)" if len(reps) > 1 else ""),
+        "## Targets (from the issue), judged on every seed against each peer at its best",
         "",
-        *measures_table(reps),
+        *(
+            [line.replace("| yes |", "| not judged: the peer was not at its best |")
+             .replace("| no |", "| not judged: the peer was not at its best |")
+             for line in targets[:-1]] + targets[-1:]  # the last row, false prunes, does not depend on the peer
+            if results.get("legacy") else targets
+        ),
         "",
-        "## Targets (from the issue), judged on the worst repetition",
-        "",
-        *targets_table(reps),
+        "Training throughput ≥ 0.9 × a bare PyTorch loop is measured by `bench_limit.py` (`LIMIT.md`); false prunes "
+        "by `bench_pruning.py` ("
+        + ("the section Pruning quality below)." if pruning is not None
+           else "the section Pruning quality, once it has run on this run's results.json).")
+        + (f" {stale}." if stale else ""),
         "",
     ]
-    for rep, raw in zip(reps, results["repetitions"], strict=True):
-        same = rep["same_startup_configurations"]
+    if len(entries) > 1:
+        lines += [f"## Across {len(entries)} seeds: mean (min–max)", ""]
+        for kind in PEER_KINDS:
+            if all(kind in e["summaries"] for e in entries):
+                reps = [e["summaries"][kind]["summary"] for e in entries]
+                lines += [f"### Against {PEER_NAMES[kind]} at its best", "", *measures_table(reps, PEER_NAMES[kind]),
+                          ""]  # fmt: skip
+    for entry in entries:
+        counts = ", ".join(
+            f"{k} {v}/{entry['data']['val_counts'][k]}" for k, v in entry["data"]["train_counts"].items()
+        )
         lines += [
-            f"## Repetition {rep['repetition']} (order: {' then '.join(rep['order'])})",
+            f"## {entry.get('label', 'Seed ' + str(entry['seed'])).capitalize()} (order: {', '.join(entry['order'])})",
             "",
-            f"Peer's best F1 (the target): {fmt(rep['target_f1'], '{:.4f}', '—')}. Identical configurations in "
-            f"TPE's random start-up trials: {same[0]} of {same[1]}. Peer evaluations inside a training "
-            f"epoch: {rep['peer_evaluations_inside_epoch']} (0: its epoch timing excludes evaluation). Peer "
-            f"throughput over optimizer steps only: {fmt(rep['peer_step_throughput'], '{:.1f}', '—')} examples/s.",
+            f"Classes (train/validation): {counts}.",
             "",
-            *measures_table([rep]),
-            "",
-            "### Our per-trial time split",
-            "",
-            *split_table(rep),
-            "",
-            f"Study setup and between trials (data preparation and tokenisation, storage): "
-            f"{rep['our_split_totals']['study_setup_and_between_trials']:.1f} s; time outside training steps and "
-            f"validation forward passes as a share of our wall time: "
-            f"{rep['our_split_totals']['overhead_share_of_wall']:.1%}.",
-            "",
-            "### Peer per trial",
-            "",
-            *peer_table(raw["peer"]),
-            "",
-            f"Peer setup before its first trial (read CSVs, tokenise, Trainer with one model_init): "
-            f"{raw['peer']['setup']:.1f} s.",
+            *variants_table(entry),
             "",
         ]
+        summary = None
+        for kind, info in entry["summaries"].items():
+            summary = info["summary"]
+            peer = entry["peers"][kind][info["at_best"]]
+            same = summary["same_startup_configurations"]
+            lines += [
+                f"### Against {PEER_NAMES.get(kind, kind)} at its best ({info['at_best']})",
+                "",
+                f"Peer's best F1 (the target): {fmt(summary['target_f1'], '{:.4f}', '—')} (one validation example: "
+                f"{summary['tie']:.4f}). Identical configurations in TPE's random start-up trials: {same[0]} of "
+                f"{same[1]}. Peer evaluations inside a training epoch: {summary['peer_evaluations_inside_epoch']} "
+                f"(their time is subtracted from its training time). Peer throughput over optimizer steps only: "
+                f"{fmt(summary['peer_step_throughput'], '{:.1f}', '—')} examples/s.",
+                "",
+                *measures_table([summary], PEER_NAMES.get(kind, kind)),
+                "",
+                f"#### {PEER_NAMES.get(kind, kind)} per trial ({info['at_best']})",
+                "",
+                *peer_table(peer),
+                "",
+                "Peer setup before its first trial (read CSVs, tokenise, Trainer with one model_init"
+                + (", then Ray Tune's start: pickling the Trainer, starting worker processes" if kind == "ray" else "")
+                + f"): {peer['setup']:.1f} s.",
+                "",
+            ]
+        if summary is not None:
+            lines += [
+                "### Our per-trial time split",
+                "",
+                *split_table(summary),
+                "",
+                f"Study setup and between trials (data preparation and tokenisation, storage): "
+                f"{summary['our_split_totals']['study_setup_and_between_trials']:.1f} s; time outside training steps "
+                f"and validation forward passes as a share of our wall time: "
+                f"{summary['our_split_totals']['overhead_share_of_wall']:.1%}.",
+                "",
+            ]
+    if pruning is not None and pruning_path is not None:
+        from bench_pruning import pruning_section
+
+        lines += [*pruning_section(pruning_path), ""]
     return "\n".join(lines)
+
+
+def write_results(results: dict[str, Any], path: Path) -> None:
+    """RESULTS.md from the results (and bench_pruning.py's pruning.json beside it, if made from this run), the
+    hand-written text below the marker line kept."""
+    from bench_notes import marker_for, write_keeping_notes
+
+    generated = render(results, path.with_name("pruning.json"))
+    write_keeping_notes(path, generated, marker_for("bench_trainer.py"))
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -1025,55 +1485,84 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # both sides; sweep sets this for itself too
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # every side; sweep sets this for itself too
     cfg.work.mkdir(parents=True, exist_ok=True)
     db = cfg.work / "bench.db"
     if db.exists():
         db.unlink()  # a study of the same name would be resumed, not run
-    files = prepare_files(cfg)
-    log(
-        f"data: {cfg.dataset}, {sum(files.train_counts.values())} train / {sum(files.val_counts.values())} "
-        f"validation, {len(files.labels)} classes, written to {files.train.parent}"
-    )
     if cfg.trials < MIN_REAL_TRIALS:
         log(f"only {cfg.trials} trials per side: a smoke run, not a benchmark (use --trials {MIN_REAL_TRIALS}+)")
     warm_up(cfg.encoder)
+    machine = machine_facts()
+    runs = peer_runs(cfg)
+    if any(run.kind == "ray" for run in runs):
+        import ray
+
+        machine["ray"] = ray.__version__
+        machine["ray_start_s"] = start_ray(max(threads for _, threads in RAY_LAYOUTS.values()))
+        log(f"ray {ray.__version__} started in {machine['ray_start_s']:.1f} s (untimed, before every side)")
     results: dict[str, Any] = {
-        "config": {**asdict(cfg), "data_file": str(cfg.data_file), "work": str(cfg.work), "results": str(cfg.results)},
-        "machine": machine_facts(),
-        "data": {
-            "train_size": sum(files.train_counts.values()),
-            "val_size": sum(files.val_counts.values()),
-            "labels": files.labels,
-            "train_counts": files.train_counts,
-            "val_counts": files.val_counts,
-        },
-        "repetitions": [],
+        "config": {
+            **asdict(cfg), "data_file": str(cfg.data_file), "work": str(cfg.work), "results": str(cfg.results),
+            "evals_per_epoch": evals_per_epoch(cfg),
+        },  # fmt: skip
+        "machine": machine,
+        "seeds": [],
     }
-    for rep in range(1, cfg.repeats + 1):
-        rep_dir = fresh(cfg.work / f"rep{rep}")
-        order = ["peer", "ours"] if rep % 2 else ["ours", "peer"]
-        raw: dict[str, Any] = {}
-        for side in order:
-            log(f"repetition {rep}/{cfg.repeats}: {side} starts")
-            raw[side] = run_peer(cfg, files, rep_dir) if side == "peer" else run_ours(cfg, files, rep, rep_dir)
-            gc.collect()
+    try:
+        for index, seed in enumerate(cfg.seeds):
+            files = prepare_files(cfg, seed)
             log(
-                f"repetition {rep}/{cfg.repeats}: {side} done in {raw[side]['wall']:.1f} s, best macro-F1 "
-                f"{fmt(raw[side]['best_f1'], '{:.4f}', 'none')}"
+                f"seed {seed}: {sum(files.train_counts.values())} train / {sum(files.val_counts.values())} "
+                f"validation, {len(files.labels)} classes, written to {files.train.parent}"
             )
-        summary = summarize(rep, order, raw["peer"], raw["ours"])
-        results["repetitions"].append({"peer": raw["peer"], "ours": raw["ours"], "summary": summary})
-        m = summary["measures"]
-        log(
-            f"repetition {rep}: ours/peer wall {fmt(m['wall_s']['ratio'], '{:.2f}', '—')}, "
-            f"time to peer's best {fmt(m['time_to_peer_best_s']['ratio'], '{:.2f}', '—')}, "
-            f"throughput {fmt(m['train_throughput']['ratio'], '{:.2f}', '—')}"
-        )
+            names = ["ours", *(run.slug for run in runs)]
+            order = names if index % 2 else names[1:] + names[:1]  # ours last on even seeds, first on odd ones
+            entry: dict[str, Any] = {
+                "seed": seed,
+                "order": order,
+                "data": {
+                    "train_size": sum(files.train_counts.values()),
+                    "val_size": sum(files.val_counts.values()),
+                    "labels": files.labels,
+                    "train_counts": files.train_counts,
+                    "val_counts": files.val_counts,
+                },
+                "peers": {},
+            }
+            by_slug = {run.slug: run for run in runs}
+            for name in order:
+                run_dir = fresh(cfg.work / f"seed{seed}" / name)
+                log(f"seed {seed}: {name} starts")
+                if name == "ours":
+                    entry["ours"] = raw = run_ours(cfg, files, seed, run_dir)
+                else:
+                    run = by_slug[name]
+                    raw = run_peer(cfg, files, run, seed, run_dir)
+                    entry["peers"].setdefault(run.kind, {})[run.name] = raw
+                gc.collect()
+                best = fmt(raw["best_f1"], "{:.4f}", "none")
+                log(f"seed {seed}: {name} done in {raw['wall']:.1f} s, best macro-F1 {best}")
+            for kind, info in summarize_seed(entry).items():
+                m = info["summary"]["measures"]
+                log(
+                    f"seed {seed} vs {kind} at its best ({info['at_best']}): ours/peer wall "
+                    f"{fmt(m['wall_s']['ratio'], '{:.2f}', '—')}, time to its best "
+                    f"{fmt(m['time_to_peer_best_of_peer_wall']['ours'], '{:.2f}')} of its wall, throughput "
+                    f"{fmt(m['train_throughput']['ratio'], '{:.2f}', '—')}"
+                )
+            results["seeds"].append(entry)
+    finally:
+        if any(run.kind == "ray" for run in runs):
+            import ray
+
+            ray.shutdown()
+    first = results["seeds"][0]
     results["pruners"] = {
-        "ours": results["repetitions"][0]["ours"]["pruner"],
-        "peer": results["repetitions"][0]["peer"]["pruner"],
-    }
+        "ours": first["ours"]["pruner"],
+        **{kind: " / ".join(f"{name}: {run['pruner']}" for name, run in variants.items())
+           for kind, variants in first["peers"].items()},
+    }  # fmt: skip
     return results
 
 
@@ -1081,24 +1570,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))  # sweep from this checkout when run as a plain script
+    for path in (ROOT, ROOT / "benchmarks"):  # sweep from this checkout, bench_notes beside this script
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--render"]:  # rewrite RESULTS.md from a results.json (after a change to the report only)
         source = Path(args[1]) if len(args) > 1 else ROOT / "benchmarks" / "results.json"
         results = json.loads(source.read_text(encoding="utf-8"))
-        for rep in results["repetitions"]:
-            rep["summary"] = summarize(rep["summary"]["repetition"], rep["summary"]["order"], rep["peer"], rep["ours"])
-        target = Path(results["config"]["results"])
-        target.write_text(render(results), encoding="utf-8")
+        target = source.with_name(Path(results["config"]["results"]).name)  # beside it, wherever it was run
+        write_results(results, target)
         log(f"rewrote {target} from {source}")
         return 0
     cfg = parse_args(args)
     log(f"{cfg.command}")
     results = run_benchmark(cfg)
     cfg.results.parent.mkdir(parents=True, exist_ok=True)
-    cfg.results.write_text(render(results), encoding="utf-8")
     cfg.json_path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    write_results(results, cfg.results)
     log(f"wrote {cfg.results} and {cfg.json_path}")
     return 0
 

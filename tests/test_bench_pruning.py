@@ -173,3 +173,59 @@ def test_a_pruned_configuration_is_rerun_after_a_completed_one_reproduces(
     assert rows[1]["in_top"] and run["analysis"]["false_prunes"] == [1]  # of two configurations both are top 3
     text = (tmp_path / "out" / "PRUNING.md").read_text()
     assert text.startswith("# Pruning quality") and "trial 0 rerun: reproduced" in text
+
+
+def test_our_studies_are_found_in_both_results_layouts(tmp_path: Path) -> None:
+    bench = load_script()
+    work = tmp_path / "work"
+    results = {"config": {"work": str(work), "threads": 2, "command": "python benchmarks/bench_trainer.py"},
+               "machine": {"date": "2026-12-01 10:00 UTC"},
+               "seeds": [{"seed": 0, "ours": {"spec": str(work / "seed0" / "ours" / "spec.yaml")}},
+                         {"seed": 2, "ours": {}}]}  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    specs, threads, benchmark = bench.specs_of(path)
+    assert specs == [work / "seed0" / "ours" / "spec.yaml", work / "seed2" / "ours" / "spec.yaml"] and threads == 2
+    assert benchmark == {"date": "2026-12-01 10:00 UTC", "command": "python benchmarks/bench_trainer.py"}
+    # the results.json from before issue #12 (committed in benchmarks/): `repetitions` of one seed
+    old = json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**old, "config": {**old["config"], "work": str(work)}}))
+    specs, _, benchmark = bench.specs_of(path)
+    assert specs == [work / f"rep{i}" / "spec.yaml" for i in range(1, len(old["repetitions"]) + 1)]
+    assert benchmark["date"] == old["machine"]["date"]
+
+
+def test_results_md_includes_the_pruning_section_of_its_own_run_and_judges_the_target(tmp_path: Path) -> None:
+    """bench_trainer.py's RESULTS.md: the section from pruning.json beside results.json, and the false-prune row
+    judged from it, only when pruning.json was made from that results.json."""
+    load_script()  # bench_trainer imports it by name from benchmarks/
+    spec = importlib.util.spec_from_file_location("bench_trainer", ROOT / "benchmarks" / "bench_trainer.py")
+    assert spec is not None and spec.loader is not None
+    trainer = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = trainer
+    spec.loader.exec_module(trainer)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+    found, _ = load_script().configurations(constructed_study(), lambda record: FULL_RUNS[record.number])
+    analysis = load_script().analyse(found, maximize=True, steps_per_epoch=3)
+    runs = [{"label": "seed 0", "seed": 0, "analysis": analysis, "reproduction": None}]
+    pruning = {"command": "python benchmarks/bench_pruning.py", "runs": runs, "target": load_script().judge(runs),
+               "benchmark": {"date": results["machine"]["date"], "command": results["config"]["command"]}}
+    path = tmp_path / "pruning.json"
+    path.write_text(json.dumps(pruning))
+
+    text = trainer.render(json.loads(json.dumps(results)), path)
+    row = "| a configuration that would have finished in the top 3 is pruned in at most one of the three seeds"
+    # the old results ran both repetitions on seed 0: both columns read that seed's study
+    assert f"{row} (see Pruning quality) | — | 1 (trial 3) | 1 (trial 3) | yes (on 1 seed; the target needs three) |" \
+        in text  # fmt: skip
+    assert "\n## Pruning quality\n" in text and "| seed 0 | 5 | 2 | 3: rank 1, 0.8000, +0.1500 | not run |" in text
+    assert text.index("## Pruning quality") > text.index("### Our per-trial time split")
+
+    path.write_text(json.dumps({**pruning, "benchmark": {"date": "2020-01-01 00:00 UTC", "command": "other"}}))
+    text = trainer.render(json.loads(json.dumps(results)), path)
+    assert "## Pruning quality" not in text and "is from another benchmark run (2020-01-01 00:00 UTC)" in text
+    assert f"{row} | — | — | — | not measured" in text
+    assert trainer.render(json.loads(json.dumps(results)), tmp_path / "none.json") == trainer.render(
+        json.loads(json.dumps(results))
+    )
