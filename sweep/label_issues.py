@@ -270,3 +270,7 @@ def audit_task_problem(task: str) -> tuple[str, str] | None:
         return None
     return ("task", f"the annotation audit has no cleanlab path for task: {task} yet "
                     f"(available: {', '.join(AUDIT_TASKS)})")  # fmt: skip
+
+
+# Each task's own path registers itself in AUDIT_TASKS; imported at the bottom since it builds on the names above.
+from sweep import audit_multilabel  # noqa: E402, F401  (task multi-label)
