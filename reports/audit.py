@@ -7,19 +7,29 @@ from record import AuditRecord
 from reports.blocks import Block, NoteBlock, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
+# task multi-label: a flag doubts one or more labels of a row's set
+UNLIKELY_SET = "given label set is unlikely (a given label that looks wrong, or a missing one)"
+PER_LABEL = "Suspects per label (flagged: rows whose annotation of the label is in doubt), most first"
+CHANGES = ("The label changes the suggested sets make (dropped → added; (none): a label dropped or added with nothing "
+           "in its place), most first")
 
 
-def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None) -> list[Block]:
-    """The section's blocks; empty when the study has no audit (the report then leaves the section out)."""
+def audit_blocks(
+    record: AuditRecord | None, data_fingerprint: str | None = None, task: str | None = None
+) -> list[Block]:
+    """The section's blocks; empty when the study has no audit (the report then leaves the section out). `task`
+    words them (multi-label: a row's label set, judged label by label)."""
     if record is None:
         return []
+    multi = task == "multi-label"
+    unlikely = UNLIKELY_SET if multi else "given label is unlikely"
     how = ("frozen-encoder embeddings and a logistic regression per fold" if record.method == "embeddings"
            else "the encoder fine-tuned per fold")  # fmt: skip
     blocks: list[Block] = [NoteBlock(
         f"`sweep audit --method {record.method}` ({record.created}): out-of-sample predictions for each of the "
         f"{record.examples} training examples by {record.folds}-fold cross-validation ({how}; out-of-fold "
         f"{record.fit_name} {record.accuracy:.3f}), then confident learning (cleanlab) flags the examples whose "
-        f"given label is unlikely: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A "
+        f"{unlikely}: {record.flagged} flagged ({record.flagged / max(1, record.examples):.1%}). A "
         "flagged example is a candidate for a second look, not a proven error. Rows are 0-based data rows of the "
         "training file.")]
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
@@ -27,15 +37,17 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
                                 missing=True))
     classes = sorted(record.classes, key=lambda c: (-c.flagged, c.label))
     blocks.append(TableBlock(
-        columns=["class", "examples", "flagged", "flagged share", "estimated label noise (cleanlab)"],
+        columns=["label" if multi else "class", "examples", "flagged", "flagged share",
+                 "estimated label noise (cleanlab)"],
         rows=[[c.label, c.examples, c.flagged, f"{c.flagged / c.examples:.1%}" if c.examples else "-",
                f"{c.estimated_noise:.1%}"] for c in classes],
-        caption="Suspects per class, most first"))  # fmt: skip
+        caption=PER_LABEL if multi else "Suspects per class, most first"))  # fmt: skip
     if record.pairs:
         blocks.append(TableBlock(
-            columns=["given → suggested", "flagged"],
+            columns=["dropped → added" if multi else "given → suggested", "flagged"],
             rows=[[f"{p.given} → {p.suggested}", p.count] for p in record.pairs],
-            caption="The confusion that explains them: label pairs of the flagged examples, most first"))  # fmt: skip
+            caption=CHANGES if multi else
+            "The confusion that explains them: label pairs of the flagged examples, most first"))  # fmt: skip
     if record.suspects:
         shown = record.suspects[:MAX_SHOWN]
         blocks.append(TableBlock(

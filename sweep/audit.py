@@ -461,10 +461,17 @@ def suspects_table(result: AuditResult, limit: int = SHOWN) -> Table:
     return table
 
 
+def _multi_label(result: AuditResult) -> bool:
+    return bool(result.data.report.get("multi_label"))
+
+
 def classes_table(result: AuditResult) -> Table:
-    table = Table(title="Per class", title_justify="left")
-    for column in ("class", "examples", "flagged", "flagged share", "estimated noise (cleanlab)"):
-        table.add_column(column, justify="left" if column == "class" else "right")
+    multi = _multi_label(result)
+    table = Table(title="Per label (flagged: rows whose annotation of the label is in doubt)" if multi
+                  else "Per class", title_justify="left")  # fmt: skip
+    first = "label" if multi else "class"
+    for column in (first, "examples", "flagged", "flagged share", "estimated noise (cleanlab)"):
+        table.add_column(column, justify="left" if column == first else "right")
     for c in sorted(result.record.classes, key=lambda c: (-c.flagged, c.label)):
         share = c.flagged / c.examples if c.examples else 0.0
         table.add_row(c.label, str(c.examples), str(c.flagged), f"{share:.1%}", f"{c.estimated_noise:.1%}")
@@ -472,8 +479,10 @@ def classes_table(result: AuditResult) -> Table:
 
 
 def pairs_table(result: AuditResult) -> Table:
-    table = Table(title="Label pairs of the flagged examples (given → suggested)", title_justify="left")
-    table.add_column("given → suggested")
+    multi = _multi_label(result)
+    table = Table(title="Label changes suggested" if multi
+                  else "Label pairs of the flagged examples (given → suggested)", title_justify="left")  # fmt: skip
+    table.add_column("dropped → added" if multi else "given → suggested")
     table.add_column("flagged", justify="right")
     for p in result.record.pairs:
         table.add_row(f"{p.given} → {p.suggested}", str(p.count))

@@ -75,6 +75,10 @@ def label_fold_problems(labels: np.ndarray, label_names: Sequence[str], folds: i
         if with_label[k] < folds:
             problems.append(("data.train", f"label {label_names[k]!r} is on {_examples(with_label[k])}, fewer than "
                                            f"--folds {folds}: lower --folds or add examples"))  # fmt: skip
+        elif without[k] == 0:
+            problems.append(("data.train", f"label {label_names[k]!r} is on every one of the {len(labels)} examples: "
+                                           f"a label to audit needs at least --folds {folds} examples without it; add "
+                                           "examples without it"))  # fmt: skip
         elif without[k] < folds:
             problems.append(("data.train", f"label {label_names[k]!r} is on {with_label[k]} of {len(labels)} "
                                            f"examples, so only {_examples(without[k])} lack it, fewer than --folds "
@@ -232,7 +236,7 @@ def multilabel_issues(
     # cleanlab's "Label Noise" column divides by all rows; its docs (and ClassCount) mean a share of the label's rows.
     classes = [
         ClassCount(label=names[k], examples=int(examples[k]), flagged=int(flagged[k]),
-                   estimated_noise=wrongly_given.get(k, 0) / examples[k] if examples[k] else 0.0)
+                   estimated_noise=float(wrongly_given.get(k, 0) / examples[k]) if examples[k] else 0.0)
         for k in range(num_labels)
     ]  # fmt: skip
     return LabelIssues(
