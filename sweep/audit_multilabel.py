@@ -17,8 +17,8 @@
   (`find_multilabel_issues_per_class`) says which labels of a flagged row are in doubt, and
   `cleanlab.multilabel_classification.dataset.rank_classes_by_multilabel_quality` each label's estimated noise.
 - Suggested label set: the given set with the labels cleanlab doubts flipped (a doubted given label dropped, a
-  doubted missing one added; the most probable label when that leaves none), so it changes what the ranking rests
-  on and nothing else. (The predicted set, every label at probability >= 0.5, changed 2.3 labels per flagged row on
+  doubted missing one added; the most probable label when that leaves none), so it changes only what cleanlab
+  doubts. (The predicted set, every label at probability >= 0.5, changed 2.3 labels per flagged row on
   NLU++ where cleanlab doubted 1.1, and equalled the given set on a few flagged rows: see benchmarks/AUDIT.md.)
   Measure of fit: the micro-F1 of the predicted sets against the given ones.
 """
