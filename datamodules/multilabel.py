@@ -23,6 +23,7 @@ from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.preparation import PreparedData, Splits, encode_cached, tokenizer_limit
 from datamodules.report import build_report, cleaning_summary
+from datamodules.rows import source_rows
 from datamodules.splitting import remove_overlap, sorted_labels
 from datamodules.texts import Text, display_text
 
@@ -371,6 +372,9 @@ def prepare_multilabel_data(
         fingerprint=fingerprint,
         pad_token_id=int(pad_token_id),
         validation_texts=[display_text(t) for t in splits.val_texts],
+        train_texts=list(splits.train_texts),
+        train_rows=source_rows(tables["data.train"][0].texts, tables["data.train"][1], splits.train_texts,
+                               splits.train_labels),  # fmt: skip
     )
 
 

@@ -8,21 +8,30 @@ from record.audit import SCORE_BIN, noise_is_flagged_share
 from reports.blocks import Block, NoteBlock, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
+# task multi-label: a flag doubts one or more labels of a row's set
+UNLIKELY_SET = "given label set is unlikely (a given label that looks wrong, or a missing one)"
+PER_LABEL = "Suspects per label (flagged: rows whose annotation of the label is in doubt), most first"
+CHANGES = ("The label changes the suggested sets make (dropped → added; (none): a label dropped or added with nothing "
+           "in its place), most first")
 
 
-def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None) -> list[Block]:
-    """The section's blocks; empty when the study has no audit (the report then leaves the section out)."""
+def audit_blocks(
+    record: AuditRecord | None, data_fingerprint: str | None = None, task: str | None = None
+) -> list[Block]:
+    """The section's blocks; empty when the study has no audit (the report then leaves the section out). `task`
+    words them (multi-label: a row's label set, judged label by label)."""
     if record is None:
         return []
     scores = record.class_name == SCORE_BIN  # task: regression: scores, a ridge regression, cleanlab's score rule
     words = record.unit == "word"  # token classification: each word's tag is audited
+    multi = task == "multi-label" or record.class_name == "label"  # a row's label set, judged label by label
     probe = f"frozen-encoder embeddings and a {'ridge' if scores else 'logistic'} regression per fold"
     how = {"embeddings": probe, "finetune": "the encoder fine-tuned per fold",
            "ensemble": f"the mean of {probe} and the encoder fine-tuned per fold"}.get(record.method, record.method)
+    unlikely = UNLIKELY_SET if multi else f"given {'tag' if words else 'label'} is unlikely"
     rule = (f"cleanlab's regression label quality flags the {record.unit}s whose given score is far from the "
             "predicted one" if scores else
-            f"confident learning (cleanlab) flags the {record.unit}s whose given {'tag' if words else 'label'} is "
-            "unlikely")  # fmt: skip
+            f"confident learning (cleanlab) flags the {record.unit}s whose {unlikely}")  # fmt: skip
     rows = ("Rows are 0-based sentences of the training file; the suspect word is marked «so»." if words
             else "Rows are 0-based data rows of the training file.")  # fmt: skip
     blocks: list[Block] = [NoteBlock(
@@ -41,12 +50,12 @@ def audit_blocks(record: AuditRecord | None, data_fingerprint: str | None = None
                  *(["estimated label noise (cleanlab)"] if noise else [])],
         rows=[[c.label, c.examples, c.flagged, f"{c.flagged / c.examples:.1%}" if c.examples else "-",
                *([f"{c.estimated_noise:.1%}"] if noise else [])] for c in classes],
-        caption=f"Suspects per {record.class_name}, most first"))  # fmt: skip
+        caption=PER_LABEL if multi else f"Suspects per {record.class_name}, most first"))  # fmt: skip
     if record.pairs:
         blocks.append(TableBlock(
-            columns=["given → suggested", "flagged"],
+            columns=["dropped → added" if multi else "given → suggested", "flagged"],
             rows=[[f"{p.given} → {p.suggested}", p.count] for p in record.pairs],
-            caption="The confusion that explains them: "
+            caption=CHANGES if multi else "The confusion that explains them: "
                     f"{'label' if record.class_name == 'class' else record.class_name} pairs of the flagged examples, "
                     "most first"))  # fmt: skip
     if record.suspects:

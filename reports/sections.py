@@ -322,8 +322,8 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
         ("Expected validation performance", expected_blocks(study)),
         (BEST_TRIAL_TITLES.get(read_study(study).task, "Best trial: per class"), best_trial_blocks(study)),
         ("Data", data_blocks(read_study(study).data_report)),
-        *([("Annotation audit", audit)] if (audit := audit_blocks(read_audit(study),
-                                                                  read_study(study).data_fingerprint)) else []),
+        *([("Annotation audit", audit)] if (audit := audit_blocks(read_audit(study), read_study(study).data_fingerprint,
+                                                                  read_study(study).task)) else []),
     ]
     return [Section(title, f"{prefix}{slug(title)}", group, blocks) for title, blocks in parts]
 

@@ -501,9 +501,15 @@ def suspects_table(result: AuditResult, limit: int = SHOWN) -> Table:
     return table
 
 
+def _multi_label(result: AuditResult) -> bool:
+    return bool(result.data.report.get("multi_label"))
+
+
 def classes_table(result: AuditResult) -> Table:
     record = result.record
-    table = Table(title=f"Per {record.class_name}", title_justify="left")
+    multi = _multi_label(result)
+    table = Table(title="Per label (flagged: rows whose annotation of the label is in doubt)" if multi
+                  else f"Per {record.class_name}", title_justify="left")  # fmt: skip
     noise = not noise_is_flagged_share(record)
     for column in (record.class_name, f"{record.unit}s", "flagged", "flagged share",
                    *(["estimated noise (cleanlab)"] if noise else [])):  # fmt: skip
@@ -517,8 +523,11 @@ def classes_table(result: AuditResult) -> Table:
 
 def pairs_table(result: AuditResult) -> Table:
     name = "label" if result.record.class_name == "class" else result.record.class_name
-    table = Table(title=f"{name.capitalize()} pairs of the flagged examples (given → suggested)", title_justify="left")
-    table.add_column("given → suggested")
+    multi = _multi_label(result)
+    table = Table(title="Label changes suggested" if multi
+                  else f"{name.capitalize()} pairs of the flagged examples (given → suggested)",
+                  title_justify="left")  # fmt: skip
+    table.add_column("dropped → added" if multi else "given → suggested")
     table.add_column("flagged", justify="right")
     for p in result.record.pairs:
         table.add_row(f"{p.given} → {p.suggested}", str(p.count))

@@ -285,5 +285,6 @@ def audit_task_problem(task: str) -> tuple[str, str] | None:
 
 # A task whose audit path is a module of its own adds itself to AUDIT_TASKS when imported; imported last, as it
 # builds on the names above (whichever module is imported first, all end complete).
+import sweep.audit_multilabel  # noqa: E402,F401  (multi-label)
 import sweep.audit_regression  # noqa: E402,F401  (regression)
 import sweep.audit_tokens  # noqa: E402,F401  (token-classification)

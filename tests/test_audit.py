@@ -95,10 +95,12 @@ def test_fold_problem_names_the_class_and_its_count() -> None:
 
 
 def test_each_task_has_its_cleanlab_path_or_a_one_line_refusal() -> None:
-    assert {"text-classification", "text-pair", "regression", "token-classification"} <= set(AUDIT_TASKS)
+    assert {"text-classification", "text-pair", "multi-label", "regression", "token-classification"} <= set(
+        AUDIT_TASKS
+    )
     assert audit_task_problem("text-pair") is None
-    assert audit_task_problem("no-such-task") == (
-        "task", "the annotation audit has no cleanlab path for task: no-such-task yet "
+    assert audit_task_problem("sequence-to-sequence") == (
+        "task", "the annotation audit has no cleanlab path for task: sequence-to-sequence yet "
         f"(available: {', '.join(AUDIT_TASKS)})",
     )  # fmt: skip
 
