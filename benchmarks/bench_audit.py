@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_audit.py                                  # embeddings, seeds 0 1 2 + clean data
     .venv/bin/python benchmarks/bench_audit.py --methods finetune --seeds 0 --epochs 2
+    .venv/bin/python benchmarks/bench_audit.py --methods ensemble --epochs 2 --no-clean   # + its fine-tuned part
+    .venv/bin/python benchmarks/bench_audit.py --methods ensemble --epochs 2 --seeds      # the unmodified data only
 
 Data: TREC-6 (`trec/train_5500.label` from ../shared/data, or SWEEP_SHARED_DATA): the official training file with
 texts seen twice or with two labels left out (so cleaning drops nothing and a CSV row is a subset row), shuffled
@@ -46,7 +48,8 @@ def log(message: str) -> None:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", choices=["embeddings", "finetune", "ensemble"], default=["embeddings"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="label-flip seeds")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2],
+                        help="label-flip seeds (none: only the unmodified data)")
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--val-size", type=int, default=300)
     parser.add_argument("--folds", type=int, default=5)

@@ -111,6 +111,31 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] =
     return path
 
 
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV with a header row as one dict per row (the audit's `--out` file, for instance)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def tiny_study_spec(
+    folder: Path, encoder: Path, name: str, data: dict[str, Any], *, max_length: int = 32, **extra: Any
+) -> Path:
+    """`folder/spec.yaml`: a one-trial study of the tiny BERT (one epoch, no pruning, no checkpoints, learning rate
+    1e-3 unless `extra["search"]` says otherwise) over `data` (its cache under `folder/cache`)."""
+    import yaml
+
+    search: dict[str, Any] = {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0, "keep_checkpoints": 0,
+                              "space": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}}  # fmt: skip
+    overrides = extra.pop("search", {})
+    search["space"].update(overrides.pop("space", {}))
+    search.update(overrides)
+    spec = {"name": name, "data": {**data, "cache_dir": str(folder / "cache")},
+            "model": {"encoder": str(encoder), "max_length": max_length}, "search": search, **extra}  # fmt: skip
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
 def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) -> Path:
     """Save a tiny BERT (hidden 32, 2 layers) and a word-level vocabulary drawn from `corpus`.
 

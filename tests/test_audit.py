@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import write_csv
+from conftest import read_csv_rows, tiny_study_spec, write_csv
 
 from record import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from_attrs, read_audit, write_audit
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS
@@ -171,17 +171,8 @@ def separable_rows(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
 def write_spec(tmp_path: Path, tiny_bert: Path, rows: list[tuple[str, str]], **extra: object) -> Path:
     write_csv(tmp_path / "train.csv", rows)
     write_csv(tmp_path / "val.csv", separable_rows(4, seed=9))
-    spec = {
-        "name": "audit-test",
-        "data": {"train": "train.csv", "validation": "val.csv", "cache_dir": str(tmp_path / "cache")},
-        "model": {"encoder": str(tiny_bert), "max_length": 32},
-        "search": {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0, "keep_checkpoints": 0,
-                   "space": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}},
-        **extra,
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
+    return tiny_study_spec(tmp_path, tiny_bert, "audit-test", {"train": "train.csv", "validation": "val.csv"},
+                           **extra)  # fmt: skip
 
 
 def flip(rows: list[tuple[str, str]], indices: list[int]) -> list[tuple[str, str]]:
@@ -192,11 +183,6 @@ def flip(rows: list[tuple[str, str]], indices: list[int]) -> list[tuple[str, str
         text, label = out[i]
         out[i] = (text, labels[(labels.index(label) + 1) % len(labels)])
     return out
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
@@ -214,7 +200,7 @@ def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
     assert "Likely label errors" in printed.out and "Per class" in printed.out
     assert "stored with study audit-test" in printed.out
 
-    flagged = read_rows(out)
+    flagged = read_csv_rows(out)
     assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
                                 "label_quality", "suggested_probability"]  # fmt: skip
     # The planted errors lead the ranking; `row` is the training file's data row, so the text matches the file.
@@ -298,7 +284,7 @@ def test_text_pair_audit_keeps_both_texts_in_the_csv(tmp_path: Path, tiny_bert: 
     out = tmp_path / "audit.csv"
     assert main(["audit", str(spec), "--folds", "3", "--out", str(out), "--storage",
                  f"sqlite:///{tmp_path / 's.db'}"]) == 0  # fmt: skip
-    flagged = read_rows(out)
+    flagged = read_csv_rows(out)
     assert int(flagged[0]["row"]) == 5  # the planted pair leads
     for r in flagged:
         assert (r["text"], r["text_pair"], r["given_label"]) == pairs[int(r["row"])]

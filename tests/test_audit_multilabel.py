@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
-from test_audit import read_rows
+from conftest import read_csv_rows, tiny_study_spec
 from test_multilabel import FILLER, LABEL_WORDS, label_set_rows, write_jsonl
 
 from record import read_audit
@@ -200,18 +199,9 @@ def swap_one_label(rows: list[tuple[str, list[str]]], indices: list[int]) -> lis
 def write_spec(tmp_path: Path, tiny_bert: Path, rows: list[tuple[str, list[str]]], **extra: Any) -> Path:
     write_jsonl(tmp_path / "train.jsonl", rows)
     write_jsonl(tmp_path / "val.jsonl", label_set_rows(16, seed=9))
-    spec = {
-        "name": "ml-audit", "task": "multi-label",
-        "data": {"train": "train.jsonl", "validation": "val.jsonl", "label_column": "labels",
-                 "cache_dir": str(tmp_path / "cache")},
-        "model": {"encoder": str(tiny_bert), "max_length": 32},
-        "search": {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0, "keep_checkpoints": 0,
-                   "space": {"epochs": 1, "batch_size": 16, "learning_rate": 5e-3}},
-        **extra,
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
+    data = {"train": "train.jsonl", "validation": "val.jsonl", "label_column": "labels"}
+    return tiny_study_spec(tmp_path, tiny_bert, "ml-audit", data, task="multi-label",
+                           search={"space": {"learning_rate": 5e-3}}, **extra)  # fmt: skip
 
 
 def test_audit_end_to_end_flags_planted_label_sets_writes_csv_and_stores_the_audit(
@@ -231,7 +221,7 @@ def test_audit_end_to_end_flags_planted_label_sets_writes_csv_and_stores_the_aud
     assert "Label changes suggested" in printed.out and "dropped → added" in printed.out
     assert "stored with study ml-audit" in printed.out
 
-    flagged = read_rows(out)
+    flagged = read_csv_rows(out)
     assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
                                 "label_quality", "suggested_probability"]  # fmt: skip
     # The planted rows lead; `row` is the training file's row, whose text and label set the CSV repeats.

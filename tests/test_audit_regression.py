@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import read_csv_rows, tiny_study_spec
 
 from datamodules.regression import prepare_regression_data
 from record import read_audit
@@ -157,21 +158,8 @@ def write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
 def write_spec(tmp_path: Path, tiny_bert: Path, rows: list[tuple[str, str]]) -> Path:
     write_rows(tmp_path / "train.csv", rows)
     write_rows(tmp_path / "val.csv", scored_rows(4, seed=9))
-    spec = {
-        "name": "audit-scores", "task": "regression",
-        "data": {"train": "train.csv", "validation": "val.csv", "cache_dir": str(tmp_path / "cache")},
-        "model": {"encoder": str(tiny_bert), "max_length": 32},
-        "search": {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0, "keep_checkpoints": 0,
-                   "space": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}},
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+    return tiny_study_spec(tmp_path, tiny_bert, "audit-scores", {"train": "train.csv", "validation": "val.csv"},
+                           task="regression")  # fmt: skip
 
 
 def test_regression_audit_end_to_end_flags_planted_scores_stores_and_reports_them(
@@ -190,7 +178,7 @@ def test_regression_audit_end_to_end_flags_planted_scores_stores_and_reports_the
     assert "Score bin pairs" in printed.out
     assert "out-of-fold Spearman" in printed.out and "stored with study audit-scores" in printed.out
 
-    flagged = read_csv(out)
+    flagged = read_csv_rows(out)
     assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
                                 "label_quality", "suggested_probability"]  # fmt: skip
     assert sorted(int(r["row"]) for r in flagged[: len(errors)]) == errors  # the planted scores lead
@@ -256,7 +244,7 @@ def test_pair_regression_audit_keeps_both_texts_and_names_the_first_row_of_a_mer
     out = tmp_path / "audit.csv"
     assert main(["audit", str(spec), "--folds", "3", "--out", str(out), "--storage",
                  f"sqlite:///{tmp_path / 's.db'}"]) == 0  # fmt: skip
-    flagged = read_csv(out)
+    flagged = read_csv_rows(out)
     assert int(flagged[0]["row"]) == planted  # the planted pair leads
     assert all((r["text"], r["text_pair"]) == pairs[int(r["row"])][:2] for r in flagged)
 

@@ -4,13 +4,12 @@ probe out of fold on constructed features (folds over sentences), and the comman
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from conftest import read_csv_rows, tiny_study_spec
 from test_token_classification import tagged_sentences, write_conll
 
 from record import read_audit
@@ -170,23 +169,10 @@ def plant(sentences: list[tuple[list[str], list[str]]], count: int, seed: int) -
 def ner_spec(tmp_path: Path, tiny_bert: Path, sentences: list[tuple[list[str], list[str]]], **extra: object) -> Path:
     write_conll(tmp_path / "train.conll", sentences)
     write_conll(tmp_path / "dev.conll", DEV)
-    spec = {
-        "name": "ner-audit",
-        "task": "token-classification",
-        "data": {"train": "train.conll", "validation": "dev.conll", "cache_dir": str(tmp_path / "cache")},
-        "model": {"encoder": str(tiny_bert), "max_length": 12},  # the longer templates come as two windows
-        "search": {"n_trials": 1, "pruner": "none", "first_epoch_evals": 0, "keep_checkpoints": 0,
-                   "space": {"epochs": 1, "batch_size": 16, "learning_rate": 3e-3, "warmup_ratio": 0.0}},
-        **extra,
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+    search = {"space": {"learning_rate": 3e-3, "warmup_ratio": 0.0}}
+    # max_length 12: the longer templates come as two windows
+    return tiny_study_spec(tmp_path, tiny_bert, "ner-audit", {"train": "train.conll", "validation": "dev.conll"},
+                           max_length=12, task="token-classification", search=search, **extra)  # fmt: skip
 
 
 def test_audit_end_to_end_flags_planted_tags_names_their_words_and_stores_the_audit(
@@ -204,7 +190,7 @@ def test_audit_end_to_end_flags_planted_tags_names_their_words_and_stores_the_au
     assert "Likely label errors" in printed.out and "training words" in printed.out
     assert "stored with study ner-audit" in printed.out and "word accuracy" in printed.out
 
-    flagged = read_rows(out)
+    flagged = read_csv_rows(out)
     assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
                                 "label_quality", "suggested_probability", "word_index", "word", "line"]  # fmt: skip
     # The planted words lead: `row` is the sentence of the file, `word_index` the word in it.
@@ -241,7 +227,7 @@ def test_audit_end_to_end_flags_planted_tags_names_their_words_and_stores_the_au
     assert "fine-tuning each fold with the best trial of study ner-audit (trial 0)" in capsys.readouterr().err
     replaced = read_audit(load_study("ner-audit", url))
     assert replaced is not None and replaced.method == "finetune" and replaced.folds == 2
-    assert replaced.examples == record.examples and len(read_rows(out)) == replaced.flagged
+    assert replaced.examples == record.examples and len(read_csv_rows(out)) == replaced.flagged
 
 
 def test_too_few_sentences_or_a_tag_in_one_sentence_is_refused_in_one_line_and_nothing_is_written(
