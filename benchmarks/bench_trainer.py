@@ -705,12 +705,33 @@ def search_with_ray(
     cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, per_epoch: int
 ) -> Any:
     """`hyperparameter_search(backend="ray")` with ASHA and Optuna's TPE (same seed, same space) on the started Ray."""
+    concurrent, threads = RAY_LAYOUTS[run.layout or "2x1"]
+    evaluations = EPOCHS_HIGH * (per_epoch if run.eval_mode == "steps" else 1)
+    with kept_signal_handlers():  # Tune installs its own SIGINT handler and leaves it behind
+        return _ray_search(cfg, trainer, run, seed, run_dir, space, concurrent, threads, evaluations)
+
+
+@contextlib.contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """The process's SIGINT and SIGTERM handlers as they were before, whatever the block installs."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _ray_search(
+    cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, concurrent: int,
+    threads: int, evaluations: int,
+) -> Any:  # fmt: skip
     import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    concurrent, threads = RAY_LAYOUTS[run.layout or "2x1"]
-    evaluations = EPOCHS_HIGH * (per_epoch if run.eval_mode == "steps" else 1)
     return trainer.hyperparameter_search(
         direction="maximize",
         backend="ray",
@@ -1495,6 +1516,8 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
     warm_up(cfg.encoder)
     machine = machine_facts()
     runs = peer_runs(cfg)
+    handlers = kept_signal_handlers()  # ray.init and Tune install handlers of their own; restored after shutdown
+    handlers.__enter__()
     if any(run.kind == "ray" for run in runs):
         import ray
 
@@ -1557,6 +1580,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
             import ray
 
             ray.shutdown()
+        handlers.__exit__(None, None, None)
     first = results["seeds"][0]
     results["pruners"] = {
         "ours": first["ours"]["pruner"],

@@ -149,11 +149,16 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
 @pytest.mark.slow  # Ray starts worker processes: tens of seconds
 @pytest.mark.real_data
 def test_benchmark_runs_the_ray_peer_with_asha(tmp_path: Path, tiny_bert: Path) -> None:
+    import signal
+
     pytest.importorskip("ray.tune")
     bench = load_benchmark()
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     text, raw, _ = run_bench(
         bench, tmp_path, tiny_bert, "--seeds", "0", "--peers", "ray", "--peer-eval", "steps", "--ray-layout", "2x1"
     )
+    # Tune's SIGINT handler does not outlive its search (the sides after it, and later tests, see the process's own)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     (entry,) = raw["seeds"]
     peer = entry["peers"]["ray"]["steps, 2x1"]
     assert peer["layout"] == "2x1" and "ASHAScheduler" in peer["pruner"]
