@@ -12,6 +12,7 @@ Ray's object store, never in a command line, an environment variable or a log li
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +35,21 @@ class RayResult:
     errors: list[str]  # one line per failed task
 
 
+def _ray() -> Any:
+    """The `ray` module, imported with Ray's log deduplication off: it folds lines that differ only in numbers, so
+    each worker's "worker host:pid joined study ..." (and its errors) would show once "[repeated 2x across
+    cluster]" instead of naming every worker. A user's own RAY_DEDUP_LOGS wins."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    return ray
+
+
 def ray_problems(address: str, url: str, workers: int) -> list[tuple[str, str]]:
     """Everything that makes `--ray` impossible, checked before anything is written or started."""
     problems: list[tuple[str, str]] = []
     try:
-        import ray  # noqa: F401
+        _ray()
     except ImportError:
         problems.append(("--ray", f"ray is not installed here: {INSTALL_HINT}"))
     if is_sqlite(url):
@@ -107,7 +118,7 @@ class ServiceWorkers:
     address: str
 
     def stop(self) -> None:
-        import ray
+        ray = _ray()
 
         for ref in self.refs:
             ray.cancel(ref)
@@ -119,7 +130,7 @@ def start_service_workers(
     url: str, *, address: str, workers: int, cpus: float, gpus: float, console: Console
 ) -> ServiceWorkers:
     """N Ray tasks, each a worker without a study name (what `sweep serve --workers N` starts as local processes)."""
-    import ray
+    ray = _ray()
 
     _init(ray, address, console)
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False)(
@@ -146,7 +157,7 @@ def run_ray_workers(
 ) -> RayResult:
     """Start `workers` Ray tasks on the cluster at `address` (a local Ray for LOCAL), show one progress bar over the
     study, and wait for them. Ctrl-C cancels the tasks (their trials are retried by the heartbeat later)."""
-    import ray
+    ray = _ray()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     _init(ray, address, console)

@@ -6,6 +6,7 @@ The error paths (no ray installed, SQLite, an address nobody answers at) need ne
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -152,3 +153,17 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_ray_is_imported_with_log_deduplication_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray folds log lines that differ only in numbers: every worker's "joined study" line must show, so sweep turns
+    the folding off; a user's own RAY_DEDUP_LOGS is kept."""
+    pytest.importorskip("ray")
+    from sweep.cluster import _ray
+
+    monkeypatch.delenv("RAY_DEDUP_LOGS", raising=False)
+    _ray()
+    assert os.environ["RAY_DEDUP_LOGS"] == "0"
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "1")
+    _ray()
+    assert os.environ["RAY_DEDUP_LOGS"] == "1"
