@@ -23,6 +23,8 @@ from record import TrialRecord, trial_attrs
 from sweep.runner import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/results.json as committed before issue #12's fair run: two repetitions of seed 0, the old layout
+OLD_RESULTS = ROOT / "tests" / "fixtures" / "bench-results-before-issue-12.json"
 
 
 def load_script() -> ModuleType:
@@ -187,8 +189,8 @@ def test_our_studies_are_found_in_both_results_layouts(tmp_path: Path) -> None:
     specs, threads, benchmark = bench.specs_of(path)
     assert specs == [work / "seed0" / "ours" / "spec.yaml", work / "seed2" / "ours" / "spec.yaml"] and threads == 2
     assert benchmark == {"date": "2026-12-01 10:00 UTC", "command": "python benchmarks/bench_trainer.py"}
-    # the results.json from before issue #12 (committed in benchmarks/): `repetitions` of one seed
-    old = json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+    # the results.json from before issue #12 (kept as a fixture): `repetitions` of one seed
+    old = json.loads(OLD_RESULTS.read_text(encoding="utf-8"))
     path.write_text(json.dumps({**old, "config": {**old["config"], "work": str(work)}}))
     specs, _, benchmark = bench.specs_of(path)
     assert specs == [work / f"rep{i}" / "spec.yaml" for i in range(1, len(old["repetitions"]) + 1)]
@@ -205,7 +207,7 @@ def test_results_md_includes_the_pruning_section_of_its_own_run_and_judges_the_t
     sys.modules[spec.name] = trainer
     spec.loader.exec_module(trainer)
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    results = json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
+    results = json.loads(OLD_RESULTS.read_text(encoding="utf-8"))
     found, _ = load_script().configurations(constructed_study(), lambda record: FULL_RUNS[record.number])
     analysis = load_script().analyse(found, maximize=True, steps_per_epoch=3)
     runs = [{"label": "seed 0", "seed": 0, "analysis": analysis, "reproduction": None}]
