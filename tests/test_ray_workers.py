@@ -108,9 +108,11 @@ def test_two_ray_workers_finish_the_budget_and_a_killed_one_is_retried(
     text = log.read_text()
     assert "2 Ray worker tasks for study workers (1 CPU, 0 GPU each) on a local Ray" in text
     # Both tasks ended well, the killed one through Ray's retry in a new process (else the run would exit 1), and
-    # every worker process said where it joined (Ray relays their lines): the two first ones and the retry.
+    # the worker processes said where they joined (Ray relays their lines). The retry's own line is not counted:
+    # Ray's log monitor relays a new process's output asynchronously, and CI saw it arrive after the driver had
+    # ended; the retry itself is proven by the store above (its trial finished with the killed trial's parameters).
     assert text.count("ray worker: finished its share of study workers") == 2
-    assert text.count("joined study workers in") >= 3, text[-3000:]
+    assert text.count("joined study workers in") >= 2, text[-3000:]
     assert postgres_url not in text  # the URL with its password stays out of the output
     study = optuna.load_study(study_name="workers", storage=open_storage(postgres_url, read_only=True))
     f1, best = macro_f1_of_export(study, data[1], tmp_path / "model")
