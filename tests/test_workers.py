@@ -397,7 +397,9 @@ def test_sigterm_to_run_with_workers_stops_each_worker_cleanly(
     spec = write_spec(tmp_path, data, tiny_bert, postgres_url)
     spec_data = yaml.safe_load(spec.read_text())
     spec_data["search"].update(
-        n_trials=6, space={"learning_rate": {"low": 1e-3, "high": 5e-3, "log": True}, "batch_size": 8, "epochs": 6}
+        # 40 epochs: the first worker's trial must still be training when the second worker's starts (CI once saw the
+        # first end in between, so that worker stopped between trials with nothing to fail); no trial here ends anyway
+        n_trials=6, space={"learning_rate": {"low": 1e-3, "high": 5e-3, "log": True}, "batch_size": 8, "epochs": 40}
     )
     spec.write_text(yaml.safe_dump(spec_data))
     proc = start(sweep_cmd("run", str(spec), "--workers", "2"), tmp_path / "run.log")
