@@ -85,6 +85,7 @@ class Config:
     work: Path
     results: Path
     command: str
+    add: bool = False
 
     @property
     def json_path(self) -> Path:
@@ -143,6 +144,11 @@ def parse_args(argv: Sequence[str]) -> Config:
         default=ROOT / "benchmarks" / "RESULTS.md",
         help="results file (default benchmarks/RESULTS.md); results.json is written beside it",
     )
+    parser.add_argument(
+        "--add", action="store_true",
+        help="add these seeds' runs to the results.json beside --results, made earlier with the same settings on this "
+        "machine (a run spread over several sittings); RESULTS.md is rewritten from the whole",
+    )  # fmt: skip
     args = parser.parse_args(list(argv))
     problems = [
         f"--{name.replace('_', '-')} must be >= {low}, got {value}"
@@ -161,6 +167,8 @@ def parse_args(argv: Sequence[str]) -> Config:
         problems.append(f"--data-file: no such file {data_file} (set SWEEP_SHARED_DATA or pass --data-file)")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         problems.append(f"--seeds: distinct non-negative integers, got {' '.join(map(str, args.seeds))}")
+    if args.add and not args.results.with_name("results.json").is_file():
+        problems.append(f"--add: no {args.results.with_name('results.json')} to add to (run without --add first)")
     if args.encoder and not (Path(args.encoder) / "config.json").is_file():
         problems.append(f"--encoder: {args.encoder} is not a Hugging Face model folder (no config.json)")
     if problems:
@@ -183,6 +191,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         work=args.work.resolve(),
         results=args.results.resolve(),
         command=shlex.join(["python", "benchmarks/bench_trainer.py", *argv]),
+        add=args.add,
     )
 
 
@@ -1533,14 +1542,14 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
         "seeds": [],
     }
     try:
-        for index, seed in enumerate(cfg.seeds):
+        for seed in cfg.seeds:
             files = prepare_files(cfg, seed)
             log(
                 f"seed {seed}: {sum(files.train_counts.values())} train / {sum(files.val_counts.values())} "
                 f"validation, {len(files.labels)} classes, written to {files.train.parent}"
             )
             names = ["ours", *(run.slug for run in runs)]
-            order = names if index % 2 else names[1:] + names[:1]  # ours last on even seeds, first on odd ones
+            order = names if seed % 2 else names[1:] + names[:1]  # ours last on even seeds, first on odd ones
             entry: dict[str, Any] = {
                 "seed": seed,
                 "order": order,
@@ -1590,6 +1599,45 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
     return results
 
 
+# Settings that must be equal for runs of different seeds to be read as one benchmark (the seeds and the command may
+# differ; the work and results paths do not change what is measured).
+SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
+               "peer_eval", "ray_layouts", "threads", "first_epoch_evals")  # fmt: skip
+SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
+                "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
+
+
+def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:
+    """Why this run's seeds cannot join the earlier results.json (different settings, machine or repeated seeds)."""
+    if "seeds" not in earlier or earlier.get("legacy"):
+        return f"{cfg.json_path} is from an older benchmark layout: run every seed again without --add"
+    ours = {**asdict(cfg), "peers": list(cfg.peers), "peer_eval": list(cfg.peer_eval),
+            "ray_layouts": list(cfg.ray_layouts)}  # fmt: skip
+    theirs = earlier["config"]
+    changed = [f"{key} {theirs.get(key)!r} there, {ours[key]!r} here" for key in SAME_CONFIG
+               if json.loads(json.dumps(theirs.get(key))) != json.loads(json.dumps(ours[key]))]  # fmt: skip
+    if changed:
+        return f"settings differ from {cfg.json_path}: " + "; ".join(changed)
+    machine = machine_facts()
+    moved = [f"{key} {earlier['machine'].get(key)!r} there, {machine[key]!r} here" for key in SAME_MACHINE
+             if earlier["machine"].get(key) != machine[key]]  # fmt: skip
+    if moved:
+        return f"{cfg.json_path} was measured on another machine or setup: " + "; ".join(moved)
+    repeated = sorted(set(cfg.seeds) & {entry["seed"] for entry in earlier["seeds"]})
+    if repeated:
+        return f"seed {', '.join(map(str, repeated))} is already in {cfg.json_path} (pick other seeds)"
+    return None
+
+
+def added(earlier: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """One results file from two sittings: seeds in order, both commands and both dates kept."""
+    seeds = sorted([*earlier["seeds"], *new["seeds"]], key=lambda entry: entry["seed"])
+    config = {**earlier["config"], "seeds": [entry["seed"] for entry in seeds],
+              "command": f"{earlier['config']['command']}\n{new['config']['command']}"}  # fmt: skip
+    machine = {**earlier["machine"], "date": f"{earlier['machine']['date']}; {new['machine']['date']}"}
+    return {**earlier, "config": config, "machine": machine, "seeds": seeds}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -1607,7 +1655,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cfg = parse_args(args)
     log(f"{cfg.command}")
+    earlier = json.loads(cfg.json_path.read_text(encoding="utf-8")) if cfg.add else None
+    if earlier is not None:
+        problem = cannot_add(earlier, cfg)
+        if problem:
+            log(f"error: --add: {problem}")
+            return 2
     results = run_benchmark(cfg)
+    if earlier is not None:
+        results = added(earlier, results)
     cfg.results.parent.mkdir(parents=True, exist_ok=True)
     cfg.json_path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     write_results(results, cfg.results)

@@ -145,6 +145,32 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     again = results.read_text(encoding="utf-8")
     assert again == text + "\nOur analysis, by hand.\n"
 
+    # a run spread over two sittings: seed 1 added to a results.json that holds seed 0 reads as the run of both
+    json_path = tmp_path / "out" / "results.json"
+    first_sitting = {**raw, "seeds": raw["seeds"][:1], "config": {**raw["config"], "seeds": [0]}}
+    json_path.write_text(json.dumps(first_sitting), encoding="utf-8")
+    argv = ["--encoder", str(tiny_bert), "--train-size", "40", "--val-size", "20", "--max-classes", "4",
+            "--max-length", "32", "--trials", "2", "--peers", "trainer", "--work", str(tmp_path / "work"),
+            "--results", str(results), "--add"]  # fmt: skip
+    assert bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1"])) is None
+    repeated = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "0", "1"]))
+    assert repeated is not None and "seed 0 is already in" in repeated
+    changed = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--trials", "3"]))
+    assert changed is not None and "trials 2 there, 3 here" in changed
+    moved = bench.cannot_add({**first_sitting, "machine": {**raw["machine"], "torch_threads": 64}},
+                             bench.parse_args([*argv, "--seeds", "1"]))  # fmt: skip
+    assert moved is not None and "torch_threads 64 there" in moved
+    second_sitting = {**raw, "seeds": raw["seeds"][1:], "config": {**raw["config"], "seeds": [1], "command": "c2"},
+                      "machine": {**raw["machine"], "date": "later"}}  # fmt: skip
+    merged = bench.added(first_sitting, second_sitting)
+    assert [e["seed"] for e in merged["seeds"]] == merged["config"]["seeds"] == [0, 1]
+    assert merged["config"]["command"] == raw["config"]["command"] + "\nc2"
+    assert merged["machine"]["date"] == raw["machine"]["date"] + "; later"
+    assert "## Seed 1 (order:" in bench.render(merged) and "\nc2\n" in bench.render(merged)
+    with pytest.raises(SystemExit) as exc:  # --add needs a results.json to add to
+        bench.parse_args([*argv[:-3], "--results", str(tmp_path / "elsewhere" / "RESULTS.md"), "--add"])
+    assert exc.value.code == 2
+
 
 @pytest.mark.slow  # Ray starts worker processes: tens of seconds
 @pytest.mark.real_data
