@@ -87,12 +87,15 @@ def test_two_ray_workers_finish_the_budget_and_a_killed_one_is_retried(
 ) -> None:
     budget = 6
     spec = ray_spec(tmp_path, data, tiny_bert, postgres_url, budget, heartbeat={"interval": 1, "grace_period": 4})
+    body = yaml.safe_load(spec.read_text())
+    body["search"]["space"]["epochs"] = 3  # long enough that the trial is still training when the kill lands
+    spec.write_text(yaml.safe_dump(body))
     log = tmp_path / "run.log"
     run = start(sweep_cmd("run", str(spec), "--ray", "--workers", "2"), log)
     try:
         victim = wait_for(lambda: running_trial(postgres_url), 300, "a Ray worker's running trial")
         pid = int((read_trial(victim).worker or "").rsplit(":", 1)[1])
-        subprocess.run(["kill", "-9", str(pid)], check=True)  # the Ray worker process, mid-trial
+        os.kill(pid, signal.SIGKILL)  # the Ray worker process, mid-trial
         assert run.wait(timeout=600) == 0, log.read_text()[-3000:]
     finally:
         if run.poll() is None:
@@ -145,7 +148,9 @@ def test_sweep_serve_with_ray_workers_runs_a_submitted_study(
         proc.terminate()
         out, _ = proc.communicate(timeout=90)
     assert "1 Ray workers (1 CPU, 0 GPU each) on a local Ray" in out, out[-3000:]
-    assert "joined study served-by-ray" in out and "stopped by SIGTERM; stopping the workers" in out
+    # "finished" above shows the only worker, the Ray one, ran the study; its own lines reach `out` through Ray's
+    # asynchronous log relay, which the server's shutdown may cut short, so they are not asserted
+    assert "stopped by SIGTERM; stopping the workers" in out
     assert postgres_url not in out
     assert proc.returncode == 0
 

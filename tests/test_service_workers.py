@@ -442,7 +442,8 @@ def test_two_workers_on_postgresql_finish_two_queued_studies_exactly(
 ) -> None:
     budgets = {"pg-a": 3, "pg-b": 3}
     for name, n in budgets.items():  # created here as `sweep run SPEC --workers 0` would (no process to start)
-        run_study(write_spec(tmp_path, data, tiny_bert, postgres_url, name, n_trials=n), workers=0)
+        # 3 epochs: trials long enough that the second worker, started a few seconds later, still finds work
+        run_study(write_spec(tmp_path, data, tiny_bert, postgres_url, name, n_trials=n, epochs=3), workers=0)
     cmd = [sys.executable, "-m", "sweep", "worker", "--storage", postgres_url, "--exit-when-idle", "--threads", "1"]
     procs = [subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]  # fmt: skip

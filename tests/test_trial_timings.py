@@ -64,9 +64,9 @@ def test_slow_metrics_count_as_overhead_and_the_parts_add_up(
     assert t.overhead is not None and t.overhead_share is not None
     assert t.train_steps + t.validation_forward + t.overhead == pytest.approx(t.total, abs=1e-6)
     assert 0 < t.train_steps <= t.train and 0 < t.validation_forward <= t.validation
-    assert t.train + t.validation + t.data + t.model_load + t.checkpoint <= t.total
+    assert t.train + t.validation + t.data + t.model_load + t.checkpoint <= t.total + 0.003  # each rounded to 1 ms
     wall = (trial.datetime_complete - trial.datetime_start).total_seconds()  # type: ignore[operator]
-    assert t.total <= wall + 0.05 and wall - t.total < 0.5 + 0.1 * wall  # only the last storage writes are outside
+    assert t.total <= wall + 0.05 and wall - t.total < 2.0 + 0.1 * wall  # only the last storage writes are outside
     parts = t.overhead_parts()
     assert parts is not None and sum(parts.values()) == pytest.approx(t.overhead, abs=1e-6)
     assert all(v >= 0 for v in parts.values())

@@ -180,8 +180,10 @@ def test_sigterm_fails_the_trial_with_a_reason_and_the_retry_repeats_it(
     )
     spec.write_text(yaml.safe_dump(spec_data))
     proc = start(sweep_cmd("run", str(spec)), tmp_path / "run.log")
-    wait_for(lambda: running_trial(url, proc.pid), 120, "a running trial")
-    time.sleep(1.0)  # inside its training (a trial takes several seconds)
+    # Inside its training: its first evaluation (a third into epoch 1 of 6) is stored, nearly all of it still to come.
+    # A fixed sleep let a fast machine end trial 0 first; the stop then found no trial to fail.
+    wait_for(lambda: (t := running_trial(url, proc.pid)) is not None and bool(t.intermediate_values), 120,
+             "the trial's first evaluation")  # fmt: skip
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=60)
@@ -217,6 +219,7 @@ def test_run_after_a_crash_simply_continues(tmp_path: Path, tiny_bert: Path, dat
     spec = write_spec(tmp_path, data, tiny_bert, url)
     spec_data = yaml.safe_load(spec.read_text())
     spec_data["search"]["n_trials"] = 3
+    spec_data["search"]["space"]["epochs"] = 3  # no 1-epoch trial that could end between its detection and the kill
     spec.write_text(yaml.safe_dump(spec_data))
     proc = start(sweep_cmd("run", str(spec)), tmp_path / "run.log")
     killed = wait_for(lambda: running_trial(url, proc.pid), 120, "a running trial")
@@ -305,7 +308,9 @@ def test_chaos_killed_workers_lose_nothing(
 ) -> None:
     budget, kills = 12, 3
     spec = write_spec(
-        tmp_path, data, tiny_bert, postgres_url, heartbeat={"interval": 1, "grace_period": 4}
+        # grace 10 s: a killed trial is still RUNNING when it is counted 3 s after the kill (with 4 s, a heartbeat sent
+        # about 1 s before the kill could let a live worker fail it first, and the count below would miss it)
+        tmp_path, data, tiny_bert, postgres_url, heartbeat={"interval": 1, "grace_period": 10}
     )
     spec_data = yaml.safe_load(spec.read_text())
     spec_data["search"].update(n_trials=budget, pruner="none")
