@@ -10,7 +10,7 @@ Both clocks include fetching the batches. Throughput is training examples per se
     python benchmarks/bench_limit.py                      # TREC-6, 1,000 examples, MiniLM, seeds 0 1 2
     python benchmarks/bench_limit.py --batch-size 16 --results /tmp/limit.md
 
-Writes LIMIT.md and limit.json beside it (or --results). Run it on an otherwise idle machine.
+Writes LIMIT.md and LIMIT.json beside it (or --results). Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations

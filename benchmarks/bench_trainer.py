@@ -842,7 +842,9 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
 
     spec = {
         "name": f"bench-{cfg.dataset}-seed{seed}",
-        "storage": f"sqlite:///{cfg.work / 'bench.db'}",
+        # in this side's own folder (emptied before it runs): a study of the same name would be resumed, not run, and
+        # another sitting's seeds (--add) keep their studies for bench_pruning.py
+        "storage": f"sqlite:///{rep_dir / 'study.db'}",
         "checkpoint_dir": str(rep_dir / "checkpoints"),
         "data": {
             "train": str(files.train),
@@ -1536,9 +1538,6 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # every side; sweep sets this for itself too
     cfg.work.mkdir(parents=True, exist_ok=True)
-    db = cfg.work / "bench.db"
-    if db.exists():
-        db.unlink()  # a study of the same name would be resumed, not run
     if cfg.trials < MIN_REAL_TRIALS:
         log(f"only {cfg.trials} trials per side: a smoke run, not a benchmark (use --trials {MIN_REAL_TRIALS}+)")
     warm_up(cfg.encoder)

@@ -256,3 +256,27 @@ def test_a_peer_at_its_best_is_the_run_that_found_the_best_model_then_the_fastes
     assert bench.at_best(close, tie=1 / 500) == "steps"
     assert bench.at_best(close, tie=1 / 5000) == "epoch"
     assert bench.at_best({"a": {"wall": 1.0, "best_f1": None}, "b": {"wall": 2.0, "best_f1": 0.5}}, 0.01) == "b"
+
+
+def test_our_side_alone_is_reported_beside_the_earlier_runs_numbers_without_side_by_side_ratios() -> None:
+    spec = importlib.util.spec_from_file_location("bench_ours", ROOT / "benchmarks" / "bench_ours.py")
+    assert spec is not None and spec.loader is not None
+    ours_only = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ours_only)
+
+    def trial(state: str, evals: list[tuple[float, float]]) -> dict:
+        return {"state": state, "evals": [{"time": t, "f1": f} for t, f in evals]}
+
+    trials = [trial("PRUNED", [(5.0, 0.80)]), trial("COMPLETE", [(10.0, 0.5), (20.0, 0.7790)])]
+    assert ours_only.first_reach(trials, 0.779) == 20.0, "a pruned trial's evaluation does not count"
+    assert ours_only.first_reach(trials, 0.9) is None
+    results = {"command": "python benchmarks/bench_ours.py --first-epoch-evals 0 --out x",
+               "machine": {"date": "d", "torch_threads": 2},
+               "seeds": [{"seed": 1, "ours": {"wall": 163.7, "best_f1": 0.7790, "trials": trials}}]}  # fmt: skip
+    earlier = {"seeds": [{"seed": 1, "data": {"val_size": 500},
+                          "ours": {"wall": 167.0, "best_f1": 0.78, "trials": [trial("COMPLETE", [(1.0, 0.78)])]},
+                          "peers": {"trainer": {"epoch": {"best_f1": 0.7808}, "steps": {"best_f1": 0.7307}}}}]}
+    text = ours_only.render(results, earlier)
+    assert "| 1 | 163.7 | 167.0 | 0.7790 | 0.7800 | 1 / 1 | 1 / 0 | trainer 0.7808: 20.0 |" in text
+    assert "not side-by-side" in text and "--first-epoch-evals 0" in text
+    assert "| 1 | 163.7 | — |" in ours_only.render(results, None)
