@@ -13,25 +13,14 @@ claim nothing about the peers.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_trainer", ROOT / "benchmarks" / "bench_trainer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def first_reach(trials: list[dict[str, Any]], level: float) -> float | None:
@@ -55,10 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.first_epoch_evals is not None and args.first_epoch_evals < 0:
         parser.error(f"--first-epoch-evals must be >= 0, got {args.first_epoch_evals}")
     against = json.loads(args.against.read_text(encoding="utf-8")) if args.against.is_file() else None
-    bench = load_bench()
-    for path in (ROOT, ROOT / "benchmarks"):
+    for path in (ROOT, ROOT / "benchmarks"):  # sweep from this checkout, bench_trainer beside this script
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
+    import bench_trainer as bench
     work = ROOT / "benchmarks" / "work" / f"ours-{args.out.resolve().name}"  # git-ignored, as bench_trainer's
     option = [] if args.first_epoch_evals is None else ["--first-epoch-evals", str(args.first_epoch_evals)]
     cfg = bench.parse_args(["--seeds", *map(str, args.seeds), "--trials", str(args.trials), "--work", str(work),
@@ -95,9 +84,10 @@ def render(results: dict[str, Any], against: dict[str, Any] | None) -> str:
         results["command"],
         "```",
         "",
-        f"Date {results['machine']['date']}; torch threads {results['machine']['torch_threads']}. The earlier run's "
-        "numbers (the same seed's data, space and budget) come from another sitting: for reference, not side-by-side "
-        "ratios.",
+        f"Date {results['machine']['date']}; torch threads {results['machine']['torch_threads']}; "
+        f"{results.get('config', {}).get('trials', '?')} trials per seed (the earlier run: "
+        f"{(against or {}).get('config', {}).get('trials', '?')}). The earlier run's numbers (the same seed's data "
+        "and space) come from another sitting: for reference, not side-by-side ratios.",
         "",
         "| seed | wall (s) | earlier run: ours (s) | best F1 | earlier: ours | complete / pruned | earlier: "
         "complete / pruned | time to the earlier peers' best F1 (s) |",
