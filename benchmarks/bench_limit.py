@@ -1,11 +1,14 @@
 """The limit for sweep's training throughput: a bare PyTorch loop over the same batches of the same encoder.
 
-For each seed, one epoch of one configuration is trained twice, side by side in one process, alternating which goes
-first: once by sweep (`sweep.objective.train_trial`: Lightning, our callbacks and the trial's evaluation at the end
-of the epoch, whose time is not counted) and once by a plain loop (no Lightning, no Optuna): the same data module's
-training batches (same seed, length grouping, padding), the same model class and initial weights, AdamW (fused,
-the same parameter groups) and the same warmup-then-decay schedule, `forward -> backward -> step -> zero_grad`.
-Both clocks include fetching the batches. Throughput is training examples per second; the share is ours / bare.
+For each seed, one epoch of one configuration is trained by each side `--repeats` times (default 3), side by side in
+one process, the side that goes first alternating from one round to the next: by sweep (`sweep.objective.train_trial`:
+Lightning, our callbacks and the trial's evaluation at the end of the epoch, whose time is not counted) and by a
+plain loop (no Lightning, no Optuna): the same data module's training batches (same seed, length grouping, padding),
+the same model class and initial weights, AdamW (fused, the same parameter groups) and the same warmup-then-decay
+schedule, `forward -> backward -> step -> zero_grad`.
+Both clocks include fetching the batches. Throughput is training examples per second; each side's value on a seed is
+the median of its rounds (one epoch of 1,000 examples is about 10 s, and a single round can be off by 10%); the
+share is ours / bare.
 
     python benchmarks/bench_limit.py                      # TREC-6, 1,000 examples, MiniLM, seeds 0 1 2
     python benchmarks/bench_limit.py --batch-size 16 --results /tmp/limit.md
@@ -53,11 +56,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of both sides per seed (default 3): medians")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "limit")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "LIMIT.md")
     args = parser.parse_args(list(argv))
     problems = [f"--{n.replace('_', '-')} must be >= 1, got {v}" for n, v in
-                (("train_size", args.train_size), ("val_size", args.val_size), ("batch_size", args.batch_size))
+                (("train_size", args.train_size), ("val_size", args.val_size), ("batch_size", args.batch_size),
+                 ("repeats", args.repeats))
                 if v < 1]  # fmt: skip
     if not DATASETS[args.dataset].is_file():
         problems.append(f"no dataset file {DATASETS[args.dataset]} (set SWEEP_SHARED_DATA)")
@@ -148,6 +153,12 @@ def run_bare(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
     return {"seconds": seconds, "examples": examples, "throughput": examples / seconds}
 
 
+def median_round(rounds: list[dict[str, float]]) -> dict[str, Any]:
+    """The round with the median throughput (the lower middle one for an even count), with every round's value."""
+    ranked = sorted(rounds, key=lambda run: run["throughput"])
+    return {**ranked[(len(ranked) - 1) // 2], "throughputs": [run["throughput"] for run in rounds]}
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
 
@@ -160,12 +171,22 @@ def render(results: dict[str, Any]) -> str:
         f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
         f"{results['batch_size']}, one epoch, length-grouped batches.",
         "",
-        "| seed | first | sweep (examples/s) | bare loop (examples/s) | share |",
+        f"Each side {results.get('repeats', 1)} round(s) per seed, the first side alternating; examples/s as the "
+        "median of the rounds (min–max).",
+        "",
+        "| seed | rounds (first side of each) | sweep (examples/s) | bare loop (examples/s) | share |",
         "|---|---|---|---|---|",
     ]
+
+    def cell(side: dict[str, Any]) -> str:
+        every = side.get("throughputs", [side["throughput"]])
+        return f"{side['throughput']:.1f} ({min(every):.1f}–{max(every):.1f})" if len(every) > 1 else (
+            f"{side['throughput']:.1f}")
+
     for run in results["runs"]:
-        lines.append(f"| {run['seed']} | {run['first']} | {run['ours']['throughput']:.1f} | "
-                     f"{run['bare']['throughput']:.1f} | {run['share']:.3f} |")  # fmt: skip
+        firsts = ", ".join(run.get("firsts", [run.get("first", "?")]))
+        lines.append(f"| {run['seed']} | {firsts} | {cell(run['ours'])} | {cell(run['bare'])} | "
+                     f"{run['share']:.3f} |")  # fmt: skip
     share = results["share"]
     lines += ["", f"Share across seeds: mean {share['mean']:.3f} (min {share['min']:.3f}, max {share['max']:.3f}); "
                   "the target is 0.9 or more on every seed.", ""]  # fmt: skip
@@ -182,18 +203,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with quiet_hugging_face():
         for i, seed in enumerate(args.seeds):
             data, encoder = prepared(args, seed)
-            order = ("ours", "bare") if i % 2 == 0 else ("bare", "ours")
-            measured: dict[str, dict[str, float]] = {}
-            for side in order:
-                log(f"limit: seed {seed}: {side}")
-                measured[side] = (run_ours if side == "ours" else run_bare)(args, data, encoder, seed)
+            rounds: dict[str, list[dict[str, float]]] = {"ours": [], "bare": []}
+            firsts = []
+            for r in range(args.repeats):
+                order = ("ours", "bare") if (i + r) % 2 == 0 else ("bare", "ours")
+                firsts.append(order[0])
+                for side in order:
+                    log(f"limit: seed {seed}: round {r + 1}/{args.repeats}: {side}")
+                    rounds[side].append((run_ours if side == "ours" else run_bare)(args, data, encoder, seed))
+            measured = {side: median_round(runs_of) for side, runs_of in rounds.items()}
             share = measured["ours"]["throughput"] / measured["bare"]["throughput"]
             log(f"limit: seed {seed}: ours {measured['ours']['throughput']:.1f}/s, bare "
-                f"{measured['bare']['throughput']:.1f}/s, share {share:.3f}")  # fmt: skip
-            runs.append({"seed": seed, "first": order[0], **measured, "share": share})
+                f"{measured['bare']['throughput']:.1f}/s (medians of {args.repeats}), share {share:.3f}")  # fmt: skip
+            runs.append({"seed": seed, "firsts": firsts, **measured, "share": share})
     results = {
         "command": args.command, "machine": machine_facts(), "threads": torch.get_num_threads(),
-        "dataset": args.dataset, "train_size": args.train_size, "batch_size": args.batch_size, "runs": runs,
+        "dataset": args.dataset, "train_size": args.train_size, "batch_size": args.batch_size,
+        "repeats": args.repeats, "runs": runs,
         "share": spread([r["share"] for r in runs]),
     }  # fmt: skip
     args.results.parent.mkdir(parents=True, exist_ok=True)
