@@ -7,7 +7,7 @@ plain loop (no Lightning, no Optuna): the same data module's training batches (s
 the same model class and initial weights, AdamW (fused, the same parameter groups) and the same warmup-then-decay
 schedule, `forward -> backward -> step -> zero_grad`.
 Both clocks include fetching the batches. Throughput is training examples per second; each side's value on a seed is
-the median of its rounds (one epoch of 1,000 examples is about 10 s, and a single round can be off by 10%); the
+the median of its rounds (one epoch of 1,000 examples is about 10 s, and single rounds varied by up to 20%); the
 share is ours / bare.
 
     python benchmarks/bench_limit.py                      # TREC-6, 1,000 examples, MiniLM, seeds 0 1 2

@@ -14,11 +14,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import csv
+import importlib.util
 import random
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -164,6 +167,16 @@ def build_tiny_bert(directory: Path, corpus: list[str], vocab_size: int = 3000) 
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def load_benchmark_script(name: str) -> ModuleType:
+    """`benchmarks/<name>.py` as the module `name` (registered, since dataclasses resolve their module by name)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def real_data_missing(*files: str) -> str | None:

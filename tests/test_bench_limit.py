@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_limit() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_limit", ROOT / "benchmarks" / "bench_limit.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("bench_limit")
 
 
 def test_the_median_round_is_reported_with_every_rounds_value() -> None:

@@ -3,7 +3,6 @@ pruned configuration rerun to completion through sweep's own training, after a c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import quickstart_subset, split_per_class, write_csv
+from conftest import load_benchmark_script, quickstart_subset, split_per_class, write_csv
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -28,12 +27,7 @@ OLD_RESULTS = ROOT / "tests" / "fixtures" / "bench-results-before-issue-12.json"
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_pruning", ROOT / "benchmarks" / "bench_pruning.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("bench_pruning")
 
 
 DISTRIBUTIONS = {"learning_rate": FloatDistribution(1e-5, 1e-3, log=True),
@@ -201,11 +195,7 @@ def test_results_md_includes_the_pruning_section_of_its_own_run_and_judges_the_t
     """bench_trainer.py's RESULTS.md: the section from pruning.json beside results.json, and the false-prune row
     judged from it, only when pruning.json was made from that results.json."""
     load_script()  # bench_trainer imports it by name from benchmarks/
-    spec = importlib.util.spec_from_file_location("bench_trainer", ROOT / "benchmarks" / "bench_trainer.py")
-    assert spec is not None and spec.loader is not None
-    trainer = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = trainer
-    spec.loader.exec_module(trainer)
+    trainer = load_benchmark_script("bench_trainer")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     results = json.loads(OLD_RESULTS.read_text(encoding="utf-8"))
     found, _ = load_script().configurations(constructed_study(), lambda record: FULL_RUNS[record.number])

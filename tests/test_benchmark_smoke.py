@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "bench_trainer.py"
 
 
 def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_trainer", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("bench_trainer")
 
 
 def test_stratified_split_is_seeded_disjoint_and_proportional() -> None:
@@ -259,10 +253,7 @@ def test_a_peer_at_its_best_is_the_run_that_found_the_best_model_then_the_fastes
 
 
 def test_our_side_alone_is_reported_beside_the_earlier_runs_numbers_without_side_by_side_ratios() -> None:
-    spec = importlib.util.spec_from_file_location("bench_ours", ROOT / "benchmarks" / "bench_ours.py")
-    assert spec is not None and spec.loader is not None
-    ours_only = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ours_only)
+    ours_only = load_benchmark_script("bench_ours")
 
     def trial(state: str, evals: list[tuple[float, float]]) -> dict:
         return {"state": state, "evals": [{"time": t, "f1": f} for t, f in evals]}
