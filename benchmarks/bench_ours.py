@@ -8,6 +8,7 @@ claim nothing about the peers.
 
     python benchmarks/bench_ours.py --first-epoch-evals 0 --out benchmarks/first_epoch_evals_0
     python benchmarks/bench_pruning.py benchmarks/first_epoch_evals_0/ours.json
+    python benchmarks/bench_ours.py --precision bf16-mixed --out benchmarks/bf16
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="bench_ours.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default 0 1 2)")
-    parser.add_argument("--first-epoch-evals", type=int, help="our search.first_epoch_evals (the lever)")
+    parser.add_argument("--first-epoch-evals", type=int, help="our search.first_epoch_evals (a lever)")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="our trainer.precision (a lever)")
+    parser.add_argument("--warm-start", action="store_true", help="our search.warm_start: true (a lever)")
     parser.add_argument("--trials", type=int, default=8, help="trials (default 8, as bench_trainer.py)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ours.json and OURS.md")
     parser.add_argument(
@@ -50,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import bench_trainer as bench
     work = ROOT / "benchmarks" / "work" / f"ours-{args.out.resolve().name}"  # git-ignored, as bench_trainer's
     option = [] if args.first_epoch_evals is None else ["--first-epoch-evals", str(args.first_epoch_evals)]
+    option += [] if args.precision is None else ["--precision", args.precision]
+    option += ["--warm-start"] if args.warm_start else []
     cfg = bench.parse_args(["--seeds", *map(str, args.seeds), "--trials", str(args.trials), "--work", str(work),
                             "--results", str(args.out.resolve() / "OURS.md"), *option])  # fmt: skip
     import optuna
@@ -65,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds.append({"seed": seed, "ours": raw})
     command = shlex.join(["python", "benchmarks/bench_ours.py", *args_list])
     results = {"command": command, "machine": bench.machine_facts(),
-               "config": {"first_epoch_evals": args.first_epoch_evals, "trials": args.trials, "seeds": list(cfg.seeds),
+               "config": {"first_epoch_evals": args.first_epoch_evals, "precision": args.precision,
+                          "warm_start": args.warm_start,
+                          "resolved_precision": bench.precision(cfg), "trials": args.trials, "seeds": list(cfg.seeds),
                           "work": str(work), "threads": cfg.threads, "command": command},
                "seeds": seeds}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

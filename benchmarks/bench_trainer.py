@@ -86,6 +86,8 @@ class Config:
     results: Path
     command: str
     add: bool = False
+    precision: str | None = None  # None: sweep's default (trainer.precision), resolved on this machine
+    warm_start: bool = False  # our search.warm_start: trial 0 tries a known-good configuration for the encoder
 
     @property
     def json_path(self) -> Path:
@@ -135,6 +137,16 @@ def parse_args(argv: Sequence[str]) -> Config:
         type=int,
         help="our search.first_epoch_evals (extra evaluations inside the first epoch; default: sweep's default)",
     )
+    parser.add_argument(
+        "--precision", choices=("32-true", "bf16-mixed"),
+        help="training precision on every side: our trainer.precision; the peers get bf16=True for bf16-mixed "
+        "(default: sweep's default as this machine resolves it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--warm-start", action="store_true",
+        help="our search.warm_start: true (trial 0 tries a known-good configuration for the encoder's family, then "
+        "TPE's draws; the peers have no such option)",
+    )  # fmt: skip
     parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
@@ -192,6 +204,8 @@ def parse_args(argv: Sequence[str]) -> Config:
         results=args.results.resolve(),
         command=shlex.join(["python", "benchmarks/bench_trainer.py", *argv]),
         add=args.add,
+        precision=args.precision,
+        warm_start=args.warm_start,
     )
 
 
@@ -417,6 +431,18 @@ def peer_runs(cfg: Config) -> list[PeerRun]:
     return runs
 
 
+PRECISION_TEXT = {"32-true": "fp32", "bf16-mixed": "bf16 autocast on fp32 weights (ours `trainer.precision: "
+                  "bf16-mixed`, the peers `bf16=True`)"}
+
+
+def precision(cfg: Config) -> str:
+    """The training precision every side uses: `--precision`, else sweep's default as this machine resolves it."""
+    from sweep.objective import resolve_precision
+    from sweep.spec import TrainerSpec
+
+    return resolve_precision(cfg.precision or TrainerSpec().precision)
+
+
 def evals_per_epoch(cfg: Config) -> int:
     """Evaluations our side makes in its first epoch (sweep's `first_epoch_evals` + 1), the peers' `steps` cadence."""
     if cfg.first_epoch_evals is not None:
@@ -499,6 +525,7 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
     import datasets
     import numpy as np
     import optuna
+    import torch
     from sklearn.metrics import f1_score
     from transformers import (
         AutoModelForSequenceClassification,
@@ -632,6 +659,9 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         max_grad_norm=0.0,  # no clipping, as sweep (which has no clipping option)
         seed=seed,
         disable_tqdm=True,
+        bf16=precision(cfg) == "bf16-mixed",  # autocast to bfloat16, as ours
+        # transformers refuses bf16 without a GPU unless told to train on the CPU
+        use_cpu=precision(cfg) == "bf16-mixed" and not torch.cuda.is_available(),
     )
     if run.kind == "ray":
         # accelerate's process-wide GradientState keeps weak references to the last training's data loaders (an
@@ -871,6 +901,10 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
     }
     if cfg.first_epoch_evals is not None:
         spec["search"]["first_epoch_evals"] = cfg.first_epoch_evals  # type: ignore[index]
+    if cfg.precision is not None:
+        spec["trainer"]["precision"] = cfg.precision  # type: ignore[index]
+    if cfg.warm_start:
+        spec["search"]["warm_start"] = True  # type: ignore[index]
     path = rep_dir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -902,6 +936,7 @@ def run_ours(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> dict[st
                 "params": dict(trial.params),
                 "best_epoch": record.best_epoch,
                 "epochs_run": record.epochs_run,
+                "warm_start": record.warm_start,
                 "timings": record.timings.as_dict() if record.timings else {},
                 "evals": [
                     {"epoch": step / per_epoch, "time": float(w) - t0, "f1": float(trial.intermediate_values[step])}
@@ -1007,6 +1042,7 @@ def same_startup(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> list
 
     After them TPE models each side's own results, so the sides may (and should) diverge.
     """
+    ours = [t for t in ours if not t.get("warm_start")]  # a warm-start trial is not a draw: TPE's draws follow it
     compared = min(len(ours), len(peer), TPE_STARTUP_TRIALS)
     return [sum(ours[i]["params"] == peer[i]["params"] for i in range(compared)), compared]
 
@@ -1403,10 +1439,14 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
         f"- Data: {cfg['dataset']} from `{cfg['data_file']}`, {cfg['train_size']} training / {cfg['val_size']} "
         f"validation examples, a stratified split of its own per seed; seeds {', '.join(map(str, cfg['seeds']))} "
         "(each seed sets the split, TPE's seed and the training seed together).",
-        f"- Encoder: `{cfg['encoder']}`, max_length {cfg['max_length']}, dynamic padding, fp32.",
+        f"- Encoder: `{cfg['encoder']}`, max_length {cfg['max_length']}, dynamic padding, "
+        f"{PRECISION_TEXT.get(cfg.get('resolved_precision', '32-true'), cfg.get('resolved_precision'))}.",
         f"- Space: learning rate {LR_LOW:g}..{LR_HIGH:g} (log), batch size {list(BATCH_SIZES)}, epochs "
         f"{EPOCHS_LOW}..{EPOCHS_HIGH}; fixed weight decay {WEIGHT_DECAY}, warmup ratio {WARMUP_RATIO}, "
-        f"eval batch {EVAL_BATCH_SIZE}. TPE with the seed, {cfg['trials']} trials per side.",
+        f"eval batch {EVAL_BATCH_SIZE}. TPE with the seed, {cfg['trials']} trials per side."
+        + (" Ours with `search.warm_start: true`: its trial 0 tries a known-good configuration for the encoder's "
+           "family, then TPE draws (the peers have no such option, so their trial n is our trial n + 1)."
+           if cfg.get("warm_start") else ""),
         f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
@@ -1554,7 +1594,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
     results: dict[str, Any] = {
         "config": {
             **asdict(cfg), "data_file": str(cfg.data_file), "work": str(cfg.work), "results": str(cfg.results),
-            "evals_per_epoch": evals_per_epoch(cfg),
+            "evals_per_epoch": evals_per_epoch(cfg), "resolved_precision": precision(cfg),
         },  # fmt: skip
         "machine": machine,
         "seeds": [],
@@ -1620,7 +1660,8 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # Settings that must be equal for runs of different seeds to be read as one benchmark (the seeds and the command may
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
-               "peer_eval", "ray_layouts", "threads", "first_epoch_evals")  # fmt: skip
+               "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start")  # fmt: skip
+ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False}  # settings added later, and their defaults
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 
@@ -1632,6 +1673,7 @@ def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:
     ours = {**asdict(cfg), "peers": list(cfg.peers), "peer_eval": list(cfg.peer_eval),
             "ray_layouts": list(cfg.ray_layouts)}  # fmt: skip
     theirs = earlier["config"]
+    theirs = {**ADDED_SETTINGS, **theirs}  # a results.json from before a setting existed ran with its default
     changed = [f"{key} {theirs.get(key)!r} there, {ours[key]!r} here" for key in SAME_CONFIG
                if json.loads(json.dumps(theirs.get(key))) != json.loads(json.dumps(ours[key]))]  # fmt: skip
     if changed:

@@ -12,6 +12,7 @@ record is a schema over its study and trial user attributes, not a second databa
   first on ties) that status, export, checkpoints, reports and the benchmark share.
 - `reevaluation_attrs` / `reevaluated` / `seed_leaders`: re-evaluation runs (`sweep reevaluate`) tagged with the
   configuration they re-train and their seed, grouped per configuration, and each configuration's best run.
+- `warm_start_attrs`: the tag of a warm-start trial (`search.warm_start`), read back as `TrialRecord.warm_start`.
 - `AuditRecord` / `write_audit` / `read_audit`: the annotation audit (`sweep audit`) stored with a study.
 """
 
@@ -54,6 +55,7 @@ from record.trial import (
     reevaluation_attrs,
     retry_of,
     trial_attrs,
+    warm_start_attrs,
 )
 
 __all__ = [
@@ -94,6 +96,7 @@ __all__ = [
     "study_budget",
     "study_from_attrs",
     "trial_attrs",
+    "warm_start_attrs",
     "write_artifact_store",
     "write_budget",
     "write_study",

@@ -45,6 +45,7 @@ _T_SCATTER = "scatter"  # regression: the best evaluation's [[true, predicted], 
 _T_THRESHOLD = "threshold"  # task multi-label: the decision threshold tuned at the best evaluation
 _T_LABEL_THRESHOLDS = "label_thresholds"  # task multi-label, model.threshold per-label: {label: threshold}
 _T_REEVALUATES = "reevaluates"  # the trial whose configuration a re-evaluation run re-trains (with its own seed)
+_T_WARM_START = "warm_start"  # where the known-good configuration a warm-start trial tries comes from
 # Optuna's own system attributes that we read (never write).
 _OPTUNA_RETRY_OF = "failed_trial"  # set by Optuna's retry callback on the queued copy of a failed trial
 _OPTUNA_FAIL_REASON = "fail_reason"  # set by Optuna when an objective raised or a heartbeat went stale
@@ -177,6 +178,7 @@ class TrialRecord:
     scatter: list[list[float]] = field(default_factory=list)  # regression: [[true, predicted], ...]; empty otherwise
     threshold: float | None = None  # task multi-label: the decision threshold tuned at the best evaluation
     label_thresholds: dict[str, float] = field(default_factory=dict)  # per-label thresholds (model.threshold)
+    warm_start: str | None = None  # a warm-start trial (search.warm_start): where its configuration comes from
 
     @property
     def configuration(self) -> int:
@@ -262,6 +264,7 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         scatter=_points(attrs.get(_T_SCATTER)),
         threshold=_opt_number(attrs.get(_T_THRESHOLD)),
         label_thresholds=_thresholds(attrs.get(_T_LABEL_THRESHOLDS)),
+        warm_start=_opt_text(attrs.get(_T_WARM_START)),
     )
 
 
@@ -284,6 +287,12 @@ def reevaluation_attrs(*, of: int, seed: int) -> dict[str, Any]:
     the trial whose configuration it re-trains and the seed it must train with. A retry of the run (Optuna's retry
     copies user attributes) keeps both."""
     return {_T_REEVALUATES: int(of), _T_SEED: int(seed)}
+
+
+def warm_start_attrs(source: str) -> dict[str, Any]:
+    """The user attributes a queued warm-start trial starts with (`study.enqueue_trial(params, user_attrs=...)`):
+    where its known-good configuration comes from. A retry of it keeps them."""
+    return {_T_WARM_START: str(source)}
 
 
 def retry_of(system_attrs: Mapping[str, Any]) -> int | None:

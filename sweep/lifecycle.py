@@ -15,13 +15,14 @@ import optuna
 from sqlalchemy.engine import make_url
 
 from datamodules import PreparedData
-from record import StudyRecord, write_artifact_store, write_study
+from record import StudyRecord, warm_start_attrs, write_artifact_store, write_study
 from sweep.artifacts import artifact_settings
 from sweep.errors import SweepError
 from sweep.space import grid
 from sweep.spec import NOT_FINGERPRINTED, RangeParam, SearchSpec, Spec
 from sweep.storage import Heartbeat, open_storage, safe_url, study_names, study_record
 from sweep.taskspec import direction
+from sweep.warm_start import WarmStart
 
 CREATE_HINT = "`sweep run SPEC --storage URL --workers 0`"
 
@@ -172,8 +173,10 @@ def create_or_resume(
     url: str,
     checkpoint_root: Path,
     base: Path | None = None,
+    warm: WarmStart | None = None,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study with its record, or load it if the same spec made it before on the same data."""
+    """Create the study with its record, or load it if the same spec made it before on the same data. A new study
+    queues `warm` (search.warm_start) as its first trial."""
     sampler, pruner = make_sampler(spec.search), make_pruner(spec.search)
     if spec.name in study_names(storage):
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
@@ -206,6 +209,8 @@ def create_or_resume(
         artifact_store=artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts.uses_artifacts else None,
     )
     write_study(study.set_user_attr, record)
+    if warm is not None:
+        study.enqueue_trial(warm.params, user_attrs=warm_start_attrs(warm.source))
     return study, False
 
 

@@ -52,6 +52,7 @@ from sweep.storage import (
 from sweep.store_checks import choose_storage
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
+from sweep.warm_start import WarmStart, warm_start
 from sweep.worker import GracefulStop, LoopResult, StoreStopWatch, budget, launch_workers, run_trials, stop_reason
 
 DEFAULT_CACHE_DIR = ".sweep_cache"
@@ -198,6 +199,21 @@ def heartbeat_of(spec: Spec, interval: int | None = None, grace_period: int | No
     return Heartbeat(interval=interval, grace_period=grace)
 
 
+def planned_warm_start(spec: Spec, encoder: str) -> tuple[WarmStart | None, str | None]:
+    """The warm start a new study queues (search.warm_start), and the line that says so (None when it is off)."""
+    if not spec.search.warm_start:
+        return None, None
+    if spec.search.sampler == "grid":
+        return None, "warm start: none with grid search, which covers its grid in its own order"
+    warm = warm_start(spec.search.space, encoder)
+    if warm is None:
+        return None, (
+            "warm start: none (the encoder's config.json names no model_type and hidden size, or nothing is "
+            "searched): the sampler draws every trial"
+        )
+    return warm, f"warm start: trial 0 tries {warm.describe()}; search.warm_start: false turns it off"
+
+
 def open_study(study: optuna.Study, url: str, default_budget: int, console: Console, headline: str) -> tuple[int, int]:
     """What both `sweep run` and `sweep worker` do once they hold the study: repair trials a dead process left
     RUNNING (SQLite, whose one writer is this process; the heartbeat does it on PostgreSQL) and say where the study
@@ -326,7 +342,10 @@ def run_study(
     data = prepare_data(spec, base, encoder, console, check=check)
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
-        study, resumed = create_or_resume(storage, spec, data, url, default_checkpoint_root(spec, base, url), base)
+        warm, warm_note = planned_warm_start(spec, encoder) if existing is None else (None, None)
+        study, resumed = create_or_resume(
+            storage, spec, data, url, default_checkpoint_root(spec, base, url), base, warm=warm
+        )  # fmt: skip
         # n_trials counts the search's trials; re-evaluation runs (`sweep reevaluate`) come on top of them.
         total = spec.search.n_trials + reevaluation_runs(study.get_trials(deepcopy=False))
         write_budget(study.set_user_attr, total)
@@ -337,6 +356,8 @@ def run_study(
             f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {safe_url(url)} "
             f"({len(data.train)} train / {len(data.validation)} validation examples, {_labels_phrase(spec, data)})",
         )  # fmt: skip
+        if warm_note is not None and not resumed:
+            console.print(warm_note, highlight=False)
         if done >= total:
             return RunResult(study, url, resumed, time.perf_counter() - started)
         if workers == 0:

@@ -34,6 +34,7 @@ PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 # Spec keys that may change between runs of one study: the budget, and where results are kept or sent.
 NOT_FINGERPRINTED = (
     "storage", "checkpoint_dir", "heartbeat", "resources", "search.n_trials", "search.keep_checkpoints", "artifacts",
+    "search.warm_start",  # acts once, when the study is created; the trial it queues records its configuration
 )
 NAME_RULE = (
     "may contain only letters, digits, '_', '.' and '-', starting with a letter or digit "
@@ -176,6 +177,8 @@ class SearchSpec(_Strict):
     # Extra validation runs inside the first epoch (at 1/3 and 2/3 for 2), so pruning can act before it ends.
     first_epoch_evals: int = Field(2, ge=0, le=9)
     keep_checkpoints: int = Field(3, ge=0)
+    # The first trial tries a known-good configuration for the encoder's family (sweep.warm_start), then the sampler.
+    warm_start: StrictBool = False
     space: SpaceSpec = SpaceSpec()
 
     @model_validator(mode="after")

@@ -55,6 +55,8 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
     parts = [f"trial {trial.number} {state}"]
     if record.reevaluates is not None:
         parts.append(reevaluation_note(record.reevaluates, record.seed))
+    if record.warm_start is not None:
+        parts.append("warm start")
     if value is not None:
         epoch = f" (best epoch {record.best_epoch}/{record.planned_epochs})" if record.best_epoch else ""
         parts.append(f"{metric} {value:.4f}{epoch}")
@@ -85,6 +87,8 @@ def trials_table(study: optuna.Study) -> Table:
         note = record.failure if trial.state == TrialState.FAIL else None
         if record.reevaluates is not None:
             note = reevaluation_note(record.reevaluates, record.seed) + (f"; {note}" if note else "")
+        if record.warm_start is not None:
+            note = "warm start" + (f"; {note}" if note else "")
         table.add_row(
             str(trial.number),
             Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
