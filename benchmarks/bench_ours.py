@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-epoch-evals", type=int, help="our search.first_epoch_evals (a lever)")
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="our trainer.precision (a lever)")
     parser.add_argument("--warm-start", action="store_true", help="our search.warm_start: true (a lever)")
+    parser.add_argument("--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever)")
     parser.add_argument("--trials", type=int, default=8, help="trials (default 8, as bench_trainer.py)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ours.json and OURS.md")
     parser.add_argument(
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     option = [] if args.first_epoch_evals is None else ["--first-epoch-evals", str(args.first_epoch_evals)]
     option += [] if args.precision is None else ["--precision", args.precision]
     option += ["--warm-start"] if args.warm_start else []
+    option += [] if args.prune_after_epochs is None else ["--prune-after-epochs", f"{args.prune_after_epochs:g}"]
     cfg = bench.parse_args(["--seeds", *map(str, args.seeds), "--trials", str(args.trials), "--work", str(work),
                             "--results", str(args.out.resolve() / "OURS.md"), *option])  # fmt: skip
     import optuna
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_ours.py", *args_list])
     results = {"command": command, "machine": bench.machine_facts(),
                "config": {"first_epoch_evals": args.first_epoch_evals, "precision": args.precision,
-                          "warm_start": args.warm_start,
+                          "warm_start": args.warm_start, "prune_after_epochs": args.prune_after_epochs,
                           "resolved_precision": bench.precision(cfg), "trials": args.trials, "seeds": list(cfg.seeds),
                           "work": str(work), "threads": cfg.threads, "command": command},
                "seeds": seeds}  # fmt: skip

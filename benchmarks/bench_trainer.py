@@ -88,6 +88,7 @@ class Config:
     add: bool = False
     precision: str | None = None  # None: sweep's default (trainer.precision), resolved on this machine
     warm_start: bool = False  # our search.warm_start: trial 0 tries a known-good configuration for the encoder
+    prune_after_epochs: float | None = None  # our search.prune_after_epochs (None: sweep's default)
 
     @property
     def json_path(self) -> Path:
@@ -148,6 +149,10 @@ def parse_args(argv: Sequence[str]) -> Config:
         "TPE's draws; the peers have no such option)",
     )  # fmt: skip
     parser.add_argument(
+        "--prune-after-epochs", type=float,
+        help="our search.prune_after_epochs: no pruning before this much training (default: sweep's default, 0)",
+    )  # fmt: skip
+    parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
     parser.add_argument(
@@ -206,6 +211,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         add=args.add,
         precision=args.precision,
         warm_start=args.warm_start,
+        prune_after_epochs=args.prune_after_epochs,
     )
 
 
@@ -905,6 +911,8 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
         spec["trainer"]["precision"] = cfg.precision  # type: ignore[index]
     if cfg.warm_start:
         spec["search"]["warm_start"] = True  # type: ignore[index]
+    if cfg.prune_after_epochs is not None:
+        spec["search"]["prune_after_epochs"] = cfg.prune_after_epochs  # type: ignore[index]
     path = rep_dir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -952,7 +960,9 @@ def run_ours(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> dict[st
         "best_trial": best.number if best is not None else None,
         "best_params": dict(best.params) if best is not None else {},
         "pruner": f"{spec.get('search', {}).get('pruner', '?')} (sweep's default; "
-        f"{per_epoch} evaluations in the first epoch, then one per epoch)",
+        f"{per_epoch} evaluations in the first epoch, then one per epoch"
+        + (f"; no pruning before {after:g} epochs of training" if (after := spec.get("search", {}).get(
+            "prune_after_epochs")) else "") + ")",
         "storage": result.storage_url,
         "spec": str(spec_path),  # bench_pruning.py reruns the pruned configurations from it
         "data_report": {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
@@ -1660,8 +1670,10 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # Settings that must be equal for runs of different seeds to be read as one benchmark (the seeds and the command may
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
-               "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start")  # fmt: skip
-ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False}  # settings added later, and their defaults
+               "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start",
+               "prune_after_epochs")  # fmt: skip
+# settings added later, and their defaults (what an earlier results.json ran with)
+ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": None}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 

@@ -4,6 +4,7 @@ loading a study for a worker that joins it."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import warnings
@@ -53,6 +54,12 @@ def steps_per_epoch(search: SearchSpec) -> int:
     return search.first_epoch_evals + 1
 
 
+def warmup_steps(search: SearchSpec) -> int:
+    """Optuna's n_warmup_steps for `prune_after_epochs`: the first step at which that much training is done (Optuna
+    prunes from step n_warmup_steps on). Epoch e of training ends at step e * steps_per_epoch."""
+    return math.ceil(search.prune_after_epochs * steps_per_epoch(search) - 1e-9)
+
+
 # Several workers (salt != 0): `constant_liar` makes TPE treat running trials as bad, so workers spread out.
 SAMPLERS: dict[str, Callable[[SearchSpec, int, bool], optuna.samplers.BaseSampler]] = {
     "tpe": lambda search, seed, shared: optuna.samplers.TPESampler(seed=seed, constant_liar=shared),
@@ -64,8 +71,10 @@ SAMPLERS: dict[str, Callable[[SearchSpec, int, bool], optuna.samplers.BaseSample
 
 # Pruners act on evaluations; a step is 1/steps_per_epoch of an epoch (epoch ends are multiples of it).
 PRUNERS: dict[str, Callable[[SearchSpec], optuna.pruners.BasePruner]] = {
-    "median": lambda search: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-    "percentile": lambda search: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3),
+    "median": lambda search: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_steps(search)),
+    "percentile": lambda search: optuna.pruners.PercentilePruner(
+        25.0, n_startup_trials=3, n_warmup_steps=warmup_steps(search)
+    ),
     "hyperband": lambda search: optuna.pruners.HyperbandPruner(
         min_resource=1, max_resource=max_epochs(search) * steps_per_epoch(search), reduction_factor=3
     ),

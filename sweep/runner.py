@@ -33,7 +33,7 @@ from sweep.lifecycle import (
     read_record,
     same_data,
 )
-from sweep.objective import TrialSettings, build_objective
+from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress
 from sweep.spec import Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
@@ -358,6 +358,10 @@ def run_study(
         )  # fmt: skip
         if warm_note is not None and not resumed:
             console.print(warm_note, highlight=False)
+        if spec.trainer.precision == "auto":
+            chosen = resolve_precision("auto", spec.trainer.accelerator)
+            why = "the hardware computes in bf16" if chosen == "bf16-mixed" else "no native bf16 here"
+            console.print(f"precision auto: {chosen} on this machine ({why})", highlight=False)
         if done >= total:
             return RunResult(study, url, resumed, time.perf_counter() - started)
         if workers == 0:

@@ -176,10 +176,22 @@ class SearchSpec(_Strict):
     seed: int = 0
     # Extra validation runs inside the first epoch (at 1/3 and 2/3 for 2), so pruning can act before it ends.
     first_epoch_evals: int = Field(2, ge=0, le=9)
+    # The median and percentile pruners stop no trial before it has trained this many epochs (0: from its first
+    # evaluation on): F1 a third into epoch 1 barely predicts a configuration's final rank.
+    prune_after_epochs: float = Field(0.0, ge=0.0)
     keep_checkpoints: int = Field(3, ge=0)
     # The first trial tries a known-good configuration for the encoder's family (sweep.warm_start), then the sampler.
     warm_start: StrictBool = False
     space: SpaceSpec = SpaceSpec()
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_median_rule(self) -> SearchSpec:
+        if self.prune_after_epochs > 0 and self.pruner not in ("median", "percentile"):
+            raise ValueError(
+                f"prune_after_epochs applies to the median and percentile pruners, not {self.pruner!r} (hyperband and "
+                "successive_halving start at their first rung): remove it or choose pruner: median"
+            )
+        return self
 
     @model_validator(mode="after")
     def _grid_needs_finite(self) -> SearchSpec:
@@ -323,6 +335,9 @@ class Spec(_Strict):
             del body["task"]
         if body.get("artifacts", "") is None:  # came later too: specs without it are stored as before
             del body["artifacts"]
+        search = body.get("search")
+        if isinstance(search, dict) and search.get("prune_after_epochs") == 0:  # later too, and 0 is how they ran
+            del search["prune_after_epochs"]
         return body
 
     def fingerprint(self) -> str:

@@ -158,6 +158,13 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     moved = bench.cannot_add({**first_sitting, "machine": {**raw["machine"], "torch_threads": 64}},
                              bench.parse_args([*argv, "--seeds", "1"]))  # fmt: skip
     assert moved is not None and "torch_threads 64 there" in moved
+    later = ("precision", "warm_start", "prune_after_epochs")
+    older = {**first_sitting, "config": {k: v for k, v in raw["config"].items() if k not in later}}
+    assert bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1"])) is None  # made before those options
+    warmer = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--warm-start"]))
+    assert warmer is not None and "warm_start False there, True here" in warmer
+    bf16 = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--precision", "bf16-mixed"]))
+    assert bf16 is not None and "precision None there, 'bf16-mixed' here" in bf16
     second_sitting = {**raw, "seeds": raw["seeds"][1:], "config": {**raw["config"], "seeds": [1], "command": "c2"},
                       "machine": {**raw["machine"], "date": "later"}}  # fmt: skip
     merged = bench.added(first_sitting, second_sitting)
@@ -271,3 +278,11 @@ def test_our_side_alone_is_reported_beside_the_earlier_runs_numbers_without_side
     assert "| 1 | 163.7 | 167.0 | 0.7790 | 0.7800 | 1 / 1 | 1 / 0 | trainer 0.7808: 20.0 |" in text
     assert "not side-by-side" in text and "--first-epoch-evals 0" in text
     assert "| 1 | 163.7 | — |" in ours_only.render(results, None)
+
+
+def test_a_warm_start_trial_is_not_counted_among_the_shared_start_up_draws() -> None:
+    bench = load_benchmark_script("bench_trainer")
+    peer = [{"params": {"learning_rate": 1e-5}}, {"params": {"learning_rate": 2e-5}}]
+    ours = [{"params": {"learning_rate": 1e-4}, "warm_start": "known-good"}, *peer]
+    assert bench.same_startup(ours, peer) == [2, 2]
+    assert bench.same_startup(peer[::-1], peer) == [0, 2]

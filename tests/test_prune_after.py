@@ -1,0 +1,60 @@
+"""search.prune_after_epochs: the median and percentile pruners stop no trial before it has trained that much; 0 (the
+default) leaves studies made before the key as they were."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from pydantic import ValidationError
+
+from sweep.lifecycle import make_pruner, warmup_steps
+from sweep.spec import SearchSpec, Spec
+
+
+@pytest.mark.parametrize(
+    ("evals", "after", "steps"),
+    [(2, 0.0, 0), (2, 1 / 3, 1), (2, 0.5, 2), (2, 2 / 3, 2), (2, 1.0, 3), (2, 2.0, 6), (0, 0.5, 1), (0, 1.0, 1)],
+)
+def test_the_warm_up_is_the_first_step_with_that_much_training(evals: int, after: float, steps: int) -> None:
+    # Steps count 1 / (first_epoch_evals + 1) of an epoch: with 2, steps 1 and 2 are a third and two thirds in.
+    assert warmup_steps(SearchSpec(first_epoch_evals=evals, prune_after_epochs=after)) == steps
+
+
+@pytest.mark.parametrize("pruner", ["median", "percentile"])
+def test_no_trial_is_pruned_before_the_warm_up(pruner: str) -> None:
+    study = optuna.create_study(direction="maximize",
+                                pruner=make_pruner(SearchSpec(pruner=pruner, prune_after_epochs=0.5)))  # fmt: skip
+    for value in (0.8, 0.85, 0.9):
+        study.add_trial(create_trial(value=value, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                                     intermediate_values={1: value, 2: value, 3: value}))  # fmt: skip
+    trial = study.ask()
+    trial.report(0.1, 1)  # a third into epoch 1, far below the others: kept, it has trained only 1/3 epoch
+    assert not trial.should_prune()
+    trial.report(0.1, 2)  # two thirds in: now the median rule acts
+    assert trial.should_prune()
+    eager = optuna.create_study(direction="maximize", pruner=make_pruner(SearchSpec(pruner=pruner)))
+    for frozen in study.get_trials(states=(TrialState.COMPLETE,)):
+        eager.add_trial(frozen)
+    first = eager.ask()
+    first.report(0.1, 1)
+    assert first.should_prune()  # the default: from the first evaluation on
+
+
+def test_other_pruners_and_negative_values_are_refused() -> None:
+    with pytest.raises(ValidationError, match="prune_after_epochs applies to the median and percentile pruners"):
+        SearchSpec(pruner="hyperband", prune_after_epochs=1.0)
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        SearchSpec(prune_after_epochs=-0.5)
+    assert SearchSpec(pruner="hyperband").prune_after_epochs == 0
+
+
+def test_zero_keeps_the_spec_and_fingerprint_of_studies_made_before_the_key() -> None:
+    base = {"name": "s", "data": {"train": "t.csv"}, "model": {"encoder": "e"}}
+    before = Spec.model_validate(base)
+    zero = Spec.model_validate({**base, "search": {"prune_after_epochs": 0}})
+    half = Spec.model_validate({**base, "search": {"prune_after_epochs": 0.5}})
+    assert "prune_after_epochs" not in before.model_dump(mode="json")["search"]
+    assert zero.fingerprint() == before.fingerprint() != half.fingerprint()
+    assert half.model_dump(mode="json")["search"]["prune_after_epochs"] == 0.5
