@@ -185,6 +185,10 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["search.sampler: must be one of 'tpe', 'random', 'grid', 'gp' or 'qmc', got 'bayes'"]),
     ("unknown pruner", lambda e: ["run", e.spec(**{"search.pruner": "asha"})],
      ["search.pruner: must be one of 'median', 'hyperband', 'successive_halving', 'percentile' or 'none', got 'asha'"]),
+    ("pruning warm-up with a pruner that has rungs", lambda e: ["run", e.spec(
+        **{"search.pruner": "hyperband", "search.prune_after_epochs": 1})],
+     ["search: prune_after_epochs applies to the median and percentile pruners, not 'hyperband'",
+      "choose pruner: median"]),
     ("unreachable storage URL", lambda e: ["run", e.spec(storage="postgresql+psycopg://sweep:pw@127.0.0.1:1/sweeps")],
      ["storage: cannot reach", "sweep:***@127.0.0.1:1/sweeps"]),
     ("storage URL with a bad scheme", lambda e: ["run", e.spec(storage="mongodb://localhost/sweeps")],
