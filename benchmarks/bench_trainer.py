@@ -464,6 +464,59 @@ def eval_steps_for(train_size: int, batch_size: int, per_epoch: int) -> int:
 
 
 @dataclass(frozen=True)
+class PeerWarmUp:
+    """Our `search.prune_after_epochs` in the peers' units, for one way of evaluating.
+
+    Ours prunes from the first evaluation at or after `prune_after_epochs` of training (an evaluation point: 1/3, 2/3,
+    1 of the first epoch, then epoch ends). Optuna's MedianPruner counts the Trainer's global steps, one number for
+    every batch size: `n_warmup_steps` is the smallest that keeps every earlier evaluation of every batch size from
+    being pruned. ASHA counts evaluations: `grace_period` is the first evaluation at or after that much training (the
+    earliest over the batch sizes). `first` says, per batch size, where each then first prunes, in epochs, against
+    ours, so a difference the peer's one number cannot avoid is shown, not hidden.
+    """
+
+    n_warmup_steps: int
+    grace_period: int
+    first: dict[int, tuple[float, float]]  # batch size -> (the peer's first prunable evaluation, ours), in epochs
+
+    @classmethod
+    def of(cls, prune_after: float, train_size: int, per_epoch: int, eval_mode: str) -> PeerWarmUp:
+        ours_from = math.ceil(prune_after * per_epoch - 1e-9)  # our first prunable evaluation step (lifecycle)
+        ours_at = ours_from / per_epoch if ours_from <= per_epoch else float(math.ceil(ours_from / per_epoch))
+        points: dict[int, list[tuple[int, float]]] = {}  # batch size -> (global step, epochs) of each evaluation
+        for batch in BATCH_SIZES:
+            per_epoch_steps = math.ceil(train_size / batch)
+            every = eval_steps_for(train_size, batch, per_epoch) if eval_mode == "steps" else per_epoch_steps
+            total = EPOCHS_HIGH * per_epoch_steps
+            steps = [*range(every, total + 1, every)] + ([total] if total % every else [])
+            points[batch] = [(step, step / per_epoch_steps) for step in steps]
+        warmup = max(
+            (max((step for step, epochs in evals if epochs < ours_at - 1e-9), default=-1) + 1 for evals in
+             points.values()), default=0,
+        )  # fmt: skip
+        first: dict[int, tuple[float, float]] = {}
+        grace = None
+        for batch, evals in points.items():
+            allowed = next((i for i, (step, _) in enumerate(evals) if step >= warmup), len(evals) - 1)
+            first[batch] = (round(evals[allowed][1], 4), round(ours_at, 4))
+            reached = next((i for i, (_, epochs) in enumerate(evals) if epochs >= ours_at - 1e-9), len(evals) - 1)
+            grace = reached + 1 if grace is None else min(grace, reached + 1)
+        return cls(n_warmup_steps=max(warmup, 0), grace_period=grace or 1, first=first)
+
+    def text(self) -> str:
+        where = ", ".join(f"batch {b}: from {peer:.3g} epochs (ours {ours:.3g})" for b, (peer, ours) in
+                          self.first.items())  # fmt: skip
+        return f"first prunable evaluation {where}"
+
+
+def peer_warm_up(cfg: Config, train_size: int, per_epoch: int, eval_mode: str) -> PeerWarmUp | None:
+    """The peers' pruning warm-up matching ours, or None when ours has none (every evaluation may prune)."""
+    if not cfg.prune_after_epochs:
+        return None
+    return PeerWarmUp.of(cfg.prune_after_epochs, train_size, per_epoch, eval_mode)
+
+
+@dataclass(frozen=True)
 class PeerSpace:
     """The peers' search space as TrainingArguments values, from one Optuna trial.
 
@@ -686,7 +739,9 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         callbacks=[Clock()],
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it prints every log dict; our Clock reports
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)  # sweep's default median pruner
+    warm_up = peer_warm_up(cfg, n_train, per_epoch, run.eval_mode)
+    # sweep's default median pruner, with our pruning warm-up in global steps
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warm_up.n_warmup_steps if warm_up else 0)
     found: Any = None
     try:
         if run.kind == "trainer":
@@ -700,7 +755,7 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
                 pruner=pruner,
             )
         else:
-            found = search_with_ray(cfg, trainer, run, seed, run_dir, suggest, per_epoch)
+            found = search_with_ray(cfg, trainer, run, seed, run_dir, suggest, per_epoch, warm_up)
     except ValueError as exc:  # Optuna's study.best_trial when no trial completed (all pruned or failed)
         log(f"peer {run.slug}: no best trial: {exc}")
     wall = time.time() - t0
@@ -731,29 +786,36 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
                         "epochs")} if best is not None else {},  # fmt: skip
         "setup": min((t["start"] for t in trials), default=wall),
         "setup_model_load": sum(setup_model_loads),  # Trainer() calls model_init once before any trial
-        "pruner": peer_pruner_text(run, per_epoch),
+        "pruner": peer_pruner_text(run, per_epoch, warm_up),
         "trials": trials,
     }
 
 
-def peer_pruner_text(run: PeerRun, per_epoch: int) -> str:
+def peer_pruner_text(run: PeerRun, per_epoch: int, warm_up: PeerWarmUp | None = None) -> str:
     steps = f"evaluations every 1/{per_epoch} epoch" if run.eval_mode == "steps" else "one evaluation per epoch"
     if run.kind == "trainer":
-        return f"MedianPruner(n_startup_trials=3, n_warmup_steps=0) as ours, step = global step; {steps}"
-    return (
-        f"ASHAScheduler(time_attr=training_iteration, grace_period=1, reduction_factor={ASHA_REDUCTION_FACTOR}), "
-        f"iteration = one evaluation; {steps}; OptunaSearch(TPESampler(seed)); layout {run.layout}"
-    )
+        warmup = warm_up.n_warmup_steps if warm_up else 0
+        text = f"MedianPruner(n_startup_trials=3, n_warmup_steps={warmup}) as ours, step = global step; {steps}"
+    else:
+        text = (
+            f"ASHAScheduler(time_attr=training_iteration, grace_period={warm_up.grace_period if warm_up else 1}, "
+            f"reduction_factor={ASHA_REDUCTION_FACTOR}), iteration = one evaluation; {steps}; "
+            f"OptunaSearch(TPESampler(seed)); layout {run.layout}"
+        )
+    return text + (f"; {warm_up.text()}" if warm_up else "")
 
 
 def search_with_ray(
-    cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, per_epoch: int
-) -> Any:
-    """`hyperparameter_search(backend="ray")` with ASHA and Optuna's TPE (same seed, same space) on the started Ray."""
+    cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, per_epoch: int,
+    warm_up: PeerWarmUp | None = None,
+) -> Any:  # fmt: skip
+    """`hyperparameter_search(backend="ray")` with ASHA and Optuna's TPE (same seed, same space) on the started Ray;
+    ASHA's grace period is our pruning warm-up in evaluations (1 without one)."""
     concurrent, threads = RAY_LAYOUTS[run.layout or "2x1"]
     evaluations = EPOCHS_HIGH * (per_epoch if run.eval_mode == "steps" else 1)
+    grace = warm_up.grace_period if warm_up else 1
     with kept_signal_handlers():  # Tune installs its own SIGINT handler and leaves it behind
-        return _ray_search(cfg, trainer, run, seed, run_dir, space, concurrent, threads, evaluations)
+        return _ray_search(cfg, trainer, run, seed, run_dir, space, concurrent, threads, evaluations, grace)
 
 
 @contextlib.contextmanager
@@ -771,7 +833,7 @@ def kept_signal_handlers() -> Iterator[None]:
 
 def _ray_search(
     cfg: Config, trainer: Any, run: PeerRun, seed: int, run_dir: Path, space: PeerSpace, concurrent: int,
-    threads: int, evaluations: int,
+    threads: int, evaluations: int, grace: int = 1,
 ) -> Any:  # fmt: skip
     import optuna
     from ray.tune.schedulers import ASHAScheduler
@@ -791,7 +853,7 @@ def _ray_search(
             metric="objective",
             mode="max",
             max_t=evaluations + 1,  # steps mode adds one evaluation at the end when the steps do not divide evenly
-            grace_period=1,
+            grace_period=grace,
             reduction_factor=ASHA_REDUCTION_FACTOR,
         ),
         resources_per_trial={"cpu": threads},

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 AVERAGES = ("macro", "micro", "weighted")
 
@@ -48,19 +48,24 @@ def classification_metrics(
     if y_true.size == 0:
         raise ValueError("classification_metrics needs at least one prediction, got none")
 
+    # One per-class pass, averaged here as scikit-learn averages it (macro: the plain mean, weighted: by support, the
+    # same numpy calls, so the same floats); micro keeps scikit-learn's own call. Every evaluation of every trial runs
+    # this: four calls fewer is about 6 ms an evaluation.
     labels = list(range(num_labels))
-    result: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
-    for average in AVERAGES:
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0
-        )
-        result[f"precision_{average}"] = float(precision)
-        result[f"recall_{average}"] = float(recall)
-        result[f"f1_{average}"] = float(f1)
-
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average=None, zero_division=0
     )
+    result: dict[str, Any] = {"accuracy": float(np.average(y_true == y_pred))}  # accuracy_score's own reduction
+    for average in AVERAGES:
+        if average == "micro":
+            values = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="micro", zero_division=0)
+        else:
+            weights = support if average == "weighted" else None
+            values = tuple(np.average(v, weights=weights) for v in (precision, recall, f1)) + (None,)
+        result[f"precision_{average}"] = float(values[0])
+        result[f"recall_{average}"] = float(values[1])
+        result[f"f1_{average}"] = float(values[2])
+
     result["per_class"] = {
         str(name): {
             "precision": float(precision[i]),

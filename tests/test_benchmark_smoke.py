@@ -186,13 +186,16 @@ def test_benchmark_runs_the_ray_peer_with_asha(tmp_path: Path, tiny_bert: Path) 
     bench = load_benchmark()
     handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     text, raw, _ = run_bench(
-        bench, tmp_path, tiny_bert, "--seeds", "0", "--peers", "ray", "--peer-eval", "steps", "--ray-layout", "2x1"
-    )
+        bench, tmp_path, tiny_bert, "--seeds", "0", "--peers", "ray", "--peer-eval", "steps", "--ray-layout", "2x1",
+        "--prune-after-epochs", "0.5",
+    )  # fmt: skip
     # Tune's SIGINT handler does not outlive its search (the sides after it, and later tests, see the process's own)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     (entry,) = raw["seeds"]
     peer = entry["peers"]["ray"]["steps, 2x1"]
     assert peer["layout"] == "2x1" and "ASHAScheduler" in peer["pruner"]
+    # our warm-up of half an epoch is ASHA's grace period in evaluations: the one at 2/3 of the first epoch
+    assert "grace_period=2," in peer["pruner"] and "first prunable evaluation" in peer["pruner"]
     assert 0.0 <= peer["best_f1"] <= 1.0 and peer["best_trial"] in (0, 1)
     assert len(peer["trials"]) == 2
     assert sorted(t["params"]["epochs"] for t in peer["trials"]) == sorted(
@@ -204,6 +207,28 @@ def test_benchmark_runs_the_ray_peer_with_asha(tmp_path: Path, tiny_bert: Path) 
     assert raw["machine"]["ray"] and raw["machine"]["ray_start_s"] > 0
     assert "### Against Trainer.hyperparameter_search (Ray Tune, ASHA) at its best (steps, 2x1)" in text
     assert "then Ray Tune's start" in text
+
+
+def test_the_peers_pruning_warm_up_matches_ours_where_one_number_can() -> None:
+    bench = load_benchmark()
+    # 1000 examples, batches of 16 (63 steps an epoch) and 32 (32), evaluations every third of an epoch (steps mode)
+    half = bench.PeerWarmUp.of(0.5, 1000, 3, "steps")
+    # ours first prunes at 2/3 of epoch 1; the peer's evaluations at 1/3 (steps 21 and 11) must not prune, at 2/3
+    # (steps 42 and 22) may: the smallest such number of global steps is 22, and ASHA's second evaluation
+    assert (half.n_warmup_steps, half.grace_period) == (22, 2)
+    assert half.first == {16: (0.6667, 0.6667), 32: (0.6875, 0.6667)}
+    assert "batch 32: from 0.688 epochs (ours 0.667)" in half.text()
+    # A whole epoch: batch 16's 2/3 point (step 42) is blocked, so batch 32's epoch-end point (step 33) is too: the
+    # peer's one number cannot match ours for both batch sizes, and the text says where each first prunes.
+    whole = bench.PeerWarmUp.of(1.0, 1000, 3, "steps")
+    assert whole.n_warmup_steps == 43 and whole.first[16] == (1.0, 1.0) and whole.first[32][0] > 1.0
+    # Once per epoch: every evaluation is an epoch end, past half an epoch of training: no warm-up needed.
+    assert (bench.PeerWarmUp.of(0.5, 1000, 3, "epoch").n_warmup_steps, bench.PeerWarmUp.of(0.5, 1000, 3, "epoch")
+            .grace_period) == (0, 1)  # fmt: skip
+    assert bench.PeerWarmUp.of(1.5, 1000, 3, "epoch").first == {16: (2.0, 2.0), 32: (2.0, 2.0)}
+    cfg = bench.parse_args(["--data-file", __file__])
+    assert bench.peer_warm_up(cfg, 1000, 3, "steps") is None  # ours without one: every evaluation may prune
+    assert "n_warmup_steps=22)" in bench.peer_pruner_text(bench.PeerRun("trainer", "steps"), 3, half)
 
 
 def test_peer_trials_from_the_event_log_side_by_side_and_one_after_the_other() -> None:

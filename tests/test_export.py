@@ -217,3 +217,42 @@ def test_optuna_cli_reads_our_store(study_dir: Path) -> None:
     )
     trials = json.loads(result.stdout)
     assert len(trials) == 5 and {t["state"] for t in trials} == {"COMPLETE"}
+
+
+def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_model() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from sweep.checkpoints import BestWeights
+
+    model = torch.nn.Linear(3, 2)
+    module = SimpleNamespace(model=model)
+    best = BestWeights("val_f1")
+
+    def evaluate(value: float, fill: float, epoch: int) -> None:
+        with torch.no_grad():
+            model.weight.fill_(fill)
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_f1": torch.tensor(value)},
+                                  current_epoch=epoch, num_training_batches=4, global_step=4 * (epoch + 1))  # fmt: skip
+        best.on_validation_end(trainer, module)  # type: ignore[arg-type]
+
+    evaluate(0.5, 1.0, 0)
+    assert best.state is not None
+    buffer = best.state["weight"]
+    assert buffer.data_ptr() != model.weight.data_ptr()  # a copy, not the live parameter
+    evaluate(0.4, 2.0, 1)  # worse: the kept weights stay those of epoch 1
+    assert best.epoch == 1 and torch.equal(best.state["weight"], torch.full((2, 3), 1.0))
+    evaluate(0.7, 3.0, 2)  # better: copied into the same buffer, not a fresh allocation
+    assert best.epoch == 3 and best.best == pytest.approx(0.7) and best.epochs_trained == 3.0
+    assert best.state["weight"] is buffer and torch.equal(buffer, torch.full((2, 3), 3.0))
+    with torch.no_grad():
+        model.weight.fill_(9.0)  # training on does not touch the kept copy
+    assert torch.equal(best.state["weight"], torch.full((2, 3), 3.0))
+    lower = BestWeights("val_loss", minimize=True)
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_loss": torch.tensor(0.3)}, current_epoch=0,
+                              num_training_batches=4, global_step=4)  # fmt: skip
+    lower.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    trainer.callback_metrics["val_loss"] = torch.tensor(0.2)
+    lower.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    assert lower.best == pytest.approx(0.2)
