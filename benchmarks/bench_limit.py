@@ -119,8 +119,13 @@ def run_ours(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
             "validation_seconds": timing.seconds["validation"], "model_load": setup["model_load"]}  # fmt: skip
 
 
-def run_bare(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> dict[str, float]:
-    """One epoch of a plain PyTorch loop over the same data module's batches."""
+def run_bare(
+    args: argparse.Namespace, data: Any, encoder: str, seed: int, *, compile_backend: str | None = None,
+    bf16: bool = False,
+) -> dict[str, float]:  # fmt: skip
+    """One epoch of a plain PyTorch loop over the same data module's batches; with `compile_backend`, the model
+    through `torch.compile(dynamic=True)` first (bench_compile.py), with `bf16`, under CPU bf16 autocast."""
+    import contextlib
     import functools
 
     import pytorch_lightning as pl
@@ -134,6 +139,7 @@ def run_bare(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
     module = build_datamodule("text-classification", data, Batching(args.batch_size, 64, seed, True))
     model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(data.label_names))
     model.train()
+    forward = torch.compile(model, dynamic=True, backend=compile_backend) if compile_backend else model
     loader = module.train_dataloader()
     total = len(loader)
     optimizer = torch.optim.AdamW(parameter_groups(model.named_parameters(), 0.01), lr=args.learning_rate, fused=True)
@@ -143,7 +149,8 @@ def run_bare(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
     started = time.perf_counter()
     for batch in loader:
         batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
-        loss = model(**batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = forward(**batch).loss
         loss.backward()
         optimizer.step()
         scheduler.step()
