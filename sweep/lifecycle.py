@@ -134,6 +134,11 @@ def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
     hint = ""
     if "search.first_epoch_evals" in changed and "first_epoch_evals" not in old.get("search", {}):
         hint = " (a study from before evaluations inside the first epoch: add `first_epoch_evals: 0` under search)"
+    elif "search.prune_after_epochs" in changed and not old.get("search", {}).get("prune_after_epochs"):
+        hint = (
+            " (a study made without a pruning warm-up, the default before 0.5: add `prune_after_epochs: 0` under "
+            "search to continue it as it ran)"
+        )
     raise SweepError(
         [
             (

@@ -1,7 +1,10 @@
-"""search.prune_after_epochs: the median and percentile pruners stop no trial before it has trained that much; 0 (the
-default) leaves studies made before the key as they were."""
+"""search.prune_after_epochs: the median and percentile pruners stop no trial before it has trained that much. A spec
+that names no value gets 0.5 with those pruners (0 with the others); a study stored without the key ran with 0 and is
+continued, by a worker or a re-run, as it ran."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import optuna
 import pytest
@@ -34,12 +37,14 @@ def test_no_trial_is_pruned_before_the_warm_up(pruner: str) -> None:
     assert not trial.should_prune()
     trial.report(0.1, 2)  # two thirds in: now the median rule acts
     assert trial.should_prune()
-    eager = optuna.create_study(direction="maximize", pruner=make_pruner(SearchSpec(pruner=pruner)))
+    assert SearchSpec(pruner=pruner).prune_after_epochs == 0.5, "the default: half an epoch"
+    eager = optuna.create_study(direction="maximize",
+                                pruner=make_pruner(SearchSpec(pruner=pruner, prune_after_epochs=0)))  # fmt: skip
     for frozen in study.get_trials(states=(TrialState.COMPLETE,)):
         eager.add_trial(frozen)
     first = eager.ask()
     first.report(0.1, 1)
-    assert first.should_prune()  # the default: from the first evaluation on
+    assert first.should_prune()  # 0: from the first evaluation on
 
 
 def test_other_pruners_and_negative_values_are_refused() -> None:
@@ -47,14 +52,43 @@ def test_other_pruners_and_negative_values_are_refused() -> None:
         SearchSpec(pruner="hyperband", prune_after_epochs=1.0)
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         SearchSpec(prune_after_epochs=-0.5)
-    assert SearchSpec(pruner="hyperband").prune_after_epochs == 0
+    # Without the key, the pruners with their own first rung (and none) get no warm-up: nothing to refuse.
+    for pruner in ("hyperband", "successive_halving", "none"):
+        assert SearchSpec(pruner=pruner).prune_after_epochs == 0
 
 
 def test_zero_keeps_the_spec_and_fingerprint_of_studies_made_before_the_key() -> None:
     base = {"name": "s", "data": {"train": "t.csv"}, "model": {"encoder": "e"}}
-    before = Spec.model_validate(base)
+    default = Spec.model_validate(base)
     zero = Spec.model_validate({**base, "search": {"prune_after_epochs": 0}})
     half = Spec.model_validate({**base, "search": {"prune_after_epochs": 0.5}})
-    assert "prune_after_epochs" not in before.model_dump(mode="json")["search"]
-    assert zero.fingerprint() == before.fingerprint() != half.fingerprint()
-    assert half.model_dump(mode="json")["search"]["prune_after_epochs"] == 0.5
+    # 0 is left out of the stored spec and the fingerprint, as studies made before the key were stored
+    assert "prune_after_epochs" not in zero.model_dump(mode="json")["search"]
+    assert default.fingerprint() == half.fingerprint() != zero.fingerprint()
+    assert default.model_dump(mode="json")["search"]["prune_after_epochs"] == 0.5
+    hyperband = Spec.model_validate({**base, "search": {"pruner": "hyperband"}})
+    assert "prune_after_epochs" not in hyperband.model_dump(mode="json")["search"], "its fingerprint is unchanged"
+
+
+def test_a_study_stored_without_the_key_continues_as_it_ran() -> None:
+    from record import StudyRecord, study_from_attrs, write_study
+    from sweep.errors import SweepError
+    from sweep.lifecycle import check_same_spec
+    from sweep.spec import parse_spec
+
+    base = {"name": "old", "data": {"train": "t.csv"}, "model": {"encoder": "e"}}
+    ran = Spec.model_validate({**base, "search": {"prune_after_epochs": 0}})  # how studies ran before the key
+    attrs: dict[str, Any] = {}
+    write_study(attrs.__setitem__, StudyRecord(spec=ran.model_dump(mode="json"), spec_fingerprint=ran.fingerprint()))
+    record = study_from_attrs(attrs)
+    # A worker rebuilds the pruner from the stored spec: the warm-up it ran with, not today's default.
+    rebuilt = parse_spec(record.spec, source="study old")
+    assert rebuilt.search.prune_after_epochs == 0 and rebuilt.fingerprint() == record.spec_fingerprint
+    assert warmup_steps(rebuilt.search) == 0
+    check_same_spec(record, Spec.model_validate({**base, "search": {"prune_after_epochs": 0}}), "sqlite:///s.db")
+    # Re-running the original spec file (no key) now means 0.5: refused in one line that says what to add.
+    with pytest.raises(SweepError) as exc:
+        check_same_spec(record, Spec.model_validate(base), "sqlite:///s.db")
+    (problem,) = exc.value.problems
+    assert "changed: search.prune_after_epochs" in problem[1]
+    assert "add `prune_after_epochs: 0` under search to continue it as it ran" in problem[1]
