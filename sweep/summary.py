@@ -12,7 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from record import best_trial, maximizes, read_study, read_trial, reported_value
+from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
 from reports.trials import describe_time_split, study_advice, time_split
 from sweep.artifacts import describe
@@ -58,7 +58,7 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
     if record.warm_start is not None:
         parts.append("warm start")
     if value is not None:
-        epoch = f" (best epoch {record.best_epoch}/{record.planned_epochs})" if record.best_epoch else ""
+        epoch = f" (best epoch {best_epoch_text(record)})" if record.best_epoch else ""
         parts.append(f"{metric} {value:.4f}{epoch}")
     if trial.params:
         parts.append(format_params(trial.params))
@@ -69,6 +69,15 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
     if best is not None:
         parts.append(f"best so far: trial {best.number} {best.value:.4f}")
     return " · ".join(parts)
+
+
+def best_epoch_text(record: TrialRecord) -> str:
+    """Where the trial's best evaluation was, of its planned epochs: "2/3", or "0.67/4" for one inside epoch 1
+    (a trial pruned two thirds into its first epoch has not finished epoch 1)."""
+    trained = record.best_epochs_trained
+    if trained is not None and abs(trained - round(trained)) > 1e-6:
+        return f"{trained:.2f}/{record.planned_epochs}"
+    return f"{record.best_epoch}/{record.planned_epochs}"
 
 
 def trials_table(study: optuna.Study) -> Table:
@@ -93,7 +102,7 @@ def trials_table(study: optuna.Study) -> Table:
             str(trial.number),
             Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
             f"{value:.4f}" if value is not None else "-",
-            f"{record.best_epoch}/{record.planned_epochs}" if record.best_epoch else "-",
+            best_epoch_text(record) if record.best_epoch else "-",
             checkpoint_state(study, trial),
             Text(format_params(trial.params, sep="\n") + (f"\n[{note}]" if note else "")),
             _seconds(trial),

@@ -3,11 +3,14 @@ the study's space, says so in the output and in the trial's record; the sampler 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 from rich.console import Console
 from test_runner import write_spec
@@ -16,7 +19,7 @@ from record import read_trial
 from sweep.runner import run_study
 from sweep.spec import RangeParam, SpaceSpec
 from sweep.storage import load_study
-from sweep.summary import trials_table
+from sweep.summary import best_epoch_text, trials_table
 from sweep.warm_start import _inside, encoder_shape, known_good, warm_start
 
 
@@ -126,3 +129,14 @@ def test_warm_start_is_off_by_default_and_said_to_be_skipped_for_grid_search(
     output, result = run_captured(spec)
     assert "warm start: none with grid search" in output
     assert read_trial(load_study("grid", result.storage_url).trials[0]).warm_start is None  # type: ignore[attr-defined]
+
+
+def test_a_trial_pruned_inside_its_first_epoch_shows_how_far_it_got() -> None:
+    """The best-epoch column of a trial stopped two thirds into epoch 1 says 0.67, not epoch 1 it never finished."""
+    trial = optuna.trial.create_trial(
+        state=TrialState.PRUNED, params={"epochs": 4}, distributions={"epochs": IntDistribution(1, 4)}
+    )
+    inside = dataclasses.replace(read_trial(trial), best_epoch=1, best_epochs_trained=2 / 3)
+    assert best_epoch_text(inside) == "0.67/4"
+    assert best_epoch_text(dataclasses.replace(inside, best_epoch=2, best_epochs_trained=2.0)) == "2/4"
+    assert best_epoch_text(dataclasses.replace(inside, best_epochs_trained=None)) == "1/4"  # a record from before
