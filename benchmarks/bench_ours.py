@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-epoch-evals", type=int, help="our search.first_epoch_evals (a lever)")
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="our trainer.precision (a lever)")
     parser.add_argument("--warm-start", action="store_true", help="our search.warm_start: true (a lever)")
-    parser.add_argument("--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever)")
+    parser.add_argument(
+        "--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever; default: sweep's, 0.5)"
+    )
     parser.add_argument("--trials", type=int, default=8, help="trials (default 8, as bench_trainer.py)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ours.json and OURS.md")
     parser.add_argument(
@@ -73,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_ours.py", *args_list])
     results = {"command": command, "machine": bench.machine_facts(),
                "config": {"first_epoch_evals": args.first_epoch_evals, "precision": args.precision,
-                          "warm_start": args.warm_start, "prune_after_epochs": args.prune_after_epochs,
+                          "warm_start": args.warm_start, "prune_after_epochs": cfg.prune_after_epochs,
                           "resolved_precision": bench.precision(cfg), "trials": args.trials, "seeds": list(cfg.seeds),
                           "work": str(work), "threads": cfg.threads, "command": command},
                "seeds": seeds}  # fmt: skip

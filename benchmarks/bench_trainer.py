@@ -88,7 +88,7 @@ class Config:
     add: bool = False
     precision: str | None = None  # None: sweep's default (trainer.precision), resolved on this machine
     warm_start: bool = False  # our search.warm_start: trial 0 tries a known-good configuration for the encoder
-    prune_after_epochs: float | None = None  # our search.prune_after_epochs (None: sweep's default)
+    prune_after_epochs: float = 0.5  # our search.prune_after_epochs (parse_args: sweep's default unless given)
 
     @property
     def json_path(self) -> Path:
@@ -150,7 +150,8 @@ def parse_args(argv: Sequence[str]) -> Config:
     )  # fmt: skip
     parser.add_argument(
         "--prune-after-epochs", type=float,
-        help="our search.prune_after_epochs: no pruning before this much training (default: sweep's default, 0)",
+        help="our search.prune_after_epochs, and the same warm-up for the peers' pruners: no pruning before this much "
+        "training (default: sweep's default, 0.5)",
     )  # fmt: skip
     parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
@@ -211,7 +212,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         add=args.add,
         precision=args.precision,
         warm_start=args.warm_start,
-        prune_after_epochs=args.prune_after_epochs,
+        prune_after_epochs=our_prune_after(args.prune_after_epochs),
     )
 
 
@@ -507,6 +508,15 @@ class PeerWarmUp:
         where = ", ".join(f"batch {b}: from {peer:.3g} epochs (ours {ours:.3g})" for b, (peer, ours) in
                           self.first.items())  # fmt: skip
         return f"first prunable evaluation {where}"
+
+
+def our_prune_after(given: float | None) -> float:
+    """Our search.prune_after_epochs: the one given, else sweep's default for its default (median) pruner."""
+    if given is not None:
+        return given
+    from sweep.spec import SearchSpec
+
+    return SearchSpec().prune_after_epochs
 
 
 def peer_warm_up(cfg: Config, train_size: int, per_epoch: int, eval_mode: str) -> PeerWarmUp | None:
@@ -973,8 +983,7 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
         spec["trainer"]["precision"] = cfg.precision  # type: ignore[index]
     if cfg.warm_start:
         spec["search"]["warm_start"] = True  # type: ignore[index]
-    if cfg.prune_after_epochs is not None:
-        spec["search"]["prune_after_epochs"] = cfg.prune_after_epochs  # type: ignore[index]
+    spec["search"]["prune_after_epochs"] = cfg.prune_after_epochs  # type: ignore[index]
     path = rep_dir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -1735,7 +1744,7 @@ SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "t
                "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start",
                "prune_after_epochs")  # fmt: skip
 # settings added later, and their defaults (what an earlier results.json ran with)
-ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": None}
+ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 
@@ -1748,6 +1757,8 @@ def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:
             "ray_layouts": list(cfg.ray_layouts)}  # fmt: skip
     theirs = earlier["config"]
     theirs = {**ADDED_SETTINGS, **theirs}  # a results.json from before a setting existed ran with its default
+    if theirs.get("prune_after_epochs") is None:  # written when None meant sweep's default of the time: 0
+        theirs["prune_after_epochs"] = 0.0
     changed = [f"{key} {theirs.get(key)!r} there, {ours[key]!r} here" for key in SAME_CONFIG
                if json.loads(json.dumps(theirs.get(key))) != json.loads(json.dumps(ours[key]))]  # fmt: skip
     if changed:

@@ -160,7 +160,11 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     assert moved is not None and "torch_threads 64 there" in moved
     later = ("precision", "warm_start", "prune_after_epochs")
     older = {**first_sitting, "config": {k: v for k, v in raw["config"].items() if k not in later}}
-    assert bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1"])) is None  # made before those options
+    # made before those options: it ran with no warm start, sweep's precision and no pruning warm-up (then sweep's
+    # default, now 0.5: adding to it needs the 0 it ran with)
+    assert bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1", "--prune-after-epochs", "0"])) is None
+    warm_up = bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1"]))
+    assert warm_up is not None and "prune_after_epochs 0.0 there, 0.5 here" in warm_up
     warmer = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--warm-start"]))
     assert warmer is not None and "warm_start False there, True here" in warmer
     bf16 = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--precision", "bf16-mixed"]))
@@ -226,8 +230,10 @@ def test_the_peers_pruning_warm_up_matches_ours_where_one_number_can() -> None:
     assert (bench.PeerWarmUp.of(0.5, 1000, 3, "epoch").n_warmup_steps, bench.PeerWarmUp.of(0.5, 1000, 3, "epoch")
             .grace_period) == (0, 1)  # fmt: skip
     assert bench.PeerWarmUp.of(1.5, 1000, 3, "epoch").first == {16: (2.0, 2.0), 32: (2.0, 2.0)}
-    cfg = bench.parse_args(["--data-file", __file__])
-    assert bench.peer_warm_up(cfg, 1000, 3, "steps") is None  # ours without one: every evaluation may prune
+    default = bench.parse_args(["--data-file", __file__])  # sweep's default warm-up (0.5 epochs) on every side
+    assert default.prune_after_epochs == 0.5 and bench.peer_warm_up(default, 1000, 3, "steps") == half
+    none = bench.parse_args(["--data-file", __file__, "--prune-after-epochs", "0"])
+    assert bench.peer_warm_up(none, 1000, 3, "steps") is None  # ours without one: every evaluation may prune
     assert "n_warmup_steps=22)" in bench.peer_pruner_text(bench.PeerRun("trainer", "steps"), 3, half)
 
 
