@@ -37,7 +37,6 @@ from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress
 from sweep.spec import Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
-    POSTGRES_HINT,
     Heartbeat,
     existing_study_attrs,
     is_sqlite,
@@ -45,6 +44,7 @@ from sweep.storage import (
     reachability_problems,
     recover_orphans,
     safe_url,
+    shares_a_runs_store,
     sqlite_writer_lock,
     storage_problems,
     study_record,
@@ -217,8 +217,9 @@ def planned_warm_start(spec: Spec, encoder: str) -> tuple[WarmStart | None, str 
 def open_study(study: optuna.Study, url: str, default_budget: int, console: Console, headline: str) -> tuple[int, int]:
     """What both `sweep run` and `sweep worker` do once they hold the study: repair trials a dead process left
     RUNNING (SQLite, whose one writer is this process; the heartbeat does it on PostgreSQL) and say where the study
-    stands. Returns (finished, budget)."""
-    recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) else []
+    stands. Returns (finished, budget). A worker of `sweep run --workers N` on SQLite leaves that to the run: the
+    RUNNING trials there are its siblings'."""
+    recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) and not shares_a_runs_store() else []
     done, total = count_finished(study), budget(study, default_budget)
     console.print(f"{headline}: {done}/{total} trials finished", highlight=False)
     if recovered:
@@ -313,8 +314,6 @@ def run_study(
         problems += ray_problems(ray_address, url, workers) if not problems else []
     elif workers < 0:
         problems.append(("--workers", f"must be >= 0, got {workers}"))
-    elif workers > 1 and not problems and is_sqlite(url):
-        problems.append(("--workers", f"{workers} workers cannot share the SQLite store {url}; {POSTGRES_HINT}"))
     try:
         encoder = resolve_encoder(spec.model.encoder, base, max_length=spec.model.max_length)
     except SweepError as exc:
@@ -419,6 +418,11 @@ def _run_local_workers(
         workers, spec.name, url, spec_path.resolve(), threads=spec.trainer.num_threads, console=console, poll=poll,
         total=total,
     )  # fmt: skip
+    if is_sqlite(url):  # every worker has exited and this process still holds the store: a RUNNING trial is orphaned
+        recovered = recover_orphans(study, "its worker exited without finishing it")
+        if recovered:
+            console.print(f"trials {', '.join(map(str, recovered))} were left running by a worker that died: failed "
+                          "and queued for a retry with their parameters", highlight=False)  # fmt: skip
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
         worker_exit_codes=[] if signalled else codes, stopped_by=signalled, study_stopped=stop_reason(study),

@@ -7,6 +7,7 @@ import fcntl
 import functools
 import inspect
 import os
+import random
 import socket
 import sys
 import time
@@ -59,10 +60,14 @@ DB_RETRY_S = 120  # how long a worker keeps retrying a database that stopped ans
 TAKEN_STATES = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 _BUDGET_LOCK_BASE = 0x5357_0000  # PostgreSQL advisory lock key = base + study id
 POSTGRES_HINT = (
-    "SQLite allows one writer at a time: for several workers use PostgreSQL, e.g. "
+    "a SQLite store is shared only by the workers of one `sweep run SPEC --workers N` on this machine: for workers "
+    "started on their own or on several machines use PostgreSQL, e.g. "
     "`docker run -d -e POSTGRES_PASSWORD=sweep -p 5432:5432 postgres` (or apt install postgresql) and "
     "--storage postgresql+psycopg://postgres:sweep@localhost:5432/postgres"
 )
+# Set by `sweep run --workers N` on a SQLite store for the workers it starts: the pid of the run, which holds the
+# store's one-writer lock for them (sqlite_writer_lock lets a child of that process share it).
+LOCK_HOLDER_ENV = "SWEEP_SQLITE_LOCK_HOLDER"
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ class SweepStorage(RDBStorage):
     - A lost database is retried (with backoff, up to `retry_seconds`) and then reported as `StorageLost`; a
       transaction that failed was rolled back, so a retry cannot leave half a write behind.
     - A new trial is created only while finished + running + queued trials stay below the study's budget
-      (study attr `n_trials`), counted under a lock (a PostgreSQL advisory lock; SQLite has one writer), so N
+      (study attr `n_trials`), counted under a lock (a PostgreSQL advisory lock; on SQLite an flock beside the
+      file, which only the workers of one `sweep run --workers N` on one machine share), so N
       workers asked for 30 trials finish exactly 30. Retries of failed trials (queued as WAITING) are outside
       the count of new trials: they replace a trial that did not finish.
     """
@@ -118,6 +124,7 @@ class SweepStorage(RDBStorage):
                 if cause is None:
                     raise
                 reason = open_reason(cause, self.url)
+                busy = "database is locked" in str(cause).lower()  # SQLite: another local worker's write
                 if time.monotonic() >= deadline:
                     self._lost = StorageLost(
                         [
@@ -130,6 +137,9 @@ class SweepStorage(RDBStorage):
                         ]
                     )
                     raise self._lost from None
+                if busy:  # a read that could not become a write while another worker wrote: rolled back, try again
+                    time.sleep(min(0.05 * (1 + random.random()), max(deadline - time.monotonic(), 0.0)))
+                    continue
                 if not warned:
                     self.log(f"database unreachable during {name} ({reason}); retrying for up to "
                              f"{self.retry_seconds:.0f} s")  # fmt: skip
@@ -215,8 +225,13 @@ class SweepStorage(RDBStorage):
 
     @contextlib.contextmanager
     def _budget_lock(self, study_id: int) -> Iterator[None]:
+        if self.engine.dialect.name == "sqlite":
+            # The workers of one `sweep run --workers N` share the file on this machine: an flock beside it.
+            with _sqlite_budget_lock(self.engine.url.database):
+                yield
+            return
         if self.engine.dialect.name != "postgresql":
-            yield  # SQLite: one writing process (see sqlite_writer_lock); MySQL: not supported for many workers
+            yield  # MySQL: not supported for many workers
             return
         with self.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _BUDGET_LOCK_BASE + study_id})
@@ -225,6 +240,22 @@ class SweepStorage(RDBStorage):
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _BUDGET_LOCK_BASE + study_id})
                 conn.commit()
+
+
+@contextlib.contextmanager
+def _sqlite_budget_lock(database: str | None) -> Iterator[None]:
+    """Count-then-create of new trials, one process at a time, for the local workers sharing a SQLite file (its own
+    lock file: never an flock on the database, whose POSIX locks SQLite owns). In-memory: one process anyway."""
+    if not database or database == ":memory:":
+        yield
+        return
+    path = Path(database).resolve()
+    with open(path.with_name(f".{path.name}.budget-lock"), "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _died_silently(record: TrialRecord) -> bool:
@@ -394,6 +425,9 @@ def sqlite_writer_lock(url: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            if _held_by_my_run(holder):
+                yield  # a worker of `sweep run --workers N`: the run holds the store for its workers
+                return
             raise StoreBusy(
                 [("storage", f"{safe_url(url)} is already used by a running sweep ({holder}); {POSTGRES_HINT}")]
             ) from None
@@ -404,6 +438,23 @@ def sqlite_writer_lock(url: str) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the lock
+
+
+def _held_by_my_run(holder: str) -> bool:
+    """Whether the lock's holder is the `sweep run --workers N` that started this process (its parent, named in the
+    environment it gave its workers): only then may this process write beside it."""
+    return shares_a_runs_store() and holder == f"pid {os.environ[LOCK_HOLDER_ENV]} on {socket.gethostname()}"
+
+
+def shares_a_runs_store() -> bool:
+    """Whether this process is a worker that `sweep run --workers N` started on a SQLite store it holds."""
+    run = os.environ.get(LOCK_HOLDER_ENV, "")
+    return run.isdigit() and int(run) == os.getppid()
+
+
+def sqlite_workers_env(url: str) -> dict[str, str]:
+    """What `sweep run --workers N` gives the workers it starts so that they share its hold of a SQLite store."""
+    return {LOCK_HOLDER_ENV: str(os.getpid())} if is_sqlite(url) else {}
 
 
 def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
