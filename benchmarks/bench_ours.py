@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever; default: sweep's, 0.5)"
     )
+    parser.add_argument("--workers", type=int, help="sweep run --workers N: N trials at once (a lever)")
     parser.add_argument("--trials", type=int, default=8, help="trials (default 8, as bench_trainer.py)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ours.json and OURS.md")
     parser.add_argument(
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     option += [] if args.precision is None else ["--precision", args.precision]
     option += ["--warm-start"] if args.warm_start else []
     option += [] if args.prune_after_epochs is None else ["--prune-after-epochs", f"{args.prune_after_epochs:g}"]
+    option += [] if args.workers is None else ["--workers", str(args.workers)]
     cfg = bench.parse_args(["--seeds", *map(str, args.seeds), "--trials", str(args.trials), "--work", str(work),
                             "--results", str(args.out.resolve() / "OURS.md"), *option])  # fmt: skip
     import optuna
@@ -76,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {"command": command, "machine": bench.machine_facts(),
                "config": {"first_epoch_evals": args.first_epoch_evals, "precision": args.precision,
                           "warm_start": args.warm_start, "prune_after_epochs": cfg.prune_after_epochs,
+                          "workers": cfg.workers,
                           "resolved_precision": bench.precision(cfg), "trials": args.trials, "seeds": list(cfg.seeds),
                           "work": str(work), "threads": cfg.threads, "command": command},
                "seeds": seeds}  # fmt: skip

@@ -89,6 +89,7 @@ class Config:
     precision: str | None = None  # None: sweep's default (trainer.precision), resolved on this machine
     warm_start: bool = False  # our search.warm_start: trial 0 tries a known-good configuration for the encoder
     prune_after_epochs: float = 0.5  # our search.prune_after_epochs (parse_args: sweep's default unless given)
+    workers: int = 1  # ours: `sweep run --workers N` (N trials at once on the SQLite store, the cores split)
 
     @property
     def json_path(self) -> Path:
@@ -154,6 +155,11 @@ def parse_args(argv: Sequence[str]) -> Config:
         "training (default: sweep's default, 0.5)",
     )  # fmt: skip
     parser.add_argument(
+        "--workers", type=int, default=1,
+        help="ours: `sweep run --workers N`, N trials at once (one worker process each, the cores split between "
+        "them) on the default SQLite store (default 1: one trial at a time on every core)",
+    )  # fmt: skip
+    parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
     parser.add_argument(
@@ -177,6 +183,7 @@ def parse_args(argv: Sequence[str]) -> Config:
             ("max_length", args.max_length, 8),
             ("max_classes", args.max_classes, 2),
             ("threads", args.threads, 1),
+            ("workers", args.workers, 1),
         )
         if value is not None and value < low
     ]
@@ -213,6 +220,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         precision=args.precision,
         warm_start=args.warm_start,
         prune_after_epochs=our_prune_after(args.prune_after_epochs),
+        workers=args.workers,
     )
 
 
@@ -998,7 +1006,7 @@ def run_ours(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> dict[st
 
     spec_path = write_spec(cfg, files, seed, rep_dir)
     t0 = time.time()
-    result = run_study(spec_path, console=Console(stderr=True))
+    result = run_study(spec_path, console=Console(stderr=True), workers=cfg.workers)
     wall = time.time() - t0
     study = result.study
     study_record = read_study(study)
@@ -1527,7 +1535,10 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
         f"eval batch {EVAL_BATCH_SIZE}. TPE with the seed, {cfg['trials']} trials per side."
         + (" Ours with `search.warm_start: true`: its trial 0 tries a known-good configuration for the encoder's "
            "family, then TPE draws (the peers have no such option, so their trial n is our trial n + 1)."
-           if cfg.get("warm_start") else ""),
+           if cfg.get("warm_start") else "")
+        + (f" Ours with `sweep run --workers {cfg['workers']}`: {cfg['workers']} trials at once on the SQLite store, "
+           "one worker process each, the cores split between them (each worker's TPE has its own seed, so its draws "
+           "are not the peers')." if cfg.get("workers", 1) > 1 else ""),
         f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
@@ -1742,9 +1753,9 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
                "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start",
-               "prune_after_epochs")  # fmt: skip
+               "prune_after_epochs", "workers")  # fmt: skip
 # settings added later, and their defaults (what an earlier results.json ran with)
-ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0}
+ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0, "workers": 1}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 

@@ -247,6 +247,16 @@ def load_for_worker(name: str, url: str, heartbeat: Heartbeat, spec: Spec | None
         return optuna.load_study(study_name=name, storage=storage)
     # Each worker's sampler gets its own seed: with one shared seed, workers would draw the same start-up trials.
     return optuna.load_study(
-        study_name=name, storage=storage, sampler=make_sampler(spec.search, salt=os.getpid()),
+        study_name=name, storage=storage, sampler=make_sampler(spec.search, salt=worker_salt()),
         pruner=make_pruner(spec.search),
     )  # fmt: skip
+
+
+WORKER_NUMBER_ENV = "SWEEP_WORKER_NUMBER"  # 1..N, set by `sweep run --workers N` for the workers it starts
+
+
+def worker_salt() -> int:
+    """What a joining worker adds to search.seed: its number among the workers of one `sweep run --workers N`
+    (1..N: the same draws each time the run is repeated), else its process id (workers started on their own)."""
+    number = os.environ.get(WORKER_NUMBER_ENV, "")
+    return int(number) if number.isdigit() and int(number) > 0 else os.getpid()

@@ -38,6 +38,7 @@ from rich.console import Console
 
 from record import FINISHED, read_trial, study_budget, write_failure
 from sweep.errors import DiskError, StorageLost, SweepError
+from sweep.lifecycle import WORKER_NUMBER_ENV
 from sweep.storage import sqlite_workers_env
 from sweep.store_checks import STORAGE_ENV
 
@@ -347,6 +348,7 @@ def launch_workers(
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
         env[STORAGE_ENV] = url
         env.update(sqlite_workers_env(url))  # on SQLite, this process holds the store for them
+        env[WORKER_NUMBER_ENV] = str(i + 1)  # its sampler's seed: search.seed + this number
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
         cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--spec", str(spec_path)]

@@ -158,7 +158,7 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     moved = bench.cannot_add({**first_sitting, "machine": {**raw["machine"], "torch_threads": 64}},
                              bench.parse_args([*argv, "--seeds", "1"]))  # fmt: skip
     assert moved is not None and "torch_threads 64 there" in moved
-    later = ("precision", "warm_start", "prune_after_epochs")
+    later = ("precision", "warm_start", "prune_after_epochs", "workers")
     older = {**first_sitting, "config": {k: v for k, v in raw["config"].items() if k not in later}}
     # made before those options: it ran with no warm start, sweep's precision and no pruning warm-up (then sweep's
     # default, now 0.5: adding to it needs the 0 it ran with)
@@ -169,6 +169,9 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     assert warmer is not None and "warm_start False there, True here" in warmer
     bf16 = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--precision", "bf16-mixed"]))
     assert bf16 is not None and "precision None there, 'bf16-mixed' here" in bf16
+    two = bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1", "--prune-after-epochs", "0",
+                                                    "--workers", "2"]))  # fmt: skip
+    assert two is not None and "workers 1 there, 2 here" in two  # made before the option: one trial at a time
     second_sitting = {**raw, "seeds": raw["seeds"][1:], "config": {**raw["config"], "seeds": [1], "command": "c2"},
                       "machine": {**raw["machine"], "date": "later"}}  # fmt: skip
     merged = bench.added(first_sitting, second_sitting)
@@ -270,7 +273,7 @@ def test_an_earlier_results_file_renders_with_a_warning_that_it_was_not_fair(tmp
     assert "## Repetition 1, seed 0 (order:" in text
 
 
-@pytest.mark.parametrize("bad", [["--trials", "0"], ["--encoder", "/no/such/folder"]])
+@pytest.mark.parametrize("bad", [["--trials", "0"], ["--encoder", "/no/such/folder"], ["--workers", "0"]])
 def test_bad_options_exit_with_code_2(bad: list[str], tmp_path: Path) -> None:
     bench = load_benchmark()
     with pytest.raises(SystemExit) as exc:

@@ -477,3 +477,21 @@ def test_a_killed_worker_of_a_sqlite_run_loses_nothing(
         (retry,) = [t for t in final if read_trial(t).retry_of == victim.number]
         assert retry.params == lost.params and retry.state in FINISHED
     no_orphan_files(tmp_path / "checkpoints")
+
+
+def test_a_runs_workers_draw_from_numbered_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker k of `sweep run --workers N` seeds its sampler with search.seed + k (the run repeated draws the same);
+    a worker started on its own adds its process id."""
+    from sweep.lifecycle import WORKER_NUMBER_ENV, make_sampler, worker_salt
+    from sweep.spec import SearchSpec
+
+    monkeypatch.setenv(WORKER_NUMBER_ENV, "2")
+    assert worker_salt() == 2
+
+    def first_draw(salt: int) -> float:
+        sampler = make_sampler(SearchSpec(sampler="random", seed=7), salt=salt)
+        return optuna.create_study(sampler=sampler).ask().suggest_float("x", 0, 1)
+
+    assert first_draw(worker_salt()) == first_draw(worker_salt()) != first_draw(3)
+    monkeypatch.delenv(WORKER_NUMBER_ENV)
+    assert worker_salt() == os.getpid()
