@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import os
 import shutil
 import tarfile
 from collections.abc import Iterable, Mapping
@@ -106,6 +107,23 @@ def _library(store: str) -> Any:
                                               f"installed: pip install '{extra}'")]) from None  # fmt: skip
 
 
+class LinkingFileSystemStore(FileSystemArtifactStore):
+    """Optuna's folder store, whose `write` copies every upload into the folder. A packed checkpoint is written in a
+    scratch folder inside the store (its disk), so the upload is a hard link to that file instead: one copy of the
+    weights less per checkpoint (0.26-0.33 s for MiniLM's 90 MB here). Anything else (another disk, a file system
+    without hard links, a stream that is no file) is copied as Optuna does."""
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        source = getattr(content_body, "name", None)
+        if isinstance(source, str) and Path(source).is_file():
+            try:
+                os.link(source, self._get_filepath(artifact_id))
+                return
+            except OSError:  # EXDEV (another disk), EPERM (no hard links there): copy
+                pass
+        super().write(artifact_id, content_body)
+
+
 def open_store(settings: Mapping[str, str]) -> ArtifactStore:
     """The Optuna artifact store the settings name; SweepError (one line) when its library is missing or its
     client cannot be built. Credentials come from the environment, by boto3's and google-cloud-storage's rules."""
@@ -117,7 +135,7 @@ def _open(items: tuple[tuple[str, str], ...]) -> ArtifactStore:
     settings = dict(items)
     store = settings.get("store", "filesystem")
     if store == "filesystem":
-        return FileSystemArtifactStore(Path(settings["path"]))
+        return LinkingFileSystemStore(Path(settings["path"]))
     if store not in EXTRAS:
         raise SweepError([("artifacts.store", f"must be one of 'filesystem', 's3' or 'gcs', got {store!r}")])
     library = _library(store)
@@ -157,12 +175,29 @@ def artifact_exists(store: ArtifactStore, settings: Mapping[str, str], artifact_
         raise SweepError([("artifacts", f"cannot reach the artifact store {describe(settings)}: {reason}")]) from None
 
 
+class _Hashing:
+    """A binary file being written, hashed as it is written (the packed checkpoint is not read again for its
+    SHA-256)."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+
 def pack(folder: Path, target: Path) -> str:
     """Pack a checkpoint folder's files into one uncompressed tar at `target`; returns its SHA-256."""
-    with tarfile.open(target, "w") as tar:
-        for item in sorted(folder.iterdir()):
-            tar.add(item, arcname=item.name)
-    return sha256(target)
+    with target.open("wb") as handle:
+        hashing = _Hashing(handle)
+        with tarfile.open(fileobj=hashing, mode="w") as tar:  # type: ignore[call-overload]
+            for item in sorted(folder.iterdir()):
+                tar.add(item, arcname=item.name)
+    return hashing.digest.hexdigest()
 
 
 def unpack(packed: Path, into: Path) -> Path:

@@ -276,3 +276,36 @@ def test_an_s3_store_is_built_from_the_spec_without_a_network(monkeypatch: pytes
     assert prefixed.prefix == "team/" and isinstance(prefixed.inner, Boto3ArtifactStore)
     with pytest.raises(SweepError, match="cannot open the s3 store"):
         open_store({"store": "s3", "bucket": "models", "endpoint_url": "http://bad host:9"})
+
+
+def test_a_packed_checkpoint_is_linked_into_the_folder_store_and_hashed_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder store takes a packed file from its own disk as a hard link (no second copy of the weights); across
+    disks, or where links are refused, it copies as Optuna does. The SHA-256 pack returns is the file's."""
+    folder = tmp_path / "trial-00001"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 4096)
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    packed = store_dir / ".scratch" / "s-trial-00001.tar"
+    packed.parent.mkdir()
+    digest = sweep.artifacts.pack(folder, packed)
+    assert digest == sweep.artifacts.sha256(packed)
+    store = open_store({"store": "filesystem", "path": str(store_dir)})
+    study = optuna.create_study()
+    linked = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(packed), study_or_trial=study)
+    assert (store_dir / linked).stat().st_ino == packed.stat().st_ino  # the same file, not a copy
+    packed.unlink()  # the scratch folder goes; the artifact stays
+    assert sweep.artifacts.sha256(store_dir / linked) == digest
+    other = tmp_path / "elsewhere.tar"
+    sweep.artifacts.pack(folder, other)
+
+    def no_links(source: str, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(sweep.artifacts.os, "link", no_links)
+    copied = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(other), study_or_trial=study)
+    assert (store_dir / copied).stat().st_ino != other.stat().st_ino
+    assert sweep.artifacts.sha256(store_dir / copied) == sweep.artifacts.sha256(other) == digest
