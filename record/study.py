@@ -75,6 +75,18 @@ class StudyRecord:
         return bool(self.spec) and self.data_fingerprint is not None
 
     @property
+    def spec_as_it_ran(self) -> dict[str, Any]:
+        """The stored spec with what it leaves out spelled out, for rebuilding the study's Spec (a worker's pruner).
+        A spec is stored without `search.prune_after_epochs` when that is 0 (and was stored without it before the key
+        existed, when no pruner had a warm-up): the study ran with 0, while a spec that names no value now gets 0.5
+        with the median and percentile pruners. `spec` itself stays as stored: it is what a new spec is compared
+        with (and written back unchanged)."""
+        search = self.spec.get("search")
+        if self.spec and isinstance(search, dict) and "prune_after_epochs" not in search:
+            return {**self.spec, "search": {**search, "prune_after_epochs": 0.0}}
+        return self.spec
+
+    @property
     def search_space(self) -> dict[str, Any]:
         """The spec's `search.space` as stored (plain dict)."""
         search = self.spec.get("search")
@@ -99,23 +111,12 @@ def _version(attrs: Mapping[str, Any]) -> int:
     return version
 
 
-def _as_it_ran(spec: dict[str, Any]) -> dict[str, Any]:
-    """The stored spec with what it leaves out spelled out. A spec is stored without `search.prune_after_epochs`
-    when that is 0 (and was stored without it before the key existed, when no pruner had a warm-up): the study ran
-    with 0, and a worker that rebuilds its pruner from the stored spec must too (a spec that names no value now gets
-    0.5 with the median and percentile pruners)."""
-    search = spec.get("search")
-    if spec and isinstance(search, dict) and "prune_after_epochs" not in search:
-        return {**spec, "search": {**search, "prune_after_epochs": 0.0}}
-    return spec
-
-
 def study_from_attrs(attrs: Mapping[str, Any]) -> StudyRecord:
     """The record of a study from its user attributes; RecordError for a record from a newer sweep."""
     version = _version(attrs)
     budget = attrs.get(BUDGET_KEY)
     return StudyRecord(
-        spec=_as_it_ran(dict(attrs.get(_S_SPEC) or {})),
+        spec=dict(attrs.get(_S_SPEC) or {}),
         spec_fingerprint=attrs.get(_S_SPEC_FINGERPRINT),
         data_fingerprint=attrs.get(_S_DATA_FINGERPRINT),
         data_report=dict(attrs.get(_S_DATA_REPORT) or {}),

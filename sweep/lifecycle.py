@@ -131,14 +131,17 @@ def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
         return
     old, new = record.spec, spec.model_dump(mode="json")
     changed = [k for k in _diff(old, new) if not any(k == n or k.startswith(f"{n}.") for n in NOT_FINGERPRINTED)]
-    hint = ""
+    hints = []
     if "search.first_epoch_evals" in changed and "first_epoch_evals" not in old.get("search", {}):
-        hint = " (a study from before evaluations inside the first epoch: add `first_epoch_evals: 0` under search)"
-    elif "search.prune_after_epochs" in changed and not old.get("search", {}).get("prune_after_epochs"):
-        hint = (
+        hints.append(
+            " (a study from before evaluations inside the first epoch: add `first_epoch_evals: 0` under search)"
+        )
+    if "search.prune_after_epochs" in changed and not old.get("search", {}).get("prune_after_epochs"):
+        hints.append(
             " (a study made without a pruning warm-up, the default before 0.5: add `prune_after_epochs: 0` under "
             "search to continue it as it ran)"
         )
+    hint = "".join(hints)
     raise SweepError(
         [
             (

@@ -163,13 +163,16 @@ def test_study_name_rule_is_said_in_words() -> None:
 
 
 def test_fingerprint_of_a_spec_without_the_new_data_keys_is_unchanged() -> None:
-    # Values computed by main before data.columns and data.text_separator existed: those studies still resume.
-    assert parse_spec(GOOD).fingerprint() == "4ffe5178114e6552"
-    assert parse_spec({**GOOD, "data": {**GOOD["data"], "text_column": "sentence"}}).fingerprint() == "58baac6bff57cabf"
+    # Values computed by main before data.columns and data.text_separator existed: those studies still resume. They
+    # also ran without a pruning warm-up, which is now 0.5 for the median pruner unless the spec says 0: with
+    # `prune_after_epochs: 0` they resume (a spec without it is refused with that hint, tests/test_prune_after.py).
+    old = {**GOOD, "search": {**GOOD["search"], "prune_after_epochs": 0}}
+    assert parse_spec(old).fingerprint() == "4ffe5178114e6552" != parse_spec(GOOD).fingerprint()
+    assert parse_spec({**old, "data": {**GOOD["data"], "text_column": "sentence"}}).fingerprint() == "58baac6bff57cabf"
     explicit = {**GOOD["data"], "text_separator": " ", "columns": None}
-    assert parse_spec({**GOOD, "data": explicit}).fingerprint() == "4ffe5178114e6552"
+    assert parse_spec({**old, "data": explicit}).fingerprint() == "4ffe5178114e6552"
     for changed in ({"text_separator": ". "}, {"text_column": ["text"]}, {"columns": ["text", "label"]}):
-        assert parse_spec({**GOOD, "data": {**GOOD["data"], **changed}}).fingerprint() != "4ffe5178114e6552"
+        assert parse_spec({**old, "data": {**GOOD["data"], **changed}}).fingerprint() != "4ffe5178114e6552"
     # The stored spec too: a study's spec diff never lists keys its spec did not have (data.text_separator).
     dumped = parse_spec({**GOOD, "data": explicit}).model_dump(mode="json")["data"]
     assert set(dumped) == {"train", "validation", "text_column", "label_column", "val_fraction", "cache_dir"}
@@ -183,7 +186,7 @@ def test_fingerprint_of_the_study_in_a_store_written_by_main_is_unchanged(tmp_pa
 
     copy = shutil.copy(Path(__file__).parent / "fixtures" / "store-main-34edfc5.db", tmp_path / "old.db")
     record = read_study(load_study("legacy-main", f"sqlite:///{copy}"))
-    assert parse_spec(record.spec).fingerprint() == record.spec_fingerprint
+    assert parse_spec(record.spec_as_it_ran).fingerprint() == record.spec_fingerprint
 
 
 def test_text_column_may_list_several_columns() -> None:
