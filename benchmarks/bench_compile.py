@@ -17,8 +17,6 @@ Writes COMPILE.md and COMPILE.json beside it (or --results). Run it on an otherw
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import statistics
 import sys
 from collections.abc import Sequence
@@ -29,22 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_limit import prepared, run_bare  # noqa: E402
-from bench_trainer import DATASETS, log, machine_facts, quiet_hugging_face  # noqa: E402
+from bench_limit import bare_loop_parser, checked_args, prepared, run_bare, run_facts, write_results  # noqa: E402
+from bench_trainer import log, quiet_hugging_face  # noqa: E402
 
 RUNS = ("eager", "compiled", "compiled again", "eager again")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench_compile.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="trec")
-    parser.add_argument("--train-size", type=int, default=1000)
-    parser.add_argument("--val-size", type=int, default=200)
-    parser.add_argument("--encoder", help="Hugging Face model folder (default: the packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--batch-size", type=int, default=16, help="(default 16: the warm start's batch)")
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = bare_loop_parser("bench_compile.py", __doc__, "compile", "COMPILE.md", batch_size=16, learning_rate=1e-4,
+                              batch_help="(default 16: the warm start's batch)")  # fmt: skip
     parser.add_argument(
         "--precision", choices=("32-true", "bf16-mixed"), default="bf16-mixed",
         help="bf16-mixed: CPU bf16 autocast, as the fair run's sides (default)",
@@ -52,19 +43,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--backend", default="inductor", help="torch.compile backend (default inductor; `eager` only traces: tests)"
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "compile")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "COMPILE.md")
-    args = parser.parse_args(list(argv))
-    problems = [f"--{n.replace('_', '-')} must be >= 1, got {v}" for n, v in
-                (("train_size", args.train_size), ("val_size", args.val_size), ("batch_size", args.batch_size))
-                if v < 1]  # fmt: skip
-    if not DATASETS[args.dataset].is_file():
-        problems.append(f"no dataset file {DATASETS[args.dataset]} (set SWEEP_SHARED_DATA)")
-    if problems:
-        parser.error("; ".join(problems))
-    args.command = shlex.join(["python", "benchmarks/bench_compile.py", *argv])
-    return args
+    return checked_args(parser, argv, "bench_compile.py", ("train_size", "val_size", "batch_size"))
 
 
 def seed_summary(runs: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -132,15 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs[name] = run_bare(args, data, encoder, seed, compile_backend=backend, bf16=bf16)
                 log(f"compile: seed {seed}: {name}: {runs[name]['seconds']:.1f} s")
             results_runs.append({"seed": seed, "runs": runs, "summary": seed_summary(runs)})
-    results = {
-        "command": args.command, "machine": machine_facts(), "threads": torch.get_num_threads(),
-        "dataset": args.dataset, "train_size": args.train_size, "batch_size": args.batch_size,
-        "precision": args.precision, "backend": args.backend, "runs": results_runs,
-    }  # fmt: skip
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    args.results.write_text(render(results), encoding="utf-8")
-    log(f"wrote {args.results}")
+    results = {**run_facts(args), "precision": args.precision, "backend": args.backend, "runs": results_runs}
+    write_results(args.results, results, render)
     return 0
 
 

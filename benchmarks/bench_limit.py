@@ -24,7 +24,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,29 +46,45 @@ from bench_trainer import (  # noqa: E402
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench_limit.py", description=__doc__.split("\n\n")[0])
+    parser = bare_loop_parser("bench_limit.py", __doc__, "limit", "LIMIT.md", batch_size=32, learning_rate=5e-5)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of both sides per seed (default 3): medians")
+    return checked_args(parser, argv, "bench_limit.py", ("train_size", "val_size", "batch_size", "repeats"))
+
+
+def bare_loop_parser(
+    script: str, doc: str | None, work: str, results: str, *, batch_size: int, learning_rate: float,
+    batch_help: str | None = None,
+) -> argparse.ArgumentParser:  # fmt: skip
+    """The options every bare-loop measurement shares (bench_limit.py, bench_compile.py): data, encoder, the one
+    configuration it trains, seeds, threads, and where it works and writes."""
+    parser = argparse.ArgumentParser(prog=script, description=(doc or "").split("\n\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="trec")
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--val-size", type=int, default=200)
     parser.add_argument("--encoder", help="Hugging Face model folder (default: the packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
+    parser.add_argument("--learning-rate", type=float, default=learning_rate)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of both sides per seed (default 3): medians")
-    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "limit")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "LIMIT.md")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / work)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / results)
+    return parser
+
+
+def checked_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str], script: str, positive: Sequence[str]
+) -> argparse.Namespace:
+    """Parse `argv`: every option named in `positive` >= 1 and the dataset's file present (else the parser's error,
+    exit code 2); the command that reproduces the run in `args.command`."""
     args = parser.parse_args(list(argv))
-    problems = [f"--{n.replace('_', '-')} must be >= 1, got {v}" for n, v in
-                (("train_size", args.train_size), ("val_size", args.val_size), ("batch_size", args.batch_size),
-                 ("repeats", args.repeats))
-                if v < 1]  # fmt: skip
+    problems = [f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}" for name in positive
+                if getattr(args, name) < 1]  # fmt: skip
     if not DATASETS[args.dataset].is_file():
         problems.append(f"no dataset file {DATASETS[args.dataset]} (set SWEEP_SHARED_DATA)")
     if problems:
         parser.error("; ".join(problems))
-    args.command = shlex.join(["python", "benchmarks/bench_limit.py", *argv])
+    args.command = shlex.join(["python", f"benchmarks/{script}", *argv])
     return args
 
 
@@ -223,17 +239,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"limit: seed {seed}: ours {measured['ours']['throughput']:.1f}/s, bare "
                 f"{measured['bare']['throughput']:.1f}/s (medians of {args.repeats}), share {share:.3f}")  # fmt: skip
             runs.append({"seed": seed, "firsts": firsts, **measured, "share": share})
-    results = {
+    results = {**run_facts(args), "repeats": args.repeats, "runs": runs, "share": spread([r["share"] for r in runs])}
+    write_results(args.results, results, render)
+    return 0
+
+
+def run_facts(args: argparse.Namespace) -> dict[str, Any]:
+    """What every bare-loop measurement records about its run (bench_limit.py, bench_compile.py)."""
+    import torch
+
+    return {
         "command": args.command, "machine": machine_facts(), "threads": torch.get_num_threads(),
         "dataset": args.dataset, "train_size": args.train_size, "batch_size": args.batch_size,
-        "repeats": args.repeats, "runs": runs,
-        "share": spread([r["share"] for r in runs]),
     }  # fmt: skip
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    args.results.write_text(render(results), encoding="utf-8")
-    log(f"wrote {args.results}")
-    return 0
+
+
+def write_results(path: Path, results: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> None:
+    """The results as JSON beside the Markdown `path` and the Markdown itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    path.write_text(render(results), encoding="utf-8")
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":
