@@ -62,8 +62,9 @@ def run(
         int,
         typer.Option(
             "--workers",
-            help="Local worker processes (each with its share of CPU threads or its own GPU; PostgreSQL for more "
-            "than 1). 0: create the study only, for `sweep worker` on other machines.",
+            help="Local worker processes, N trials at once (each with its share of CPU threads or its own GPU; on a "
+            "SQLite store this run holds it for them). 0: create the study only, for `sweep worker` on other "
+            "machines (PostgreSQL).",
         ),
     ] = 1,
     priority: Annotated[
