@@ -35,11 +35,7 @@ RUNS = ("eager", "compiled", "compiled again", "eager again")
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = bare_loop_parser("bench_compile.py", __doc__, "compile", "COMPILE.md", batch_size=16, learning_rate=1e-4,
-                              batch_help="(default 16: the warm start's batch)")  # fmt: skip
-    parser.add_argument(
-        "--precision", choices=("32-true", "bf16-mixed"), default="bf16-mixed",
-        help="bf16-mixed: CPU bf16 autocast, as the fair run's sides (default)",
-    )  # fmt: skip
+                              batch_help="(default 16: the warm start's batch)", precision="bf16-mixed")  # fmt: skip
     parser.add_argument(
         "--backend", default="inductor", help="torch.compile backend (default inductor; `eager` only traces: tests)"
     )

@@ -46,14 +46,15 @@ from bench_trainer import (  # noqa: E402
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = bare_loop_parser("bench_limit.py", __doc__, "limit", "LIMIT.md", batch_size=32, learning_rate=5e-5)
+    parser = bare_loop_parser("bench_limit.py", __doc__, "limit", "LIMIT.md", batch_size=32, learning_rate=5e-5,
+                              precision="32-true")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="rounds of both sides per seed (default 3): medians")
     return checked_args(parser, argv, "bench_limit.py", ("train_size", "val_size", "batch_size", "repeats"))
 
 
 def bare_loop_parser(
     script: str, doc: str | None, work: str, results: str, *, batch_size: int, learning_rate: float,
-    batch_help: str | None = None,
+    batch_help: str | None = None, precision: str,
 ) -> argparse.ArgumentParser:  # fmt: skip
     """The options every bare-loop measurement shares (bench_limit.py, bench_compile.py): data, encoder, the one
     configuration it trains, seeds, threads, and where it works and writes."""
@@ -67,6 +68,10 @@ def bare_loop_parser(
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--precision", choices=("32-true", "bf16-mixed"), default=precision,
+        help=f"bf16-mixed: CPU bf16 autocast, as the fair run's sides in bf16 (default {precision})",
+    )  # fmt: skip
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / work)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / results)
     return parser
@@ -85,6 +90,7 @@ def checked_args(
     if problems:
         parser.error("; ".join(problems))
     args.command = shlex.join(["python", f"benchmarks/{script}", *argv])
+    args.work, args.results = args.work.resolve(), args.results.resolve()  # the specs it writes name absolute paths
     return args
 
 
@@ -127,7 +133,7 @@ def run_ours(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
     from sweep.spec import SpaceSpec
 
     settings = TrialSettings(encoder=encoder, space=SpaceSpec(), metric="f1_macro", seed=seed, class_weights=None,
-                             accelerator="cpu", precision="32-true", eval_batch_size=64, group_by_length=True,
+                             accelerator="cpu", precision=args.precision, eval_batch_size=64, group_by_length=True,
                              first_epoch_evals=0)  # fmt: skip
     _, timing, setup = train_trial(hyperparameters(args), data, settings, seed=seed, callbacks=[])
     seconds = timing.train_seconds()
@@ -192,7 +198,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results['command']}` · {results['machine'].get('cpu', '?')} · torch threads "
         f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
-        f"{results['batch_size']}, one epoch, length-grouped batches.",
+        f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}.",
         "",
         f"Each side {results.get('repeats', 1)} round(s) per seed, the first side alternating; examples/s as the "
         "median of the rounds (min–max).",
@@ -233,13 +239,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 firsts.append(order[0])
                 for side in order:
                     log(f"limit: seed {seed}: round {r + 1}/{args.repeats}: {side}")
-                    rounds[side].append((run_ours if side == "ours" else run_bare)(args, data, encoder, seed))
+                    bf16 = args.precision == "bf16-mixed"
+                    rounds[side].append(run_ours(args, data, encoder, seed) if side == "ours" else
+                                        run_bare(args, data, encoder, seed, bf16=bf16))  # fmt: skip
             measured = {side: median_round(runs_of) for side, runs_of in rounds.items()}
             share = measured["ours"]["throughput"] / measured["bare"]["throughput"]
             log(f"limit: seed {seed}: ours {measured['ours']['throughput']:.1f}/s, bare "
                 f"{measured['bare']['throughput']:.1f}/s (medians of {args.repeats}), share {share:.3f}")  # fmt: skip
             runs.append({"seed": seed, "firsts": firsts, **measured, "share": share})
-    results = {**run_facts(args), "repeats": args.repeats, "runs": runs, "share": spread([r["share"] for r in runs])}
+    results = {**run_facts(args), "precision": args.precision, "repeats": args.repeats, "runs": runs,
+               "share": spread([r["share"] for r in runs])}  # fmt: skip
     write_results(args.results, results, render)
     return 0
 

@@ -25,15 +25,19 @@ def test_the_median_round_is_reported_with_every_rounds_value() -> None:
 
 
 @pytest.mark.real_data  # the default dataset is TREC from ../shared/data
-def test_both_sides_train_the_same_examples_in_alternating_rounds(tmp_path: Path, tiny_bert: Path) -> None:
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_both_sides_train_the_same_examples_in_alternating_rounds(
+    tmp_path: Path, tiny_bert: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     limit = load_limit()
+    monkeypatch.chdir(tmp_path)  # a relative --work: the specs it writes must still name the data it wrote
     results = tmp_path / "LIMIT.md"
     argv = ["--encoder", str(tiny_bert), "--train-size", "40", "--val-size", "12", "--max-length", "32",
-            "--batch-size", "8", "--seeds", "0", "1", "--repeats", "2", "--work", str(tmp_path / "work"),
-            "--results", str(results)]  # fmt: skip
+            "--batch-size", "8", "--seeds", "0", "1", "--repeats", "2", "--work", "work", "--results", str(results),
+            "--precision", precision]  # fmt: skip
     assert limit.main(argv) == 0
     raw = json.loads(results.with_suffix(".json").read_text(encoding="utf-8"))
-    assert raw["repeats"] == 2 and [run["seed"] for run in raw["runs"]] == [0, 1]
+    assert raw["repeats"] == 2 and [run["seed"] for run in raw["runs"]] == [0, 1] and raw["precision"] == precision
     assert [run["firsts"] for run in raw["runs"]] == [["ours", "bare"], ["bare", "ours"]]
     for run in raw["runs"]:
         for side in ("ours", "bare"):
