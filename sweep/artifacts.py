@@ -110,8 +110,8 @@ def _library(store: str) -> Any:
 class LinkingFileSystemStore(FileSystemArtifactStore):
     """Optuna's folder store, whose `write` copies every upload into the folder. A packed checkpoint is written in a
     scratch folder inside the store (its disk), so the upload is a hard link to that file instead: one copy of the
-    weights less per checkpoint (0.26-0.33 s for MiniLM's 90 MB here). Anything else (another disk, a file system
-    without hard links, a stream that is no file) is copied as Optuna does."""
+    weights less per checkpoint. Anything else (another disk, a file system without hard links, a stream that is no
+    file) is copied as Optuna does."""
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         source = getattr(content_body, "name", None)
