@@ -10,8 +10,19 @@ Both clocks include fetching the batches. Throughput is training examples per se
 the median of its rounds (one epoch of 1,000 examples is about 10 s, and single rounds varied by up to 20%); the
 share is ours / bare.
 
+With `--sides ours bare trainer`, a third side trains the same epoch as the fair run's peer does
+(`transformers.Trainer`, bench_trainer.py's TrainingArguments: its own length-grouped sampler and padding collator,
+no evaluation, no saving), on the same tokenised rows; its clock runs from the Trainer's on_train_begin to
+on_train_end. Its batches differ from ours (another sampler), so each side's padded tokens per epoch are counted and
+tokens/s reported beside examples/s. The first side rotates from one round to the next.
+
+Every side trains with freed memory kept in the process (`--freed-memory keep`, sweep's default
+`trainer.keep_freed_memory`, set once before any side runs); `--freed-memory return` leaves glibc's thresholds.
+bench_allocator.py compares the two in fresh processes.
+
     python benchmarks/bench_limit.py                      # TREC-6, 1,000 examples, MiniLM, seeds 0 1 2
     python benchmarks/bench_limit.py --batch-size 16 --results /tmp/limit.md
+    python benchmarks/bench_limit.py --sides ours bare trainer --precision bf16-mixed --batch-size 16
 
 Writes LIMIT.md and LIMIT.json beside it (or --results). Run it on an otherwise idle machine.
 """
@@ -34,6 +45,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_trainer import (  # noqa: E402
     DATASETS,
+    EVAL_BATCH_SIZE,
+    WARMUP_RATIO,
+    WEIGHT_DECAY,
     default_encoder,
     log,
     machine_facts,
@@ -44,12 +58,28 @@ from bench_trainer import (  # noqa: E402
     write_csv,
 )
 
+SIDES = ("ours", "bare", "trainer")
+SIDE_NAMES = {"ours": "sweep", "bare": "bare loop", "trainer": "Trainer"}
+
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = bare_loop_parser("bench_limit.py", __doc__, "limit", "LIMIT.md", batch_size=32, learning_rate=5e-5,
                               precision="32-true")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of both sides per seed (default 3): medians")
-    return checked_args(parser, argv, "bench_limit.py", ("train_size", "val_size", "batch_size", "repeats"))
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every side per seed (default 3): medians")
+    parser.add_argument(
+        "--sides", nargs="+", choices=SIDES, default=["ours", "bare"],
+        help="what trains the epoch (default: ours bare); trainer: transformers.Trainer as the fair run's peer",
+    )  # fmt: skip
+    parser.add_argument(
+        "--freed-memory", choices=("keep", "return"), default="keep",
+        help="keep (sweep's default trainer.keep_freed_memory): freed buffers stay in this process for every side; "
+             "return: glibc's own thresholds (the process starts that way and cannot go back once kept)",
+    )  # fmt: skip
+    args = checked_args(parser, argv, "bench_limit.py", ("train_size", "val_size", "batch_size", "repeats"))
+    args.sides = list(dict.fromkeys(args.sides))
+    if "ours" not in args.sides or "bare" not in args.sides:
+        parser.error(f"--sides must include ours and bare (the share is ours / bare), got {' '.join(args.sides)}")
+    return args
 
 
 def bare_loop_parser(
@@ -134,7 +164,7 @@ def run_ours(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
 
     settings = TrialSettings(encoder=encoder, space=SpaceSpec(), metric="f1_macro", seed=seed, class_weights=None,
                              accelerator="cpu", precision=args.precision, eval_batch_size=64, group_by_length=True,
-                             first_epoch_evals=0)  # fmt: skip
+                             first_epoch_evals=0, keep_freed_memory=args.freed_memory == "keep")  # fmt: skip
     _, timing, setup = train_trial(hyperparameters(args), data, settings, seed=seed, callbacks=[])
     seconds = timing.train_seconds()
     return {"seconds": seconds, "examples": timing.train_examples, "throughput": timing.train_examples / seconds,
@@ -182,6 +212,67 @@ def run_bare(
     return {"seconds": seconds, "examples": examples, "throughput": examples / seconds}
 
 
+def padded_tokens(args: argparse.Namespace, data: Any, seed: int) -> int:
+    """Tokens (padding included) in one training epoch of the data module's batches: what ours and the bare loop
+    train in their first epoch (the same seeded length grouping)."""
+    from sweep.tasks import Batching, build_datamodule
+
+    module = build_datamodule("text-classification", data, Batching(args.batch_size, EVAL_BATCH_SIZE, seed, True))
+    return sum(int(batch["input_ids"].numel()) for batch in module.train_dataloader())
+
+
+def run_trainer(args: argparse.Namespace, data: Any, encoder: str, seed: int, *, bf16: bool) -> dict[str, float]:
+    """One epoch through `transformers.Trainer` with the fair run's peer settings (bench_trainer.py): its own
+    length-grouped sampler and padding collator over the same tokenised rows, no evaluation, no saving. The clock
+    runs from on_train_begin to on_train_end; the collator counts the padded tokens it hands out."""
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        PrinterCallback,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    pad = DataCollatorWithPadding(tokenizer)
+    tokens = {"padded": 0, "examples": 0}
+
+    def collate(rows: list[dict[str, Any]]) -> Any:
+        batch = pad(rows)
+        tokens["padded"] += int(batch["input_ids"].numel())
+        tokens["examples"] += len(rows)
+        return batch
+
+    clock: dict[str, float] = {}
+
+    class Clock(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, *_: Any, **__: Any) -> None:
+            clock["begin"] = time.perf_counter()
+
+        def on_train_end(self, *_: Any, **__: Any) -> None:
+            clock["end"] = time.perf_counter()
+
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels", "length")
+               if c in data.train.column_names]  # fmt: skip
+    training = TrainingArguments(
+        output_dir=str(args.work / "trainer-out"), eval_strategy="no", save_strategy="no", report_to=[],
+        train_sampling_strategy="group_by_length", per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, num_train_epochs=1, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO,
+        max_grad_norm=0.0, seed=seed, disable_tqdm=True, bf16=bf16, use_cpu=bf16 and not torch.cuda.is_available(),
+    )  # fmt: skip
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(data.label_names))
+    trainer = Trainer(model=model, args=training, train_dataset=data.train.select_columns(columns),
+                      processing_class=tokenizer, data_collator=collate, callbacks=[Clock()])  # fmt: skip
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    seconds = clock["end"] - clock["begin"]
+    return {"seconds": seconds, "examples": tokens["examples"], "throughput": tokens["examples"] / seconds,
+            "padded_tokens": tokens["padded"], "tokens_per_second": tokens["padded"] / seconds}  # fmt: skip
+
+
 def median_round(rounds: list[dict[str, float]]) -> dict[str, Any]:
     """The round with the median throughput (the lower middle one for an even count), with every round's value."""
     ranked = sorted(rounds, key=lambda run: run["throughput"])
@@ -193,19 +284,29 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def render(results: dict[str, Any]) -> str:
+    sides = results.get("sides", ["ours", "bare"])
+    tokens = "trainer" in sides  # the sides' batches differ: tokens/s beside examples/s
     lines = [
         "# Training throughput against the bare PyTorch loop",
         "",
         f"Command: `{results['command']}` · {results['machine'].get('cpu', '?')} · torch threads "
         f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
-        f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}.",
+        f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}"
+        + {"keep": ", freed memory kept in the process for every side (`trainer.keep_freed_memory`)",
+           "return": ", glibc's own malloc thresholds"}.get(results.get("freed_memory", ""), "") + ".",  # fmt: skip
         "",
-        f"Each side {results.get('repeats', 1)} round(s) per seed, the first side alternating; examples/s as the "
-        "median of the rounds (min–max).",
+        f"Each side {results.get('repeats', 1)} round(s) per seed, the first side "
+        f"{'rotating' if len(sides) > 2 else 'alternating'}; examples/s as the median of the rounds (min–max)"
+        + ("; padded tokens/s of the same median round, and each side's padded tokens per epoch." if tokens else "."),
         "",
-        "| seed | rounds (first side of each) | sweep (examples/s) | bare loop (examples/s) | share |",
-        "|---|---|---|---|---|",
     ]
+    header = ["seed", "rounds (first side of each)", *(f"{SIDE_NAMES[side]} (examples/s)" for side in sides)]
+    if tokens:
+        header += [f"{SIDE_NAMES[side]} (tokens/s)" for side in sides]
+    header.append("share")
+    if tokens:
+        header += ["sweep / Trainer (examples/s)", "padded tokens per epoch (sweep, Trainer)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def cell(side: dict[str, Any]) -> str:
         every = side.get("throughputs", [side["throughput"]])
@@ -214,11 +315,20 @@ def render(results: dict[str, Any]) -> str:
 
     for run in results["runs"]:
         firsts = ", ".join(run.get("firsts", [run.get("first", "?")]))
-        lines.append(f"| {run['seed']} | {firsts} | {cell(run['ours'])} | {cell(run['bare'])} | "
-                     f"{run['share']:.3f} |")  # fmt: skip
+        row = f"| {run['seed']} | {firsts} | " + " | ".join(cell(run[side]) for side in sides)
+        if tokens:
+            row += " | " + " | ".join(f"{run[side]['tokens_per_second']:.0f}" for side in sides)
+        row += f" | {run['share']:.3f} |"
+        if tokens:
+            row += f" {run['versus_trainer']:.3f} | {run['ours']['padded_tokens']}, {run['trainer']['padded_tokens']} |"
+        lines.append(row)
     share = results["share"]
     lines += ["", f"Share across seeds: mean {share['mean']:.3f} (min {share['min']:.3f}, max {share['max']:.3f}); "
                   "the target is 0.9 or more on every seed.", ""]  # fmt: skip
+    if tokens:
+        versus = results["versus_trainer"]
+        lines += [f"sweep / Trainer (examples/s) across seeds: mean {versus['mean']:.3f} (min {versus['min']:.3f}, "
+                  f"max {versus['max']:.3f}).", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -228,29 +338,56 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    sides = args.sides
+    if args.freed_memory == "keep":  # before any side allocates: every side trains with it, in every round
+        from sweep.memory import keep_freed_memory
+
+        keep_freed_memory()
+    bf16 = args.precision == "bf16-mixed"
     runs = []
     with quiet_hugging_face():
         for i, seed in enumerate(args.seeds):
             data, encoder = prepared(args, seed)
-            rounds: dict[str, list[dict[str, float]]] = {"ours": [], "bare": []}
+            rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
             firsts = []
             for r in range(args.repeats):
-                order = ("ours", "bare") if (i + r) % 2 == 0 else ("bare", "ours")
+                shift = (i + r) % len(sides)
+                order = sides[shift:] + sides[:shift]
                 firsts.append(order[0])
                 for side in order:
                     log(f"limit: seed {seed}: round {r + 1}/{args.repeats}: {side}")
-                    bf16 = args.precision == "bf16-mixed"
-                    rounds[side].append(run_ours(args, data, encoder, seed) if side == "ours" else
-                                        run_bare(args, data, encoder, seed, bf16=bf16))  # fmt: skip
+                    if side == "ours":
+                        rounds[side].append(run_ours(args, data, encoder, seed))
+                    elif side == "bare":
+                        rounds[side].append(run_bare(args, data, encoder, seed, bf16=bf16))
+                    else:
+                        rounds[side].append(run_trainer(args, data, encoder, seed, bf16=bf16))
             measured = {side: median_round(runs_of) for side, runs_of in rounds.items()}
             share = measured["ours"]["throughput"] / measured["bare"]["throughput"]
-            log(f"limit: seed {seed}: ours {measured['ours']['throughput']:.1f}/s, bare "
-                f"{measured['bare']['throughput']:.1f}/s (medians of {args.repeats}), share {share:.3f}")  # fmt: skip
-            runs.append({"seed": seed, "firsts": firsts, **measured, "share": share})
-    results = {**run_facts(args), "precision": args.precision, "repeats": args.repeats, "runs": runs,
-               "share": spread([r["share"] for r in runs])}  # fmt: skip
+            entry: dict[str, Any] = {"seed": seed, "firsts": firsts, **measured, "share": share}
+            if "trainer" in sides:
+                ours_tokens = padded_tokens(args, data, seed)  # ours and the bare loop train the same batches
+                for side in ("ours", "bare"):
+                    measured[side]["padded_tokens"] = ours_tokens
+                    measured[side]["tokens_per_second"] = ours_tokens / measured[side]["seconds"]
+                entry["versus_trainer"] = measured["ours"]["throughput"] / measured["trainer"]["throughput"]
+            log(f"limit: seed {seed}: " + ", ".join(f"{side} {measured[side]['throughput']:.1f}/s" for side in sides)
+                + f" (medians of {args.repeats}), share {share:.3f}")  # fmt: skip
+            runs.append(entry)
+    results: dict[str, Any] = {**run_facts(args), "precision": args.precision, "repeats": args.repeats,
+                               "sides": sides, "freed_memory": args.freed_memory, "max_rss_mb": max_rss_mb(),
+                               "runs": runs, "share": spread([r["share"] for r in runs])}  # fmt: skip
+    if "trainer" in sides:
+        results["versus_trainer"] = spread([r["versus_trainer"] for r in runs])
     write_results(args.results, results, render)
     return 0
+
+
+def max_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_facts(args: argparse.Namespace) -> dict[str, Any]:

@@ -48,7 +48,29 @@ def test_both_sides_train_the_same_examples_in_alternating_rounds(
     assert "| 0 | ours, bare |" in text and "| 1 | bare, ours |" in text and "Share across seeds" in text
 
 
-@pytest.mark.parametrize("bad", [["--repeats", "0"], ["--batch-size", "0"]])
+@pytest.mark.real_data
+def test_the_trainer_side_trains_the_same_rows_and_counts_its_padding(tmp_path: Path, tiny_bert: Path) -> None:
+    limit = load_limit()
+    results = tmp_path / "LIMIT.md"
+    argv = ["--encoder", str(tiny_bert), "--train-size", "40", "--val-size", "12", "--max-length", "32",
+            "--batch-size", "8", "--seeds", "0", "--repeats", "3", "--work", str(tmp_path / "work"),
+            "--results", str(results), "--sides", "ours", "bare", "trainer"]  # fmt: skip
+    assert limit.main(argv) == 0
+    raw = json.loads(results.with_suffix(".json").read_text(encoding="utf-8"))
+    run = raw["runs"][0]
+    assert raw["sides"] == ["ours", "bare", "trainer"]
+    assert run["firsts"] == ["ours", "bare", "trainer"], "each side goes first once in three rounds"
+    assert run["trainer"]["examples"] == run["ours"]["examples"] == 40 and len(run["trainer"]["throughputs"]) == 3
+    longest = max(len(ids) for ids in limit.prepared(limit.parse_args(argv), 0)[0].train["input_ids"])
+    for side in ("ours", "bare", "trainer"):  # padding included, never more than every row at the longest length
+        assert 40 * 2 <= run[side]["padded_tokens"] <= 40 * longest
+        assert run[side]["tokens_per_second"] == pytest.approx(run[side]["padded_tokens"] / run[side]["seconds"])
+    assert run["versus_trainer"] == pytest.approx(run["ours"]["throughput"] / run["trainer"]["throughput"])
+    text = results.read_text(encoding="utf-8")
+    assert "| Trainer (examples/s) |" in text and "sweep / Trainer (examples/s) across seeds" in text
+
+
+@pytest.mark.parametrize("bad", [["--repeats", "0"], ["--batch-size", "0"], ["--sides", "ours", "trainer"]])
 def test_bad_options_exit_with_code_2(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         load_limit().parse_args(bad)
