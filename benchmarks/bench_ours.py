@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever; default: sweep's, 0.5)"
     )
     parser.add_argument("--workers", type=int, help="sweep run --workers N: N trials at once (a lever)")
+    parser.add_argument(
+        "--freed-memory", choices=("keep", "return"), help="our trainer.keep_freed_memory: keep (sweep's default) or "
+        "return (false; a lever)",
+    )  # fmt: skip
     parser.add_argument("--trials", type=int, default=8, help="trials (default 8, as bench_trainer.py)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ours.json and OURS.md")
     parser.add_argument(
@@ -61,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     option += ["--warm-start"] if args.warm_start else []
     option += [] if args.prune_after_epochs is None else ["--prune-after-epochs", f"{args.prune_after_epochs:g}"]
     option += [] if args.workers is None else ["--workers", str(args.workers)]
+    option += [] if args.freed_memory is None else ["--freed-memory", args.freed_memory]
     cfg = bench.parse_args(["--seeds", *map(str, args.seeds), "--trials", str(args.trials), "--work", str(work),
                             "--results", str(args.out.resolve() / "OURS.md"), *option])  # fmt: skip
     import optuna

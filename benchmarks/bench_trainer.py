@@ -90,6 +90,7 @@ class Config:
     warm_start: bool = False  # our search.warm_start: trial 0 tries a known-good configuration for the encoder
     prune_after_epochs: float = 0.5  # our search.prune_after_epochs (parse_args: sweep's default unless given)
     workers: int = 1  # ours: `sweep run --workers N` (N trials at once on the SQLite store, the cores split)
+    freed_memory: str = "keep"  # keep: every side's processes keep freed memory (our trainer.keep_freed_memory)
 
     @property
     def json_path(self) -> Path:
@@ -160,6 +161,12 @@ def parse_args(argv: Sequence[str]) -> Config:
         "them) on the default SQLite store (default 1: one trial at a time on every core)",
     )  # fmt: skip
     parser.add_argument(
+        "--freed-memory", choices=("keep", "return"), default="keep",
+        help="keep (default, sweep's trainer.keep_freed_memory): freed memory stays in every side's processes (this "
+        "one from the start, Ray's trial processes too); return: glibc's thresholds everywhere (ours with "
+        "keep_freed_memory: false)",
+    )  # fmt: skip
+    parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
     parser.add_argument(
@@ -221,6 +228,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         warm_start=args.warm_start,
         prune_after_epochs=our_prune_after(args.prune_after_epochs),
         workers=args.workers,
+        freed_memory=args.freed_memory,
     )
 
 
@@ -644,6 +652,10 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
             import torch
 
             torch.set_num_threads(threads)  # the layout's threads per trial, in Ray's worker process
+        if cfg.freed_memory == "keep":  # Ray's trial processes too (this process set it before any side ran)
+            from sweep.memory import keep_freed_memory
+
+            keep_freed_memory()
         model = AutoModelForSequenceClassification.from_pretrained(
             cfg.encoder, num_labels=len(labels), id2label=id2label, label2id=label2id
         )
@@ -992,6 +1004,7 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
     if cfg.warm_start:
         spec["search"]["warm_start"] = True  # type: ignore[index]
     spec["search"]["prune_after_epochs"] = cfg.prune_after_epochs  # type: ignore[index]
+    spec["trainer"]["keep_freed_memory"] = cfg.freed_memory == "keep"  # type: ignore[index]
     path = rep_dir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -1538,7 +1551,12 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
            if cfg.get("warm_start") else "")
         + (f" Ours with `sweep run --workers {cfg['workers']}`: {cfg['workers']} trials at once on the SQLite store, "
            "one worker process each, the cores split between them (each worker's TPE has its own seed, so its draws "
-           "are not the peers')." if cfg.get("workers", 1) > 1 else ""),
+           "are not the peers')." if cfg.get("workers", 1) > 1 else "")
+        + (" Every side's processes keep freed memory for reuse (ours `trainer.keep_freed_memory: true`, sweep's "
+           "default; the peers get the same glibc malloc thresholds before they run, in Ray's trial processes too: "
+           "an expert would preload jemalloc or tcmalloc)." if cfg.get("freed_memory") == "keep" else
+           " Every side with glibc's own malloc thresholds (ours `trainer.keep_freed_memory: false`)."
+           if cfg.get("freed_memory") == "return" else ""),
         f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
@@ -1668,6 +1686,10 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.freed_memory == "keep":  # process-wide and for good: set before any side, so the order cannot matter
+        from sweep.memory import keep_freed_memory
+
+        keep_freed_memory()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # every side; sweep sets this for itself too
     cfg.work.mkdir(parents=True, exist_ok=True)
     if cfg.trials < MIN_REAL_TRIALS:
@@ -1753,9 +1775,10 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
                "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start",
-               "prune_after_epochs", "workers")  # fmt: skip
+               "prune_after_epochs", "workers", "freed_memory")  # fmt: skip
 # settings added later, and their defaults (what an earlier results.json ran with)
-ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0, "workers": 1}
+ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0, "workers": 1,
+                                  "freed_memory": "return"}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 

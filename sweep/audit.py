@@ -227,7 +227,7 @@ def finetune_probabilities(
                 encoder=encoder, space=spec.search.space, metric=spec.objective.metric, seed=seed + k,
                 class_weights=weights, accelerator=spec.trainer.accelerator, precision=spec.trainer.precision,
                 eval_batch_size=spec.trainer.eval_batch_size, group_by_length=spec.trainer.group_by_length,
-                first_epoch_evals=0, task=spec.task,
+                first_epoch_evals=0, task=spec.task, keep_freed_memory=spec.trainer.keep_freed_memory,
             )  # fmt: skip
             steps = params.epochs * -(-len(train_idx) // params.batch_size)
             step_bar = progress.add_task(f"fold {k + 1}/{folds}", total=steps)

@@ -25,6 +25,7 @@ from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, Timi
 from sweep.checkpoints import BestWeights, checkpoint_store
 from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
+from sweep.memory import keep_freed_memory
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
 from sweep.tasks import Batching, Head, build_datamodule, build_module, validation_groups
@@ -54,6 +55,7 @@ class TrialSettings:
     task: str = DEFAULT_TASK
     threshold: str = "global"  # task multi-label: model.threshold
     artifacts: dict[str, str] | None = None  # the artifact store checkpoints go to; None: folders under checkpoint_root
+    keep_freed_memory: bool = True  # trainer.keep_freed_memory: malloc keeps freed buffers (sweep.memory)
 
 
 def cpu_has_bf16() -> bool:
@@ -110,6 +112,8 @@ def train_trial(
     callbacks: list[pl.Callback],
 ) -> tuple[Any, TimingCallback, dict[str, float]]:
     """Train one configuration; returns the module (with its history), the timing callback and setup times."""
+    if settings.keep_freed_memory:
+        keep_freed_memory()
     pl.seed_everything(seed, workers=True, verbose=False)
     t0 = time.perf_counter()
     batching = Batching(hp.batch_size, settings.eval_batch_size, seed, settings.group_by_length)

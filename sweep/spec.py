@@ -35,6 +35,7 @@ PRUNERS = ("median", "hyperband", "successive_halving", "percentile", "none")
 NOT_FINGERPRINTED = (
     "storage", "checkpoint_dir", "heartbeat", "resources", "search.n_trials", "search.keep_checkpoints", "artifacts",
     "search.warm_start",  # acts once, when the study is created; the trial it queues records its configuration
+    "trainer.keep_freed_memory",  # how fast a worker's process allocates, not what its trials learn
 )
 NAME_RULE = (
     "may contain only letters, digits, '_', '.' and '-', starting with a letter or digit "
@@ -167,6 +168,9 @@ class TrainerSpec(_Strict):
     eval_batch_size: int = Field(64, ge=1)
     group_by_length: StrictBool = True
     num_threads: int | None = Field(None, ge=1)
+    # Freed training buffers stay in the worker's process for the next step instead of going back to the kernel
+    # (glibc malloc's thresholds, sweep.memory): 1.22-1.30x CPU training throughput measured; process-wide once on.
+    keep_freed_memory: StrictBool = True
 
 
 # search.prune_after_epochs when a spec names none, for the pruners it applies to. 0.5: the median rule acts from the
