@@ -107,7 +107,6 @@ class SequenceRegressor(EncoderHead):
         labels = batch["labels"]
         loss = self.compute_loss(self(batch), labels)
         size = labels.size(0)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=False, batch_size=size)
         weighted = loss.detach() * size
         self._train_loss_total = weighted if self._train_loss_total is None else self._train_loss_total + weighted
         self._train_examples += size

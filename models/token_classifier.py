@@ -116,7 +116,6 @@ class TokenClassifier(EncoderHead):
         labels = batch["labels"]
         loss = self.compute_loss(self(batch), labels)
         tokens = int((labels != IGNORE_INDEX).sum())
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=False, batch_size=labels.size(0))
         self._train_loss_sum += float(loss.detach()) * tokens
         self._train_tokens += tokens
         return loss

@@ -96,6 +96,7 @@ class StepRecorder(pl.Callback):
     def __init__(self) -> None:
         self.lrs: list[float] = []
         self.training: list[bool] = []
+        self.losses: list[tuple[int, float, int]] = []  # (epoch, the step's loss, its batch size)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -103,6 +104,11 @@ class StepRecorder(pl.Callback):
         assert isinstance(pl_module, SequenceClassifier)
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
         self.training.append(pl_module.model.training)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.losses.append((trainer.current_epoch, float(outputs["loss"]), int(batch["labels"].size(0))))
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -391,10 +397,11 @@ def test_recorded_metrics_match_a_hand_evaluation(two_epoch_run: dict[str, Any])
 
 def test_train_loss_in_history_is_the_epochs_own_mean(two_epoch_run: dict[str, Any]) -> None:
     history = two_epoch_run["module"].history
-    lightning_epoch_mean = two_epoch_run["trainer"].callback_metrics["train_loss"].item()
-
-    # Lightning's epoch mean for the last epoch is final only after validation has run; ours is not stale.
-    assert history[-1]["train_loss"] == pytest.approx(lightning_epoch_mean, rel=1e-5)
+    steps = two_epoch_run["recorder"].losses
+    for epoch, record in enumerate(history):  # each step's loss weighted by its batch size, that epoch's steps only
+        own = [(loss, size) for e, loss, size in steps if e == epoch]
+        assert len(own) == 5
+        assert record["train_loss"] == pytest.approx(sum(loss * size for loss, size in own) / 40, rel=1e-5)
     assert history[0]["train_loss"] != pytest.approx(history[1]["train_loss"], rel=1e-4)
 
 
