@@ -12,9 +12,11 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import io
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -192,11 +194,23 @@ class _Hashing:
 
 def pack(folder: Path, target: Path) -> str:
     """Pack a checkpoint folder's files into one uncompressed tar at `target`; returns its SHA-256."""
+    return pack_members([(item.name, item) for item in sorted(folder.iterdir())], target)
+
+
+def pack_members(members: Iterable[tuple[str, Path | bytes]], target: Path) -> str:
+    """One uncompressed tar at `target` of files (a path) and of contents held in memory (bytes, written as a file
+    of that name): a checkpoint whose weights were serialised in memory is written to disk once, here. Returns the
+    tar's SHA-256, hashed as it is written."""
     with target.open("wb") as handle:
         hashing = _Hashing(handle)
         with tarfile.open(fileobj=hashing, mode="w") as tar:  # type: ignore[call-overload]
-            for item in sorted(folder.iterdir()):
-                tar.add(item, arcname=item.name)
+            for name, content in members:
+                if isinstance(content, Path):
+                    tar.add(content, arcname=name)
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(content), int(time.time()), 0o644
+                tar.addfile(info, io.BytesIO(content))
     return hashing.digest.hexdigest()
 
 

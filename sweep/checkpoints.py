@@ -26,7 +26,16 @@ from safetensors import safe_open
 
 from models import quiet_transformers
 from record import TrialRecord, maximizes, ranked, read_study, read_trial, seed_leaders
-from sweep.artifacts import PACKED_SUFFIX, artifact_exists, describe, open_store, pack, sha256, unpack
+from sweep.artifacts import (
+    PACKED_SUFFIX,
+    artifact_exists,
+    describe,
+    open_store,
+    pack,
+    pack_members,
+    sha256,
+    unpack,
+)
 from sweep.callbacks import epochs_trained
 from sweep.errors import SweepError, disk_errors
 
@@ -135,6 +144,64 @@ def save_checkpoint(
     return target
 
 
+# Per model class: the state-dict keys Hugging Face's save_pretrained wrote as a checkpoint's one safetensors file
+# (weights it ties or ignores on save left out), learned from the first checkpoint a process writes its way.
+_WEIGHT_KEYS: dict[type, tuple[str, ...]] = {}
+
+
+def learn_weight_keys(model: Any, folder: Path, state: dict[str, torch.Tensor], tokenizer_dir: Path) -> None:
+    """Remember which of `state`'s tensors save_pretrained put in `folder` (a checkpoint it just wrote), when that is
+    all it wrote besides small files: one unsharded safetensors file of those tensors as they are (same dtype and
+    shape, the usual metadata). Anything else (shards, renamed or converted weights) is never learned, and every
+    checkpoint of that model class is written by save_pretrained as before."""
+    written = {p.name for p in folder.iterdir()} - {p.name for p in tokenizer_dir.iterdir()}
+    if WEIGHTS_FILE not in written or any(name.endswith((".safetensors", ".index.json", ".bin")) for name in
+                                          written - {WEIGHTS_FILE}):  # fmt: skip
+        return
+    with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:
+        if f.metadata() != {"format": "pt"}:
+            return
+        keys = tuple(sorted(f.keys()))
+        for key in keys:
+            if key not in state:
+                return
+            stored = f.get_slice(key)
+            if stored.get_dtype() != _SAFETENSORS_DTYPES.get(state[key].dtype) or list(stored.get_shape()) != list(
+                state[key].shape
+            ):
+                return
+    _WEIGHT_KEYS[type(model)] = keys
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+                       torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL", torch.float64: "F64"}  # fmt: skip
+
+
+def checkpoint_members(
+    model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, scratch: Path
+) -> list[tuple[str, Path | bytes]] | None:
+    """A checkpoint's files with its weights serialised in memory, not written to disk (the packed tar is then its
+    only copy on disk), once save_pretrained's choice of tensors for this model class is known
+    (`learn_weight_keys`); None before. The small files are save_pretrained's own (config.json and whatever else it
+    writes without weights, into `scratch`); the weights are read back from memory and compared with `state`."""
+    from safetensors.torch import load, save
+
+    keys = _WEIGHT_KEYS.get(type(model))
+    if keys is None:
+        return None
+    with quiet_transformers():
+        model.save_pretrained(scratch, state_dict={})  # config.json exactly as a whole save writes it
+    weights = save({key: state[key].contiguous() for key in keys}, metadata={"format": "pt"})
+    back = load(weights)
+    if set(back) != set(keys) or any(not torch.equal(back[key], state[key]) for key in keys):
+        raise RuntimeError("checkpoint weights serialised in memory do not read back as the trained weights")
+    del back
+    members: list[tuple[str, Path | bytes]] = [(p.name, p) for p in sorted(scratch.iterdir())]
+    members.append((WEIGHTS_FILE, weights))
+    members += [(p.name, p) for p in sorted(tokenizer_dir.iterdir())]
+    return members
+
+
 class CheckpointStore(ABC):
     """Where trials' checkpoints are kept: written when a trial enters the top k, removed when it falls out,
     fetched into a local folder by export."""
@@ -201,10 +268,9 @@ class ArtifactCheckpoints(CheckpointStore):
 
         if self.settings["store"] != "filesystem":
             with tempfile.TemporaryDirectory(prefix="sweep-checkpoint-") as scratch:
-                folder = save_checkpoint(model, state, tokenizer_dir, Path(scratch) / name)  # read back, compared
-                packed = Path(scratch) / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
-                digest = pack(folder, packed)
-                return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
+                packed = self._pack(model, state, tokenizer_dir, name, owner, Path(scratch))
+                return upload_artifact(artifact_store=self.store, file_path=str(packed[0]),
+                                       study_or_trial=owner), packed[1]  # fmt: skip
         # A folder store: the scratch folder inside it (its disk, not a small /tmp), and a full or read-only disk is
         # one line naming the store's folder.
         root = Path(self.settings["path"])
@@ -212,11 +278,28 @@ class ArtifactCheckpoints(CheckpointStore):
         with disk_errors(root, self.field, what):
             root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as scratch:
-                target = Path(scratch) / name
-                folder = save_checkpoint(model, state, tokenizer_dir, target, shown=root, field=self.field)
-                packed = Path(scratch) / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
-                digest = pack(folder, packed)
-                return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
+                packed = self._pack(model, state, tokenizer_dir, name, owner, Path(scratch), shown=root)
+                return upload_artifact(artifact_store=self.store, file_path=str(packed[0]),
+                                       study_or_trial=owner), packed[1]  # fmt: skip
+
+    def _pack(
+        self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any, scratch: Path,
+        shown: Path | None = None,
+    ) -> tuple[Path, str]:  # fmt: skip
+        """The packed checkpoint in `scratch` and its SHA-256: straight from memory where the model class's weights
+        layout is known, else written as a folder by save_pretrained (read back, compared) and packed."""
+        packed = scratch / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
+        small = scratch / "files"
+        small.mkdir()
+        members = checkpoint_members(model, state, tokenizer_dir, small)
+        if members is not None:
+            return packed, pack_members(members, packed)
+        if shown is None:
+            folder = save_checkpoint(model, state, tokenizer_dir, scratch / name)
+        else:
+            folder = save_checkpoint(model, state, tokenizer_dir, scratch / name, shown=shown, field=self.field)
+        learn_weight_keys(model, folder, state, tokenizer_dir)
+        return packed, pack(folder, packed)
 
     def kept(self, record: TrialRecord) -> bool:
         return bool(record.checkpoint_artifact) and artifact_exists(

@@ -8,7 +8,7 @@ the hypervisor. Raising both thresholds to `KEEP_BYTES` keeps those blocks in ma
 or tcmalloc (the allocators PyTorch's CPU tuning guide suggests preloading) do by themselves. Measured on a two-core
 AMD EPYC VM in bf16 (`benchmarks/allocator/ALLOCATOR.md`, fresh processes side by side): one epoch of MiniLM on 1,000
 TREC questions trained 1.22-1.30x as fast through sweep (a bare PyTorch loop 1.16-1.48x, transformers' Trainer
-1.17-1.35x), for 20-80 MiB more peak memory.
+1.17-1.35x), for 20-80 MiB more peak memory; in full precision 1.02-1.21x (`benchmarks/allocator/fp32/`).
 
 Process-wide and for the rest of the process (glibc has no call that restores the dynamic threshold): a worker that
 trains keeps it. Elsewhere than Linux with glibc (macOS, musl) nothing changes.

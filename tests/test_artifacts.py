@@ -309,3 +309,101 @@ def test_a_packed_checkpoint_is_linked_into_the_folder_store_and_hashed_as_writt
     copied = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(other), study_or_trial=study)
     assert (store_dir / copied).stat().st_ino != other.stat().st_ino
     assert sweep.artifacts.sha256(store_dir / copied) == sweep.artifacts.sha256(other) == digest
+
+
+def _classifier(tiny_bert: Path) -> Any:
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=3)
+
+
+def _unpacked(store_dir: Path, artifact: str, into: Path) -> Path:
+    return sweep.artifacts.unpack(store_dir / artifact, into)
+
+
+def test_a_checkpoint_packed_from_memory_matches_one_save_pretrained_wrote(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first checkpoint of a model class goes through save_pretrained and teaches which tensors it writes; later
+    ones are packed straight from memory (their weights never written as a folder) and unpack to the same files:
+    the same config.json, the same tensors, a folder from_pretrained loads without a missing or unexpected key."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import sweep.checkpoints as checkpoints
+
+    monkeypatch.setattr(checkpoints, "_WEIGHT_KEYS", {})
+    tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
+    store_dir = tmp_path / "store"
+    store = checkpoints.ArtifactCheckpoints({"store": "filesystem", "path": str(store_dir)})
+    study = optuna.create_study(study_name="direct")
+    model = _classifier(tiny_bert)
+    torch.manual_seed(1)
+    state = {k: (v + torch.randn_like(v) * 0.01 if v.is_floating_point() else v).detach().clone()
+             for k, v in model.state_dict().items()}  # the best epoch's weights, not the model's current ones
+    folder_saves: list[str] = []
+    real_save = checkpoints.save_checkpoint
+
+    def counted(*args: Any, **kwargs: Any) -> Path:
+        folder_saves.append("folder")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", counted)
+    first, first_sha = store.save(model, state, tokenizer_dir, "trial-00000", study.ask())
+    fresh = _classifier(tiny_bert)  # the next trial's model: a new object of the same class
+    second, second_sha = store.save(fresh, state, tokenizer_dir, "trial-00001", study.ask())
+    assert folder_saves == ["folder"], "the second checkpoint is packed from memory"
+    assert sweep.artifacts.sha256(store_dir / second) == second_sha
+    a, b = _unpacked(store_dir, first, tmp_path / "a"), _unpacked(store_dir, second, tmp_path / "b")
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert json.loads((a / "config.json").read_text()) == json.loads((b / "config.json").read_text())
+    from safetensors.torch import load_file
+
+    written, packed = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert written.keys() == packed.keys() and all(torch.equal(written[k], packed[k]) for k in written)
+    loaded, info = AutoModelForSequenceClassification.from_pretrained(str(b), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert all(torch.equal(loaded.state_dict()[k], state[k]) for k in written)
+
+
+def test_only_a_plain_save_pretrained_layout_is_learned(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tensors a packed-from-memory checkpoint holds are the ones save_pretrained wrote (a key it left out stays
+    out); shards, another dtype or other metadata are never learned, and that model class keeps save_pretrained."""
+    import torch
+    from safetensors.torch import load, save_file
+
+    import sweep.checkpoints as checkpoints
+
+    monkeypatch.setattr(checkpoints, "_WEIGHT_KEYS", {})
+    tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
+    model = _classifier(tiny_bert)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def folder(name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
+               extra: tuple[str, ...] = ()) -> Path:  # fmt: skip
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text("{}", encoding="utf-8")
+        save_file(tensors, str(path / "model.safetensors"), metadata=metadata or {"format": "pt"})
+        for item in extra:
+            (path / item).write_text("{}", encoding="utf-8")
+        return path
+
+    without_bias = {k: v for k, v in state.items() if k != "classifier.bias"}
+    for refused in (
+        folder("sharded", without_bias, extra=("model.safetensors.index.json",)),
+        folder("other-dtype", {**without_bias, "classifier.weight": state["classifier.weight"].half()}),
+        folder("other-metadata", without_bias, metadata={"format": "mlx"}),
+    ):
+        checkpoints.learn_weight_keys(model, refused, state, tokenizer_dir)
+        assert checkpoints.checkpoint_members(model, state, tokenizer_dir, tmp_path / "unused") is None, refused.name
+    checkpoints.learn_weight_keys(model, folder("plain", without_bias), state, tokenizer_dir)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    members = checkpoints.checkpoint_members(model, state, tokenizer_dir, scratch)
+    assert members is not None
+    weights = dict(members)["model.safetensors"]
+    assert isinstance(weights, bytes) and set(load(weights)) == set(without_bias)
+    assert "config.json" in dict(members) and "tokenizer_config.json" in dict(members)
