@@ -34,6 +34,16 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PUNCT = list(".,?!'\"-:;()&$%/@#*+")
 
 
+@pytest.fixture(autouse=True)
+def first_checkpoints_of_the_process() -> Iterator[None]:
+    """Every test starts as a fresh worker process does: no model class's checkpoint layout learned yet
+    (`sweep.checkpoints._WEIGHT_KEYS`), so its first checkpoint goes through save_pretrained whatever ran before."""
+    checkpoints = sys.modules.get("sweep.checkpoints")
+    if checkpoints is not None:
+        checkpoints._WEIGHT_KEYS.clear()
+    yield
+
+
 def quickstart_rows() -> list[tuple[str, str]]:
     """The quickstart's 456 clean rows, in file order, without its 9 deliberately dirty ones.
 

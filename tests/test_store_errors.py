@@ -249,6 +249,39 @@ def test_a_full_checkpoint_disk_fails_the_trial_and_stops_the_run(
     assert sorted(p.name for p in folder.iterdir()) == ["tokenizer"]  # no half-written checkpoint left
 
 
+def test_a_full_disk_under_a_checkpoint_packed_from_memory_stops_the_run_too(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Trial 0's checkpoint goes through save_pretrained; trial 1's is packed from memory, and the disk is full then."""
+    import sweep.checkpoints
+
+    real = sweep.checkpoints.pack_members
+
+    def full(members: Any, target: Path) -> str:
+        with target.open("wb") as handle:  # a part of the tar is written, then the disk is full
+            handle.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    calls: list[str] = []
+
+    def pack_members(members: Any, target: Path) -> str:
+        calls.append(target.name)
+        return full(members, target)
+
+    monkeypatch.setattr(sweep.checkpoints, "pack_members", pack_members)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__space={"epochs": 1, "batch_size": 16},
+                      search__n_trials=2)  # fmt: skip
+    assert main(["run", str(spec)]) == 2
+    assert len(calls) == 1 and real is not pack_members, "trial 1's checkpoint, packed from memory"
+    line = error_line(capsys.readouterr().err)
+    folder = tmp_path / "checkpoints" / "trec-tiny"
+    assert f"checkpoint_dir: cannot write the checkpoint trial-00001 in {folder}: no space left on device" in line
+    trials = optuna.load_study(study_name="trec-tiny", storage=f"sqlite:///{tmp_path / 'sweeps.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".trial-00001")], "its scratch folder is gone"
+
+
 @pytest.mark.parametrize(
     ("patched", "code", "reason"),
     [("os.replace", errno.ENOSPC, "no space left on device"), ("shutil.copy2", errno.EROFS, "read-only file system")],
