@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i in range(args.saves * len(WAYS)):
             way = WAYS[(i + i // len(WAYS)) % len(WAYS)]  # folder, memory, memory, folder, folder, memory, ...
             if way == "folder":
-                checkpoints._WEIGHT_KEYS.pop(type(model), None)  # as the first checkpoint of a process
+                checkpoints._WEIGHT_KEYS.clear()  # as the first checkpoint of a process
             time.sleep(args.gap)
             trial = study.ask()
             with torch.no_grad():

@@ -144,9 +144,14 @@ def save_checkpoint(
     return target
 
 
-# Per model class: the state-dict keys Hugging Face's save_pretrained wrote as a checkpoint's one safetensors file
-# (weights it ties or ignores on save left out), learned from the first checkpoint a process writes its way.
-_WEIGHT_KEYS: dict[type, tuple[str, ...]] = {}
+# Per model class and state-dict key set (two encoders of one class may differ in layers): the keys Hugging Face's
+# save_pretrained wrote as a checkpoint's one safetensors file (weights it ties or ignores on save left out), learned
+# from the first such checkpoint a process writes its way.
+_WEIGHT_KEYS: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
+
+
+def _layout(model: Any, state: dict[str, torch.Tensor]) -> tuple[type, frozenset[str]]:
+    return type(model), frozenset(state)
 
 
 def learn_weight_keys(model: Any, folder: Path, state: dict[str, torch.Tensor], tokenizer_dir: Path) -> None:
@@ -170,7 +175,7 @@ def learn_weight_keys(model: Any, folder: Path, state: dict[str, torch.Tensor], 
                 state[key].shape
             ):
                 return
-    _WEIGHT_KEYS[type(model)] = keys
+    _WEIGHT_KEYS[_layout(model, state)] = keys
 
 
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
@@ -186,7 +191,7 @@ def checkpoint_members(
     writes without weights, into `scratch`); the weights are read back from memory and compared with `state`."""
     from safetensors.torch import load, save
 
-    keys = _WEIGHT_KEYS.get(type(model))
+    keys = _WEIGHT_KEYS.get(_layout(model, state))
     if keys is None:
         return None
     with quiet_transformers():

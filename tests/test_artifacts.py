@@ -407,3 +407,29 @@ def test_only_a_plain_save_pretrained_layout_is_learned(
     weights = dict(members)["model.safetensors"]
     assert isinstance(weights, bytes) and set(load(weights)) == set(without_bias)
     assert "config.json" in dict(members) and "tokenizer_config.json" in dict(members)
+
+
+def test_another_encoder_of_the_same_class_is_not_packed_by_the_first_ones_layout(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that serves two studies: a one-layer BERT after the two-layer one writes every one of its own
+    tensors (its first checkpoint goes through save_pretrained again), none of the other's."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    import sweep.checkpoints as checkpoints
+
+    monkeypatch.setattr(checkpoints, "_WEIGHT_KEYS", {})
+    tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
+    store_dir = tmp_path / "store"
+    store = checkpoints.ArtifactCheckpoints({"store": "filesystem", "path": str(store_dir)})
+    study = optuna.create_study(study_name="two-encoders")
+    two = _classifier(tiny_bert)
+    store.save(two, {k: v.detach().clone() for k, v in two.state_dict().items()}, tokenizer_dir, "trial-00000",
+               study.ask())  # fmt: skip
+    config = AutoConfig.from_pretrained(str(tiny_bert), num_labels=3, num_hidden_layers=1)
+    one = AutoModelForSequenceClassification.from_config(config)
+    state = {k: v.detach().clone() for k, v in one.state_dict().items()}
+    packed, _ = store.save(one, state, tokenizer_dir, "trial-00001", study.ask())
+    with safe_open(str(_unpacked(store_dir, packed, tmp_path / "one") / "model.safetensors"), framework="pt") as f:
+        assert set(f.keys()) == {k for k in state if not k.endswith("position_ids")}
