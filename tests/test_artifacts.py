@@ -321,6 +321,16 @@ def _unpacked(store_dir: Path, artifact: str, into: Path) -> Path:
     return sweep.artifacts.unpack(store_dir / artifact, into)
 
 
+def _folder_store(tmp_path: Path, tiny_bert: Path) -> tuple[Path, Path, Any]:
+    """The study's tokenizer files, and a folder artifact store with its folder (a worker with nothing learned yet:
+    conftest clears the learned checkpoint layouts before each test)."""
+    import sweep.checkpoints as checkpoints
+
+    tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
+    store_dir = tmp_path / "store"
+    return tokenizer_dir, store_dir, checkpoints.ArtifactCheckpoints({"store": "filesystem", "path": str(store_dir)})
+
+
 def test_a_checkpoint_packed_from_memory_matches_one_save_pretrained_wrote(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,10 +342,7 @@ def test_a_checkpoint_packed_from_memory_matches_one_save_pretrained_wrote(
 
     import sweep.checkpoints as checkpoints
 
-    monkeypatch.setattr(checkpoints, "_WEIGHT_KEYS", {})
-    tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
-    store_dir = tmp_path / "store"
-    store = checkpoints.ArtifactCheckpoints({"store": "filesystem", "path": str(store_dir)})
+    tokenizer_dir, store_dir, store = _folder_store(tmp_path, tiny_bert)
     study = optuna.create_study(study_name="direct")
     model = _classifier(tiny_bert)
     torch.manual_seed(1)
@@ -367,7 +374,7 @@ def test_a_checkpoint_packed_from_memory_matches_one_save_pretrained_wrote(
 
 
 def test_only_a_plain_save_pretrained_layout_is_learned(
-    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path
 ) -> None:
     """The tensors a packed-from-memory checkpoint holds are the ones save_pretrained wrote (a key it left out stays
     out); shards, another dtype or other metadata are never learned, and that model class keeps save_pretrained."""
@@ -376,7 +383,6 @@ def test_only_a_plain_save_pretrained_layout_is_learned(
 
     import sweep.checkpoints as checkpoints
 
-    monkeypatch.setattr(checkpoints, "_WEIGHT_KEYS", {})
     tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
     model = _classifier(tiny_bert)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -410,19 +416,15 @@ def test_only_a_plain_save_pretrained_layout_is_learned(
 
 
 def test_another_encoder_of_the_same_class_is_not_packed_by_the_first_ones_layout(
-    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path
 ) -> None:
     """A worker that serves two studies: a one-layer BERT after the two-layer one writes every one of its own
     tensors (its first checkpoint goes through save_pretrained again), none of the other's."""
     from safetensors import safe_open
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    import sweep.checkpoints as checkpoints
 
-    monkeypatch.setattr(checkpoints, "_WEIGHT_KEYS", {})
-    tokenizer_dir = checkpoints.save_tokenizer_once(str(tiny_bert), tmp_path / "root")
-    store_dir = tmp_path / "store"
-    store = checkpoints.ArtifactCheckpoints({"store": "filesystem", "path": str(store_dir)})
+    tokenizer_dir, store_dir, store = _folder_store(tmp_path, tiny_bert)
     study = optuna.create_study(study_name="two-encoders")
     two = _classifier(tiny_bert)
     store.save(two, {k: v.detach().clone() for k, v in two.state_dict().items()}, tokenizer_dir, "trial-00000",
