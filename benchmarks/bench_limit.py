@@ -46,11 +46,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_trainer import (  # noqa: E402
     DATASETS,
     EVAL_BATCH_SIZE,
-    WARMUP_RATIO,
-    WEIGHT_DECAY,
     default_encoder,
     log,
     machine_facts,
+    peer_arguments,
     quiet_hugging_face,
     read_rows,
     stratified_split,
@@ -225,7 +224,6 @@ def run_trainer(args: argparse.Namespace, data: Any, encoder: str, seed: int, *,
     """One epoch through `transformers.Trainer` with the fair run's peer settings (bench_trainer.py): its own
     length-grouped sampler and padding collator over the same tokenised rows, no evaluation, no saving. The clock
     runs from on_train_begin to on_train_end; the collator counts the padded tokens it hands out."""
-    import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -233,7 +231,6 @@ def run_trainer(args: argparse.Namespace, data: Any, encoder: str, seed: int, *,
         PrinterCallback,
         Trainer,
         TrainerCallback,
-        TrainingArguments,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(encoder)
@@ -257,12 +254,9 @@ def run_trainer(args: argparse.Namespace, data: Any, encoder: str, seed: int, *,
 
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels", "length")
                if c in data.train.column_names]  # fmt: skip
-    training = TrainingArguments(
-        output_dir=str(args.work / "trainer-out"), eval_strategy="no", save_strategy="no", report_to=[],
-        train_sampling_strategy="group_by_length", per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, num_train_epochs=1, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO,
-        max_grad_norm=0.0, seed=seed, disable_tqdm=True, bf16=bf16, use_cpu=bf16 and not torch.cuda.is_available(),
-    )  # fmt: skip
+    training = peer_arguments(args.work / "trainer-out", seed, bf16, eval_strategy="no",
+                              per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
+                              num_train_epochs=1)  # fmt: skip
     model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(data.label_names))
     trainer = Trainer(model=model, args=training, train_dataset=data.train.select_columns(columns),
                       processing_class=tokenizer, data_collator=collate, callbacks=[Clock()])  # fmt: skip

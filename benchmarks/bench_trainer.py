@@ -610,7 +610,6 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
     import datasets
     import numpy as np
     import optuna
-    import torch
     from sklearn.metrics import f1_score
     from transformers import (
         AutoModelForSequenceClassification,
@@ -620,7 +619,6 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         PrinterCallback,
         Trainer,
         TrainerCallback,
-        TrainingArguments,
     )
 
     per_epoch = evals_per_epoch(cfg)
@@ -736,22 +734,8 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         f1 = f1_score(prediction.label_ids, preds, labels=list(range(len(labels))), average="macro", zero_division=0)
         return {"f1_macro": float(f1)}
 
-    args = TrainingArguments(
-        output_dir=str(run_dir / "out"),
-        eval_strategy=run.eval_mode,
-        save_strategy="no",
-        report_to=[],
-        train_sampling_strategy="group_by_length",  # transformers 5's name for group_by_length=True
-        per_device_eval_batch_size=EVAL_BATCH_SIZE,
-        weight_decay=WEIGHT_DECAY,
-        warmup_steps=WARMUP_RATIO,  # transformers 5: a float below 1 is a ratio of the total steps
-        max_grad_norm=0.0,  # no clipping, as sweep (which has no clipping option)
-        seed=seed,
-        disable_tqdm=True,
-        bf16=precision(cfg) == "bf16-mixed",  # autocast to bfloat16, as ours
-        # transformers refuses bf16 without a GPU unless told to train on the CPU
-        use_cpu=precision(cfg) == "bf16-mixed" and not torch.cuda.is_available(),
-    )
+    args = peer_arguments(run_dir / "out", seed, precision(cfg) == "bf16-mixed", eval_strategy=run.eval_mode,
+                          per_device_eval_batch_size=EVAL_BATCH_SIZE)  # fmt: skip
     if run.kind == "ray":
         # accelerate's process-wide GradientState keeps weak references to the last training's data loaders (an
         # earlier side in this process): Ray could not pickle the Trainer. A fresh process would start empty.
@@ -819,6 +803,29 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
         "pruner": peer_pruner_text(run, per_epoch, warm_up),
         "trials": trials,
     }
+
+
+def peer_arguments(output_dir: Path, seed: int, bf16: bool, **more: Any) -> Any:
+    """The TrainingArguments of the Trainer peer at its best, with `more` (evaluation, batch sizes, ...): what a user
+    who knows it sets for speed, and the settings every side shares (bench_limit.py's Trainer side uses these too)."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        save_strategy="no",
+        report_to=[],
+        train_sampling_strategy="group_by_length",  # transformers 5's name for group_by_length=True
+        weight_decay=WEIGHT_DECAY,
+        warmup_steps=WARMUP_RATIO,  # transformers 5: a float below 1 is a ratio of the total steps
+        max_grad_norm=0.0,  # no clipping, as sweep (which has no clipping option)
+        seed=seed,
+        disable_tqdm=True,
+        bf16=bf16,  # autocast to bfloat16, as ours
+        # transformers refuses bf16 without a GPU unless told to train on the CPU
+        use_cpu=bf16 and not torch.cuda.is_available(),
+        **more,
+    )
 
 
 def peer_pruner_text(run: PeerRun, per_epoch: int, warm_up: PeerWarmUp | None = None) -> str:

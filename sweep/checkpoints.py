@@ -167,19 +167,13 @@ def learn_weight_keys(model: Any, folder: Path, state: dict[str, torch.Tensor], 
         if f.metadata() != {"format": "pt"}:
             return
         keys = tuple(sorted(f.keys()))
-        for key in keys:
+        for key in keys:  # the file is in the page cache: verify_weights has just read all of it
             if key not in state:
                 return
-            stored = f.get_slice(key)
-            if stored.get_dtype() != _SAFETENSORS_DTYPES.get(state[key].dtype) or list(stored.get_shape()) != list(
-                state[key].shape
-            ):
+            stored = f.get_tensor(key)
+            if stored.dtype != state[key].dtype or stored.shape != state[key].shape:
                 return
     _WEIGHT_KEYS[_layout(model, state)] = keys
-
-
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
-                       torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL", torch.float64: "F64"}  # fmt: skip
 
 
 def checkpoint_members(
@@ -273,9 +267,8 @@ class ArtifactCheckpoints(CheckpointStore):
 
         if self.settings["store"] != "filesystem":
             with tempfile.TemporaryDirectory(prefix="sweep-checkpoint-") as scratch:
-                packed = self._pack(model, state, tokenizer_dir, name, owner, Path(scratch))
-                return upload_artifact(artifact_store=self.store, file_path=str(packed[0]),
-                                       study_or_trial=owner), packed[1]  # fmt: skip
+                packed, digest = self._pack(model, state, tokenizer_dir, name, owner, Path(scratch))
+                return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
         # A folder store: the scratch folder inside it (its disk, not a small /tmp), and a full or read-only disk is
         # one line naming the store's folder.
         root = Path(self.settings["path"])
@@ -283,9 +276,8 @@ class ArtifactCheckpoints(CheckpointStore):
         with disk_errors(root, self.field, what):
             root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as scratch:
-                packed = self._pack(model, state, tokenizer_dir, name, owner, Path(scratch), shown=root)
-                return upload_artifact(artifact_store=self.store, file_path=str(packed[0]),
-                                       study_or_trial=owner), packed[1]  # fmt: skip
+                packed, digest = self._pack(model, state, tokenizer_dir, name, owner, Path(scratch), shown=root)
+                return upload_artifact(artifact_store=self.store, file_path=str(packed), study_or_trial=owner), digest
 
     def _pack(
         self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any, scratch: Path,
@@ -299,10 +291,8 @@ class ArtifactCheckpoints(CheckpointStore):
         members = checkpoint_members(model, state, tokenizer_dir, small)
         if members is not None:
             return packed, pack_members(members, packed)
-        if shown is None:
-            folder = save_checkpoint(model, state, tokenizer_dir, scratch / name)
-        else:
-            folder = save_checkpoint(model, state, tokenizer_dir, scratch / name, shown=shown, field=self.field)
+        field = self.field if shown is not None else "checkpoint_dir"  # a local scratch: save_checkpoint's default
+        folder = save_checkpoint(model, state, tokenizer_dir, scratch / name, shown=shown, field=field)
         learn_weight_keys(model, folder, state, tokenizer_dir)
         return packed, pack(folder, packed)
 
