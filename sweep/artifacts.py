@@ -12,7 +12,6 @@ import contextlib
 import functools
 import hashlib
 import importlib
-import io
 import os
 import shutil
 import tarfile
@@ -184,7 +183,7 @@ class _Hashing:
     def __init__(self, handle: BinaryIO):
         self.handle, self.digest = handle, hashlib.sha256()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         return self.handle.write(data)
 
@@ -197,10 +196,35 @@ def pack(folder: Path, target: Path) -> str:
     return pack_members([(item.name, item) for item in sorted(folder.iterdir())], target)
 
 
-def pack_members(members: Iterable[tuple[str, Path | bytes]], target: Path) -> str:
-    """One uncompressed tar at `target` of files (a path) and of contents held in memory (bytes, written as a file
-    of that name): a checkpoint whose weights were serialised in memory is written to disk once, here. Returns the
-    tar's SHA-256, hashed as it is written."""
+# A member of a packed checkpoint: a file, or its content as buffers held in memory, written one after another.
+Member = Path | list[memoryview]
+
+
+class _Buffers:
+    """Buffers read one after another as one file, for tarfile (it copies a member from a file object); a read
+    within one buffer is a view of it, not a copy."""
+
+    def __init__(self, buffers: list[memoryview]):
+        self.buffers = [view.cast("B") for view in buffers if view.nbytes]
+        self.index = self.position = 0
+
+    def read(self, size: int) -> bytes | memoryview:
+        parts = []
+        while size > 0 and self.index < len(self.buffers):
+            buffer = self.buffers[self.index]
+            part = buffer[self.position : self.position + size]
+            parts.append(part)
+            size -= len(part)
+            self.position += len(part)
+            if self.position == len(buffer):
+                self.index, self.position = self.index + 1, 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def pack_members(members: Iterable[tuple[str, Member]], target: Path) -> str:
+    """One uncompressed tar at `target` of files (a path) and of contents held in memory (buffers, written in order
+    as a file of that name, never joined into one copy): a checkpoint whose weights are streamed from the trained
+    tensors is written to disk once, here. Returns the tar's SHA-256, hashed as it is written."""
     with target.open("wb") as handle:
         hashing = _Hashing(handle)
         with tarfile.open(fileobj=hashing, mode="w") as tar:  # type: ignore[call-overload]
@@ -209,8 +233,8 @@ def pack_members(members: Iterable[tuple[str, Path | bytes]], target: Path) -> s
                     tar.add(content, arcname=name)
                     continue
                 info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = len(content), int(time.time()), 0o644
-                tar.addfile(info, io.BytesIO(content))
+                info.size, info.mtime, info.mode = sum(view.nbytes for view in content), int(time.time()), 0o644
+                tar.addfile(info, _Buffers(content))  # type: ignore[arg-type]
     return hashing.digest.hexdigest()
 
 

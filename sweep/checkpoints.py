@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import mmap
 import os
 import shutil
+import struct
+import tarfile
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -28,6 +32,7 @@ from models import quiet_transformers
 from record import TrialRecord, maximizes, ranked, read_study, read_trial, seed_leaders
 from sweep.artifacts import (
     PACKED_SUFFIX,
+    Member,
     artifact_exists,
     describe,
     open_store,
@@ -176,27 +181,74 @@ def learn_weight_keys(model: Any, folder: Path, state: dict[str, torch.Tensor], 
     _WEIGHT_KEYS[_layout(model, state)] = keys
 
 
+@functools.cache
+def _safetensors_dtype(dtype: torch.dtype) -> str:
+    """The name safetensors gives `dtype` in a file's header ("F32", "BF16", ...), asked of the library."""
+    from safetensors.torch import save
+
+    data = save({"x": torch.zeros(1, dtype=dtype)})
+    (size,) = struct.unpack("<Q", data[:8])
+    return str(json.loads(data[8 : 8 + size])["x"]["dtype"])
+
+
+def safetensors_buffers(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> list[memoryview]:
+    """The bytes `safetensors.torch.save(tensors, metadata)` returns, as the buffers they are made of, without a
+    copy of any tensor: the header (its size as 8 little-endian bytes, then its JSON, padded with spaces to a multiple
+    of 8) and each tensor's own memory, in the library's order (wider dtypes first, then by name). Written one after
+    another they are the library's file byte for byte (tests compare); a checkpoint then needs no memory for its
+    weights besides the trained tensors, however large the encoder."""
+    order = sorted(tensors, key=lambda key: (-tensors[key].element_size(), key))
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    data, offset = [], 0
+    for key in order:
+        tensor = tensors[key].detach().cpu().contiguous()
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {"dtype": _safetensors_dtype(tensor.dtype), "shape": list(tensor.shape),
+                       "data_offsets": [offset, offset + size]}  # fmt: skip
+        data.append(tensor.reshape(-1).view(torch.uint8).numpy().data)
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return [memoryview(bytearray(struct.pack("<Q", len(text)) + text)), *data]
+
+
+def verify_member(packed: Path, name: str, buffers: list[memoryview]) -> None:
+    """Compare the member `name` of the tar `packed`, as the disk gives it back, with the buffers it was written
+    from (the file's pages are mapped, not copied)."""
+    with tarfile.open(packed) as tar:
+        info = tar.getmember(name)
+    if info.size != sum(view.nbytes for view in buffers):
+        raise RuntimeError(f"checkpoint {packed}: {name} holds {info.size} bytes, not the weights' "
+                           f"{sum(view.nbytes for view in buffers)}")  # fmt: skip
+    with packed.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        offset = info.offset_data
+        for view in buffers:
+            if view.nbytes and not _same_bytes(mapped, offset, view):
+                raise RuntimeError(f"checkpoint {packed}: {name} does not read back as the trained weights")
+            offset += view.nbytes
+
+
+def _same_bytes(mapped: mmap.mmap, offset: int, view: memoryview) -> bool:
+    # the tensors over the mapping are gone when this returns, so the mapping can be closed
+    return torch.equal(torch.frombuffer(mapped, dtype=torch.uint8, count=view.nbytes, offset=offset),
+                       torch.frombuffer(view, dtype=torch.uint8))  # fmt: skip
+
+
 def checkpoint_members(
     model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, scratch: Path
-) -> list[tuple[str, Path | bytes]] | None:
-    """A checkpoint's files with its weights serialised in memory, not written to disk (the packed tar is then its
-    only copy on disk), once save_pretrained's choice of tensors for this model class is known
-    (`learn_weight_keys`); None before. The small files are save_pretrained's own (config.json and whatever else it
-    writes without weights, into `scratch`); the weights are read back from memory and compared with `state`."""
-    from safetensors.torch import load, save
-
+) -> list[tuple[str, Member]] | None:
+    """A checkpoint's files with its weights streamed from the trained tensors, never written or serialised
+    anywhere but into the packed tar (`safetensors_buffers`), once save_pretrained's choice of tensors for this model
+    class is known (`learn_weight_keys`); None before. The small files are save_pretrained's own (config.json and
+    whatever else it writes without weights, into `scratch`). The caller checks the packed weights against the
+    disk (`verify_member`)."""
     keys = _WEIGHT_KEYS.get(_layout(model, state))
     if keys is None:
         return None
     with quiet_transformers():
         model.save_pretrained(scratch, state_dict={})  # config.json exactly as a whole save writes it
-    weights = save({key: state[key].contiguous() for key in keys}, metadata={"format": "pt"})
-    back = load(weights)
-    if set(back) != set(keys) or any(not torch.equal(back[key], state[key]) for key in keys):
-        raise RuntimeError("checkpoint weights serialised in memory do not read back as the trained weights")
-    del back
-    members: list[tuple[str, Path | bytes]] = [(p.name, p) for p in sorted(scratch.iterdir())]
-    members.append((WEIGHTS_FILE, weights))
+    members: list[tuple[str, Member]] = [(p.name, p) for p in sorted(scratch.iterdir())]
+    members.append((WEIGHTS_FILE, safetensors_buffers({key: state[key] for key in keys}, {"format": "pt"})))
     members += [(p.name, p) for p in sorted(tokenizer_dir.iterdir())]
     return members
 
@@ -283,14 +335,19 @@ class ArtifactCheckpoints(CheckpointStore):
         self, model: Any, state: dict[str, torch.Tensor], tokenizer_dir: Path, name: str, owner: Any, scratch: Path,
         shown: Path | None = None,
     ) -> tuple[Path, str]:  # fmt: skip
-        """The packed checkpoint in `scratch` and its SHA-256: straight from memory where the model class's weights
-        layout is known, else written as a folder by save_pretrained (read back, compared) and packed."""
+        """The packed checkpoint in `scratch` and its SHA-256: its weights streamed from the tensors into the tar
+        where the model class's weights layout is known (then read back from the disk and compared), else written as
+        a folder by save_pretrained (read back, compared) and packed."""
         packed = scratch / f"{owner.study.study_name}-{name}{PACKED_SUFFIX}"
         small = scratch / "files"
         small.mkdir()
         members = checkpoint_members(model, state, tokenizer_dir, small)
         if members is not None:
-            return packed, pack_members(members, packed)
+            digest = pack_members(members, packed)
+            weights = dict(members)[WEIGHTS_FILE]
+            assert isinstance(weights, list)  # checkpoint_members streams the weights: buffers, not a file
+            verify_member(packed, WEIGHTS_FILE, weights)
+            return packed, digest
         field = self.field if shown is not None else "checkpoint_dir"  # a local scratch: save_checkpoint's default
         folder = save_checkpoint(model, state, tokenizer_dir, scratch / name, shown=shown, field=field)
         learn_weight_keys(model, folder, state, tokenizer_dir)

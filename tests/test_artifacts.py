@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -411,7 +412,7 @@ def test_only_a_plain_save_pretrained_layout_is_learned(
     members = checkpoints.checkpoint_members(model, state, tokenizer_dir, scratch)
     assert members is not None
     weights = dict(members)["model.safetensors"]
-    assert isinstance(weights, bytes) and set(load(weights)) == set(without_bias)
+    assert isinstance(weights, list) and set(load(b"".join(weights))) == set(without_bias)
     assert "config.json" in dict(members) and "tokenizer_config.json" in dict(members)
 
 
@@ -435,3 +436,57 @@ def test_another_encoder_of_the_same_class_is_not_packed_by_the_first_ones_layou
     packed, _ = store.save(one, state, tokenizer_dir, "trial-00001", study.ask())
     with safe_open(str(_unpacked(store_dir, packed, tmp_path / "one") / "model.safetensors"), framework="pt") as f:
         assert set(f.keys()) == {k for k in state if not k.endswith("position_ids")}
+
+
+def test_streamed_weights_are_the_safetensors_file_byte_for_byte_without_copying_a_tensor() -> None:
+    """Wider dtypes first and then by name, an empty tensor, a non-contiguous one, with and without metadata: the
+    buffers joined are what safetensors.torch.save returns; a contiguous tensor's buffer is its own memory."""
+    import torch
+    from safetensors.torch import save
+
+    import sweep.checkpoints as checkpoints
+
+    torch.manual_seed(0)
+    tensors = {"z.weight": torch.randn(3, 5), "a": torch.ones(2, dtype=torch.bfloat16), "ids": torch.arange(4),
+               "mask": torch.ones(3, dtype=torch.uint8), "strided": torch.randn(6, 2)[::2], "empty": torch.zeros(0, 3),
+               "half": torch.randn(7).half()}  # fmt: skip
+    for metadata in ({"format": "pt"}, {}):
+        buffers = checkpoints.safetensors_buffers(tensors, metadata)
+        expected = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata or None)
+        assert b"".join(bytes(view) for view in buffers) == expected
+    own = checkpoints.safetensors_buffers({"w": tensors["z.weight"]}, {"format": "pt"})[1]
+    assert torch.frombuffer(own, dtype=torch.uint8).data_ptr() == tensors["z.weight"].data_ptr()
+
+
+def test_a_streamed_checkpoint_that_does_not_read_back_as_written_is_refused(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed weights are read back from the disk: a byte that came back changed fails the checkpoint."""
+    import torch
+
+    import sweep.checkpoints as checkpoints
+
+    tokenizer_dir, store_dir, store = _folder_store(tmp_path, tiny_bert)
+    study = optuna.create_study(study_name="readback")
+    model = _classifier(tiny_bert)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    store.save(model, state, tokenizer_dir, "trial-00000", study.ask())  # learns the layout
+    real = checkpoints.pack_members
+
+    def flipped(members: Any, target: Path) -> str:
+        digest = real(members, target)
+        with tarfile.open(target) as tar:
+            weights = tar.getmember("model.safetensors")
+        with target.open("r+b") as handle:  # the disk returns the weights' last byte changed
+            handle.seek(weights.offset_data + weights.size - 1)
+            last = handle.read(1)
+            handle.seek(weights.offset_data + weights.size - 1)
+            handle.write(bytes([last[0] ^ 0xFF]))
+        return digest
+
+    monkeypatch.setattr(checkpoints, "pack_members", flipped)
+    with torch.no_grad():
+        state["classifier.bias"].add_(1.0)
+    with pytest.raises(RuntimeError, match="does not read back as the trained weights"):
+        store.save(model, state, tokenizer_dir, "trial-00001", study.ask())
+    assert not [p for p in store_dir.iterdir() if p.name.startswith(".trial-00001")], "its scratch folder is gone"
