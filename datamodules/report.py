@@ -81,7 +81,8 @@ def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
         )
     if report["conflicting_texts_total"]:
         lines.append(
-            f"{split}: {report['conflicting_texts_total']} texts appear with conflicting labels; "
+            f"{split}: {report['conflicting_texts_total']} "
+            f"{'text appears' if report['conflicting_texts_total'] == 1 else 'texts appear'} with conflicting labels; "
             f"kept none of them ({_rows(report['conflicting_rows'])})"
         )
     return lines

@@ -155,10 +155,10 @@ def worker(
 
 def _finish_service(served: Any) -> None:
     """The end of a worker without a study name: what it worked on; a signal exits 143 / 130."""
-    from sweep.store_checks import safe_url
+    from sweep.store_checks import shown_store
 
     names = ", ".join(dict.fromkeys(served.studies)) or "none"
-    out.print(f"worked on studies: {names} · wall time {served.seconds:.1f}s · store {safe_url(served.storage_url)}",
+    out.print(f"worked on studies: {names} · wall time {served.seconds:.1f}s · store {shown_store(served.storage_url)}",
               highlight=False)  # fmt: skip
     if served.stopped_by:
         err.print(f"stopped by {served.stopped_by}: the running trial is recorded as FAIL and queued for a retry with "
@@ -223,13 +223,13 @@ def reevaluate(
 
 def _finish(result: Any, *, tables: bool = True) -> None:
     """Print the outcome of a run; a signal or failed workers end with a non-zero exit code."""
-    from sweep.store_checks import safe_url
+    from sweep.store_checks import shown_store
     from sweep.summary import best_summary, trials_table
 
     if tables:
         out.print(trials_table(result.study))
         out.print(best_summary(result.study))
-    out.print(f"wall time {result.seconds:.1f}s · store {safe_url(result.storage_url)}", highlight=False)
+    out.print(f"wall time {result.seconds:.1f}s · store {shown_store(result.storage_url)}", highlight=False)
     if result.study_stopped and not result.stopped_by:
         from sweep.errors import stopped_line
 
@@ -285,7 +285,9 @@ def export(
         typer.Option("--by", help="value: the best trial; mean: the best run of the configuration with the best mean "
                      "over its seeds (after `sweep reevaluate`)."),
     ] = "value",
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier export in --out (a folder holding sweep.json).")
+    ] = False,
     checkpoints: CheckpointsOption = None,
 ) -> None:
     """Write the best trial's (or trial N's, or by mean over seeds) best-epoch weights as a Hugging Face folder."""
@@ -434,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     argv = _optional_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = app(args=argv, standalone_mode=False)  # click returns a typer.Exit's code here
+        code = app(args=argv, prog_name="sweep", standalone_mode=False)  # click returns a typer.Exit's code here
         if isinstance(code, int) and code:
             return code
     except SweepError as exc:
@@ -446,16 +448,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except Exception as exc:  # click's usage errors
+    except Exception as exc:  # usage errors, raised by click or by the copy of click that typer carries
         import click
+        from typer.exceptions import TyperException
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click.exceptions.ClickException | TyperException):
+            return _usage_error(exc)
+        if isinstance(exc, click.exceptions.Abort | typer.Abort):
             return 130
         raise
     return 0
+
+
+def _usage_error(exc: Exception) -> int:
+    """A command line click refused (a missing argument, an unknown option or command): one line naming what is
+    wrong and where the help is, exit code 2. `sweep` alone shows the help, as click does."""
+    code = int(getattr(exc, "exit_code", 2)) or 2
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]
+        return code
+    ctx = getattr(exc, "ctx", None)
+    where = f" ({ctx.command_path} --help lists what it takes)" if ctx is not None else ""
+    message = exc.format_message()  # type: ignore[attr-defined]
+    err.print(f"[red]error:[/] {escape(message)}{escape(where)}", highlight=False, soft_wrap=True)
+    return code
 
 
 if __name__ == "__main__":

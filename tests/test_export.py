@@ -104,6 +104,7 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
     facts = (f"trial {trial.number}", "trec-export", "pipeline(", "| billing |", "learning_rate=", "best validation")
     for fact in facts:
         assert fact in card
+    assert "by sweep" in card and "pypi.org" not in card, "no link to an unrelated PyPI project of the same name"
 
 
 def test_export_a_chosen_trial_and_force(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,6 +125,34 @@ def test_export_a_chosen_trial_and_force(study_dir: Path, tmp_path: Path, capsys
     assert main(["export", "trec-export", "--out", str(target), "--storage", url(study_dir), "--force"]) == 0
     assert json.loads((target / "sweep.json").read_text())["trial"] != second.number
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_force_replaces_only_an_earlier_export_never_other_files_or_the_current_folder(
+    study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--out . --force` in a folder holding the store and the data, or --force over a folder of notes, deleted them;
+    now both are refused (one line, exit 2) and nothing is touched."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "sweeps.db").write_bytes(b"the store")
+    (work / "data.csv").write_text("text,label\n", encoding="utf-8")
+    base = ["export", "trec-export", "--storage", url(study_dir), "--force"]
+    assert main([*base, "--out", str(work)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out: {work} is not an earlier export (no sweep.json; it holds data.csv, sweeps.db)" in err
+    assert sorted(p.name for p in work.iterdir()) == ["data.csv", "sweeps.db"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no scratch folder left"
+
+    model = tmp_path / "model"
+    assert main([*base, "--out", str(model)]) == 0
+    monkeypatch.chdir(model)  # an earlier export, but the folder the command runs in
+    assert main([*base, "--out", "."]) == 2
+    assert f"error: --out: {model} is the folder this command runs in" in capsys.readouterr().err
+    assert (model / "sweep.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    assert main([*base, "--out", "file.txt"]) == 2
+    assert f"error: --out: {tmp_path / 'file.txt'} is a file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

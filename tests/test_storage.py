@@ -145,3 +145,16 @@ def test_a_dead_trials_checkpoint_scratch_is_removed_when_it_is_failed_and_a_liv
     assert recover_orphans(study, "the worker died") == [alive.number]
     assert not any(p.exists() for p in live_scratch)
     assert folders.is_dir() and store.is_dir()
+
+
+def test_a_relative_sqlite_store_is_shown_with_the_file_it_resolves_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sqlite:///sweeps.db` means a file in the folder the command runs in: messages say which file."""
+    from sweep.store_checks import shown_store
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_store("sqlite:///sweeps.db") == f"sqlite:///sweeps.db ({tmp_path / 'sweeps.db'})"
+    assert shown_store(f"sqlite:///{tmp_path / 'a.db'}") == f"sqlite:///{tmp_path / 'a.db'}"
+    assert "(" not in shown_store("sqlite:///:memory:")  # no file
+    assert shown_store("postgresql+psycopg://me:s3cret@db/sweeps") == "postgresql+psycopg://me:***@db/sweeps"
