@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -395,6 +396,14 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+def _close_key(name: str, allowed: list[str]) -> list[str]:
+    """The allowed key a misspelt one most likely meant: close as a whole (`n_trails`: n_trials), else one whose
+    first word it is close to (`lable`: label_column)."""
+    return difflib.get_close_matches(name, allowed, n=1) or [
+        key for key in allowed if difflib.get_close_matches(name, key.split("_")[:1], n=1, cutoff=0.75)
+    ][:1]
+
+
 def _format_error(err: Any) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if p not in _TAGS and not str(p).startswith("function-"))
     where = ".".join(str(p) for p in loc)
@@ -407,7 +416,8 @@ def _format_error(err: Any) -> tuple[str, str]:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return where, f"unknown key{hint}"
+        close = _close_key(str(loc[-1]), allowed) if loc else []
+        return where, f"unknown key{hint}" + (f"; did you mean {close[0]!r}?" if close else "")
     if kind == "missing":
         return where, "required key is missing"
     if kind == "too_short" and isinstance(err.get("input"), list):

@@ -72,6 +72,8 @@ def test_every_problem_reported_at_once() -> None:
     problems = problems_of(bad)
     assert "unknown key" in problems["colour"]
     assert "unknown key" in problems["data.lable"] and "label_column" in problems["data.lable"]
+    assert problems["data.lable"].endswith("; did you mean 'label_column'?")
+    assert "did you mean" not in problems["colour"]  # nothing close among the top-level keys
     assert "'annealing'" in problems["search.sampler"] and "'tpe'" in problems["search.sampler"]
     assert "'never'" in problems["search.pruner"]
     assert problems["search.space.learning_rate"] == "low <= high must hold, got low=0.001, high=1e-05"
