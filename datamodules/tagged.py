@@ -134,9 +134,10 @@ def parse_jsonl(text: str, name: str, field: str, *, tokens_key: str, tags_key: 
         else:
             sentences.append(Sentence([str(t) for t in tokens], [str(t).strip() for t in tags], [number] * len(tags)))
     if problems:
+        found = ""  # after the listed lines, so a long list never hides it
         if any(" has no " in p for p in problems) and keys:
-            problems.append(f"keys found: {', '.join(keys)} (set data.text_column / data.label_column)")
-        raise DataError([(field, f"{name}: {_listed(problems)}")])
+            found = f"; keys found: {', '.join(keys)} (set data.text_column / data.label_column)"
+        raise DataError([(field, f"{name}: {_listed(problems)}{found}")])
     return sentences
 
 

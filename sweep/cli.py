@@ -79,7 +79,7 @@ def run(
             metavar="[ADDRESS]",
             help="Run the --workers N as Ray tasks (each with the spec's resources:) on the Ray cluster at ADDRESS "
             "(HOST:6379, ray://HOST:10001, auto), or on a Ray started here when no address is given. Needs a "
-            "PostgreSQL store and pip install 'sweep[ray]'.",
+            "PostgreSQL store and pip install 'sweep\\[ray]'.",
         ),
     ] = None,
 ) -> None:
@@ -295,16 +295,18 @@ def export(
     from sweep.export import export_trial
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage
+    from sweep.summary import best_epoch_text
 
     loaded = load_study(study, choose_storage(storage)[0])
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints, by=by)
     metric = read_study(loaded).metric or "value"
     out.print(
         f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "
-        f"{read_trial(chosen).best_epoch}) to {path}",
+        f"{best_epoch_text(read_trial(chosen))}) to {path}",
         highlight=False,
     )
-    out.print(f'load it with: transformers.pipeline("text-classification", model="{path}")', highlight=False)
+    kind = "token-classification" if read_study(loaded).task == "token-classification" else "text-classification"
+    out.print(f'load it with: transformers.pipeline("{kind}", model="{path}")', highlight=False)
 
 
 @app.command()

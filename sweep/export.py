@@ -126,6 +126,7 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "metric": study_record.metric,
         "value": trial.value,
         "best_epoch": record.best_epoch,
+        "best_epochs_trained": record.best_epochs_trained,  # 0.33: a third into epoch 1 (best_epoch says 1)
         "epochs": record.planned_epochs,
         "hyperparameters": record.hyperparameters or trial.params,
         "searched_parameters": trial.params,
@@ -184,6 +185,14 @@ def _encoder_name(encoder: str | None) -> str:
     return f"`{encoder}`"
 
 
+def _best_at(meta: dict[str, Any]) -> str:
+    """Where the exported evaluation ran, as the trials table says it: epoch 2, or 0.33 for a third into epoch 1."""
+    trained = meta.get("best_epochs_trained")
+    if isinstance(trained, int | float) and abs(trained - round(trained)) > 1e-6:
+        return f"{trained:.2f}"
+    return str(meta["best_epoch"])
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
     if meta.get("task") == "token-classification":
@@ -238,7 +247,7 @@ tags: [sweep, text-classification]
 # {meta["study"]} · trial {meta["trial"]}
 
 A {kind} fine-tuned from {encoder_origin(meta["encoder"])} by sweep: the
-weights of the **best validation epoch** ({meta["best_epoch"]} of {meta["epochs"]}) of trial {meta["trial"]}
+weights of the **best validation epoch** ({_best_at(meta)} of {meta["epochs"]}) of trial {meta["trial"]}
 in study `{meta["study"]}`, exported without retraining.{selection}
 
 ## Use
@@ -309,7 +318,7 @@ tags: [sweep, token-classification, ner]
 # {meta["study"]} · trial {meta["trial"]}
 
 A token classifier (named-entity recognition) fine-tuned from {encoder_origin(meta["encoder"])} by
-sweep: the weights of the **best validation epoch** ({meta["best_epoch"]} of
+sweep: the weights of the **best validation epoch** ({_best_at(meta)} of
 {meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.
 
 ## Use

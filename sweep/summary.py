@@ -171,7 +171,7 @@ def best_summary(study: optuna.Study) -> Group | Text:
     lines: list[Text | Group] = [
         Text.from_markup(
             f"[bold]best trial {best.number}[/]: validation {metric} = [bold]{best.value:.4f}[/] "
-            f"at epoch {record.best_epoch or '?'} ({tally})"
+            f"at epoch {best_epoch_text(record) if record.best_epoch else '?'} ({tally})"
         ),
         Text("hyperparameters: " + format_params(record.hyperparameters or best.params)),
     ]

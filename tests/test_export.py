@@ -285,3 +285,12 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
     trainer.callback_metrics["val_loss"] = torch.tensor(0.2)
     lower.on_validation_end(trainer, module)  # type: ignore[arg-type]
     assert lower.best == pytest.approx(0.2)
+
+
+def test_the_card_says_where_inside_epoch_1_the_exported_evaluation_ran() -> None:
+    """As the trials table does (0.33/1), not "epoch 1" for weights from a third into it."""
+    from sweep.export import _best_at
+
+    assert _best_at({"best_epoch": 1, "best_epochs_trained": 0.3333}) == "0.33"
+    assert _best_at({"best_epoch": 2, "best_epochs_trained": 2.0}) == "2"
+    assert _best_at({"best_epoch": 3}) == "3"  # a study made before the fraction was recorded

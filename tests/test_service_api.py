@@ -376,6 +376,23 @@ def test_serve_refuses_an_open_address_without_a_token(tmp_path: Path, monkeypat
     assert read_token({"SWEEP_SERVICE_TOKEN": "a", "SWEEP_SERVICE_TOKEN_FILE": "/nope"}) == "a"
 
 
+def test_serve_refuses_a_port_in_use_before_it_starts_or_writes_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn's own error came after the banner ("http://...: serving") with exit 3; now one line and exit 2."""
+    import socket
+
+    folder = tmp_path / "srv"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--folder", str(folder), "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert f"error: --port: cannot listen on 127.0.0.1:{port}: address already in use" in captured.err
+    assert "http://" not in captured.out + captured.err and not folder.exists()
+
+
 def test_local_workers_get_the_store_in_their_environment(tmp_path: Path) -> None:
     url = "postgresql+psycopg://sweep:hunter2@db.example:5432/sweeps"
     started: list[tuple[list[str], dict[str, str]]] = []
@@ -528,5 +545,6 @@ def test_sweep_serve_with_local_workers_runs_a_submitted_study(place: Path, tiny
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
-    assert "1 local workers" in out and "stopped by SIGTERM; stopping the workers" in out
+    assert "1 local worker" in out and "1 local workers" not in out
+    assert "stopped by SIGTERM; stopping the workers" in out
     assert proc.returncode == 0  # its worker ended with it (else `communicate` would still wait for its output)

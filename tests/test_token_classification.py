@@ -51,6 +51,10 @@ def test_jsonl_reads_lists_and_refuses_a_tag_list_of_another_length() -> None:
     with pytest.raises(DataError) as info:
         parse_jsonl('{"words": ["a"], "ner": ["O"]}\n', "w.jsonl", "data.train", tokens_key="tokens", tags_key="tags")
     assert "line 1 has no 'tokens' and no 'tags'; keys found: words, ner" in info.value.problems[0][1]
+    with pytest.raises(DataError) as info:  # more bad lines than are listed: the count is right, the keys still said
+        parse_jsonl('{"words": ["a"], "ner": ["O"]}\n' * 6, "w.jsonl", "data.train", tokens_key="tokens",
+                    tags_key="tags")  # fmt: skip
+    assert "line 5 has no 'tokens' and no 'tags'; and 1 more; keys found: words, ner" in info.value.problems[0][1]
 
 
 def test_iob1_becomes_iob2_and_the_rewrites_are_counted() -> None:
@@ -445,3 +449,13 @@ def test_bad_tagged_input_is_refused_with_one_line_and_nothing_written(
     files, changes, expected = BAD_INPUT[case]
     line = bad_input_case(tmp_path, tiny_bert, files, capsys, **changes)
     assert line.startswith("error: ") and expected.removeprefix("error: ") in line, line
+
+
+def test_the_export_command_names_the_ner_pipeline(
+    ner_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sweep.cli import main
+
+    out = tmp_path / "cli-model"
+    assert main(["export", "ner-tiny", "--out", str(out), "--storage", f"sqlite:///{ner_study / 'sweeps.db'}"]) == 0
+    assert f'load it with: transformers.pipeline("token-classification", model="{out}")' in capsys.readouterr().out

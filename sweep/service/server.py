@@ -4,9 +4,11 @@ printed or logged; the access log carries no query strings."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -158,6 +160,21 @@ def stop_workers(procs: list[Any], timeout: float = 30.0) -> None:
             proc.wait()
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port this host cannot listen on (another program holds it, or it needs privileges) before anything
+    starts or is printed: one line naming --port, not the server's traceback after its banner."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            hint = "another program listens there" if exc.errno == errno.EADDRINUSE else "see the reason"
+            raise SweepError([("--port", f"cannot listen on {host}:{port}: {reason.lower()} ({hint}; choose another "
+                                         "--port)")]) from None  # fmt: skip
+
+
 def serve(
     settings: ServiceSettings, *, host: str, port: int, workers: int, say: Callable[[str], None],
     ray_address: str | None = None, worker_cpus: float = 1, worker_gpus: float = 0,
@@ -167,15 +184,16 @@ def serve(
     import uvicorn
 
     from sweep.service.app import create_app
-    from sweep.store_checks import safe_url
+    from sweep.store_checks import shown_store
 
+    check_port(host, port)
     prepare_store(settings)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
     roots = ", ".join(str(r) for r in settings.data_roots) or "none (uploads only)"
-    say(f"sweep serve: http://{shown}:{port}/ · store {safe_url(settings.storage_url)} · data roots {roots} · "
-        f"{'token required' if settings.token else 'no token (this machine only)'}"
-        f"{f' · {workers} local workers' if workers else ''}")  # fmt: skip
+    local = f" · {workers} local worker{'s' if workers != 1 else ''}" if workers else ""
+    say(f"sweep serve: http://{shown}:{port}/ · store {shown_store(settings.storage_url)} · data roots {roots} · "
+        f"{'token required' if settings.token else 'no token (this machine only)'}{local}")  # fmt: skip
     ray_workers = None
     if ray_address is not None:
         from rich.console import Console
