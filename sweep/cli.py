@@ -465,15 +465,14 @@ def main(argv: list[str] | None = None) -> int:
 def _usage_error(exc: Exception) -> int:
     """A command line click refused (a missing argument, an unknown option or command): one line naming what is
     wrong and where the help is, exit code 2. `sweep` alone shows the help, as click does."""
-    code = int(getattr(exc, "exit_code", 2)) or 2
     if type(exc).__name__ == "NoArgsIsHelpError":
         exc.show()  # type: ignore[attr-defined]
-        return code
+        return 2
     ctx = getattr(exc, "ctx", None)
     where = f" ({ctx.command_path} --help lists what it takes)" if ctx is not None else ""
     message = exc.format_message()  # type: ignore[attr-defined]
     err.print(f"[red]error:[/] {escape(message)}{escape(where)}", highlight=False, soft_wrap=True)
-    return code
+    return 2  # bad input, whatever exit code click's class carries (a FileError's is 1)
 
 
 if __name__ == "__main__":
