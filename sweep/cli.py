@@ -299,13 +299,14 @@ def export(
 
     loaded = load_study(study, choose_storage(storage)[0])
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints, by=by)
-    metric = read_study(loaded).metric or "value"
+    record = read_study(loaded)
+    metric = record.metric or "value"
     out.print(
         f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "
         f"{best_epoch_text(read_trial(chosen))}) to {path}",
         highlight=False,
     )
-    kind = "token-classification" if read_study(loaded).task == "token-classification" else "text-classification"
+    kind = "token-classification" if record.task == "token-classification" else "text-classification"
     out.print(f'load it with: transformers.pipeline("{kind}", model="{path}")', highlight=False)
 
 
