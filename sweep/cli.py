@@ -161,8 +161,7 @@ def _finish_service(served: Any) -> None:
     out.print(f"worked on studies: {names} · wall time {served.seconds:.1f}s · store {shown_store(served.storage_url)}",
               highlight=False)  # fmt: skip
     if served.stopped_by:
-        err.print(f"stopped by {served.stopped_by}: the running trial is recorded as FAIL and queued for a retry with "
-                  "the same parameters", highlight=False)  # fmt: skip
+        err.print(_signal_line(served.stopped_by, served.interrupted, again=False), highlight=False)
         raise typer.Exit(143 if served.stopped_by == "SIGTERM" else 130)
 
 
@@ -221,6 +220,17 @@ def reevaluate(
     _finish(result)
 
 
+def _signal_line(signal: str, interrupted: bool | None, *, again: bool) -> str:
+    """What a signal did: ended the running trial (recorded as FAIL, retried), or came while no trial ran."""
+    if interrupted is False:
+        done = "no trial was running"
+    elif interrupted:
+        done = "the running trial is recorded as FAIL and queued for a retry with the same parameters"
+    else:  # the workers of `sweep run --workers N` each say what they ended
+        done = "any running trial is recorded as FAIL and queued for a retry with the same parameters"
+    return f"stopped by {signal}: {done}{'; run the same command again to continue' if again else ''}"
+
+
 def _finish(result: Any, *, tables: bool = True) -> None:
     """Print the outcome of a run; a signal or failed workers end with a non-zero exit code."""
     from sweep.store_checks import shown_store
@@ -239,11 +249,7 @@ def _finish(result: Any, *, tables: bool = True) -> None:
         err.print("[red]stopped:[/] three trials in a row failed; see their errors with `sweep status`")
         raise typer.Exit(1)
     if result.stopped_by:
-        err.print(
-            f"stopped by {result.stopped_by}: the running trial is recorded as FAIL and queued for a retry with the "
-            "same parameters; run the same command again to continue",
-            highlight=False,
-        )
+        err.print(_signal_line(result.stopped_by, result.interrupted, again=True), highlight=False)
         raise typer.Exit(143 if result.stopped_by == "SIGTERM" else 130)
     bad = [code for code in result.worker_exit_codes if code != 0]
     if bad:

@@ -145,6 +145,7 @@ class ServiceRun:
     seconds: float
     studies: list[str] = field(default_factory=list)
     stopped_by: str | None = None
+    interrupted: bool = False  # whether the signal ended a running trial (else it came while joining or waiting)
 
 
 def work_on_studies(
@@ -214,7 +215,7 @@ def work_on_studies(
             if not (loop.study_stopped or loop.failures_in_a_row) and _ended_trials(joined.study) == ended:
                 time.sleep(poll)  # other workers took its last places meanwhile: do not ask the store again at once
             if loop.stopped_by:
-                run.stopped_by = loop.stopped_by
+                run.stopped_by, run.interrupted = loop.stopped_by, loop.interrupted
                 break
             if loop.study_stopped:
                 console.print(stopped_line(name, loop.study_stopped), highlight=False)

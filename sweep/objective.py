@@ -268,6 +268,7 @@ def build_objective(
                 stop.requested = "stop" if isinstance(exc, StopRequested) else "SIGTERM"
                 stop.signalled = not isinstance(exc, StopRequested)
             took = time.perf_counter() - started
+            stop.trials_stopped += 1
             record.stopped(
                 stop.requested,
                 f"stopped by {stop.requested} after {took:.1f} s on {worker_id()}; queued for a retry with the same "

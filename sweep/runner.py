@@ -66,6 +66,7 @@ class RunResult:
     resumed: bool
     seconds: float
     stopped_by: str | None = None  # SIGTERM / SIGINT when a signal ended the run
+    interrupted: bool | None = None  # whether that signal ended a running trial (None: not known here)
     worker_exit_codes: list[int] = field(default_factory=list)
     failures_in_a_row: bool = False
     study_stopped: str | None = None  # the study was stopped from the store (`sweep stop`, the service): why
@@ -277,7 +278,8 @@ def _disposing(storage: optuna.storages.RDBStorage) -> Iterator[None]:
 def finished_run(study: optuna.Study, url: str, resumed: bool, started: float, loop: LoopResult) -> RunResult:
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
-        stopped_by=loop.stopped_by, failures_in_a_row=loop.failures_in_a_row, study_stopped=loop.study_stopped,
+        stopped_by=loop.stopped_by, interrupted=loop.interrupted, failures_in_a_row=loop.failures_in_a_row,
+        study_stopped=loop.study_stopped,
     )  # fmt: skip
 
 

@@ -67,6 +67,7 @@ class GracefulStop:
     def __init__(self) -> None:
         self.requested: str | None = None  # who asked: a signal's name, or the store's reason (`stopped by` ...)
         self.signalled = False  # whether the request came from a signal (the worker then exits 143/130)
+        self.trials_stopped = 0  # trials this stop ended (recorded as FAIL, queued for a retry)
         self._training = False
         self._previous: dict[int, Any] = {}
 
@@ -203,6 +204,7 @@ def _store_error_in(exc: BaseException) -> SweepError | None:
 @dataclass
 class LoopResult:
     stopped_by: str | None = None  # the signal (SIGTERM, SIGINT) that stopped this worker
+    interrupted: bool = False  # whether that signal ended a running trial (else it came between trials)
     failures_in_a_row: bool = False
     study_stopped: str | None = None  # the study was stopped from the store (the reason: `stopped by ...`)
     budget_taken: bool = False  # returned without waiting while other workers' trials fill the budget (wait=False)
@@ -221,6 +223,7 @@ def _stopped(result: LoopResult, stop: GracefulStop) -> bool:
         return False
     if stop.signalled:
         result.stopped_by = stop.requested
+        result.interrupted = stop.trials_stopped > 0
     else:
         result.study_stopped = f"stopped by {stop.requested}"
     return True

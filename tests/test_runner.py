@@ -281,7 +281,7 @@ def test_lightnings_own_sigterm_exit_is_recorded_as_a_stop(
     monkeypatch.setattr(sweep.objective, "train_trial", killed)
     train, val = labelled_csvs
     result = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2))
-    assert result.stopped_by == "SIGTERM"
+    assert result.stopped_by == "SIGTERM" and result.interrupted
     [stopped, queued] = result.study.get_trials()
     assert stopped.state == TrialState.FAIL and read_trial(stopped).stopped_by == "SIGTERM"
     assert read_trial(stopped).error.startswith("stopped by SIGTERM after")

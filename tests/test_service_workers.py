@@ -230,6 +230,7 @@ def test_an_idle_worker_says_so_once_and_a_signal_ends_it(tmp_path: Path) -> Non
     text = log.read_text()
     assert code == 143, text
     assert text.count("waiting for work: no unfinished study has budget left (polling every 0.2 s)") == 1, text
+    assert "stopped by SIGTERM: no trial was running" in text and "recorded as FAIL" not in text, text
 
 
 # --- real workers on the tiny BERT ---------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def test_sigterm_fails_the_trial_with_a_reason_and_the_retry_repeats_it(
     log = (tmp_path / "run.log").read_text()
     assert code == 143, log
     assert took < 15, f"SIGTERM took {took:.1f} s to end the trial"
-    assert "stopped by SIGTERM" in log
+    assert "stopped by SIGTERM: the running trial is recorded as FAIL and queued for a retry" in log, log
     stopped_trials = [t for t in trials(url) if t.state == TrialState.FAIL]
     assert len(stopped_trials) == 1
     stopped = trial = stopped_trials[0]
