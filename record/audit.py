@@ -76,9 +76,10 @@ class AuditRecord:
 
 
 def noise_is_flagged_share(record: AuditRecord) -> bool:
-    """Whether each class's estimated noise is just its flagged share (task: regression has no separate estimate:
-    a table then leaves that column out)."""
-    return all(abs(c.estimated_noise - (c.flagged / c.examples if c.examples else 0.0)) < 1e-4 for c in record.classes)
+    """Whether each class's estimated noise is just its flagged share: a regression audit's score bins have no
+    separate estimate, and its tables leave that column out. Every other task's tables show cleanlab's estimate,
+    also when it is 0 for every class (a column that came and went with the data would read as a missing result)."""
+    return record.class_name == SCORE_BIN
 
 
 def audit_attrs(record: AuditRecord) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,10 @@ import yaml
 from conftest import read_csv_rows, tiny_study_spec, write_csv
 
 from record import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from_attrs, read_audit, write_audit
-from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, SCORE_BIN
 from reports import build_report
 from reports.audit import audit_blocks
-from reports.blocks import NoteBlock
+from reports.blocks import NoteBlock, TableBlock
 from sweep.cli import main
 from sweep.label_issues import (
     AUDIT_TASKS,
@@ -144,6 +145,20 @@ def test_report_has_an_annotation_audit_section_only_when_the_study_has_one() ->
     assert audit_blocks(None) == []
     stale = audit_blocks(audit_record(), data_fingerprint="other")
     assert any(getattr(b, "missing", False) for b in stale)
+
+
+def test_the_noise_column_stays_when_nothing_is_flagged_and_only_regression_leaves_it_out() -> None:
+    """A clean audit (nothing flagged, cleanlab's estimate 0 everywhere) still shows the estimate; only a regression
+    audit's score bins, whose estimate is their flagged share, have no such column."""
+    clean = AuditRecord(
+        method="embeddings", folds=5, created="2026-11-30T17:00:00+00:00", data_fingerprint="abc", examples=200,
+        flagged=0, accuracy=0.99, classes=[ClassAudit("HUM", 100, 0, 0.0), ClassAudit("LOC", 100, 0, 0.0)],
+    )  # fmt: skip
+    [table] = [b for b in audit_blocks(clean) if isinstance(b, TableBlock)]
+    assert table.columns[-1] == "estimated label noise (cleanlab)" and table.rows[0][-1] == "0.0%"
+    bins = replace(clean, class_name=SCORE_BIN, classes=[ClassAudit("0-1", 100, 2, 0.02)])
+    [table] = [b for b in audit_blocks(bins) if isinstance(b, TableBlock)]
+    assert table.columns[-1] == "flagged share"
 
 
 # -- the command end to end on the tiny BERT ----------------------------------------------------------------------
