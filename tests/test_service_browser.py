@@ -122,6 +122,22 @@ def test_pages_escape_what_users_wrote(store: str, tmp_path: Path) -> None:
     csp = page.headers["content-security-policy"]
     assert "script-src 'self';" in csp and "unsafe-inline" not in csp.split("style-src")[0], csp
     assert 'id="submit-form"' in index.text and 'name="spec"' in index.text and 'name="data"' in index.text
+    # the list is in the page itself (read without its script too), the name escaped and its link quoted
+    assert "<img src=x" not in index.text
+    assert '<a href="/studies/%3Cimg%20src%3Dx%20onerror%3D%22alert%281%29%22%3E%26">&lt;img src=x' in index.text
+    assert ">1/3</span>" in index.text and "0.6100 f1_macro" in index.text and "loading…" not in index.text
+
+
+def test_the_studies_list_is_drawn_in_the_page_and_says_when_there_is_none(store: str, tmp_path: Path) -> None:
+    c = client(store, tmp_path / "srv")
+    assert "no study yet: submit one below" in c.get("/").text  # a fresh store
+    add_trial(make_study(store, "older", budget=2, submitted_at=1_700_000_000.0), 1, running=True)
+    add_trial(make_study(store, "newer", budget=4), 0)
+    text = c.get("/").text
+    assert text.index('data-study="newer"') < text.index('data-study="older"')  # newest submission first
+    row = text[text.index('data-study="older"'):].split("</tr>")[0]
+    assert "state-running" in row and ">0/2</span>" in row and "gpu-2:4101" in row and "2023-11-14 22:13:20 UTC" in row
+    assert "no study yet" not in text
 
 
 def test_a_study_page_without_a_store_says_why_as_a_page(tmp_path: Path) -> None:
@@ -129,7 +145,9 @@ def test_a_study_page_without_a_store_says_why_as_a_page(tmp_path: Path) -> None
     page = c.get("/studies/any")
     assert page.status_code in (400, 503) and page.headers["content-type"].startswith("text/html")
     assert "127.0.0.1:1" in page.text and "hunter2" not in page.text
-    assert c.get("/").status_code == 200  # the list page itself needs no store: its script says what went wrong
+    index = c.get("/")  # the list page itself opens without a store, says why it has no list, and keeps the form
+    assert index.status_code == 200 and 'id="submit-form"' in index.text
+    assert "could not read the studies: " in index.text and "127.0.0.1:1" in index.text and "hunter2" not in index.text
 
 
 def test_static_files_are_a_fixed_list_and_plotly_is_ours(store: str, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.background import BackgroundTask
 
-from sweep.catalog import list_studies, resume_study, stop_study, summarize, trial_summary
+from sweep.catalog import StudySummary, list_studies, resume_study, stop_study, summarize, trial_summary
 from sweep.service.security import require_token
 from sweep.service.settings import ServiceSettings, settings_of
 from sweep.storage import has_study_tables, load_study
@@ -35,14 +35,19 @@ def _url(request: Request) -> str:
     return url
 
 
-@router.get("/studies", summary="Every study in the store: state, progress, best value, workers", responses=ERRORS)
-def studies(request: Request) -> list[dict[str, Any]]:
+def current_studies(request: Request) -> list[StudySummary]:
+    """Every study in the server's store (the API's list, and the rows the studies page is first drawn with)."""
     state = request.app.state
     if not state.store_ready:  # checked until the first study arrives (`sweep serve` creates the tables itself)
         if not has_study_tables(_url(request)):
             return []  # a fresh store: nothing submitted yet
         state.store_ready = True
-    return [s.as_dict() for s in list_studies(_url(request))]
+    return list_studies(_url(request))
+
+
+@router.get("/studies", summary="Every study in the store: state, progress, best value, workers", responses=ERRORS)
+def studies(request: Request) -> list[dict[str, Any]]:
+    return [s.as_dict() for s in current_studies(request)]
 
 
 _importance_lock = threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
 from collections import OrderedDict
 from pathlib import Path
@@ -22,16 +23,18 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from record import best_trial, read_study
 from reports.figures import collect_history, collect_learning_curves, plot_history, plot_learning_curves
 from reports.importance import collect_importances, importance_problem, plot_importances
-from sweep.catalog import summarize
+from sweep.catalog import StudySummary, summarize
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
+from sweep.service.api import current_studies
 from sweep.service.security import COOKIE, presented_token, require_token, token_matches
 from sweep.service.settings import ServiceSettings, settings_of
 from sweep.storage import load_study
-from sweep.store_checks import mask
+from sweep.store_checks import mask, open_error
 
 HERE = Path(__file__).parent
 TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
@@ -81,12 +84,47 @@ def _to_login() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
+def _shown(value: float | None) -> str:
+    """A number as the page's script writes it (`fmt` in static/app.js): 4 decimals, exponent when tiny or huge."""
+    if value is None:
+        return "–"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.2e}" if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5) else f"{value:.4f}"
+
+
+def study_rows(summaries: list[StudySummary]) -> list[dict[str, Any]]:
+    """The studies list as the page first shows it, before (or without) its script."""
+    return [
+        {
+            "name": s.name,
+            "url": "/studies/" + urllib.parse.quote(s.name, safe=""),
+            "state": s.state,
+            "finished": s.finished,
+            "budget": s.budget,
+            "share": f"{100 * min(1.0, s.finished / s.budget) if s.budget else 0.0:.1f}",
+            "best": "–" if s.best_value is None else f"{_shown(s.best_value)} {s.metric or ''}".strip(),
+            "running": s.running,
+            "workers": ", ".join(s.workers) or "–",
+            "priority": s.priority,
+            "submitted": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.submitted_at)) if s.submitted_at else "–",
+        }
+        for s in summaries
+    ]
+
+
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> Response:
-    """The studies list (refreshed from /api/studies) and the submit form."""
+    """The studies list (drawn here, then refreshed from /api/studies by the script) and the submit form."""
     if not _logged_in(request):
         return _to_login()
-    return _page(request, "index.html")
+    try:
+        rows, problem = study_rows(current_studies(request)), ""
+    except (SweepError, SQLAlchemyError) as exc:  # the store unreachable: the page still opens, with the form
+        url = _settings(request).storage_url
+        lines = (exc if isinstance(exc, SweepError) else open_error(url, exc)).lines()
+        rows, problem = [], "could not read the studies: " + " ".join(mask(line, url) for line in lines)
+    return _page(request, "index.html", studies=rows, list_error=problem)
 
 
 @router.get("/studies/{name}", response_class=HTMLResponse)
