@@ -67,19 +67,52 @@ def best_threshold(
 
 
 def per_label_thresholds(
-    scores: Any, targets: Any, *, fallback: float, grid: Sequence[float] = THRESHOLD_GRID
+    scores: Any, targets: Any, *, fallback: float, average: str = "micro", grid: Sequence[float] = THRESHOLD_GRID,
+    passes: int = 2,
 ) -> list[float]:
-    """One threshold per label maximising that label's F1 (ties: closest to 0.5); `fallback` for labels without a
-    positive validation row, whose F1 cannot be measured."""
+    """One threshold per label, chosen for the objective `average` F1, never below what `fallback` (the tuned global
+    threshold) gives: labels without a positive validation row keep `fallback`.
+
+    Macro-F1 is a mean of the labels' own F1s, so each label takes the value that maximises its F1 (ties: closest to
+    0.5). Micro-F1 pools every label's counts: a label's own best threshold can flood the pool with false positives
+    (a weak label's F1 peaks at a low threshold), so, starting from `fallback` everywhere, each label in turn takes
+    the grid value that raises the pooled micro-F1 most given the others (`passes` rounds; a value changes only on a
+    strict gain, so the result scores at least the global threshold's micro-F1 on these rows)."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {', '.join(AVERAGES)}, got {average!r}")
     s, t = _arrays(scores, targets)
-    chosen = []
-    for j in range(s.shape[1]):
-        if not t[:, j].any():
-            chosen.append(float(fallback))
-            continue
-        values = [float(f1_score(t[:, j], (s[:, j] >= c).astype(np.int64), zero_division=0)) for c in grid]
-        chosen.append(_closest_to_default(grid, values))
-    return chosen
+    values = np.asarray(grid, dtype=np.float64)
+    measured = t.any(axis=0)
+    predicted = s[:, :, None] >= values[None, None, :]  # rows x labels x candidates
+    positive = t.astype(bool)[:, :, None]
+    tp = (predicted & positive).sum(axis=0)  # labels x candidates
+    fp = (predicted & ~positive).sum(axis=0)
+    fn = t.sum(axis=0)[:, None] - tp
+    if average == "macro":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        return [_closest_to_default(grid, own[j].tolist()) if measured[j] else float(fallback)
+                for j in range(s.shape[1])]  # fmt: skip
+    start = int(np.argmin(np.abs(values - fallback)))
+    chosen = np.full(s.shape[1], start)
+    labels = np.arange(s.shape[1])
+    pooled = np.array([tp[labels, chosen].sum(), fp[labels, chosen].sum(), fn[labels, chosen].sum()])
+    for _ in range(passes):
+        changed = False
+        for j in np.flatnonzero(measured):
+            rest = pooled - np.array([tp[j, chosen[j]], fp[j, chosen[j]], fn[j, chosen[j]]])
+            total_tp, total_fp, total_fn = rest[0] + tp[j], rest[1] + fp[j], rest[2] + fn[j]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f1s = np.where(2 * total_tp + total_fp + total_fn > 0,
+                               2 * total_tp / (2 * total_tp + total_fp + total_fn), 0.0)  # fmt: skip
+            best = int(np.argmax(f1s))
+            if f1s[best] > f1s[chosen[j]] + 1e-12:
+                chosen[j], changed = best, True
+                pooled = rest + np.array([tp[j, best], fp[j, best], fn[j, best]])
+        if not changed:
+            break
+    return [float(fallback) if not measured[j] or chosen[j] == start else float(values[chosen[j]])
+            for j in range(s.shape[1])]  # fmt: skip
 
 
 def multilabel_metrics(
@@ -122,7 +155,7 @@ def tuned_metrics(
     threshold = best_threshold(scores, targets, average=average)
     if mode == "global":
         return {**multilabel_metrics(scores, targets, label_names, threshold), "threshold": threshold}
-    chosen = per_label_thresholds(scores, targets, fallback=threshold)
+    chosen = per_label_thresholds(scores, targets, fallback=threshold, average=average)
     return {
         **multilabel_metrics(scores, targets, label_names, chosen),
         "threshold": threshold,

@@ -177,14 +177,41 @@ def test_per_label_thresholds_fit_each_label_and_fall_back_for_absent_labels() -
     scores, targets = constructed()
     scores = np.hstack([scores, np.full((6, 1), 0.9)])
     targets = np.hstack([targets, np.zeros((6, 1), dtype=int)])  # label "c": no positive in validation
-    chosen = per_label_thresholds(scores, targets, fallback=0.4)
+    chosen = per_label_thresholds(scores, targets, fallback=0.4, average="macro")
     assert chosen == [0.5, 0.3, 0.4]  # label 0: the tie at 0.3..0.6 goes to 0.5; label 1: 0.25 and 0.3 tie -> 0.3
     tuned = tuned_metrics(scores, targets, ["a", "b", "c"], mode="per-label")
     assert tuned["threshold"] == 0.3  # the global value: 6 TP and c's 6 FP (at 0.95 nothing is predicted)
-    assert tuned["thresholds"] == {"a": 0.5, "b": 0.3, "c": 0.3}
+    assert tuned["thresholds"] == {"a": 0.3, "b": 0.3, "c": 0.3}  # micro: a label moves only when the pool gains
     assert tuned["f1_macro"] == 1.0  # over the measured labels a and b, both perfect
     assert tuned["f1_micro"] < 1.0  # label c's 0.9 scores are false positives at any grid threshold
     assert tuned["f1_micro_at_0.5"] < tuned["f1_micro"]
+
+
+def test_per_label_thresholds_never_score_below_the_global_one_on_the_objective() -> None:
+    """A weak label's own F1 peaks at a low threshold where it floods the pool with false positives: for micro-F1 it
+    must keep the global threshold (a user's NLU++ study scored 0.19 per-label against 0.29 global)."""
+    rows = 40
+    strong = np.r_[np.full(20, 0.9), np.full(20, 0.1)]
+    target_strong = np.r_[np.ones(20), np.zeros(20)]
+    weak = np.full(rows, 0.06)  # every row just above 0.05; 2 true positives among them
+    target_weak = np.zeros(rows)
+    target_weak[:2] = 1
+    scores, targets = np.c_[strong, weak], np.c_[target_strong, target_weak].astype(int)
+    # the weak label alone: F1 2*2/(2*2+38) = 0.095 at 0.05, 0 elsewhere -> its own best is 0.05
+    assert per_label_thresholds(scores, targets, fallback=0.5, average="macro")[1] == 0.05
+    tuned = tuned_metrics(scores, targets, ["strong", "weak"], mode="per-label")
+    globally = tuned_metrics(scores, targets, ["strong", "weak"], mode="global")
+    assert tuned["thresholds"]["weak"] != 0.05 and tuned["f1_micro"] >= globally["f1_micro"]
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        labels = int(rng.integers(2, 8))
+        targets = (rng.random((50, labels)) < rng.uniform(0.05, 0.5, labels)).astype(int)
+        scores = np.clip(targets * rng.uniform(0, 0.6) + rng.random((50, labels)) * 0.7, 0, 1)
+        for average in ("micro", "macro"):
+            per = tuned_metrics(scores, targets, list("abcdefgh")[:labels], average=average, mode="per-label")
+            one = tuned_metrics(scores, targets, list("abcdefgh")[:labels], average=average, mode="global")
+            assert per[f"f1_{average}"] >= one[f"f1_{average}"] - 1e-12, (average, per["thresholds"])
 
 
 # -- spec ---------------------------------------------------------------------------------------------------
