@@ -82,7 +82,7 @@ def per_label_thresholds(
         raise ValueError(f"average must be one of {', '.join(AVERAGES)}, got {average!r}")
     s, t = _arrays(scores, targets)
     values = np.asarray(grid, dtype=np.float64)
-    measured = t.any(axis=0)
+    measured: np.ndarray = np.asarray(t.any(axis=0))
     predicted = s[:, :, None] >= values[None, None, :]  # rows x labels x candidates
     positive = t.astype(bool)[:, :, None]
     tp = (predicted & positive).sum(axis=0)  # labels x candidates

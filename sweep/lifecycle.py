@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from datamodules import PreparedData
@@ -83,9 +84,20 @@ PRUNERS: dict[str, Callable[[SearchSpec], optuna.pruners.BasePruner]] = {
 }
 
 
-def make_sampler(search: SearchSpec, salt: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler; `salt` varies the seed per worker process (0: the spec's seed, reproducible)."""
-    return SAMPLERS[search.sampler](search, (search.seed + salt) % 2**32, salt != 0)
+HISTORY_STRIDE = 1_000_003  # a prime: the seeds of (worker k, n trials before) and (worker k', n') rarely meet
+
+
+def make_sampler(search: SearchSpec, salt: int = 0, history: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; `salt` varies the seed per worker process (0: the spec's seed, reproducible), `history`
+    (the trials the study has already sampled) per continuation: a resumed study's sampler seeded as at its start
+    would draw its first configurations again (a random start-up draws from the seed alone)."""
+    return SAMPLERS[search.sampler](search, (search.seed + salt + HISTORY_STRIDE * history) % 2**32, salt != 0)
+
+
+def sampled_trials(study: optuna.Study) -> int:
+    """How many trials the study's samplers have drawn so far: every trial but those waiting to run (a queued
+    retry or warm start has its parameters already)."""
+    return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def make_pruner(search: SearchSpec) -> optuna.pruners.BasePruner:
@@ -197,6 +209,7 @@ def create_or_resume(
     sampler, pruner = make_sampler(spec.search), make_pruner(spec.search)
     if spec.name in study_names(storage):
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+        study.sampler = make_sampler(spec.search, history=sampled_trials(study))
         record = read_record(study)
         check_same_spec(record, spec, url)
         same_data(record, spec, joining=False)(data.fingerprint)
@@ -248,14 +261,24 @@ def load_for_worker(name: str, url: str, heartbeat: Heartbeat, spec: Spec | None
         )
     if spec is None:
         return optuna.load_study(study_name=name, storage=storage)
-    # Each worker's sampler gets its own seed: with one shared seed, workers would draw the same start-up trials.
-    return optuna.load_study(
-        study_name=name, storage=storage, sampler=make_sampler(spec.search, salt=worker_salt()),
-        pruner=make_pruner(spec.search),
-    )  # fmt: skip
+    # Each worker's sampler gets its own seed: with one shared seed, workers would draw the same start-up trials;
+    # and one per continuation of the study (`sampler_history`), or they would draw its first trials again.
+    study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(spec.search))
+    study.sampler = make_sampler(spec.search, salt=worker_salt(), history=sampler_history(study))
+    return study
 
 
 WORKER_NUMBER_ENV = "SWEEP_WORKER_NUMBER"  # 1..N, set by `sweep run --workers N` for the workers it starts
+
+
+SAMPLER_HISTORY_ENV = "SWEEP_SAMPLER_HISTORY"  # the study's sampled trials when `sweep run --workers N` started them
+
+
+def sampler_history(study: optuna.Study) -> int:
+    """The `history` of a joining worker's sampler: what the run that started it counted (its N workers then agree,
+    and the run repeated draws the same), else the study's sampled trials now."""
+    given = os.environ.get(SAMPLER_HISTORY_ENV, "")
+    return int(given) if given.isdigit() else sampled_trials(study)
 
 
 def worker_salt() -> int:

@@ -32,6 +32,7 @@ from sweep.lifecycle import (
     quiet_libraries,
     read_record,
     same_data,
+    sampled_trials,
 )
 from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress
@@ -419,7 +420,7 @@ def _run_local_workers(
     total = study_budget(study.user_attrs, spec.search.n_trials) or spec.search.n_trials
     codes, signalled = launch_workers(
         workers, spec.name, url, spec_path.resolve(), threads=spec.trainer.num_threads, console=console, poll=poll,
-        total=total,
+        total=total, history=sampled_trials(study),
     )  # fmt: skip
     if is_sqlite(url):  # every worker has exited and this process still holds the store: a RUNNING trial is orphaned
         recovered = recover_orphans(study, "its worker exited without finishing it")

@@ -38,7 +38,7 @@ from rich.console import Console
 
 from record import FINISHED, read_trial, study_budget, write_failure
 from sweep.errors import DiskError, StorageLost, SweepError
-from sweep.lifecycle import WORKER_NUMBER_ENV
+from sweep.lifecycle import SAMPLER_HISTORY_ENV, WORKER_NUMBER_ENV
 from sweep.storage import sqlite_workers_env
 from sweep.store_checks import STORAGE_ENV
 
@@ -336,6 +336,7 @@ def launch_workers(
     console: Console,
     poll: Any,
     total: int,
+    history: int = 0,
 ) -> tuple[list[int], str | None]:
     """Start N `sweep worker` processes, relay their lines (prefixed w1..wN) and one study progress bar; wait.
 
@@ -352,6 +353,7 @@ def launch_workers(
         env[STORAGE_ENV] = url
         env.update(sqlite_workers_env(url))  # on SQLite, this process holds the store for them
         env[WORKER_NUMBER_ENV] = str(i + 1)  # its sampler's seed: search.seed + this number
+        env[SAMPLER_HISTORY_ENV] = str(history)  # ... + the study's sampled trials (one value for all N workers)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
         cmd = [sys.executable, "-m", "sweep", "worker", study_name, "--spec", str(spec_path)]

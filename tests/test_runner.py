@@ -92,6 +92,9 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     again = run_study(spec, n_trials=4)
     assert again.resumed
     assert len(load_study("trec-tiny", url).get_trials(states=(TrialState.COMPLETE,))) == 4
+    # ... with new draws: a sampler seeded as at the start drew trials 0 and 1 again (a user's study repeated them)
+    rates = [t.params["learning_rate"] for t in load_study("trec-tiny", url).trials]
+    assert len(set(rates)) == 4, rates
     run_study(spec, n_trials=4)
     assert len(load_study("trec-tiny", url).trials) == 4
 

@@ -482,7 +482,14 @@ def test_a_killed_worker_of_a_sqlite_run_loses_nothing(
 def test_a_runs_workers_draw_from_numbered_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker k of `sweep run --workers N` seeds its sampler with search.seed + k (the run repeated draws the same);
     a worker started on its own adds its process id."""
-    from sweep.lifecycle import WORKER_NUMBER_ENV, make_sampler, worker_salt
+    from sweep.lifecycle import (
+        SAMPLER_HISTORY_ENV,
+        WORKER_NUMBER_ENV,
+        make_sampler,
+        sampled_trials,
+        sampler_history,
+        worker_salt,
+    )
     from sweep.spec import SearchSpec
 
     monkeypatch.setenv(WORKER_NUMBER_ENV, "2")
@@ -495,3 +502,15 @@ def test_a_runs_workers_draw_from_numbered_seeds(monkeypatch: pytest.MonkeyPatch
     assert first_draw(worker_salt()) == first_draw(worker_salt()) != first_draw(3)
     monkeypatch.delenv(WORKER_NUMBER_ENV)
     assert worker_salt() == os.getpid()
+
+    # A continued study's workers draw anew: the history (trials sampled before) is part of the seed, the value the
+    # run counted when it started its workers, else what the study holds when a worker joins.
+    search = SearchSpec(sampler="random", seed=7)
+    study = optuna.create_study(sampler=make_sampler(search))
+    drawn = [study.ask().suggest_float("x", 0, 1) for _ in range(3)]
+    study.enqueue_trial({"x": 0.5})  # a queued retry was not drawn by the sampler
+    assert sampled_trials(study) == 3 and sampler_history(study) == 3
+    again = optuna.create_study(sampler=make_sampler(search, history=sampled_trials(study)))
+    assert again.ask().suggest_float("x", 0, 1) not in drawn
+    monkeypatch.setenv(SAMPLER_HISTORY_ENV, "2")
+    assert sampler_history(study) == 2
