@@ -351,6 +351,11 @@ def run_study(
         )  # fmt: skip
         # n_trials counts the search's trials; re-evaluation runs (`sweep reevaluate`) come on top of them.
         total = spec.search.n_trials + reevaluation_runs(study.get_trials(deepcopy=False))
+        earlier = study_budget(study.user_attrs) if resumed and n_trials is None else None
+        if earlier is not None and earlier > total:  # raised before with --n-trials: a plain rerun keeps it
+            console.print(f"budget stays {earlier} trials, as raised before (the spec's n_trials gives {total}; "
+                          "--n-trials N sets another)", highlight=False)  # fmt: skip
+            total = earlier
         write_budget(study.set_user_attr, total)
         if priority is not None:
             write_priority(study.set_user_attr, priority)

@@ -11,7 +11,7 @@ import yaml
 from optuna.trial import TrialState
 
 import sweep.objective
-from record import best_trial, read_study, read_trial, write_study
+from record import best_trial, read_study, read_trial, study_budget, write_study
 from reports.blocks import TableBlock
 from reports.classes import confused_pairs, shorten
 from reports.sections import best_trial_blocks
@@ -97,6 +97,9 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     assert len(set(rates)) == 4, rates
     run_study(spec, n_trials=4)
     assert len(load_study("trec-tiny", url).trials) == 4
+    # Without --n-trials the raised budget stands (the spec's 2 would strand queued retries and show 4/2)
+    plain = run_study(spec)
+    assert len(plain.study.trials) == 4 and study_budget(plain.study.user_attrs) == 4
 
     # A different spec under the same name is refused, naming what changed; nothing new is written.
     changed = write_spec(tmp_path, train, val, tiny_bert, model__max_length=64)
