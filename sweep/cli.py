@@ -298,7 +298,7 @@ def export(
 ) -> None:
     """Write the best trial's (or trial N's, or by mean over seeds) best-epoch weights as a Hugging Face folder."""
     from record import read_study, read_trial
-    from sweep.export import export_trial
+    from sweep.export import export_trial, load_hint
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage
     from sweep.summary import best_epoch_text
@@ -312,8 +312,8 @@ def export(
         f"{best_epoch_text(read_trial(chosen))}) to {path}",
         highlight=False,
     )
-    kind = "token-classification" if record.task == "token-classification" else "text-classification"
-    out.print(f'load it with: transformers.pipeline("{kind}", model="{path}")', highlight=False)
+    out.print(f"load it with: {load_hint(record.task, bool(record.data_report.get('text_pair')), path)}",
+              highlight=False)  # fmt: skip
 
 
 @app.command()

@@ -152,6 +152,19 @@ def _threshold_facts(threshold: float | None, label_thresholds: dict[str, float]
     return {"threshold": threshold, "label_thresholds": label_thresholds or None}
 
 
+def load_hint(task: str | None, text_pair: bool, path: Path | str) -> str:
+    """The one line `sweep export` ends with: how to load this task's export (its model card says more)."""
+    if task == "token-classification":
+        return f'transformers.pipeline("token-classification", model="{path}", aggregation_strategy="simple")'
+    call = ' on {"text": ..., "text_pair": ...}' if text_pair else ""
+    if task == "multi-label":
+        return (f'transformers.pipeline("text-classification", model="{path}", top_k=None) on a list of texts, '
+                f"then keep the labels scoring at or above the threshold in {METADATA_FILE} (its README.md shows how)")
+    if task == "regression":
+        return f'transformers.pipeline("text-classification", model="{path}", function_to_apply="none"){call}'
+    return f'transformers.pipeline("text-classification", model="{path}"){call}'
+
+
 def multilabel_use(meta: dict[str, Any]) -> str:
     """The model card's "Use" section of a multi-label model: sigmoid scores, then the stored threshold(s)."""
     max_length = meta.get("max_length") or 128
@@ -169,7 +182,8 @@ import json
 from transformers import pipeline
 
 classify = pipeline("text-classification", model="path/to/this/folder", top_k=None)
-scores = classify("your text here", truncation=True, max_length={max_length})  # a sigmoid score per label
+# a list of texts in, a list of score lists out (one text alone comes back nested, as [[...]], in transformers 5)
+scores = classify(["your text here"], truncation=True, max_length={max_length})[0]  # a sigmoid score per label
 {rule}
 ```
 
@@ -234,7 +248,8 @@ def model_card(meta: dict[str, Any]) -> str:
         fn, make = "score", 'pipeline("text-classification", model="path/to/this/folder", function_to_apply="none")'
         more = more.replace("classifies", "scores")
         name = (meta.get("label_names") or ["score"])[0]
-        labels = (f"Each answer is `[{{'label': '{name}', 'score': <the predicted {name}>}}]`: `score` is the raw "
+        labels = (f"Each answer is `{{'label': '{name}', 'score': <the predicted {name}>}}` (a list of them for a list "
+                  f"of inputs): `score` is the raw "
                   "output of the one-unit head (no sigmoid; the config's problem_type is regression, so the "
                   "pipeline applies none by default too).")
         results, data_table = "", _label_table(report)

@@ -330,6 +330,12 @@ def test_export_loads_with_pipeline_and_its_threshold_reproduces_the_metric(ml_s
     card = (out / "README.md").read_text(encoding="utf-8")
     assert 'pipeline("text-classification", model="path/to/this/folder", top_k=None)' in card
     assert f'if s["score"] >= {meta["threshold"]}]' in card and "tuned on the validation set" in card
+    # the card's code runs as written (a single text with top_k=None comes back nested in transformers 5)
+    code = card.split("```python\n", 1)[1].split("```", 1)[0].replace("path/to/this/folder", str(out))
+    namespace: dict[str, object] = {}
+    exec(code, namespace)
+    labels = namespace["labels"]
+    assert isinstance(labels, list) and all(label in meta["label_names"] for label in labels)
 
 
 def test_the_report_shows_per_label_scores_and_the_threshold(ml_study: Path) -> None:

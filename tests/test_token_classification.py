@@ -458,4 +458,6 @@ def test_the_export_command_names_the_ner_pipeline(
 
     out = tmp_path / "cli-model"
     assert main(["export", "ner-tiny", "--out", str(out), "--storage", f"sqlite:///{ner_study / 'sweeps.db'}"]) == 0
-    assert f'load it with: transformers.pipeline("token-classification", model="{out}")' in capsys.readouterr().out
+    assert f'load it with: transformers.pipeline("token-classification", model="{out}", aggregation_strategy=' in (
+        capsys.readouterr().out
+    )
