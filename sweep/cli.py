@@ -313,7 +313,7 @@ def export(
         highlight=False,
     )
     out.print(f"load it with: {load_hint(record.task, bool(record.data_report.get('text_pair')), path)}",
-              highlight=False)  # fmt: skip
+              highlight=False, soft_wrap=True)  # fmt: skip (code to copy: never cut into lines)
 
 
 @app.command()
