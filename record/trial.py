@@ -196,6 +196,15 @@ class TrialRecord:
         return int(epochs) if isinstance(epochs, int | float) and _number(epochs) else None
 
     @property
+    def best_at(self) -> str | None:
+        """Where the best evaluation was, in epochs trained: "2", or "0.68" for one inside epoch 1 (every view of the
+        best epoch shows this, so the command line and the report agree); None before any evaluation."""
+        trained = self.best_epochs_trained
+        if trained is not None and abs(trained - round(trained)) > 1e-6:
+            return f"{trained:.2f}"
+        return None if self.best_epoch is None else str(self.best_epoch)
+
+    @property
     def failure(self) -> str | None:
         """Why the trial failed: our error line, else Optuna's reason."""
         return self.error or self.fail_reason

@@ -141,11 +141,11 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
 def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     """The best trial's number, value, best epoch, every hyperparameter and headline metrics."""
     record = read_trial(best)
-    epoch, planned = record.best_epoch, record.planned_epochs
+    epoch, planned = record.best_at, record.planned_epochs
     ran = epochs_run(best)
     rows: list[list[Any]] = [["trial", best.number], [f"validation {metric}", best.values[0]]]
     if epoch is not None:
-        rows.append(["best epoch", f"{epoch} of {ran if ran is not None else planned or '?'} run"])
+        rows.append(["best epoch", f"{epoch} of {f'{round(ran, 2):g}' if ran is not None else planned or '?'} run"])
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
     metrics = record.metrics
     rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
@@ -340,7 +340,7 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
         ["metric", *(metric_name(s) for s in studies)],
         ["best value", *(b.values[0] if b else None for b in bests)],
         ["trial", *(b.number if b else None for b in bests)],
-        ["best epoch", *(read_trial(b).best_epoch if b else None for b in bests)],
+        ["best epoch", *(read_trial(b).best_at if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
         *([k, *(hp.get(k) for hp in hps)] for k in keys),
     ]

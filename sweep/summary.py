@@ -74,10 +74,7 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
 def best_epoch_text(record: TrialRecord) -> str:
     """Where the trial's best evaluation was, of its planned epochs: "2/3", or "0.67/4" for one inside epoch 1
     (a trial pruned two thirds into its first epoch has not finished epoch 1)."""
-    trained = record.best_epochs_trained
-    if trained is not None and abs(trained - round(trained)) > 1e-6:
-        return f"{trained:.2f}/{record.planned_epochs}"
-    return f"{record.best_epoch}/{record.planned_epochs}"
+    return f"{record.best_at}/{record.planned_epochs}"
 
 
 def trials_table(study: optuna.Study) -> Table:

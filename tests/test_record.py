@@ -192,3 +192,19 @@ def test_run_refuses_a_study_written_by_a_newer_sweep(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "'legacy-main'" in lines[0] and "record version 7" in lines[0]
     assert Path(path).read_bytes() == before
+
+
+def test_the_best_epoch_reads_the_same_everywhere_inside_epoch_1_too() -> None:
+    """The report said "best epoch 1 of 1 run" where the command line said 0.68/1 (weights from inside epoch 1)."""
+    from reports.sections import best_trial_table
+    from sweep.summary import best_epoch_text
+
+    trial = optuna.trial.create_trial(
+        value=0.5, params={"epochs": 1}, distributions={"epochs": optuna.distributions.IntDistribution(1, 3)},
+        user_attrs=trial_attrs(best_epoch=1, best_epochs_trained=0.6771, epochs_run=1.0),
+    )  # fmt: skip
+    record = read_trial(trial)
+    assert record.best_at == "0.68" and best_epoch_text(record) == "0.68/1"
+    assert dict(best_trial_table(trial, "f1_macro").rows)["best epoch"] == "0.68 of 1 run"
+    whole = read_trial(optuna.trial.create_trial(value=0.5, user_attrs=trial_attrs(best_epoch=2)))
+    assert whole.best_at == "2" and read_trial(optuna.trial.create_trial(value=0.5)).best_at is None

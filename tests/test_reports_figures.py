@@ -584,7 +584,7 @@ def test_comparison_of_two_studies() -> None:
     assert rows["metric"] == ["f1_macro", "f1_macro"]
     assert rows["best value"] == [pytest.approx(0.85), pytest.approx(0.9)]
     assert rows["trial"] == [3, 0]
-    assert rows["best epoch"] == [2, 2]
+    assert rows["best epoch"] == ["2", "2"]
     assert rows["encoder"] == ["minilm", "bert-base"]
     assert rows["learning_rate"] == [pytest.approx(2e-4), pytest.approx(1e-4)]
     assert rows["weight_decay"] == [0.01, 0.01]
