@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,9 @@ def prepare_classification_data(
             say(f"loaded {len(raw.texts)} rows from {raw.source}")
     train_clean = clean_examples(train_raw.texts, train_raw.labels)
     val_clean = clean_examples(val_raw.texts, val_raw.labels) if val_raw is not None else None
+    looks_numeric = score_like_labels(train_clean.labels, label_column)
+    if looks_numeric:
+        raise DataError([looks_numeric])
     splits = split_examples(
         train_clean,
         val_clean,
@@ -261,6 +265,26 @@ def load_sources(
     if problems:
         raise DataError(problems)
     return tables["data.train"], tables.get("data.validation")
+
+
+def score_like_labels(labels: Sequence[str], label_column: str) -> tuple[str, str] | None:
+    """The one problem of a classification label column that holds scores (every value a number, some with a
+    fraction, as STS-B's 0-5 similarity): each value would be a class of its own, and the split checks would list
+    dozens of classes missing from one side. None for anything else (integer class ids such as 1-5 stars are
+    classes)."""
+    values: dict[str, float] = {}
+    for label in dict.fromkeys(labels):
+        try:
+            values[label] = float(label)
+        except ValueError:
+            return None
+    fractional = [label for label, value in values.items() if math.isfinite(value) and not value.is_integer()]
+    if not fractional:
+        return None
+    shown = ", ".join(repr(label) for label in fractional[:3])
+    return ("data.label_column", f"{label_column!r} holds numbers with fractions ({len(values)} distinct values, "
+                                 f"e.g. {shown}), which would each be a class: to predict the score set "
+                                 "`task: regression`")  # fmt: skip
 
 
 def split_examples(

@@ -124,6 +124,12 @@ def _headerless(env: Env) -> list[str]:
     return ["run", env.spec(**{"data.train": str(path), "data.validation": None})]
 
 
+def _score_labels(env: Env) -> list[str]:
+    """STS-B's similarity scores under a classification spec (`task:` forgotten)."""
+    rows = [(text, f"{(i * 0.37) % 5:.3f}") for i, (text, _) in enumerate(_train_rows(env))]
+    return ["run", env.spec(**{"data.train": str(write_csv(env.tmp / "scores.csv", rows)), "data.validation": None})]
+
+
 def _config_only_encoder(env: Env) -> list[str]:
     folder = env.tmp / "config-only"
     folder.mkdir()
@@ -227,6 +233,9 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("an unknown task", lambda e: ["run", e.spec(task="nli")],
      ["task: unknown task 'nli' (available: text-classification, text-pair, token-classification, multi-label, "
       "regression)"]),
+    ("scores in a classification label column", _score_labels,
+     ["data.label_column: 'label' holds numbers with fractions", "distinct values, e.g. '0.370', '0.740'",
+      "set `task: regression`"]),
     ("text-pair without a pair column", lambda e: ["run", e.spec(task="text-pair")],
      ["data.text_pair_column: required for task: text-pair"]),
     ("a pair column without task: text-pair", lambda e: ["run", e.spec(**{"data.text_pair_column": "label"})],
