@@ -145,7 +145,9 @@ def path_problems(
             problems.append(
                 (
                     f"data.{field}",
-                    f"unsupported file type '{path.suffix}' ({', '.join(suffixes)} or {HUB_PREFIX}<name>)",
+                    f"unsupported file type '{path.suffix}' ({', '.join(suffixes)} or {HUB_PREFIX}<name>)"
+                    + (f"; a {path.suffix} file holds tagged words: set task: {TOKEN_TASK}"
+                       if path.suffix.lower() in TAGGED_SUFFIXES else ""),
                 )
             )
     return problems

@@ -340,7 +340,11 @@ class Spec(_Strict):
     def _check_task(cls, value: str) -> str:
         available = ", ".join(TASKS)
         if value not in TASKS:
-            raise ValueError(f"unknown task {value!r} (available: {available})")
+            meant = TASK_ALIASES.get(value.lower().replace("_", "-")) or next(
+                iter(difflib.get_close_matches(value.lower(), list(TASKS), n=1, cutoff=0.7)), None
+            )
+            hint = f"; did you mean {meant!r}?" if meant else ""
+            raise ValueError(f"unknown task {value!r} (available: {available}){hint}")
         return value
 
     @model_validator(mode="after")
@@ -394,6 +398,17 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         if part in DEFAULTS:
             model = RangeParam
     return list(model.model_fields) if model else []
+
+
+# What people call the tasks elsewhere, and the name they have here.
+TASK_ALIASES = {
+    "ner": "token-classification", "token": "token-classification", "tagging": "token-classification",
+    "sequence-labeling": "token-classification", "sequence-labelling": "token-classification",
+    "multilabel": "multi-label", "multi-label-classification": "multi-label",
+    "classification": "text-classification", "sentiment": "text-classification",
+    "nli": "text-pair", "pair": "text-pair", "sentence-pair": "text-pair", "pair-classification": "text-pair",
+    "sts": "regression", "similarity": "regression", "score": "regression",
+}  # fmt: skip
 
 
 def _close_key(name: str, allowed: list[str]) -> list[str]:

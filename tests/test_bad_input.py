@@ -232,7 +232,7 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("export of an unknown study", _unknown_for("export"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("an unknown task", lambda e: ["run", e.spec(task="nli")],
      ["task: unknown task 'nli' (available: text-classification, text-pair, token-classification, multi-label, "
-      "regression)"]),
+      "regression); did you mean 'text-pair'?"]),
     ("scores in a classification label column", _score_labels,
      ["data.label_column: 'label' holds numbers with fractions", "distinct values, e.g. '0.370', '0.740'",
       "set `task: regression`"]),

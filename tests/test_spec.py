@@ -144,6 +144,11 @@ def test_check_paths_resolves_against_spec_folder(tmp_path: Path) -> None:
     assert problems == {"data.validation": f"file not found: {tmp_path / 'data' / 'missing.csv'}"}
     spec = parse_spec({"name": "x", "data": {"train": "data/notes.txt", "validation": "hub:trec"}})
     assert "unsupported file type '.txt'" in dict(check_paths(spec, tmp_path))["data.train"]
+    (tmp_path / "data" / "wnut.conll").write_text("word\tO\n")
+    spec = parse_spec({"name": "x", "data": {"train": "data/wnut.conll"}})  # task: forgotten
+    assert dict(check_paths(spec, tmp_path))["data.train"].endswith(
+        "; a .conll file holds tagged words: set task: token-classification"
+    )
 
 
 def test_schema_and_file_problems_reported_together(tmp_path: Path) -> None:
