@@ -24,7 +24,7 @@ from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.preparation import PreparedData, Splits, encode_cached, tokenizer_limit
 from datamodules.report import build_report, cleaning_summary
 from datamodules.rows import source_rows
-from datamodules.splitting import remove_overlap, sorted_labels
+from datamodules.splitting import remove_overlap, sorted_labels, with_overlap_note
 from datamodules.texts import Text, display_text
 
 Log = Callable[[str], None]
@@ -247,14 +247,7 @@ def split_label_sets(
         where = validation_source or train_source
     tr_texts, tr_keys, overlap = remove_overlap(tr_texts, tr_keys, va_texts)
     problems = coverage_problems(tr_keys, va_keys, where, validation_keys if validation is not None else ())
-    if problems and overlap["train_val_overlap"]:
-        problems.append(
-            (
-                "data.train",
-                f"{overlap['train_val_overlap']} training rows were dropped first because "
-                "their text is also in validation",
-            )
-        )
+    problems = with_overlap_note(problems, overlap["train_val_overlap"])
     if problems:
         raise DataError(problems)
     return Splits(tr_texts, tr_keys, va_texts, va_keys, split, overlap), notes

@@ -24,7 +24,13 @@ from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.report import build_report, cleaning_summary, truncation_warnings
 from datamodules.rows import source_rows
-from datamodules.splitting import check_label_coverage, remove_overlap, sorted_labels, stratified_split
+from datamodules.splitting import (
+    check_label_coverage,
+    remove_overlap,
+    sorted_labels,
+    stratified_split,
+    with_overlap_note,
+)
 from datamodules.texts import Text, display_text
 
 Log = Callable[[str], None]
@@ -323,12 +329,7 @@ def split_examples(
         try:
             check_label_coverage(tr_labels, va_labels)
         except DataError as err:
-            note = (
-                "data.train",
-                f"{overlap['train_val_overlap']} training rows were dropped first because "
-                "their text is also in validation",
-            )
-            raise DataError([*err.problems, note]) from err
+            raise DataError(with_overlap_note(err.problems, overlap["train_val_overlap"])) from err
     return Splits(tr_texts, tr_labels, va_texts, va_labels, split, overlap)
 
 

@@ -171,3 +171,13 @@ def remove_overlap(
         "overlap_examples": [display_text(t) for t in dropped[:MAX_OVERLAP_EXAMPLES]],
     }
     return [t for t, _ in kept], [lab for _, lab in kept], report
+
+
+def with_overlap_note(problems: list[tuple[str, str]], dropped: int) -> list[tuple[str, str]]:
+    """Coverage problems found after `dropped` training rows that repeat a validation text were removed: the last
+    line says so (a note, not a problem of its own: the rows dropped need not be the ones the problems name)."""
+    if not problems or not dropped:
+        return problems
+    field, message = problems[-1]
+    rows = "row whose text is also in validation was" if dropped == 1 else "rows whose text is also in validation were"
+    return [*problems[:-1], (field, f"{message} (note: {dropped} training {rows} dropped first)")]

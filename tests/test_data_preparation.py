@@ -244,9 +244,9 @@ def test_overlap_that_empties_a_class_is_explained(tiny_bert: Path, tmp_path: Pa
         (
             "data.validation",
             "class 'mid' has 1 row in validation but none in training, so no model can "
-            "predict it: add training rows for it or remove it from validation",
+            "predict it: add training rows for it or remove it from validation (note: 1 training row whose text "
+            "is also in validation was dropped first)",
         ),
-        ("data.train", "1 training rows were dropped first because their text is also in validation"),
     ]
 
 
