@@ -213,10 +213,13 @@ def label_distribution(splits: dict[str, Sequence[float]]) -> dict[str, Any]:
 def cleaning_lines(split: str, report: dict[str, Any]) -> list[str]:
     """One warning line per kind of row cleaning dropped or merged."""
     lines = []
-    for key, what in (("missing_text", "with a missing text"), ("empty_text", "whose text is empty"),
-                      ("duplicates", "that repeat an earlier row (same text, same score)")):  # fmt: skip
+    for key, one, many in (("missing_text", "with a missing text", "with a missing text"),
+                           ("empty_text", "whose text is empty", "whose text is empty"),
+                           ("duplicates", "that repeats an earlier row (same text, same score)",
+                            "that repeat an earlier row (same text, same score)")):  # fmt: skip
         if report[key]:
-            lines.append(f"{split}: dropped {report[key]} {'row' if report[key] == 1 else 'rows'} {what}")
+            lines.append(f"{split}: dropped {report[key]} {'row' if report[key] == 1 else 'rows'} "
+                         f"{one if report[key] == 1 else many}")  # fmt: skip
     if report["averaged_texts_total"]:
         lines.append(f"{split}: {report['averaged_texts_total']} texts appear with different scores; each is kept "
                      f"once with its mean score ({report['averaged_rows']} rows merged)")

@@ -336,7 +336,7 @@ def report(
     url = choose_storage(storage)[0]
     loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
     result = write_report(loaded, out_file, png_dir=png, seed=seed)
-    out.print(f"wrote {result.path} ({result.figures} figures)", highlight=False)
+    out.print(f"wrote {result.path} ({result.figures} {'figure' if result.figures == 1 else 'figures'})", highlight=False)
     for item in result.skipped:
         out.print(f"  note: {item}", highlight=False)
     if png is not None:
@@ -403,7 +403,7 @@ def serve(
         str | None,
         typer.Option("--ray", metavar="[ADDRESS]", help="Start the --workers N as Ray tasks on the Ray cluster at "
                      "ADDRESS (a Ray started here when no address is given); PostgreSQL store, pip install "
-                     "'sweep[ray]'."),
+                     "'sweep\\[ray]'."),
     ] = None,
     worker_cpus: Annotated[float, typer.Option("--worker-cpus", help="CPUs each Ray worker asks for.")] = 1,
     worker_gpus: Annotated[float, typer.Option("--worker-gpus", help="GPUs each Ray worker asks for.")] = 0,

@@ -63,8 +63,9 @@ _BUDGET_LOCK_BASE = 0x5357_0000  # PostgreSQL advisory lock key = base + study i
 POSTGRES_HINT = (
     "a SQLite store is shared only by the workers of one `sweep run SPEC --workers N` on this machine: for workers "
     "started on their own or on several machines use PostgreSQL, e.g. "
-    "`docker run -d -e POSTGRES_PASSWORD=sweep -p 5432:5432 postgres` (or apt install postgresql) and "
-    "--storage postgresql+psycopg://postgres:sweep@localhost:5432/postgres"
+    "a PostgreSQL server (apt install postgresql, or the postgres container image) and its URL in the environment, "
+    "where `ps` and the shell history do not show its password: export SWEEP_STORAGE=postgresql+psycopg://USER:"
+    "PASSWORD@HOST:5432/DB"
 )
 # Set by `sweep run --workers N` on a SQLite store for the workers it starts: the pid of the run, which holds the
 # store's one-writer lock for them (sqlite_writer_lock lets a child of that process share it).
