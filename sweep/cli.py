@@ -336,7 +336,8 @@ def report(
     url = choose_storage(storage)[0]
     loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
     result = write_report(loaded, out_file, png_dir=png, seed=seed)
-    out.print(f"wrote {result.path} ({result.figures} {'figure' if result.figures == 1 else 'figures'})", highlight=False)
+    figures = f"{result.figures} {'figure' if result.figures == 1 else 'figures'}"
+    out.print(f"wrote {result.path} ({figures})", highlight=False)
     for item in result.skipped:
         out.print(f"  note: {item}", highlight=False)
     if png is not None:
