@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,11 +98,12 @@ class DataSpec(BaseModel):
 
 
 def resolve_data_path(source: str, base: Path) -> str:
-    """A local data path made absolute against the spec's folder; `hub:` sources unchanged."""
+    """A local data path made absolute against the spec's folder; `hub:` sources unchanged. A symbolic link keeps
+    its own name (not resolved): its suffix says how the file is read (`train.tsv -> sts-train.csv` is a TSV)."""
     if source.startswith(HUB_PREFIX):
         return source
     p = Path(source).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
+    return str(p if p.is_absolute() else Path(os.path.abspath(base / p)))
 
 
 def data_suffixes(task: Any, fmt: Any) -> tuple[str, ...] | None:

@@ -269,3 +269,20 @@ def test_each_task_optimises_its_own_default_metric_and_refuses_another_tasks_me
     assert spec.objective.metric == "accuracy"
     with pytest.raises(SweepError, match="objective.metric: 'rmse' is not a metric of task: text-classification"):
         parse_spec({"name": "s", "data": {"train": "t.csv"}, "objective": {"metric": "rmse"}})
+
+
+def test_a_symlink_is_read_by_its_own_name(tmp_path: Path) -> None:
+    """STS-B ships tab-separated files named .csv, read-only: a link named .tsv is how a user reads them as TSV
+    (its target's name decided the format, so the link changed nothing)."""
+    from datamodules import load_table
+    from sweep.dataspec import resolve_data_path
+
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "sts-train.csv"
+    target.write_text("text\tlabel\na b, c\tx\nd e, f\ty\n", encoding="utf-8")
+    (tmp_path / "train.tsv").symlink_to(target)
+    path = resolve_data_path("train.tsv", tmp_path)
+    assert path == str(tmp_path / "train.tsv")
+    table = load_table(path, text_column="text", label_column="label", field="data.train")
+    assert table.texts == ["a b, c", "d e, f"] and table.labels == ["x", "y"]
+    assert resolve_data_path("data/../train.tsv", tmp_path) == str(tmp_path / "train.tsv")  # still normalised
