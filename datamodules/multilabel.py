@@ -121,9 +121,40 @@ def label_keys(raw: RawTable, *, field: str, delimiter: str | None) -> list[str 
                 f"{name} row {bad[0][0]}: {bad[0][1]}" + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""),
             )
         )
+    if not problems and delimiter is None:
+        joined = joined_labels(raw.labels)
+        if joined is not None:
+            sep, example, share = joined
+            problems.append(
+                (
+                    "data.label_delimiter",
+                    f"{name}: {share:.0%} of the label cells look like several labels joined by {sep!r} (e.g. "
+                    f"{example!r}), which would each be read as one label: set data.label_delimiter: {sep!r} (or, "
+                    f"where {sep!r} is part of the label names, a character they never hold)",
+                )
+            )
     if problems:
         raise DataError(problems)
     return keys
+
+
+# Characters a spreadsheet's multi-label cell is commonly joined with; a cell holding one of them in most rows of a
+# multi-label file without data.label_delimiter is a label list read whole.
+JOINERS = ("|", ";", ",", "+")
+JOINED_SHARE = 0.2
+
+
+def joined_labels(values: Sequence[object]) -> tuple[str, str, float] | None:
+    """(joiner, an example cell, share of cells) when at least `JOINED_SHARE` of the string label cells hold the same
+    joiner between non-empty parts; None otherwise (JSON lists, or single labels)."""
+    cells = [v for v in values if isinstance(v, str) and v.strip()]
+    if not cells:
+        return None
+    for sep in JOINERS:
+        hits = [c for c in cells if sep in c and all(part.strip() for part in c.split(sep))]
+        if len(hits) / len(cells) >= JOINED_SHARE:
+            return sep, hits[0], len(hits) / len(cells)
+    return None
 
 
 def load_label_sets(

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from datamodules import DataError
-from datamodules.multilabel import label_key, parse_label_set, prepare_multilabel_data, random_split
+from datamodules.multilabel import joined_labels, label_key, parse_label_set, prepare_multilabel_data, random_split
 from models.multilabel_metrics import (
     best_threshold,
     multilabel_metrics,
@@ -118,6 +118,18 @@ def test_prepared_label_sets_are_multi_hot_with_a_per_label_report(tmp_path: Pat
                                     tokenizer_name_or_path=str(tiny_bert), max_length=64,
                                     cache_dir=tmp_path / "cache")  # fmt: skip
     assert again.fingerprint == data.fingerprint and again.report["cache"] == "hit"
+    # ... and without data.label_delimiter those cells would each be one label: refused, naming the joiner
+    with pytest.raises(DataError) as info:
+        prepare_multilabel_data(train_source=str(csv_path), validation_source=None, text_column="text",
+                                label_column="labels", label_delimiter=None, val_fraction=0.25, seed=0,
+                                tokenizer_name_or_path=str(tiny_bert), max_length=64,
+                                cache_dir=tmp_path / "cache")  # fmt: skip
+    [(field, message)] = info.value.problems
+    assert field == "data.label_delimiter" and "look like several labels joined by '|'" in message
+    assert message.endswith("set data.label_delimiter: '|' (or, where '|' is part of the label names, a character "
+                            "they never hold)")  # fmt: skip
+    assert joined_labels(["billing", "refund", "billing"]) is None and joined_labels([["a", "b"]]) is None
+    assert joined_labels(["a;b", "c", "d", "e"]) == (";", "a;b", 0.25)
 
 
 def test_empty_and_unseen_label_sets_are_refused_naming_file_row_and_value(tmp_path: Path, tiny_bert: Path) -> None:
