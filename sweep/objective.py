@@ -29,7 +29,7 @@ from sweep.memory import keep_freed_memory
 from sweep.space import Hyperparameters, suggest
 from sweep.spec import SpaceSpec
 from sweep.tasks import Batching, Head, build_datamodule, build_module, validation_groups
-from sweep.taskspec import DEFAULT_TASK, MINIMIZED
+from sweep.taskspec import DEFAULT_TASK, MINIMIZED, applicable
 from sweep.worker import GracefulStop, StopRequested, worker_id
 
 TrialCallbackFactory = Callable[[int, int, int, str], pl.Callback]
@@ -241,7 +241,8 @@ def build_objective(
         else:
             seed = settings.seed + (trial.number if stored.retry_of is None else stored.retry_of)
         record.start(
-            worker=worker_id(), seed=seed, hyperparameters=hp.as_dict(), data_fingerprint=data.fingerprint,
+            worker=worker_id(), seed=seed, hyperparameters=applicable(hp.as_dict(), settings.task),
+            data_fingerprint=data.fingerprint,
             inherited=trial.user_attrs,
         )  # fmt: skip
         schedule = EvaluationSchedule(settings.first_epoch_evals)

@@ -174,7 +174,10 @@ def best_summary(study: optuna.Study) -> Group | Text:
     ]
     metrics = record.metrics
     headline = {
-        k: metrics[k] for k in ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted") if k in metrics
+        k: metrics[k]
+        for k in ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted", "val_spearman", "val_pearson",
+                  "val_rmse", "val_mae")  # fmt: skip
+        if k in metrics
     }
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))

@@ -128,3 +128,12 @@ def token_problems(task: str, data: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("model.class_weights", f"'balanced' is not available for task: {TOKEN_TASK} (its labels are "
                                                 "per-token tags, mostly O): remove it or set it to none"))
     return problems
+
+
+# Hyperparameters a task's training never uses (fixed at their neutral value there): left out of its trials' record.
+NOT_USED = {"regression": ("label_smoothing",)}
+
+
+def applicable(hyperparameters: dict[str, Any], task: str) -> dict[str, Any]:
+    """The hyperparameters a trial of `task` trains with, without those its task never uses."""
+    return {k: v for k, v in hyperparameters.items() if k not in NOT_USED.get(task, ())}

@@ -289,7 +289,17 @@ def test_a_pair_regression_study_records_scores_and_a_scatter(pair_study: Path) 
         assert trial.value == rec.metrics["val_spearman"]
         assert len(rec.scatter) == len(val_rows(pair_study)) and rec.per_class == {}
         assert all("scatter" not in h for h in rec.history)  # bulky: kept for the best evaluation only
+        assert "label_smoothing" not in rec.hyperparameters and "learning_rate" in rec.hyperparameters
     assert max(t.value for t in trials) > 0.5  # the tiny model learned which pairs are alike
+    from rich.console import Console
+
+    from sweep.summary import best_summary
+
+    console = Console(width=200, record=True)
+    console.print(best_summary(study))
+    shown = console.export_text()
+    assert "metrics: spearman=" in shown and "pearson=" in shown and "rmse=" in shown
+    assert "label_smoothing" not in shown
 
 
 def test_the_export_reproduces_the_stored_metrics_through_pipeline(pair_study: Path, tmp_path: Path) -> None:
