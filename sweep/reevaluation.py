@@ -152,6 +152,10 @@ def reevaluate_study(
             target = max(budget(study, spec.search.n_trials) + len(plan.new),
                          len(study.get_trials(deepcopy=False, states=TAKEN_STATES)))
             write_budget(study.set_user_attr, target)
+        if len(plan.configurations) < top:
+            console.print(f"--top {top}: the study has {len(plan.configurations)} completed search "
+                          f"configuration{'s' if len(plan.configurations) != 1 else ''}, re-evaluating "
+                          f"{'it' if len(plan.configurations) == 1 else 'all of them'}", highlight=False)  # fmt: skip
         for line in plan_lines(plan, study, checkpoints.resolve() if checkpoints else None):
             console.print(line, highlight=False)
         console.print(f"queued {len(plan.new)} re-evaluation run{'s' if len(plan.new) != 1 else ''}; the study's "

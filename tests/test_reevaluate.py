@@ -175,9 +175,10 @@ def test_reevaluate_end_to_end(
     # in the budget (n_trials counts the search's trials).
     before = len(study.get_trials())
     capsys.readouterr()
-    assert main(["reevaluate", "trec-tiny", "--top", "2", "--seeds", "2", "--storage", url]) == 0
+    assert main(["reevaluate", "trec-tiny", "--top", "5", "--seeds", "2", "--storage", url]) == 0
     err = capsys.readouterr().err
     assert "queued 0 re-evaluation runs" in err and err.count("has 2 re-evaluation runs") == 2, err
+    assert "--top 5: the study has 2 completed search configurations, re-evaluating all of them" in err
     run_study(spec)
     study = load_study("trec-tiny", url)
     assert len(study.get_trials()) == before and read_study(study).budget == 6
