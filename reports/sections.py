@@ -103,7 +103,8 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
         if value is not None:
             rows.append([label, value])
     rows.append(["trials", ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none"])
-    rows.append(["total compute time", f"{format_seconds(spent.seconds)} over {spent.trials} finished trials"])
+    rows.append(["total compute time", f"{format_seconds(spent.seconds)} over {spent.trials} trials that ended "
+                 "(complete, pruned or failed)"])  # fmt: skip
     split = time_split(study)
     if split is not None:
         rows.append(["where trial time went", describe_time_split(split)

@@ -273,7 +273,7 @@ def test_summary_names_the_best_trial_its_hyperparameters_and_the_estimate(rich:
     study_table, best_table = (b for b in blocks if isinstance(b, TableBlock) and b.caption != "Failed trials")
     facts = table_rows(study_table)
     assert facts["trials"] == "4 complete, 2 pruned, 1 failed"
-    assert facts["total compute time"] == "2 min 15 s over 7 finished trials"
+    assert facts["total compute time"] == "2 min 15 s over 7 trials that ended (complete, pruned or failed)"
     assert facts["time saved by pruning (estimate)"] == "46.0 s (5 epochs not run)"
     assert facts["encoder"] == "minilm"
     best = table_rows(best_table)
