@@ -31,6 +31,9 @@ def best_by_mean(study: optuna.Study) -> ConfigurationSeeds:
     ranking = collect_seed_ranking([read_trial(t) for t in study.get_trials(deepcopy=False)],
                                    maximize=maximizes(study))  # fmt: skip
     if ranking.winner is None:
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise SweepError([("--by", f"mean: study {study.study_name!r} has no completed trial yet: run its "
+                                       "trials first (`sweep run SPEC`), then `sweep reevaluate`")])  # fmt: skip
         raise SweepError([("--by", f"mean: study {study.study_name!r} has no re-evaluated configuration with a "
                                    f"completed run; run `sweep reevaluate {study.study_name} --top 3 --seeds 2` "
                                    "first, or export --by value")])

@@ -247,6 +247,8 @@ def test_export_by_mean_choices_and_a_missing_checkpoint(tmp_path: Path) -> None
     study = optuna.create_study(direction="maximize")
     for key, value in study_attrs(StudyRecord(spec={"name": "s"}, data_fingerprint="abc")).items():
         study.set_user_attr(key, value)
+    with pytest.raises(SweepError, match=r"--by.*has no completed trial yet: run its trials first"):
+        choose_trial(study, None, by="mean")  # not a re-evaluation that would itself be refused
     for trial in (frozen(0, 0.5), frozen(1, 0.9)):
         study.add_trial(trial)
     with pytest.raises(SweepError, match="--by.*no re-evaluated configuration.*sweep reevaluate"):
