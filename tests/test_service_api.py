@@ -165,6 +165,8 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     assert missing.status_code == 404 and "has no trial 7 (trials: 0..1)" in missing.json()["detail"]
     no_mean = client.get("/api/studies/tickets/export", params={"by": "mean"})
     assert no_mean.status_code == 400 and "sweep reevaluate" in no_mean.json()["detail"]
+    assert no_mean.json()["detail"].startswith("by: mean: ") and no_mean.json()["detail"].endswith("or export by=value")
+    assert "--by" not in no_mean.json()["detail"]
 
     finished = client.post("/api/studies/tickets/stop")
     assert finished.status_code == 400 and "is finished" in finished.json()["detail"]
@@ -321,6 +323,7 @@ def test_data_that_fails_its_checks_leaves_nothing_behind(fresh: tuple[TestClien
     body = spec_body("s", tiny_bert, data={"train": "train.csv", "label_column": "lable"})
     answer = submit(client, body, data=place / "data" / "train.csv")
     assert answer.status_code == 400 and "lable" in answer.json()["detail"]
+    assert "no such column 'lable' in my tickets.csv (uploaded as data.train)" in answer.json()["detail"]
     assert files_under(settings.uploads) == [] and files_under(settings.submissions) == []
     assert client.get("/api/studies").json() == []
 

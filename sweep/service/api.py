@@ -26,6 +26,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "bad input: `detail` holds every problem, one per line, as the command line prints them"),
         (401, "the server's token is missing or wrong"),
         (404, "no such study (or trial)"),
+        (422, "a path, query or form value of the wrong type (`trial=abc`): `errors` names each one"),
     )
 }
 

@@ -5,13 +5,14 @@ are deleted once the response is sent (or at once, when the export fails)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweep.errors import NoSuchStudy
+from sweep.errors import NoSuchStudy, SweepError
 from sweep.service.settings import ServiceSettings
 
 
@@ -24,6 +25,14 @@ class Archive:
     path: Path  # the zip file
     folder: Path  # the temporary folder holding it (delete after sending)
     filename: str  # what the download is called: <study>-trial-<N>.zip
+
+
+QUERY = {"--by": "by", "--trial": "trial"}
+
+
+def _as_query(message: str) -> str:
+    """`--by value` in a command line's message, as this route takes it: `by=value`."""
+    return re.sub(r"(?<![\w-])--(by|trial) (\S+)", r"\1=\2", message)
 
 
 def export_archive(name: str, settings: ServiceSettings, *, trial: int | None = None, by: str = "value") -> Archive:
@@ -40,7 +49,11 @@ def export_archive(name: str, settings: ServiceSettings, *, trial: int | None = 
     settings.exports.mkdir(parents=True, exist_ok=True, mode=0o755)
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=settings.exports))
     try:
-        model, chosen = export_trial(study, folder / "model", number=trial, by=by)
+        try:
+            model, chosen = export_trial(study, folder / "model", number=trial, by=by)
+        except SweepError as exc:  # the command line's flags are this route's query parameters
+            exc.problems = [(QUERY.get(where, where), _as_query(message)) for where, message in exc.problems]
+            raise
         top = f"{name}-trial-{chosen.number}"
         path = folder / f"{top}.zip"
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -270,8 +270,11 @@ def submit(request: SubmissionRequest, settings: ServiceSettings) -> str:
             console = Console(file=io.StringIO(), width=200)
             try:
                 run_study(spec_file, storage_url=settings.storage_url, workers=0, console=console)
-            except SweepError as exc:
-                raise SweepError(exc.problems, source="spec") from None
+            except SweepError as exc:  # an upload is named as its sender named it, not by its name on this server
+                names = {target.name: f"{upload.filename} (uploaded as {field})"
+                         for field, (upload, target) in planned.uploads.items() if upload.filename}  # fmt: skip
+                raise SweepError([(where, _renamed(message, names)) for where, message in exc.problems],
+                                 source="spec") from None  # fmt: skip
             if request.priority is not None:
                 from record import write_priority
                 from sweep.storage import load_study
@@ -288,6 +291,12 @@ def submit(request: SubmissionRequest, settings: ServiceSettings) -> str:
                     path.unlink(missing_ok=True)
             raise
     return name
+
+
+def _renamed(message: str, names: dict[str, str]) -> str:
+    for stored, shown in names.items():
+        message = message.replace(stored, shown)
+    return message
 
 
 def _delete_study(name: str, url: str) -> None:
