@@ -33,7 +33,7 @@ from reports.figures import (
 )
 from reports.importance import collect_importances, importance_problem, plot_importances
 from reports.scores import scatter_blocks
-from reports.seeds import seed_blocks
+from reports.seeds import collect_seed_ranking, seed_blocks
 from reports.trials import (
     completed,
     completed_values,
@@ -144,7 +144,7 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     record = read_trial(best)
     epoch, planned = record.best_at, record.planned_epochs
     ran = epochs_run(best)
-    rows: list[list[Any]] = [["trial", best.number], [f"validation {metric}", best.values[0]]]
+    rows: list[list[Any]] = [["trial", trial_label(best)], [f"validation {metric}", best.values[0]]]
     if epoch is not None:
         rows.append(["best epoch", f"{epoch} of {f'{round(ran, 2):g}' if ran is not None else planned or '?'} run"])
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
@@ -332,15 +332,38 @@ def study_sections(study: optuna.Study, *, seed: int, group: str | None, prefix:
 # --- comparison ---------------------------------------------------------------------------------------------
 
 
+def trial_label(trial: optuna.trial.FrozenTrial) -> int | str:
+    """A trial's number, and for a re-evaluation run what it re-trains: its best single value is one more seed of
+    that configuration, not a configuration of its own."""
+    record = read_trial(trial)
+    if record.reevaluates is None:
+        return trial.number
+    seed = f", seed {record.seed}" if record.seed is not None else ""
+    return f"{trial.number} (re-evaluation run of trial {record.reevaluates}{seed})"
+
+
+def _by_mean(study: optuna.Study) -> str | None:
+    """The configuration with the best mean over its seeds (`sweep reevaluate`), or None for a study without any."""
+    ranking = collect_seed_ranking([read_trial(t) for t in study.get_trials(deepcopy=False)],
+                                   maximize=maximizes(study))  # fmt: skip
+    winner = ranking.winner
+    if winner is None:
+        return None
+    return f"trial {winner.configuration}: {winner.spread} over {len(winner.runs)} seeds"
+
+
 def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
-    """Each study's best trial side by side (one column per study), with every hyperparameter any of them has."""
+    """Each study's best trial side by side (one column per study), with every hyperparameter any of them has; the
+    best by mean over seeds too where a study was re-evaluated."""
     bests = [best_trial(s) if is_single_objective(s) else None for s in studies]
     hps = [hyperparameters(b) if b is not None else {} for b in bests]
     keys = list(dict.fromkeys(k for hp in hps for k in hp))
+    means = [_by_mean(s) if is_single_objective(s) else None for s in studies]
     rows: list[list[Any]] = [
         ["metric", *(metric_name(s) for s in studies)],
         ["best value", *(b.values[0] if b else None for b in bests)],
-        ["trial", *(b.number if b else None for b in bests)],
+        *([["best by mean over seeds", *(m or "not re-evaluated" for m in means)]] if any(means) else []),
+        ["trial", *(trial_label(b) if b else None for b in bests)],
         ["best epoch", *(read_trial(b).best_at if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
         *([k, *(hp.get(k) for hp in hps)] for k in keys),

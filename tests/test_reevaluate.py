@@ -315,3 +315,26 @@ def test_advice_and_expected_performance_leave_reevaluation_runs_out() -> None:
         study.set_user_attr(key, value)
     assert study_advice(study) == before  # the same --n-trials: it counts the search's trials
     assert completed_values(study) == [0.5, 0.6]
+
+
+def test_the_comparison_marks_a_lucky_reevaluation_run_and_gives_the_mean() -> None:
+    """A re-evaluated study's best single run can be a re-evaluation run (one more seed of a configuration): the
+    comparison says so, and gives the best configuration by mean beside it."""
+    from reports.sections import best_trial_table, comparison_table
+
+    studies = []
+    for name in ("reevaluated", "plain"):
+        study = optuna.create_study(study_name=name, direction="maximize")
+        for key, value in study_attrs(StudyRecord(spec={"name": name}, data_fingerprint="abc")).items():
+            study.set_user_attr(key, value)
+        for trial in (frozen(0, 0.5), frozen(1, 0.6)):
+            study.add_trial(trial)
+        studies.append(study)
+    for trial in (frozen(2, 0.9, **reevaluation_attrs(of=0, seed=1000)),
+                  frozen(3, 0.1, **reevaluation_attrs(of=1, seed=1001))):  # fmt: skip
+        studies[0].add_trial(trial)
+    rows = {row[0]: row[1:] for row in comparison_table(studies).rows}
+    assert rows["trial"] == ["2 (re-evaluation run of trial 0, seed 1000)", 1]
+    assert rows["best by mean over seeds"] == ["trial 0: 0.7000 ± 0.2828 over 2 seeds", "not re-evaluated"]
+    assert dict(best_trial_table(studies[0].best_trial, "f1_macro").rows)["trial"].startswith("2 (re-evaluation")
+    assert "best by mean over seeds" not in {row[0] for row in comparison_table(studies[1:] * 2).rows}
