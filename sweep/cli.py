@@ -307,9 +307,16 @@ def export(
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints, by=by)
     record = read_study(loaded)
     metric = record.metric or "value"
+    why = ""
+    if by == "mean":
+        from sweep.export import best_by_mean
+
+        winner = best_by_mean(loaded)
+        why = (f"; the best run of trial {winner.configuration}'s configuration, best by mean over "
+               f"{len(winner.runs)} seeds: {winner.spread}")  # fmt: skip
     out.print(
         f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "
-        f"{best_epoch_text(read_trial(chosen))}) to {path}",
+        f"{best_epoch_text(read_trial(chosen))}{why}) to {path}",
         highlight=False,
     )
     out.print(f"load it with: {load_hint(record.task, bool(record.data_report.get('text_pair')), path)}",

@@ -201,7 +201,11 @@ def test_reevaluate_end_to_end(
     assert len({r.value for r in records if r.value is not None}) > 2  # seeds do move the value: not a vacuous pick
     leaders = seed_leaders(study.get_trials(), maximize=True)
     assert all(is_kept(study, t) for t in leaders.values())  # the top-k rule never deleted what --by mean exports
+    capsys.readouterr()
     assert main(["export", "trec-tiny", "--storage", url, "--out", str(tmp_path / "model"), "--by", "mean"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"exported trial {expected} (" in said and f"the best run of trial {best_config}'s configuration, best by " \
+        "mean over 3 seeds: " in said
     meta = json.loads((tmp_path / "model" / "sweep.json").read_text())
     assert meta["trial"] == expected and meta["selected_by"]["configuration"] == best_config
     assert "Chosen by mean over seeds" in (tmp_path / "model" / "README.md").read_text()
