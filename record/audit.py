@@ -82,6 +82,24 @@ def noise_is_flagged_share(record: AuditRecord) -> bool:
     return record.class_name == SCORE_BIN
 
 
+WEAK_FIT_SHARE = 0.25  # an accuracy closing less of the gap from the majority baseline to 1 than this is weak
+
+
+def weak_fit(record: AuditRecord) -> str | None:
+    """A warning when the out-of-fold predictions fit the given labels barely better than always predicting the
+    most common class (tasks measured by accuracy): most of the examples flagged then carry a correct label, and
+    the ranking says more about the model than about the annotation. None when the fit is not weak."""
+    if record.fit_name != "accuracy" or not record.classes or not record.examples:
+        return None
+    largest = max(record.classes, key=lambda c: c.examples)
+    baseline = largest.examples / record.examples
+    if baseline >= 1.0 or record.accuracy >= baseline + WEAK_FIT_SHARE * (1.0 - baseline):
+        return None
+    return (f"the out-of-fold accuracy {record.accuracy:.3f} is close to always predicting {largest.label!r} "
+            f"({baseline:.3f}): the flags rest on a weak model, and many flagged {record.unit}s will carry a correct "
+            "label (a fine-tuned model fits better: --method finetune or ensemble)")
+
+
 def audit_attrs(record: AuditRecord) -> dict[str, Any]:
     """The record as JSON-ready data, with its bounds applied."""
     raw = asdict(record)

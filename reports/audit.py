@@ -4,7 +4,7 @@ with their texts, given vs suggested label, and the label pairs that explain the
 from __future__ import annotations
 
 from record import AuditRecord
-from record.audit import SCORE_BIN, noise_is_flagged_share
+from record.audit import SCORE_BIN, noise_is_flagged_share, weak_fit
 from reports.blocks import Block, NoteBlock, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
@@ -40,6 +40,9 @@ def audit_blocks(
         f"{record.fit_name} {record.accuracy:.3f}), then {rule}: {record.flagged} flagged "
         f"({record.flagged / max(1, record.examples):.1%}). A flagged {record.unit} is a candidate for a second "
         f"look, not a proven error. {rows}")]
+    weak = weak_fit(record)
+    if weak:
+        blocks.append(NoteBlock(f"Weak fit: {weak}.", missing=True))
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
         blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
                                 missing=True))

@@ -38,7 +38,7 @@ from record import (
     read_trial,
     write_audit,
 )
-from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, noise_is_flagged_share
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, noise_is_flagged_share, weak_fit
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError
 from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem, mean_predictions
@@ -539,6 +539,9 @@ def summary_lines(result: AuditResult) -> list[str]:
     lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold {record.fit_name} {record.accuracy:.3f}; "
              f"{record.flagged} of {record.examples} training {record.unit}s flagged "
              f"({record.seconds:.1f} s)"]  # fmt: skip
+    weak = weak_fit(record)
+    if weak:
+        lines.append(f"warning: {weak}")
     if result.out is not None:
         where = ("row: 0-based sentence of the training file, word_index: the word's 0-based index in it, line: the "
                  "word's line in the file" if record.unit == "word"

@@ -15,7 +15,7 @@ import yaml
 from conftest import read_csv_rows, tiny_study_spec, write_csv
 
 from record import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from_attrs, read_audit, write_audit
-from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, SCORE_BIN
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, SCORE_BIN, weak_fit
 from reports import build_report
 from reports.audit import audit_blocks
 from reports.blocks import NoteBlock, TableBlock
@@ -159,6 +159,18 @@ def test_the_noise_column_stays_when_nothing_is_flagged_and_only_regression_leav
     bins = replace(clean, class_name=SCORE_BIN, classes=[ClassAudit("0-1", 100, 2, 0.02)])
     [table] = [b for b in audit_blocks(bins) if isinstance(b, TableBlock)]
     assert table.columns[-1] == "flagged share"
+
+
+def test_a_fit_barely_above_the_majority_class_is_called_weak() -> None:
+    """A user's SICK audit flagged 26% of its pairs at out-of-fold accuracy 0.595 against 0.525 for always predicting
+    the largest class; 4 of the top 5 suspects were labelled correctly. Such a fit gets a warning."""
+    weak = replace(audit_record(), examples=400, accuracy=0.595,
+                   classes=[ClassAudit("ENTAILMENT", 210, 60, 0.2), ClassAudit("CONTRADICTION", 190, 45, 0.2)])
+    warning = weak_fit(weak)
+    assert warning is not None and "0.595 is close to always predicting 'ENTAILMENT' (0.525)" in warning
+    assert any(getattr(b, "text", "").startswith("Weak fit: the out-of-fold accuracy") for b in audit_blocks(weak))
+    assert weak_fit(replace(weak, accuracy=0.80)) is None  # closes over half the gap to 1
+    assert weak_fit(replace(weak, fit_name="micro-F1")) is None  # other tasks' measures have no such baseline
 
 
 # -- the command end to end on the tiny BERT ----------------------------------------------------------------------
