@@ -172,7 +172,8 @@ def _read_file(path: Path, *, field: str, columns: Sequence[str] | None = None) 
     except OSError as err:
         raise DataError([(field, f"cannot read {path.resolve()}: {err.strerror or err}")]) from err
     if not raw.strip():
-        needs = "at least one row" if columns is not None else "a header line and at least one row"
+        needs = ("a header line and at least one row" if suffix in DELIMITERS and columns is None
+                 else "at least one row (a JSON object per line)" if suffix == ".jsonl" else "at least one row")
         raise DataError([(field, f"{path.name} is empty: it needs {needs}")])
     if columns is not None:
         return _read_delimited(raw, path.name, field, sep=DELIMITERS[suffix], columns=list(columns))

@@ -129,6 +129,7 @@ def test_unsupported_extension(tmp_path: Path, name: str) -> None:
 def test_empty_file(tmp_path: Path, name: str) -> None:
     [(field, message)] = problems_of(write(tmp_path / name, "  \n"))
     assert field == "data.train" and message.startswith(f"{name} is empty")
+    assert ("header line" in message) == name.endswith((".csv", ".tsv"))  # JSON lines and Parquet have none
 
 
 def test_header_without_rows(tmp_path: Path) -> None:

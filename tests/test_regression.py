@@ -100,7 +100,7 @@ def test_labels_must_be_finite_numbers_named_by_file_and_row(tmp_path: Path, tin
                                 max_length=32, cache_dir=tmp_path / "cache")  # fmt: skip
     assert info.value.problems == [
         ("data.train", "train.csv row 2: label 'high' is not a number (task: regression needs a numeric label "
-                       "column); 3 more such rows (3, 4, 5)"),
+                       "column); 3 more rows without a usable score (3, 4, 5)"),
         ("data.validation", "val.jsonl row 2: label 'x' is not a number (task: regression needs a numeric label "
                             "column)"),
     ]  # fmt: skip
