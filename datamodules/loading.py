@@ -228,7 +228,10 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
         problem = given_columns_problem(first, name, columns)
         if problem:
             raise DataError([("data.columns", problem)])
-    fix = "put texts that contain commas in double quotes" if sep == "," else "texts must not contain tabs"
+    header = "data.columns" if columns is not None else "the header row"
+    fields = f"as many fields as {header} names (name any extra columns there)"
+    fix = (f"put texts that contain commas in double quotes; every row needs {fields}" if sep == ","
+           else f"texts must not contain tabs; every row needs {fields}")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
