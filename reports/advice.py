@@ -300,7 +300,7 @@ def budget_advice(
     raise_to = max(max(budget or 0, finished) + need - completed - room if short else 0,
                    2 * startup if random_only and startup is not None else 0)
     if short:
-        of_budget = f" (budget {budget})" if budget is not None else ""
+        of_budget = f" (n_trials {budget})" if budget is not None else ""
         lines.append(
             f"budget: {completed} completed trial{'s' if completed != 1 else ''}{of_budget} for {len(names)} searched "
             f"parameter{'s' if len(names) != 1 else ''} ({', '.join(names)}): too few to tell which values work; aim "

@@ -164,7 +164,7 @@ def test_budget_too_small_for_the_searched_parameters() -> None:
     # 13 trials still to run in a budget of 20: room enough for 8 completed, nothing said yet
     assert budget_advice(SPACE, completed=5, finished=7, budget=20, sampler="random") == []
     (line,) = budget_advice(SPACE, completed=3, finished=6, budget=6, sampler="random")
-    assert line == ("budget: 3 completed trials (budget 6) for 4 searched parameters (learning_rate, batch_size, "
+    assert line == ("budget: 3 completed trials (n_trials 6) for 4 searched parameters (learning_rate, batch_size, "
                     "epochs, weight_decay): too few to tell which values work; aim for at least 8 completed "
                     "(2 per searched parameter), e.g. sweep run SPEC --n-trials 11, or fix some parameters at one "
                     "value")
@@ -307,7 +307,7 @@ def test_report_has_a_what_to_try_next_section() -> None:
     advice = sections["What to try next"].blocks
     assert isinstance(advice[0], ListBlock)
     assert advice[0].items[0].startswith("learning_rate: best 2.9e-4 is at the top of [5e-5, 3e-4] (2 of the top 3")
-    assert advice[0].items[1].startswith("budget: 4 completed trials (budget 6) for 4 searched parameters")
+    assert advice[0].items[1].startswith("budget: 4 completed trials (n_trials 6) for 4 searched parameters")
     assert advice[0].items[2].startswith("sampler: tpe draws its first 10 trials at random")
     per_class = sections["Best trial: per class"]
     assert [t.caption.split(" of trial")[0] for t in per_class.tables] == ["Per-class scores",
@@ -322,7 +322,7 @@ def test_status_prints_the_advice(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = " ".join(capsys.readouterr().out.split())
     assert ("next: learning_rate: best 2.9e-4 is at the top of [5e-5, 3e-4] (2 of the top 3 trials are): widen the "
             "range upwards, e.g. high: 6e-4") in out
-    assert "next: budget: 4 completed trials (budget 6) for 4 searched parameters" in out
+    assert "next: budget: 4 completed trials (n_trials 6) for 4 searched parameters" in out
     assert "--n-trials 20" in out  # one number for both lines: past tpe's 10 random trials too
 
 
