@@ -280,14 +280,19 @@ def spread(values: list[float]) -> dict[str, float]:
 def render(results: dict[str, Any]) -> str:
     sides = results.get("sides", ["ours", "bare"])
     tokens = "trainer" in sides  # the sides' batches differ: tokens/s beside examples/s
+    command = results["command"]
+    if "freed_memory" not in results and "--freed-memory" not in command:  # a run from before the flag existed
+        command += " --freed-memory return"  # it ran with glibc's thresholds; today's default keeps freed memory
+    machine = results["machine"]
+    where = f" · {machine['date']} · platform {machine.get('platform', '?')}" if machine.get("date") else ""
     lines = [
         "# Training throughput against the bare PyTorch loop",
         "",
-        f"Command: `{results['command']}` · {results['machine'].get('cpu', '?')} · torch threads "
+        f"Command: `{command}`{where} · {results['machine'].get('cpu', '?')} · torch threads "
         f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
         f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}"
         + {"keep": ", freed memory kept in the process for every side (`trainer.keep_freed_memory`)",
-           "return": ", glibc's own malloc thresholds"}.get(results.get("freed_memory", ""), "") + ".",  # fmt: skip
+           "return": ", glibc's own malloc thresholds"}.get(results.get("freed_memory", "return"), "") + ".",  # fmt: skip
         "",
         f"Each side {results.get('repeats', 1)} round(s) per seed, the first side "
         f"{'rotating' if len(sides) > 2 else 'alternating'}; examples/s as the median of the rounds (min–max)"

@@ -1313,12 +1313,25 @@ def spread(values: list[float | None], pattern: str) -> str:
     return f"{text}; never in {missing} of {len(values)}" if missing else text
 
 
+# Rows where our side may never get there: the peer's column averages over the seeds ours did (one base for both)
+SAME_SEEDS = ("time_to_peer_best_s", "time_to_peer_best_of_peer_wall")
+# Per-trial rows: a Ray trial in the 2x1 layout is one of two one-thread trials at once, ours one two-thread trial
+PER_TRIAL = ("train_throughput", "train_s", "validation_s")
+
+
 def measures_table(reps: list[dict[str, Any]], peer_name: str) -> list[str]:
     lines = [f"| measure | sweep (ours) | {peer_name} (peer) | ours / peer |", "|---|---:|---:|---:|"]
     for key, label, pattern in MEASURE_ROWS:
-        cells = [
-            spread([r["measures"][key][side] for r in reps], pattern) for side in ("ours", "peer")
-        ] + [spread([r["measures"][key]["ratio"] for r in reps], "{:.2f}").replace("never", "—")]
+        ours = [r["measures"][key]["ours"] for r in reps]
+        peer = [r["measures"][key]["peer"] for r in reps]
+        peer_cell = spread(peer, pattern)
+        if key in SAME_SEEDS and len(reps) > 1 and None in ours and any(v is not None for v in ours):
+            reached = [p for o, p in zip(ours, peer, strict=True) if o is not None]
+            peer_cell = f"{spread(reached, pattern)} over the {len(reached)} seeds ours reached it"
+        cells = [spread(ours, pattern), peer_cell,
+                 spread([r["measures"][key]["ratio"] for r in reps], "{:.2f}").replace("never", "—")]  # fmt: skip
+        if key in PER_TRIAL and "2x1" in str(reps[0].get("peer_variant", "")) + peer_name:
+            label += " (the peer's trials ran two at once, one thread each: per-trial figures, not per core)"
         lines.append(f"| {label} | {' | '.join(cells)} |")
     share = spread([r["our_split_totals"]["overhead_share"] for r in reps], "{:.1%}")
     lines.append(f"| our overhead share (trial time outside training steps and validation forward passes) | {share} "
@@ -1506,11 +1519,14 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
         entry["summaries"] = summarize_seed(entry)
     ray_version = f", ray {machine['ray']}" if machine.get("ray") else ""
     targets = targets_table(entries, pruning)
+    command = cfg["command"]
+    if cfg.get("freed_memory") is None and "--freed-memory" not in command:  # a run from before the flag existed:
+        command += " --freed-memory return"  # glibc's thresholds, as it ran (the default is keep now)
     lines = [
         "# Benchmark: sweep vs transformers Trainer.hyperparameter_search (Optuna; Ray Tune with ASHA)",
         "",
         "```bash",
-        cfg["command"],
+        command,
         "```",
         "",
     ]
