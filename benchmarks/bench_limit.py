@@ -292,7 +292,8 @@ def render(results: dict[str, Any]) -> str:
         f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
         f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}"
         + {"keep": ", freed memory kept in the process for every side (`trainer.keep_freed_memory`)",
-           "return": ", glibc's own malloc thresholds"}.get(results.get("freed_memory", "return"), "") + ".",  # fmt: skip
+           "return": ", glibc's own malloc thresholds"}.get(results.get("freed_memory", "return"), "")
+        + ".",  # fmt: skip
         "",
         f"Each side {results.get('repeats', 1)} round(s) per seed, the first side "
         f"{'rotating' if len(sides) > 2 else 'alternating'}; examples/s as the median of the rounds (min–max)"
