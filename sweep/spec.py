@@ -501,10 +501,12 @@ def load_spec(path: str | Path) -> tuple[Spec, Path]:
         if isinstance(data_section, dict):
             known = {where for where, _ in exc.problems}
             sources = {key: data_section.get(key) for key in ("train", "validation")}
-            suffixes = data_suffixes(data.get("task"), data_section.get("format"))
+            task = data.get("task", DEFAULT_TASK)
+            # An unknown task reads no file type in particular: the task line says what is wrong, not the data's
+            suffixes = data_suffixes(task, data_section.get("format")) if task in TASKS else None
             paths = [p for p in path_problems(sources, base, suffixes) if p[0] not in known]
             exc.problems += paths
-            if not paths and not any(where == "data" or where.startswith("data.") for where in known):
+            if not paths and task in TASKS and not any(where == "data" or where.startswith("data.") for where in known):
                 exc.problems += data_problems(DataSpec.model_validate(data_section), base, data.get("task"))
         raise SweepError(exc.problems, source=exc.source) from None
     if spec.artifacts is not None and spec.artifacts.path and not Path(spec.artifacts.path).expanduser().is_absolute():
