@@ -198,18 +198,20 @@ def decode_utf8(raw: bytes, name: str, field: str) -> str:
         ) from err
 
 
-def delimiter_problem(header: str, sep: str, name: str) -> str | None:
-    """A hint when the header line is split by another delimiter than the file's extension promises."""
+def delimiter_problem(header: str, sep: str, name: str, *, has_header: bool = True) -> str | None:
+    """A hint when the first line is split by another delimiter than the file's extension promises; the link is
+    the usual fix (a read-only file keeps its name: a symbolic link named .tsv or .csv is read by the link's name)."""
     if sep in header:
         return None
+    shown = f"{'header' if has_header else 'first line'} {header!r}"
     if sep == "," and "\t" in header:
-        return f"{name} looks tab-separated (header {header!r}): rename it to .tsv"
+        return f"{name} looks tab-separated ({shown}): rename it to .tsv (or link it under a .tsv name)"
     if sep == "," and ";" in header:
-        return f"{name} looks semicolon-separated (header {header!r}): save it with commas, or as .tsv"
+        return f"{name} looks semicolon-separated ({shown}): save it with commas, or as .tsv"
     if sep == "\t" and "," in header:
-        return f"{name} looks comma-separated (header {header!r}): rename it to .csv"
+        return f"{name} looks comma-separated ({shown}): rename it to .csv (or link it under a .csv name)"
     if sep == "\t" and ";" in header:
-        return f"{name} looks semicolon-separated (header {header!r}): save it with tabs (or commas as .csv)"
+        return f"{name} looks semicolon-separated ({shown}): save it with tabs (or commas as .csv)"
     return None
 
 
@@ -219,7 +221,7 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
     With `columns` the file has no header row: every line is data, read under those names.
     """
     text = decode_utf8(raw, name, field)
-    problem = delimiter_problem(text.split("\n", 1)[0].rstrip("\r"), sep, name)
+    problem = delimiter_problem(text.split("\n", 1)[0].rstrip("\r"), sep, name, has_header=columns is None)
     if problem:
         raise DataError([(field, problem)])
     quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
