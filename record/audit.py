@@ -89,7 +89,7 @@ def weak_fit(record: AuditRecord) -> str | None:
     """A warning when the out-of-fold predictions fit the given labels barely better than always predicting the
     most common class (tasks measured by accuracy): most of the examples flagged then carry a correct label, and
     the ranking says more about the model than about the annotation. None when the fit is not weak."""
-    if record.fit_name != "accuracy" or not record.classes or not record.examples:
+    if record.fit_name not in ("accuracy", "word accuracy") or not record.classes or not record.examples:
         return None
     largest = max(record.classes, key=lambda c: c.examples)
     baseline = largest.examples / record.examples

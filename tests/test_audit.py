@@ -171,6 +171,10 @@ def test_a_fit_barely_above_the_majority_class_is_called_weak() -> None:
     assert any(getattr(b, "text", "").startswith("Weak fit: the out-of-fold accuracy") for b in audit_blocks(weak))
     assert weak_fit(replace(weak, accuracy=0.80)) is None  # closes over half the gap to 1
     assert weak_fit(replace(weak, fit_name="micro-F1")) is None  # other tasks' measures have no such baseline
+    # NER: words, nearly all O: 0.966 against always-O's 0.956 is weak too (a user's WNUT-17 audit)
+    words = replace(weak, fit_name="word accuracy", unit="word", examples=15120, accuracy=0.966,
+                    classes=[ClassAudit("O", 14459, 100, 0.01), ClassAudit("B-person", 661, 223, 0.3)])
+    assert "always predicting 'O' (0.956)" in (weak_fit(words) or "")
 
 
 # -- the command end to end on the tiny BERT ----------------------------------------------------------------------
