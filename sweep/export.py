@@ -134,7 +134,9 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "hyperparameters": record.hyperparameters or trial.params,
         "searched_parameters": trial.params,
         "seed": record.seed,
-        "validation_metrics": record.metrics,
+        # the best evaluation's scores; its position is best_epoch / best_epochs_trained (Lightning's 0-based
+        # epoch counter and global step, logged beside the scores, would be a third way to say it)
+        "validation_metrics": {k: v for k, v in record.metrics.items() if k not in ("epoch", "step")},
         "per_class": record.per_class,
         "confusion_matrix": record.confusion_matrix,
         "label_names": study_record.label_names,

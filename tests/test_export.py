@@ -99,6 +99,7 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["study"] == "trec-export" and meta["trial"] == trial.number
     assert meta["best_epoch"] == read_trial(trial).best_epoch and meta["value"] == trial.value
+    assert "epoch" not in meta["validation_metrics"] and "step" not in meta["validation_metrics"]  # one position
     assert meta["spec"]["search"]["keep_checkpoints"] == 2 and meta["data_report"]["num_validation"] == 48
     card = (out / "README.md").read_text()
     facts = (f"trial {trial.number}", "trec-export", "pipeline(", "| billing |", "learning_rate=", "best validation")
