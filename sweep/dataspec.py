@@ -149,7 +149,10 @@ def path_problems(
                     f"data.{field}",
                     f"unsupported file type '{path.suffix}' ({', '.join(suffixes)} or {HUB_PREFIX}<name>)"
                     + (f"; a {path.suffix} file holds tagged words: set task: {TOKEN_TASK}"
-                       if path.suffix.lower() in TAGGED_SUFFIXES else ""),
+                       if path.suffix.lower() in TAGGED_SUFFIXES else
+                       "; a file without an extension is read by its name: give it one with an extension, e.g. a link "
+                       "(ln -s FILE train.tsv for tab-separated lines; data.columns names the columns of a file "
+                       "without a header row)" if not path.suffix else ""),
                 )
             )
     return problems

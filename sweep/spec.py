@@ -450,6 +450,9 @@ def _format_error(err: Any) -> tuple[str, str]:
     value = err.get("input")
     if kind not in ("value_error", "extra_forbidden") and not isinstance(value, dict | list):
         msg = f"{msg}, got {value!r}"
+    if where == "data.format":  # the format of tagged files; tables are read by their suffix
+        msg += (" (the format of task: token-classification's files; a table is read by its suffix: name it .csv "
+                "or .tsv)" if kind == "literal_error" else "")  # fmt: skip
     return where, msg
 
 

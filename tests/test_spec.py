@@ -144,6 +144,14 @@ def test_check_paths_resolves_against_spec_folder(tmp_path: Path) -> None:
     assert problems == {"data.validation": f"file not found: {tmp_path / 'data' / 'missing.csv'}"}
     spec = parse_spec({"name": "x", "data": {"train": "data/notes.txt", "validation": "hub:trec"}})
     assert "unsupported file type '.txt'" in dict(check_paths(spec, tmp_path))["data.train"]
+    (tmp_path / "data" / "SMSSpamCollection").write_text("ham\thello\n")  # as the SMS spam corpus ships
+    spec = parse_spec({"name": "x", "data": {"train": "data/SMSSpamCollection"}})
+    assert "give it one with an extension, e.g. a link (ln -s FILE train.tsv" in dict(check_paths(spec, tmp_path))[
+        "data.train"
+    ]
+    with pytest.raises(SweepError, match=r"data.format: must be one of 'conll' or 'jsonl', got 'tsv' \(the format of "
+                                         r"task: token-classification's files; a table is read by its suffix"):
+        parse_spec({"name": "x", "data": {"train": "t.csv", "format": "tsv"}})
     (tmp_path / "data" / "wnut.conll").write_text("word\tO\n")
     spec = parse_spec({"name": "x", "data": {"train": "data/wnut.conll"}})  # task: forgotten
     assert dict(check_paths(spec, tmp_path))["data.train"].endswith(
