@@ -304,7 +304,9 @@ def split_examples(
 ) -> Splits:
     """Stratified split of train (no validation given), or coverage checks plus leakage removal."""
     problems = [
-        (field, f"no usable rows in {source} after cleaning ({cleaning_summary(result.report)})")
+        (field, f"no usable rows in {source} after cleaning ({cleaning_summary(result.report)})"
+                + ("; every text came with several labels: are data.text_column and data.label_column swapped?"
+                   if result.report.get("conflicting_rows", 0) >= 0.9 * result.report["rows_in"] else ""))
         for field, source, result in (
             ("data.train", train_source, train),
             ("data.validation", validation_source, validation),

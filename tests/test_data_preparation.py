@@ -257,6 +257,12 @@ def test_no_usable_rows_after_cleaning(tiny_bert: Path, tmp_path: Path) -> None:
     [(field, message)] = info.value.problems
     assert field == "data.train"
     assert message == (f"no usable rows in {train} after cleaning (3 rows in; dropped 1 empty text, 2 missing label)")
+    # the columns swapped (SST-2's 0/1 as the text, its sentences as labels): every "text" has many labels
+    swapped = write_csv(tmp_path / "swapped.csv", [(str(i % 2), text) for i, text in enumerate(ENGLISH)])
+    with pytest.raises(DataError) as info:
+        prepare(swapped, None, tmp_path / "cache", tiny_bert)
+    [(field, message)] = info.value.problems
+    assert message.endswith("are data.text_column and data.label_column swapped?"), message
 
 
 def test_class_too_small_for_stratified_split(tiny_bert: Path, tmp_path: Path) -> None:
