@@ -130,7 +130,8 @@ def parse_jsonl(text: str, name: str, field: str, *, tokens_key: str, tags_key: 
         elif not isinstance(tokens, list) or not isinstance(tags, list):
             problems.append(f"line {number}: {tokens_key!r} and {tags_key!r} must be lists (one entry per token)")
         elif len(tokens) != len(tags):
-            problems.append(f"line {number}: {len(tokens)} tokens but {len(tags)} tags (each token needs one tag)")
+            problems.append(f"line {number}: {_count(len(tokens), 'token')} but {_count(len(tags), 'tag')} (each token "
+                            "needs one tag)")
         else:
             sentences.append(Sentence([str(t) for t in tokens], [str(t).strip() for t in tags], [number] * len(tags)))
     if problems:
@@ -302,3 +303,7 @@ def unseen_type_problem(file: TaggedFile, types: Sequence[str], field: str) -> t
         f"tag {tag!r} at {file.name} line {line} is not in the training data: entity type {kind!r} never occurs "
         f"there (types in training: {', '.join(types)}){also}",
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -202,8 +202,9 @@ def window_warnings(windows: dict[str, dict[str, int]], max_length: int) -> list
             lines.append(f"{split}: {counts['words_cut']} single words longer than max_length={max_length} tokens "
                          "keep only their first sub-tokens (their tag is kept)")
         if counts.get("unknown_words"):
-            lines.append(f"{split}: {counts['unknown_words']} words the tokenizer makes nothing of (control or "
-                         "zero-width characters) were encoded as its unknown token")
+            n = counts["unknown_words"]
+            lines.append(f"{split}: {n} {'word' if n == 1 else 'words'} the tokenizer makes nothing of (control or "
+                         f"zero-width characters) {'was' if n == 1 else 'were'} encoded as its unknown token")
     return lines
 
 
