@@ -39,7 +39,9 @@ def _number(value: Any) -> float | None:
 def classes_by_f1(per_class: Mapping[str, Any], label_names: Sequence[str] = ()) -> list[ClassScore]:
     """Every class of `per_class` (label -> {precision, recall, f1, support}), lowest F1 first.
 
-    Ties keep label order (`label_names`, then any other labels as recorded); classes without an F1 come last.
+    Ties keep label order (`label_names`, then any other labels as recorded); classes without an F1 come last, and
+    so do classes absent from validation (support 0: their 0 says nothing about the model, and averages leave them
+    out).
     """
     order = [n for n in label_names if n in per_class] + [n for n in per_class if n not in label_names]
     scores = []
@@ -50,7 +52,13 @@ def classes_by_f1(per_class: Mapping[str, Any], label_names: Sequence[str] = ())
                                  recall=_number(row.get("recall")), f1=_number(row.get("f1")),
                                  support=int(support) if support is not None else None))
     position = {score.label: i for i, score in enumerate(scores)}
-    return sorted(scores, key=lambda s: (s.f1 is None, s.f1 if s.f1 is not None else 0.0, position[s.label]))
+    return sorted(scores, key=lambda s: (s.f1 is None or s.support == 0, s.f1 if s.f1 is not None else 0.0,
+                                         position[s.label]))  # fmt: skip
+
+
+def shown_label(score: ClassScore) -> str:
+    """A class's name in a per-class table; one absent from validation says so."""
+    return f"{score.label} (not in validation)" if score.support == 0 else score.label
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ def confused_pairs(
 
 def per_class_table(number: int, scores: Sequence[ClassScore]) -> TableBlock:
     """Precision, recall, F1 and support per class, in the order given (lowest F1 first from `classes_by_f1`)."""
-    rows = [[s.label, s.precision, s.recall, s.f1, s.support] for s in scores]
+    rows = [[shown_label(s), s.precision, s.recall, s.f1, s.support] for s in scores]
     return TableBlock(columns=["label", "precision", "recall", "F1", "support"], rows=rows,
                       caption=f"Per-class scores of trial {number} at its best epoch, lowest F1 first")
 

@@ -102,7 +102,8 @@ def choose_trial(
 def _metrics_table(per_class: dict[str, dict[str, Any]]) -> str:
     rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for name, m in per_class.items():
-        rows.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+        shown = f"{name} (not in validation)" if m.get("support") == 0 else name
+        rows.append(f"| {shown} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
     return "\n".join(rows)
 
 

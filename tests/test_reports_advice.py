@@ -28,7 +28,7 @@ from reports.advice import (
     widened,
 )
 from reports.blocks import FigureBlock, ListBlock, NoteBlock, TableBlock
-from reports.classes import MAX_MATRIX_CLASSES, class_blocks, classes_by_f1, confused_pairs, row_shares
+from reports.classes import MAX_MATRIX_CLASSES, class_blocks, classes_by_f1, confused_pairs, row_shares, shown_label
 from reports.figures import ConfusionData, plot_confusion
 from sweep.cli import main
 from sweep.spec import _RULES
@@ -243,6 +243,10 @@ def test_classes_lowest_f1_first() -> None:
     scores = classes_by_f1(per_class, ["atm", "balance", "card_lost", "legacy", "top_up"])
     assert [s.label for s in scores] == ["card_lost", "top_up", "atm", "balance", "legacy"]
     assert scores[-1].f1 is None and scores[-1].support == 3
+    # a class absent from validation scores 0 by convention: it goes last and says why (WNUT's corporation, say)
+    absent = classes_by_f1({**per_class, "corporation": {"precision": 0, "recall": 0, "f1": 0.0, "support": 0}})
+    assert absent[-1].label == "corporation" and shown_label(absent[-1]) == "corporation (not in validation)"
+    assert shown_label(absent[0]) == "card_lost"
     assert row_shares([[1, 3], [0, 0]]) == [[0.25, 0.75], [0.0, 0.0]]
 
 
