@@ -315,6 +315,27 @@ def budget_advice(
     return lines
 
 
+def learning_advice(
+    *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
+    label_names: Sequence[str],
+) -> list[str]:
+    """A line when even the best trial learned nothing: it predicts one class for every validation row (single-label
+    tasks, from its confusion matrix), or it scores 0 on an F1 or accuracy (any task). Ranges and budgets are no
+    help then: the training itself (learning rate, epochs) or the data is."""
+    fix = "raise the learning rate or the epochs (entity F1 often needs several epochs), or check the labels"
+    if confusion and label_names and len(confusion) == len(label_names) > 1:
+        predicted = [sum(row[j] for row in confusion) for j in range(len(label_names))]
+        used = [j for j, n in enumerate(predicted) if n]
+        if len(used) == 1:
+            share = predicted[used[0]] and confusion[used[0]][used[0]] / predicted[used[0]]
+            return [f"learning: the best trial predicts {label_names[used[0]]!r} for every validation row (its "
+                    f"accuracy {share:.3f} is that class's share): no trial learned to tell the classes apart; {fix}"]
+    measured = metric is not None and (metric.startswith("f1") or metric == "accuracy")
+    if value is not None and maximize and measured and value <= 0.0:
+        return [f"learning: every trial scored {value:g} {metric}: no trial learned anything yet; {fix}"]
+    return []
+
+
 def advice_lines(
     space: Mapping[str, Any] | None,
     ranked: Sequence[Mapping[str, Any]],

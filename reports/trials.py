@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
-from reports.advice import TOP, advice_lines
+from reports.advice import TOP, advice_lines, learning_advice
 
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",
@@ -66,10 +66,16 @@ def study_advice(study: optuna.Study) -> list[str]:
     extra = reevaluation_runs(trials)
     budget = record.budget - extra if record.budget is not None else search.get("n_trials")
     leaders = top_trials(study, TOP)
-    return advice_lines(record.search_space or None, [t.params for t in leaders],
-                        completed=len(search_trials(completed(study))),
-                        finished=sum(t.state in FINISHED for t in drawn), budget=budget,
-                        sampler=search.get("sampler"), best_epochs=[read_trial(t).best_epoch for t in leaders])
+    best = read_trial(leaders[0]) if leaders and leaders[0].state == TrialState.COMPLETE else None
+    learning = learning_advice(
+        value=best.value if best is not None else None, metric=record.metric, maximize=maximizes(study),
+        confusion=best.confusion_matrix if best is not None else None, label_names=record.label_names,
+    ) if best is not None else []  # fmt: skip
+    return learning + advice_lines(record.search_space or None, [t.params for t in leaders],
+                                   completed=len(search_trials(completed(study))),
+                                   finished=sum(t.state in FINISHED for t in drawn), budget=budget,
+                                   sampler=search.get("sampler"),
+                                   best_epochs=[read_trial(t).best_epoch for t in leaders])  # fmt: skip
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

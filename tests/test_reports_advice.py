@@ -338,3 +338,20 @@ def test_epochs_at_the_top_count_only_when_the_best_evaluation_came_last() -> No
     (advice,) = range_edges(space, leaders, best_epochs=[4, 3, 2])
     assert advice.side == "top" and advice.suggestion == 5
     assert range_edges(space, leaders)[0].side == "top"  # without best epochs: the parameter values alone
+
+
+def test_a_study_that_learned_nothing_says_so_before_ranges_and_budgets() -> None:
+    """A user's SMS study ended at accuracy 0.8586 = always 'ham', a WNUT study at entity F1 0 on every trial; the
+    next: lines only spoke of the sampler's budget."""
+    from reports.advice import learning_advice
+
+    majority = learning_advice(value=0.462, metric="f1_macro", maximize=True, confusion=[[0, 79], [0, 480]],
+                               label_names=["spam", "ham"])  # fmt: skip
+    assert majority == ["learning: the best trial predicts 'ham' for every validation row (its accuracy 0.859 is "
+                        "that class's share): no trial learned to tell the classes apart; raise the learning rate or "
+                        "the epochs (entity F1 often needs several epochs), or check the labels"]
+    nothing = learning_advice(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=["person"])
+    assert nothing and nothing[0].startswith("learning: every trial scored 0 f1_micro: no trial learned anything")
+    assert learning_advice(value=0.8, metric="f1_macro", maximize=True, confusion=[[5, 1], [2, 9]],
+                           label_names=["a", "b"]) == []  # fmt: skip
+    assert learning_advice(value=0.0, metric="rmse", maximize=False, confusion=None, label_names=["score"]) == []
