@@ -461,10 +461,16 @@ def data_table(data: PreparedData) -> Table:
             table.add_row(label, *("-" if v is None else str(v) for v in values))
     overlap = report.get("overlap", {}).get("train_val_overlap", 0)
     table.add_row("train rows also in validation (dropped)", str(overlap), "")
-    truncated = report.get("truncated", {})
-    table.add_row(f"texts over max_length={report.get('max_length')}", str(truncated.get("train", 0)),
-                  str(truncated.get("validation", 0)))  # fmt: skip
-    table.add_row("examples used", str(report.get("num_train")), str(report.get("num_validation")))
+    windows = report.get("windows")
+    if isinstance(windows, dict):  # tagged sentences: a long one is split into windows, not truncated
+        split_up = [str((windows.get(split) or {}).get("sentences_split", 0)) for split in ("train", "validation")]
+        table.add_row(f"sentences over max_length={report.get('max_length')} (split into windows)", *split_up)
+        table.add_row("examples used (windows)", str(report.get("num_train")), str(report.get("num_validation")))
+    else:
+        truncated = report.get("truncated", {})
+        table.add_row(f"texts over max_length={report.get('max_length')}", str(truncated.get("train", 0)),
+                      str(truncated.get("validation", 0)))  # fmt: skip
+        table.add_row("examples used", str(report.get("num_train")), str(report.get("num_validation")))
     distribution = report.get("class_distribution", {})
     total = max(1, int(report.get("num_train") or 0))
     scores = report.get("label_distribution", {})  # task: regression: a score per example, no classes

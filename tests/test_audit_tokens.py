@@ -189,6 +189,9 @@ def test_audit_end_to_end_flags_planted_tags_names_their_words_and_stores_the_au
     assert "entities item" in printed.err and "computed and cached" in printed.err
     assert "Likely label errors" in printed.out and "training words" in printed.out
     assert "stored with study ner-audit" in printed.out and "word accuracy" in printed.out
+    # its data table counts sentences split into windows (it said "texts over max_length 0" beside a warning that
+    # a sentence was split)
+    assert "sentences over max_length=" in printed.err and "texts over max_length" not in printed.err
 
     flagged = read_csv_rows(out)
     assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
