@@ -54,7 +54,11 @@ def test_tasks_not_built_yet_and_unknown_tasks_are_refused_by_name() -> None:
 
     available = ", ".join(TASKS)
     assert available.startswith("text-classification, text-pair")
-    assert problems_of({**BASE, "task": "nli"}) == {"task": f"unknown task 'nli' (available: {available})"}
+    assert problems_of({**BASE, "task": "nli"}) == {
+        "task": f"unknown task 'nli' (available: {available}); did you mean 'text-pair'?"
+    }
+    assert problems_of({**BASE, "task": "summarization"}) == {"task": f"unknown task 'summarization' (available: "
+                                                                      f"{available})"}  # fmt: skip
 
 
 def test_pair_column_is_required_for_text_pair_and_refused_otherwise() -> None:
