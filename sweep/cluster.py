@@ -94,19 +94,22 @@ def _unreachable(address: str) -> str | None:
 def _worker_task(name: str, url: str, spec_path: str | None, threads: int) -> str:
     """One Ray worker: join the study and run its trials until the study-wide budget is finished."""
     from sweep.joining import join_study
+    from sweep.worker import worker_id
 
-    result = join_study(name, url, spec_path=spec_path, threads=threads, console=Console(stderr=True))
+    # soft_wrap: one message, one line (Ray prefixes each line it relays with the worker's name)
+    result = join_study(name, url, spec_path=spec_path, threads=threads, console=Console(stderr=True, soft_wrap=True))
     if result.failures_in_a_row:
         raise RuntimeError(f"study {name}: three trials in a row failed; see their errors with `sweep status {name}`")
-    return f"finished its share of study {name} in {result.seconds:.0f} s"
+    return f"{worker_id()} finished its share of study {name} in {result.seconds:.0f} s"
 
 
 def _service_worker_task(url: str, threads: int) -> str:
     """One Ray worker of `sweep serve --ray`: a worker without a study name, taking whichever study has work."""
     from sweep.joining import work_on_studies
+    from sweep.worker import worker_id
 
-    result = work_on_studies(url, threads=threads, console=Console(stderr=True))
-    return f"worker ended after {result.seconds:.0f} s"
+    result = work_on_studies(url, threads=threads, console=Console(stderr=True, soft_wrap=True))
+    return f"{worker_id()} ended after {result.seconds:.0f} s"
 
 
 @dataclass
