@@ -35,6 +35,7 @@ from reports.importance import collect_importances, importance_problem, plot_imp
 from reports.scores import scatter_blocks
 from reports.seeds import collect_seed_ranking, seed_blocks
 from reports.trials import (
+    HEADLINE_METRICS,
     completed,
     completed_values,
     compute_time,
@@ -53,8 +54,6 @@ from reports.trials import (
 )
 
 CONTOUR_PARAMS = ("learning_rate", "batch_size")
-HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
-                    "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_loss")
 MAX_ERROR_CHARS = 300
 # The per-trial section's title where a task's differs from "Best trial: per class".
 BEST_TRIAL_TITLES = {"regression": "Best trial: predicted vs true",

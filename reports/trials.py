@@ -14,6 +14,10 @@ from optuna.trial import FrozenTrial, TrialState
 from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
 from reports.advice import TOP, advice_lines, learning_advice
 
+# The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
+HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
+                    "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_loss")
+
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",

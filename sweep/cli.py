@@ -308,12 +308,14 @@ def export(
     record = read_study(loaded)
     metric = record.metric or "value"
     why = ""
-    if by == "mean":
-        from sweep.export import best_by_mean
+    if by == "mean":  # the export recorded how it chose: said from there, not ranked a second time
+        import json
 
-        winner = best_by_mean(loaded)
-        why = (f"; the best run of trial {winner.configuration}'s configuration, best by mean over "
-               f"{len(winner.runs)} seeds: {winner.spread}")  # fmt: skip
+        from sweep.export import METADATA_FILE, selected_spread
+
+        selected = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))["selected_by"]
+        why = (f"; the best run of trial {selected['configuration']}'s configuration, best by mean over "
+               f"{len(selected['runs'])} seeds: {selected_spread(selected)}")  # fmt: skip
     out.print(
         f"exported trial {chosen.number} ({metric} {chosen.value:.4f}, best epoch "
         f"{best_epoch_text(read_trial(chosen))}{why}) to {path}",

@@ -158,6 +158,11 @@ def _threshold_facts(threshold: float | None, label_thresholds: dict[str, float]
     return {"threshold": threshold, "label_thresholds": label_thresholds or None}
 
 
+def selected_spread(chosen: dict[str, Any]) -> str:
+    """`0.8187 ± 0.0213`: the mean (and spread) over seeds of the configuration `sweep.json`'s selected_by names."""
+    return f"{chosen['mean']:.4f}" + (f" ± {chosen['std']:.4f}" if chosen["std"] is not None else "")
+
+
 def load_hint(task: str | None, text_pair: bool, path: Path | str) -> str:
     """The one line `sweep export` ends with: how to load this task's export (its model card says more)."""
     if task == "token-classification":
@@ -235,7 +240,7 @@ def model_card(meta: dict[str, Any]) -> str:
     chosen = meta.get("selected_by")
     selection = ""
     if chosen:
-        spread = f"{chosen['mean']:.4f}" + (f" ± {chosen['std']:.4f}" if chosen["std"] is not None else "")
+        spread = selected_spread(chosen)
         selection = (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
                      f"({spread} over {len(chosen['runs'])} seeds); this is its best run.")
     call, kind, more = '"your text here"', "text classifier", ""

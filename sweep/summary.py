@@ -14,7 +14,7 @@ from rich.text import Text
 
 from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
-from reports.trials import describe_time_split, study_advice, time_split
+from reports.trials import HEADLINE_METRICS, describe_time_split, study_advice, time_split
 from sweep.artifacts import describe
 from sweep.checkpoints import disk_usage, is_kept
 
@@ -173,12 +173,7 @@ def best_summary(study: optuna.Study) -> Group | Text:
         Text("hyperparameters: " + format_params(record.hyperparameters or best.params)),
     ]
     metrics = record.metrics
-    headline = {
-        k: metrics[k]
-        for k in ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted", "val_spearman", "val_pearson",
-                  "val_rmse", "val_mae")  # fmt: skip
-        if k in metrics
-    }
+    headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and k != "val_loss"}
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
     lines.append(Text(checkpoints_line(study)))
