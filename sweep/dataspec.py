@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from datamodules import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_PREFIX
+from datamodules.tagged import CONLL_SUFFIXES, TAGGED_SUFFIXES
 
 # Keys added after studies were stored, with the behaviour those studies had: left out of a dump at that value,
 # so a spec without them has the same fingerprint and the same stored spec as before (its study resumes).
@@ -20,9 +21,12 @@ LATER_KEYS: dict[str, Any] = {
     "format": None,
 }
 TOKEN_TASK = "token-classification"
-# task: token-classification reads tagged sentences: CoNLL files by suffix (any name with data.format) or JSON lines.
-TAGGED_SUFFIXES = (".conll", ".bio", ".iob", ".jsonl", ".json")
 TOKEN_DEFAULT_COLUMNS = ("tokens", "tags")  # data.text_column / data.label_column of a JSON lines file, when unset
+
+
+VAL_FRACTION = 0.1  # data.val_fraction when unset
+# The generic defaults of data.text_column / data.label_column, which a stored spec spells out for every task.
+GENERIC_COLUMNS = ("text", "label")
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -52,7 +56,7 @@ class DataSpec(BaseModel):
     label_column: str = "label"
     # task: multi-label: cuts a .csv/.tsv label cell into its labels ("billing|refund"); JSON lists need none.
     label_delimiter: str | None = Field(None, min_length=1)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(VAL_FRACTION, gt=0, lt=1)
     # task: token-classification: read the files as CoNLL (token ... tag per line) or JSON lines, whatever their names
     format: Literal["conll", "jsonl"] | None = None
     cache_dir: str | None = None
@@ -119,6 +123,44 @@ def tagged_columns(data: DataSpec) -> tuple[str, str]:
     given = data.model_fields_set
     text = data.text_column if "text_column" in given and isinstance(data.text_column, str) else None
     return text or TOKEN_DEFAULT_COLUMNS[0], data.label_column if "label_column" in given else TOKEN_DEFAULT_COLUMNS[1]
+
+
+def unused_key_problems(task: Any, section: dict[str, Any]) -> list[tuple[str, str]]:
+    """Keys of a spec's raw `data` section that would do nothing beside the rest of it: `val_fraction` with a
+    validation file (the split is given), `text_column` / `label_column` of CoNLL files (a token and its tag per
+    line: no columns, no keys). A study's stored spec spells out every default (0.1, text, label): those values pass,
+    and stored specs are not checked at all (`parse_spec(stored=True)`)."""
+    problems = []
+    fraction = section.get("val_fraction")
+    if section.get("validation") is not None and fraction is not None and fraction != VAL_FRACTION:
+        problems.append(("data.val_fraction", f"{fraction} would split data.train, and data.validation names the "
+                                              "validation file: remove it (or remove data.validation to split "
+                                              "data.train)"))  # fmt: skip
+    if task == TOKEN_TASK and _reads_conll(section):
+        for key, generic in zip(("text_column", "label_column"), GENERIC_COLUMNS, strict=True):
+            value = section.get(key)
+            if value is not None and value != generic:
+                problems.append((f"data.{key}", f"{value!r} names a key of JSON lines, and a CoNLL file has none (a "
+                                                "token and its tag per line, the tag last): remove it"))  # fmt: skip
+    return problems
+
+
+def _reads_conll(section: dict[str, Any]) -> bool:
+    """Whether a token-classification data section is read as CoNLL (data.format, else the train file's suffix)."""
+    fmt, train = section.get("format"), section.get("train")
+    if fmt is not None:
+        return bool(fmt == "conll")
+    return isinstance(train, str) and Path(train).suffix.lower() in CONLL_SUFFIXES
+
+
+def stored_data_section(task: Any, section: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec's data section as the spec file most likely wrote it. The store keeps a full dump, so a
+    token-classification study's unset `text_column` / `label_column` come back as the generic `text` / `label`,
+    which would make its JSON lines keys `text` / `label` instead of `tokens` / `tags`: read as unset. (A spec that
+    named `text` and `label` on purpose is told apart only by its file: `sweep worker --spec`.)"""
+    if task != TOKEN_TASK or (section.get("text_column"), section.get("label_column")) != GENERIC_COLUMNS:
+        return section
+    return {k: v for k, v in section.items() if k not in ("text_column", "label_column")}
 
 
 def path_problems(

@@ -88,7 +88,7 @@ def join(
         except SweepError as exc:
             raise SweepError([("--spec", f"{spec_path} is not the spec of this study: {exc.problems[0][1]}")]) from None
     else:
-        spec = parse_spec(record.spec_as_it_ran, source=f"study {name}")
+        spec = parse_spec(record.spec_as_it_ran, source=f"study {name}", stored=True)
         base = Path(record.spec_dir or ".")
     study = load_for_worker(name, url, heartbeat_of(spec, heartbeat_interval, grace_period), spec=spec)
     paths = check_paths(spec, base)
@@ -303,7 +303,7 @@ def reap_stale_trials(url: str) -> None:
             continue
         try:
             record = read_record(load_study(summary.name, url))
-            spec = parse_spec(record.spec_as_it_ran, source=f"study {summary.name}")
+            spec = parse_spec(record.spec_as_it_ran, source=f"study {summary.name}", stored=True)
             storage = open_storage(url, must_exist=True, create_tables=False, heartbeat=heartbeat_of(spec))
         except SweepError:
             continue

@@ -25,7 +25,14 @@ from pydantic import (
 )
 
 from models.hyperparameters import HYPERPARAMETER_LIMITS
-from sweep.dataspec import DataSpec, data_problems, data_suffixes, path_problems
+from sweep.dataspec import (
+    DataSpec,
+    data_problems,
+    data_suffixes,
+    path_problems,
+    stored_data_section,
+    unused_key_problems,
+)
 from sweep.dataspec import resolve_data_path as resolve_data_path  # imported from here by the runner
 from sweep.errors import SweepError
 from sweep.taskspec import DEFAULT_TASK, TASKS, default_metric, task_problems
@@ -456,13 +463,24 @@ def _format_error(err: Any) -> tuple[str, str]:
     return where, msg
 
 
-def parse_spec(data: Any, *, source: str = "spec") -> Spec:
-    """Validate a parsed YAML mapping; raise SweepError listing every problem."""
+def parse_spec(data: Any, *, source: str = "spec", stored: bool = False) -> Spec:
+    """Validate a parsed YAML mapping; raise SweepError listing every problem.
+
+    `stored`: the spec a study stored (`StudyRecord.spec_as_it_ran`), for a worker without the spec file. It ran
+    once already: keys that would do nothing are not refused again, and its dump's generic defaults are read as the
+    file had them (`stored_data_section`).
+    """
     if not isinstance(data, dict):
         raise SweepError(
             [("", f"must be a mapping of keys (name, data, model, ...), got {type(data).__name__}")], source=source
         )
+    section = data.get("data")
+    task = data.get("task", DEFAULT_TASK)
+    if stored and isinstance(section, dict):
+        data = {**data, "data": stored_data_section(task, section)}
     problems = task_problems(data)
+    if not stored and isinstance(section, dict) and task in TASKS:
+        problems += unused_key_problems(task, section)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

@@ -243,6 +243,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("missing pair column", lambda e: ["run", e.spec(
         task="text-pair", **{"data.text_pair_column": "hypothesis", "data.validation": None})],
      ["data.text_pair_column: no such column 'hypothesis' in train.csv (columns: text, label)"]),
+    ("val_fraction beside a validation file", lambda e: ["run", e.spec(**{"data.val_fraction": 0.2})],
+     ["data.val_fraction: 0.2 would split data.train, and data.validation names the validation file: remove it"]),
     ("worker for an unknown study", _unknown_for("worker"),
      ["study: no study named 'nope'", "(studies here: other)", "create it first with `sweep run SPEC"]),
 ]  # fmt: skip

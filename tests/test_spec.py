@@ -294,3 +294,21 @@ def test_a_symlink_is_read_by_its_own_name(tmp_path: Path) -> None:
     table = load_table(path, text_column="text", label_column="label", field="data.train")
     assert table.texts == ["a b, c", "d e, f"] and table.labels == ["x", "y"]
     assert resolve_data_path("data/../train.tsv", tmp_path) == str(tmp_path / "train.tsv")  # still normalised
+
+
+def test_keys_that_would_do_nothing_are_refused_in_a_spec_file_but_not_in_a_stored_spec() -> None:
+    """A stored spec spells out every default and ran once already: a worker rebuilding it is not refused."""
+    body = {"name": "s", "data": {"train": "t.csv", "validation": "v.csv", "val_fraction": 0.2}}
+    with pytest.raises(SweepError) as err:
+        parse_spec(body)
+    assert err.value.problems == [("data.val_fraction", "0.2 would split data.train, and data.validation names the "
+                                   "validation file: remove it (or remove data.validation to split data.train)")]
+    assert parse_spec(body, stored=True).data.val_fraction == 0.2
+    dumped = parse_spec({"name": "s", "data": {"train": "t.csv", "validation": "v.csv"}}).model_dump(mode="json")
+    assert dumped["data"]["val_fraction"] == 0.1 and parse_spec(dumped).data.validation == "v.csv"  # the default passes
+    conll = {"name": "s", "task": "token-classification", "data": {"train": "t.txt", "format": "conll",
+                                                                    "label_column": "ner"}}  # fmt: skip
+    with pytest.raises(SweepError, match="data.label_column"):
+        parse_spec(conll)
+    jsonl = {**conll, "data": {"train": "t.jsonl", "label_column": "ner"}}
+    assert parse_spec(jsonl).data.label_column == "ner"

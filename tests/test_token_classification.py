@@ -436,6 +436,10 @@ BAD_INPUT = {
         {"train.csv": "text,label\na,b\n", "dev.conll": DEV_CONLL}, {},
         "error: data.train: unsupported file type '.csv' for task: token-classification (.conll, .bio, .iob, .jsonl, "
         ".json; any other name with data.format: conll or jsonl)"),
+    "a key of JSON lines for a CoNLL file": (
+        {"train.conll": TRAIN_CONLL, "dev.conll": DEV_CONLL}, {"data__text_column": "words"},
+        "error: data.text_column: 'words' names a key of JSON lines, and a CoNLL file has none (a token and its tag "
+        "per line, the tag last): remove it"),
     "balanced class weights": (
         {"train.conll": TRAIN_CONLL, "dev.conll": DEV_CONLL}, {"model__class_weights": "balanced"},
         "error: model.class_weights: 'balanced' is not available for task: token-classification"),
@@ -449,6 +453,35 @@ def test_bad_tagged_input_is_refused_with_one_line_and_nothing_written(
     files, changes, expected = BAD_INPUT[case]
     line = bad_input_case(tmp_path, tiny_bert, files, capsys, **changes)
     assert line.startswith("error: ") and expected.removeprefix("error: ") in line, line
+
+
+def test_a_worker_without_the_spec_file_reads_json_lines_by_the_keys_the_spec_meant(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """The store keeps a full dump of the spec, whose text_column / label_column are then the generic `text` /
+    `label`: a worker rebuilding the spec from it (`sweep worker` without --spec, the service's and Ray's workers)
+    must still read the JSON lines keys `tokens` / `tags` the spec file left unset."""
+    from rich.console import Console
+
+    from sweep.joining import join
+    from sweep.runner import run_study
+
+    for name, seed in (("train.jsonl", 3), ("dev.jsonl", 4)):
+        lines = [json.dumps({"tokens": w, "tags": t}) for w, t in tagged_sentences(24, seed=seed)]
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec = {
+        "name": "ner-json", "task": "token-classification", "storage": url,
+        "checkpoint_dir": str(tmp_path / "checkpoints"),
+        "data": {"train": "train.jsonl", "validation": "dev.jsonl", "cache_dir": str(tmp_path / "cache")},
+        "model": {"encoder": str(tiny_bert), "max_length": 16},
+        "search": {"n_trials": 1, "sampler": "random", "pruner": "none", "space": {"epochs": 1, "batch_size": 16}},
+    }  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    run_study(tmp_path / "spec.yaml")
+    joined = join("ner-json", url, console=Console(quiet=True))
+    assert joined.record.spec["data"]["text_column"] == "text"  # the dump, as stored
+    assert joined.data.label_names == tag_names(["carrier", "item", "payment", "reference"])
 
 
 def test_the_export_command_names_the_ner_pipeline(
