@@ -8,8 +8,8 @@ record is a schema over its study and trial user attributes, not a second databa
   the control shared by workers and the service (`write_stopped`, `write_priority`, `write_failure`).
 - `TrialRecord` / `TrialWriter` / `read_trial`: hyperparameters, seed, best epoch, history, metrics, per-class
   results, confusion matrix, timings, checkpoint, worker, and how a trial failed or was stopped.
-- `ranked` / `best_trial` / `enters_top`: the one ranking of trials (direction-aware, NaN/inf-safe, earlier trial
-  first on ties) that status, export, checkpoints, reports and the benchmark share.
+- `ranked` / `best_trial` / `enters_top` (`top_bar` / `beats`): the one ranking of trials (direction-aware,
+  NaN/inf-safe, earlier trial first on ties) that status, export, checkpoints, reports and the benchmark share.
 - `reevaluation_attrs` / `reevaluated` / `seed_leaders`: re-evaluation runs (`sweep reevaluate`) tagged with the
   configuration they re-train and their seed, grouped per configuration, and each configuration's best run.
 - `warm_start_attrs`: the tag of a warm-start trial (`search.warm_start`), read back as `TrialRecord.warm_start`.
@@ -20,6 +20,7 @@ from record.audit import AuditRecord, ClassAudit, PairAudit, Suspect, audit_from
 from record.ranking import (
     FINISHED,
     LIVE,
+    beats,
     best_trial,
     enters_top,
     leads_configuration,
@@ -29,6 +30,7 @@ from record.ranking import (
     reevaluation_runs,
     reported_value,
     seed_leaders,
+    top_bar,
 )
 from record.study import (
     ARTIFACT_STORE_KEYS,
@@ -79,6 +81,7 @@ __all__ = [
     "TrialRecord",
     "TrialResult",
     "TrialWriter",
+    "beats",
     "best_trial",
     "enters_top",
     "leads_configuration",
@@ -93,6 +96,7 @@ __all__ = [
     "retry_of",
     "seed_leaders",
     "study_attrs",
+    "top_bar",
     "study_budget",
     "study_from_attrs",
     "trial_attrs",

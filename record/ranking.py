@@ -51,18 +51,26 @@ def best_trial(study: _Directed) -> FrozenTrial | None:
     return order[0] if order else None
 
 
+def top_bar(study: _Directed, keep: int) -> float | None:
+    """The value a trial has to beat to rank in the study's top `keep` now: the k-th best complete value, or None
+    when fewer than `keep` trials completed (any finite value enters). It only rises as trials complete, so a value
+    that does not beat it now never will."""
+    order = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximizes(study))
+    return _finite_value(order[keep - 1]) if keep > 0 and len(order) >= keep else None
+
+
+def beats(value: float, bar: float | None, *, maximize: bool) -> bool:
+    """Whether `value` ranks above `bar` (`top_bar`'s answer; None: anything finite does). A tie does not: the
+    earlier trial wins ties."""
+    if not math.isfinite(value):
+        return False
+    return bar is None or (value > bar if maximize else value < bar)
+
+
 def enters_top(study: _Directed, value: float, keep: int) -> bool:
     """Whether a new trial's value would rank in the study's top `keep` (a tie with the k-th does not: the earlier
     trial wins ties)."""
-    if keep <= 0 or not math.isfinite(value):
-        return False
-    maximize = maximizes(study)
-    order = ranked(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), maximize=maximize)
-    if len(order) < keep:
-        return True
-    kth = _finite_value(order[keep - 1])
-    assert kth is not None  # ranked() keeps finite values only
-    return value > kth if maximize else value < kth
+    return keep > 0 and beats(value, top_bar(study, keep), maximize=maximizes(study))
 
 
 def reported_value(trial: FrozenTrial, *, maximize: bool = True) -> float | None:

@@ -18,7 +18,7 @@ import struct
 import tarfile
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,26 @@ WEIGHTS_FILE = "model.safetensors"
 
 class BestWeights(pl.Callback):
     """After each evaluation, copy the weights to CPU memory if `monitor` improved (first best wins; lower is better
-    with `minimize`)."""
+    with `minimize`) and `worth_keeping(value)` says the weights could be written: a trial whose best cannot enter
+    the study's kept checkpoints copies nothing (for a large encoder on a GPU, a device-to-host copy of the whole
+    model at each of its improving evaluations). `state` is the best evaluation's weights, or None where they were
+    not worth keeping. `worth_keeping` must say yes to a value once it said yes to a lower one (a rising bar)."""
 
-    def __init__(self, monitor: str, *, minimize: bool = False):
+    def __init__(
+        self, monitor: str, *, minimize: bool = False, worth_keeping: Callable[[float], bool] | None = None
+    ) -> None:
         self.monitor, self.sign = monitor, -1.0 if minimize else 1.0
+        self.worth_keeping = worth_keeping
         self.best: float | None = None
         self.epoch: int | None = None  # 1-based epoch in which the best evaluation ran
         self.epochs_trained: float | None = None  # training done at that evaluation, in epochs
-        self.state: dict[str, torch.Tensor] | None = None
+        self.copies = 0  # evaluations whose weights were copied
+        self._buffer: dict[str, torch.Tensor] | None = None
+        self._kept = False  # whether _buffer holds the best evaluation's weights
+
+    @property
+    def state(self) -> dict[str, torch.Tensor] | None:
+        return self._buffer if self._kept else None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -69,7 +81,10 @@ class BestWeights(pl.Callback):
             model: Any = pl_module.model
             self.best, self.epoch = value, trainer.current_epoch + 1
             self.epochs_trained = epochs_trained(trainer)
-            self.state = _copy_into(self.state, model.state_dict())
+            self._kept = self.worth_keeping is None or self.worth_keeping(value)
+            if self._kept:
+                self._buffer = _copy_into(self._buffer, model.state_dict())
+                self.copies += 1
 
 
 def _copy_into(kept: dict[str, torch.Tensor] | None, current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,17 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import PreparedData
 from datamodules.token_preparation import SENTENCE
-from record import Timings, TrialResult, TrialWriter, enters_top, leads_configuration, read_trial
+from record import (
+    Timings,
+    TrialResult,
+    TrialWriter,
+    beats,
+    enters_top,
+    leads_configuration,
+    maximizes,
+    read_trial,
+    top_bar,
+)
 from sweep.artifacts import checkpoint_name
 from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, TimingCallback
 from sweep.checkpoints import BestWeights, checkpoint_store
@@ -210,6 +220,21 @@ def _never() -> bool:
     return False
 
 
+def _keeping_rule(
+    trial: optuna.Trial, settings: TrialSettings, reevaluates: int | None
+) -> Callable[[float], bool] | None:
+    """Which evaluations' weights `BestWeights` copies (None: every improving one): none without checkpoints; for a
+    search trial, those that beat the study's top-k bar as the trial starts (the bar only rises, so a value below it
+    is never written); a re-evaluation run copies every best (whether it leads its configuration is known at its end).
+    """
+    if settings.checkpoint_root is None or settings.tokenizer_dir is None or settings.keep_checkpoints <= 0:
+        return lambda value: False
+    if reevaluates is not None:
+        return None
+    bar, maximize = top_bar(trial.study, settings.keep_checkpoints), maximizes(trial.study)
+    return lambda value: beats(value, bar, maximize=maximize)
+
+
 def build_objective(
     data: PreparedData,
     settings: TrialSettings,
@@ -253,7 +278,9 @@ def build_objective(
             should_prune=stop.shielded(trial.should_prune if reevaluates is None else _never),
             schedule=schedule,
         )
-        weights = BestWeights(monitor, minimize=settings.metric in MINIMIZED)
+        weights = BestWeights(
+            monitor, minimize=settings.metric in MINIMIZED, worth_keeping=_keeping_rule(trial, settings, reevaluates)
+        )
         steps = hp.epochs * math.ceil(len(data.train) / hp.batch_size)
         extra = trial_callbacks(trial.number, hp, steps) if trial_callbacks else []
         try:

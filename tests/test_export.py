@@ -288,6 +288,60 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
     assert lower.best == pytest.approx(0.2)
 
 
+def test_best_weights_copy_nothing_below_the_bar_and_the_best_once_above_it() -> None:
+    """A trial whose evaluations cannot enter the study's kept checkpoints copies no weights; once one beats the bar,
+    the state is that evaluation's weights (never an earlier, worse evaluation's)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from record import beats
+    from sweep.checkpoints import BestWeights
+
+    model = torch.nn.Linear(3, 2)
+    module = SimpleNamespace(model=model)
+    best = BestWeights("val_f1", worth_keeping=lambda value: beats(value, 0.625, maximize=True))
+
+    def evaluate(value: float, fill: float) -> None:
+        with torch.no_grad():
+            model.weight.fill_(fill)
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_f1": torch.tensor(value)},
+                                  current_epoch=0, num_training_batches=4, global_step=4)  # fmt: skip
+        best.on_validation_end(trainer, module)  # type: ignore[arg-type]
+
+    evaluate(0.5, 1.0)
+    evaluate(0.625, 2.0)  # a tie with the bar does not enter
+    assert best.best == 0.625 and best.state is None and best.copies == 0
+    evaluate(0.75, 3.0)
+    assert best.state is not None and torch.equal(best.state["weight"], torch.full((2, 3), 3.0)) and best.copies == 1
+
+
+def test_a_trial_copies_weights_only_when_it_can_enter_the_kept_checkpoints(tmp_path: Path) -> None:
+    import optuna
+
+    from dataclasses import replace
+
+    from record import trial_attrs
+    from sweep.objective import TrialSettings, _keeping_rule
+    from sweep.spec import SpaceSpec
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.8):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=trial_attrs(seed=0)))
+    settings = TrialSettings(encoder="tiny", space=SpaceSpec(), metric="f1_macro", seed=0, class_weights=None,
+                             accelerator="cpu", precision="32-true", eval_batch_size=8, checkpoint_root=tmp_path,
+                             tokenizer_dir=tmp_path, keep_checkpoints=2)  # fmt: skip
+    rule = _keeping_rule(study.ask(), settings, reevaluates=None)
+    assert rule is not None and not rule(0.5) and rule(0.51)  # the 2nd best is the bar
+    assert _keeping_rule(study.ask(), settings, reevaluates=0) is None  # a re-evaluation run keeps every best
+    settings = replace(settings, keep_checkpoints=3)
+    rule = _keeping_rule(study.ask(), settings, reevaluates=None)
+    assert rule is not None and rule(0.01)  # fewer complete trials than kept checkpoints: anything enters
+    settings = replace(settings, checkpoint_root=None)
+    rule = _keeping_rule(study.ask(), settings, reevaluates=None)
+    assert rule is not None and not rule(0.99)  # no checkpoints: nothing is copied
+
+
 def test_the_card_says_where_inside_epoch_1_the_exported_evaluation_ran() -> None:
     """As the trials table does (0.33/1), not "epoch 1" for weights from a third into it."""
     from sweep.export import _best_at
