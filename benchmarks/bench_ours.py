@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--freed-memory", choices=("keep", "return"), help="our trainer.keep_freed_memory: keep (sweep's default) or "
         "return (false; a lever)",
     )  # fmt: skip
+    parser.add_argument("--keep-checkpoints", type=int, help="our search.keep_checkpoints (a lever; default: 3)")
     parser.add_argument("--trials", type=int, default=8, help="trials (default 8, as bench_trainer.py)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ours.json and OURS.md")
     parser.add_argument(
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     option += [] if args.prune_after_epochs is None else ["--prune-after-epochs", f"{args.prune_after_epochs:g}"]
     option += [] if args.workers is None else ["--workers", str(args.workers)]
     option += [] if args.freed_memory is None else ["--freed-memory", args.freed_memory]
+    option += [] if args.keep_checkpoints is None else ["--keep-checkpoints", str(args.keep_checkpoints)]
     cfg = bench.parse_args(["--seeds", *map(str, args.seeds), "--trials", str(args.trials), "--work", str(work),
                             "--results", str(args.out.resolve() / "OURS.md"), *option])  # fmt: skip
     import optuna
@@ -83,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {"command": command, "machine": bench.machine_facts(),
                "config": {"first_epoch_evals": args.first_epoch_evals, "precision": args.precision,
                           "warm_start": args.warm_start, "prune_after_epochs": cfg.prune_after_epochs,
-                          "workers": cfg.workers,
+                          "workers": cfg.workers, "keep_checkpoints": cfg.keep_checkpoints,
                           "resolved_precision": bench.precision(cfg), "trials": args.trials, "seeds": list(cfg.seeds),
                           "work": str(work), "threads": cfg.threads, "command": command},
                "seeds": seeds}  # fmt: skip
@@ -109,14 +111,18 @@ def render(results: dict[str, Any], against: dict[str, Any] | None) -> str:
         "and space) come from another sitting: for reference, not side-by-side ratios.",
         "",
         "| seed | wall (s) | earlier run: ours (s) | best F1 | earlier: ours | complete / pruned | earlier: "
-        "complete / pruned | time to the earlier peers' best F1 (s) |",
-        "|---:|---:|---:|---:|---:|---|---|---|",
+        "complete / pruned | time to the earlier peers' best F1 (s) | overhead (s): checkpoints, loops, other | "
+        "overhead share | earlier: share |",
+        "|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|",
     ]
     for entry in results["seeds"]:
         ours, old = entry["ours"], earlier.get(entry["seed"])
         states = [t["state"] for t in ours["trials"]]
+        split = overhead(ours["trials"])
+        parts = ", ".join(f"{split[k]:.2f}" for k in ("checkpoint", "loops", "other"))
         row = [str(entry["seed"]), f"{ours['wall']:.1f}", "—", f"{ours['best_f1']:.4f}", "—",
-               f"{states.count('COMPLETE')} / {states.count('PRUNED')}", "—", "—"]  # fmt: skip
+               f"{states.count('COMPLETE')} / {states.count('PRUNED')}", "—", "—",
+               "—" if split["share"] is None else parts, _share(split), "—"]  # fmt: skip
         if old is not None:
             old_states = [t["state"] for t in old["ours"]["trials"]]
             row[2], row[4] = f"{old['ours']['wall']:.1f}", f"{old['ours']['best_f1']:.4f}"
@@ -128,8 +134,32 @@ def render(results: dict[str, Any], against: dict[str, Any] | None) -> str:
                 reached = first_reach(ours["trials"], best - tie - 1e-12)
                 cells.append(f"{kind} {best:.4f}: " + ("never" if reached is None else f"{reached:.1f}"))
             row[7] = "; ".join(cells)
+            row[10] = _share(overhead(old["ours"]["trials"]))
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Overhead as `RESULTS.md` counts it (bench_trainer.our_split): everything in a trial that is not a "
+              "training step or a validation forward pass, as a share of the trials' time; its parts summed over the "
+              "study's trials (loops: the training and evaluation loops around steps and forward passes)."]
     return "\n".join(lines) + "\n"
+
+
+def _share(split: dict[str, float | None]) -> str:
+    return "—" if split["share"] is None else f"{split['share']:.1%}"
+
+
+def overhead(trials: list[dict[str, Any]]) -> dict[str, float | None]:
+    """A study's overhead over its trials (seconds): checkpoints, the loops around steps and forward passes, the
+    rest, and the whole as a share of the trials' time (None: no trial recorded its timings)."""
+    if str(ROOT / "benchmarks") not in sys.path:  # bench_trainer beside this script (as main() arranges)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_trainer as bench
+
+    rows = bench.our_split([t for t in trials if t.get("timings")])
+    total = sum(r["total"] for r in rows)
+    spent = sum(r["overhead"] for r in rows)
+    checkpoint = sum(r["checkpoint"] for r in rows)
+    loops = sum(r["train_loop"] + r["evaluation_loop"] for r in rows)
+    return {"checkpoint": checkpoint, "loops": loops, "other": spent - checkpoint - loops,
+            "share": spent / total if total else None}  # fmt: skip
 
 
 if __name__ == "__main__":

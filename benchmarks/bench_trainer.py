@@ -91,6 +91,7 @@ class Config:
     prune_after_epochs: float = 0.5  # our search.prune_after_epochs (parse_args: sweep's default unless given)
     workers: int = 1  # ours: `sweep run --workers N` (N trials at once on the SQLite store, the cores split)
     freed_memory: str = "keep"  # keep: every side's processes keep freed memory (our trainer.keep_freed_memory)
+    keep_checkpoints: int | None = None  # our search.keep_checkpoints (None: sweep's default, 3)
 
     @property
     def json_path(self) -> Path:
@@ -167,6 +168,11 @@ def parse_args(argv: Sequence[str]) -> Config:
         "keep_freed_memory: false)",
     )  # fmt: skip
     parser.add_argument(
+        "--keep-checkpoints", type=int,
+        help="our search.keep_checkpoints: best-epoch weights written for the top K trials (default: sweep's, 3; the "
+        "peers at their best save none)",
+    )  # fmt: skip
+    parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
     parser.add_argument(
@@ -191,6 +197,7 @@ def parse_args(argv: Sequence[str]) -> Config:
             ("max_classes", args.max_classes, 2),
             ("threads", args.threads, 1),
             ("workers", args.workers, 1),
+            ("keep_checkpoints", args.keep_checkpoints, 1),
         )
         if value is not None and value < low
     ]
@@ -229,6 +236,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         prune_after_epochs=our_prune_after(args.prune_after_epochs),
         workers=args.workers,
         freed_memory=args.freed_memory,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
@@ -1012,6 +1020,8 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
         spec["search"]["warm_start"] = True  # type: ignore[index]
     spec["search"]["prune_after_epochs"] = cfg.prune_after_epochs  # type: ignore[index]
     spec["trainer"]["keep_freed_memory"] = cfg.freed_memory == "keep"  # type: ignore[index]
+    if cfg.keep_checkpoints is not None:
+        spec["search"]["keep_checkpoints"] = cfg.keep_checkpoints  # type: ignore[index]
     path = rep_dir / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -1579,7 +1589,10 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
            "default; the peers get the same glibc malloc thresholds before they run, in Ray's trial processes too: "
            "an expert would preload jemalloc or tcmalloc)." if cfg.get("freed_memory") == "keep" else
            " Every side with glibc's own malloc thresholds (ours `trainer.keep_freed_memory: false`)."
-           if cfg.get("freed_memory") == "return" else ""),
+           if cfg.get("freed_memory") == "return" else "")
+        + (f" Ours with `search.keep_checkpoints: {cfg['keep_checkpoints']}`: best-epoch weights written for the "
+           f"top {cfg['keep_checkpoints']} trial(s) only (sweep's default 3; the peers at their best save none)."
+           if cfg.get("keep_checkpoints") is not None else ""),
         f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "

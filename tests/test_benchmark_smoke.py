@@ -300,6 +300,8 @@ def test_our_side_alone_is_reported_beside_the_earlier_runs_numbers_without_side
         return {"state": state, "evals": [{"time": t, "f1": f} for t, f in evals]}
 
     trials = [trial("PRUNED", [(5.0, 0.80)]), trial("COMPLETE", [(10.0, 0.5), (20.0, 0.7790)])]
+    trials[1].update(number=1, params={}, timings={"train": 8.0, "train_steps": 7.5, "validation": 1.5,
+                                                   "validation_forward": 1.0, "checkpoint": 0.4, "total": 10.0})
     assert ours_only.first_reach(trials, 0.779) == 20.0, "a pruned trial's evaluation does not count"
     assert ours_only.first_reach(trials, 0.9) is None
     results = {"command": "python benchmarks/bench_ours.py --first-epoch-evals 0 --out x",
@@ -309,7 +311,8 @@ def test_our_side_alone_is_reported_beside_the_earlier_runs_numbers_without_side
                           "ours": {"wall": 167.0, "best_f1": 0.78, "trials": [trial("COMPLETE", [(1.0, 0.78)])]},
                           "peers": {"trainer": {"epoch": {"best_f1": 0.7808}, "steps": {"best_f1": 0.7307}}}}]}
     text = ours_only.render(results, earlier)
-    assert "| 1 | 163.7 | 167.0 | 0.7790 | 0.7800 | 1 / 1 | 1 / 0 | trainer 0.7808: 20.0 |" in text
+    row = "| 1 | 163.7 | 167.0 | 0.7790 | 0.7800 | 1 / 1 | 1 / 0 | trainer 0.7808: 20.0 | 0.40, 1.00, 0.10 | 15.0% | — "
+    assert row in text  # overhead 10 - 7.5 - 1.0 s: the checkpoint, both loops (0.5 s each), 0.1 s else; earlier: —
     assert "not side-by-side" in text and "--first-epoch-evals 0" in text
     assert "| 1 | 163.7 | — |" in ours_only.render(results, None)
 
