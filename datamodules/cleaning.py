@@ -69,7 +69,8 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
     Rows are dropped, in this order, for a missing text, a text empty after normalisation, a missing label,
     a text that appears with more than one label (all its rows go: we cannot tell which label is right),
     and an exact duplicate of an earlier (text, label) row. So `rows_in` equals `rows_out` plus the sum
-    of `missing_text`, `empty_text`, `missing_label`, `conflicting_rows` and `duplicates`.
+    of `missing_text`, `empty_text`, `missing_label`, `conflicting_rows` and `duplicates`. `normalized` counts the
+    rows kept whose text normalising changed.
     """
     if len(texts) != len(labels):
         raise ValueError(f"texts and labels differ in length: {len(texts)} != {len(labels)}")
@@ -81,12 +82,12 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
         "missing_label": 0,
     }
     rows: list[tuple[Text, str]] = []
+    changed_rows: list[bool] = []
     for raw_text, raw_label in zip(texts, labels, strict=True):
         text, changed = _clean_text(raw_text)
         if text is None:
             report["missing_text"] += 1
             continue
-        report["normalized"] += changed
         label = normalize_label(raw_label)
         if not all(text if isinstance(text, tuple) else (text,)):
             report["empty_text"] += 1
@@ -94,15 +95,22 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
             report["missing_label"] += 1
         else:
             rows.append((text, label))
+            changed_rows.append(changed)
 
     conflicts = find_conflicts(rows)
     kept = [row for row in rows if row[0] not in conflicts]
-    unique = list(dict.fromkeys(kept))
+    first_changed: dict[tuple[Text, str], bool] = {}  # each kept row (its first occurrence): normalising changed it
+    for row, changed in zip(rows, changed_rows, strict=True):
+        if row[0] not in conflicts:
+            first_changed.setdefault(row, changed)
+    unique = list(first_changed)
+    report["normalized"] = sum(first_changed.values())  # rows kept whose text normalising changed
     report["conflicting_rows"] = len(rows) - len(kept)
     report["duplicates"] = len(kept) - len(unique)
     report["rows_out"] = len(unique)
     report["conflicting_texts"] = conflict_examples(conflicts)
     report["conflicting_texts_total"] = len(conflicts)
+    report["label_variants"] = label_variants(Counter(lab for _, lab in unique))
     return CleanResult(texts=[t for t, _ in unique], labels=[lab for _, lab in unique], report=report)
 
 
@@ -121,3 +129,31 @@ def conflict_examples(conflicts: dict[Text, Counter[str]]) -> list[dict[str, Any
         {"text": display_text(text), "labels": {label: counts[label] for label in sorted_labels(counts)}}
         for text, counts in ordered[:MAX_CONFLICT_EXAMPLES]
     ]
+
+
+def label_key(label: str) -> str:
+    """What a label most likely means, for spotting one class written two ways: Unicode NFKC (full-width letters),
+    invisible format characters dropped (a zero-width space), case folded, and a number read as a number (`1`,
+    `1.0`). Labels are not rewritten with it: `US` and `us` may be two classes; the report says, the user decides."""
+    folded = "".join(ch for ch in unicodedata.normalize("NFKC", label) if unicodedata.category(ch) != "Cf")
+    folded = folded.casefold().strip()
+    try:
+        number = float(folded)
+    except ValueError:
+        return folded
+    return repr(number) if math.isfinite(number) else folded
+
+
+def label_variants(counts: Counter[str]) -> list[dict[str, int]]:
+    """Groups of distinct labels with one `label_key`: each {label: rows}, most rows first; groups by their largest."""
+    groups: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    for label in sorted_labels(counts):
+        groups[label_key(label)][label] = counts[label]
+    found = [dict(sorted(g.items(), key=lambda item: -item[1])) for g in groups.values() if len(g) > 1]
+    return sorted(found, key=lambda g: -max(g.values()))
+
+
+def written_alike(label: str, others: Sequence[str]) -> str | None:
+    """The first of `others` that is `label` written another way (`label_key`), or None."""
+    key = label_key(label)
+    return next((other for other in others if other != label and label_key(other) == key), None)

@@ -326,7 +326,7 @@ def split_examples(
         va_texts, va_labels = validation.texts, validation.labels
         check_label_coverage(tr_labels, va_labels)
         split = "given"
-    tr_texts, tr_labels, overlap = remove_overlap(tr_texts, tr_labels, va_texts)
+    tr_texts, tr_labels, overlap = remove_overlap(tr_texts, tr_labels, va_texts, va_labels)
     if overlap["train_val_overlap"]:
         try:
             check_label_coverage(tr_labels, va_labels)

@@ -24,7 +24,7 @@ from datamodules.encoding import data_fingerprint, load_cached, save_cache, toke
 from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable
 from datamodules.preparation import PreparedData, load_sources, tokenizer_limit
-from datamodules.report import cleaning_summary, truncation_warnings
+from datamodules.report import cleaning_summary, overlap_warnings, truncation_warnings
 from datamodules.splitting import remove_overlap
 from datamodules.texts import Text, display_text
 
@@ -117,10 +117,10 @@ def clean_scored(texts: Sequence[object], scores: Sequence[float]) -> CleanScore
         if text is None:
             report["missing_text"] += 1
             continue
-        report["normalized"] += changed
         if not all(text if isinstance(text, tuple) else (text,)):
             report["empty_text"] += 1
             continue
+        report["normalized"] += changed  # a row kept (into its text's mean) whose text normalising changed
         by_text[text].append(score)
     kept, means, averaged = [], [], []
     duplicates = merged = 0
@@ -313,8 +313,7 @@ def prepare_regression_data(
     warnings = cleaning_lines("train", train_clean.report)
     if val_clean is not None:
         warnings += cleaning_lines("validation", val_clean.report)
-    if overlap["train_val_overlap"]:
-        warnings.append(f"{overlap['train_val_overlap']} training texts also in validation were dropped from train")
+    warnings += overlap_warnings(overlap)
     report: dict[str, Any] = {
         "task": "regression",
         "train": train_source,

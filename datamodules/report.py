@@ -11,6 +11,8 @@ from datamodules.cleaning import CleanResult
 if TYPE_CHECKING:
     from datamodules.preparation import Splits
 
+MAX_VARIANT_GROUPS = 5  # groups of labels written alike, one warning line each
+
 
 def cleaning_summary(report: dict[str, Any]) -> str:
     """'3 missing text, 1 duplicates' style summary of the non-zero drop counts."""
@@ -39,10 +41,7 @@ def build_report(
     warnings = cleaning_warnings("train", train_clean.report)
     if val_clean is not None:
         warnings += cleaning_warnings("validation", val_clean.report)
-    if splits.overlap["train_val_overlap"]:
-        warnings.append(
-            f"{splits.overlap['train_val_overlap']} training texts also in validation were dropped from train"
-        )
+    warnings += overlap_warnings(splits.overlap)
     return {
         "train": train_source,
         "validation": validation_source,
@@ -62,6 +61,22 @@ def build_report(
     }
 
 
+def overlap_warnings(overlap: dict[str, Any], kind: str = "text") -> list[str]:
+    """The line saying how many training rows (`kind`: text, sentence) repeat a validation one and were dropped, and
+    how many of those validation labels differently."""
+    count = overlap.get("train_val_overlap", 0)
+    if not count:
+        return []
+    line = (f"train: 1 training {kind} also in validation was dropped" if count == 1
+            else f"train: {count} training {kind}s also in validation were dropped")  # fmt: skip
+    relabelled = overlap.get("overlap_relabelled", 0)
+    if relabelled:
+        them = f"{relabelled} of them {'has' if relabelled == 1 else 'have'}"
+        line += (f" ({'it has' if count == 1 else them} another label in validation: "
+                 "validation's label is the one scored; check which is right)")  # fmt: skip
+    return [line]
+
+
 def _rows(n: int) -> str:
     return "1 row" if n == 1 else f"{n} rows"
 
@@ -79,6 +94,12 @@ def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
         lines.append(
             f"{split}: dropped {report['duplicates']} exact duplicate {'row' if report['duplicates'] == 1 else 'rows'}"
         )
+    for group in report.get("label_variants", [])[:MAX_VARIANT_GROUPS]:
+        shown = " / ".join(f"{label!r} ({_rows(n)})" for label, n in group.items())
+        lines.append(f"{split}: labels {shown} differ only in case, width, invisible characters or how a number is "
+                     "written, and are trained as separate classes: make them one label if they are one class")
+    if len(report.get("label_variants", [])) > MAX_VARIANT_GROUPS:
+        lines.append(f"{split}: and {len(report['label_variants']) - MAX_VARIANT_GROUPS} more such groups of labels")
     if report["conflicting_texts_total"]:
         lines.append(
             f"{split}: {report['conflicting_texts_total']} "
@@ -91,7 +112,8 @@ def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
 def truncation_warnings(truncated: dict[str, int], max_length: int, *, kind: str = "texts") -> list[str]:
     """One line per split that had texts (or pairs: `kind`) cut to max_length."""
     return [
-        f"{n} {split} {kind} longer than max_length={max_length} tokens were truncated"
+        f"1 {split} {kind.removesuffix('s')} longer than max_length={max_length} tokens was truncated" if n == 1
+        else f"{n} {split} {kind} longer than max_length={max_length} tokens were truncated"
         for split, n in truncated.items()
         if n
-    ]
+    ]  # fmt: skip

@@ -146,13 +146,18 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
                     "by removing data.validation",
                 )
             )
+    from datamodules.cleaning import written_alike  # cleaning imports this module
+
+    only_train = sorted_labels(set(train_counts) - set(val_counts))
     for label in sorted_labels(set(val_counts) - set(train_counts)):
         rows = _plural(val_counts[label], "row")
+        alike = written_alike(label, only_train) or written_alike(label, sorted_labels(train_counts))
         problems.append(
             (
                 "data.validation",
                 f"class {label!r} has {rows} in validation but none in training, "
-                "so no model can predict it: add training rows for it or remove it from validation",
+                "so no model can predict it: add training rows for it or remove it from validation"
+                + (f" (training has {alike!r}: the same label written another way?)" if alike else ""),
             )
         )
     if problems:
@@ -160,16 +165,27 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
 
 
 def remove_overlap(
-    train_texts: Sequence[Text], train_labels: Sequence[str], val_texts: Iterable[Text]
+    train_texts: Sequence[Text],
+    train_labels: Sequence[str],
+    val_texts: Iterable[Text],
+    val_labels: Sequence[str] | None = None,
 ) -> tuple[list[Text], list[str], dict[str, Any]]:
-    """Drop training rows whose text (or pair) is also in validation (leakage), reporting how many and which."""
-    val_set = set(val_texts)
+    """Drop training rows whose text (or pair) is also in validation (leakage), reporting how many and which; with
+    `val_labels`, also how many of them validation labels differently (`overlap_relabelled`: a conflict across the
+    splits, which cleaning each file alone cannot see)."""
+    val_list = list(val_texts)
+    val_label = dict(zip(val_list, val_labels, strict=True)) if val_labels is not None else {}
+    val_set = set(val_list)
     kept = [(t, lab) for t, lab in zip(train_texts, train_labels, strict=True) if t not in val_set]
     dropped = list(dict.fromkeys(t for t in train_texts if t in val_set))
-    report = {
+    report: dict[str, Any] = {
         "train_val_overlap": len(train_texts) - len(kept),
         "overlap_examples": [display_text(t) for t in dropped[:MAX_OVERLAP_EXAMPLES]],
     }
+    if val_labels is not None:
+        report["overlap_relabelled"] = sum(
+            1 for t, lab in zip(train_texts, train_labels, strict=True) if t in val_label and val_label[t] != lab
+        )
     return [t for t, _ in kept], [lab for _, lab in kept], report
 
 

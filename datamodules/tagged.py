@@ -250,7 +250,6 @@ def clean_sentences(file: TaggedFile) -> CleanSentences:
             report["empty_text"] += 1
             continue
         tokens = [normalize_text(t) for t in sentence.tokens]
-        report["normalized"] += tokens != sentence.tokens
         tags, rewritten = to_iob2(sentence.tags)
         report["tags_rewritten"] += rewritten
         key = (tuple(tokens), tuple(tags))
@@ -258,6 +257,7 @@ def clean_sentences(file: TaggedFile) -> CleanSentences:
             report["duplicates"] += 1
             continue
         seen.add(key)
+        report["normalized"] += tokens != sentence.tokens  # sentences kept whose tokens normalising changed
         tokens_out.append(tokens)
         tags_out.append(tags)
         first_lines.append(sentence.lines[0])

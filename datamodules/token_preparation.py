@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 from datamodules.encoding import CACHE_FORMAT, load_cached, save_cache, tokenizer_identity
 from datamodules.errors import DataError
 from datamodules.preparation import PreparedData, tokenizer_limit
+from datamodules.report import overlap_warnings
 from datamodules.tagged import (
     CleanSentences,
     TaggedFile,
@@ -264,9 +265,7 @@ def build_token_report(
     warnings = tag_cleaning_warnings("train", train_clean.report)
     if val_clean is not None:
         warnings += tag_cleaning_warnings("validation", val_clean.report)
-    if splits.overlap["train_val_overlap"]:
-        warnings.append(f"{splits.overlap['train_val_overlap']} training sentences also in validation were dropped "
-                        "from train")
+    warnings += overlap_warnings(splits.overlap, kind="sentence")
     return {
         "task": TASK,
         "train": train_source,

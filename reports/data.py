@@ -120,8 +120,12 @@ def overlap_blocks(report: Mapping[str, Any]) -> list[Block]:
     if count == 0:
         return [NoteBlock("Train/validation overlap: no training text is also in validation.")]
     examples = [str(e) for e in overlap.get("overlap_examples") or []][:MAX_OVERLAP_EXAMPLES]
-    blocks: list[Block] = [NoteBlock(f"Train/validation overlap: {count} training rows had a text that is also "
-                                     "in validation and were dropped from train.")]
+    rows = "1 training row had a text that is also in validation and was" if count == 1 else (
+        f"{count} training rows had a text that is also in validation and were")
+    relabelled = _int(overlap.get("overlap_relabelled")) or 0
+    note = (f" {'It had' if count == 1 else f'{relabelled} of them had'} another label in validation (validation's "
+            "label is the one scored: check which is right).") if relabelled else ""  # fmt: skip
+    blocks: list[Block] = [NoteBlock(f"Train/validation overlap: {rows} dropped from train.{note}")]
     if examples:
         blocks.append(ListBlock(examples, caption=f"Overlapping texts (first {len(examples)})"))
     return blocks

@@ -40,7 +40,7 @@ def test_each_drop_reason_is_counted_once_and_order_is_kept() -> None:
     assert report["empty_text"] == 1
     assert report["missing_label"] == 3  # None, NaN and a whitespace-only label
     assert report["duplicates"] == 1  # "b text"/x after normalisation
-    assert report["normalized"] == 2  # "b  text" and "   "
+    assert report["normalized"] == 1  # "b  text", kept (the blank "   " was normalised too, and dropped)
     assert report["rows_out"] == 3
     assert report["rows_in"] == report["rows_out"] + sum(report[k] for k in COUNTERS)
 
@@ -94,3 +94,28 @@ def test_report_is_json_serialisable_with_plain_types() -> None:
 def test_mismatched_lengths_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="differ in length: 2 != 1"):
         clean_examples(["a", "b"], ["x"])
+
+
+def test_normalised_counts_only_the_rows_kept() -> None:
+    """One normalised text kept, one that became a duplicate of an earlier row, one that became empty: 1."""
+    result = clean_examples(["plain", "plain ", "two  spaces", " \t "], ["a", "a", "b", "b"])
+    assert result.texts == ["plain", "two spaces"]
+    assert (result.report["normalized"], result.report["duplicates"], result.report["empty_text"]) == (1, 1, 1)
+
+
+def test_labels_written_two_ways_are_named_in_a_warning_and_beside_a_validation_class_unseen_in_training() -> None:
+    from datamodules.errors import DataError
+    from datamodules.report import cleaning_warnings
+    from datamodules.splitting import check_label_coverage
+
+    labels = ["billing"] * 3 + ["Billing", "ｂｉｌｌｉｎｇ", "billing\u200b", "1", "1.0", "US", "shipping"]
+    result = clean_examples([f"text {i}" for i in range(len(labels))], labels)
+    assert result.report["label_variants"] == [
+        {"billing": 3, "Billing": 1, "billing\u200b": 1, "ｂｉｌｌｉｎｇ": 1}, {"1": 1, "1.0": 1}]  # fmt: skip
+    lines = cleaning_warnings("train", result.report)
+    assert lines[0].startswith("train: labels 'billing' (3 rows) / 'Billing' (1 row) / 'billing\\u200b' (1 row)")
+    assert "trained as separate classes" in lines[0] and len(lines) == 2  # 'US' alone is no variant of anything
+    with pytest.raises(DataError) as err:
+        check_label_coverage(["account", "refund"], ["Account", "refund"])
+    assert "class 'Account' has 1 row in validation but none in training" in str(err.value)
+    assert "(training has 'account': the same label written another way?)" in str(err.value)

@@ -317,9 +317,9 @@ def test_best_weights_copy_nothing_below_the_bar_and_the_best_once_above_it() ->
 
 
 def test_a_trial_copies_weights_only_when_it_can_enter_the_kept_checkpoints(tmp_path: Path) -> None:
-    import optuna
-
     from dataclasses import replace
+
+    import optuna
 
     from record import trial_attrs
     from sweep.objective import TrialSettings, _keeping_rule

@@ -602,3 +602,14 @@ def test_comparison_says_when_metrics_differ_or_a_study_has_no_result() -> None:
     assert table.columns == ["study", "a", "b", "c"]
     assert table.rows[0] == ["metric", "f1_macro", "accuracy", "value"]
     assert table.rows[1][3] is None
+
+
+def test_the_overlap_note_counts_one_row_in_the_singular_and_names_labels_that_differ_across_the_splits() -> None:
+    from reports.data import overlap_blocks
+
+    one = overlap_blocks({"overlap": {"train_val_overlap": 1, "overlap_examples": ["a"], "overlap_relabelled": 1}})
+    assert isinstance(one[0], NoteBlock) and one[0].text == (
+        "Train/validation overlap: 1 training row had a text that is also in validation and was dropped from train. "
+        "It had another label in validation (validation's label is the one scored: check which is right).")
+    many = overlap_blocks({"overlap": {"train_val_overlap": 3, "overlap_examples": []}})
+    assert isinstance(many[0], NoteBlock) and many[0].text.endswith("in validation and were dropped from train.")

@@ -107,7 +107,7 @@ def test_cleaning_treats_the_pair_as_the_example() -> None:
         1,
         2,
     )
-    assert report["normalized"] == 2 and report["rows_out"] == 2  # "a man  sings" and the blank " " side
+    assert report["normalized"] == 1 and report["rows_out"] == 2  # "a man  sings" (the blank " " side was dropped)
     assert report["conflicting_texts"] == [{"text": "a dog runs ||| a cat runs", "labels": {"CON": 1, "NEU": 1}}]
 
 
