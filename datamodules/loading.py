@@ -86,6 +86,13 @@ def load_table(
         if first_row_is_data(names, below):
             message = headerless_message(name, names, below, text_columns=text_columns, label_column=label_column)
             problems = [(field, message)]
+    if not problems and delimited and columns is None:
+        problems = repeated_header_problems(names, [values(c) for c in names], name, field)
+    if not problems:
+        checked = [("data.text_column", c) for c in text_columns]
+        checked += [("data.text_pair_column", text_pair_column)] if text_pair_column is not None else []
+        checked += [] if raw_labels else [("data.label_column", label_column)]
+        problems = [p for where, column in checked if (p := nested_problem(values(column), column, name, where))]
     if not problems:
         texts = join_texts([values(c) for c in text_columns], text_separator)
         if text_pair_column is not None:
@@ -96,6 +103,39 @@ def load_table(
         raise DataError(problems)
     labels: list[object] = values(label_column) if raw_labels else [normalize_label(v) for v in values(label_column)]
     return RawTable(texts=texts, labels=labels, source=source, columns=names)
+
+
+def repeated_header_problems(
+    names: Sequence[str], columns: Sequence[Sequence[object]], name: str, field: str
+) -> list[tuple[str, str]]:
+    """Rows that repeat the header line (files joined with their headers): read as data, they would be a class named
+    after the label column. Rows are numbered from 1, the header not counted."""
+    rows = [i for i, row in enumerate(zip(*columns, strict=True), start=1)
+            if all(isinstance(v, str) and v.strip() == n.strip() for v, n in zip(row, names, strict=True))]  # fmt: skip
+    if not rows:
+        return []
+    shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+    lines = "that line" if len(rows) == 1 else f"those {len(rows)} lines"
+    return [(field, f"{name} row{'s' if len(rows) > 1 else ''} {shown} repeat{'s' if len(rows) == 1 else ''} the "
+                    f"header ({', '.join(names)}): files joined with their header lines? delete {lines}")]  # fmt: skip
+
+
+def nested_problem(values: Sequence[object], column: str, name: str, field: str) -> tuple[str, str] | None:
+    """A JSON list or object where one text or one label belongs (JSON files), or None. Left as it was, it would
+    be trained as its Python text (`"['billing']"`)."""
+    bad = [(i, v) for i, v in enumerate(values, start=1) if isinstance(v, list | dict)]
+    if not bad:
+        return None
+    row, value = bad[0]
+    kind = "list" if isinstance(value, list) else "object"
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    hint = ("several labels per text are task: multi-label" if field == "data.label_column" and kind == "list"
+            else "to join several keys into one text, put them at the top level of each object and name them: "
+            "data.text_column: [subject, body]" if kind == "object" and field == "data.text_column"
+            else f"{column!r} must hold one {'label' if field == 'data.label_column' else 'text'} per row")  # fmt: skip
+    more = "" if len(bad) == 1 else f" (and {len(bad) - 1} more row{'s' if len(bad) > 2 else ''})"
+    return (field, f"{name} row {row}: {column!r} holds a JSON {kind} ({shown}), not one value{more}: {hint}")
 
 
 def join_texts(parts: Sequence[Sequence[object]], separator: str) -> list[object]:
@@ -230,6 +270,12 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
         problem = given_columns_problem(first, name, columns)
         if problem:
             raise DataError([("data.columns", problem)])
+    if columns is None:
+        first = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
+        twice = [c for c in dict.fromkeys(first) if c.strip() and first.count(c) > 1]  # blank: Excel's spare cells
+        if twice:
+            raise DataError([(field, f"{name}'s header names {twice[0]!r} twice (columns: {', '.join(first)}): give "
+                                     "each column its own name")])  # fmt: skip
     header = "data.columns" if columns is not None else "the header row"
     fields = f"as many fields as {header} names (name any extra columns there)"
     fix = (f"put texts that contain commas in double quotes; every row needs {fields}" if sep == ","

@@ -285,3 +285,31 @@ def test_data_suffixes_are_the_formats_read() -> None:
     from datamodules.loading import _READERS
 
     assert set(DATA_SUFFIXES) == set(_READERS) and set(DELIMITERS) <= set(DATA_SUFFIXES)
+
+
+def test_a_header_naming_a_column_twice_is_refused_and_excels_blank_spare_columns_are_not(tmp_path: Path) -> None:
+    assert problems_of(write(tmp_path / "dup.csv", "text,label,text\na,b,c\n")) == [
+        ("data.train", "dup.csv's header names 'text' twice (columns: text, label, text): give each column its own "
+                       "name")]  # fmt: skip
+    assert load(write(tmp_path / "spare.csv", "text,label,,\na,b,,\nc,d,,\n")).labels == ["b", "d"]
+
+
+def test_rows_repeating_the_header_of_joined_files_are_refused_with_their_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path / "joined.tsv", "text\tlabel\na\tx\nb\ty\ntext\tlabel\nc\tx\n")
+    assert problems_of(path) == [("data.train", "joined.tsv row 3 repeats the header (text, label): files joined "
+                                                "with their header lines? delete that line")]  # fmt: skip
+
+
+def test_a_json_list_or_object_where_one_text_or_label_belongs_is_refused_with_its_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "nested.jsonl", '{"text": "a", "label": ["billing"]}\n{"text": "b", "label": "x"}\n'
+                                            '{"text": {"subject": "s", "body": "b"}, "label": "x"}\n'
+                                            '{"text": "c", "label": ["x", "y"]}\n{"text": "d", "label": true}\n')
+    assert problems_of(path) == [
+        ("data.text_column", 'nested.jsonl row 3: \'text\' holds a JSON object ({"subject": "s", "body": "b"}), not '
+                             "one value: to join several keys into one text, put them at the top level of each "
+                             "object and name them: data.text_column: [subject, body]"),
+        ("data.label_column", 'nested.jsonl row 1: \'label\' holds a JSON list (["billing"]), not one value (and 1 '
+                              "more row): several labels per text are task: multi-label"),
+    ]  # fmt: skip
+    flat = write(tmp_path / "flat.jsonl", '{"text": "d", "label": true}\n{"text": "e", "label": false}\n')
+    assert load(flat).labels == ["True", "False"]  # a JSON boolean is one label
