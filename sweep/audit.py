@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import math
 import os
+import shlex
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ from sweep.storage import (
     storage_problems,
     study_record,
 )
-from sweep.store_checks import choose_storage
+from sweep.store_checks import DEFAULT_STORAGE_URL, STORAGE_ENV, choose_storage
 
 METHODS = ("embeddings", "finetune", "ensemble")  # ensemble: the mean of the other two's predictions
 DEFAULT_FOLDS = 5
@@ -98,6 +99,7 @@ class AuditResult:
     stored_in: str | None  # the study it was stored with, else None
     store_note: str | None  # why it was not stored, when a study exists
     storage_url: str = ""
+    storage_field: str = ""  # where the store came from (choose_storage): --storage, SWEEP_STORAGE or the spec
     pred_probs: Any = None  # the out-of-fold predictions the ranking rests on (row i = train row i)
     components: dict[str, Any] = dataclasses.field(default_factory=dict)  # each method's own, for `ensemble` both
     labels: Any = None  # the given labels as the task's cleanlab call takes them
@@ -424,7 +426,8 @@ def run_audit(
                 stored_in = spec.name
             except SweepError as exc:  # a running `sweep run` holds the SQLite store
                 note = f"not stored with study {spec.name}: {exc.lines()[0]}"
-    return AuditResult(record, rows, label_names, data, out, stored_in, note, url, probs, components, labels)
+    return AuditResult(record, rows, label_names, data, out, stored_in, note, url, field_name, probs, components,
+                       labels)  # fmt: skip
 
 
 # --- screen ----------------------------------------------------------------------------------------------------
@@ -540,6 +543,16 @@ def pairs_table(result: AuditResult) -> Table:
     return table
 
 
+def report_command(result: AuditResult) -> str:
+    """`sweep report NAME`, with the store named where `sweep report` would not find it by itself (it reads
+    --storage, then SWEEP_STORAGE, then the default store; it has no spec to read one from). A password shows
+    masked: SWEEP_STORAGE keeps it out of the command line."""
+    command = f"sweep report {result.stored_in}"
+    if result.storage_field == STORAGE_ENV or result.storage_url == DEFAULT_STORAGE_URL:
+        return command
+    return f"{command} --storage {shlex.quote(safe_url(result.storage_url))}"
+
+
 def summary_lines(result: AuditResult) -> list[str]:
     record = result.record
     lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold {record.fit_name} {record.accuracy:.3f}; "
@@ -555,7 +568,7 @@ def summary_lines(result: AuditResult) -> list[str]:
         lines.append(f"wrote {len(result.rows)} rows to {result.out} ({where})")
     if result.stored_in is not None:
         lines.append(f"stored with study {result.stored_in} in {safe_url(result.storage_url)}: "
-                     f"`sweep report {result.stored_in}` shows it")
+                     f"`{report_command(result)}` shows it")
     elif result.store_note:
         lines.append(result.store_note)
     return lines

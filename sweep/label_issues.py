@@ -80,15 +80,18 @@ def fold_problems(labels: Sequence[str], folds: int) -> list[tuple[str, str]]:
     if folds < 2:
         return [("--folds", f"must be at least 2, got {folds}")]
     counts = Counter(labels)
+    short = sorted((name for name in counts if counts[name] < folds), key=lambda name: (counts[name], name))
+    lowest = min((counts[name] for name in counts if counts[name] >= 2), default=None)  # the --folds that would do
+    fix = f"--folds {lowest} or add examples" if lowest is not None and lowest < folds else "add examples"
     return [
         (
             "data.train",
-            f"class {label!r} has {_plural(counts[label], 'example')}, fewer than --folds {folds}: lower --folds "
-            "or add examples",
+            f"class {label!r} has {_plural(counts[label], 'training example')}, fewer than --folds {folds}: "
+            + (fix if counts[label] >= 2 else "an out-of-fold check needs at least 2 of each class (one learns, one "
+               "is held out): add examples"),
         )
-        for label in sorted(counts, key=lambda name: (counts[name], name))
-        if counts[label] < folds
-    ]
+        for label in short
+    ]  # fmt: skip
 
 
 Splits = list[tuple[np.ndarray, np.ndarray]]  # (train, held-out) row indices per fold

@@ -88,9 +88,11 @@ def test_linear_probabilities_out_of_fold_find_planted_errors_in_separable_featu
 def test_fold_problem_names_the_class_and_its_count() -> None:
     labels = ["ABBR"] * 3 + ["HUM"] * 10 + ["LOC"] * 1
     assert fold_problems(labels, 5) == [
-        ("data.train", "class 'LOC' has 1 example, fewer than --folds 5: lower --folds or add examples"),
-        ("data.train", "class 'ABBR' has 3 examples, fewer than --folds 5: lower --folds or add examples"),
-    ]
+        ("data.train", "class 'LOC' has 1 training example, fewer than --folds 5: an out-of-fold check needs at "
+                       "least 2 of each class (one learns, one is held out): add examples"),
+        ("data.train", "class 'ABBR' has 3 training examples, fewer than --folds 5: --folds 3 or add examples"),
+    ]  # fmt: skip
+    assert fold_problems(["a"] * 9 + ["b"], 2)[0][1].endswith("held out): add examples")  # no --folds would do
     assert fold_problems(labels, 1) == [("--folds", "must be at least 2, got 1")]
     assert fold_problems(labels[:13], 3) == []
 
@@ -230,6 +232,7 @@ def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
     assert "Data" in printed.err and "rows read" in printed.err  # the data report comes first
     assert "Likely label errors" in printed.out and "Per class" in printed.out
     assert "stored with study audit-test" in printed.out
+    assert f"`sweep report audit-test --storage {url}` shows it" in printed.out.replace("\n", "")  # its own store
 
     flagged = read_csv_rows(out)
     assert list(flagged[0]) == ["rank", "row", "text", "text_pair", "given_label", "suggested_label",
@@ -275,7 +278,7 @@ def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_writ
     out = tmp_path / "audit.csv"
     assert main(["audit", str(spec), "--out", str(out), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
     err = capsys.readouterr().err
-    assert "data.train: class 'account' has 3 examples, fewer than --folds 5: lower --folds or add examples" in err
+    assert "data.train: class 'account' has 3 training examples, fewer than --folds 5: --folds 3 or add examples" in err
     assert not out.exists() and not (tmp_path / "cache" / "embeddings").exists()
     assert main(["audit", str(spec), "--method", "bayes", "--folds", "1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
