@@ -168,12 +168,17 @@ def column_problems(
     if text_pair_column is not None:
         chosen.insert(len(text_columns), ("data.text_pair_column", text_pair_column))
     problems = []
+    # A name with spaces around it is shown quoted (`' Text '`): in a plain list the spaces would not show.
+    shown = ", ".join(repr(c) if c != c.strip() else c for c in columns)
     for field, column in chosen:
         if column not in columns:
-            message = f"no such column {column!r} in {name} (columns: {', '.join(columns)})"
+            message = f"no such column {column!r} in {name} (columns: {shown})"
             close = [c for c in columns if c.strip().lower() == column.strip().lower()]
             close = close or difflib.get_close_matches(column, columns, n=1)
-            problems.append((field, message + (f"; did you mean {close[0]!r}?" if close else "")))
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            if close and close[0] != close[0].strip():
+                hint += f" (in YAML, quoted: {field.split('.')[-1]}: \"{close[0]}\")"
+            problems.append((field, message + hint))
     if label_column in text_columns:
         problems.append(("data.label_column", f"is the same column as data.text_column ({label_column!r})"))
     if text_pair_column is not None and text_pair_column in text_columns:
@@ -315,11 +320,12 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
         else:
             problems.append(f"{where} is a JSON {type(record).__name__}, not an object")
 
-    if text.lstrip().startswith("["):
+    listed_rows = text.lstrip().startswith("[")
+    if listed_rows:
         try:
             records = json.loads(text)
-        except json.JSONDecodeError as err:
-            problems.append(f"line {err.lineno} is not valid JSON ({err.msg})")
+        except json.JSONDecodeError as err:  # the parser stops where it noticed: a stray comma sits just before
+            problems.append(f"line {err.lineno} (or just before it) is not valid JSON ({err.msg})")
         else:
             for i, record in enumerate(records, start=1):
                 take(record, f"item {i}")
@@ -333,15 +339,9 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
     if problems:
         more = len(problems) - MAX_JSON_PROBLEMS
         listed = "; ".join(problems[:MAX_JSON_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise DataError(
-            [
-                (
-                    field,
-                    f"cannot read {name} as JSON lines (one object per line, like "
-                    f'{{"text": "...", "label": "..."}}): {listed}',
-                )
-            ]
-        )
+        shape = ("a JSON list of objects (like [{\"text\": \"...\", \"label\": \"...\"}, ...])" if listed_rows
+                 else 'JSON lines (one object per line, like {"text": "...", "label": "..."})')  # fmt: skip
+        raise DataError([(field, f"cannot read {name} as {shape}: {listed}")])
     columns = list(dict.fromkeys(str(key) for row in rows for key in row))
     return pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns})
 

@@ -313,3 +313,17 @@ def test_a_json_list_or_object_where_one_text_or_label_belongs_is_refused_with_i
     ]  # fmt: skip
     flat = write(tmp_path / "flat.jsonl", '{"text": "d", "label": true}\n{"text": "e", "label": false}\n')
     assert load(flat).labels == ["True", "False"]  # a JSON boolean is one label
+
+
+def test_a_column_name_with_spaces_around_it_shows_quoted_with_how_to_write_it_in_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path / "excel.csv", " Text ,label\na,b\n")
+    assert problems_of(path, text="Text") == [
+        ("data.text_column", "no such column 'Text' in excel.csv (columns: ' Text ', label); did you mean ' Text '? "
+                             '(in YAML, quoted: text_column: " Text ")')]  # fmt: skip
+
+
+def test_a_json_list_with_a_stray_comma_is_called_a_list_and_the_line_before_is_suspected(tmp_path: Path) -> None:
+    path = write(tmp_path / "rows.json", '[\n{"text": "a", "label": "b"},\n]\n')
+    ((field, message),) = problems_of(path)
+    assert field == "data.train" and message.startswith("cannot read rows.json as a JSON list of objects (like [")
+    assert message.endswith("line 3 (or just before it) is not valid JSON (Expecting value)")
