@@ -383,7 +383,7 @@ def run_audit(
     attrs = existing_study_attrs(url, spec.name)
     existing = study_record(spec.name, attrs) if attrs is not None else None
     quiet_libraries()
-    data = prepare_data(spec, base, encoder, console)
+    data = prepare_data(spec, base, encoder, console, source=str(spec_path))
     console.print(data_table(data))
     label_names = list(data.label_names)
     task = AUDIT_TASKS[spec.task]

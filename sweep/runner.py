@@ -81,8 +81,16 @@ def balanced_class_weights(labels: list[int], num_labels: int) -> list[float]:
 
 
 def prepare_data(
-    spec: Spec, base: Path, encoder: str, console: Console, check: Callable[[str], None] | None = None
+    spec: Spec,
+    base: Path,
+    encoder: str,
+    console: Console,
+    check: Callable[[str], None] | None = None,
+    *,
+    source: str | None = None,
 ) -> PreparedData:
+    """The study's data, read, cleaned, split and tokenized (cached). Its problems are refused as the spec's
+    (`source`: the spec file they start with, as the spec's own problems do)."""
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
@@ -111,11 +119,11 @@ def prepare_data(
         else:
             data = prepare_classification_data(**common, text_pair_column=spec.data.text_pair_column)
     except DataError as exc:
-        raise SweepError(exc.problems) from None
+        raise SweepError(exc.problems, source=source) from None
     except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder
         reason = str(exc).strip().splitlines()[0]
         raise SweepError(
-            [("model.encoder", f"cannot load a tokenizer from {spec.model.encoder!r}: {reason}")]
+            [("model.encoder", f"cannot load a tokenizer from {spec.model.encoder!r}: {reason}")], source=source
         ) from None
     return _warned(data, console)
 
@@ -342,7 +350,7 @@ def run_study(
         torch.set_num_threads(spec.trainer.num_threads)
     # A resumed study refuses changed data before it is tokenized or cached: nothing is written.
     check = same_data(existing, spec, joining=False) if existing is not None else None
-    data = prepare_data(spec, base, encoder, console, check=check)
+    data = prepare_data(spec, base, encoder, console, check=check, source=str(spec_path))
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
         warm, warm_note = planned_warm_start(spec, encoder) if existing is None else (None, None)
