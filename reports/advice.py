@@ -233,10 +233,12 @@ class EdgeAdvice:
         if self.suggestion is None:
             return (f"{head}, as far as {self.name} may go: nothing to widen; fix it at {format_number(self.edge)} to "
                     "spend the trials on the other parameters")
+        new_study = " in a new study (another spec name: a study keeps its space)"
         if isinstance(self.param, Choices):
-            return f"{head}: add a {'larger' if top else 'smaller'} choice, e.g. {format_number(self.suggestion)}"
+            return (f"{head}: add a {'larger' if top else 'smaller'} choice, e.g. {format_number(self.suggestion)},"
+                    f"{new_study}")
         return (f"{head}: widen the range {'upwards' if top else 'downwards'}, e.g. "
-                f"{'high' if top else 'low'}: {format_number(self.suggestion)}")
+                f"{'high' if top else 'low'}: {format_number(self.suggestion)},{new_study}")
 
 
 def range_edges(

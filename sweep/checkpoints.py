@@ -448,10 +448,13 @@ def is_kept(study: optuna.Study, trial: FrozenTrial, root: Path | None = None) -
     return bool(store and store.kept(read_trial(trial)))
 
 
-def prune_checkpoints(study: optuna.Study, keep: int, artifacts: Mapping[str, str] | None = None) -> list[int]:
+def prune_checkpoints(
+    study: optuna.Study, keep: int, artifacts: Mapping[str, str] | None = None, *, dry_run: bool = False
+) -> list[int]:
     """Delete every checkpoint (folder or artifact) outside the study-wide top `keep` completed trials, except the
     best run of each re-evaluated configuration (what `sweep export --by mean` exports); returns the trial numbers.
-    `artifacts`: this worker's artifact store settings (its own mount path), else the study's."""
+    `artifacts`: this worker's artifact store settings (its own mount path), else the study's. `dry_run`: only say
+    which would go."""
     deleted = []
     trials, maximize = study.get_trials(deepcopy=False), maximizes(study)
     protected = {t.number for t in seed_leaders(trials, maximize=maximize).values()}
@@ -463,7 +466,8 @@ def prune_checkpoints(study: optuna.Study, keep: int, artifacts: Mapping[str, st
             continue
         store = trial_checkpoints(study, trial, artifacts=artifacts)
         if store is not None and store.kept(record):
-            store.remove(record)
+            if not dry_run:
+                store.remove(record)
             deleted.append(trial.number)
     return deleted
 

@@ -32,12 +32,21 @@ class _Out:
 out = _Out()
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and piped output stay greppable
 
-StorageOption = Annotated[
+SpecStorageOption = Annotated[
     str | None,
     typer.Option(
         "--storage",
         help="SQLAlchemy URL of the study store (default: $SWEEP_STORAGE, else the spec's storage:, else "
         "sqlite:///sweeps.db). Put a URL with a password in SWEEP_STORAGE: it stays out of shell history and ps.",
+    ),
+]
+StorageOption = Annotated[  # commands that take a study name, not a spec: no spec's storage: to fall back on
+    str | None,
+    typer.Option(
+        "--storage",
+        help="SQLAlchemy URL of the study store (default: $SWEEP_STORAGE, else sqlite:///sweeps.db in this folder; "
+        "a spec's storage: is read only by sweep run and sweep audit). Put a URL with a password in SWEEP_STORAGE: "
+        "it stays out of shell history and ps.",
     ),
 ]
 
@@ -54,7 +63,7 @@ CheckpointsOption = Annotated[
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Study spec (YAML).")],
-    storage: StorageOption = None,
+    storage: SpecStorageOption = None,
     n_trials: Annotated[
         int | None, typer.Option("--n-trials", help="Finished trials to reach (overrides the spec).")
     ] = None,
@@ -161,7 +170,8 @@ def _finish_service(served: Any) -> None:
     out.print(f"worked on studies: {names} · wall time {served.seconds:.1f}s · store {shown_store(served.storage_url)}",
               highlight=False)  # fmt: skip
     if served.stopped_by:
-        err.print(_signal_line(served.stopped_by, served.interrupted, again=False), highlight=False)
+        err.print(_signal_line(served.stopped_by, served.interrupted, again=False, finished=served.finished_trial),
+                  highlight=False)
         raise typer.Exit(143 if served.stopped_by == "SIGTERM" else 130)
 
 
@@ -220,9 +230,12 @@ def reevaluate(
     _finish(result)
 
 
-def _signal_line(signal: str, interrupted: bool | None, *, again: bool) -> str:
-    """What a signal did: ended the running trial (recorded as FAIL, retried), or came while no trial ran."""
-    if interrupted is False:
+def _signal_line(signal: str, interrupted: bool | None, *, again: bool, finished: bool = False) -> str:
+    """What a signal did: ended the running trial (recorded as FAIL, retried), came after its training (the trial
+    finished and is recorded as usual), or came while no trial ran."""
+    if interrupted is False and finished:
+        done = "the running trial was past its training and is recorded as it finished"
+    elif interrupted is False:
         done = "no trial was running"
     elif interrupted:
         done = "the running trial is recorded as FAIL and queued for a retry with the same parameters"
@@ -249,7 +262,8 @@ def _finish(result: Any, *, tables: bool = True) -> None:
         err.print("[red]stopped:[/] three trials in a row failed; see their errors with `sweep status`")
         raise typer.Exit(1)
     if result.stopped_by:
-        err.print(_signal_line(result.stopped_by, result.interrupted, again=True), highlight=False)
+        err.print(_signal_line(result.stopped_by, result.interrupted, again=True, finished=result.finished_trial),
+                  highlight=False)
         raise typer.Exit(143 if result.stopped_by == "SIGTERM" else 130)
     bad = [code for code in result.worker_exit_codes if code != 0]
     if bad:
@@ -303,6 +317,9 @@ def export(
     from sweep.store_checks import choose_storage
     from sweep.summary import best_epoch_text
 
+    if checkpoints is not None and not checkpoints.is_dir():
+        raise SweepError([("--checkpoints", f"no such folder: {checkpoints.resolve()} (leave it out to use the folder "
+                                            "the study recorded)")])  # fmt: skip
     loaded = load_study(study, choose_storage(storage)[0])
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints, by=by)
     record = read_study(loaded)
@@ -367,7 +384,7 @@ def audit(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="CSV of every flagged example, worst first.")
     ] = None,
-    storage: StorageOption = None,
+    storage: SpecStorageOption = None,
     top: Annotated[int, typer.Option("--top", help="Flagged examples shown on screen.")] = 20,
 ) -> None:
     """Rank the training examples whose labels most likely need a second look (confident learning, cleanlab)."""

@@ -87,12 +87,17 @@ def choose_trial(
     if not is_kept(study, trial, root):
         path = checkpoint_where(study, trial, root)
         where = f" (looked in {path})" if path else ""
+        if root is not None and is_kept(study, trial, None):  # there, just not in the folder --checkpoints names
+            raise SweepError([("--checkpoints", f"trial {trial.number}'s checkpoint is not in {root}{where}; the "
+                                                f"study keeps it at {checkpoint_where(study, trial, None)}: leave "
+                                                "--checkpoints out, or name a copy of that folder")])  # fmt: skip
+        deleted = "was deleted" if read_trial(trial).checkpoint else "was not kept"
         raise SweepError(
             [
                 (
-                    "--trial",
-                    f"trial {trial.number}'s checkpoint was not kept or was deleted (only the top "
-                    f"search.keep_checkpoints trials keep one){where}; {kept_note}",
+                    "--trial" if number is not None else "study",
+                    f"trial {trial.number}'s checkpoint {deleted} (only the top search.keep_checkpoints trials keep "
+                    f"one){where}; {kept_note}",
                 )
             ]
         )

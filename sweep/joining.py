@@ -146,6 +146,7 @@ class ServiceRun:
     studies: list[str] = field(default_factory=list)
     stopped_by: str | None = None
     interrupted: bool = False  # whether the signal ended a running trial (else it came while joining or waiting)
+    finished_trial: bool = False  # whether a trial running at the signal finished as usual (past its training)
 
 
 def work_on_studies(
@@ -216,6 +217,7 @@ def work_on_studies(
                 time.sleep(poll)  # other workers took its last places meanwhile: do not ask the store again at once
             if loop.stopped_by:
                 run.stopped_by, run.interrupted = loop.stopped_by, loop.interrupted
+                run.finished_trial = loop.finished_trial
                 break
             if loop.study_stopped:
                 console.print(stopped_line(name, loop.study_stopped), highlight=False)

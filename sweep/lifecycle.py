@@ -137,12 +137,22 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
+# Keys of the fingerprint whose change leaves what the trials learn as it was: where the data files sit (their contents
+# are guarded by the data fingerprint, checked before anything is read into the cache), where the cache is, how many
+# threads train. A study continues under them; its stored spec keeps the values it was created with. (Left in the
+# fingerprint itself: taking them out would change every stored study's fingerprint.)
+CHANGEABLE = ("data.train", "data.validation", "data.cache_dir", "trainer.num_threads")
+
+
 def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
-    """Refuse to continue a study that another spec (other than budget and locations) created."""
+    """Refuse to continue a study that another spec (other than budget, locations and threads) created."""
     if record.spec_fingerprint == spec.fingerprint():
         return
     old, new = record.spec, spec.model_dump(mode="json")
-    changed = [k for k in _diff(old, new) if not any(k == n or k.startswith(f"{n}.") for n in NOT_FINGERPRINTED)]
+    kept = (*NOT_FINGERPRINTED, *CHANGEABLE)
+    changed = [k for k in _diff(old, new) if not any(k == n or k.startswith(f"{n}.") for n in kept)]
+    if not changed and _diff(old, new):
+        return
     hints = []
     if "search.first_epoch_evals" in changed and "first_epoch_evals" not in old.get("search", {}):
         hints.append(

@@ -342,6 +342,8 @@ def build_objective(
             ),
             timing.validation_ends,
         )
+        if stop.requested is not None:  # the stop came after training: this trial is recorded as it finished
+            stop.trials_finished += 1
         if pruning.pruned_at is not None:
             record.pruned(_epochs(pruning.pruned_at_epochs))
             raise optuna.TrialPruned(f"pruned after {_epochs(pruning.pruned_at_epochs)} epochs")

@@ -5,6 +5,7 @@ resume the study (`sweep run`), then run trials until the study's budget is fini
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,9 +20,9 @@ from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
-from record import FINISHED, reevaluation_runs, study_budget, write_budget, write_priority
+from record import FINISHED, StudyRecord, reevaluation_runs, study_budget, write_budget, write_priority
 from sweep.artifacts import artifact_settings, open_store
-from sweep.checkpoints import save_tokenizer_once
+from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, tagged_columns
 from sweep.encoders import resolve_encoder
 from sweep.errors import StudyIsStopped, SweepError
@@ -36,7 +37,7 @@ from sweep.lifecycle import (
 )
 from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress
-from sweep.spec import Spec, check_paths, load_spec, resolve_data_path
+from sweep.spec import SearchSpec, Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
     Heartbeat,
     existing_study_attrs,
@@ -68,6 +69,7 @@ class RunResult:
     seconds: float
     stopped_by: str | None = None  # SIGTERM / SIGINT when a signal ended the run
     interrupted: bool | None = None  # whether that signal ended a running trial (None: not known here)
+    finished_trial: bool = False  # whether a trial running at the signal finished as usual (past its training)
     worker_exit_codes: list[int] = field(default_factory=list)
     failures_in_a_row: bool = False
     study_stopped: str | None = None  # the study was stopped from the store (`sweep stop`, the service): why
@@ -121,6 +123,10 @@ def prepare_data(
     except DataError as exc:
         raise SweepError(exc.problems, source=source) from None
     except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder
+        if _under(getattr(exc, "filename", None), cache_dir):  # the tokenized cache could not be written
+            raise SweepError([("data.cache_dir", f"cannot write the cache folder {cache_dir.resolve()}: "
+                                                 f"{exc.strerror or exc} (set data.cache_dir to a writable folder)")],
+                             source=source) from None  # fmt: skip
         reason = str(exc).strip().splitlines()[0]
         raise SweepError(
             [("model.encoder", f"cannot load a tokenizer from {spec.model.encoder!r}: {reason}")], source=source
@@ -145,6 +151,30 @@ def _labels_phrase(spec: Spec, data: PreparedData) -> str:
     if spec.task == "multi-label":
         return f"{len(data.label_names)} labels"
     return f"{len(data.label_names)} classes"
+def _say_fewer_checkpoints(existing: StudyRecord, spec: Spec, study: optuna.Study, console: Console) -> None:
+    """A lowered search.keep_checkpoints deletes kept weights after the next trial: say whose, while they can still
+    be exported."""
+    search = existing.spec.get("search")
+    before = search.get("keep_checkpoints", SearchSpec().keep_checkpoints) if isinstance(search, dict) else None
+    keep = spec.search.keep_checkpoints
+    if not isinstance(before, int) or keep >= before:
+        return
+    going = prune_checkpoints(study, keep, dry_run=True)
+    if going:
+        listed = ", ".join(map(str, going))
+        console.print(f"warning: search.keep_checkpoints {before} -> {keep}: the checkpoints of trial"
+                      f"{'s' if len(going) > 1 else ''} {listed} are deleted after the next trial (export them first "
+                      "with `sweep export --trial N` if you need them)", highlight=False)  # fmt: skip
+
+
+def _under(filename: object, folder: Path) -> bool:
+    """Whether an OSError's file is `folder` or inside it."""
+    if not isinstance(filename, str | os.PathLike):
+        return False
+    path, root = Path(filename).resolve(), folder.resolve()
+    return path == root or root in path.parents
+
+
 def prepare_tagged(
     spec: Spec, base: Path, encoder: str, cache_dir: Path, console: Console, check: Callable[[str], None] | None
 ) -> PreparedData:
@@ -235,8 +265,10 @@ def open_study(study: optuna.Study, url: str, default_budget: int, console: Cons
     console.print(f"{headline}: {done}/{total} trials finished", highlight=False)
     if recovered:
         console.print(
-            f"trials {', '.join(map(str, recovered))} were left RUNNING by a stopped run: marked failed and queued "
-            "for a retry with the same parameters",
+            f"{'trial' if len(recovered) == 1 else 'trials'} {', '.join(map(str, recovered))} "
+            f"{'was' if len(recovered) == 1 else 'were'} left RUNNING by a run that ended without recording "
+            f"{'it' if len(recovered) == 1 else 'them'} (killed, or its machine lost): marked failed and queued for a "
+            "retry with the same parameters",
             highlight=False,
         )
     return done, total
@@ -287,7 +319,8 @@ def _disposing(storage: optuna.storages.RDBStorage) -> Iterator[None]:
 def finished_run(study: optuna.Study, url: str, resumed: bool, started: float, loop: LoopResult) -> RunResult:
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
-        stopped_by=loop.stopped_by, interrupted=loop.interrupted, failures_in_a_row=loop.failures_in_a_row,
+        stopped_by=loop.stopped_by, interrupted=loop.interrupted, finished_trial=loop.finished_trial,
+        failures_in_a_row=loop.failures_in_a_row,
         study_stopped=loop.study_stopped,
     )  # fmt: skip
 
@@ -364,6 +397,12 @@ def run_study(
             console.print(f"budget stays {earlier} trials, as raised before (the spec's n_trials gives {total}; "
                           "--n-trials N sets another)", highlight=False)  # fmt: skip
             total = earlier
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED)) if resumed else 0
+        if n_trials is not None and total < finished:  # a budget below what ran already would only confuse
+            kept = study_budget(study.user_attrs) or total
+            console.print(f"--n-trials {n_trials}: {finished} trials have finished already, nothing to run (the budget "
+                          f"stays {kept}; a larger --n-trials continues the study)", highlight=False)  # fmt: skip
+            total = kept
         write_budget(study.set_user_attr, total)
         if priority is not None:
             write_priority(study.set_user_attr, priority)
@@ -374,6 +413,8 @@ def run_study(
         )  # fmt: skip
         if warm_note is not None and not resumed:
             console.print(warm_note, highlight=False)
+        if existing is not None:
+            _say_fewer_checkpoints(existing, spec, study, console)
         if spec.trainer.precision == "auto":
             chosen = resolve_precision("auto", spec.trainer.accelerator)
             why = "the hardware computes in bf16" if chosen == "bf16-mixed" else "no native bf16 here"

@@ -510,6 +510,10 @@ def read_spec_text(raw: bytes, *, source: str) -> Any:
 def load_spec(path: str | Path) -> tuple[Spec, Path]:
     """Read and validate a spec file; returns the spec and the folder relative data paths start from."""
     path = Path(path)
+    if path.is_dir():
+        specs = sorted(p.name for p in path.glob("*.y*ml"))[:3]
+        hint = f", e.g. {path / specs[0]}" if specs else ""
+        raise SweepError([("", f"{path.resolve()} is a folder: give a study spec file (.yaml) in it{hint}")])
     if not path.is_file():
         raise SweepError([("", f"spec file not found: {path.resolve()} (give a .yaml study spec)")])
     data = read_spec_text(path.read_bytes(), source=str(path))

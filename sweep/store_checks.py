@@ -116,7 +116,9 @@ def _sqlite_problems(parsed: URL, *, field: str, must_exist: bool) -> list[tuple
         return [(field, "an in-memory SQLite store loses every trial: give a file, e.g. sqlite:///sweeps.db")]
     path = Path(database).resolve()
     if must_exist and not path.is_file():
-        return [(field, f"no study store at {path} (run `sweep run SPEC` first, or pass --storage)")]
+        others = sorted(p.name for p in path.parent.glob("*.db") if p.is_file())[:5] if path.parent.is_dir() else []
+        here = f"; stores in that folder: {', '.join(others)} (pass one as --storage sqlite:///FILE)" if others else ""
+        return [(field, f"no study store at {path} (run `sweep run SPEC` first, or pass --storage){here}")]
     if not path.parent.is_dir():
         return [(field, f"folder does not exist: {path.parent} (create it or change {safe_url(str(parsed))!r})")]
     if path.is_dir():

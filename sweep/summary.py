@@ -55,6 +55,8 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
     parts = [f"trial {trial.number} {state}"]
     if record.reevaluates is not None:
         parts.append(reevaluation_note(record.reevaluates, record.seed))
+    if record.retry_of is not None:
+        parts.append(f"retry of trial {record.retry_of}")
     if record.warm_start is not None:
         parts.append("warm start")
     if value is not None:
@@ -179,7 +181,8 @@ def best_summary(study: optuna.Study) -> Group | Text:
     lines.append(Text(checkpoints_line(study)))
     split = time_split(study)
     if split is not None:
-        lines.append(Text(f"trial time ({split.trials} finished trials): {describe_time_split(split)}"))
+        lines.append(Text(f"trial time ({split.trials} finished trial{'' if split.trials == 1 else 's'}): "
+                          f"{describe_time_split(split)}"))
     seeds = seeds_table(study)
     if seeds is not None:
         lines.append(seeds)

@@ -68,6 +68,7 @@ class GracefulStop:
         self.requested: str | None = None  # who asked: a signal's name, or the store's reason (`stopped by` ...)
         self.signalled = False  # whether the request came from a signal (the worker then exits 143/130)
         self.trials_stopped = 0  # trials this stop ended (recorded as FAIL, queued for a retry)
+        self.trials_finished = 0  # trials that finished as usual after the request (it came after their training)
         self._training = False
         self._previous: dict[int, Any] = {}
 
@@ -205,6 +206,7 @@ def _store_error_in(exc: BaseException) -> SweepError | None:
 class LoopResult:
     stopped_by: str | None = None  # the signal (SIGTERM, SIGINT) that stopped this worker
     interrupted: bool = False  # whether that signal ended a running trial (else it came between trials)
+    finished_trial: bool = False  # whether a trial running at the signal finished as usual (past its training)
     failures_in_a_row: bool = False
     study_stopped: str | None = None  # the study was stopped from the store (the reason: `stopped by ...`)
     budget_taken: bool = False  # returned without waiting while other workers' trials fill the budget (wait=False)
@@ -224,6 +226,7 @@ def _stopped(result: LoopResult, stop: GracefulStop) -> bool:
     if stop.signalled:
         result.stopped_by = stop.requested
         result.interrupted = stop.trials_stopped > 0
+        result.finished_trial = stop.trials_finished > 0
     else:
         result.study_stopped = f"stopped by {stop.requested}"
     return True

@@ -229,8 +229,21 @@ def test_export_from_a_moved_checkpoint_folder(study_dir: Path, tmp_path: Path) 
     assert (out / "model.safetensors").read_bytes() == (
         moved / f"trial-{trial.number:05d}" / "model.safetensors"
     ).read_bytes()
-    with pytest.raises(SweepError, match=f"looked in {tmp_path / 'elsewhere'}"):
+    with pytest.raises(SweepError, match=f"looked in {tmp_path / 'elsewhere'}") as err:
         export_trial(study, tmp_path / "model2", checkpoint_root=tmp_path / "elsewhere")
+    # not "--trial: ... was not kept or was deleted": the study keeps it, only not in the folder named
+    assert err.value.problems[0][0] == "--checkpoints" and "the study keeps it at " in err.value.problems[0][1]
+
+
+def test_export_names_a_checkpoints_folder_that_does_not_exist(
+    study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sweep.cli import main
+
+    args = ["export", "trec-export", "--storage", url(study_dir), "--out", str(tmp_path / "m")]
+    assert main([*args, "--checkpoints", str(tmp_path / "nowhere")]) == 2
+    assert f"error: --checkpoints: no such folder: {tmp_path / 'nowhere'}" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_optuna_cli_reads_our_store(study_dir: Path) -> None:

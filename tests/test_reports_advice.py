@@ -52,13 +52,17 @@ def trials(*lrs: float, **other: Any) -> list[dict[str, Any]]:
     return [{"learning_rate": lr, "batch_size": 16, "epochs": 3, "weight_decay": 0.05, **other} for lr in lrs]
 
 
+NEW_STUDY = ", in a new study (another spec name: a study keeps its space)"
+
+
 # --- range edges ----------------------------------------------------------------------------------------------
 
 
 def test_best_at_the_top_of_a_log_range_says_widen_upwards_with_a_value() -> None:
     (advice,) = range_edges(SPACE, trials(2.9e-4, 2.8e-4, 1e-4))
     assert advice.text == ("learning_rate: best 2.9e-4 is at the top of [5e-5, 3e-4] (2 of the top 3 trials are): "
-                           "widen the range upwards, e.g. high: 6e-4")
+                           "widen the range upwards, e.g. high: 6e-4"
+                           + NEW_STUDY)
 
 
 def test_log_edges_are_measured_in_log_space() -> None:
@@ -103,7 +107,8 @@ def test_choices_have_edges_only_when_numeric_and_at_least_three() -> None:
     space = {"batch_size": [16, 32, 64]}
     (advice,) = range_edges(space, [{"batch_size": 64}, {"batch_size": 64}, {"batch_size": 16}])
     assert advice.text == ("batch_size: best 64 is the largest of the choices [16, 32, 64] (2 of the top 3 "
-                           "trials are): add a larger choice, e.g. 128")
+                           "trials are): add a larger choice, e.g. 128"
+                           + NEW_STUDY)
 
 
 def test_best_in_the_middle_says_nothing_unless_most_of_the_top_three_sit_at_an_edge() -> None:
@@ -111,13 +116,15 @@ def test_best_in_the_middle_says_nothing_unless_most_of_the_top_three_sit_at_an_
     (advice,) = range_edges(SPACE, trials(1.2e-4, 5.1e-5, 5.2e-5))
     assert not advice.best_at_edge and advice.side == "bottom" and advice.at_edge == 2
     assert advice.text == ("learning_rate: 2 of the top 3 trials are at the bottom of [5e-5, 3e-4] (the best has "
-                           "1.2e-4): widen the range downwards, e.g. low: 2.5e-5")
+                           "1.2e-4): widen the range downwards, e.g. low: 2.5e-5"
+                           + NEW_STUDY)
 
 
 def test_bottom_edge_and_a_single_completed_trial() -> None:
     (advice,) = range_edges(SPACE, trials(5.2e-5))
     assert advice.text == ("learning_rate: best 5.2e-5 is at the bottom of [5e-5, 3e-4] (the only completed trial): "
-                           "widen the range downwards, e.g. low: 2.5e-5")
+                           "widen the range downwards, e.g. low: 2.5e-5"
+                           + NEW_STUDY)
     assert range_edges(SPACE, []) == []
 
 

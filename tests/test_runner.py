@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
+import shutil
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from rich.console import Console
 
 import sweep.objective
 from record import best_trial, read_study, read_trial, study_budget, write_study
@@ -106,6 +109,23 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     with pytest.raises(SweepError, match=r"different spec \(changed: model.max_length\)"):
         run_study(changed)
     assert len(load_study("trec-tiny", url).trials) == 4
+
+    # --n-trials below what finished already runs nothing and keeps the budget (it showed 4/2, then "as raised")
+    said = io.StringIO()
+    spec = write_spec(tmp_path, train, val, tiny_bert)  # the original again (write_spec wrote the changed one there)
+    run_study(spec, n_trials=2, console=Console(file=said, width=300))
+    assert "--n-trials 2: 4 trials have finished already, nothing to run (the budget stays 4" in said.getvalue()
+    assert study_budget(load_study("trec-tiny", url).user_attrs) == 4
+    # Where the data and the cache sit, and how many threads train, change nothing the trials learn: it continues.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    copies = [Path(shutil.copy(f, moved / f.name)) for f in (train, val)]
+    relocated = write_spec(tmp_path, *copies, tiny_bert, data__cache_dir=str(tmp_path / "other-cache"),
+                           trainer={"num_threads": 1}, search__keep_checkpoints=1)  # fmt: skip
+    said = io.StringIO()
+    assert run_study(relocated, console=Console(file=said, width=300)).resumed
+    # ... and a lowered keep_checkpoints says whose checkpoints go after the next trial, while they can be exported
+    assert "warning: search.keep_checkpoints 3 -> 1: the checkpoints of trials " in said.getvalue()
 
 
 def test_the_best_trial_keeps_an_example_text_per_confused_pair(
@@ -292,3 +312,62 @@ def test_lightnings_own_sigterm_exit_is_recorded_as_a_stop(
     assert stopped.state == TrialState.FAIL and read_trial(stopped).stopped_by == "SIGTERM"
     assert read_trial(stopped).error.startswith("stopped by SIGTERM after")
     assert queued.state == TrialState.WAITING and read_trial(queued).retry_of == stopped.number
+
+
+def test_a_retry_says_which_trial_it_repeats_in_its_line() -> None:
+    from optuna.distributions import FloatDistribution
+
+    from sweep.summary import trial_line
+
+    study = optuna.create_study(direction="maximize")
+    retry = optuna.trial.create_trial(value=0.5, params={"lr": 0.1}, distributions={"lr": FloatDistribution(0, 1)},
+                                      system_attrs={"failed_trial": 12})  # fmt: skip
+    study.add_trial(retry)
+    line = trial_line(study, study.trials[0], "f1_macro")
+    assert line.startswith("trial 0 COMPLETE · retry of trial 12 · f1_macro 0.5000"), line
+
+
+def test_an_unwritable_cache_is_said_as_data_cache_dir_not_as_the_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only working folder made the default cache unwritable, and the error blamed model.encoder."""
+    import errno
+
+    import sweep.runner
+    from sweep.spec import parse_spec
+
+    def read_only(**kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "cache" / "abc"))
+
+    monkeypatch.setattr(sweep.runner, "prepare_classification_data", read_only)
+    spec = parse_spec({"name": "s", "data": {"train": "t.csv", "cache_dir": str(tmp_path / "cache")}})
+    with pytest.raises(SweepError) as err:
+        sweep.runner.prepare_data(spec, tmp_path, "enc", Console(quiet=True), source="spec.yaml")
+    assert err.value.lines() == [f"spec.yaml: data.cache_dir: cannot write the cache folder {tmp_path / 'cache'}: "
+                                 "Read-only file system (set data.cache_dir to a writable folder)"]  # fmt: skip
+
+
+def test_a_signal_after_a_trials_training_lets_it_finish_and_says_so(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Ctrl-C while trial 0 records its result: it finishes COMPLETE, and the closing line said "no trial was
+    running" (a user's run)."""
+    import os
+    import signal
+
+    from sweep.cli import main
+
+    original = sweep.objective.trial_result
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGINT)  # handled at once: the worker's handler records the request
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sweep.objective, "trial_result", interrupted)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=2, search__space={"epochs": 1})
+    assert main(["run", str(spec)]) == 130
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT: the running trial was past its training and is recorded as it finished" in err, err
+    (trial,) = load_study("trec-tiny", f"sqlite:///{tmp_path / 'sweeps.db'}").trials
+    assert trial.state == TrialState.COMPLETE
