@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
@@ -185,6 +186,7 @@ def write_pngs(sections: Sequence[Section], png_dir: Path) -> tuple[list[Path], 
     and returns a sentence saying what is missing."""
     blocks = figure_blocks(sections)
     names = [f"{figure_id(i, section, block)}.png" for i, (section, block) in enumerate(blocks, 1)]
+    made = [d for d in (png_dir, *png_dir.parents) if not d.exists()]  # removed again if nothing is written
     png_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".png-", dir=png_dir))
     try:
@@ -196,6 +198,10 @@ def write_pngs(sections: Sequence[Section], png_dir: Path) -> tuple[list[Path], 
             os.replace(staging / name, png_dir / name)
     except Exception as exc:  # kaleido missing, no Chrome, or a renderer crash: the HTML report stands alone
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # the folders this call made, innermost first: none is left empty behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         return [], f"No PNG files were written: {PNG_NEEDS} (export failed with: {reason[:200]})."
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -196,10 +196,16 @@ def resume(
     storage: StorageOption = None,
 ) -> None:
     """Let workers take a stopped or failed study again; the trials its stop interrupted run first."""
-    from sweep.catalog import resume_study
+    from sweep.catalog import resume_study, summarize
+    from sweep.storage import load_study
     from sweep.store_checks import choose_storage
 
-    out.print(_state_line(resume_study(study, choose_storage(storage)[0])), highlight=False)
+    url = choose_storage(storage)[0]
+    before = summarize(load_study(study, url)).state
+    line = _state_line(resume_study(study, url))
+    if before not in ("stopped", "failed"):
+        line += f" (it was {before}, not stopped: nothing changed)"
+    out.print(line, highlight=False)
 
 
 def _state_line(summary: Any) -> str:

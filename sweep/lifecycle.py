@@ -21,7 +21,7 @@ from record import StudyRecord, warm_start_attrs, write_artifact_store, write_st
 from sweep.artifacts import artifact_settings
 from sweep.errors import SweepError
 from sweep.space import grid
-from sweep.spec import NOT_FINGERPRINTED, RangeParam, SearchSpec, Spec
+from sweep.spec import NOT_FINGERPRINTED, PRUNE_AFTER_DEFAULT, WARMUP_PRUNERS, RangeParam, SearchSpec, Spec
 from sweep.storage import Heartbeat, open_storage, safe_url, study_names, study_record
 from sweep.taskspec import direction
 from sweep.warm_start import WarmStart
@@ -153,6 +153,9 @@ def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
     changed = [k for k in _diff(old, new) if not any(k == n or k.startswith(f"{n}.") for n in kept)]
     if not changed and _diff(old, new):
         return
+    follows = PRUNE_AFTER_DEFAULT if spec.search.pruner in WARMUP_PRUNERS else 0.0  # the warm-up's default
+    if "search.pruner" in changed and spec.search.prune_after_epochs == follows:
+        changed = [k for k in changed if k != "search.prune_after_epochs"]  # it changed with the pruner
     hints = []
     if "search.first_epoch_evals" in changed and "first_epoch_evals" not in old.get("search", {}):
         hints.append(

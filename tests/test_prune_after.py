@@ -93,3 +93,17 @@ def test_a_study_stored_without_the_key_continues_as_it_ran() -> None:
     (problem,) = exc.value.problems
     assert "changed: search.prune_after_epochs" in problem[1]
     assert "add `prune_after_epochs: 0` under search to continue it as it ran" in problem[1]
+
+
+def test_a_changed_pruner_is_named_alone_when_the_warm_up_only_followed_it() -> None:
+    from record import StudyRecord, study_from_attrs, write_study
+    from sweep.errors import SweepError
+    from sweep.lifecycle import check_same_spec
+
+    base = {"name": "s", "data": {"train": "t.csv"}, "model": {"encoder": "e"}}
+    ran = Spec.model_validate({**base, "search": {"pruner": "median"}})
+    attrs: dict[str, Any] = {}
+    write_study(attrs.__setitem__, StudyRecord(spec=ran.model_dump(mode="json"), spec_fingerprint=ran.fingerprint()))
+    with pytest.raises(SweepError) as exc:
+        check_same_spec(study_from_attrs(attrs), Spec.model_validate({**base, "search": {"pruner": "hyperband"}}), "x")
+    assert "(changed: search.pruner)" in exc.value.problems[0][1]

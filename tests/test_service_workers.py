@@ -182,6 +182,8 @@ def test_stop_resume_and_the_studies_list_on_the_command_line(
     assert out[0].endswith("· 1/3 trials finished, 1 queued for a retry")
     assert main(["resume", "alpha", "--storage", url]) == 0
     assert capsys.readouterr().out.strip() == "study alpha: queued · 1/3 trials finished, 1 queued for a retry"
+    assert main(["resume", "alpha", "--storage", url]) == 0  # again: says it had nothing to resume
+    assert capsys.readouterr().out.strip().endswith("queued for a retry (it was queued, not stopped: nothing changed)")
 
     assert main(["status", "--storage", url]) == 0
     table = capsys.readouterr().out
