@@ -10,6 +10,8 @@ A stopped or failed study becomes queued again on `resume`.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -188,9 +190,25 @@ def studies_table(summaries: Iterable[StudySummary]) -> Table:
         table.add_row(
             s.name, Text(s.state, style=STATE_STYLES[s.state]),
             f"{s.finished}/{s.budget}" + (f" ({', '.join(extra)})" if extra else ""),
-            best, ", ".join(s.workers) or "-", str(s.priority), submitted,
+            best, ", ".join(f"{w} (process gone)" if process_gone(w) else w for w in s.workers) or "-",
+            str(s.priority), submitted,
         )  # fmt: skip
     return table
+
+
+def process_gone(worker: str) -> bool:
+    """Whether a worker (`host:pid`) on this machine no longer runs: killed, its trial still RUNNING in the store
+    until its heartbeat's grace period passes or a run on this store resumes. Other machines' workers: unknown."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: it exists
+        return False
+    return False
 
 
 def trial_summary(trial: FrozenTrial) -> dict[str, Any]:

@@ -506,3 +506,18 @@ def test_a_worker_without_a_study_name_waits_out_a_database_that_stopped_answeri
     with pytest.raises(StorageLost) as lost:
         picker.next(set())
     assert "s3cr3t-pw" not in str(lost.value) and "lost the database" in str(lost.value)
+
+
+def test_a_worker_of_this_machine_whose_process_is_gone_is_marked_in_the_studies_table() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from sweep.catalog import process_gone
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)  # fmt: skip
+    host = socket.gethostname()
+    assert process_gone(f"{host}:{child.stdout.strip()}")  # exited (a pid is not reused this soon)
+    assert not process_gone(f"{host}:{os.getpid()}") and not process_gone("another-host:1")
