@@ -391,11 +391,13 @@ def run_study(
             storage, spec, data, url, default_checkpoint_root(spec, base, url), base, warm=warm
         )  # fmt: skip
         # n_trials counts the search's trials; re-evaluation runs (`sweep reevaluate`) come on top of them.
-        total = spec.search.n_trials + reevaluation_runs(study.get_trials(deepcopy=False))
+        extra = reevaluation_runs(study.get_trials(deepcopy=False))
+        total = spec.search.n_trials + extra
         earlier = study_budget(study.user_attrs) if resumed and n_trials is None else None
         if earlier is not None and earlier > total:  # raised before with --n-trials: a plain rerun keeps it
-            console.print(f"budget stays {earlier} trials, as raised before (the spec's n_trials gives {total}; "
-                          "--n-trials N sets another)", highlight=False)  # fmt: skip
+            parts = f"{earlier - extra} of the search + {extra} re-evaluation runs; " if extra else ""
+            console.print(f"budget stays {earlier} trials, as raised before ({parts}the spec's n_trials is "
+                          f"{spec.search.n_trials}; --n-trials N sets the search's)", highlight=False)  # fmt: skip
             total = earlier
         finished = len(study.get_trials(deepcopy=False, states=FINISHED)) if resumed else 0
         if n_trials is not None and total < finished:  # a budget below what ran already would only confuse

@@ -101,8 +101,11 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     run_study(spec, n_trials=4)
     assert len(load_study("trec-tiny", url).trials) == 4
     # Without --n-trials the raised budget stands (the spec's 2 would strand queued retries and show 4/2)
-    plain = run_study(spec)
+    said = io.StringIO()
+    plain = run_study(spec, console=Console(file=said, width=300))
     assert len(plain.study.trials) == 4 and study_budget(plain.study.user_attrs) == 4
+    assert "budget stays 4 trials, as raised before (the spec's n_trials is 3; --n-trials N sets the search's)" in (
+        said.getvalue())
 
     # A different spec under the same name is refused, naming what changed; nothing new is written.
     changed = write_spec(tmp_path, train, val, tiny_bert, model__max_length=64)
