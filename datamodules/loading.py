@@ -81,6 +81,9 @@ def load_table(
     problems = column_problems(
         names, text_column=text_columns, label_column=label_column, name=name, text_pair_column=text_pair_column
     )
+    if problems and names and not delimited and not source.startswith(HUB_PREFIX) and len(values(names[0])) == 1:
+        wrapped = _nested_rows({c: values(c)[0] for c in names})  # a one-line {"data": [...]}: one row, no columns
+        problems = [(field, wrapped_message(name, wrapped))] if wrapped is not None else problems
     if problems and delimited and columns is None:
         below = [values(c) for c in names]
         if first_row_is_data(names, below):
@@ -336,6 +339,9 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
                     take(json.loads(line), f"line {lineno}")
                 except json.JSONDecodeError as err:
                     problems.append(f"line {lineno} is not valid JSON ({err.msg})")
+    wrapped = _nested_rows(json.loads(text)) if problems and not listed_rows and _parses(text) else None
+    if wrapped is not None:  # one multi-line JSON document: its lines fail one by one
+        raise DataError([(field, wrapped_message(name, wrapped))])
     if problems:
         more = len(problems) - MAX_JSON_PROBLEMS
         listed = "; ".join(problems[:MAX_JSON_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
@@ -344,6 +350,28 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
         raise DataError([(field, f"cannot read {name} as {shape}: {listed}")])
     columns = list(dict.fromkeys(str(key) for row in rows for key in row))
     return pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns})
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _nested_rows(document: object) -> str | None:
+    """The key under which one JSON object holds the rows as a list of objects (`{"data": [...]}`, as some exports
+    write), else None."""
+    if not isinstance(document, dict):
+        return None
+    return next((str(key) for key, value in document.items()
+                 if isinstance(value, list) and value and all(isinstance(v, dict) for v in value)), None)  # fmt: skip
+
+
+def wrapped_message(name: str, key: str) -> str:
+    return (f"{name} holds one JSON object with its rows under {key!r}: give the rows themselves, as a JSON list of "
+            "objects or one object per line (JSON lines)")
 
 
 def _read_parquet(raw: bytes, name: str, field: str) -> pd.DataFrame:

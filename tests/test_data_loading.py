@@ -327,3 +327,12 @@ def test_a_json_list_with_a_stray_comma_is_called_a_list_and_the_line_before_is_
     ((field, message),) = problems_of(path)
     assert field == "data.train" and message.startswith("cannot read rows.json as a JSON list of objects (like [")
     assert message.endswith("line 3 (or just before it) is not valid JSON (Expecting value)")
+
+
+def test_rows_nested_under_one_key_of_a_json_object_are_named(tmp_path: Path) -> None:
+    rows = '[{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]'
+    expected = [("data.train", "export.json holds one JSON object with its rows under 'data': give the rows "
+                               "themselves, as a JSON list of objects or one object per line (JSON lines)")]
+    assert problems_of(write(tmp_path / "export.json", '{"data": ' + rows + "}\n")) == expected
+    pretty = '{\n  "version": 2,\n  "data": ' + rows.replace("}, {", "},\n    {") + "\n}\n"
+    assert problems_of(write(tmp_path / "export.json", pretty)) == expected
