@@ -172,7 +172,7 @@ def column_problems(
         chosen.insert(len(text_columns), ("data.text_pair_column", text_pair_column))
     problems = []
     # A name with spaces around it is shown quoted (`' Text '`): in a plain list the spaces would not show.
-    shown = ", ".join(repr(c) if c != c.strip() else c for c in columns)
+    shown = ", ".join(repr(c) if c != c.strip() else c for c in columns) or "none"
     for field, column in chosen:
         if column not in columns:
             message = f"no such column {column!r} in {name} (columns: {shown})"
