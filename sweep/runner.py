@@ -262,7 +262,9 @@ def open_study(study: optuna.Study, url: str, default_budget: int, console: Cons
     RUNNING trials there are its siblings'."""
     recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) and not shares_a_runs_store() else []
     done, total = count_finished(study), budget(study, default_budget)
-    console.print(f"{headline}: {done}/{total} trials finished", highlight=False)
+    extra = reevaluation_runs(study.get_trials(deepcopy=False))
+    parts = f" (the budget: {total - extra} of the search + {extra} re-evaluation runs)" if extra else ""
+    console.print(f"{headline}: {done}/{total} trials finished{parts}", highlight=False)
     if recovered:
         console.print(
             f"{'trial' if len(recovered) == 1 else 'trials'} {', '.join(map(str, recovered))} "

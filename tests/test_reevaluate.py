@@ -179,6 +179,7 @@ def test_reevaluate_end_to_end(
     err = capsys.readouterr().err
     assert "queued 0 re-evaluation runs" in err and err.count("has 2 re-evaluation runs") == 2, err
     assert "--top 5: the study has 2 completed search configurations, re-evaluating all of them" in err
+    assert "6/6 trials finished (the budget: 2 of the search + 4 re-evaluation runs)" in err, err
     run_study(spec)
     study = load_study("trec-tiny", url)
     assert len(study.get_trials()) == before and read_study(study).budget == 6
