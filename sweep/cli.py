@@ -344,8 +344,8 @@ def export(
         f"{best_epoch_text(read_trial(chosen))}{why}) to {path}",
         highlight=False,
     )
-    out.print(f"load it with: {load_hint(record.task, bool(record.data_report.get('text_pair')), path)}",
-              highlight=False, soft_wrap=True)  # fmt: skip (code to copy: never cut into lines)
+    hint = load_hint(record.task, bool(record.data_report.get("text_pair")), path, record.data_report.get("max_length"))
+    out.print(f"load it with: {hint}", highlight=False, soft_wrap=True)  # code to copy: never cut into lines
 
 
 @app.command()

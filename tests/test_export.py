@@ -118,7 +118,10 @@ def test_export_a_chosen_trial_and_force(study_dir: Path, tmp_path: Path, capsys
         )
         == 0
     )
-    assert f"exported trial {second.number}" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"exported trial {second.number}" in said
+    # how to call it as the study scored: a text beyond the encoder's positions would crash the pipeline otherwise
+    assert f'pipeline("text-classification", model="{target}"), called with truncation=True, max_length=32' in said
     assert json.loads((target / "sweep.json").read_text())["trial"] == second.number
 
     assert main(["export", "trec-export", "--out", str(target), "--storage", url(study_dir)]) == 2
