@@ -111,6 +111,8 @@ def edge_of(value: Any, param: Range | Choices) -> Side | None:
     if last <= low:
         return None
     if param.is_int:
+        if (last - low) / (param.step or 1) < 2:  # two values, as a list of 2 choices: every value is an edge
+            return None
         return "top" if value >= last else "bottom" if value <= low else None
     if param.log:
         if value <= 0:
@@ -324,7 +326,7 @@ def learning_advice(
     """A line when even the best trial learned nothing: it predicts one class for every validation row (single-label
     tasks, from its confusion matrix), or it scores 0 on an F1 or accuracy (any task). Ranges and budgets are no
     help then: the training itself (learning rate, epochs) or the data is."""
-    fix = "raise the learning rate or the epochs (entity F1 often needs several epochs), or check the labels"
+    fix = "raise the learning rate or the epochs, or check the labels"
     if confusion and label_names and len(confusion) == len(label_names) > 1:
         predicted = [sum(row[j] for row in confusion) for j in range(len(label_names))]
         used = [j for j, n in enumerate(predicted) if n]
@@ -334,7 +336,8 @@ def learning_advice(
                     f"accuracy {share:.3f} is that class's share): no trial learned to tell the classes apart; {fix}"]
     measured = metric is not None and (metric.startswith("f1") or metric == "accuracy")
     if value is not None and maximize and measured and value <= 0.0:
-        return [f"learning: every trial scored {value:g} {metric}: no trial learned anything yet; {fix}"]
+        return [f"learning: every trial scored {value:g} {metric}: no trial learned anything yet; {fix} (entity F1 "
+                "in NER often needs several epochs)"]
     return []
 
 

@@ -75,7 +75,9 @@ def study_advice(study: optuna.Study) -> list[str]:
         value=best.value if best is not None else None, metric=record.metric, maximize=maximizes(study),
         confusion=best.confusion_matrix if best is not None else None, label_names=record.label_names,
     ) if best is not None else []  # fmt: skip
-    return learning + advice_lines(record.search_space or None, [t.params for t in leaders],
+    if learning:  # nothing learned: which ranges the (meaningless) leaders sit at says nothing
+        return learning
+    return advice_lines(record.search_space or None, [t.params for t in leaders],
                                    completed=len(search_trials(completed(study))),
                                    finished=sum(t.state in FINISHED for t in drawn), budget=budget,
                                    sampler=search.get("sampler"),

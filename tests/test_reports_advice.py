@@ -356,9 +356,16 @@ def test_a_study_that_learned_nothing_says_so_before_ranges_and_budgets() -> Non
                                label_names=["spam", "ham"])  # fmt: skip
     assert majority == ["learning: the best trial predicts 'ham' for every validation row (its accuracy 0.859 is "
                         "that class's share): no trial learned to tell the classes apart; raise the learning rate or "
-                        "the epochs (entity F1 often needs several epochs), or check the labels"]
+                        "the epochs, or check the labels"]
     nothing = learning_advice(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=["person"])
     assert nothing and nothing[0].startswith("learning: every trial scored 0 f1_micro: no trial learned anything")
     assert learning_advice(value=0.8, metric="f1_macro", maximize=True, confusion=[[5, 1], [2, 9]],
                            label_names=["a", "b"]) == []  # fmt: skip
     assert learning_advice(value=0.0, metric="rmse", maximize=False, confusion=None, label_names=["score"]) == []
+
+
+def test_a_range_of_two_integers_has_no_edge_as_a_list_of_two_choices_has_none() -> None:
+    """epochs {low: 2, high: 3}: a user was told to widen it downwards while the best sat at 3."""
+    assert range_edges({"epochs": {"low": 2, "high": 3}}, [{"epochs": 2}, {"epochs": 2}, {"epochs": 3}]) == []
+    (advice,) = range_edges({"epochs": {"low": 1, "high": 3}}, [{"epochs": 3}, {"epochs": 3}, {"epochs": 1}])
+    assert advice.side == "top"
