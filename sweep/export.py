@@ -151,9 +151,32 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "data_fingerprint": study_record.data_fingerprint,
         "data_report": study_record.data_report,
         "spec": spec,
+        "class_weights": spec.get("model", {}).get("class_weights") or "none",  # the loss: weighted when balanced
+        "reevaluates": record.reevaluates,  # a re-evaluation run (`sweep reevaluate`) of that trial's configuration
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **_threshold_facts(record.threshold, record.label_thresholds),
     }
+
+
+def _split_note(report: dict[str, Any]) -> str:
+    """` and the validation split` where validation was split from the training file (its count is then the part
+    trained on, not every row kept by cleaning)."""
+    split = report.get("split")
+    return " and the validation split" if isinstance(split, str) and split != "given" else ""
+
+
+def _loss_note(meta: dict[str, Any]) -> str:
+    """`; class weights balanced (weighted cross-entropy)` where the study weighted its classes, else nothing."""
+    weights = meta.get("class_weights")
+    return f"; class weights {weights} (weighted cross-entropy)" if weights not in (None, "none") else ""
+
+
+def _rerun_note(meta: dict[str, Any]) -> str:
+    """` It is a re-evaluation run of trial N's configuration (seed S).` for such an export, else nothing."""
+    if meta.get("reevaluates") is None:
+        return ""
+    return (f" It is a re-evaluation run (`sweep reevaluate`) of trial {meta['reevaluates']}'s configuration, "
+            f"trained with seed {meta['seed']}.")
 
 
 def _threshold_facts(threshold: float | None, label_thresholds: dict[str, float]) -> dict[str, Any]:
@@ -281,7 +304,7 @@ tags: [sweep, text-classification]
 
 A {kind} fine-tuned from {encoder_origin(meta["encoder"])} by sweep: the
 weights of the **best validation epoch** ({_best_at(meta)} of {meta["epochs"]}) of trial {meta["trial"]}
-in study `{meta["study"]}`, exported without retraining.{selection}
+in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(meta)}
 
 ## Use
 
@@ -297,12 +320,12 @@ in study `{meta["study"]}`, exported without retraining.{selection}
 
 ## Hyperparameters
 
-{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}.
+{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_loss_note(meta)}.
 Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
 
 ## Data
 
-- train: `{report.get("train", "?")}` ({report.get("num_train", "?")} examples after cleaning)
+- train: `{report.get("train", "?")}` ({report.get("num_train", "?")} examples after cleaning{_split_note(report)})
 - validation: `{report.get("validation") or report.get("split", "?")}` ({report.get("num_validation", "?")} examples)
 - data fingerprint: `{meta["data_fingerprint"]}`
 
@@ -352,7 +375,7 @@ tags: [sweep, token-classification, ner]
 
 A token classifier (named-entity recognition) fine-tuned from {encoder_origin(meta["encoder"])} by
 sweep: the weights of the **best validation epoch** ({_best_at(meta)} of
-{meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.
+{meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.{_rerun_note(meta)}
 
 ## Use
 
@@ -377,7 +400,7 @@ Entity level (seqeval, conlleval mode: an entity counts when its type and whole 
 
 ## Hyperparameters
 
-{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}.
+{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_loss_note(meta)}.
 Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
 
 ## Data

@@ -365,3 +365,17 @@ def test_the_card_says_where_inside_epoch_1_the_exported_evaluation_ran() -> Non
     assert _best_at({"best_epoch": 1, "best_epochs_trained": 0.3333}) == "0.33"
     assert _best_at({"best_epoch": 2, "best_epochs_trained": 2.0}) == "2"
     assert _best_at({"best_epoch": 3}) == "3"  # a study made before the fraction was recorded
+
+
+def test_the_card_says_a_weighted_loss_a_re_evaluation_run_and_a_split_training_count() -> None:
+    """A user retraining from the card got another loss (class weights were not on it); a reviewer read 364 as every
+    row cleaning kept (456, of which 92 went to validation); an exported re-evaluation run did not say it was one."""
+    from sweep.export import _loss_note, _rerun_note, _split_note
+
+    assert _loss_note({"class_weights": "balanced"}) == "; class weights balanced (weighted cross-entropy)"
+    assert _loss_note({"class_weights": "none"}) == _loss_note({}) == ""
+    assert _rerun_note({"reevaluates": 2, "seed": 1002}) == (
+        " It is a re-evaluation run (`sweep reevaluate`) of trial 2's configuration, trained with seed 1002.")
+    assert _rerun_note({"reevaluates": None, "seed": 0}) == ""
+    assert _split_note({"split": "stratified from train, val_fraction=0.2, seed=0"}) == " and the validation split"
+    assert _split_note({"split": "given"}) == ""
