@@ -613,3 +613,19 @@ def test_the_overlap_note_counts_one_row_in_the_singular_and_names_labels_that_d
         "It had another label in validation (validation's label is the one scored: check which is right).")
     many = overlap_blocks({"overlap": {"train_val_overlap": 3, "overlap_examples": []}})
     assert isinstance(many[0], NoteBlock) and many[0].text.endswith("in validation and were dropped from train.")
+
+
+def test_an_importance_ranking_from_few_trials_says_it_is_a_hint_and_when_the_methods_disagree() -> None:
+    from reports.importance import ImportanceData
+    from reports.sections import importance_caveats
+
+    data = ImportanceData(params=["batch_size", "learning_rate"],
+                          importances={"fANOVA": {"batch_size": 0.6, "learning_rate": 0.4},
+                                       "PED-ANOVA": {"batch_size": 0.1, "learning_rate": 0.9}})  # fmt: skip
+    few, disagree = importance_caveats(3, data)
+    assert few.startswith("From 3 completed trials for 2 parameters: a rough hint, not a ranking") and "about 20" in few
+    assert disagree == ("The two methods disagree on the most important parameter (fANOVA: batch_size, PED-ANOVA: "
+                        "learning_rate): neither ranking is settled.")
+    agree = ImportanceData(params=["learning_rate"], importances={"fANOVA": {"learning_rate": 1.0},
+                                                                  "PED-ANOVA": {"learning_rate": 1.0}})  # fmt: skip
+    assert importance_caveats(40, agree) == []
