@@ -184,13 +184,16 @@ class ExpectedCurve:
     n: list[int]
     mean: list[float]
     std: list[float]
+    low: float | None = None  # the values observed: a best of n draws from them never leaves [low, high]
+    high: float | None = None
 
 
 def collect_expected_performance(values: Sequence[float], maximize: bool = True) -> ExpectedCurve:
     """Expected best of n completed trials; for a minimised objective, the expected minimum."""
     sign = 1.0 if maximize else -1.0
     rows = expected_max_performance([sign * v for v in values])
-    return ExpectedCurve(n=[n for n, _, _ in rows], mean=[sign * m for _, m, _ in rows], std=[s for _, _, s in rows])
+    return ExpectedCurve(n=[n for n, _, _ in rows], mean=[sign * m for _, m, _ in rows], std=[s for _, _, s in rows],
+                         low=min(values, default=None), high=max(values, default=None))  # fmt: skip
 
 
 def plot_expected_performance(curves: Mapping[str, ExpectedCurve], metric: str) -> go.Figure:
@@ -199,8 +202,11 @@ def plot_expected_performance(curves: Mapping[str, ExpectedCurve], metric: str) 
     for i, (name, curve) in enumerate(curves.items()):
         colour = PALETTE[i % len(PALETTE)]
         label = plot_text(name)
-        upper = [m + s for m, s in zip(curve.mean, curve.std, strict=True)]
-        lower = [m - s for m, s in zip(curve.mean, curve.std, strict=True)]
+        # the band is clipped to the values observed: a best of n of them can be no better than the best of them
+        top = curve.high if curve.high is not None else math.inf
+        bottom = curve.low if curve.low is not None else -math.inf
+        upper = [min(m + s, top) for m, s in zip(curve.mean, curve.std, strict=True)]
+        lower = [max(m - s, bottom) for m, s in zip(curve.mean, curve.std, strict=True)]
         fig.add_scatter(x=curve.n, y=upper, mode="lines", line={"width": 0}, legendgroup=label, showlegend=False,
                         hoverinfo="skip", name=f"{label} +1 std")
         fig.add_scatter(x=curve.n, y=lower, mode="lines", line={"width": 0}, fill="tonexty",

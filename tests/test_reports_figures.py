@@ -247,9 +247,18 @@ def test_expected_performance_figure_has_a_band_around_the_mean(rich_sections: l
     expected = expected_max_performance([0.75, 0.65, 0.85, 0.72])
     assert list(mean.x) == [1, 2, 3, 4]
     assert list(mean.y) == pytest.approx([m for _, m, _ in expected])
-    assert list(upper.y) == pytest.approx([m + s for _, m, s in expected])
-    assert list(lower.y) == pytest.approx([m - s for _, m, s in expected])
+    assert list(upper.y) == pytest.approx([min(m + s, 0.85) for _, m, s in expected])  # never above the best seen
+    assert list(lower.y) == pytest.approx([max(m - s, 0.65) for _, m, s in expected])
     assert lower.fill == "tonexty"
+
+
+def test_the_expected_performance_band_stays_within_the_values_observed() -> None:
+    """A user's 3 trials {0.9852, 0.9537, 0.9852}: the +1 std curve reached 0.9916, above any result."""
+    from reports.figures import plot_expected_performance
+
+    fig = plot_expected_performance({"s": collect_expected_performance([0.9852, 0.9537, 0.9852])}, "f1_macro")
+    upper, lower, _ = fig.data
+    assert max(upper.y) <= 0.9852 and min(lower.y) >= 0.9537
 
 
 # --- summary --------------------------------------------------------------------------------------------------
