@@ -68,7 +68,8 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
     either side empty as an empty text, and the pair is the text for conflicts and duplicates.
     Rows are dropped, in this order, for a missing text, a text empty after normalisation, a missing label,
     a text that appears with more than one label (all its rows go: we cannot tell which label is right),
-    and an exact duplicate of an earlier (text, label) row. So `rows_in` equals `rows_out` plus the sum
+    and a duplicate of an earlier (text, label) row (after normalising: `a  b` repeats `a b`). So `rows_in`
+    equals `rows_out` plus the sum
     of `missing_text`, `empty_text`, `missing_label`, `conflicting_rows` and `duplicates`. `normalized` counts the
     rows kept whose text normalising changed.
     """

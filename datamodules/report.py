@@ -92,7 +92,8 @@ def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
         lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label")
     if report["duplicates"]:
         lines.append(
-            f"{split}: dropped {report['duplicates']} exact duplicate {'row' if report['duplicates'] == 1 else 'rows'}"
+            f"{split}: dropped {report['duplicates']} duplicate {'row' if report['duplicates'] == 1 else 'rows'} (the "
+            "same text, after normalising spaces and Unicode, and label)"
         )
     for group in report.get("label_variants", [])[:MAX_VARIANT_GROUPS]:
         shown = " / ".join(f"{label!r} ({_rows(n)})" for label, n in group.items())

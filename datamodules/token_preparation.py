@@ -248,7 +248,8 @@ def tag_cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
     if report["empty_text"]:
         lines.append(f"{split}: dropped {report['empty_text']} empty sentences")
     if report["duplicates"]:
-        lines.append(f"{split}: dropped {report['duplicates']} exact duplicate sentences (same tokens and tags)")
+        lines.append(f"{split}: dropped {report['duplicates']} duplicate sentences (the same tokens, after "
+                     "normalising, and tags)")
     if report["invalid_transitions"]:
         lines.append(f"{split}: {report['invalid_transitions']} entities began with I- in an IOB2 file (after O or "
                      "another type): read as B-")

@@ -24,7 +24,7 @@ DROP_REASONS = {
     "empty_text": "empty text after normalising",
     "missing_label": "missing label",
     "conflicting_rows": "text with conflicting labels",
-    "duplicates": "exact duplicate",
+    "duplicates": "duplicate (same text after normalising, same label)",
     "averaged_rows": "same text, other score (merged into its mean)",  # task: regression
 }
 MAX_CONFLICTS = 20
@@ -103,12 +103,13 @@ def conflict_blocks(report: Mapping[str, Any]) -> list[Block]:
 
 
 def duplicate_note(dropped: Mapping[str, Mapping[str, int | None]]) -> NoteBlock | None:
-    """One sentence on exact duplicates per split."""
+    """One sentence on duplicates (the same text after normalising, and label) per split."""
     parts = [f"{split}: {counts['duplicates']}" for split, counts in dropped.items()
              if counts.get("duplicates") is not None]
     if not parts:
         return None
-    return NoteBlock("Exact duplicate rows dropped (one copy of each kept): " + "; ".join(parts) + ".")
+    return NoteBlock("Duplicate rows dropped (the same text after normalising spaces and Unicode, and label; one "
+                     "copy of each kept): " + "; ".join(parts) + ".")
 
 
 def overlap_blocks(report: Mapping[str, Any]) -> list[Block]:

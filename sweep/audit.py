@@ -454,7 +454,7 @@ def data_table(data: PreparedData) -> Table:
     table.add_column("train", justify="right")
     table.add_column("validation", justify="right")
     cleaning = report.get("cleaning", {})
-    for key, label in (("rows_in", "rows read"), ("duplicates", "exact duplicates dropped"),
+    for key, label in (("rows_in", "rows read"), ("duplicates", "duplicates dropped"),
                        ("conflicting_rows", "rows with conflicting labels dropped"),
                        ("missing_text", "missing text"), ("empty_text", "empty text"),
                        ("missing_label", "missing label"),

@@ -316,7 +316,7 @@ def test_dirty_data_is_handled_and_reported_not_refused(
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("data warning:")]
     text = "\n".join(warnings).lower()
-    for fragment in ("missing text", "missing label", "exact duplicate", "conflicting labels", "(2 rows)", "truncated"):
+    for fragment in ("missing text", "missing label", "duplicate row", "conflicting labels", "(2 rows)", "truncated"):
         assert fragment in text, f"no warning about {fragment}: {warnings}"
     storage = optuna.storages.RDBStorage(env.url)
     report = read_study(optuna.load_study(study_name="bad-input", storage=storage)).data_report

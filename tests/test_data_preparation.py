@@ -204,7 +204,7 @@ def test_cleaning_and_overlap_issues_become_warnings(tiny_bert: Path, tmp_path: 
     assert data.report["warnings"] == [
         "train: dropped 1 row with a missing text",
         "train: dropped 1 row with a missing label",
-        "train: dropped 3 exact duplicate rows",
+        "train: dropped 3 duplicate rows (the same text, after normalising spaces and Unicode, and label)",
         "train: 2 texts appear with conflicting labels; kept none of them (4 rows)",
         "train: 2 training texts also in validation were dropped (1 of them has another label in validation: "
         "validation's label is the one scored; check which is right)",

@@ -484,7 +484,7 @@ def test_data_section_content() -> None:
     notes = [b.text for b in blocks if isinstance(b, NoteBlock)]
     assert f"train: showing {MAX_CONFLICTS} of {MAX_CONFLICTS + 5} texts with conflicting labels" in notes
     assert any("2 training rows had a text that is also in validation" in n for n in notes)
-    assert any(n.startswith("Exact duplicate rows dropped") and "train: 4" in n for n in notes)
+    assert any(n.startswith("Duplicate rows dropped (the same text after") and "train: 4" in n for n in notes)
     lists = {b.caption: b.items for b in blocks if isinstance(b, ListBlock)}
     assert lists["Overlapping texts (first 2)"] == ["where is my parcel", "cancel my order"]
     assert lists["Warnings"] == data_report()["warnings"]
