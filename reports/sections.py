@@ -110,7 +110,8 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
                      + (f" (over {split.trials} of {spent.trials} trials)" if split.trials < spent.trials else "")])
     if counts["pruned"]:
         rows.append(["time saved by pruning (estimate)",
-                     f"{format_seconds(saved.seconds)} ({saved.epochs:.3g} epochs not run)"])
+                     f"{format_seconds(saved.seconds)} ({saved.epochs:.3g} epoch{'' if saved.epochs == 1 else 's'} "
+                     "not run)"])
     total = sum(counts.values())
     blocks: list[Block] = [TableBlock(columns=["", ""], rows=rows, caption="Study")]
     if counts["pruned"]:

@@ -91,7 +91,7 @@ def test_slow_metrics_count_as_overhead_and_the_parts_add_up(
     assert rows["where trial time went"] == line
     console = Console(record=True, width=400)
     console.print(best_summary(study))
-    assert f"trial time (1 finished trials): {line}" in console.export_text()
+    assert f"trial time (1 finished trial): {line}" in console.export_text()
 
 
 def test_timings_recorded_before_the_split_have_no_overhead() -> None:
