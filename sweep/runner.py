@@ -423,6 +423,10 @@ def run_study(
             chosen = resolve_precision("auto", spec.trainer.accelerator)
             why = "the hardware computes in bf16" if chosen == "bf16-mixed" else "no native bf16 here"
             console.print(f"precision auto: {chosen} on this machine ({why})", highlight=False)
+        on_gpu = spec.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        if spec.trainer.precision.startswith("16") and not on_gpu:  # Lightning's own switch, said only in a warning
+            console.print(f"precision {spec.trainer.precision}: a CPU has no fp16 autocast, so Lightning trains in "
+                          "bf16-mixed here (say bf16-mixed, or auto, to train as the spec reads)", highlight=False)
         if done >= total:
             return RunResult(study, url, resumed, time.perf_counter() - started)
         if workers == 0:

@@ -374,3 +374,16 @@ def test_a_signal_after_a_trials_training_lets_it_finish_and_says_so(
     assert "stopped by SIGINT: the running trial was past its training and is recorded as it finished" in err, err
     (trial,) = load_study("trec-tiny", f"sqlite:///{tmp_path / 'sweeps.db'}").trials
     assert trial.state == TrialState.COMPLETE
+
+
+def test_fp16_on_a_cpu_is_said_to_train_in_bf16(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning swaps 16-mixed for bf16-mixed on a CPU and says so only in a warning; the stored spec reads 16."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, trainer={"precision": "16-mixed"})
+    said = io.StringIO()
+    run_study(spec, workers=0, console=Console(file=said, width=300))
+    assert "precision 16-mixed: a CPU has no fp16 autocast, so Lightning trains in bf16-mixed here" in said.getvalue()
