@@ -418,9 +418,21 @@ TASK_ALIASES = {
 }  # fmt: skip
 
 
+# transformers.TrainingArguments names a Trainer user writes, and the key that means the same here.
+TRAINER_NAMES = {
+    "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size",
+    "num_train_epochs": "epochs", "num_epochs": "epochs", "lr": "learning_rate",
+    "warmup_steps": "warmup_ratio", "per_device_eval_batch_size": "eval_batch_size", "seed": "seed",
+    "label_smoothing_factor": "label_smoothing", "hidden_dropout_prob": "dropout", "classifier_dropout": "dropout",
+}  # fmt: skip
+
+
 def _close_key(name: str, allowed: list[str]) -> list[str]:
-    """The allowed key a misspelt one most likely meant: close as a whole (`n_trails`: n_trials), else one whose
-    first word it is close to (`lable`: label_column)."""
+    """The allowed key a misspelt one most likely meant: a Trainer argument's counterpart
+    (`per_device_train_batch_size`: batch_size), close as a whole (`n_trails`: n_trials), else one whose first word it
+    is close to (`lable`: label_column)."""
+    if TRAINER_NAMES.get(name) in allowed:
+        return [TRAINER_NAMES[name]]
     return difflib.get_close_matches(name, allowed, n=1) or [
         key for key in allowed if difflib.get_close_matches(name, key.split("_")[:1], n=1, cutoff=0.75)
     ][:1]

@@ -312,3 +312,12 @@ def test_keys_that_would_do_nothing_are_refused_in_a_spec_file_but_not_in_a_stor
         parse_spec(conll)
     jsonl = {**conll, "data": {"train": "t.jsonl", "label_column": "ner"}}
     assert parse_spec(jsonl).data.label_column == "ner"
+
+
+def test_a_trainer_argument_name_gets_the_key_that_means_the_same_here() -> None:
+    with pytest.raises(SweepError) as err:
+        parse_spec({"name": "s", "data": {"train": "t.csv"},
+                    "search": {"space": {"per_device_train_batch_size": 16, "num_train_epochs": 3}}})  # fmt: skip
+    text = str(err.value)
+    assert "search.space.per_device_train_batch_size: unknown key" in text and "did you mean 'batch_size'?" in text
+    assert "did you mean 'epochs'?" in text
