@@ -66,6 +66,7 @@ class TrialSettings:
     threshold: str = "global"  # task multi-label: model.threshold
     artifacts: dict[str, str] | None = None  # the artifact store checkpoints go to; None: folders under checkpoint_root
     keep_freed_memory: bool = True  # trainer.keep_freed_memory: malloc keeps freed buffers (sweep.memory)
+    gradient_clip_val: float | None = None  # trainer.gradient_clip_val: the gradients' L2 norm is clipped to it
 
 
 def cpu_has_bf16() -> bool:
@@ -148,6 +149,7 @@ def train_trial(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        gradient_clip_val=settings.gradient_clip_val,  # None: none (norm clipping, as Trainer's max_grad_norm)
         callbacks=[timing, *callbacks, timing.closer],  # the timer first, its evaluation clock's end last
     )
     trainer.fit(module, datamodule=datamodule)

@@ -179,6 +179,17 @@ class TrainerSpec(_Strict):
     # Freed training buffers stay in the worker's process for the next step instead of going back to the kernel
     # (glibc malloc's thresholds, sweep.memory): 1.22-1.30x CPU training throughput measured; process-wide once on.
     keep_freed_memory: StrictBool = True
+    # Clip the gradients' global L2 norm to this value before each optimizer step (transformers.Trainer's
+    # max_grad_norm, 1.0 by default there); None: no clipping, as every study before the key trained.
+    gradient_clip_val: float | None = Field(None, gt=0)
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_clipping(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # came after studies were stored: unset, it is left out, so their spec and fingerprint stay
+        body: dict[str, Any] = handler(self)
+        if body.get("gradient_clip_val") is None:
+            body.pop("gradient_clip_val", None)
+        return body
 
 
 # search.prune_after_epochs when a spec names none, for the pruners it applies to. 0.5: the median rule acts from the

@@ -387,3 +387,27 @@ def test_fp16_on_a_cpu_is_said_to_train_in_bf16(
     said = io.StringIO()
     run_study(spec, workers=0, console=Console(file=said, width=300))
     assert "precision 16-mixed: a CPU has no fp16 autocast, so Lightning trains in bf16-mixed here" in said.getvalue()
+
+
+def test_gradient_clipping_reaches_lightning_and_a_spec_without_it_keeps_its_fingerprint(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytorch_lightning as pl
+
+    from sweep.spec import parse_spec
+
+    seen: list[object] = []
+
+    class Recording(pl.Trainer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            seen.append(kwargs.get("gradient_clip_val"))
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sweep.objective.pl, "Trainer", Recording)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=1, search__space={"epochs": 1},
+                      trainer={"gradient_clip_val": 0.5})  # fmt: skip
+    run_study(spec)
+    assert seen == [0.5]
+    plain = {"name": "s", "data": {"train": "t.csv"}}
+    assert "gradient_clip_val" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # stored studies resume
+    assert parse_spec({**plain, "trainer": {"gradient_clip_val": 1.0}}).fingerprint() != parse_spec(plain).fingerprint()
