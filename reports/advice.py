@@ -207,6 +207,7 @@ class EdgeAdvice:
     at_edge: int  # of the top trials, how many sit at this edge
     top: int  # how many top trials were looked at
     suggestion: float | None
+    peaked_early: int = 0  # epochs: top trials at the top edge not counted, their best evaluation came earlier
 
     @property
     def edge(self) -> float:
@@ -232,6 +233,10 @@ class EdgeAdvice:
         else:
             head = f"{self.name}: best {format_number(self.best)} is {place} ({self.at_edge} of the top {self.top} " \
                    f"trials {'is' if self.at_edge == 1 else 'are'})"
+        if self.peaked_early:
+            their = "its" if self.peaked_early == 1 else "their"
+            head += (f"; {self.peaked_early} more at the top peaked before {their} last epoch, which says nothing "
+                     "for more epochs")
         if self.suggestion is None:
             return (f"{head}, as far as {self.name} may go: nothing to widen; fix it at {format_number(self.edge)} to "
                     "spend the trials on the other parameters")
@@ -267,15 +272,19 @@ def range_edges(
     for name, param in searched_space(space).items():
         best = leaders[0].get(name)
         sides = [edge_of(params.get(name), param) for params in leaders]
+        early = 0
         if name == "epochs":
-            sides = [None if side == "top" and _peaked_early(params.get(name), peak) else side
-                     for side, params, peak in zip(sides, leaders, peaks, strict=True)]  # fmt: skip
+            counted = [None if side == "top" and _peaked_early(params.get(name), peak) else side
+                       for side, params, peak in zip(sides, leaders, peaks, strict=True)]  # fmt: skip
+            early = sum(1 for before, after in zip(sides, counted, strict=True) if before != after)
+            sides = counted
         side = sides[0] or next((s for s in EDGES if sides.count(s) * 2 > len(leaders)), None)
         if side is None:
             continue
         out.append(EdgeAdvice(name=name, param=param, side=side, best=best, best_at_edge=sides[0] == side,
                               at_edge=sides.count(side), top=len(leaders),
-                              suggestion=widened(param, side, limits.get(name, Limit()))))
+                              suggestion=widened(param, side, limits.get(name, Limit())),
+                              peaked_early=early if side == "top" else 0))
     return out
 
 

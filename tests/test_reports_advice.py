@@ -345,6 +345,12 @@ def test_epochs_at_the_top_count_only_when_the_best_evaluation_came_last() -> No
     (advice,) = range_edges(space, leaders, best_epochs=[4, 3, 2])
     assert advice.side == "top" and advice.suggestion == 5
     assert range_edges(space, leaders)[0].side == "top"  # without best epochs: the parameter values alone
+    # A reviewer's study: all three top trials at the top, the third peaking before its last epoch;
+    # "2 of the top 3 trials are at the top (the best has 2)" read as a contradiction without the third said.
+    (advice,) = range_edges({"epochs": {"low": 1, "high": 3}}, [{"epochs": 3}] * 3, best_epochs=[3, 3, 1])
+    assert advice.at_edge == 2 and advice.peaked_early == 1
+    assert "(2 of the top 3 trials are); 1 more at the top peaked before its last epoch, which says nothing for more " \
+           "epochs" in advice.text
 
 
 def test_a_study_that_learned_nothing_says_so_before_ranges_and_budgets() -> None:
