@@ -62,7 +62,7 @@ CheckpointsOption = Annotated[
 
 @app.command()
 def run(
-    spec: Annotated[Path, typer.Argument(help="Study spec (YAML).")],
+    spec: Annotated[Path, typer.Argument(help="Study spec (YAML; README.md, section 'The spec', lists every key).")],
     storage: SpecStorageOption = None,
     n_trials: Annotated[
         int | None, typer.Option("--n-trials", help="Finished trials to reach (overrides the spec).")
@@ -346,6 +346,13 @@ def export(
     )
     hint = load_hint(record.task, bool(record.data_report.get("text_pair")), path, record.data_report.get("max_length"))
     out.print(f"load it with: {hint}", highlight=False, soft_wrap=True)  # code to copy: never cut into lines
+    from record import maximizes
+    from reports.advice import learning_advice
+
+    exported = read_trial(chosen)
+    for line in learning_advice(value=chosen.value, metric=record.metric, maximize=maximizes(loaded),
+                                confusion=exported.confusion_matrix, label_names=record.label_names):  # fmt: skip
+        err.print(f"warning: this model learned nothing: {line.removeprefix('learning: ')}", highlight=False)
 
 
 @app.command()

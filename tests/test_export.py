@@ -379,3 +379,20 @@ def test_the_card_says_a_weighted_loss_a_re_evaluation_run_and_a_split_training_
     assert _rerun_note({"reevaluates": None, "seed": 0}) == ""
     assert _split_note({"split": "stratified from train, val_fraction=0.2, seed=0"}) == " and the validation split"
     assert _split_note({"split": "given"}) == ""
+
+
+def test_exporting_a_model_that_predicts_one_class_says_it_learned_nothing(
+    study_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The export wires the study's "learned nothing" check to the trial it writes (the check itself is tested in
+    test_reports_advice)."""
+    from rich.console import Console
+
+    import reports.advice
+    import sweep.cli
+    from sweep.cli import main
+
+    monkeypatch.setattr(sweep.cli, "err", Console(stderr=True, width=300))
+    monkeypatch.setattr(reports.advice, "learning_advice", lambda **kw: ["learning: the best trial predicts 'a' ..."])
+    assert main(["export", "trec-export", "--out", str(tmp_path / "m"), "--storage", url(study_dir)]) == 0
+    assert "warning: this model learned nothing: the best trial predicts 'a' ..." in capsys.readouterr().err
