@@ -293,7 +293,8 @@ def _peaked_early(epochs: Any, best_epoch: int | None) -> bool:
 
 
 def budget_advice(
-    space: Mapping[str, Any] | None, *, completed: int, finished: int, budget: int | None, sampler: str | None
+    space: Mapping[str, Any] | None, *, completed: int, finished: int, budget: int | None, sampler: str | None,
+    reevaluated: bool = False,
 ) -> list[str]:
     """Lines saying when the study has (or will have) too few completed trials for the parameters it searches,
     and when its budget never lets a model-based sampler past its random start.
@@ -313,7 +314,8 @@ def budget_advice(
     raise_to = max(max(budget or 0, finished) + need - completed - room if short else 0,
                    2 * startup if random_only and startup is not None else 0)
     if short:
-        of_budget = f" (n_trials {budget})" if budget is not None else ""
+        aside = ", the search's; re-evaluation runs aside" if reevaluated else ""
+        of_budget = f" (n_trials {budget}{aside})" if budget is not None else ""
         lines.append(
             f"budget: {completed} completed trial{'s' if completed != 1 else ''}{of_budget} for {len(names)} searched "
             f"parameter{'s' if len(names) != 1 else ''} ({', '.join(names)}): too few to tell which values work; aim "
@@ -359,8 +361,9 @@ def advice_lines(
     budget: int | None,
     sampler: str | None,
     best_epochs: Sequence[int | None] | None = None,
+    reevaluated: bool = False,
 ) -> list[str]:
     """Every piece of advice for one study, as sentences: range edges first, then the budget."""
     return [a.text for a in range_edges(space, ranked, best_epochs=best_epochs)] + budget_advice(
-        space, completed=completed, finished=finished, budget=budget, sampler=sampler
+        space, completed=completed, finished=finished, budget=budget, sampler=sampler, reevaluated=reevaluated
     )

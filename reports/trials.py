@@ -80,7 +80,7 @@ def study_advice(study: optuna.Study) -> list[str]:
     return advice_lines(record.search_space or None, [t.params for t in leaders],
                                    completed=len(search_trials(completed(study))),
                                    finished=sum(t.state in FINISHED for t in drawn), budget=budget,
-                                   sampler=search.get("sampler"),
+                                   sampler=search.get("sampler"), reevaluated=extra > 0,
                                    best_epochs=[read_trial(t).best_epoch for t in leaders])  # fmt: skip
 
 

@@ -177,6 +177,9 @@ def test_budget_too_small_for_the_searched_parameters() -> None:
                     "value")
     assert budget_advice(SPACE, completed=8, finished=9, budget=9, sampler="random") == []
     assert budget_advice({"learning_rate": 1e-4}, completed=0, finished=0, budget=1, sampler="tpe") == []
+    # after `sweep reevaluate` the study's budget holds its runs too: the line says which budget it counts
+    (after,) = budget_advice(SPACE, completed=3, finished=6, budget=6, sampler="random", reevaluated=True)
+    assert after.startswith("budget: 3 completed trials (n_trials 6, the search's; re-evaluation runs aside) for 4")
 
 
 def test_budget_within_a_model_based_samplers_random_start() -> None:
