@@ -494,7 +494,9 @@ def data_table(data: PreparedData) -> Table:
     lengths = np.asarray(data.train["length"]) if "length" in data.train.column_names else np.zeros(0)
     if len(lengths):
         p50, p95 = np.percentile(lengths, [50, 95])
-        table.add_row("tokens per train example (min / median / 95% / max)",
+        cut = data.report.get("max_length")
+        after = f", after the cut at {cut}" if cut else ""  # counted on tokenized examples: at most the cut
+        table.add_row(f"tokens per train example (min / median / 95% / max{after})",
                       f"{lengths.min()} / {p50:.0f} / {p95:.0f} / {lengths.max()}", "")  # fmt: skip
     return table
 
