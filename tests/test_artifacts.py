@@ -168,14 +168,16 @@ def test_export_checks_the_downloaded_artifact(
     data[len(data) // 2] ^= 0xFF
     packed.write_bytes(bytes(data))
     target = tmp_path / "bad"
-    cases = {str(moved): "does not match the SHA-256", str(tmp_path / "none"): "was not kept or was deleted"}
+    (tmp_path / "empty").mkdir()
+    cases = {str(moved): "does not match the SHA-256", str(tmp_path / "none"): "--checkpoints: no such folder",
+             str(tmp_path / "empty"): "checkpoint is not in"}  # the study keeps it; the folder named has none
     for folder, message in cases.items():
         args = ["export", "artifacts", "--out", str(target), "--storage", url(study_dir), "--checkpoints", folder]
         assert main(args) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not target.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mounted", "ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "mounted", "ok"]
 
 
 def test_folder_checkpoints_still_export_and_a_resumed_study_moves_to_artifacts(

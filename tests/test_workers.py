@@ -242,7 +242,7 @@ def test_run_after_a_crash_simply_continues(tmp_path: Path, tiny_bert: Path, dat
 
     done = subprocess.run(sweep_cmd("run", str(spec)), env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert f"trials {killed.number} were left RUNNING" in done.stderr
+    assert f"trial {killed.number} was left RUNNING by a run that ended without recording it" in done.stderr
     final = trials(url)
     orphan = next(t for t in final if t.number == killed.number)
     assert orphan.state == TrialState.FAIL and "stopped without finishing" in read_trial(orphan).error
