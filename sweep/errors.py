@@ -82,8 +82,13 @@ class DiskError(SweepError):
             return None
         said = str(exc.strerror or "")
         detail = f" ({said})" if said and said.lower() != reason else ""
-        return cls([(where, f"cannot write {what} in {folder}: {reason}{detail}; free space or make the folder "
-                            "writable (or choose another), then run the same command again")])
+        return cls([(where, f"cannot write {what} in {folder}: {reason}{detail}; {disk_fix(reason, 'the folder')} "
+                            "(or choose another), then run the same command again")])
+
+
+def disk_fix(reason: str, what: str) -> str:
+    """What to do about a disk that refuses writes, for its reason: space for a full one, rights for the others."""
+    return "free space" if reason in ("no space left on device", "disk quota exceeded") else f"make {what} writable"
 
 
 @contextlib.contextmanager

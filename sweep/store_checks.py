@@ -17,7 +17,7 @@ from urllib.parse import quote_plus
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
-from sweep.errors import DiskError, SweepError
+from sweep.errors import DiskError, SweepError, disk_fix
 
 DEFAULT_STORAGE_URL = "sqlite:///sweeps.db"
 STORAGE_ENV = "SWEEP_STORAGE"
@@ -281,8 +281,8 @@ def refused_write_error(url: str, exc: BaseException, reason: str) -> DiskError:
         [
             (
                 "storage",
-                f"cannot write to the store {safe_url(url)} in {store_folder(url)}: {reason} ({detail}); free space "
-                "or make it writable, then run the same command again",
+                f"cannot write to the store {safe_url(url)} in {store_folder(url)}: {reason} ({detail}); "
+                f"{disk_fix(reason, 'it')}, then run the same command again",
             )
         ]
     )

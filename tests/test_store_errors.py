@@ -215,8 +215,8 @@ def test_a_read_only_folder_for_the_writer_lock_is_one_line(tmp_path: Path, monk
     with pytest.raises(DiskError) as caught, sweep.storage.sqlite_writer_lock(f"sqlite:///{tmp_path / 's.db'}"):
         pass
     assert caught.value.problems == [
-        ("storage", f"cannot write the lock file of s.db in {tmp_path}: read-only file system; free space or make "
-                    "the folder writable (or choose another), then run the same command again")
+        ("storage", f"cannot write the lock file of s.db in {tmp_path}: read-only file system; make the folder "
+                    "writable (or choose another), then run the same command again")
     ]  # fmt: skip
 
 
