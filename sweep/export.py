@@ -195,7 +195,7 @@ def load_hint(task: str | None, text_pair: bool, path: Path | str, max_length: i
     """The one line `sweep export` ends with: how to load this task's export (its model card says more), and how
     to call it as the study scored it: cut at `max_length` tokens (a longer text overflows the model otherwise)."""
     if task == "token-classification":
-        return f'transformers.pipeline("token-classification", model="{path}", aggregation_strategy="simple")'
+        return f'transformers.pipeline("token-classification", model="{path}", aggregation_strategy="first")'
     call = ' on {"text": ..., "text_pair": ...}' if text_pair else ""
     cut = f", called with truncation=True, max_length={max_length} (as the study scored)" if max_length else ""
     if task == "multi-label":
@@ -382,14 +382,16 @@ sweep: the weights of the **best validation epoch** ({_best_at(meta)} of
 ```python
 from transformers import pipeline
 
-ner = pipeline("token-classification", model="path/to/this/folder", aggregation_strategy="simple")
+ner = pipeline("token-classification", model="path/to/this/folder", aggregation_strategy="first")
 ner("your text here")  # [{{"entity_group": "<type>", "word": ..., "start": ..., "end": ..., "score": ...}}, ...]
 ```
 
 or `AutoModelForTokenClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
 Entity types: {", ".join(report.get("entity_types") or meta["per_class"])}.
 Tags (IOB2): {", ".join(meta.get("label_names") or [])}.
-Trained on each word's first sub-token, with sentences of at most {max_length} tokens (longer ones in windows).
+Trained and scored on each word's first sub-token, with sentences of at most {max_length} tokens (longer ones in
+windows): `aggregation_strategy="first"` reads each word's tag there too, as the validation scores did ("simple"
+would read every sub-token's and can split a word or an entity).
 
 ## Validation results (best epoch)
 
