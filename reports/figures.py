@@ -143,6 +143,10 @@ def collect_learning_curves(study: optuna.Study, best: FrozenTrial | None = None
             continue
         steps = sorted(trial.intermediate_values)
         epochs = [step / per_epoch if per_epoch != 1 else step for step in steps]
+        # where each evaluation really ran (0.64 of an epoch when 3 does not divide the batches): as status says
+        trained = [r.get("epochs_trained") for r in read_trial(trial).history]
+        if len(trained) == len(steps) and all(isinstance(t, int | float) for t in trained):
+            epochs = [float(t) for t in trained if isinstance(t, int | float)]
         curves.append(Curve(number=trial.number, state=STATE_NAMES[trial.state], epochs=epochs,
                             values=[float(trial.intermediate_values[s]) for s in steps],
                             best=best is not None and trial.number == best.number))

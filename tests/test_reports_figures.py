@@ -351,6 +351,13 @@ def test_learning_curves_place_first_epoch_evaluations_at_fractions_of_an_epoch(
     assert curves[1].epochs == pytest.approx([1 / 3])
     saved = pruning_savings(study)  # 3 - 0.33 epochs were not run
     assert saved.epochs == pytest.approx(2.67) and saved.estimated == [1]
+    # Where the evaluations really ran (the stored epochs trained: 14 batches split 5 / 9 / 14) is what is drawn,
+    # as status and the card say it ("0.64/2"), not the nominal third
+    history = [{"epochs_trained": e, "val_f1_macro": v} for e, v in ((0.3571, 0.3), (0.6429, 0.5), (1.0, 0.6))]
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.6, params={}, distributions={},
+                                 user_attrs=record_attrs(history=history),
+                                 intermediate_values={1: 0.3, 2: 0.5, 3: 0.6}))  # fmt: skip
+    assert collect_learning_curves(study)[2].epochs == pytest.approx([0.3571, 0.6429, 1.0])
 
 
 # --- importance -----------------------------------------------------------------------------------------------
