@@ -361,8 +361,9 @@ def token_model_card(meta: dict[str, Any]) -> str:
         for kind in report.get("entity_types") or meta.get("per_class") or []
     )
     rows = ["| entity type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-    rows += [f"| {kind} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-             for kind, m in meta["per_class"].items()]
+    ordered = sorted(meta["per_class"].items(), key=lambda item: item[1].get("support") == 0)  # absent ones last
+    rows += [f"| {kind}{' (not in validation)' if m.get('support') == 0 else ''} | "
+             f"{m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |" for kind, m in ordered]
     warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or "- none"
     max_length = meta.get("max_length") or 128
     return f"""---

@@ -509,3 +509,16 @@ def test_the_export_command_names_the_ner_pipeline(
     assert f'load it with: transformers.pipeline("token-classification", model="{out}", aggregation_strategy=' in (
         capsys.readouterr().out
     )
+
+
+def test_the_ner_card_marks_an_entity_type_absent_from_validation_and_puts_it_last() -> None:
+    from sweep.export import token_model_card
+
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    meta = {"study": "s", "trial": 0, "encoder": "minilm", "epochs": 1, "best_epoch": 1, "value": 0.5,
+            "metric": "f1_micro", "seed": 0, "hyperparameters": {}, "searched_parameters": {},
+            "label_names": ["O", "B-a", "I-a"],
+            "validation_metrics": {"f1_micro": 0.5}, "data_fingerprint": "x", "data_report": {},
+            "per_class": {"corporation": {**zero, "support": 0}, "person": {**zero, "f1": 0.5, "support": 3}}}
+    card = token_model_card(meta)
+    assert card.index("| person |") < card.index("| corporation (not in validation) |")
