@@ -290,12 +290,15 @@ def label_warnings(splits: Splits, label_names: Sequence[str]) -> list[str]:
     lines = []
     few = [f"{name} ({train[name]})" for name in label_names if train[name] < FEW_TRAIN_ROWS]
     if few:
-        lines.append(f"{len(few)} label(s) have fewer than {FEW_TRAIN_ROWS} training rows: {', '.join(few)}")
+        lines.append(f"{len(few)} {'label has' if len(few) == 1 else 'labels have'} fewer than {FEW_TRAIN_ROWS} "
+                     f"training rows: {', '.join(few)}")
     absent = [name for name in label_names if not val[name]]
     if absent:
+        one = len(absent) == 1
         lines.append(
-            f"{len(absent)} training label(s) have no validation row, so no F1 of theirs is measured (they "
-            f"count in micro-F1 only as false positives): {', '.join(absent)}"
+            f"{len(absent)} training {'label has' if one else 'labels have'} no validation row, so no F1 of "
+            f"{'its' if one else 'theirs'} is measured ({'it counts' if one else 'they count'} in micro-F1 only as "
+            f"false positives): {', '.join(absent)}"
         )
     return lines
 

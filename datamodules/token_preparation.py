@@ -197,11 +197,15 @@ def window_warnings(windows: dict[str, dict[str, int]], max_length: int) -> list
     lines = []
     for split, counts in windows.items():
         if counts.get("sentences_split"):
-            lines.append(f"{split}: {counts['sentences_split']} sentences longer than max_length={max_length} tokens "
-                         f"were split into windows ({counts['rows']} rows for {counts['sentences']} sentences)")
+            n = counts["sentences_split"]
+            lines.append(f"{split}: {n} {'sentence' if n == 1 else 'sentences'} longer than max_length={max_length} "
+                         f"tokens {'was' if n == 1 else 'were'} split into windows ({counts['rows']} rows for "
+                         f"{counts['sentences']} sentences)")
         if counts.get("words_cut"):
-            lines.append(f"{split}: {counts['words_cut']} single words longer than max_length={max_length} tokens "
-                         "keep only their first sub-tokens (their tag is kept)")
+            n = counts["words_cut"]
+            lines.append(f"{split}: {n} single {'word' if n == 1 else 'words'} longer than max_length={max_length} "
+                         f"tokens {'keeps' if n == 1 else 'keep'} only {'its' if n == 1 else 'their'} first sub-tokens "
+                         f"({'its' if n == 1 else 'their'} tag is kept)")
         if counts.get("unknown_words"):
             n = counts["unknown_words"]
             lines.append(f"{split}: {n} {'word' if n == 1 else 'words'} the tokenizer makes nothing of (control or "

@@ -522,3 +522,12 @@ def test_the_ner_card_marks_an_entity_type_absent_from_validation_and_puts_it_la
             "per_class": {"corporation": {**zero, "support": 0}, "person": {**zero, "f1": 0.5, "support": 3}}}
     card = token_model_card(meta)
     assert card.index("| person |") < card.index("| corporation (not in validation) |")
+
+
+def test_window_warnings_count_one_sentence_and_one_word_in_the_singular() -> None:
+    from datamodules.token_preparation import window_warnings
+
+    lines = window_warnings({"validation": {"sentences_split": 1, "rows": 2, "sentences": 100, "words_cut": 1}}, 48)
+    assert lines == ["validation: 1 sentence longer than max_length=48 tokens was split into windows (2 rows for 100 "
+                     "sentences)", "validation: 1 single word longer than max_length=48 tokens keeps only its first "
+                     "sub-tokens (its tag is kept)"]  # fmt: skip
