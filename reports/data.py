@@ -19,6 +19,13 @@ PAIR_NOTE = (
     "texts), a row is dropped when either text is missing or empty, texts below show as 'text ||| text_pair', and "
     "truncation is longest_first (tokens come off the longer text first)."
 )
+PAIR_SCORE_NOTE = (
+    "Each row is a text pair with a score (task: regression): a duplicate and an overlap are the same pair (both "
+    "texts), the same pair with other scores is merged into their mean, a row is dropped when either text is "
+    "missing or empty, texts below show as 'text ||| text_pair', and truncation is longest_first (tokens come off "
+    "the longer text first)."
+)
+CONFLICTS_NOT_CHECKED = ("regression", TOKEN_TASK)  # merged into a mean; tags are per word, not one per text
 DROP_REASONS = {
     "missing_text": "missing text",
     "empty_text": "empty text after normalising",
@@ -74,8 +81,9 @@ def dropped_rows_table(dropped: Mapping[str, Mapping[str, int | None]]) -> Table
     splits = list(dropped)
     labels = {"rows_in": "rows read", **{k: f"dropped: {v}" for k, v in DROP_REASONS.items()},
               "rows_out": "rows kept", "normalized": "texts normalised (kept)"}
+    scores = any(dropped[s].get("averaged_rows") is not None for s in splits)  # task: regression
     rows = [[label, *(dropped[s].get(key) for s in splits)] for key, label in labels.items()
-            if key != "averaged_rows" or any(dropped[s].get(key) is not None for s in splits)]
+            if (key != "averaged_rows" or scores) and (key != "conflicting_rows" or not scores)]
     return TableBlock(columns=["", *splits], rows=rows, caption="Rows dropped while cleaning, by reason")
 
 
@@ -154,7 +162,7 @@ def data_blocks(report: Mapping[str, Any]) -> list[Block]:
     if overview:
         blocks.append(TableBlock(columns=["", ""], rows=overview, caption="Data"))
     if report.get("text_pair"):
-        blocks.append(NoteBlock(PAIR_NOTE))
+        blocks.append(NoteBlock(PAIR_SCORE_NOTE if "label_distribution" in report else PAIR_NOTE))
     if report.get("task") == TOKEN_TASK:
         blocks += tagged_data_blocks(report)
     distribution = collect_class_distribution(report)
@@ -174,7 +182,8 @@ def data_blocks(report: Mapping[str, Any]) -> list[Block]:
             blocks.append(note)
     else:
         blocks.append(NoteBlock("No cleaning counts recorded.", missing=True))
-    blocks += conflict_blocks(report)
+    if report.get("task") not in CONFLICTS_NOT_CHECKED and "label_distribution" not in report:
+        blocks += conflict_blocks(report)
     blocks += overlap_blocks(report)
     table = truncation_table(report)
     if table:

@@ -18,7 +18,8 @@ ENTITY_NOTE = (
 DATA_NOTE = (
     "Each row is a sentence (task: token-classification): the class distribution counts entities per type, a "
     "duplicate is a sentence with the same tokens and tags, tags are read as IOB2, and sentences longer than "
-    "max_length are split into windows at word boundaries (no word is cut off)."
+    "max_length are split into windows at word boundaries (a single word longer than a window keeps its first "
+    "sub-tokens: the warnings count those)."
 )
 SPLITS = ("train", "validation")
 

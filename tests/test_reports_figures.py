@@ -645,3 +645,21 @@ def test_an_importance_ranking_from_few_trials_says_it_is_a_hint_and_when_the_me
     agree = ImportanceData(params=["learning_rate"], importances={"fANOVA": {"learning_rate": 1.0},
                                                                   "PED-ANOVA": {"learning_rate": 1.0}})  # fmt: skip
     assert importance_caveats(40, agree) == []
+
+
+def test_a_regression_data_section_speaks_of_scores_not_of_conflicting_labels() -> None:
+    """A reviewer's STS-B report said 'task: text-pair', a conflicts row and 'No text appeared with conflicting
+    labels' for a task that merges a pair's scores into their mean and checks no conflict."""
+    from reports.blocks import TableBlock
+    from reports.data import data_blocks
+
+    cleaning = {"rows_in": 10, "missing_text": 0, "empty_text": 0, "missing_label": 0, "conflicting_rows": 0,
+                "duplicates": 1, "averaged_rows": 2, "rows_out": 7, "normalized": 0}  # fmt: skip
+    report = {"task": "regression", "text_pair": True, "cleaning": {"train": cleaning},
+              "label_distribution": {"train": {"count": 7, "min": 0.0, "max": 5.0, "mean": 2.5, "std": 1.0}}}
+    blocks = data_blocks(report)
+    notes = [b.text for b in blocks if isinstance(b, NoteBlock)]
+    assert any("(task: regression)" in n and "merged into their mean" in n for n in notes)
+    assert not any("conflicting labels" in n for n in notes)
+    dropped = next(b for b in blocks if isinstance(b, TableBlock) and b.caption.startswith("Rows dropped"))
+    assert not any("conflicting" in str(row[0]) for row in dropped.rows)
