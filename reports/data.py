@@ -54,6 +54,10 @@ def overview_rows(report: Mapping[str, Any]) -> list[list[Any]]:
     rows = [[label, report[key]] for label, key in items if report.get(key) is not None]
     if "validation" in report and report.get("validation") is None:
         rows.insert(1, ["validation source", "none (split from train)"])
+    per_row = _dict(report.get("labels_per_row"))  # task: multi-label
+    if per_row:
+        rows.append(["labels per row (mean)", " / ".join(f"{split} {per_row[split]:g}" for split in SPLITS
+                                                         if isinstance(per_row.get(split), int | float))])
     return rows
 
 

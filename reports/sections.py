@@ -151,7 +151,13 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     metrics = record.metrics
     rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
     if record.threshold is not None:  # task multi-label
-        rows += [["decision threshold (tuned on validation)", record.threshold]]
+        if record.label_thresholds:  # the metrics above are at these, not at the global value
+            moved = sum(1 for v in record.label_thresholds.values() if v != record.threshold)
+            rows += [["decision thresholds (tuned on validation)",
+                      f"one per label ({moved} of {len(record.label_thresholds)} away from the global "
+                      f"{record.threshold}); the metrics above are at them"]]
+        else:
+            rows += [["decision threshold (tuned on validation)", record.threshold]]
         rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in MULTILABEL_METRICS if k in metrics]
     return TableBlock(columns=["", ""], rows=rows, caption=f"Best trial: {best.number}")
 

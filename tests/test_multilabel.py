@@ -402,6 +402,10 @@ def test_per_label_thresholds_are_stored_exported_and_reproduced(tmp_path: Path,
     macro = f1_score(gold, pred, average="macro", labels=measured, zero_division=0)
     assert macro == pytest.approx(trial.value, abs=1e-6)
     assert "label_thresholds" in (out / "README.md").read_text(encoding="utf-8")
+    from reports.sections import best_trial_table
+
+    said = dict(best_trial_table(study.best_trial, "f1_macro").rows)["decision thresholds (tuned on validation)"]
+    assert said.startswith("one per label (") and said.endswith("the metrics above are at them")
 
 
 def write_csv_sets(path: Path, rows: list[tuple[str, list[str]]]) -> Path:

@@ -663,3 +663,10 @@ def test_a_regression_data_section_speaks_of_scores_not_of_conflicting_labels() 
     assert not any("conflicting labels" in n for n in notes)
     dropped = next(b for b in blocks if isinstance(b, TableBlock) and b.caption.startswith("Rows dropped"))
     assert not any("conflicting" in str(row[0]) for row in dropped.rows)
+
+
+def test_a_multi_label_data_overview_shows_labels_per_row() -> None:
+    from reports.data import overview_rows
+
+    rows = overview_rows({"num_train": 10, "labels_per_row": {"train": 2.394, "validation": 2.373}})
+    assert ["labels per row (mean)", "train 2.394 / validation 2.373"] in rows
