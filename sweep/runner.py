@@ -151,6 +151,22 @@ def _labels_phrase(spec: Spec, data: PreparedData) -> str:
     if spec.task == "multi-label":
         return f"{len(data.label_names)} labels"
     return f"{len(data.label_names)} classes"
+
+
+def _examples_phrase(spec: Spec, data: PreparedData) -> str:
+    """`90 train / 30 validation examples`; for NER the sentences, and the windows when long ones were split (the
+    model trains on windows; the report and the card count sentences)."""
+    train, validation = len(data.train), len(data.validation)
+    windows = data.report.get("windows") if spec.task == TOKEN_TASK else None
+    if not isinstance(windows, dict):
+        return f"{train} train / {validation} validation examples"
+    sentences = [windows.get(split, {}).get("sentences") for split in ("train", "validation")]
+    if not all(isinstance(n, int) for n in sentences):
+        return f"{train} train / {validation} validation windows"
+    said = f"{sentences[0]} train / {sentences[1]} validation sentences"
+    return said if [train, validation] == sentences else f"{said} ({train} / {validation} windows)"
+
+
 def _say_fewer_checkpoints(existing: StudyRecord, spec: Spec, study: optuna.Study, console: Console) -> None:
     """A lowered search.keep_checkpoints deletes kept weights after the next trial: say whose, while they can still
     be exported."""
@@ -414,7 +430,7 @@ def run_study(
         done, _ = open_study(
             study, url, total, console,
             f"{'resuming' if resumed else 'created'} study [bold]{spec.name}[/] in {shown_store(url)} "
-            f"({len(data.train)} train / {len(data.validation)} validation examples, {_labels_phrase(spec, data)})",
+            f"({_examples_phrase(spec, data)}, {_labels_phrase(spec, data)})",
         )  # fmt: skip
         if warm_note is not None and not resumed:
             console.print(warm_note, highlight=False)

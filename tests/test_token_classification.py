@@ -531,3 +531,19 @@ def test_window_warnings_count_one_sentence_and_one_word_in_the_singular() -> No
     assert lines == ["validation: 1 sentence longer than max_length=48 tokens was split into windows (2 rows for 100 "
                      "sentences)", "validation: 1 single word longer than max_length=48 tokens keeps only its first "
                      "sub-tokens (its tag is kept)"]  # fmt: skip
+
+
+def test_the_opening_line_counts_sentences_and_says_the_windows_apart() -> None:
+    """It said '206 train / 101 validation examples' (windows) where the report and card say 195 / 100 sentences."""
+    from types import SimpleNamespace
+
+    from sweep.runner import _examples_phrase
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({"name": "s", "task": "token-classification", "data": {"train": "t.conll"}})
+    windows = {"train": {"sentences": 195, "rows": 206}, "validation": {"sentences": 100, "rows": 101}}
+    data = SimpleNamespace(train=[0] * 206, validation=[0] * 101, report={"windows": windows})
+    assert _examples_phrase(spec, data) == "195 train / 100 validation sentences (206 / 101 windows)"  # type: ignore[arg-type]
+    whole = {"train": {"sentences": 5, "rows": 5}, "validation": {"sentences": 2, "rows": 2}}
+    same = SimpleNamespace(train=[0] * 5, validation=[0] * 2, report={"windows": whole})
+    assert _examples_phrase(spec, same) == "5 train / 2 validation sentences"  # type: ignore[arg-type]
