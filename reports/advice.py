@@ -352,6 +352,24 @@ def learning_advice(
     return []
 
 
+def score_learning_advice(rmses: Sequence[float], distribution: Mapping[str, Any]) -> list[str]:
+    """task: regression: a line when no trial's RMSE beats always predicting the training scores' mean (what that
+    constant scores on validation follows from the stored mean and population std of both splits)."""
+    train, val = distribution.get("train"), distribution.get("validation")
+    if not rmses or not isinstance(train, Mapping) or not isinstance(val, Mapping):
+        return []
+    try:
+        baseline = math.sqrt(float(val["std"]) ** 2 + (float(val["mean"]) - float(train["mean"])) ** 2)
+    except (KeyError, TypeError, ValueError):
+        return []
+    best = min(rmses)
+    if best < baseline:
+        return []
+    return [f"learning: the lowest RMSE of any trial, {best:.4g}, is no better than always predicting the training "
+            f"mean ({baseline:.4g} on validation): no trial learned the scores yet; raise the learning rate or the "
+            "epochs, or check the score column"]
+
+
 def advice_lines(
     space: Mapping[str, Any] | None,
     ranked: Sequence[Mapping[str, Any]],

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
-from reports.advice import TOP, advice_lines, learning_advice
+from reports.advice import TOP, advice_lines, learning_advice, score_learning_advice
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
 HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
@@ -60,6 +60,10 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     return ranked(trials, maximize=maximizes(study))[:k]
 
 
+def _dict_of(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def study_advice(study: optuna.Study) -> list[str]:
     """What to try next (`reports.advice`): searched ranges the best trials sit at the edge of, a small budget."""
     record = read_study(study)
@@ -75,6 +79,9 @@ def study_advice(study: optuna.Study) -> list[str]:
         value=best.value if best is not None else None, metric=record.metric, maximize=maximizes(study),
         confusion=best.confusion_matrix if best is not None else None, label_names=record.label_names,
     ) if best is not None else []  # fmt: skip
+    if record.task == "regression":
+        rmses = [r for t in completed(study) if isinstance(r := read_trial(t).metrics.get("val_rmse"), int | float)]
+        learning += score_learning_advice(rmses, _dict_of(record.data_report.get("label_distribution")))
     if learning:  # nothing learned: which ranges the (meaningless) leaders sit at says nothing
         return learning
     return advice_lines(record.search_space or None, [t.params for t in leaders],

@@ -378,3 +378,15 @@ def test_a_range_of_two_integers_has_no_edge_as_a_list_of_two_choices_has_none()
     assert range_edges({"epochs": {"low": 2, "high": 3}}, [{"epochs": 2}, {"epochs": 2}, {"epochs": 3}]) == []
     (advice,) = range_edges({"epochs": {"low": 1, "high": 3}}, [{"epochs": 3}, {"epochs": 3}, {"epochs": 1}])
     assert advice.side == "top"
+
+
+def test_a_regression_study_no_better_than_the_training_mean_says_it_learned_nothing() -> None:
+    """A reviewer's STS-B study: best RMSE 1.526 against 1.516 for always predicting the training mean; nothing said."""
+    from reports.advice import score_learning_advice
+
+    distribution = {"train": {"mean": 2.6, "std": 1.5}, "validation": {"mean": 2.7, "std": 1.5126}}
+    (line,) = score_learning_advice([1.5263, 1.6], distribution)  # baseline sqrt(1.5126^2 + 0.1^2) = 1.5159
+    assert line.startswith("learning: the lowest RMSE of any trial, 1.526, is no better than always predicting the "
+                           "training mean (1.516 on validation)")
+    assert score_learning_advice([0.93], distribution) == []
+    assert score_learning_advice([], distribution) == [] and score_learning_advice([2.0], {}) == []
