@@ -207,9 +207,11 @@ def importance_caveats(trials: int, data: ImportanceData) -> list[str]:
     lines = []
     need = IMPORTANCE_TRIALS_PER_PARAM * len(data.params)
     if trials < need:
+        why = ("parameters drawn together cannot be told apart, and PED-ANOVA's top 10% is a trial or two"
+               if len(data.params) > 1 else "PED-ANOVA's top 10% is a trial or two")
         lines.append(f"From {trials} completed trial{'s' if trials != 1 else ''} for {len(data.params)} parameter"
-                     f"{'s' if len(data.params) != 1 else ''}: a rough hint, not a ranking (parameters drawn together "
-                     f"cannot be told apart, and PED-ANOVA's top 10% is a trial or two); about {need} would say more.")
+                     f"{'s' if len(data.params) != 1 else ''}: a rough hint, not a ranking ({why}); about {need} "
+                     "would say more.")
     tops = {name: max(values, key=lambda k: values[k]) for name, values in data.importances.items() if values}
     if len(set(tops.values())) > 1:
         lines.append("The two methods disagree on the most important parameter ("

@@ -104,8 +104,8 @@ def choose_trial(
     return trial
 
 
-def _metrics_table(per_class: dict[str, dict[str, Any]]) -> str:
-    rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+def _metrics_table(per_class: dict[str, dict[str, Any]], kind: str = "class") -> str:
+    rows = [f"| {kind} | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for name, m in per_class.items():
         shown = f"{name} (not in validation)" if m.get("support") == 0 else name
         rows.append(f"| {shown} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
@@ -218,6 +218,7 @@ def multilabel_use(meta: dict[str, Any]) -> str:
     else:
         rule = f'labels = [s["label"] for s in scores if s["score"] >= {meta["threshold"]}]'
         said = f"**{meta['threshold']:.2f}** (`threshold` in `{METADATA_FILE}`)"
+    tuned = "The thresholds were" if per_label else "The threshold was"
     return f"""```python
 import json
 from transformers import pipeline
@@ -229,7 +230,7 @@ scores = classify(["your text here"], truncation=True, max_length={max_length})[
 ```
 
 A text may carry any number of labels: a label is predicted when its score is at or above the decision threshold,
-{said}. The threshold was tuned on the validation set the metrics below were measured on, so they are
+{said}. {tuned} tuned on the validation set the metrics below were measured on, so they are
 somewhat optimistic; `f1_micro_at_0.5` is micro-F1 at the untuned threshold 0.5.
 """
 
@@ -282,8 +283,9 @@ def model_card(meta: dict[str, Any]) -> str:
         more = "A list of such dicts classifies several pairs; the two texts are encoded as one pair.\n\n"
     fn, make = "classify", 'pipeline("text-classification", model="path/to/this/folder")'
     labels = f"Labels: {', '.join(meta.get('label_names') or [])}."
-    results = _metrics_table(meta["per_class"])
-    data_table = f"| class | train | validation |\n|---|---:|---:|\n{distribution}"
+    kind_of_row = "label" if meta.get("task") == "multi-label" else "class"  # a multi-label row is one label
+    results = _metrics_table(meta["per_class"], kind_of_row)
+    data_table = f"| {kind_of_row} | train | validation |\n|---|---:|---:|\n{distribution}"
     if meta.get("task") == "regression":
         kind = "regression model (two texts, one score)" if report.get("text_pair") else "regression model"
         fn, make = "score", 'pipeline("text-classification", model="path/to/this/folder", function_to_apply="none")'
@@ -309,15 +311,13 @@ in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(
 ## Use
 
 {use or _pipeline_use(fn, make, call, max_length)}
-{more}or `AutoModelForSequenceClassification.from_pretrained(...)` with `AutoTokenizer.from_pretrained(...)`.
-{labels}
+{more}The model also loads as `AutoModelForSequenceClassification.from_pretrained(...)` with
+`AutoTokenizer.from_pretrained(...)`. {labels}
 
 ## Validation results (best epoch)
 
 {metric}: **{meta["value"]:.4f}**. {headline}.
-
-{results}
-
+{f"{chr(10)}{results}{chr(10)}" if results else ""}
 ## Hyperparameters
 
 {format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_loss_note(meta)}.
