@@ -260,6 +260,7 @@ def write_conll(path: Path, sentences: list[Sentence]) -> Path:
 
 @pytest.mark.real_data(WNUT_TRAIN, WNUT_DEV)
 def test_minilm_learns_wnut17_entities_and_the_export_reproduces_them(tmp_path: Path, shared_data: Path) -> None:
+    from test_token_classification import words_joined
     from transformers import AutoTokenizer, pipeline
 
     from models.entities import entity_metrics
@@ -300,10 +301,7 @@ def test_minilm_learns_wnut17_entities_and_the_export_reproduces_them(tmp_path: 
     tagger = pipeline("token-classification", model=str(out), device=-1, aggregation_strategy="none")
     predicted = []
     for sentence in val:
-        text, starts = "", []
-        for word in sentence.tokens:
-            starts.append(len(text) + (1 if text else 0))
-            text += (" " if text else "") + word
+        text, starts = words_joined(sentence.tokens)
         by_start = {token["start"]: token["entity"] for token in tagger(text)}
         predicted.append([by_start.get(start, "O") for start in starts])
     reproduced = entity_metrics([s.tags for s in val], predicted)["f1_micro"]

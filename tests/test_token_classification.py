@@ -243,6 +243,15 @@ def tagged_sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
     return [(list(words), tags) for words, tags in out.items()]
 
 
+def words_joined(words: list[str]) -> tuple[str, list[int]]:
+    """The words joined by spaces, as a user would pass a sentence to the pipeline, and where each word starts."""
+    text, starts = "", []
+    for word in words:
+        starts.append(len(text) + (1 if text else 0))
+        text += (" " if text else "") + word
+    return text, starts
+
+
 def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]], iob1: bool = False) -> Path:
     lines = []
     for words, tags in sentences:
@@ -351,10 +360,7 @@ def test_export_loads_with_the_ner_pipeline_and_reproduces_the_metric(ner_study:
     # ("simple" read every sub-token and scored below the stored F1 in a reviewer's check)
     grouped = []
     for sentence in sentences:
-        text, starts = "", []
-        for word in sentence.tokens:
-            starts.append(len(text) + (1 if text else 0))
-            text += (" " if text else "") + word
+        text, starts = words_joined(sentence.tokens)
         tags = ["O"] * len(starts)
         for group in ner(text):
             inside = [i for i, at in enumerate(starts) if group["start"] <= at < group["end"]]
