@@ -331,7 +331,9 @@ def test_chaos_killed_workers_lose_nothing(
         tmp_path, data, tiny_bert, postgres_url, heartbeat={"interval": 1, "grace_period": 10}
     )
     spec_data = yaml.safe_load(spec.read_text())
-    spec_data["search"].update(n_trials=budget, pruner="none")
+    # Every trial keeps its checkpoint: a kill may land in a write too, and the trials last long enough to be hit
+    # (with the default top 3, most trials write nothing and copy no weights: 0.4 s each, over before a kill lands)
+    spec_data["search"].update(n_trials=budget, pruner="none", keep_checkpoints=budget + kills)
     spec_data["search"]["space"]["epochs"] = {"low": 2, "high": 3}
     spec.write_text(yaml.safe_dump(spec_data))
     subprocess.run(sweep_cmd("run", str(spec), "--workers", "0"), env=ENV, check=True, capture_output=True)
