@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import io
 import json
 import warnings
@@ -78,33 +79,34 @@ def load_table(
         def values(column: str) -> list[object]:
             return [None if is_missing(v) else v for v in frame[column].tolist()]
 
+    read = functools.cache(values)  # each column's values once, however many checks read them
     problems = column_problems(
         names, text_column=text_columns, label_column=label_column, name=name, text_pair_column=text_pair_column
     )
-    if problems and names and not delimited and not source.startswith(HUB_PREFIX) and len(values(names[0])) == 1:
-        wrapped = _nested_rows({c: values(c)[0] for c in names})  # a one-line {"data": [...]}: one row, no columns
+    if problems and names and not delimited and not source.startswith(HUB_PREFIX) and len(read(names[0])) == 1:
+        wrapped = _nested_rows({c: read(c)[0] for c in names})  # a one-line {"data": [...]}: one row, no columns
         problems = [(field, wrapped_message(name, wrapped))] if wrapped is not None else problems
     if problems and delimited and columns is None:
-        below = [values(c) for c in names]
+        below = [read(c) for c in names]
         if first_row_is_data(names, below):
             message = headerless_message(name, names, below, text_columns=text_columns, label_column=label_column)
             problems = [(field, message)]
     if not problems and delimited and columns is None:
-        problems = repeated_header_problems(names, [values(c) for c in names], name, field)
-    if not problems:
+        problems = repeated_header_problems(names, [read(c) for c in names], name, field)
+    if not problems and not delimited:  # a list or an object comes only from JSON (or Parquet, a hub dataset)
         checked = [("data.text_column", c) for c in text_columns]
         checked += [("data.text_pair_column", text_pair_column)] if text_pair_column is not None else []
         checked += [] if raw_labels else [("data.label_column", label_column)]
-        problems = [p for where, column in checked if (p := nested_problem(values(column), column, name, where))]
+        problems = [p for where, column in checked if (p := nested_problem(read(column), column, name, where))]
     if not problems:
-        texts = join_texts([values(c) for c in text_columns], text_separator)
+        texts = join_texts([read(c) for c in text_columns], text_separator)
         if text_pair_column is not None:
-            texts = list(zip(texts, values(text_pair_column), strict=True))
+            texts = list(zip(texts, read(text_pair_column), strict=True))
         if not texts:
             problems.append((field, f"{name} has a header ({', '.join(names)}) but no rows"))
     if problems:
         raise DataError(problems)
-    labels: list[object] = values(label_column) if raw_labels else [normalize_label(v) for v in values(label_column)]
+    labels: list[object] = read(label_column) if raw_labels else [normalize_label(v) for v in read(label_column)]
     return RawTable(texts=texts, labels=labels, source=source, columns=names)
 
 
@@ -339,7 +341,7 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
                     take(json.loads(line), f"line {lineno}")
                 except json.JSONDecodeError as err:
                     problems.append(f"line {lineno} is not valid JSON ({err.msg})")
-    wrapped = _nested_rows(json.loads(text)) if problems and not listed_rows and _parses(text) else None
+    wrapped = _nested_rows(_whole_document(text)) if problems and not listed_rows else None
     if wrapped is not None:  # one multi-line JSON document: its lines fail one by one
         raise DataError([(field, wrapped_message(name, wrapped))])
     if problems:
@@ -352,12 +354,12 @@ def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object) for c in columns})
 
 
-def _parses(text: str) -> bool:
+def _whole_document(text: str) -> object:
+    """The text read as one JSON document, or None where it is not one."""
     try:
-        json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError:
-        return False
-    return True
+        return None
 
 
 def _nested_rows(document: object) -> str | None:
