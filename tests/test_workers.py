@@ -331,10 +331,11 @@ def test_chaos_killed_workers_lose_nothing(
         tmp_path, data, tiny_bert, postgres_url, heartbeat={"interval": 1, "grace_period": 10}
     )
     spec_data = yaml.safe_load(spec.read_text())
-    # Every trial keeps its checkpoint: a kill may land in a write too, and the trials last long enough to be hit
-    # (with the default top 3, most trials write nothing and copy no weights: 0.4 s each, over before a kill lands)
+    # Every trial keeps its checkpoint, so a kill may land in a write too. Trials of 20-30 epochs last seconds: with
+    # 2-3 epochs (0.4 s each) the live worker finished 8 trials while one kill was counted, and on a slower machine
+    # the budget ran out before the third kill, leaving no trial to kill.
     spec_data["search"].update(n_trials=budget, pruner="none", keep_checkpoints=budget + kills)
-    spec_data["search"]["space"]["epochs"] = {"low": 2, "high": 3}
+    spec_data["search"]["space"]["epochs"] = {"low": 20, "high": 30}
     spec.write_text(yaml.safe_dump(spec_data))
     subprocess.run(sweep_cmd("run", str(spec), "--workers", "0"), env=ENV, check=True, capture_output=True)
     worker_cmd = sweep_cmd("worker", "workers", "--storage", postgres_url, "--threads", "1")
@@ -343,13 +344,19 @@ def test_chaos_killed_workers_lose_nothing(
     rng = random.Random(0)
     killed: list[int] = []
     dead: set[int] = set()
+
+    def fresh_running_trial_while_workers_live() -> FrozenTrial | None:
+        found = running_trial(postgres_url, fresh_only=True, skip_pids=frozenset(dead))
+        if found is None and all(p.poll() is not None for p in procs):
+            states = [(t.number, t.state.name) for t in trials(postgres_url)]
+            raise AssertionError(f"every worker ended after kills on {killed}: {states}\n{log.read_text()[-2000:]}")
+        return found
+
     attempts = 0
     while len(killed) < kills:  # a kill that lands just after its trial ended hits no trial: kill again
         attempts += 1
         assert attempts <= 3 * kills, f"only {len(killed)} of {attempts - 1} kills hit a running trial"
-        victim = wait_for(
-            lambda: running_trial(postgres_url, fresh_only=True, skip_pids=frozenset(dead)), 240, "a running trial"
-        )
+        victim = wait_for(fresh_running_trial_while_workers_live, 240, "a running trial")
         time.sleep(rng.uniform(0.0, 0.3))  # somewhere in its first second of training
         pid = int(read_trial(victim).worker.rsplit(":", 1)[1])
         proc = next(p for p in procs if p.pid == pid)
