@@ -826,7 +826,7 @@ def peer_arguments(output_dir: Path, seed: int, bf16: bool, **more: Any) -> Any:
         train_sampling_strategy="group_by_length",  # transformers 5's name for group_by_length=True
         weight_decay=WEIGHT_DECAY,
         warmup_steps=WARMUP_RATIO,  # transformers 5: a float below 1 is a ratio of the total steps
-        max_grad_norm=0.0,  # no clipping, as sweep (which has no clipping option)
+        max_grad_norm=0.0,  # no clipping, as sweep's default (trainer.gradient_clip_val unset)
         seed=seed,
         disable_tqdm=True,
         bf16=bf16,  # autocast to bfloat16, as ours
@@ -1597,10 +1597,10 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
         "(`train_sampling_strategy=\"group_by_length\"`), `save_strategy=\"no\"`, `max_grad_norm=0` (neither side "
-        "clips gradients: sweep has no clipping), evaluation batch 64; each runs once per evaluation mode (and Ray "
-        "layout). The targets are judged against every one of those runs (the hardest for us is shown, in brackets); "
-        "the descriptive comparisons use the peer at its best: the run that found the best model (within one "
-        "validation example), the fastest of those.",
+        "clips gradients: sweep's default, `trainer.gradient_clip_val` unset), evaluation batch 64; each runs once "
+        "per evaluation mode (and Ray layout). The targets are judged against every one of those runs (the hardest "
+        "for us is shown, in brackets); the descriptive comparisons use the peer at its best: the run that found the "
+        "best model (within one validation example), the fastest of those.",
         "- Scores: ours = best validation epoch of a complete trial; a peer = the objective hyperparameter_search "
         "returns (last evaluation of its best trial). Times are seconds from the start of each side "
         "(before it reads the CSVs). An F1 within one validation example (1 / validation size) of the peer's best "
