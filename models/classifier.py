@@ -194,6 +194,16 @@ def _check_arguments(
         raise ValueError("; ".join(problems))
 
 
+def epochs_trained(trainer: pl.Trainer) -> float | None:
+    """Training done so far in epochs, counted in batches (1/3 after a third of the first epoch, exact at epoch
+    ends); optimizer steps would undercount when several batches are accumulated into one. None: no batch count."""
+    n = trainer.num_training_batches
+    if not n or not math.isfinite(n):
+        return None
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.completed  # this epoch's, validation runs after it
+    return round(trainer.current_epoch + done / n, 4)
+
+
 class EncoderHead(pl.LightningModule):
     """What every head shares: its optimizer and schedule, the history kept in checkpoints, and the common start of
     each validation record. A subclass sets `learning_rate`, `weight_decay`, `warmup_ratio` and `history`."""
@@ -206,8 +216,7 @@ class EncoderHead(pl.LightningModule):
     def evaluation_record(self, scalars: Mapping[str, float]) -> dict[str, Any]:
         """`epoch` (0-based) in which this validation ran, optimizer `step`, `epochs_trained` (fractional inside an
         epoch) and the validation scalars: the start of a history record."""
-        batches = self.trainer.num_training_batches
-        trained = round(self.global_step / batches, 4) if batches and math.isfinite(batches) else None
+        trained = epochs_trained(self.trainer)
         return {"epoch": self.current_epoch, "step": self.global_step, "epochs_trained": trained, **scalars}
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:

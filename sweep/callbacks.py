@@ -13,6 +13,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from models.classifier import epochs_trained as head_epochs_trained
+
 
 class EvaluationSchedule(pl.Callback):
     """Validate at the end of every epoch and, in the first epoch only, `first_epoch_evals` more times.
@@ -127,10 +129,8 @@ class PruningCallback(pl.Callback):
 
 def epochs_trained(trainer: pl.Trainer) -> float:
     """Training done so far, in epochs (1/3 after a third of the first epoch); exact at epoch ends."""
-    n = trainer.num_training_batches
-    if not n or not math.isfinite(n):
-        return float(trainer.current_epoch)
-    return round(trainer.global_step / n, 4)
+    trained = head_epochs_trained(trainer)
+    return float(trainer.current_epoch) if trained is None else trained
 
 
 class TimingCallback(pl.Callback):

@@ -171,6 +171,26 @@ def _loss_note(meta: dict[str, Any]) -> str:
     return f"; class weights {weights} (weighted cross-entropy)" if weights not in (None, "none") else ""
 
 
+def _settings_note(meta: dict[str, Any]) -> str:
+    """What the Hyperparameters line adds after max_length: the loss's class weights and the trainer settings."""
+    return _loss_note(meta) + _trainer_note(meta)
+
+
+def _trainer_note(meta: dict[str, Any]) -> str:
+    """The trainer settings that change what a trial learns, where the study set them: summed batches per optimizer
+    step (with the effective batch) and gradient clipping; else nothing."""
+    trainer = meta.get("spec", {}).get("trainer", {})
+    notes = []
+    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
+    if accumulate > 1:
+        batch = meta.get("hyperparameters", {}).get("batch_size")
+        effective = f" (an effective batch of {accumulate * int(batch)})" if isinstance(batch, int) else ""
+        notes.append(f"gradients of {accumulate} batches summed per optimizer step{effective}")
+    if trainer.get("gradient_clip_val") is not None:
+        notes.append(f"gradients clipped to an L2 norm of {trainer['gradient_clip_val']:g}")
+    return "".join(f"; {note}" for note in notes)
+
+
 def _rerun_note(meta: dict[str, Any]) -> str:
     """` It is a re-evaluation run of trial N's configuration (seed S).` for such an export, else nothing."""
     if meta.get("reevaluates") is None:
@@ -320,7 +340,7 @@ in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(
 {f"{chr(10)}{results}{chr(10)}" if results else ""}
 ## Hyperparameters
 
-{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_loss_note(meta)}.
+{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_settings_note(meta)}.
 Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
 
 ## Data
@@ -403,7 +423,7 @@ Entity level (seqeval, conlleval mode: an entity counts when its type and whole 
 
 ## Hyperparameters
 
-{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_loss_note(meta)}.
+{format_params(meta["hyperparameters"])}; seed {meta["seed"]}; max_length {max_length}{_settings_note(meta)}.
 Searched in this study: {", ".join(meta["searched_parameters"]) or "none"}.
 
 ## Data

@@ -67,6 +67,7 @@ class TrialSettings:
     artifacts: dict[str, str] | None = None  # the artifact store checkpoints go to; None: folders under checkpoint_root
     keep_freed_memory: bool = True  # trainer.keep_freed_memory: malloc keeps freed buffers (sweep.memory)
     gradient_clip_val: float | None = None  # trainer.gradient_clip_val: the gradients' L2 norm is clipped to it
+    accumulate_grad_batches: int = 1  # trainer.accumulate_grad_batches: batches summed per optimizer step
 
 
 def cpu_has_bf16() -> bool:
@@ -150,6 +151,7 @@ def train_trial(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         gradient_clip_val=settings.gradient_clip_val,  # None: none (norm clipping, as Trainer's max_grad_norm)
+        accumulate_grad_batches=settings.accumulate_grad_batches,
         callbacks=[timing, *callbacks, timing.closer],  # the timer first, its evaluation clock's end last
     )
     trainer.fit(module, datamodule=datamodule)

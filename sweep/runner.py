@@ -228,6 +228,7 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         group_by_length=spec.trainer.group_by_length,
         keep_freed_memory=spec.trainer.keep_freed_memory,
         gradient_clip_val=spec.trainer.gradient_clip_val,
+        accumulate_grad_batches=spec.trainer.accumulate_grad_batches,
         first_epoch_evals=spec.search.first_epoch_evals,
         checkpoint_root=checkpoint_root if keep else None,
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,

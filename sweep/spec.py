@@ -182,13 +182,19 @@ class TrainerSpec(_Strict):
     # Clip the gradients' global L2 norm to this value before each optimizer step (transformers.Trainer's
     # max_grad_norm, 1.0 by default there); None: no clipping, as every study before the key trained.
     gradient_clip_val: float | None = Field(None, gt=0)
+    # Sum the gradients of this many batches before each optimizer step (transformers.Trainer's
+    # gradient_accumulation_steps): an effective batch of batch_size x this where batch_size does not fit in memory.
+    accumulate_grad_batches: int = Field(1, ge=1)
 
     @model_serializer(mode="wrap")
-    def _leave_out_no_clipping(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # came after studies were stored: unset, it is left out, so their spec and fingerprint stay
+    def _leave_out_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # keys that came after studies were stored: at their default they are left out, so those studies' spec and
+        # fingerprint stay
         body: dict[str, Any] = handler(self)
         if body.get("gradient_clip_val") is None:
             body.pop("gradient_clip_val", None)
+        if body.get("accumulate_grad_batches") == 1:
+            body.pop("accumulate_grad_batches", None)
         return body
 
 
@@ -435,6 +441,7 @@ TRAINER_NAMES = {
     "num_train_epochs": "epochs", "num_epochs": "epochs", "lr": "learning_rate",
     "warmup_steps": "warmup_ratio", "per_device_eval_batch_size": "eval_batch_size", "seed": "seed",
     "label_smoothing_factor": "label_smoothing", "hidden_dropout_prob": "dropout", "classifier_dropout": "dropout",
+    "max_grad_norm": "gradient_clip_val", "gradient_accumulation_steps": "accumulate_grad_batches",
 }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -265,6 +266,16 @@ def test_optuna_cli_reads_our_store(study_dir: Path) -> None:
     assert len(trials) == 5 and {t["state"] for t in trials} == {"COMPLETE"}
 
 
+def at_epoch_end(epoch: int, metrics: dict[str, Any]) -> Any:
+    """A stand-in for Lightning's trainer as a validation at the end of `epoch` (0-based) of 4 batches sees it."""
+    from types import SimpleNamespace
+
+    progress = SimpleNamespace(current=SimpleNamespace(completed=4))
+    return SimpleNamespace(sanity_checking=False, callback_metrics=metrics, current_epoch=epoch,
+                           num_training_batches=4, global_step=4 * (epoch + 1),
+                           fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))  # fmt: skip
+
+
 def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_model() -> None:
     from types import SimpleNamespace
 
@@ -279,8 +290,7 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
     def evaluate(value: float, fill: float, epoch: int) -> None:
         with torch.no_grad():
             model.weight.fill_(fill)
-        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_f1": torch.tensor(value)},
-                                  current_epoch=epoch, num_training_batches=4, global_step=4 * (epoch + 1))  # fmt: skip
+        trainer = at_epoch_end(epoch, {"val_f1": torch.tensor(value)})
         best.on_validation_end(trainer, module)  # type: ignore[arg-type]
 
     evaluate(0.5, 1.0, 0)
@@ -296,8 +306,7 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
         model.weight.fill_(9.0)  # training on does not touch the kept copy
     assert torch.equal(best.state["weight"], torch.full((2, 3), 3.0))
     lower = BestWeights("val_loss", minimize=True)
-    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_loss": torch.tensor(0.3)}, current_epoch=0,
-                              num_training_batches=4, global_step=4)  # fmt: skip
+    trainer = at_epoch_end(0, {"val_loss": torch.tensor(0.3)})
     lower.on_validation_end(trainer, module)  # type: ignore[arg-type]
     trainer.callback_metrics["val_loss"] = torch.tensor(0.2)
     lower.on_validation_end(trainer, module)  # type: ignore[arg-type]
@@ -321,8 +330,7 @@ def test_best_weights_copy_nothing_below_the_bar_and_the_best_once_above_it() ->
     def evaluate(value: float, fill: float) -> None:
         with torch.no_grad():
             model.weight.fill_(fill)
-        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_f1": torch.tensor(value)},
-                                  current_epoch=0, num_training_batches=4, global_step=4)  # fmt: skip
+        trainer = at_epoch_end(0, {"val_f1": torch.tensor(value)})
         best.on_validation_end(trainer, module)  # type: ignore[arg-type]
 
     evaluate(0.5, 1.0)
@@ -379,6 +387,18 @@ def test_the_card_says_a_weighted_loss_a_re_evaluation_run_and_a_split_training_
     assert _rerun_note({"reevaluates": None, "seed": 0}) == ""
     assert _split_note({"split": "stratified from train, val_fraction=0.2, seed=0"}) == " and the validation split"
     assert _split_note({"split": "given"}) == ""
+
+
+def test_the_card_says_how_many_batches_each_optimizer_step_summed_and_where_gradients_were_clipped() -> None:
+    """Retraining from the card's batch size alone would take twice the optimizer steps of half the batch."""
+    from sweep.export import _settings_note
+
+    meta = {"hyperparameters": {"batch_size": 8}, "class_weights": "balanced",
+            "spec": {"trainer": {"accumulate_grad_batches": 4, "gradient_clip_val": 1.0}}}  # fmt: skip
+    assert _settings_note(meta) == ("; class weights balanced (weighted cross-entropy); gradients of 4 batches summed "
+                                    "per optimizer step (an effective batch of 32); gradients clipped to an L2 norm "
+                                    "of 1")  # fmt: skip
+    assert _settings_note({"hyperparameters": {"batch_size": 8}, "spec": {"trainer": {}}}) == ""
 
 
 def test_exporting_a_model_that_predicts_one_class_says_it_learned_nothing(

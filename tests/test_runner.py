@@ -411,3 +411,21 @@ def test_gradient_clipping_reaches_lightning_and_a_spec_without_it_keeps_its_fin
     plain = {"name": "s", "data": {"train": "t.csv"}}
     assert "gradient_clip_val" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # stored studies resume
     assert parse_spec({**plain, "trainer": {"gradient_clip_val": 1.0}}).fingerprint() != parse_spec(plain).fingerprint()
+
+
+def test_accumulated_batches_step_the_optimizer_once_per_group_and_evaluations_still_count_epochs_in_batches(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    from sweep.spec import parse_spec
+
+    # 120 training rows in batches of 8: 15 batches an epoch, 8 optimizer steps with 2 batches summed per step
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=1,
+                      search__space={"batch_size": 8, "epochs": 2}, trainer={"accumulate_grad_batches": 2})  # fmt: skip
+    (trial,) = run_study(spec).study.trials
+    history = read_trial(trial).history
+    assert [r["epochs_trained"] for r in history] == [0.3333, 0.6667, 1.0, 2.0]  # evaluations at batches 5, 10, 15
+    assert [r["step"] for r in history] == [2, 5, 8, 16]  # optimizer steps: a group's last batch, and an epoch's end
+    plain = {"name": "s", "data": {"train": "t.csv"}}
+    assert "accumulate_grad_batches" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # studies resume
+    accumulating = parse_spec({**plain, "trainer": {"accumulate_grad_batches": 4}})
+    assert accumulating.fingerprint() != parse_spec(plain).fingerprint()

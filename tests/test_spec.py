@@ -321,3 +321,8 @@ def test_a_trainer_argument_name_gets_the_key_that_means_the_same_here() -> None
     text = str(err.value)
     assert "search.space.per_device_train_batch_size: unknown key" in text and "did you mean 'batch_size'?" in text
     assert "did you mean 'epochs'?" in text
+    with pytest.raises(SweepError) as err:
+        parse_spec({"name": "s", "data": {"train": "t.csv"},
+                    "trainer": {"gradient_accumulation_steps": 4, "max_grad_norm": 1.0}})  # fmt: skip
+    text = str(err.value)
+    assert "did you mean 'accumulate_grad_batches'?" in text and "did you mean 'gradient_clip_val'?" in text
