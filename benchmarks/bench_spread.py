@@ -112,47 +112,18 @@ def run_peer(cfg: Any, files: Any, seed: int, params: dict[str, Any], repeats: i
 
 def _train_peer(cfg: Any, files: Any, training_seed: int, params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     import bench_trainer as bench
-    import datasets
-    import numpy as np
-    from sklearn.metrics import f1_score
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EvalPrediction,
-        PrinterCallback,
-        Trainer,
-    )
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer
 
-    train_rows, val_rows = bench.read_csv(files.train), bench.read_csv(files.validation)
-    labels = sorted({label for _, label in train_rows})
-    label2id = {label: i for i, label in enumerate(labels)}
-    tokenizer = AutoTokenizer.from_pretrained(cfg.encoder)
-
-    def encode(rows: list[tuple[str, str]]) -> datasets.Dataset:
-        ds = datasets.Dataset.from_dict({"text": [t for t, _ in rows], "label": [label2id[lab] for _, lab in rows]})
-        return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True)
-
-    def model_init(_: Any = None) -> Any:
-        return AutoModelForSequenceClassification.from_pretrained(
-            cfg.encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
-        )
-
-    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        predictions = prediction.predictions
-        logits = predictions[0] if isinstance(predictions, tuple) else predictions
-        preds = np.argmax(logits, axis=-1)
-        f1 = f1_score(prediction.label_ids, preds, labels=list(range(len(labels))), average="macro", zero_division=0)
-        return {"f1_macro": float(f1)}
-
+    prepared = bench.peer_data(cfg, files)
     args = bench.peer_arguments(
         run_dir, training_seed, bench.precision(cfg) == "bf16-mixed", eval_strategy="epoch",
         per_device_eval_batch_size=bench.EVAL_BATCH_SIZE, learning_rate=float(params["learning_rate"]),
         per_device_train_batch_size=int(params["batch_size"]), num_train_epochs=int(params["epochs"]),
     )  # fmt: skip
-    trainer = Trainer(model_init=model_init, args=args, train_dataset=encode(train_rows),
-                      eval_dataset=encode(val_rows), processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)  # fmt: skip
+    trainer = Trainer(model_init=lambda _trial=None: prepared.model(cfg.encoder), args=args,
+                      train_dataset=prepared.train, eval_dataset=prepared.validation,
+                      processing_class=prepared.tokenizer, data_collator=DataCollatorWithPadding(prepared.tokenizer),
+                      compute_metrics=prepared.macro_f1)  # fmt: skip
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     ends = [float(e["eval_f1_macro"]) for e in trainer.state.log_history if "eval_f1_macro" in e]

@@ -614,38 +614,63 @@ def run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: Pa
         return _run_peer(cfg, files, run, seed, run_dir)
 
 
-def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: Path) -> dict[str, Any]:
-    import datasets
-    import numpy as np
-    import optuna
-    from sklearn.metrics import f1_score
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EvalPrediction,
-        PrinterCallback,
-        Trainer,
-        TrainerCallback,
-    )
+@dataclass(frozen=True)
+class PeerData:
+    """The benchmark's CSVs as a Trainer user prepares them: label ids by sorted name, tokenised without padding."""
 
-    per_epoch = evals_per_epoch(cfg)
-    threads = RAY_LAYOUTS[run.layout][1] if run.layout else None
-    t0 = time.time()
-    events = EventLog(run_dir / "events.jsonl", t0)
+    train: Any  # datasets.Dataset
+    validation: Any
+    labels: list[str]
+    tokenizer: Any
+
+    def model(self, encoder: str) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(
+            encoder, num_labels=len(self.labels), id2label=dict(enumerate(self.labels)),
+            label2id={label: i for i, label in enumerate(self.labels)},
+        )  # fmt: skip
+
+    def macro_f1(self, prediction: Any) -> dict[str, float]:
+        """The Trainer's compute_metrics: macro-F1 over every label, as ours counts it."""
+        import numpy as np
+        from sklearn.metrics import f1_score
+
+        predictions = prediction.predictions
+        logits = predictions[0] if isinstance(predictions, tuple) else predictions
+        preds = np.argmax(logits, axis=-1)
+        f1 = f1_score(prediction.label_ids, preds, labels=list(range(len(self.labels))), average="macro",
+                      zero_division=0)  # fmt: skip
+        return {"f1_macro": float(f1)}
+
+
+def peer_data(cfg: Config, files: DataFiles) -> PeerData:
+    import datasets
+    from transformers import AutoTokenizer
 
     train_rows, val_rows = read_csv(files.train), read_csv(files.validation)
     labels = sorted({label for _, label in train_rows})
     label2id = {label: i for i, label in enumerate(labels)}
-    id2label = dict(enumerate(labels))
     tokenizer = AutoTokenizer.from_pretrained(cfg.encoder)
 
     def encode(rows: list[tuple[str, str]]) -> datasets.Dataset:
         ds = datasets.Dataset.from_dict({"text": [t for t, _ in rows], "label": [label2id[lab] for _, lab in rows]})
         return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True)
 
-    train_ds, val_ds = encode(train_rows), encode(val_rows)
-    n_train = len(train_ds)
+    return PeerData(encode(train_rows), encode(val_rows), labels, tokenizer)
+
+
+def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: Path) -> dict[str, Any]:
+    import optuna
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback
+
+    per_epoch = evals_per_epoch(cfg)
+    threads = RAY_LAYOUTS[run.layout][1] if run.layout else None
+    t0 = time.time()
+    events = EventLog(run_dir / "events.jsonl", t0)
+
+    prepared = peer_data(cfg, files)
+    n_train = len(prepared.train)
     setup_model_loads: list[float] = []
     study_box: dict[str, Any] = {"study": None}
     current_trial: dict[str, str] = {"key": ""}  # the Optuna trial model_init saw last (the one training now)
@@ -662,9 +687,7 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
             from sweep.memory import keep_freed_memory
 
             keep_freed_memory()
-        model = AutoModelForSequenceClassification.from_pretrained(
-            cfg.encoder, num_labels=len(labels), id2label=id2label, label2id=label2id
-        )
+        model = prepared.model(cfg.encoder)
         elapsed = time.time() - started
         if trial is None:
             setup_model_loads.append(elapsed)
@@ -735,13 +758,6 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
                 self.key, "eval", epoch=float(state.epoch or 0.0), f1=f1, seconds=seconds, inside_epoch=self.in_epoch
             )
 
-    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        predictions = prediction.predictions
-        logits = predictions[0] if isinstance(predictions, tuple) else predictions
-        preds = np.argmax(logits, axis=-1)
-        f1 = f1_score(prediction.label_ids, preds, labels=list(range(len(labels))), average="macro", zero_division=0)
-        return {"f1_macro": float(f1)}
-
     args = peer_arguments(run_dir / "out", seed, precision(cfg) == "bf16-mixed", eval_strategy=run.eval_mode,
                           per_device_eval_batch_size=EVAL_BATCH_SIZE)  # fmt: skip
     if run.kind == "ray":
@@ -753,11 +769,11 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
     trainer = Trainer(
         model_init=model_init,
         args=args,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.validation,
+        processing_class=prepared.tokenizer,
+        data_collator=DataCollatorWithPadding(prepared.tokenizer),
+        compute_metrics=prepared.macro_f1,
         callbacks=[Clock()],
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it prints every log dict; our Clock reports
