@@ -64,11 +64,37 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+# What the learning rate does after the warm-up (transformers' lr_scheduler_type names): falls linearly to 0, follows
+# half a cosine to 0, or stays at its peak.
+LR_SCHEDULES = ("linear", "cosine", "constant")
+
+
+def warmup_then(step: int, warmup_steps: int, total_steps: int, schedule: str = "linear") -> float:
+    """Learning-rate factor: 0 → 1 linearly over `warmup_steps`, then `schedule` (one of LR_SCHEDULES) down from 1
+    (to 0 at `total_steps` for linear and cosine; constant stays at 1)."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+    if schedule == "linear":
+        return linear_warmup_decay(step, warmup_steps, total_steps)
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(
+            f"0 <= warmup_steps <= total_steps must hold, got warmup_steps={warmup_steps}, "
+            f"total_steps={total_steps}"
+        )
+    if step < warmup_steps:
+        return step / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def warmup_then_decay(
-    module: pl.LightningModule, learning_rate: float, weight_decay: float, warmup_ratio: float
-) -> OptimizerLRSchedulerConfig:
-    """Every head's optimizer: AdamW (no decay on biases/norms) with linear warmup then linear decay over the
-    trainer's steps, stepped per batch."""
+    module: pl.LightningModule, learning_rate: float, weight_decay: float, warmup_ratio: float,
+    schedule: str = "linear",
+) -> OptimizerLRSchedulerConfig:  # fmt: skip
+    """Every head's optimizer: AdamW (no decay on biases/norms) with linear warmup, then the learning rate over the
+    trainer's remaining steps as `schedule` says (linear decay by default), stepped per batch."""
     # The fused kernel updates all parameters in one pass: about 1.8x faster steps for MiniLM on 2 CPU cores.
     optimizer = torch.optim.AdamW(
         parameter_groups(module.named_parameters(), weight_decay), lr=learning_rate, fused=True
@@ -80,10 +106,10 @@ def warmup_then_decay(
             f"(estimated_stepping_batches={total})"
         )
     total_steps = int(total)
-    schedule = functools.partial(
-        linear_warmup_decay, warmup_steps=int(warmup_ratio * total_steps), total_steps=total_steps
+    factor = functools.partial(
+        warmup_then, warmup_steps=int(warmup_ratio * total_steps), total_steps=total_steps, schedule=schedule
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -160,6 +186,11 @@ def misclassified_rows(rows: np.ndarray, preds: np.ndarray, targets: np.ndarray)
     return [[int(rows[i]), int(preds[i])] for i in order]
 
 
+def schedule_problems(lr_schedule: str) -> list[str]:
+    return [] if lr_schedule in LR_SCHEDULES else [
+        f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}"]
+
+
 def _check_arguments(
     label_names: Sequence[str],
     learning_rate: float,
@@ -168,9 +199,10 @@ def _check_arguments(
     label_smoothing: float,
     class_weights: Sequence[float] | None,
     dropout: float | None,
+    lr_schedule: str = "linear",
 ) -> None:
     """Raise one ValueError listing every invalid constructor argument."""
-    problems = []
+    problems = schedule_problems(lr_schedule)
     if len(label_names) < 2:
         problems.append(f"label_names: at least 2 labels are needed, got {list(label_names)}")
     if len(set(label_names)) != len(label_names):
@@ -206,11 +238,13 @@ def epochs_trained(trainer: pl.Trainer) -> float | None:
 
 class EncoderHead(pl.LightningModule):
     """What every head shares: its optimizer and schedule, the history kept in checkpoints, and the common start of
-    each validation record. A subclass sets `learning_rate`, `weight_decay`, `warmup_ratio` and `history`."""
+    each validation record. A subclass sets `learning_rate`, `weight_decay`, `warmup_ratio` and `history` (and
+    `lr_schedule` where not linear)."""
 
     learning_rate: float
     weight_decay: float
     warmup_ratio: float
+    lr_schedule: str = "linear"
     history: list[dict[str, Any]]
 
     def evaluation_record(self, scalars: Mapping[str, float]) -> dict[str, Any]:
@@ -221,7 +255,7 @@ class EncoderHead(pl.LightningModule):
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW (no decay on biases/norms) with linear warmup then linear decay, stepped per batch."""
-        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio)
+        return warmup_then_decay(self, self.learning_rate, self.weight_decay, self.warmup_ratio, self.lr_schedule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sweep_history"] = self.history
@@ -253,16 +287,18 @@ class SequenceClassifier(EncoderHead):
         label_smoothing: float = 0.0,
         class_weights: list[float] | None = None,
         dropout: float | None = None,
+        lr_schedule: str = "linear",
     ) -> None:
         super().__init__()
         _check_arguments(
-            label_names, learning_rate, weight_decay, warmup_ratio, label_smoothing, class_weights, dropout
+            label_names, learning_rate, weight_decay, warmup_ratio, label_smoothing, class_weights, dropout, lr_schedule
         )
         self.save_hyperparameters()
         self.label_names = list(label_names)
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
+        self.lr_schedule = lr_schedule
         self.label_smoothing = label_smoothing
         self.model = load_pretrained_classifier(encoder_name_or_path, self.label_names, dropout)
         # from_pretrained returns the model in eval mode, and Lightning (>= 2.2) keeps each submodule's

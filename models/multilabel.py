@@ -59,6 +59,7 @@ class MultiLabelClassifier(SequenceClassifier):
         warmup_ratio: float = 0.0,
         label_smoothing: float = 0.0,
         dropout: float | None = None,
+        lr_schedule: str = "linear",
         average: str = "micro",
         threshold_mode: str = "global",
         label_priors: list[float] | None = None,
@@ -82,6 +83,7 @@ class MultiLabelClassifier(SequenceClassifier):
             warmup_ratio=warmup_ratio,
             label_smoothing=label_smoothing,
             dropout=dropout,
+            lr_schedule=lr_schedule,
         )
         self.save_hyperparameters()
         self.average = average

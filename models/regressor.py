@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.classifier import ROW_INDEX, EncoderHead, load_pretrained_classifier
+from models.classifier import ROW_INDEX, EncoderHead, load_pretrained_classifier, schedule_problems
 from models.hyperparameters import hyperparameter_problems
 from models.regression_metrics import regression_metrics, scatter_points
 
@@ -67,11 +67,13 @@ class SequenceRegressor(EncoderHead):
         warmup_ratio: float = 0.0,
         dropout: float | None = None,
         score_mean: float = 0.0,
+        lr_schedule: str = "linear",
     ) -> None:
         super().__init__()
         problems = [] if len(label_names) == 1 else [f"label_names: one score name is needed, got {list(label_names)}"]
         problems += hyperparameter_problems(learning_rate=learning_rate, weight_decay=weight_decay,
                                             warmup_ratio=warmup_ratio, dropout=dropout)  # fmt: skip
+        problems += schedule_problems(lr_schedule)
         if problems:
             raise ValueError("; ".join(problems))
         self.save_hyperparameters()
@@ -79,6 +81,7 @@ class SequenceRegressor(EncoderHead):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
+        self.lr_schedule = lr_schedule
         self.model = load_pretrained_regressor(encoder_name_or_path, self.label_names[0], dropout, score_mean)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodules' modes (dropout on)
         self._inputs = frozenset(inspect.signature(self.model.forward).parameters) - {"labels"}

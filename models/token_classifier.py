@@ -72,15 +72,19 @@ class TokenClassifier(EncoderHead):
         dropout: float | None = None,
         validation_sentences: list[int] | None = None,
         label_priors: list[float] | None = None,
+        lr_schedule: str = "linear",
     ) -> None:
         super().__init__()
-        _check_arguments(label_names, learning_rate, weight_decay, warmup_ratio, label_smoothing, None, dropout)
+        _check_arguments(
+            label_names, learning_rate, weight_decay, warmup_ratio, label_smoothing, None, dropout, lr_schedule
+        )
         self.save_hyperparameters(ignore=["validation_sentences"])
         self.label_names = list(label_names)
         self.entity_types = sorted({name[2:] for name in self.label_names if name[:2] in ("B-", "I-")})
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
+        self.lr_schedule = lr_schedule
         self.label_smoothing = label_smoothing
         self.validation_sentences = validation_sentences
         self.model = load_pretrained_token_classifier(encoder_name_or_path, self.label_names, dropout)

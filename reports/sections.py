@@ -380,6 +380,20 @@ def _by_mean(study: optuna.Study) -> str | None:
     return f"trial {winner.configuration}: {winner.spread} over {len(winner.runs)} seeds"
 
 
+# Trainer settings that change what a trial learns, with the value a stored spec leaves out (its default).
+TRAINER_SETTINGS = {"lr_schedule": "linear", "accumulate_grad_batches": 1, "gradient_clip_val": "none"}
+
+
+def _trainer_rows(studies: Sequence[optuna.Study]) -> list[list[Any]]:
+    """A row per trainer setting that some study set (studies compared across schedules, say), else none."""
+    rows = []
+    for key, default in TRAINER_SETTINGS.items():
+        values = [_spec_get(s, "trainer", key) for s in studies]
+        if any(v is not None for v in values):
+            rows.append([f"trainer.{key}", *(default if v is None else v for v in values)])
+    return rows
+
+
 def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
     """Each study's best trial side by side (one column per study), with every hyperparameter any of them has; the
     best by mean over seeds too where a study was re-evaluated."""
@@ -394,6 +408,7 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
         ["trial", *(trial_label(b) if b else None for b in bests)],
         ["best epoch", *(read_trial(b).best_at if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
+        *_trainer_rows(studies),
         *([k, *(hp.get(k) for hp in hps)] for k in keys),
     ]
     return TableBlock(columns=["study", *(s.study_name for s in studies)], rows=rows,

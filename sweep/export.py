@@ -178,7 +178,8 @@ def _settings_note(meta: dict[str, Any]) -> str:
 
 def _trainer_note(meta: dict[str, Any]) -> str:
     """The trainer settings that change what a trial learns, where the study set them: summed batches per optimizer
-    step (with the effective batch) and gradient clipping; else nothing."""
+    step (with the effective batch), a learning-rate schedule other than linear decay and gradient clipping; else
+    nothing."""
     trainer = meta.get("spec", {}).get("trainer", {})
     notes = []
     accumulate = int(trainer.get("accumulate_grad_batches") or 1)
@@ -186,6 +187,10 @@ def _trainer_note(meta: dict[str, Any]) -> str:
         batch = meta.get("hyperparameters", {}).get("batch_size")
         effective = f" (an effective batch of {accumulate * int(batch)})" if isinstance(batch, int) else ""
         notes.append(f"gradients of {accumulate} batches summed per optimizer step{effective}")
+    schedule = trainer.get("lr_schedule", "linear")
+    if schedule != "linear":
+        notes.append("a cosine decay of the learning rate after the warm-up" if schedule == "cosine" else
+                     "a constant learning rate after the warm-up")  # fmt: skip
     if trainer.get("gradient_clip_val") is not None:
         notes.append(f"gradients clipped to an L2 norm of {trainer['gradient_clip_val']:g}")
     return "".join(f"; {note}" for note in notes)

@@ -68,6 +68,7 @@ class TrialSettings:
     keep_freed_memory: bool = True  # trainer.keep_freed_memory: malloc keeps freed buffers (sweep.memory)
     gradient_clip_val: float | None = None  # trainer.gradient_clip_val: the gradients' L2 norm is clipped to it
     accumulate_grad_batches: int = 1  # trainer.accumulate_grad_batches: batches summed per optimizer step
+    lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
 
 
 def cpu_has_bf16() -> bool:
@@ -133,7 +134,8 @@ def train_trial(
     t1 = time.perf_counter()
     head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
                 score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold,
-                label_priors=_label_priors(data), validation_groups=validation_groups(data))  # fmt: skip
+                label_priors=_label_priors(data), validation_groups=validation_groups(data),
+                lr_schedule=settings.lr_schedule)  # fmt: skip
     module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()

@@ -185,6 +185,9 @@ class TrainerSpec(_Strict):
     # Sum the gradients of this many batches before each optimizer step (transformers.Trainer's
     # gradient_accumulation_steps): an effective batch of batch_size x this where batch_size does not fit in memory.
     accumulate_grad_batches: int = Field(1, ge=1)
+    # The learning rate after the warm-up (transformers.Trainer's lr_scheduler_type): falls linearly to 0, follows half
+    # a cosine to 0, or stays at its peak. The warm-up is the space's warmup_ratio in each case.
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
 
     @model_serializer(mode="wrap")
     def _leave_out_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -195,6 +198,8 @@ class TrainerSpec(_Strict):
             body.pop("gradient_clip_val", None)
         if body.get("accumulate_grad_batches") == 1:
             body.pop("accumulate_grad_batches", None)
+        if body.get("lr_schedule") == "linear":
+            body.pop("lr_schedule", None)
         return body
 
 
@@ -442,6 +447,7 @@ TRAINER_NAMES = {
     "warmup_steps": "warmup_ratio", "per_device_eval_batch_size": "eval_batch_size", "seed": "seed",
     "label_smoothing_factor": "label_smoothing", "hidden_dropout_prob": "dropout", "classifier_dropout": "dropout",
     "max_grad_norm": "gradient_clip_val", "gradient_accumulation_steps": "accumulate_grad_batches",
+    "lr_scheduler_type": "lr_schedule",
 }  # fmt: skip
 
 

@@ -47,6 +47,7 @@ class Head:
     # validation row -> the example it belongs to, where one example may span several rows (token classification:
     # a sentence longer than max_length is split into windows); None: each row is an example
     validation_groups: list[int] | None = None
+    lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
 
 
 def validation_groups(data: PreparedData) -> list[int] | None:
@@ -78,6 +79,7 @@ def _common(head: Head) -> dict[str, Any]:
         "weight_decay": head.hp.weight_decay,
         "warmup_ratio": head.hp.warmup_ratio,
         "dropout": head.hp.dropout,
+        "lr_schedule": head.lr_schedule,
     }
 
 

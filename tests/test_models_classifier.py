@@ -189,6 +189,26 @@ def test_linear_warmup_decay_without_warmup_starts_at_full_rate() -> None:
     assert [linear_warmup_decay(s, 0, 4) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
 
 
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("linear", [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]), ("cosine", [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]),
+     ("constant", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0])],
+)  # fmt: skip
+def test_each_schedule_warms_up_alike_then_decays_as_named(schedule: str, expected: list[float]) -> None:
+    from models.classifier import warmup_then
+
+    steps = [0, 5, 10, 55, 100, 120]  # warm-up to 10, the middle of the decay at 55, its end at 100
+    assert [warmup_then(s, 10, 100, schedule) for s in steps] == pytest.approx(expected)
+    quarter = warmup_then(30, 10, 90, schedule)  # a quarter into the decay: cosine stays higher than linear
+    assert quarter == pytest.approx({"linear": 0.75, "cosine": 0.8536, "constant": 1.0}[schedule], abs=1e-4)
+
+
+def test_an_unknown_schedule_is_refused_by_name(tiny_bert: Path) -> None:
+    with pytest.raises(ValueError, match="lr_schedule: must be one of linear, cosine, constant, got 'step'"):
+        SequenceClassifier(encoder_name_or_path=str(tiny_bert), label_names=["a", "b"], learning_rate=1e-3,
+                           lr_schedule="step")  # fmt: skip
+
+
 def test_linear_warmup_decay_rejects_warmup_longer_than_training() -> None:
     with pytest.raises(ValueError, match="warmup_steps=5, total_steps=4"):
         linear_warmup_decay(0, 5, 4)

@@ -605,7 +605,21 @@ def test_comparison_of_two_studies() -> None:
     assert rows["learning_rate"] == [pytest.approx(2e-4), pytest.approx(1e-4)]
     assert rows["weight_decay"] == [0.01, 0.01]
     assert {"batch_size", "epochs", "warmup_ratio", "dropout"} <= set(rows)
+    assert not [name for name in rows if name.startswith("trainer.")]  # neither study set one
     assert comparison.missing == []
+
+
+def test_the_comparison_shows_the_trainer_settings_a_study_set_beside_the_others_defaults() -> None:
+    """Two studies run per learning-rate schedule (the schedule is not searched) are told apart in the table."""
+    first, second = rich_study("linear"), rich_study("cosine")
+    write_study(second.set_user_attr, StudyRecord(
+        metric="f1_macro", label_names=LABELS, data_report=data_report(),
+        spec={"model": {"encoder": "minilm"}, "trainer": {"lr_schedule": "cosine", "accumulate_grad_batches": 2}},
+    ))  # fmt: skip
+    rows = {row[0]: row[1:] for row in build_report([first, second], seed=0)[0].tables[0].rows}
+    assert rows["trainer.lr_schedule"] == ["linear", "cosine"]
+    assert rows["trainer.accumulate_grad_batches"] == [1, 2]
+    assert "trainer.gradient_clip_val" not in rows
 
 
 def test_comparison_says_when_metrics_differ_or_a_study_has_no_result() -> None:

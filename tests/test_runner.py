@@ -429,3 +429,31 @@ def test_accumulated_batches_step_the_optimizer_once_per_group_and_evaluations_s
     assert "accumulate_grad_batches" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # studies resume
     accumulating = parse_spec({**plain, "trainer": {"accumulate_grad_batches": 4}})
     assert accumulating.fingerprint() != parse_spec(plain).fingerprint()
+
+
+def test_a_cosine_schedule_reaches_every_head_and_the_card_says_so(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweep.export import _settings_note
+    from sweep.spec import parse_spec
+
+    seen: list[str] = []
+    build = sweep.objective.build_module
+
+    def recording(task: str, head: object) -> object:
+        module = build(task, head)  # type: ignore[arg-type]
+        seen.append(module.lr_schedule)
+        return module
+
+    monkeypatch.setattr(sweep.objective, "build_module", recording)
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=1, search__space={"epochs": 1},
+                      trainer={"lr_schedule": "cosine"})  # fmt: skip
+    study = run_study(spec).study
+    assert seen == ["cosine"]
+    stored = read_study(study).spec
+    meta = {"hyperparameters": {"batch_size": 32}, "spec": stored}
+    assert _settings_note(meta) == "; a cosine decay of the learning rate after the warm-up"
+    plain = {"name": "s", "data": {"train": "t.csv"}}
+    assert "lr_schedule" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # stored studies resume
+    with pytest.raises(SweepError, match="trainer.lr_schedule"):
+        parse_spec({**plain, "trainer": {"lr_schedule": "step"}})
