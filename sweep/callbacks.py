@@ -39,10 +39,7 @@ class EvaluationSchedule(pl.Callback):
         self._batches = int(n) if math.isfinite(n) else 0
         self._points = {}
         if trainer.current_epoch == 0 and self._batches:
-            for j in range(1, self.steps_per_epoch):
-                batch = round(self._batches * j / self.steps_per_epoch)
-                if 1 <= batch < self._batches:
-                    self._points.setdefault(batch, j)
+            self._points = evaluation_points(self._batches, self.steps_per_epoch, trainer.accumulate_grad_batches)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -62,6 +59,21 @@ class EvaluationSchedule(pl.Callback):
                 done / self._batches * self.steps_per_epoch
             )
             trainer.val_check_batch = self._batches + 1
+
+
+def evaluation_points(batches: int, steps_per_epoch: int, accumulate: int = 1) -> dict[int, int]:
+    """First-epoch evaluation points: batch count -> Optuna step, at even fractions of the epoch.
+
+    With several batches summed per optimizer step (`accumulate`), a point moves to the nearest optimizer step's
+    last batch, so it scores the weights after an update, never between the batches of one (nor before the first);
+    a point with no optimizer step of its own before the epoch's end is dropped.
+    """
+    points: dict[int, int] = {}
+    for j in range(1, steps_per_epoch):
+        batch = round(batches * j / steps_per_epoch / accumulate) * accumulate
+        if accumulate <= batch < batches:
+            points.setdefault(batch, j)
+    return points
 
 
 class StopCheck(pl.Callback):

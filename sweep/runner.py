@@ -37,7 +37,7 @@ from sweep.lifecycle import (
 )
 from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress
-from sweep.spec import SearchSpec, Spec, check_paths, load_spec, resolve_data_path
+from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
     Heartbeat,
     existing_study_attrs,
@@ -139,6 +139,25 @@ def _warned(data: PreparedData, console: Console) -> PreparedData:
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     return data
+
+
+def accumulation_problem(spec: Spec, train_rows: int) -> tuple[str, str] | None:
+    """trainer.accumulate_grad_batches above the batches of an epoch at the space's largest batch size: one optimizer
+    step per epoch, on a gradient Lightning divides by the whole setting. None when it fits."""
+    accumulate = spec.trainer.accumulate_grad_batches
+    size = spec.search.space.batch_size
+    largest = int(size.high if isinstance(size, RangeParam) else max(size) if isinstance(size, list) else size)
+    batches = -(-train_rows // largest)
+    if accumulate <= batches:
+        return None
+    return ("trainer.accumulate_grad_batches", f"{accumulate} is more than the {batches} batch"
+            f"{'es' if batches != 1 else ''} of an epoch ({train_rows} training rows at batch_size {largest}): each "
+            f"epoch would make one optimizer step; set it to at most {batches}, or lower batch_size")  # fmt: skip
+
+
+def trainer_settings_line(spec: Spec) -> str | None:
+    """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None."""
+    return spec.trainer.learning_settings_line()
 
 
 def _labels_phrase(spec: Spec, data: PreparedData) -> str:
@@ -405,6 +424,8 @@ def run_study(
     # A resumed study refuses changed data before it is tokenized or cached: nothing is written.
     check = same_data(existing, spec, joining=False) if existing is not None else None
     data = prepare_data(spec, base, encoder, console, check=check, source=str(spec_path))
+    if (problem := accumulation_problem(spec, len(data.train))) is not None:
+        raise SweepError([problem], source=str(spec_path))
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
         warm, warm_note = planned_warm_start(spec, encoder) if existing is None else (None, None)
@@ -436,6 +457,8 @@ def run_study(
         )  # fmt: skip
         if warm_note is not None and not resumed:
             console.print(warm_note, highlight=False)
+        if (settings_line := trainer_settings_line(spec)) is not None:
+            console.print(settings_line, highlight=False)
         if existing is not None:
             _say_fewer_checkpoints(existing, spec, study, console)
         if spec.trainer.precision == "auto":

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StrictBool,
+    StrictInt,
     Tag,
     ValidationError,
     field_validator,
@@ -181,13 +182,26 @@ class TrainerSpec(_Strict):
     keep_freed_memory: StrictBool = True
     # Clip the gradients' global L2 norm to this value before each optimizer step (transformers.Trainer's
     # max_grad_norm, 1.0 by default there); None: no clipping, as every study before the key trained.
-    gradient_clip_val: float | None = Field(None, gt=0)
+    gradient_clip_val: float | None = Field(None, gt=0, strict=True)  # strict: `true` is no norm
     # Sum the gradients of this many batches before each optimizer step (transformers.Trainer's
     # gradient_accumulation_steps): an effective batch of batch_size x this where batch_size does not fit in memory.
-    accumulate_grad_batches: int = Field(1, ge=1)
+    accumulate_grad_batches: StrictInt = Field(1, ge=1)
     # The learning rate after the warm-up (transformers.Trainer's lr_scheduler_type): falls linearly to 0, follows half
     # a cosine to 0, or stays at its peak. The warm-up is the space's warmup_ratio in each case.
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+
+    def learning_settings_line(self) -> str | None:
+        """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None
+        (what `sweep run` and `sweep status` print)."""
+        said = []
+        if self.accumulate_grad_batches > 1:
+            said.append(f"{self.accumulate_grad_batches} batches summed per optimizer step (effective batch = "
+                        f"batch_size x {self.accumulate_grad_batches})")  # fmt: skip
+        if self.lr_schedule != "linear":
+            said.append(f"{self.lr_schedule} learning rate after the warm-up")
+        if self.gradient_clip_val is not None:
+            said.append(f"gradients clipped to an L2 norm of {self.gradient_clip_val:g}")
+        return f"trainer: {'; '.join(said)}" if said else None
 
     @model_serializer(mode="wrap")
     def _leave_out_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

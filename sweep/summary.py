@@ -158,6 +158,18 @@ def checkpoints_line(study: optuna.Study) -> str:
     return f"checkpoints: {kept} kept, {disk_usage(Path(root)) / 1e6:.1f} MB in {root}"
 
 
+def _trainer_line(spec: dict[str, Any]) -> str | None:
+    """The stored spec's trainer settings that change what a trial learns, where set (see TrainerSpec)."""
+    from pydantic import ValidationError
+
+    from sweep.spec import TrainerSpec
+
+    try:
+        return TrainerSpec.model_validate(spec.get("trainer") or {}).learning_settings_line()
+    except ValidationError:  # a spec stored by a later version: nothing said rather than a crash
+        return None
+
+
 def best_summary(study: optuna.Study) -> Group | Text:
     """The best trial: value, epoch, every hyperparameter, headline metrics."""
     best = best_trial(study)
@@ -174,6 +186,8 @@ def best_summary(study: optuna.Study) -> Group | Text:
         ),
         Text("hyperparameters: " + format_params(record.hyperparameters or best.params)),
     ]
+    if (trainer := _trainer_line(read_study(study).spec)) is not None:
+        lines.append(Text(trainer))
     metrics = record.metrics
     headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and k != "val_loss"}
     if headline:

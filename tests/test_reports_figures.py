@@ -620,6 +620,10 @@ def test_the_comparison_shows_the_trainer_settings_a_study_set_beside_the_others
     assert rows["trainer.lr_schedule"] == ["linear", "cosine"]
     assert rows["trainer.accumulate_grad_batches"] == [1, 2]
     assert "trainer.gradient_clip_val" not in rows
+    facts = table_rows(section(build_report([second], seed=0), "Summary").tables[0])
+    assert facts["trainer.lr_schedule"] == "cosine" and facts["trainer.accumulate_grad_batches"] == 2
+    assert not [k for k in table_rows(section(build_report([first], seed=0), "Summary").tables[0])
+                if k.startswith("trainer.")]  # fmt: skip
 
 
 def test_comparison_says_when_metrics_differ_or_a_study_has_no_result() -> None:

@@ -423,7 +423,8 @@ def test_accumulated_batches_step_the_optimizer_once_per_group_and_evaluations_s
                       search__space={"batch_size": 8, "epochs": 2}, trainer={"accumulate_grad_batches": 2})  # fmt: skip
     (trial,) = run_study(spec).study.trials
     history = read_trial(trial).history
-    assert [r["epochs_trained"] for r in history] == [0.3333, 0.6667, 1.0, 2.0]  # evaluations at batches 5, 10, 15
+    # the evaluation a third in moves from batch 5 (between the two batches of step 3) to batch 4, step 2's last
+    assert [r["epochs_trained"] for r in history] == [0.2667, 0.6667, 1.0, 2.0]
     assert [r["step"] for r in history] == [2, 5, 8, 16]  # optimizer steps: a group's last batch, and an epoch's end
     plain = {"name": "s", "data": {"train": "t.csv"}}
     assert "accumulate_grad_batches" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # studies resume
@@ -453,7 +454,41 @@ def test_a_cosine_schedule_reaches_every_head_and_the_card_says_so(
     stored = read_study(study).spec
     meta = {"hyperparameters": {"batch_size": 32}, "spec": stored}
     assert _settings_note(meta) == "; a cosine decay of the learning rate after the warm-up"
+    from sweep.summary import best_summary
+
+    shown = io.StringIO()
+    Console(file=shown, width=300).print(best_summary(study))  # what `sweep status` prints
+    assert "trainer: cosine learning rate after the warm-up" in shown.getvalue()
     plain = {"name": "s", "data": {"train": "t.csv"}}
     assert "lr_schedule" not in parse_spec(plain).model_dump(mode="json")["trainer"]  # stored studies resume
     with pytest.raises(SweepError, match="trainer.lr_schedule"):
         parse_spec({**plain, "trainer": {"lr_schedule": "step"}})
+
+
+def test_more_summed_batches_than_an_epoch_has_is_refused_before_anything_is_stored(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    """A helper's `accumulate_grad_batches: 100000` trained one optimizer step per epoch on a gradient Lightning had
+    divided by 100000, silently."""
+    from sweep.runner import accumulation_problem, trainer_settings_line
+    from sweep.spec import parse_spec
+
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__space={"batch_size": [8, 16], "epochs": 1},
+                      trainer={"accumulate_grad_batches": 9})  # fmt: skip
+    with pytest.raises(SweepError) as err:
+        run_study(spec)  # 120 rows at batch 16: 8 batches an epoch
+    assert err.value.lines() == [f"{spec}: trainer.accumulate_grad_batches: 9 is more than the 8 batches of an epoch "
+                                 "(120 training rows at batch_size 16): each epoch would make one optimizer step; set "
+                                 "it to at most 8, or lower batch_size"]  # fmt: skip
+    store = tmp_path / "sweeps.db"
+    assert not store.exists() or not optuna.get_all_study_names(f"sqlite:///{store}")
+    plain = parse_spec({"name": "s", "data": {"train": "t.csv"}, "search": {"space": {"batch_size": 32}},
+                        "trainer": {"accumulate_grad_batches": 4}})  # fmt: skip
+    assert accumulation_problem(plain, 128) is None  # 4 batches: one step an epoch, allowed
+    assert trainer_settings_line(plain) == ("trainer: 4 batches summed per optimizer step (effective batch = "
+                                            "batch_size x 4)")  # fmt: skip
+    cosine = parse_spec({"name": "s", "data": {"train": "t.csv"},
+                         "trainer": {"lr_schedule": "cosine", "gradient_clip_val": 1}})  # fmt: skip
+    assert trainer_settings_line(cosine) == ("trainer: cosine learning rate after the warm-up; gradients clipped to an "
+                                             "L2 norm of 1")  # fmt: skip
+    assert trainer_settings_line(parse_spec({"name": "s", "data": {"train": "t.csv"}})) is None

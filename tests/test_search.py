@@ -329,3 +329,14 @@ def test_a_worker_whose_data_differs_is_refused(
     assert f"data: the data on this machine ({csvs[0]}) differs from the data study 'search' was created" in lines[0]
     assert store_state(url) == before
     assert files_under(tmp_path, tmp_path / "sweeps.db") == files  # no cache entry for the other data
+
+
+def test_first_epoch_evaluations_land_after_an_optimizer_step_when_batches_are_summed() -> None:
+    """With 8 batches per step, the third-of-an-epoch point of 12 batches (batch 4) would score weights no step had
+    touched: it is dropped; points move to a step's last batch, never between a step's batches."""
+    from sweep.callbacks import evaluation_points
+
+    assert evaluation_points(63, 3) == {21: 1, 42: 2}  # one batch per step: even thirds, as always
+    assert evaluation_points(15, 3, accumulate=2) == {4: 1, 10: 2}
+    assert evaluation_points(12, 3, accumulate=8) == {8: 2}
+    assert evaluation_points(23, 3, accumulate=100) == {}  # no step before the epoch's end: only the end evaluates

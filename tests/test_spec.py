@@ -326,3 +326,13 @@ def test_a_trainer_argument_name_gets_the_key_that_means_the_same_here() -> None
                     "trainer": {"gradient_accumulation_steps": 4, "max_grad_norm": 1.0}})  # fmt: skip
     text = str(err.value)
     assert "did you mean 'accumulate_grad_batches'?" in text and "did you mean 'gradient_clip_val'?" in text
+
+
+
+@pytest.mark.parametrize("given", [{"accumulate_grad_batches": True}, {"accumulate_grad_batches": "3"},
+                                   {"accumulate_grad_batches": 2.0}, {"gradient_clip_val": True}])  # fmt: skip
+def test_trainer_numbers_are_not_read_from_booleans_strings_or_whole_floats(given: dict[str, object]) -> None:
+    (key,) = given
+    with pytest.raises(SweepError) as err:
+        parse_spec({"name": "s", "data": {"train": "t.csv"}, "trainer": given})
+    assert err.value.lines()[0].startswith(f"spec: trainer.{key}: Input should be a valid")
