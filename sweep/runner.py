@@ -284,7 +284,7 @@ def planned_warm_start(spec: Spec, encoder: str) -> tuple[WarmStart | None, str 
         return None, None
     if spec.search.sampler == "grid":
         return None, "warm start: none with grid search, which covers its grid in its own order"
-    warm = warm_start(spec.search.space, encoder)
+    warm = warm_start(spec.search.space, encoder, spec.trainer.accumulate_grad_batches)
     if warm is None:
         return None, (
             "warm start: none (the encoder's config.json names no model_type and hidden size, or nothing is "

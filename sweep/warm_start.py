@@ -85,12 +85,16 @@ def _inside(param: RangeParam | list[int | float], value: float) -> int | float:
     return int(round(placed)) if param.is_int else float(placed)
 
 
-def warm_start(space: SpaceSpec, encoder: str) -> WarmStart | None:
+def warm_start(space: SpaceSpec, encoder: str, accumulate: int = 1) -> WarmStart | None:
     """The warm start for this space and encoder; None when the encoder's family cannot be read or nothing is
-    searched."""
+    searched. The recipes' batch is per optimizer step: with `accumulate` batches summed per step
+    (trainer.accumulate_grad_batches), each batch is that much smaller."""
     shape = encoder_shape(encoder)
     wanted = searched(space)
     if shape is None or not wanted:
         return None
     config, source = known_good(*shape)
+    if accumulate > 1:
+        config["batch_size"] = max(1, round(config["batch_size"] / accumulate))
+        source += f"; batch 16 per optimizer step, {accumulate} batches summed per step"
     return WarmStart({name: _inside(param, config[name]) for name, param in wanted.items()}, source)

@@ -63,6 +63,17 @@ def test_only_searched_parameters_are_queued(tmp_path: Path) -> None:
     assert "bert encoder of width 384" in warm.describe() and "learning_rate=0.0001" in warm.describe()
 
 
+def test_with_summed_batches_the_recipes_batch_is_per_optimizer_step(tmp_path: Path) -> None:
+    """A helper's study summed 8 batches per step and the warm start still tried batch 16: an effective 128."""
+    folder = config_folder(tmp_path, model_type="bert", hidden_size=384)
+    space = SpaceSpec(learning_rate=RangeParam(low=1e-5, high=1e-4, log=True), batch_size=[2, 4, 8, 16])
+    warm = warm_start(space, str(folder), accumulate=8)
+    assert warm is not None and warm.params["batch_size"] == 2
+    assert "batch 16 per optimizer step, 8 batches summed per step" in warm.describe()
+    alone = warm_start(space, str(folder))
+    assert alone is not None and alone.params["batch_size"] == 16
+
+
 def test_no_warm_start_without_a_readable_family(tmp_path: Path) -> None:
     assert encoder_shape(str(config_folder(tmp_path, hidden_size=384))) is None  # no model_type
     assert encoder_shape(str(tmp_path / "missing")) is None
