@@ -489,6 +489,10 @@ def _format_error(err: Any) -> tuple[str, str]:
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         close = _close_key(str(loc[-1]), allowed) if loc else []
+        elsewhere = TRAINER_NAMES.get(str(loc[-1])) if loc and not close else None
+        if elsewhere in TrainerSpec.model_fields and loc[:1] != ("trainer",):  # searched by Trainer users, set here
+            return where, (f"unknown key{hint}; that is trainer.{elsewhere} here, one value for the whole study (run "
+                           "a study per value to compare them)")  # fmt: skip
         return where, f"unknown key{hint}" + (f"; did you mean {close[0]!r}?" if close else "")
     if kind == "missing":
         return where, "required key is missing"

@@ -326,6 +326,10 @@ def test_a_trainer_argument_name_gets_the_key_that_means_the_same_here() -> None
                     "trainer": {"gradient_accumulation_steps": 4, "max_grad_norm": 1.0}})  # fmt: skip
     text = str(err.value)
     assert "did you mean 'accumulate_grad_batches'?" in text and "did you mean 'gradient_clip_val'?" in text
+    with pytest.raises(SweepError) as err:
+        parse_spec({"name": "s", "data": {"train": "t.csv"},
+                    "search": {"space": {"gradient_accumulation_steps": [1, 2]}}})  # fmt: skip
+    assert "that is trainer.accumulate_grad_batches here, one value for the whole study" in str(err.value)
 
 
 
