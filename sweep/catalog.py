@@ -224,7 +224,7 @@ def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
         "state": trial.state.name.lower(),
         "value": _finite(trial.value) if trial.value is not None else None,
         "params": dict(trial.params),
-        "best_epoch": record.best_epoch,
+        "best_epoch": record.best_at,  # as `sweep status` and the report show it: "2", or "0.64" inside epoch 1
         "intermediate_values": {str(k): _finite(v) for k, v in sorted(trial.intermediate_values.items())},
         "history": record.history,
         "worker": record.worker,

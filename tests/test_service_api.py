@@ -140,6 +140,13 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     assert [t["state"] for t in detail["trials"]] == ["complete", "complete"]
     assert detail["best_trial"]["number"] == detail["study"]["best_trial"]
     assert detail["trials"][0]["intermediate_values"]  # per-epoch values for the learning curves
+    import optuna
+
+    from record import read_trial
+
+    study = optuna.load_study(study_name="tickets", storage=settings.storage_url)
+    for shown, trial in zip(detail["trials"], study.trials, strict=True):  # as `sweep status` says it: "0.64", "2"
+        assert shown["best_epoch"] == read_trial(trial).best_at
     assert detail["data_report"]["num_train"] == 72
     assert (detail["importance"] is None) == (detail["importance_note"] is not None)
 
