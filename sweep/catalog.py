@@ -196,6 +196,23 @@ def studies_table(summaries: Iterable[StudySummary]) -> Table:
     return table
 
 
+def state_line(s: StudySummary) -> Text:
+    """`sweep status NAME`'s first line: the study's state as the studies list and the service page show it, with
+    its progress, its workers and why it stopped or failed."""
+    extra = [f"{s.running} running"] if s.running else []
+    extra += [f"{s.queued} queued"] if s.queued else []
+    line = Text.assemble(f"study {s.name}: ", (s.state, STATE_STYLES[s.state]),
+                         f" · {s.finished}/{s.budget} trials finished" + (f" ({', '.join(extra)})" if extra else ""))
+    if s.workers:
+        line.append(" · workers " + ", ".join(f"{w} (process gone)" if process_gone(w) else w for w in s.workers))
+    if s.priority:
+        line.append(f" · priority {s.priority}")
+    why = s.stopped if s.state == "stopped" else s.failure if s.state == "failed" else None
+    if why:
+        line.append(f"\n{s.state}: {why}")
+    return line
+
+
 def process_gone(worker: str) -> bool:
     """Whether a worker (`host:pid`) on this machine no longer runs: killed, its trial still RUNNING in the store
     until its heartbeat's grace period passes or a run on this store resumes. Other machines' workers: unknown."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -295,7 +296,12 @@ def status(
         out.print(studies_table(summaries) if summaries else f"no sweep studies in {safe_url(url)} yet",
                   highlight=False)  # fmt: skip
         return
+    from record import RecordError
+    from sweep.catalog import state_line, summarize
+
     loaded = load_study(study, url)
+    with contextlib.suppress(RecordError):  # not a sweep study's record: its trials below are all there is to say
+        out.print(state_line(summarize(loaded)), highlight=False)  # as the studies list and the service page say it
     out.print(trials_table(loaded))
     out.print(best_summary(loaded))
 

@@ -23,6 +23,18 @@ def test_run_then_status(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys:
     for column in ("state", "f1_macro", "best epoch", "parameters", "duration", "COMPLETE", "learning_rate="):
         assert column in out
     assert "best trial" in out
+    assert out.splitlines()[0] == "study trec-tiny: finished · 2/2 trials finished"  # as the studies list says it
+    import optuna
+
+    from record import write_budget, write_stopped
+
+    writable = optuna.load_study(study_name="trec-tiny", storage=url)
+    write_budget(writable.set_user_attr, 3)  # a finished study is "finished", stopped or not
+    write_stopped(writable.set_user_attr, "stopped by a user of the service")
+    assert main(["status", "trec-tiny", "--storage", url]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["study trec-tiny: stopped · 2/3 trials finished",
+                                                        "stopped: stopped by a user of the service"]  # fmt: skip
+    write_stopped(writable.set_user_attr, None)  # resumed
 
     # --n-trials continues the same study
     assert main(["run", str(spec), "--n-trials", "3"]) == 0
