@@ -24,7 +24,7 @@ from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.preparation import PreparedData, Splits, encode_cached, tokenizer_limit
 from datamodules.report import build_report, cleaning_summary
 from datamodules.rows import source_rows
-from datamodules.splitting import remove_overlap, sorted_labels, with_overlap_note
+from datamodules.splitting import all_in_validation, remove_overlap, sorted_labels, with_overlap_note
 from datamodules.texts import Text, display_text
 
 Log = Callable[[str], None]
@@ -277,6 +277,7 @@ def split_label_sets(
         split = "given"
         where = validation_source or train_source
     tr_texts, tr_keys, overlap = remove_overlap(tr_texts, tr_keys, va_texts)
+    all_in_validation(len(tr_texts), overlap["train_val_overlap"])
     problems = coverage_problems(tr_keys, va_keys, where, validation_keys if validation is not None else ())
     problems = with_overlap_note(problems, overlap["train_val_overlap"])
     if problems:

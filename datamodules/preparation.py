@@ -25,6 +25,7 @@ from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
 from datamodules.report import build_report, cleaning_summary, truncation_warnings
 from datamodules.rows import source_rows
 from datamodules.splitting import (
+    all_in_validation,
     check_label_coverage,
     remove_overlap,
     sorted_labels,
@@ -327,6 +328,7 @@ def split_examples(
         check_label_coverage(tr_labels, va_labels)
         split = "given"
     tr_texts, tr_labels, overlap = remove_overlap(tr_texts, tr_labels, va_texts, va_labels)
+    all_in_validation(len(tr_texts), overlap["train_val_overlap"])
     if overlap["train_val_overlap"]:
         try:
             check_label_coverage(tr_labels, va_labels)

@@ -35,7 +35,7 @@ def sorted_labels(labels: Iterable[str]) -> list[str]:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
 
 
 def split_problems(labels: Sequence[str], val_fraction: float) -> list[tuple[str, str]]:
@@ -187,6 +187,16 @@ def remove_overlap(
             1 for t, lab in zip(train_texts, train_labels, strict=True) if t in val_label and val_label[t] != lab
         )
     return [t for t, _ in kept], [lab for _, lab in kept], report
+
+
+def all_in_validation(kept: int, dropped: int) -> None:
+    """Raise DataError when every training row repeats a validation text: the two files hold the same data (the
+    coverage problems that would follow, "0 classes" and the like, would point elsewhere)."""
+    if dropped and not kept:
+        raise DataError([("data.validation", f"every training text is also in the validation data ({dropped} "
+                          f"training {'row' if dropped == 1 else 'rows'}): are both the same file? Give "
+                          "validation rows that training lacks, or leave data.validation out to split them off "
+                          "(data.val_fraction)")])  # fmt: skip
 
 
 def with_overlap_note(problems: list[tuple[str, str]], dropped: int) -> list[tuple[str, str]]:

@@ -174,6 +174,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["data.train: class 'LOC' has only 1 row", "at least 2 per class"]),
     ("validation label unseen in training", _unseen_validation_label,
      ["data.validation: class 'NUM' has 1 row in validation but none in training"]),
+    ("the training file as validation", lambda e: ["run", e.spec(**{"data.validation": str(e.train)})],
+     ["data.validation: every training text is also in the validation data (", "are both the same file?"]),
     ("malformed YAML", lambda e: ["run", e.spec("name: [unclosed\ndata: {train: x.csv}\n")],
      ["spec.yaml: line 2, column 5: malformed YAML", "expected ',' or ']'"]),
     ("unknown key", lambda e: ["run", e.spec(**{"data.lable": "label"})],
