@@ -246,5 +246,5 @@ def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
         "history": record.history,
         "worker": record.worker,
         "seconds": seconds,
-        "failure": record.failure,
+        "failure": record.failure if trial.state == TrialState.FAIL else None,  # a queued retry carries its original's
     }

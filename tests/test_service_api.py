@@ -558,3 +558,18 @@ def test_sweep_serve_with_local_workers_runs_a_submitted_study(place: Path, tiny
     assert "1 local worker" in out and "1 local workers" not in out
     assert "stopped by SIGTERM; stopping the workers" in out
     assert proc.returncode == 0  # its worker ended with it (else `communicate` would still wait for its output)
+
+
+def test_a_queued_retry_does_not_carry_the_failure_of_the_trial_it_repeats() -> None:
+    """The page showed a waiting retry with its original's "stopped by a user ... queued for a retry"; the command line
+    showed nothing: only a failed trial has a failure."""
+    from optuna.trial import TrialState, create_trial
+
+    from record import trial_attrs
+    from sweep.catalog import trial_summary
+
+    copied = trial_attrs(error="stopped by a user of the service; queued for a retry")
+    waiting = create_trial(state=TrialState.WAITING, user_attrs=copied)
+    failed = create_trial(state=TrialState.FAIL, user_attrs=copied)
+    assert trial_summary(waiting)["failure"] is None
+    assert trial_summary(failed)["failure"] == "stopped by a user of the service; queued for a retry"
