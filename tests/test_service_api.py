@@ -383,7 +383,12 @@ def test_serve_refuses_an_open_address_without_a_token(tmp_path: Path, monkeypat
     assert "2 workers cannot share the SQLite store" in capsys.readouterr().err and not folder.exists()
     (tmp_path / "token").write_text(f"{TOKEN}\n")
     assert read_token({"SWEEP_SERVICE_TOKEN_FILE": str(tmp_path / "token")}) == TOKEN
-    assert read_token({"SWEEP_SERVICE_TOKEN": "a", "SWEEP_SERVICE_TOKEN_FILE": "/nope"}) == "a"
+    assert read_token({"SWEEP_SERVICE_TOKEN": TOKEN, "SWEEP_SERVICE_TOKEN_FILE": "/nope"}) == TOKEN
+    monkeypatch.setenv("SWEEP_SERVICE_TOKEN", "abc")  # a helper's 3-character token was accepted on 0.0.0.0
+    assert main(["serve", "--host", "0.0.0.0", "--folder", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "SWEEP_SERVICE_TOKEN: the token has 3 characters; use at least 16" in err and "abc" not in err
+    assert not folder.exists()
 
 
 def test_serve_refuses_a_port_in_use_before_it_starts_or_writes_anything(

@@ -31,11 +31,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MIN_TOKEN_LENGTH = 16  # a guessable token guards nothing; `openssl rand -hex 24` gives 48
+
+
 def read_token(environ: Mapping[str, str]) -> str | None:
     """The bearer token from $SWEEP_SERVICE_TOKEN, else from the file $SWEEP_SERVICE_TOKEN_FILE names; None when
-    neither is set. A named file that is missing or empty is an error (the message never holds the token)."""
+    neither is set. A named file that is missing or empty, or a token shorter than MIN_TOKEN_LENGTH, is an error (the
+    message never holds the token)."""
     if environ.get(TOKEN_ENV, "").strip():
-        return environ[TOKEN_ENV].strip()
+        return _long_enough(environ[TOKEN_ENV].strip(), TOKEN_ENV)
     name = environ.get(TOKEN_FILE_ENV, "").strip()
     if not name:
         return None
@@ -46,6 +50,13 @@ def read_token(environ: Mapping[str, str]) -> str | None:
         raise SweepError([(TOKEN_FILE_ENV, f"cannot read the token file {name}: {reason}")]) from None
     if not token:
         raise SweepError([(TOKEN_FILE_ENV, f"the token file {name} is empty: write the token in it")])
+    return _long_enough(token, TOKEN_FILE_ENV)
+
+
+def _long_enough(token: str, where: str) -> str:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise SweepError([(where, f"the token has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} (for "
+                                  "example `openssl rand -hex 24`)")])  # fmt: skip
     return token
 
 
