@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sweep.errors import SweepError
-from sweep.service.security import presented_token, token_matches
+from sweep.service.security import presented_token, token_matches, unauthorized
 from sweep.store_checks import mask
 
 PREFIX = "/dashboard"
@@ -41,7 +41,6 @@ SHIM_JS = """// sweep: optuna-dashboard is mounted under /dashboard; send its AP
 """
 CSP = ("default-src 'self'; img-src 'self' data: blob:; frame-src 'self'; object-src 'none'; connect-src 'self'; "
        "style-src 'self' data: 'unsafe-inline'; script-src 'self' 'unsafe-eval'")  # optuna-dashboard's own  # fmt: skip
-UNAUTHORIZED = "this server needs its token: send `Authorization: Bearer TOKEN` (or log in on the page)"
 
 
 def index_html() -> str:
@@ -94,8 +93,9 @@ class DashboardMount:
             return
         request = Request(scope)
         response: Response | None = None
-        if not token_matches(self.token, presented_token(request)):
-            response = JSONResponse({"detail": UNAUTHORIZED, "errors": [{"field": "", "message": UNAUTHORIZED}]},
+        if not token_matches(self.token, presented := presented_token(request)):
+            refused = unauthorized(presented)
+            response = JSONResponse({"detail": refused, "errors": [{"field": "", "message": refused}]},
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         elif scope["path"] == SHIM:
             response = Response(SHIM_JS, media_type="text/javascript")

@@ -29,12 +29,18 @@ def token_matches(expected: str | None, presented: str | None) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
 
 
+def unauthorized(presented: str | None) -> str:
+    """Why a request was refused: it carried no token, or another one (never which one)."""
+    if presented is None:
+        return "this server needs its token: send `Authorization: Bearer TOKEN` (or log in on the page)"
+    return "that is not this server's token: check the one sent as `Authorization: Bearer TOKEN` (or log in again)"
+
+
 def require_token(request: Request) -> None:
     """A FastAPI dependency: 401 (JSON) unless the request carries the server's token."""
-    expected = request.app.state.settings.token
-    if not token_matches(expected, presented_token(request)):
+    expected, presented = request.app.state.settings.token, presented_token(request)
+    if not token_matches(expected, presented):
         raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="this server needs its token: send `Authorization: Bearer TOKEN` (or log in on the page)",
+            status_code=status.HTTP_401_UNAUTHORIZED, detail=unauthorized(presented),
             headers={"WWW-Authenticate": "Bearer"},
-        )
+        )  # fmt: skip
