@@ -3,6 +3,7 @@ loading a study for a worker that joins it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -137,6 +138,24 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
+_MISSING = object()
+
+
+def _change(key: str, old: Any, new: Any) -> str:
+    """`trainer.accumulate_grad_batches 2 -> 4`: a changed key with the study's value and the spec's (unset: a key
+    one side leaves out; long values cut)."""
+
+    def at(tree: Any) -> str:
+        for part in key.split("."):
+            tree = tree.get(part, _MISSING) if isinstance(tree, dict) else _MISSING
+        if tree is _MISSING:
+            return "unset"
+        shown = json.dumps(tree, ensure_ascii=False)
+        return shown if len(shown) <= 40 else f"{shown[:37]}..."
+
+    return f"{key} {at(old)} -> {at(new)}"
+
+
 # Keys of the fingerprint whose change leaves what the trials learn as it was: where the data files sit (their contents
 # are guarded by the data fingerprint, checked before anything is read into the cache), where the cache is, how many
 # threads train. A study continues under them; its stored spec keeps the values it was created with. (Left in the
@@ -172,7 +191,8 @@ def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
             (
                 "name",
                 f"study {spec.name!r} already exists in {safe_url(url)} with a different spec "
-                f"(changed: {', '.join(changed) or 'unknown'}){hint}; give the spec a new name to start "
+                f"(changed: {', '.join(_change(k, old, new) for k in changed) or 'unknown'}){hint}; give the spec a "
+                "new name to start "
                 "a new study, or run the original spec to continue",
             )
         ]

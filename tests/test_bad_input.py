@@ -228,7 +228,7 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
     ("study name with a slash", lambda e: ["run", e.spec(name="team/study")],
      ["name", "'team/study' may contain only letters, digits, '_', '.' and '-'"]),
     ("study name clash with a different spec", _name_clash,
-     ["name: study 'bad-input' already exists", "(changed: model.max_length)"]),
+     ["name: study 'bad-input' already exists", "(changed: model.max_length 32 -> 64)"]),
     ("status of an unknown study", _unknown_for("status"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("report of an unknown study", _unknown_for("report"), ["study: no study named 'nope'", "(studies here: other)"]),
     ("export of an unknown study", _unknown_for("export"), ["study: no study named 'nope'", "(studies here: other)"]),

@@ -106,4 +106,4 @@ def test_a_changed_pruner_is_named_alone_when_the_warm_up_only_followed_it() -> 
     write_study(attrs.__setitem__, StudyRecord(spec=ran.model_dump(mode="json"), spec_fingerprint=ran.fingerprint()))
     with pytest.raises(SweepError) as exc:
         check_same_spec(study_from_attrs(attrs), Spec.model_validate({**base, "search": {"pruner": "hyperband"}}), "x")
-    assert "(changed: search.pruner)" in exc.value.problems[0][1]
+    assert '(changed: search.pruner "median" -> "hyperband")' in exc.value.problems[0][1]

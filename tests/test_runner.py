@@ -109,7 +109,7 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
 
     # A different spec under the same name is refused, naming what changed; nothing new is written.
     changed = write_spec(tmp_path, train, val, tiny_bert, model__max_length=64)
-    with pytest.raises(SweepError, match=r"different spec \(changed: model.max_length\)"):
+    with pytest.raises(SweepError, match=r"different spec \(changed: model.max_length 32 -> 64\)"):
         run_study(changed)
     assert len(load_study("trec-tiny", url).trials) == 4
 
@@ -277,7 +277,7 @@ def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
     write_study(study.set_user_attr, record)
 
     default = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)  # first_epoch_evals: 2 by default
-    with pytest.raises(SweepError, match=r"changed: search.first_epoch_evals\) \(a study from before .* "
+    with pytest.raises(SweepError, match=r"changed: search.first_epoch_evals unset -> 2\) \(a study from before .* "
                                          r"add `first_epoch_evals: 0` under search\)"):  # fmt: skip
         run_study(default)
     resumed = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2, search__first_epoch_evals=0))
