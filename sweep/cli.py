@@ -79,8 +79,9 @@ def run(
     ] = 1,
     priority: Annotated[
         int | None,
-        typer.Option("--priority", help="Workers without a study name take the highest priority first, then the "
-                     "oldest submission (default: leave it as it is; 0 for a new study)."),
+        typer.Option("--priority", min=-1000, max=1000,
+                     help="Workers without a study name take the highest priority first, then the oldest submission "
+                     "(-1000 to 1000; default: leave it as it is; 0 for a new study)."),
     ] = None,
     ray: Annotated[
         str | None,

@@ -281,6 +281,11 @@ def test_server_fields_other_encoders_and_bad_uploads_are_refused(
     refused(answer, 400, "data", "the data must be one of", settings)
     both = client.post("/api/studies", data={"spec_text": "name: s"}, files={"spec": ("s.yaml", b"name: s")})
     refused(both, 400, "spec", "exactly one of them", settings)
+    as_json = client.post("/api/studies", json=spec_body("s", tiny_bert))  # a helper's first try
+    refused(as_json, 400, "spec", "send the study as a form (multipart/form-data", settings)
+    assert "not as application/json" in as_json.json()["detail"]
+    too_urgent = submit(client, spec_body("s", tiny_bert), data=train, form={"priority": "99999999999"})
+    assert too_urgent.status_code == 422 and files_under(settings.folder) == []
 
 
 def test_an_upload_over_the_limit_is_refused_and_deleted(place: Path, tiny_bert: Path, tmp_path: Path) -> None:

@@ -110,18 +110,25 @@ def study(name: str, request: Request) -> dict[str, Any]:
 )
 def submit(
     settings: Settings,
+    request: Request,
     spec: Annotated[UploadFile | None, File(description="The study spec (YAML or JSON).")] = None,
     spec_text: Annotated[str | None, Form(description="The study spec as text (instead of `spec`).")] = None,
     data: Annotated[UploadFile | None, File(description="The training data file.")] = None,
     data_path: Annotated[str | None, Form(description="The training data: a path under a data root.")] = None,
     validation: Annotated[UploadFile | None, File(description="The validation data file (optional).")] = None,
     validation_path: Annotated[str | None, Form(description="The validation data under a data root.")] = None,
-    priority: Annotated[int | None, Form(description="Workers take higher priorities first (default 0).")] = None,
+    priority: Annotated[int | None, Form(ge=-1000, le=1000,
+                                         description="Workers take higher priorities first (default 0).")] = None,
 ) -> dict[str, Any]:
     from sweep.errors import SweepError
     from sweep.service.submissions import SubmissionRequest, Upload, read_spec_upload
     from sweep.service.submissions import submit as create
 
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if spec is None and spec_text is None and kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        sent = kind or "a body without a content type"
+        raise SweepError([("spec", f"send the study as a form (multipart/form-data: `spec` or `spec_text`, `data` "
+                                   f"or `data_path`, ...), not as {sent}")])  # fmt: skip
     if (spec is None) == (spec_text is None):
         raise SweepError([("spec", "give the study spec as an uploaded file (`spec`) or as text (`spec_text`), "
                                    "exactly one of them")])  # fmt: skip
