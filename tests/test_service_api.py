@@ -360,6 +360,9 @@ def test_once_a_token_is_set_every_request_needs_it(place: Path, tiny_bert: Path
                 why = "is not this server's token" if "wrong" in headers.get("Authorization", "") else "needs its token"
                 assert why in answer.json()["detail"] and TOKEN not in answer.text
         assert client.post("/api/studies/x/stop").status_code == 401
+        for path in ("/docs", "/dashboard"):  # a browser without the cookie gets the login form, as `/` does
+            page = client.get(path, headers={"Accept": "text/html,application/xhtml+xml"}, follow_redirects=False)
+            assert page.status_code == 303 and page.headers["location"] == "/login", path
         assert client.post("/api/studies", data={"spec_text": "name: x"}).status_code == 401
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         for path in paths[:-1]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
 from sweep.service.dashboard import DashboardMount
-from sweep.service.security import require_token
+from sweep.service.security import require_token, wants_page
 from sweep.service.settings import ServiceSettings
 from sweep.service.submissions import Conflict, TooLarge
 from sweep.store_checks import mask
@@ -54,7 +54,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return JSONResponse(error_body(problems, lines), status_code=code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 401 and wants_page(request):  # /docs in a browser: the login form, as / does
+            return RedirectResponse("/login", status_code=303)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return JSONResponse(error_body([("", detail)], [detail]), status_code=exc.status_code, headers=exc.headers)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sweep.errors import SweepError
-from sweep.service.security import presented_token, token_matches, unauthorized
+from sweep.service.security import presented_token, token_matches, unauthorized, wants_page
 from sweep.store_checks import mask
 
 PREFIX = "/dashboard"
@@ -93,7 +93,9 @@ class DashboardMount:
             return
         request = Request(scope)
         response: Response | None = None
-        if not token_matches(self.token, presented := presented_token(request)):
+        if not token_matches(self.token, presented := presented_token(request)) and wants_page(request):
+            response = RedirectResponse("/login", status_code=303)  # the dashboard in a browser: the login form first
+        elif not token_matches(self.token, presented):
             refused = unauthorized(presented)
             response = JSONResponse({"detail": refused, "errors": [{"field": "", "message": refused}]},
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip

@@ -36,6 +36,11 @@ def unauthorized(presented: str | None) -> str:
     return "that is not this server's token: check the one sent as `Authorization: Bearer TOKEN` (or log in again)"
 
 
+def wants_page(request: Request) -> bool:
+    """A browser opening a page (a GET that accepts HTML): a refusal sends it to /login rather than answer in JSON."""
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
 def require_token(request: Request) -> None:
     """A FastAPI dependency: 401 (JSON) unless the request carries the server's token."""
     expected, presented = request.app.state.settings.token, presented_token(request)
