@@ -382,7 +382,8 @@ def _by_mean(study: optuna.Study) -> str | None:
 
 
 # Trainer settings that change what a trial learns, with the value a stored spec leaves out (its default).
-TRAINER_SETTINGS = {"lr_schedule": "linear", "accumulate_grad_batches": 1, "gradient_clip_val": "none"}
+TRAINER_SETTINGS = {"lr_schedule": "linear", "accumulate_grad_batches": 1, "gradient_clip_val": "none",
+                    "early_stopping_patience": "none"}
 
 
 def _trainer_rows(studies: Sequence[optuna.Study]) -> list[list[Any]]:

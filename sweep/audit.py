@@ -232,6 +232,7 @@ def finetune_probabilities(
                 first_epoch_evals=0, task=spec.task, keep_freed_memory=spec.trainer.keep_freed_memory,
                 gradient_clip_val=spec.trainer.gradient_clip_val,
                 accumulate_grad_batches=spec.trainer.accumulate_grad_batches, lr_schedule=spec.trainer.lr_schedule,
+                early_stopping_patience=spec.trainer.early_stopping_patience,
             )  # fmt: skip
             steps = params.epochs * -(-len(train_idx) // params.batch_size)
             step_bar = progress.add_task(f"fold {k + 1}/{folds}", total=steps)

@@ -193,6 +193,9 @@ def _trainer_note(meta: dict[str, Any]) -> str:
                      "a constant learning rate after the warm-up")  # fmt: skip
     if trainer.get("gradient_clip_val") is not None:
         notes.append(f"gradients clipped to an L2 norm of {trainer['gradient_clip_val']:g}")
+    if trainer.get("early_stopping_patience") is not None:
+        notes.append(f"early stopping after {trainer['early_stopping_patience']} evaluations without "
+                     "improvement")  # fmt: skip
     return "".join(f"; {note}" for note in notes)
 
 

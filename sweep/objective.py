@@ -15,6 +15,7 @@ import optuna
 import pytorch_lightning as pl
 import torch
 from optuna.trial import FrozenTrial
+from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import PreparedData
@@ -69,6 +70,7 @@ class TrialSettings:
     gradient_clip_val: float | None = None  # trainer.gradient_clip_val: the gradients' L2 norm is clipped to it
     accumulate_grad_batches: int = 1  # trainer.accumulate_grad_batches: batches summed per optimizer step
     lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
+    early_stopping_patience: int | None = None  # trainer.early_stopping_patience: evaluations without improvement
 
 
 def cpu_has_bf16() -> bool:
@@ -142,6 +144,11 @@ def train_trial(
     schedule = next((c for c in callbacks if isinstance(c, EvaluationSchedule)), None)
     if schedule is None:
         callbacks = [EvaluationSchedule(settings.first_epoch_evals), *callbacks]
+    if settings.early_stopping_patience is not None:  # after the pruning callback: its report comes first
+        callbacks = [*callbacks, EarlyStopping(
+            f"val_{settings.metric}", patience=settings.early_stopping_patience,
+            mode="min" if settings.metric in MINIMIZED else "max", check_on_train_epoch_end=False,
+        )]  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=hp.epochs,
         accelerator=settings.accelerator,

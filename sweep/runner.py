@@ -249,6 +249,7 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         gradient_clip_val=spec.trainer.gradient_clip_val,
         accumulate_grad_batches=spec.trainer.accumulate_grad_batches,
         lr_schedule=spec.trainer.lr_schedule,
+        early_stopping_patience=spec.trainer.early_stopping_patience,
         first_epoch_evals=spec.search.first_epoch_evals,
         checkpoint_root=checkpoint_root if keep else None,
         tokenizer_dir=save_tokenizer_once(encoder, checkpoint_root) if keep else None,

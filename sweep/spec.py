@@ -189,6 +189,10 @@ class TrainerSpec(_Strict):
     # The learning rate after the warm-up (transformers.Trainer's lr_scheduler_type): falls linearly to 0, follows half
     # a cosine to 0, or stays at its peak. The warm-up is the space's warmup_ratio in each case.
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    # End a trial once this many evaluations in a row (those inside epoch 1 included) have not improved the objective's
+    # metric (transformers' EarlyStoppingCallback's early_stopping_patience): the trial completes with the epochs it
+    # ran, its best evaluation kept. None: every trial runs its epochs (pruning still ends hopeless ones).
+    early_stopping_patience: StrictInt | None = Field(None, ge=1)
 
     def learning_settings_line(self) -> str | None:
         """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None
@@ -201,6 +205,9 @@ class TrainerSpec(_Strict):
             said.append(f"{self.lr_schedule} learning rate after the warm-up")
         if self.gradient_clip_val is not None:
             said.append(f"gradients clipped to an L2 norm of {self.gradient_clip_val:g}")
+        if self.early_stopping_patience is not None:
+            n = self.early_stopping_patience
+            said.append(f"a trial ends after {n} evaluation{'s' if n != 1 else ''} without improvement")
         return f"trainer: {'; '.join(said)}" if said else None
 
     @model_serializer(mode="wrap")
@@ -214,6 +221,8 @@ class TrainerSpec(_Strict):
             body.pop("accumulate_grad_batches", None)
         if body.get("lr_schedule") == "linear":
             body.pop("lr_schedule", None)
+        if body.get("early_stopping_patience") is None:
+            body.pop("early_stopping_patience", None)
         return body
 
 
@@ -461,7 +470,7 @@ TRAINER_NAMES = {
     "warmup_steps": "warmup_ratio", "per_device_eval_batch_size": "eval_batch_size", "seed": "seed",
     "label_smoothing_factor": "label_smoothing", "hidden_dropout_prob": "dropout", "classifier_dropout": "dropout",
     "max_grad_norm": "gradient_clip_val", "gradient_accumulation_steps": "accumulate_grad_batches",
-    "lr_scheduler_type": "lr_schedule",
+    "lr_scheduler_type": "lr_schedule", "early_stopping": "early_stopping_patience",
 }  # fmt: skip
 
 
@@ -489,7 +498,7 @@ def _format_error(err: Any) -> tuple[str, str]:
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         close = _close_key(str(loc[-1]), allowed) if loc else []
-        elsewhere = TRAINER_NAMES.get(str(loc[-1])) if loc and not close else None
+        elsewhere = TRAINER_NAMES.get(str(loc[-1]), str(loc[-1])) if loc and not close else None
         if elsewhere in TrainerSpec.model_fields and loc[:1] != ("trainer",):  # searched by Trainer users, set here
             return where, (f"unknown key{hint}; that is trainer.{elsewhere} here, one value for the whole study (run "
                            "a study per value to compare them)")  # fmt: skip

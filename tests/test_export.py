@@ -399,6 +399,8 @@ def test_the_card_says_how_many_batches_each_optimizer_step_summed_and_where_gra
                                     "per optimizer step (an effective batch of 32); gradients clipped to an L2 norm "
                                     "of 1")  # fmt: skip
     assert _settings_note({"hyperparameters": {"batch_size": 8}, "spec": {"trainer": {}}}) == ""
+    stopped = {"hyperparameters": {"batch_size": 8}, "spec": {"trainer": {"early_stopping_patience": 3}}}
+    assert _settings_note(stopped) == "; early stopping after 3 evaluations without improvement"
 
 
 def test_exporting_a_model_that_predicts_one_class_says_it_learned_nothing(

@@ -492,3 +492,20 @@ def test_more_summed_batches_than_an_epoch_has_is_refused_before_anything_is_sto
     assert trainer_settings_line(cosine) == ("trainer: cosine learning rate after the warm-up; gradients clipped to an "
                                              "L2 norm of 1")  # fmt: skip
     assert trainer_settings_line(parse_spec({"name": "s", "data": {"train": "t.csv"}})) is None
+
+
+def test_early_stopping_ends_a_trial_whose_metric_stops_improving_and_the_trial_completes(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    """A learning rate too small to move the predictions: the F1 a third into epoch 1 is never beaten, so with
+    patience 1 the trial ends at the next evaluation, complete, with its best evaluation kept."""
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=1,
+                      search__space={"learning_rate": 1e-12, "batch_size": 8, "epochs": 4},
+                      trainer={"early_stopping_patience": 1})  # fmt: skip
+    said = io.StringIO()
+    (trial,) = run_study(spec, console=Console(file=said, width=300)).study.trials
+    record = read_trial(trial)
+    assert trial.state == TrialState.COMPLETE
+    assert [r["epochs_trained"] for r in record.history] == [0.3333, 0.6667]
+    assert trial.value == record.history[0]["val_f1_macro"]
+    assert "trainer: a trial ends after 1 evaluation without improvement" in said.getvalue()

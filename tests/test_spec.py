@@ -330,6 +330,11 @@ def test_a_trainer_argument_name_gets_the_key_that_means_the_same_here() -> None
         parse_spec({"name": "s", "data": {"train": "t.csv"},
                     "search": {"space": {"gradient_accumulation_steps": [1, 2]}}})  # fmt: skip
     assert "that is trainer.accumulate_grad_batches here, one value for the whole study" in str(err.value)
+    with pytest.raises(SweepError) as err:
+        parse_spec({"name": "s", "data": {"train": "t.csv"}, "search": {"space": {"lr_schedule": ["linear", "cosine"],
+                    "early_stopping_patience": [2, 3]}}})  # fmt: skip
+    assert "search.space.lr_schedule: unknown key" in str(err.value) and "that is trainer.lr_schedule here" in str(
+        err.value) and "that is trainer.early_stopping_patience here" in str(err.value)  # fmt: skip
 
 
 
