@@ -52,18 +52,6 @@ def parameter_groups(
     return [group for group in groups if group["params"]]
 
 
-def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Learning-rate factor: 0 → 1 linearly over `warmup_steps`, then 1 → 0 linearly at `total_steps`."""
-    if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(
-            f"0 <= warmup_steps <= total_steps must hold, got warmup_steps={warmup_steps}, "
-            f"total_steps={total_steps}"
-        )
-    if step < warmup_steps:
-        return step / warmup_steps
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-
 # What the learning rate does after the warm-up (transformers' lr_scheduler_type names): falls linearly to 0, follows
 # half a cosine to 0, or stays at its peak.
 LR_SCHEDULES = ("linear", "cosine", "constant")
@@ -74,8 +62,6 @@ def warmup_then(step: int, warmup_steps: int, total_steps: int, schedule: str = 
     (to 0 at `total_steps` for linear and cosine; constant stays at 1)."""
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
-    if schedule == "linear":
-        return linear_warmup_decay(step, warmup_steps, total_steps)
     if not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"0 <= warmup_steps <= total_steps must hold, got warmup_steps={warmup_steps}, "
@@ -83,10 +69,17 @@ def warmup_then(step: int, warmup_steps: int, total_steps: int, schedule: str = 
         )
     if step < warmup_steps:
         return step / warmup_steps
+    if schedule == "linear":
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
     if schedule == "constant":
         return 1.0
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: 0 → 1 linearly over `warmup_steps`, then 1 → 0 linearly at `total_steps`."""
+    return warmup_then(step, warmup_steps, total_steps, "linear")
 
 
 def warmup_then_decay(
