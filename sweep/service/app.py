@@ -115,7 +115,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        detail = f"the request is over this server's limit of {self.limit} bytes (sweep serve --max-upload-mb)"
+        detail = (f"the request is over this server's limit of {self.limit} bytes: two data files of sweep serve "
+                  "--max-upload-mb each, and 2 MB for the spec and the form's other fields")  # fmt: skip
         refuse = JSONResponse(error_body([("", detail)], [detail]), status_code=413)
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
