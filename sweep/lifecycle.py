@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
 from datamodules import PreparedData
@@ -22,7 +23,15 @@ from record import StudyRecord, warm_start_attrs, write_artifact_store, write_st
 from sweep.artifacts import artifact_settings
 from sweep.errors import SweepError
 from sweep.space import grid
-from sweep.spec import NOT_FINGERPRINTED, PRUNE_AFTER_DEFAULT, WARMUP_PRUNERS, RangeParam, SearchSpec, Spec
+from sweep.spec import (
+    NOT_FINGERPRINTED,
+    OMITTED_AT_DEFAULT,
+    PRUNE_AFTER_DEFAULT,
+    WARMUP_PRUNERS,
+    RangeParam,
+    SearchSpec,
+    Spec,
+)
 from sweep.storage import Heartbeat, open_storage, safe_url, study_names, study_record
 from sweep.taskspec import direction
 from sweep.warm_start import WarmStart
@@ -141,6 +150,20 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 _MISSING = object()
 
 
+def _default_of(key: str) -> Any:
+    """The spec's default for a dotted key (`trainer.lr_schedule`: "linear"), which a stored spec may leave out; the
+    marker `_MISSING` where the key has none or is not a field."""
+    model: Any = Spec
+    *parents, last = key.split(".")
+    for part in parents:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    if last not in fields or fields[last].is_required():
+        return _MISSING
+    return fields[last].get_default(call_default_factory=True)
+
+
 def _change(key: str, old: Any, new: Any) -> str:
     """`trainer.accumulate_grad_batches 2 -> 4`: a changed key with the study's value and the spec's (unset: a key
     one side leaves out; long values cut)."""
@@ -149,7 +172,8 @@ def _change(key: str, old: Any, new: Any) -> str:
         for part in key.split("."):
             tree = tree.get(part, _MISSING) if isinstance(tree, dict) else _MISSING
         if tree is _MISSING:
-            return "unset"
+            default = _default_of(key) if key in OMITTED_AT_DEFAULT else _MISSING
+            return "unset" if default is _MISSING else f"{json.dumps(default)} (the default)"
         shown = json.dumps(tree, ensure_ascii=False)
         return shown if len(shown) <= 40 else f"{shown[:37]}..."
 

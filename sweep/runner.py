@@ -157,7 +157,9 @@ def accumulation_problem(spec: Spec, train_rows: int) -> tuple[str, str] | None:
 
 def trainer_settings_line(spec: Spec) -> str | None:
     """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None."""
-    return spec.trainer.learning_settings_line()
+    size = spec.search.space.batch_size
+    fixed = size[0] if isinstance(size, list) and len(size) == 1 else size if isinstance(size, int) else None
+    return spec.trainer.learning_settings_line(int(fixed) if fixed is not None else None)
 
 
 def _labels_phrase(spec: Spec, data: PreparedData) -> str:

@@ -194,13 +194,14 @@ class TrainerSpec(_Strict):
     # ran, its best evaluation kept. None: every trial runs its epochs (pruning still ends hopeless ones).
     early_stopping_patience: StrictInt | None = Field(None, ge=1)
 
-    def learning_settings_line(self) -> str | None:
+    def learning_settings_line(self, batch_size: int | None = None) -> str | None:
         """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None
-        (what `sweep run` and `sweep status` print)."""
+        (what `sweep run` and `sweep status` print). `batch_size`: the space's, where it is one value."""
         said = []
         if self.accumulate_grad_batches > 1:
-            said.append(f"{self.accumulate_grad_batches} batches summed per optimizer step (effective batch = "
-                        f"batch_size x {self.accumulate_grad_batches})")  # fmt: skip
+            n = self.accumulate_grad_batches
+            effective = f"{batch_size} x {n} = {batch_size * n}" if batch_size else f"batch_size x {n}"
+            said.append(f"{n} batches summed per optimizer step (effective batch {effective})")
         if self.lr_schedule != "linear":
             said.append(f"{self.lr_schedule} learning rate after the warm-up")
         if self.gradient_clip_val is not None:
@@ -215,15 +216,15 @@ class TrainerSpec(_Strict):
         # keys that came after studies were stored: at their default they are left out, so those studies' spec and
         # fingerprint stay
         body: dict[str, Any] = handler(self)
-        if body.get("gradient_clip_val") is None:
-            body.pop("gradient_clip_val", None)
-        if body.get("accumulate_grad_batches") == 1:
-            body.pop("accumulate_grad_batches", None)
-        if body.get("lr_schedule") == "linear":
-            body.pop("lr_schedule", None)
-        if body.get("early_stopping_patience") is None:
-            body.pop("early_stopping_patience", None)
+        for key in LATER_TRAINER_KEYS:
+            if key in body and body[key] == type(self).model_fields[key].default:
+                del body[key]
         return body
+
+
+LATER_TRAINER_KEYS = ("gradient_clip_val", "accumulate_grad_batches", "lr_schedule", "early_stopping_patience")
+# Dotted keys a stored spec leaves out at their default (see the serializers): missing there means the default.
+OMITTED_AT_DEFAULT = frozenset({"task", "model.threshold", *(f"trainer.{key}" for key in LATER_TRAINER_KEYS)})
 
 
 # search.prune_after_epochs when a spec names none, for the pruners it applies to. 0.5: the median rule acts from the
@@ -502,6 +503,10 @@ def _format_error(err: Any) -> tuple[str, str]:
         if elsewhere in TrainerSpec.model_fields and loc[:1] != ("trainer",):  # searched by Trainer users, set here
             return where, (f"unknown key{hint}; that is trainer.{elsewhere} here, one value for the whole study (run "
                            "a study per value to compare them)")  # fmt: skip
+        if elsewhere in DEFAULTS and loc[:2] != ("search", "space"):  # a hyperparameter written among the settings
+            ratio = " (a fraction of the optimizer steps, not a count)" if elsewhere == "warmup_ratio" else ""
+            return where, (f"unknown key{hint}; that is search.space.{elsewhere} here{ratio}, a hyperparameter: "
+                           "searched or fixed in the space")  # fmt: skip
         return where, f"unknown key{hint}" + (f"; did you mean {close[0]!r}?" if close else "")
     if kind == "missing":
         return where, "required key is missing"

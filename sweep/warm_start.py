@@ -94,7 +94,7 @@ def warm_start(space: SpaceSpec, encoder: str, accumulate: int = 1) -> WarmStart
     if shape is None or not wanted:
         return None
     config, source = known_good(*shape)
-    if accumulate > 1:
+    if accumulate > 1 and "batch_size" in wanted:
         config["batch_size"] = max(1, round(config["batch_size"] / accumulate))
         source += f"; batch 16 per optimizer step, {accumulate} batches summed per step"
     return WarmStart({name: _inside(param, config[name]) for name, param in wanted.items()}, source)

@@ -485,8 +485,12 @@ def test_more_summed_batches_than_an_epoch_has_is_refused_before_anything_is_sto
     plain = parse_spec({"name": "s", "data": {"train": "t.csv"}, "search": {"space": {"batch_size": 32}},
                         "trainer": {"accumulate_grad_batches": 4}})  # fmt: skip
     assert accumulation_problem(plain, 128) is None  # 4 batches: one step an epoch, allowed
-    assert trainer_settings_line(plain) == ("trainer: 4 batches summed per optimizer step (effective batch = "
-                                            "batch_size x 4)")  # fmt: skip
+    assert trainer_settings_line(plain) == ("trainer: 4 batches summed per optimizer step (effective batch 32 x 4 = "
+                                            "128)")  # fmt: skip
+    searched = parse_spec({"name": "s", "data": {"train": "t.csv"}, "search": {"space": {"batch_size": [8, 16]}},
+                           "trainer": {"accumulate_grad_batches": 4}})  # fmt: skip
+    assert trainer_settings_line(searched) == ("trainer: 4 batches summed per optimizer step (effective batch "
+                                               "batch_size x 4)")  # fmt: skip
     cosine = parse_spec({"name": "s", "data": {"train": "t.csv"},
                          "trainer": {"lr_schedule": "cosine", "gradient_clip_val": 1}})  # fmt: skip
     assert trainer_settings_line(cosine) == ("trainer: cosine learning rate after the warm-up; gradients clipped to an "
@@ -509,3 +513,14 @@ def test_early_stopping_ends_a_trial_whose_metric_stops_improving_and_the_trial_
     assert [r["epochs_trained"] for r in record.history] == [0.3333, 0.6667]
     assert trial.value == record.history[0]["val_f1_macro"]
     assert "trainer: a trial ends after 1 evaluation without improvement" in said.getvalue()
+
+
+def test_a_refused_resume_names_a_left_out_default_by_its_value() -> None:
+    """A helper wrote `lr_schedule: linear` and read `changed: trainer.lr_schedule "cosine" -> unset` (a stored spec
+    leaves a later key out at its default); a key that did not exist when the study ran stays `unset`."""
+    from sweep.lifecycle import _change
+
+    assert _change("trainer.lr_schedule", {"trainer": {"lr_schedule": "cosine"}}, {"trainer": {}}) == (
+        'trainer.lr_schedule "cosine" -> "linear" (the default)')
+    assert _change("search.first_epoch_evals", {"search": {}}, {"search": {"first_epoch_evals": 2}}) == (
+        "search.first_epoch_evals unset -> 2")

@@ -72,6 +72,9 @@ def test_with_summed_batches_the_recipes_batch_is_per_optimizer_step(tmp_path: P
     assert "batch 16 per optimizer step, 8 batches summed per step" in warm.describe()
     alone = warm_start(space, str(folder))
     assert alone is not None and alone.params["batch_size"] == 16
+    fixed = warm_start(SpaceSpec(learning_rate=RangeParam(low=1e-5, high=1e-4, log=True), batch_size=[16]),
+                       str(folder), accumulate=2)  # fmt: skip
+    assert fixed is not None and "summed" not in fixed.describe()  # its batch is not the warm start's to choose
 
 
 def test_no_warm_start_without_a_readable_family(tmp_path: Path) -> None:
