@@ -16,6 +16,7 @@ the peer: its last evaluation, what `hyperparameter_search` returns), at the end
 epoch end. F1 only: the times are not the point here (they are in RESULTS.md).
 
     python benchmarks/bench_spread.py --seeds 0 1 --repeats 4
+    python benchmarks/bench_spread.py --render benchmarks/spread/SPREAD.json     # the Markdown again, no training
 
 Writes benchmarks/spread/SPREAD.md and SPREAD.json (`--out`). About 85 s per repeat and seed in fp32 here.
 """
@@ -53,7 +54,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=4, help="training seeds per side and seed (default 4)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "spread")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "spread" / "SPREAD.md")
+    parser.add_argument("--render", type=Path, metavar="SPREAD.json",
+                        help="only rewrite the Markdown beside this earlier run's JSON (no training)")  # fmt: skip
     args = parser.parse_args(list(argv))
+    if args.render is not None:
+        return args
     if args.repeats < 2:
         parser.error(f"--repeats must be at least 2 (a spread needs two runs), got {args.repeats}")
     if not args.results.is_file():
@@ -138,6 +143,12 @@ def describe(values: Sequence[float]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render is not None:
+        if not args.render.is_file():
+            raise SystemExit(f"--render {args.render}: no such file")
+        results = json.loads(args.render.read_text(encoding="utf-8"))
+        write_results(args.render.with_suffix(".md"), results, render)
+        return 0
     import bench_trainer as bench
     import optuna
 
@@ -201,8 +212,9 @@ def render(results: dict[str, Any]) -> str:
             f"## Seed {entry['seed']}: learning rate {p['learning_rate']:.2e}, batch {p['batch_size']}, "
             f"{p['epochs']} epochs",
             "",
-            f"The peer's best in the benchmark ({entry['peer_variant']}): {entry['peer_study_best']:.4f}; ours: "
-            f"{entry['ours_study_best']:.4f}; one validation example: {tie:.4f}.",
+            f"The peer's best in the benchmark ({entry['peer_variant']}): {entry['peer_study_best']:.4f}; our "
+            f"benchmark best (whatever its configuration): {entry['ours_study_best']:.4f}; one validation example "
+            f"(the issue's tie unit, macro-F1 × validation size, not a count of predictions): {tie:.4f}.",
             "",
             "| side | F1 | " + " | ".join(f"seed {r['training_seed']}" for r in entry["runs"]["ours"])
             + " | mean | min | max | sd | max − min in validation examples |",

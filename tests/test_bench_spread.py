@@ -59,3 +59,6 @@ def test_each_side_trains_the_configuration_with_consecutive_training_seeds(tmp_
     assert all(r["scored"] == r["last"] for r in seed["runs"]["peer"])  # what hyperparameter_search returns
     text = out.read_text(encoding="utf-8")
     assert "## Seed 3: learning rate 1.00e-03, batch 8, 2 epochs" in text and "| ours | end of the last epoch |" in text
+    out.unlink()
+    assert bench.main(["--render", str(out.with_suffix(".json"))]) == 0  # the Markdown again, without training
+    assert out.read_text(encoding="utf-8") == text
