@@ -157,9 +157,7 @@ def accumulation_problem(spec: Spec, train_rows: int) -> tuple[str, str] | None:
 
 def trainer_settings_line(spec: Spec) -> str | None:
     """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None."""
-    size = spec.search.space.batch_size
-    fixed = size[0] if isinstance(size, list) and len(size) == 1 else size if isinstance(size, int) else None
-    return spec.trainer.learning_settings_line(int(fixed) if fixed is not None else None)
+    return spec.trainer.learning_settings_line(spec.search.space.batch_size)
 
 
 def _labels_phrase(spec: Spec, data: PreparedData) -> str:

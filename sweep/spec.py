@@ -194,9 +194,13 @@ class TrainerSpec(_Strict):
     # ran, its best evaluation kept. None: every trial runs its epochs (pruning still ends hopeless ones).
     early_stopping_patience: StrictInt | None = Field(None, ge=1)
 
-    def learning_settings_line(self, batch_size: int | None = None) -> str | None:
+    def learning_settings_line(self, space_batch_size: Any = None) -> str | None:
         """`trainer: ...` for the settings that change what a trial learns beyond the space, where set; else None
-        (what `sweep run` and `sweep status` print). `batch_size`: the space's, where it is one value."""
+        (what `sweep run` and `sweep status` print). `space_batch_size`: the space's batch_size as given or stored (a
+        number, a list, a range); where it is one value, the effective batch is given as a number."""
+        one = space_batch_size[0] if isinstance(space_batch_size, list) and len(space_batch_size) == 1 else (
+            space_batch_size)  # fmt: skip
+        batch_size = one if isinstance(one, int) and not isinstance(one, bool) else None
         said = []
         if self.accumulate_grad_batches > 1:
             n = self.accumulate_grad_batches

@@ -165,9 +165,8 @@ def _trainer_line(spec: dict[str, Any]) -> str | None:
     from sweep.spec import TrainerSpec
 
     size = (spec.get("search") or {}).get("space", {}).get("batch_size")
-    fixed = size[0] if isinstance(size, list) and len(size) == 1 else size if isinstance(size, int) else None
     try:
-        return TrainerSpec.model_validate(spec.get("trainer") or {}).learning_settings_line(fixed)
+        return TrainerSpec.model_validate(spec.get("trainer") or {}).learning_settings_line(size)
     except ValidationError:  # a spec stored by a later version: nothing said rather than a crash
         return None
 
