@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from record import AuditRecord
 from record.audit import SCORE_BIN, noise_is_flagged_share, weak_fit
-from reports.blocks import Block, NoteBlock, TableBlock
+from reports.blocks import Block, NoteBlock, Score, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
 # task multi-label: a flag doubts one or more labels of a row's set
@@ -65,7 +65,7 @@ def audit_blocks(
         shown = record.suspects[:MAX_SHOWN]
         blocks.append(TableBlock(
             columns=["rank", "row", "text", "given", "suggested", "label quality"],
-            rows=[[i, s.row, s.text, s.given, s.suggested, s.quality] for i, s in enumerate(shown, 1)],
+            rows=[[i, s.row, s.text, s.given, s.suggested, Score(s.quality)] for i, s in enumerate(shown, 1)],
             caption=f"The {len(shown)} likeliest label errors (lowest label quality first)"))  # fmt: skip
     else:
         blocks.append(NoteBlock("No training example was flagged."))

@@ -8,6 +8,18 @@ from typing import Any
 import plotly.graph_objects as go
 
 
+class Score(float):
+    """A metric's value in a table: shown to 4 decimals, as `sweep status`, the CLI and the model card give it (other
+    numbers, hyperparameters say, get 4 significant digits)."""
+
+    __slots__ = ()
+
+
+def score(value: float | None) -> Score | None:
+    """`Score(value)`, None where there is no value."""
+    return None if value is None else Score(value)
+
+
 @dataclass(frozen=True)
 class FigureBlock:
     """A plotly figure; `name` is a short file-name-friendly id (used for PNG files)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reports.blocks import Block, FigureBlock, NoteBlock, TableBlock
+from reports.blocks import Block, FigureBlock, NoteBlock, TableBlock, score
 from reports.figures import ConfusionData, plot_confusion
 
 MAX_PAIRS = 10  # most-confused pairs listed
@@ -109,7 +109,7 @@ def confused_pairs(
 
 def per_class_table(number: int, scores: Sequence[ClassScore]) -> TableBlock:
     """Precision, recall, F1 and support per class, in the order given (lowest F1 first from `classes_by_f1`)."""
-    rows = [[shown_label(s), s.precision, s.recall, s.f1, s.support] for s in scores]
+    rows = [[shown_label(s), score(s.precision), score(s.recall), score(s.f1), s.support] for s in scores]
     return TableBlock(columns=["label", "precision", "recall", "F1", "support"], rows=rows,
                       caption=f"Per-class scores of trial {number} at its best epoch, lowest F1 first")
 

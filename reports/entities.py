@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reports.blocks import Block, NoteBlock, TableBlock
+from reports.blocks import Block, NoteBlock, TableBlock, score
 from reports.classes import classes_by_f1, shown_label
 
 TOKEN_TASK = "token-classification"
@@ -33,7 +33,7 @@ def entity_blocks(number: int, per_type: Mapping[str, Any]) -> list[Block]:
     scores = classes_by_f1(per_type)
     if not scores:
         return [NoteBlock(f"Trial {number} recorded no per-entity-type scores.", missing=True)]
-    rows = [[shown_label(s), s.precision, s.recall, s.f1, s.support] for s in scores]
+    rows = [[shown_label(s), score(s.precision), score(s.recall), score(s.f1), s.support] for s in scores]
     table = TableBlock(columns=["entity type", "precision", "recall", "F1", "support"], rows=rows,
                        caption=f"Per-entity-type scores of trial {number} at its best epoch, lowest F1 first")
     return [table, NoteBlock(ENTITY_NOTE)]

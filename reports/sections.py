@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from record import best_trial, maximizes, read_audit, read_study, read_trial
 from reports.advice import RULES as ADVICE_RULES
 from reports.audit import audit_blocks
-from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
+from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Score, Section, TableBlock
 from reports.classes import class_blocks, classes_by_f1, per_class_table
 from reports.data import data_blocks
 from reports.entities import TOKEN_TASK, entity_blocks
@@ -145,12 +145,12 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     record = read_trial(best)
     epoch, planned = record.best_at, record.planned_epochs
     ran = epochs_run(best)
-    rows: list[list[Any]] = [["trial", trial_label(best)], [f"validation {metric}", best.values[0]]]
+    rows: list[list[Any]] = [["trial", trial_label(best)], [f"validation {metric}", Score(best.values[0])]]
     if epoch is not None:
         rows.append(["best epoch", f"{epoch} of {f'{round(ran, 2):g}' if ran is not None else planned or '?'} run"])
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
     metrics = record.metrics
-    rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in HEADLINE_METRICS if k in metrics]
+    rows += [[f"best-epoch {k.removeprefix('val_')}", Score(metrics[k])] for k in HEADLINE_METRICS if k in metrics]
     if record.threshold is not None:  # task multi-label
         if record.label_thresholds:  # the metrics above are at these, not at the global value
             moved = sum(1 for v in record.label_thresholds.values() if v != record.threshold)
@@ -159,7 +159,8 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
                       f"{record.threshold}); the metrics above are at them"]]
         else:
             rows += [["decision threshold (tuned on validation)", record.threshold]]
-        rows += [[f"best-epoch {k.removeprefix('val_')}", metrics[k]] for k in MULTILABEL_METRICS if k in metrics]
+        rows += [[f"best-epoch {k.removeprefix('val_')}", Score(metrics[k])]
+                 for k in MULTILABEL_METRICS if k in metrics]
     return TableBlock(columns=["", ""], rows=rows, caption=f"Best trial: {best.number}")
 
 
@@ -405,7 +406,7 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
     means = [_by_mean(s) if is_single_objective(s) else None for s in studies]
     rows: list[list[Any]] = [
         ["metric", *(metric_name(s) for s in studies)],
-        ["best value", *(b.values[0] if b else None for b in bests)],
+        ["best value", *(Score(b.values[0]) if b else None for b in bests)],
         *([["best by mean over seeds", *(m or "not re-evaluated" for m in means)]] if any(means) else []),
         ["trial", *(trial_label(b) if b else None for b in bests)],
         ["best epoch", *(read_trial(b).best_at if b else None for b in bests)],

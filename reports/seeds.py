@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from record import TrialRecord, maximizes, read_trial
-from reports.blocks import Block, NoteBlock, TableBlock
+from reports.blocks import Block, NoteBlock, Score, TableBlock
 
 _PENDING = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -142,8 +142,8 @@ SEED_COLUMNS = ["rank", "configuration (trial)", "seeds", "mean", "std", "single
 def seed_rows(ranking: SeedRanking) -> list[list[Any]]:
     """The ranking as table rows (`SEED_COLUMNS`)."""
     return [[i, c.configuration, len(c.runs) if not c.pending else f"{len(c.runs)} (+{c.pending} queued)",
-             round(c.mean, 4), round(c.std, 4) if c.std is not None else None,
-             round(c.single, 4) if c.single is not None else None,
+             Score(c.mean), Score(c.std) if c.std is not None else None,
+             Score(c.single) if c.single is not None else None,
              f"trial {c.best_run.number}: {c.best_run.value:.4f}",
              ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params.items())]
             for i, c in enumerate(ranking.rows, 1)]

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
 from reports.advice import TOP, advice_lines, learning_advice, score_learning_advice
+from reports.blocks import Score
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
 HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
@@ -255,9 +256,12 @@ def format_seconds(seconds: float) -> str:
 
 
 def format_value(value: Any) -> str:
-    """Numbers to 4 significant digits (small ones in scientific notation), everything else via str."""
+    """A `Score` to 4 decimals; other numbers to 4 significant digits (small ones in scientific notation), everything
+    else via str."""
     if isinstance(value, bool) or value is None:
         return "-" if value is None else str(value)
+    if isinstance(value, Score) and math.isfinite(value):
+        return f"{value:.4f}"
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)

@@ -14,17 +14,11 @@ from rich.text import Text
 
 from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
-from reports.trials import HEADLINE_METRICS, describe_time_split, study_advice, time_split
+from reports.trials import HEADLINE_METRICS, describe_time_split, format_value, study_advice, time_split
 from sweep.artifacts import describe
 from sweep.checkpoints import disk_usage, is_kept
 
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if (abs(value) < 1e-3 and value != 0) else f"{value:.4g}"
-    return str(value)
 
 
 def format_params(params: dict[str, Any], sep: str = ", ") -> str:

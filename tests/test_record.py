@@ -208,3 +208,23 @@ def test_the_best_epoch_reads_the_same_everywhere_inside_epoch_1_too() -> None:
     assert dict(best_trial_table(trial, "f1_macro").rows)["best epoch"] == "0.68 of 1 run"
     whole = read_trial(optuna.trial.create_trial(value=0.5, user_attrs=trial_attrs(best_epoch=2)))
     assert whole.best_at == "2" and read_trial(optuna.trial.create_trial(value=0.5)).best_at is None
+
+
+def test_a_metric_reads_with_the_same_digits_in_the_report_as_on_the_command_line() -> None:
+    """The report gave 4 significant digits (1.235, 0.05123) where status and the card give 4 decimals (1.2346,
+    0.0512); hyperparameters keep 4 significant digits."""
+    from reports.blocks import Score
+    from reports.page import render_table
+    from reports.sections import best_trial_table
+    from reports.trials import format_value
+
+    trial = optuna.trial.create_trial(
+        value=1.23456, params={"learning_rate": 3.14159e-5},
+        distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-4, log=True)},
+    )  # fmt: skip
+    table = best_trial_table(trial, "rmse")
+    assert format_value(dict(table.rows)["validation rmse"]) == f"{trial.value:.4f}" == "1.2346"
+    assert format_value(dict(table.rows)["hyperparameter: learning_rate"]) == "3.14e-05"
+    assert format_value(Score(0.05123)) == "0.0512" and format_value(0.05123) == "0.05123"
+    assert format_value(Score(0.97)) == "0.9700" and format_value(Score(float("nan"))) == "nan"
+    assert '<td class="num">1.2346</td>' in render_table(table)
