@@ -22,7 +22,16 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 from rich.text import Text
 
-from record import FINISHED, StudyRecord, best_trial, read_trial, study_from_attrs, write_stopped
+from record import (
+    FINISHED,
+    StudyRecord,
+    best_trial,
+    read_trial,
+    reevaluation_runs,
+    study_from_attrs,
+    write_budget,
+    write_stopped,
+)
 from record.study import RecordError
 from sweep.errors import SweepError
 from sweep.storage import load_study, open_storage, safe_url, study_names
@@ -52,6 +61,10 @@ class StudySummary:
     priority: int = 0
     stopped: str | None = None
     failure: str | None = None
+    # the search's own share: finished trials and budget without `sweep reevaluate`'s runs (which `--n-trials` and the
+    # service's `n_trials` leave out too)
+    search_finished: int = 0
+    search_budget: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +95,7 @@ def summarize(study: optuna.Study, record: StudyRecord | None = None) -> StudySu
     running = [t for t in trials if t.state == TrialState.RUNNING]
     budget = record.budget or len(trials) or 1
     best = best_trial(study) if finished else None
+    reevaluating = reevaluation_runs(trials)
     return StudySummary(
         name=study.study_name,
         state=state_of(record, finished=finished, budget=budget, running=len(running)),
@@ -100,6 +114,9 @@ def summarize(study: optuna.Study, record: StudyRecord | None = None) -> StudySu
         priority=record.priority,
         stopped=record.stopped,
         failure=record.failure,
+        search_finished=sum(1 for t in trials if t.state in FINISHED and read_trial(t).reevaluates is None)
+        if reevaluating else finished,
+        search_budget=budget - reevaluating,
     )
 
 
@@ -157,13 +174,25 @@ def stop_study(name: str, url: str, *, by: str = "user") -> StudySummary:
     return summarize(study)
 
 
-def resume_study(name: str, url: str) -> StudySummary:
-    """Let workers take a stopped (or failed) study again; the trials its stop interrupted run first."""
+def resume_study(name: str, url: str, n_trials: int | None = None, *, field: str = "--n-trials") -> StudySummary:
+    """Let workers take a stopped (or failed) study again; the trials its stop interrupted run first. `n_trials`: the
+    search's budget from now on (as `sweep run --n-trials` sets it; re-evaluation runs come on top), which continues a
+    finished study too; `field` names it in an error (`n_trials` on the service)."""
     study = _writable(name, url)
     summary = summarize(study)
-    if summary.state == "finished":
+    if n_trials is not None:
+        if n_trials < 1:
+            raise SweepError([(field, f"must be >= 1, got {n_trials}")])
+        done = summary.search_finished
+        if n_trials <= done:
+            raise SweepError([(field, f"study {name!r} has {done} finished trial{'s' if done != 1 else ''} of its "
+                                      f"search already (budget {summary.search_budget}): give more than {done} to "
+                                      "run more")])  # fmt: skip
+        write_budget(study.set_user_attr, n_trials + summary.budget - summary.search_budget)
+    elif summary.state == "finished":
         raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: raise its budget with "
-                                    "`sweep run SPEC --n-trials N` to run more trials")])  # fmt: skip
+                                    f"`sweep resume {name} --n-trials N` (N > {summary.search_finished}) to run more "
+                                    "trials")])  # fmt: skip
     write_stopped(study.set_user_attr, None)
     return summarize(study)
 

@@ -196,18 +196,31 @@ def stop(
 def resume(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOption = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option("--n-trials", help="The search's budget from now on: more trials for a finished study, too "
+                                        "(re-evaluation runs come on top, as in `sweep run --n-trials`)."),
+    ] = None,
 ) -> None:
-    """Let workers take a stopped or failed study again; the trials its stop interrupted run first."""
+    """Let workers take a stopped or failed study again; the trials its stop interrupted run first. With --n-trials,
+    raise its budget (no spec needed): workers (`sweep worker`, a service's) or `sweep run SPEC` run the new trials."""
     from sweep.catalog import resume_study, summarize
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage
 
     url = choose_storage(storage)[0]
-    before = summarize(load_study(study, url)).state
-    line = _state_line(resume_study(study, url))
-    if before not in ("stopped", "failed"):
-        line += f" (it was {before}, not stopped: nothing changed)"
+    before = summarize(load_study(study, url))
+    after = resume_study(study, url, n_trials)
+    line = _state_line(after)
+    if after.budget != before.budget:
+        line += f" (budget {before.budget} -> {after.budget})"
+    elif before.state not in ("stopped", "failed"):
+        line += f" (it was {before.state}, not stopped: nothing changed)"
     out.print(line, highlight=False)
+    if after.budget > before.budget and not after.running:
+        out.print(f"the new trials run where a worker takes them: `sweep worker {study} --storage URL` on any machine, "
+                  "`sweep run SPEC` with the study's spec, or the workers of a `sweep serve` over this store",
+                  highlight=False)  # fmt: skip
 
 
 def _state_line(summary: Any) -> str:

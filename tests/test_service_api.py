@@ -191,6 +191,10 @@ def test_stop_and_resume_change_the_state(client: TestClient, place: Path, tiny_
     assert listed["to-stop"] == "stopped"
     resumed = client.post("/api/studies/to-stop/resume")
     assert resumed.status_code == 200 and resumed.json()["state"] == "queued" and resumed.json()["stopped"] is None
+    raised = client.post("/api/studies/to-stop/resume", data={"n_trials": "7"})  # the page's "run to N trials"
+    assert raised.status_code == 200 and (raised.json()["budget"], raised.json()["search_budget"]) == (7, 7)
+    zero = client.post("/api/studies/to-stop/resume", data={"n_trials": "0"})
+    assert zero.status_code in (400, 422) and "n_trials" in zero.text and "greater than or equal to 1" in zero.text
     assert client.post("/api/studies/nope/stop").status_code == 404
     export = client.get("/api/studies/to-stop/export")
     assert export.status_code == 400 and "has no completed trial yet" in export.json()["detail"]

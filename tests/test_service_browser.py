@@ -429,6 +429,14 @@ def test_live_view_redraws_in_place_and_stops_when_finished(
         assert page.locator("#stop").is_disabled()
         assert page.evaluate("window.sweepPageLoad") == marker
 
+        if has_route(app, "POST", "/api/studies/{name}/resume"):  # more trials for the finished study, from the page
+            assert page.input_value("#more-trials") == "11" and page.get_attribute("#more-trials", "min") == "7"
+            page.fill("#more-trials", "8")
+            page.click("#more-go")
+            wait_text(page, "#state", "queued")
+            wait_text(page, "#progress", "6/8 trials finished")
+            assert page.evaluate("window.sweepPageLoad") == marker
+
     assert seen.page_errors == [] and seen.console_errors == [], (seen.page_errors, seen.console_errors, seen.refused)
     assert seen.refused == []
     assert seen.foreign == [], "the page asked another host"

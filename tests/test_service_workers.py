@@ -26,7 +26,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import sweep.joining
-from record import FINISHED, StudyRecord, read_trial, study_attrs, write_failure, write_stopped
+from record import FINISHED, StudyRecord, read_trial, study_attrs, trial_attrs, write_failure, write_stopped
 from sweep.callbacks import StopCheck
 from sweep.catalog import STATES, is_stopped, list_studies, next_study, resume_study, stop_study, workable
 from sweep.cli import main
@@ -113,6 +113,43 @@ def test_catalog_states_and_the_order_workers_take_studies_in(tmp_path: Path) ->
         resume_study("done", url)
     with pytest.raises(NoSuchStudy, match="no study named 'nope'"):
         stop_study("nope", url)
+
+
+def test_resume_with_n_trials_raises_the_budget_of_a_finished_study_without_its_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raising a budget needed `sweep run SPEC --n-trials N`: a study submitted to the service has no spec file on the
+    team lead's machine. `sweep resume NAME --n-trials N` (and the service's `n_trials`) count the search's trials,
+    as `--n-trials` does; re-evaluation runs come on top."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = make_study(url, "done", budget=3, states=[C, C], submitted_at=10.0)
+    study.add_trial(create_trial(value=0.6, params={"learning_rate": 1e-3}, distributions={"learning_rate": LR},
+                                 user_attrs=trial_attrs(reevaluates=0, seed=1)))  # fmt: skip
+    summary = {s.name: s for s in list_studies(url)}["done"]
+    assert (summary.state, summary.finished, summary.budget) == ("finished", 3, 3)
+    assert (summary.search_finished, summary.search_budget) == (2, 2)
+    with pytest.raises(SweepError, match=r"finished: raise its budget with `sweep resume done --n-trials N` \(N > 2\)"):
+        resume_study("done", url)
+    with pytest.raises(SweepError, match=r"has 2 finished trials of its search already \(budget 2\): give more than 2"):
+        resume_study("done", url, 2)
+    with pytest.raises(SweepError, match="must be >= 1, got 0"):
+        resume_study("done", url, 0)
+    assert {s.name: s for s in list_studies(url)}["done"].budget == 3  # refusals change nothing
+
+    raised = resume_study("done", url, 4)
+    assert (raised.state, raised.budget, raised.search_budget) == ("queued", 5, 4)
+    assert [s.name for s in workable(list_studies(url))] == ["done"] and next_study(url) == "done"
+
+    # the command line: the same rule, the change said, and who runs the new trials
+    assert main(["resume", "done", "--storage", url, "--n-trials", "6"]) == 0
+    said = capsys.readouterr().out
+    assert "study done: queued · 3/7 trials finished (budget 5 -> 7)" in said
+    assert "`sweep worker done --storage URL`" in said
+    stop_study("done", url)
+    assert main(["resume", "done", "--storage", url, "--n-trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --n-trials: study 'done' has 2 finished trials of its search already (budget 6)" in err
+    assert {s.name: s for s in list_studies(url)}["done"].state == "stopped"  # a refused resume leaves the stop
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")

@@ -151,9 +151,15 @@ def stop(name: str, request: Request) -> dict[str, Any]:
     return stop_study(name, _url(request), by="a user of the service").as_dict()
 
 
-@router.post("/studies/{name}/resume", summary="Resume a stopped (or failed) study", responses=ERRORS)
-def resume(name: str, request: Request) -> dict[str, Any]:
-    return resume_study(name, _url(request)).as_dict()
+@router.post("/studies/{name}/resume", summary="Resume a stopped (or failed) study; with `n_trials`, raise its budget "
+             "(a finished study continues too)", responses=ERRORS)  # fmt: skip
+def resume(
+    name: str,
+    request: Request,
+    n_trials: Annotated[int | None, Form(ge=1, description="The search's budget from now on (more than "
+                                         "its finished trials; re-evaluation runs come on top).")] = None,
+) -> dict[str, Any]:
+    return resume_study(name, _url(request), n_trials, field="n_trials").as_dict()
 
 
 @router.get(

@@ -271,6 +271,8 @@
     const stateNode = document.getElementById("state");
     const stopButton = document.getElementById("stop");
     const resumeButton = document.getElementById("resume");
+    const moreForm = document.getElementById("more");
+    const moreTrials = document.getElementById("more-trials");
     const exportLink = document.getElementById("export");
     const actionError = document.getElementById("action-error");
     let timer = null;
@@ -296,6 +298,11 @@
       showError(document.getElementById("failure"), s.failure ? "its workers gave up: " + s.failure : "");
       stopButton.disabled = !LIVE.has(s.state) || !!s.stopped;
       resumeButton.disabled = s.state === "finished" || !(s.stopped || s.state === "failed");
+      // the smallest budget that runs another trial of the search (re-evaluation runs come on top of it)
+      moreTrials.min = String(s.search_finished + 1);
+      if (!moreTrials.value || document.activeElement !== moreTrials && Number(moreTrials.value) <= s.search_finished) {
+        moreTrials.value = String(Math.max(s.search_budget, s.search_finished) + 5);
+      }
       const exportable = b !== null && b !== undefined;
       exportLink.classList.toggle("disabled", !exportable);
       exportLink.setAttribute("aria-disabled", String(!exportable));
@@ -356,10 +363,10 @@
       timer = null;
     }
 
-    async function act(verb) {
+    async function act(verb, form) {
       stopButton.disabled = resumeButton.disabled = true;
       try {
-        const response = await fetch(apiUrl(name, "/" + verb), { method: "POST" });
+        const response = await fetch(apiUrl(name, "/" + verb), { method: "POST", body: form });
         if (response.status === 401) {
           window.location.assign("/login");
           return;
@@ -376,6 +383,10 @@
 
     stopButton.addEventListener("click", () => act("stop"));
     resumeButton.addEventListener("click", () => act("resume"));
+    moreForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      act("resume", new FormData(moreForm));
+    });
     exportLink.addEventListener("click", (event) => {
       if (exportLink.classList.contains("disabled")) event.preventDefault();
     });
