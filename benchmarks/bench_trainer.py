@@ -1693,12 +1693,28 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
                 f"and validation forward passes as a share of our wall time: "
                 f"{summary['our_split_totals']['overhead_share_of_wall']:.1%}.",
                 "",
+                *early_evaluation_line(entry["ours"]),
             ]
     if pruning is not None and pruning_path is not None:
         from bench_pruning import pruning_section
 
         lines += [*pruning_section(pruning_path), ""]
     return "\n".join(lines)
+
+
+def early_evaluation_line(ours: dict[str, Any]) -> list[str]:
+    """What our evaluations inside epoch 1 cost (the issue's lever "a smaller validation sample early on" could save at
+    most that): their count, their validation seconds (each trial's validation time shared evenly over its
+    evaluations, which all score the same validation set), and the share of our wall time; [] without evaluations."""
+    trials = [t for t in ours.get("trials", []) if t.get("evals") and t.get("timings")]
+    if not trials or not ours.get("wall"):
+        return []
+    count = sum(1 for t in trials for e in t["evals"] if e["epoch"] < 1)
+    total = sum(len(t["evals"]) for t in trials)
+    seconds = sum(t["timings"]["validation"] * sum(1 for e in t["evals"] if e["epoch"] < 1) / len(t["evals"])
+                  for t in trials)  # fmt: skip
+    return [f"Evaluations inside epoch 1: {count} of our {total}, {seconds:.1f} s of validation, "
+            f"{seconds / ours['wall']:.1%} of our wall time: the most a cheaper early evaluation could save.", ""]
 
 
 def write_results(results: dict[str, Any], path: Path) -> None:

@@ -323,3 +323,15 @@ def test_a_warm_start_trial_is_not_counted_among_the_shared_start_up_draws() -> 
     ours = [{"params": {"learning_rate": 1e-4}, "warm_start": "known-good"}, *peer]
     assert bench.same_startup(ours, peer) == [2, 2]
     assert bench.same_startup(peer[::-1], peer) == [0, 2]
+
+
+def test_the_evaluations_inside_epoch_1_are_costed_from_each_trials_validation_time() -> None:
+    """The bound on the lever "a smaller validation sample early on": what the early evaluations cost at most."""
+    bench = load_benchmark()
+    evals = [{"epoch": 1 / 3}, {"epoch": 2 / 3}, {"epoch": 1.0}, {"epoch": 2.0}]
+    ours = {"wall": 100.0, "trials": [{"evals": evals, "timings": {"validation": 8.0}},
+                                      {"evals": evals[:2], "timings": {"validation": 3.0}},
+                                      {"evals": [], "timings": {"validation": 0.0}}]}  # fmt: skip
+    line = bench.early_evaluation_line(ours)[0]
+    assert line.startswith("Evaluations inside epoch 1: 4 of our 6, 7.0 s of validation, 7.0% of our wall time")
+    assert bench.early_evaluation_line({"wall": 10.0, "trials": []}) == []
