@@ -20,7 +20,7 @@ from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
-from record import FINISHED, StudyRecord, reevaluation_runs, study_budget, write_budget, write_priority
+from record import FINISHED, StudyRecord, read_trial, reevaluation_runs, study_budget, write_budget, write_priority
 from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, tagged_columns
@@ -442,11 +442,14 @@ def run_study(
             console.print(f"budget stays {earlier} trials, as raised before ({parts}the spec's n_trials is "
                           f"{spec.search.n_trials}; --n-trials N sets the search's)", highlight=False)  # fmt: skip
             total = earlier
-        finished = len(study.get_trials(deepcopy=False, states=FINISHED)) if resumed else 0
-        if n_trials is not None and total < finished:  # a budget below what ran already would only confuse
+        finished = study.get_trials(deepcopy=False, states=FINISHED) if resumed else []
+        searched = sum(1 for t in finished if read_trial(t).reevaluates is None)  # what --n-trials counts
+        if n_trials is not None and total < len(finished):  # a budget below what ran already would only confuse
             kept = study_budget(study.user_attrs) or total
-            console.print(f"--n-trials {n_trials}: {finished} trials have finished already, nothing to run (the budget "
-                          f"stays {kept}; a larger --n-trials continues the study)", highlight=False)  # fmt: skip
+            aside = f" ({len(finished) - searched} re-evaluation runs aside)" if len(finished) > searched else ""
+            console.print(f"--n-trials {n_trials}: {searched} trials of the search have finished already{aside}, "
+                          f"nothing to run (the budget stays {kept}; --n-trials {searched + 1} or more continues the "
+                          "study)", highlight=False)  # fmt: skip
             total = kept
         write_budget(study.set_user_attr, total)
         if priority is not None:

@@ -3,6 +3,7 @@ rank configurations by mean ± std over seeds, and `sweep export --by mean` expo
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 import warnings
@@ -13,6 +14,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from rich.console import Console
 from test_runner import write_spec
 
 import sweep.reevaluation
@@ -215,6 +217,12 @@ def test_reevaluate_end_to_end(
     assert main(["report", "trec-tiny", "--storage", url, "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "Seed-robust selection" in page and "By mean over 3 seeds the best configuration is" in page
+
+    # --n-trials below what the search ran says the search's count: a user read "6 finished" and gave 7, for nothing
+    said = io.StringIO()
+    run_study(spec, n_trials=1, console=Console(file=said, width=300))
+    assert "--n-trials 1: 2 trials of the search have finished already (4 re-evaluation runs aside), nothing to run " \
+        "(the budget stays 6; --n-trials 3 or more continues the study)" in said.getvalue()
 
     # The patched pruner does bite: one more search trial (n_trials 3, plus the 4 re-evaluation runs) is pruned.
     run_study(spec, n_trials=3)

@@ -117,7 +117,8 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
     said = io.StringIO()
     spec = write_spec(tmp_path, train, val, tiny_bert)  # the original again (write_spec wrote the changed one there)
     run_study(spec, n_trials=2, console=Console(file=said, width=300))
-    assert "--n-trials 2: 4 trials have finished already, nothing to run (the budget stays 4" in said.getvalue()
+    assert "--n-trials 2: 4 trials of the search have finished already, nothing to run (the budget stays 4; " \
+        "--n-trials 5 or more continues the study)" in said.getvalue()
     assert study_budget(load_study("trec-tiny", url).user_attrs) == 4
     # Where the data and the cache sit, and how many threads train, change nothing the trials learn: it continues.
     moved = tmp_path / "moved"
