@@ -63,6 +63,8 @@ class SeedRanking:
     maximize: bool
     best_single: SeedRun | None  # the best completed run of the whole study
     best_single_configuration: int | None
+    search_best: SeedRun | None = None  # the search's own best run (re-evaluation runs left out): what it picked
+
 
     @property
     def winner(self) -> ConfigurationSeeds | None:
@@ -70,8 +72,9 @@ class SeedRanking:
 
     @property
     def changed(self) -> bool:
-        """Whether the best configuration by mean is not the one of the study's best single run."""
-        return self.winner is not None and self.winner.configuration != self.best_single_configuration
+        """Whether the best configuration by mean is not the one the search picked (its best single run)."""
+        picked = self.search_best.number if self.search_best is not None else self.best_single_configuration
+        return self.winner is not None and self.winner.configuration != picked
 
 
 def _finite(record: TrialRecord) -> bool:
@@ -111,28 +114,30 @@ def collect_seed_ranking(trials: Sequence[TrialRecord], *, maximize: bool = True
     rows.sort(key=lambda c: (sign * round(c.mean, 12), c.std if c.std is not None else math.inf, c.configuration))
     completed = [SeedRun(t.number, float(t.value), t.seed) for t in trials if _finite(t) and t.value is not None]
     best = _best(completed, maximize) if completed else None
-    return SeedRanking(rows, maximize, best, by_number[best.number].configuration if best is not None else None)
+    searched = [r for r in completed if by_number[r.number].reevaluates is None]
+    return SeedRanking(rows, maximize, best, by_number[best.number].configuration if best is not None else None,
+                       _best(searched, maximize) if searched else None)  # fmt: skip
 
 
 def winner_line(ranking: SeedRanking) -> str | None:
-    """Which configuration is best by mean, and whether that differs from the study's best single run."""
+    """Which configuration is best by mean, and whether that differs from the one the search picked (its best run
+    before any re-evaluation); the study's best single run where a re-evaluation run holds it."""
     winner, best = ranking.winner, ranking.best_single
     if winner is None or best is None:
         return None
+    picked = ranking.search_best or best
     n = len(winner.runs)
     pending = sum(c.pending for c in ranking.rows)
     tail = f" ({pending} re-evaluation run{'s' if pending != 1 else ''} still queued or running)" if pending else ""
     head = f"by mean over {n} seed{'s' if n != 1 else ''} the best configuration is"
+    lead = f"; best single run {best.value:.4f}, trial {best.number}" if best.number != picked.number else ""
     if not ranking.changed:
-        return (f"{head} still trial {winner.configuration}'s ({winner.spread}; best single run "
-                f"{best.value:.4f}, trial {best.number}){tail}")
-    single = next((c for c in ranking.rows if c.configuration == ranking.best_single_configuration), None)
-    of_best = f"trial {ranking.best_single_configuration}'s (best single run {best.value:.4f}"
-    of_best += f", trial {best.number}" if best.number != ranking.best_single_configuration else ""
-    if single is None:
-        return f"{head} trial {winner.configuration}'s ({winner.spread}), not {of_best}; not re-evaluated){tail}"
-    return (f"{head} trial {winner.configuration}'s ({winner.spread}), not {of_best}; mean {single.spread} over "
-            f"{len(single.runs)} seeds){tail}")
+        return (f"{head} still trial {winner.configuration}'s, the search's pick ({winner.spread}; its run "
+                f"{picked.value:.4f}{lead}){tail}")
+    single = next((c for c in ranking.rows if c.configuration == picked.number), None)
+    over = f"mean {single.spread} over {len(single.runs)} seeds" if single is not None else "not re-evaluated"
+    return (f"{head} trial {winner.configuration}'s ({winner.spread}), not trial {picked.number}'s, the search's pick "
+            f"(its run {picked.value:.4f}; {over}{lead}){tail}")
 
 
 SEED_COLUMNS = ["rank", "configuration (trial)", "seeds", "mean", "std", "single-seed value", "best run",

@@ -64,8 +64,8 @@ def test_the_winner_by_mean_is_not_the_lucky_seed() -> None:
     assert ranking.best_single is not None and ranking.best_single.number == 1 and ranking.changed
     line = winner_line(ranking)
     spread = f"{statistics.fmean([0.83, 0.76, 0.79]):.4f} ± {statistics.stdev([0.83, 0.76, 0.79]):.4f}"
-    assert line == (f"by mean over 3 seeds the best configuration is trial 0's (0.8100 ± 0.0100), not trial 1's "
-                    f"(best single run 0.8300; mean {spread} over 3 seeds) (1 re-evaluation run still queued or "
+    assert line == (f"by mean over 3 seeds the best configuration is trial 0's (0.8100 ± 0.0100), not trial 1's, the "
+                    f"search's pick (its run 0.8300; mean {spread} over 3 seeds) (1 re-evaluation run still queued or "
                     "running)")
 
 
@@ -78,18 +78,27 @@ def test_ties_go_to_the_smaller_spread_then_the_earlier_trial_and_minimize_flips
     # 0, 1 and 2 all have a mean of 0.625: 1 and 2 have no spread (1 is earlier), 0 has one.
     assert [c.configuration for c in ranking.rows] == [1, 2, 0, 3]
     assert ranking.rows[0].std == 0.0 and ranking.rows[2].best_run.number == 4
-    assert ranking.changed  # the best single run (trial 4, 0.75) is configuration 0's, third by mean
+    # the search picked trial 1 (0.625, earlier than 2), the mean picks it too; the best single run since is trial 4
+    assert not ranking.changed
+    assert (winner_line(ranking) or "") == ("by mean over 2 seeds the best configuration is still trial 1's, the "
+                                            "search's pick (0.6250 ± 0.0000; its run 0.6250; best single run 0.7500, "
+                                            "trial 4)")
     low = collect_seed_ranking(trials, maximize=False)
     assert [c.configuration for c in low.rows] == [3, 1, 2, 0]
     assert low.best_single is not None and low.best_single.number == 3 and not low.changed
-    assert (winner_line(low) or "").startswith("by mean over 2 seeds the best configuration is still trial 3's (0.2500")
+    assert (winner_line(low) or "").startswith("by mean over 2 seeds the best configuration is still trial 3's, the "
+                                               "search's pick (0.2500")
 
 
-def test_a_best_single_run_of_a_reevaluation_names_its_configuration() -> None:
+def test_a_winner_whose_best_run_is_a_reevaluation_is_a_change_from_the_searchs_pick() -> None:
+    """Two users read "still trial 0's" where the search had picked trial 1: the comparison was with the best single
+    run, which a re-evaluation run of trial 0 had become."""
     trials = [run(0, 0.5), run(1, 0.6), run(2, 0.9, of=0), run(3, 0.6, of=1)]
     ranking = collect_seed_ranking(trials, maximize=True)
-    assert [c.configuration for c in ranking.rows] == [0, 1] and not ranking.changed
-    assert (winner_line(ranking) or "").endswith("(0.7000 ± 0.2828; best single run 0.9000, trial 2)")
+    assert [c.configuration for c in ranking.rows] == [0, 1] and ranking.changed
+    assert winner_line(ranking) == ("by mean over 2 seeds the best configuration is trial 0's (0.7000 ± 0.2828), not "
+                                    "trial 1's, the search's pick (its run 0.6000; mean 0.6000 ± 0.0000 over 2 seeds; "
+                                    "best single run 0.9000, trial 2)")
     assert collect_seed_ranking([run(0, 0.5), run(1, 0.6)]).rows == []  # nothing re-evaluated: no ranking
     assert winner_line(collect_seed_ranking([run(0, 0.5)])) is None
 
