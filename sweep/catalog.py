@@ -15,9 +15,10 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 from rich.text import Text
@@ -25,7 +26,7 @@ from rich.text import Text
 from record import (
     FINISHED,
     StudyRecord,
-    best_trial,
+    ranked,
     read_trial,
     reevaluation_runs,
     study_from_attrs,
@@ -34,7 +35,7 @@ from record import (
 )
 from record.study import RecordError
 from sweep.errors import SweepError
-from sweep.storage import load_study, open_storage, safe_url, study_names
+from sweep.storage import load_study, open_storage, safe_url, trial_state_counts
 
 State = Literal["queued", "running", "finished", "stopped", "failed"]
 STATES: tuple[State, ...] = ("queued", "running", "finished", "stopped", "failed")
@@ -90,14 +91,18 @@ def _finite(value: float | None) -> float | None:
 def summarize(study: optuna.Study, record: StudyRecord | None = None) -> StudySummary:
     """A study's summary, from one read of its trials."""
     record = record or study_from_attrs(study.user_attrs)
-    trials = study.get_trials(deepcopy=False)
+    return _summary(study.study_name, study.direction, record, study.get_trials(deepcopy=False))
+
+
+def _summary(name: str, direction: StudyDirection, record: StudyRecord, trials: list[FrozenTrial]) -> StudySummary:
     finished = sum(t.state in FINISHED for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     budget = record.budget or len(trials) or 1
-    best = best_trial(study) if finished else None
+    order = ranked((t for t in trials if t.state == TrialState.COMPLETE), maximize=direction != StudyDirection.MINIMIZE)
+    best = order[0] if order else None
     reevaluating = reevaluation_runs(trials)
     return StudySummary(
-        name=study.study_name,
+        name=name,
         state=state_of(record, finished=finished, budget=budget, running=len(running)),
         finished=finished,
         budget=budget,
@@ -107,7 +112,7 @@ def summarize(study: optuna.Study, record: StudyRecord | None = None) -> StudySu
         best_value=_finite(best.value) if best is not None else None,
         best_trial=best.number if best is not None else None,
         metric=record.metric,
-        direction="minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize",
+        direction="minimize" if direction == StudyDirection.MINIMIZE else "maximize",
         task=record.task,
         workers=sorted({w for w in (read_trial(t).worker for t in running) if w}),
         submitted_at=record.submitted_at,
@@ -124,21 +129,67 @@ def list_studies(url: str) -> list[StudySummary]:
     """Every study `sweep` created in the store, newest submission first (plain Optuna studies are left out)."""
     storage = open_storage(url, must_exist=True, read_only=True)
     summaries = []
-    try:
-        for name in study_names(storage):
-            study = optuna.load_study(study_name=name, storage=storage)
+    try:  # the studies and their attributes in one read, then each sweep study's trials once (workers poll this)
+        for study in storage.get_all_studies():
             try:
                 record = study_from_attrs(study.user_attrs)
             except RecordError:
                 continue  # written by a newer sweep: `sweep status NAME` says so
             if record.created_by_sweep:
-                summaries.append(summarize(study, record))
+                trials = storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
+                summaries.append(_summary(study.study_name, study.directions[0], record, trials))
     finally:
         storage.engine.dispose()  # workers poll this every few seconds: no connection is left behind
     return sorted(summaries, key=lambda s: (-(s.submitted_at or 0.0), s.name))
 
 
-def workable(summaries: Iterable[StudySummary]) -> list[StudySummary]:
+@dataclass(frozen=True)
+class StudyProgress:
+    """What a worker without a study name needs to pick a study: its state, trial counts, budget and place in line
+    (`study_progress`: no trial is read, so polling it costs the same however many trials the store holds)."""
+
+    name: str
+    state: State
+    finished: int
+    budget: int
+    running: int
+    queued: int
+    priority: int = 0
+    submitted_at: float | None = None
+
+
+def study_progress(url: str) -> list[StudyProgress]:
+    """Every sweep study's progress in two queries (the studies with their attributes, the trials counted per study
+    and state), as `list_studies` would give it."""
+    storage = open_storage(url, must_exist=True, read_only=True)
+    try:
+        counts = trial_state_counts(storage)
+        progress = []
+        for study in storage.get_all_studies():
+            try:
+                record = study_from_attrs(study.user_attrs)
+            except RecordError:
+                continue
+            if not record.created_by_sweep:
+                continue
+            by_state = counts.get(study.study_name, {})
+            finished = sum(by_state.get(state, 0) for state in FINISHED)
+            running = by_state.get(TrialState.RUNNING, 0)
+            budget = record.budget or sum(by_state.values()) or 1
+            progress.append(StudyProgress(
+                name=study.study_name, state=state_of(record, finished=finished, budget=budget, running=running),
+                finished=finished, budget=budget, running=running, queued=by_state.get(TrialState.WAITING, 0),
+                priority=record.priority, submitted_at=record.submitted_at,
+            ))  # fmt: skip
+    finally:
+        storage.engine.dispose()
+    return progress
+
+
+Progress = TypeVar("Progress", StudySummary, StudyProgress)
+
+
+def workable(summaries: Iterable[Progress]) -> list[Progress]:
     """Studies a worker without a study name may take, in the order it takes them: the highest priority first, then
     the oldest submission. A study qualifies while it is neither finished, stopped nor failed and has room: a trial
     waiting for a retry, or fewer finished + running + waiting trials than its budget."""
@@ -152,9 +203,9 @@ def workable(summaries: Iterable[StudySummary]) -> list[StudySummary]:
 def next_study(url: str, *, skip: Iterable[str] = ()) -> str | None:
     """The study a worker without a study name should join now (None: no study has work left)."""
     skipped = set(skip)
-    for summary in workable(list_studies(url)):
-        if summary.name not in skipped:
-            return summary.name
+    for progress in workable(study_progress(url)):
+        if progress.name not in skipped:
+            return progress.name
     return None
 
 

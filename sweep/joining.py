@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from datamodules import PreparedData
 from record import FINISHED, StudyRecord
-from sweep.catalog import list_studies, next_study, workable
+from sweep.catalog import next_study, study_progress, workable
 from sweep.encoders import resolve_encoder
 from sweep.errors import DiskError, StorageLost, StudyIsStopped, SweepError, stopped_line
 from sweep.lifecycle import check_same_spec, load_for_worker, quiet_libraries, read_record, same_data
@@ -300,7 +300,7 @@ def _join_or_skip(
 def reap_stale_trials(url: str) -> None:
     """Fail (and queue for a retry) the trials of dead workers in studies whose budget they fill: without a worker
     that waits on such a study (workers without a study name do not), nobody else would."""
-    for summary in list_studies(url):
+    for summary in study_progress(url):
         if not (summary.running and summary.state == "running" and not workable([summary])):
             continue
         try:

@@ -370,6 +370,21 @@ def open_storage(
         raise open_error(url, exc) from None
 
 
+def trial_state_counts(storage: RDBStorage) -> dict[str, dict[TrialState, int]]:
+    """Each study's number of trials per state, by study name, in one query over Optuna's own `studies` and `trials`
+    tables (RDBStorage counts a study's trials by loading them, one study at a time: what every worker without a
+    study name did every few seconds, for every study in the store)."""
+    with storage.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT s.study_name, t.state, COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+            "GROUP BY s.study_name, t.state"
+        )).all()  # fmt: skip
+    counts: dict[str, dict[TrialState, int]] = {}
+    for name, state, n in rows:
+        counts.setdefault(name, {})[TrialState[state]] = int(n)
+    return counts
+
+
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 

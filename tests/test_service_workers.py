@@ -28,7 +28,16 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 import sweep.joining
 from record import FINISHED, StudyRecord, read_trial, study_attrs, trial_attrs, write_failure, write_stopped
 from sweep.callbacks import StopCheck
-from sweep.catalog import STATES, is_stopped, list_studies, next_study, resume_study, stop_study, workable
+from sweep.catalog import (
+    STATES,
+    is_stopped,
+    list_studies,
+    next_study,
+    resume_study,
+    stop_study,
+    study_progress,
+    workable,
+)
 from sweep.cli import main
 from sweep.errors import NoSuchStudy, SweepError
 from sweep.runner import run_study
@@ -87,6 +96,11 @@ def test_catalog_states_and_the_order_workers_take_studies_in(tmp_path: Path) ->
         "running-room": "running", "done": "finished", "halted": "stopped", "broken": "failed",
     }  # fmt: skip
     assert set(states.values()) == set(STATES)
+    # what workers poll: the same states, counts and order from two queries, no trial read
+    fields = ("state", "finished", "budget", "running", "queued", "priority", "submitted_at")
+    progress = {p.name: tuple(getattr(p, f) for f in fields) for p in study_progress(url)}
+    assert progress == {name: tuple(getattr(s, f) for f in fields) for name, s in summaries.items()}
+    assert [p.name for p in workable(study_progress(url))] == [s.name for s in workable(summaries.values())]
     assert summaries["halted"].stopped == "stopped by ann at noon" and summaries["halted"].queued == 1
     assert summaries["broken"].failure == "three trials in a row failed"
     assert (summaries["done"].finished, summaries["done"].budget, summaries["done"].failed) == (2, 2, 1)
@@ -501,6 +515,8 @@ def test_two_workers_on_postgresql_finish_two_queued_studies_exactly(
         assert numbers == list(range(len(final)))
         workers |= {read_trial(t).worker or "" for t in final}
     assert len(workers) == 2, workers  # both took part
+    progress = {p.name: (p.state, p.finished, p.budget) for p in study_progress(postgres_url)}
+    assert {name: progress[name] for name in budgets} == {name: ("finished", n, n) for name, n in budgets.items()}
     for out in outputs:
         assert "joined study pg-" in out and "worked on studies:" in out
 
