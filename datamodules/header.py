@@ -67,11 +67,15 @@ def headerless_message(
     )
 
 
-def given_columns_problem(first: Sequence[str], name: str, columns: Sequence[str]) -> str | None:
-    """What is wrong with `data.columns` for a file whose first row is `first`, or None.
+def given_columns_problem(
+    first: Sequence[str], name: str, columns: Sequence[str], widest: int | None = None
+) -> str | None:
+    """What is wrong with `data.columns` for a file whose first row is `first` and whose longest row has `widest`
+    fields (None: as the first), or None.
 
-    It must name as many columns as the row has fields; a first row that repeats any of the names is a header
-    row, refused rather than guessed (drop data.columns or the row).
+    It must name as many columns as the longest row has fields (shorter rows leave their last columns empty, as in
+    STS-B's file, where some rows carry two more source columns); a first row that repeats any of the names is a
+    header row, refused rather than guessed (drop data.columns or the row).
     """
     wanted = {c.strip().lower() for c in columns}
     if any(v.strip().lower() in wanted for v in first):
@@ -79,9 +83,11 @@ def given_columns_problem(first: Sequence[str], name: str, columns: Sequence[str
             f"{name} has a header row ({', '.join(first)}): data.columns is only for files without one; "
             "remove data.columns and name its columns in data.text_column / data.label_column"
         )
-    if len(first) != len(columns):
+    widest = max(widest or 0, len(first))
+    if widest != len(columns):
+        varying = f"at most {widest}" if widest != len(first) else f"{widest}"
         return (
-            f"names {len(columns)} columns ({', '.join(columns)}) but the rows of {name} have {len(first)} "
+            f"names {len(columns)} columns ({', '.join(columns)}) but the rows of {name} have {varying} "
             "fields: name each of them, in order"
         )
     return None

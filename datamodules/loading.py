@@ -276,8 +276,13 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
         raise DataError([(field, problem)])
     quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
     if columns is not None:
-        first = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
-        problem = given_columns_problem(first, name, columns)
+        rows = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
+        first = next(rows, [])
+        try:
+            widest = max((len(row) for row in rows), default=len(first))
+        except csv.Error:  # a row the csv module cannot read: pandas, below, says where
+            widest = len(first)
+        problem = given_columns_problem(first, name, columns, widest)
         if problem:
             raise DataError([("data.columns", problem)])
     if columns is None:

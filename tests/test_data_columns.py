@@ -95,6 +95,29 @@ def test_columns_must_match_the_field_count_and_the_file_must_have_no_header(tmp
     assert message.startswith("headed.csv has a header row (label, text): data.columns is only for files without one")
 
 
+def test_rows_with_more_fields_than_the_first_are_named_by_the_longest(tmp_path: Path) -> None:
+    """STS-B as its organisers ship it: most rows have 7 fields, some 9 (two source columns more). Naming 7 columns
+    was refused with "name any extra columns there", naming 9 with "the rows have 7 fields": no spec loaded it. Now
+    one rule: name as many columns as the longest row has fields."""
+    path = write(tmp_path / "train.tsv", "news\t4.0\tA man plays.\tA man is playing.\n"
+                                         "news\t1.5\tA dog runs.\tThe cat sleeps.\tsrc a\tsrc b\n")  # fmt: skip
+    seven = ["genre", "score", "sentence1", "sentence2"]
+    with pytest.raises(DataError) as info:
+        load_table(str(path), text_column=["sentence1", "sentence2"], label_column="score", field="data.train",
+                   columns=seven)  # fmt: skip
+    assert info.value.problems == [("data.columns", "names 4 columns (genre, score, sentence1, sentence2) but the rows "
+                                                    "of train.tsv have at most 6 fields: name each of them, in order")]
+    table = load_table(str(path), text_column=["sentence1", "sentence2"], label_column="score", field="data.train",
+                       columns=[*seven, "source1", "source2"])  # fmt: skip
+    assert table.labels == ["4.0", "1.5"] and table.texts[1].startswith("A dog runs.")
+    with pytest.raises(DataError) as info:
+        load_table(str(path), text_column="sentence1", label_column="score", field="data.train",
+                   columns=[*seven, "a", "b", "c"])  # fmt: skip
+    assert info.value.problems == [("data.columns", "names 7 columns (genre, score, sentence1, sentence2, a, b, c) but "
+                                                    "the rows of train.tsv have at most 6 fields: name each of them, "
+                                                    "in order")]  # fmt: skip
+
+
 def test_columns_only_for_delimited_files(tmp_path: Path) -> None:
     path = write(tmp_path / "train.jsonl", '{"text": "a", "label": "p"}\n')
     with pytest.raises(DataError) as info:
