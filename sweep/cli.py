@@ -364,7 +364,8 @@ def export(
         f"{best_epoch_text(read_trial(chosen))}{why}) to {path}",
         highlight=False,
     )
-    hint = load_hint(record.task, bool(record.data_report.get("text_pair")), path, record.data_report.get("max_length"))
+    hint = load_hint(record.task, bool(record.data_report.get("text_pair")), path, record.data_report.get("max_length"),
+                     per_label=bool(read_trial(chosen).label_thresholds))  # fmt: skip
     out.print(f"load it with: {hint}", highlight=False, soft_wrap=True)  # code to copy: never cut into lines
     from record import maximizes
     from reports.advice import learning_advice

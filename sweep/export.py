@@ -219,16 +219,22 @@ def selected_spread(chosen: dict[str, Any]) -> str:
     return f"{chosen['mean']:.4f}" + (f" ± {chosen['std']:.4f}" if chosen["std"] is not None else "")
 
 
-def load_hint(task: str | None, text_pair: bool, path: Path | str, max_length: int | None = None) -> str:
+def load_hint(
+    task: str | None, text_pair: bool, path: Path | str, max_length: int | None = None, *, per_label: bool = False
+) -> str:
     """The one line `sweep export` ends with: how to load this task's export (its model card says more), and how
-    to call it as the study scored it: cut at `max_length` tokens (a longer text overflows the model otherwise)."""
+    to call it as the study scored it: cut at `max_length` tokens (a longer text overflows the model otherwise);
+    `per_label`: a multi-label export with one threshold per label."""
     if task == "token-classification":
         return f'transformers.pipeline("token-classification", model="{path}", aggregation_strategy="first")'
     call = ' on {"text": ..., "text_pair": ...}' if text_pair else ""
     cut = f", called with truncation=True, max_length={max_length} (as the study scored)" if max_length else ""
     if task == "multi-label":
         return (f'transformers.pipeline("text-classification", model="{path}", top_k=None) on a list of texts{cut}, '
-                f"then keep the labels scoring at or above the threshold in {METADATA_FILE} (its README.md shows how)")
+                f"then keep the labels scoring at or above "
+                + (f"their own threshold in {METADATA_FILE}'s label_thresholds (one per label; its global threshold "
+                   "is not what the study scored)" if per_label else f"the threshold in {METADATA_FILE}")
+                + " (its README.md shows how)")
     if task == "regression":
         return f'transformers.pipeline("text-classification", model="{path}", function_to_apply="none"){call}{cut}'
     return f'transformers.pipeline("text-classification", model="{path}"){call}{cut}'
