@@ -155,7 +155,23 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "reevaluates": record.reevaluates,  # a re-evaluation run (`sweep reevaluate`) of that trial's configuration
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **_threshold_facts(record.threshold, record.label_thresholds),
+        # why this model may be no use, as `sweep export` warns (one class for every row, F1 0, no better than the
+        # mean score): the card says it too, for whoever gets the folder without the terminal output
+        "learned_nothing": _learned_nothing(study, trial, study_record),
     }
+
+
+def _learned_nothing(study: optuna.Study, trial: FrozenTrial, study_record: Any) -> str | None:
+    from reports.advice import learning_advice, score_learning_advice
+
+    record = read_trial(trial)
+    lines = learning_advice(value=trial.value, metric=study_record.metric, maximize=maximizes(study),
+                            confusion=record.confusion_matrix, label_names=study_record.label_names)  # fmt: skip
+    rmse = record.metrics.get("val_rmse")
+    distribution = study_record.data_report.get("label_distribution")
+    if not lines and isinstance(rmse, float) and isinstance(distribution, dict):
+        lines = score_learning_advice([rmse], distribution)
+    return lines[0].removeprefix("learning: ") if lines else None
 
 
 def _split_note(report: dict[str, Any]) -> str:
@@ -293,7 +309,7 @@ def model_card(meta: dict[str, Any]) -> str:
     headline = ", ".join(
         f"{k.removeprefix('val_')} {v:.4f}"
         for k, v in overall.items()
-        if k.startswith("val_") and isinstance(v, float) and k != "val_loss"
+        if k.startswith("val_") and isinstance(v, float) and k not in ("val_loss", f"val_{metric}")
     )
     warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or "- none"
     classes = report.get("class_distribution", {})
@@ -341,7 +357,7 @@ tags: [sweep, text-classification]
 A {kind} fine-tuned from {encoder_origin(meta["encoder"])} by sweep: the
 weights of the **best validation epoch** ({_best_at(meta)} of {meta["epochs"]}) of trial {meta["trial"]}
 in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(meta)}
-
+{_warning(meta)}
 ## Use
 
 {use or _pipeline_use(fn, make, call, max_length)}
@@ -350,7 +366,7 @@ in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(
 
 ## Validation results (best epoch)
 
-{metric}: **{meta["value"]:.4f}**. {headline}.
+{metric}: **{meta["value"]:.4f}**.{f" {headline}." if headline else ""}
 {f"{chr(10)}{results}{chr(10)}" if results else ""}
 ## Hyperparameters
 
@@ -372,6 +388,12 @@ The full data report, the spec the study ran and every number above are in `{MET
 """
 
 
+def _warning(meta: dict[str, Any]) -> str:
+    """A paragraph where the model learned nothing (`learned_nothing`), else nothing."""
+    line = meta.get("learned_nothing")
+    return f"\n**Warning: this model learned nothing.** {line[0].upper() + line[1:]}.\n" if line else ""
+
+
 def _pipeline_use(fn: str, make: str, call: str, max_length: int) -> str:
     """The model card's usage snippet: `fn = make`, then one call."""
     return f"""```python
@@ -388,7 +410,8 @@ def token_model_card(meta: dict[str, Any]) -> str:
     report = meta.get("data_report") or {}
     overall = meta["validation_metrics"]
     headline = ", ".join(f"{k.removeprefix('val_')} {overall[k]:.4f}" for k in
-                         ("val_f1_micro", "val_precision_micro", "val_recall_micro", "val_f1_macro") if k in overall)
+                         ("val_f1_micro", "val_precision_micro", "val_recall_micro", "val_f1_macro")
+                         if k in overall and k != f"val_{meta['metric']}")  # fmt: skip
     entities = report.get("class_distribution", {})
     distribution = "\n".join(
         f"| {kind} | {entities.get('train', {}).get(kind, '-')} | {entities.get('validation', {}).get(kind, '-')} |"
@@ -411,7 +434,7 @@ tags: [sweep, token-classification, ner]
 A token classifier (named-entity recognition) fine-tuned from {encoder_origin(meta["encoder"])} by
 sweep: the weights of the **best validation epoch** ({_best_at(meta)} of
 {meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.{_rerun_note(meta)}
-
+{_warning(meta)}
 ## Use
 
 ```python
@@ -431,7 +454,7 @@ would read every sub-token's and can split a word or an entity).
 ## Validation results (best epoch)
 
 Entity level (seqeval, conlleval mode: an entity counts when its type and whole span match).
-{meta["metric"]}: **{meta["value"]:.4f}**. {headline}.
+{meta["metric"]}: **{meta["value"]:.4f}**.{f" {headline}." if headline else ""}
 
 {chr(10).join(rows)}
 

@@ -418,3 +418,15 @@ def test_exporting_a_model_that_predicts_one_class_says_it_learned_nothing(
     monkeypatch.setattr(reports.advice, "learning_advice", lambda **kw: ["learning: the best trial predicts 'a' ..."])
     assert main(["export", "trec-export", "--out", str(tmp_path / "m"), "--storage", url(study_dir)]) == 0
     assert "warning: this model learned nothing: the best trial predicts 'a' ..." in capsys.readouterr().err
+    # the card and sweep.json say it too: whoever gets the folder did not see the terminal
+    card = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
+    assert "**Warning: this model learned nothing.** The best trial predicts 'a' ...." in card
+    meta = json.loads((tmp_path / "m" / "sweep.json").read_text(encoding="utf-8"))
+    assert meta["learned_nothing"] == "the best trial predicts 'a' ..."
+    # a model that learned: no warning, and the headline does not repeat the objective's metric
+    monkeypatch.setattr(reports.advice, "learning_advice", lambda **kw: [])
+    assert main(["export", "trec-export", "--out", str(tmp_path / "n"), "--storage", url(study_dir)]) == 0
+    card = (tmp_path / "n" / "README.md").read_text(encoding="utf-8")
+    assert "Warning" not in card and json.loads((tmp_path / "n" / "sweep.json").read_text())["learned_nothing"] is None
+    headline = next(line for line in card.splitlines() if line.startswith("f1_macro: **"))
+    assert headline.count("f1_macro") == 1 and "accuracy" in headline
