@@ -140,14 +140,21 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
     return blocks
 
 
+def best_epoch_of(trial: optuna.trial.FrozenTrial) -> str | None:
+    """`2 of 3 run`, `0.68 of 1 run`: where the trial's best evaluation was, of the epochs it ran (None: unknown)."""
+    record = read_trial(trial)
+    if record.best_at is None:
+        return None
+    ran = epochs_run(trial)
+    return f"{record.best_at} of {f'{round(ran, 2):g}' if ran is not None else record.planned_epochs or '?'} run"
+
+
 def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
     """The best trial's number, value, best epoch, every hyperparameter and headline metrics."""
     record = read_trial(best)
-    epoch, planned = record.best_at, record.planned_epochs
-    ran = epochs_run(best)
     rows: list[list[Any]] = [["trial", trial_label(best)], [f"validation {metric}", Score(best.values[0])]]
-    if epoch is not None:
-        rows.append(["best epoch", f"{epoch} of {f'{round(ran, 2):g}' if ran is not None else planned or '?'} run"])
+    if (at := best_epoch_of(best)) is not None:
+        rows.append(["best epoch", at])
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
     metrics = record.metrics
     rows += [[f"best-epoch {k.removeprefix('val_')}", Score(metrics[k])] for k in HEADLINE_METRICS if k in metrics]
@@ -397,6 +404,21 @@ def _trainer_rows(studies: Sequence[optuna.Study]) -> list[list[Any]]:
     return rows
 
 
+def _leader_row(studies: Sequence[optuna.Study], bests: Sequence[optuna.trial.FrozenTrial | None]) -> list[list[Any]]:
+    """`leads`: which study's best value is the best of them (the metric's direction), where every study has one on
+    the same metric, the same task and the same direction; else no row (the notes above the table say why)."""
+    if len(studies) < 2 or any(b is None for b in bests):
+        return []
+    if len({metric_name(s) for s in studies}) > 1 or len({read_study(s).task for s in studies}) > 1:
+        return []
+    if len({maximizes(s) for s in studies}) > 1:
+        return []
+    values = [b.values[0] for b in bests if b is not None]
+    top = max(values) if maximizes(studies[0]) else min(values)
+    way = "highest" if maximizes(studies[0]) else "lowest"
+    return [[f"best of these ({way})", *("yes" if v == top else "" for v in values)]]
+
+
 def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
     """Each study's best trial side by side (one column per study), with every hyperparameter any of them has; the
     best by mean over seeds too where a study was re-evaluated."""
@@ -407,15 +429,37 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
     rows: list[list[Any]] = [
         ["metric", *(metric_name(s) for s in studies)],
         ["best value", *(Score(b.values[0]) if b else None for b in bests)],
+        *_leader_row(studies, bests),
         *([["best by mean over seeds", *(m or "not re-evaluated" for m in means)]] if any(means) else []),
         ["trial", *(trial_label(b) if b else None for b in bests)],
-        ["best epoch", *(read_trial(b).best_at if b else None for b in bests)],
+        ["best epoch", *(best_epoch_of(b) if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
         *_trainer_rows(studies),
         *([k, *(hp.get(k) for hp in hps)] for k in keys),
     ]
     return TableBlock(columns=["study", *(s.study_name for s in studies)], rows=rows,
                       caption="Best trial of each study")
+
+
+def _unlike_data_notes(studies: Sequence[optuna.Study]) -> list[Block]:
+    """A note where the studies ran different tasks, or were scored on different data (other training or validation
+    files; another encoder on the same files is what a comparison is for): one metric's name, other quantities."""
+    records = [read_study(s) for s in studies]
+    notes: list[Block] = []
+    tasks = list(dict.fromkeys(r.task for r in records))
+    if len(tasks) > 1:
+        notes.append(NoteBlock(f"The studies ran different tasks ({', '.join(tasks)}): even a metric of the same name "
+                               "measures different things in each, so their values are not comparable.", missing=True))
+        return notes
+    sources = {}
+    for study, record in zip(studies, records, strict=True):
+        report = record.data_report
+        sources[study.study_name] = (report.get("train"), report.get("validation") or report.get("split"))
+    if len(set(sources.values())) > 1:
+        said = "; ".join(f"{name}: {train} / {validation}" for name, (train, validation) in sources.items())
+        notes.append(NoteBlock(f"The studies were trained and scored on different data ({said}): their values "
+                               "compare the data as much as the models.", missing=True))
+    return notes
 
 
 def comparison_section(studies: Sequence[optuna.Study]) -> Section:
@@ -427,6 +471,7 @@ def comparison_section(studies: Sequence[optuna.Study]) -> Section:
     if len(metrics) > 1:
         blocks.append(NoteBlock(f"The studies optimise different metrics ({', '.join(metrics)}): their values are not "
                                 "directly comparable.", missing=True))
+    blocks += _unlike_data_notes(usable)
     names = [s.study_name for s in usable]
     if len(set(names)) < len(names):
         names = [f"{n} [{i + 1}]" for i, n in enumerate(names)]

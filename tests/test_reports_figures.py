@@ -596,11 +596,12 @@ def test_comparison_of_two_studies() -> None:
     table = comparison.tables[0]  # one column per study
     assert table.columns == ["study", "alpha", "beta"]
     rows = {row[0]: row[1:] for row in table.rows}
-    assert list(rows)[:5] == ["metric", "best value", "trial", "best epoch", "encoder"]
+    assert list(rows)[:6] == ["metric", "best value", "best of these (highest)", "trial", "best epoch", "encoder"]
     assert rows["metric"] == ["f1_macro", "f1_macro"]
     assert rows["best value"] == [pytest.approx(0.85), pytest.approx(0.9)]
+    assert rows["best of these (highest)"] == ["", "yes"]
     assert rows["trial"] == [3, 0]
-    assert rows["best epoch"] == ["2", "2"]
+    assert rows["best epoch"] == ["2 of 2 run", "2 of 2 run"]  # as the best trial's own table says it
     assert rows["encoder"] == ["minilm", "bert-base"]
     assert rows["learning_rate"] == [pytest.approx(2e-4), pytest.approx(1e-4)]
     assert rows["weight_decay"] == [0.01, 0.01]
@@ -633,6 +634,7 @@ def test_comparison_says_when_metrics_differ_or_a_study_has_no_result() -> None:
     assert any("No completed trial (left out of the figures): c" in m for m in missing)
     assert [t.name for t in figure(sections, "compare-best-so-far").figure.data] == ["a", "b"]
     table = sections[0].tables[0]
+    assert not [row for row in table.rows if row[0].startswith("best of these")]  # other metrics: no leader
     assert table.columns == ["study", "a", "b", "c"]
     assert table.rows[0] == ["metric", "f1_macro", "accuracy", "value"]
     assert table.rows[1][3] is None
@@ -688,3 +690,23 @@ def test_a_multi_label_data_overview_shows_labels_per_row() -> None:
 
     rows = overview_rows({"num_train": 10, "labels_per_row": {"train": 2.394, "validation": 2.373}})
     assert ["labels per row (mean)", "train 2.394 / validation 2.373"] in rows
+
+
+def test_comparison_says_when_studies_ran_other_tasks_or_other_data() -> None:
+    """A user compared an NER study with a multi-label one (both "f1_micro") and the page said nothing."""
+    first, second = rich_study("ner"), rich_study("intents")
+    write_study(second.set_user_attr, StudyRecord(
+        metric="f1_macro", label_names=LABELS, data_report=data_report(), task="multi-label",
+        spec={"model": {"encoder": "minilm"}},
+    ))  # fmt: skip
+    missing = build_report([first, second], seed=0)[0].missing
+    assert any("different tasks (text-classification, multi-label)" in m for m in missing)
+    other = rich_study("other-data")
+    write_study(other.set_user_attr, StudyRecord(
+        metric="f1_macro", label_names=LABELS, data_report={**data_report(), "train": "other.csv"},
+        spec={"model": {"encoder": "minilm"}},
+    ))  # fmt: skip
+    missing = build_report([rich_study("a"), other], seed=0)[0].missing
+    assert any("trained and scored on different data (a: " in m and "other-data: other.csv / " in m for m in missing)
+    # two encoders on the same files: what a comparison is for, no note
+    assert build_report([rich_study("a"), rich_study("b", encoder="bert-base")], seed=0)[0].missing == []
