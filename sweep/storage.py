@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import functools
 import inspect
@@ -397,7 +398,9 @@ def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
     except KeyError:
         names = study_names(storage)
         known = f"studies here: {', '.join(names)}" if names else "the store holds no study yet"
-        raise NoSuchStudy([("study", f"no study named {name!r} in {shown_store(url)} ({known})")]) from None
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        raise NoSuchStudy([("study", f"no study named {name!r} in {shown_store(url)} ({known}){guess}")]) from None
     except SweepError:
         raise
     except Exception as exc:  # the server went away since it was opened, or the file is no database after all

@@ -118,7 +118,11 @@ def _sqlite_problems(parsed: URL, *, field: str, must_exist: bool) -> list[tuple
     if must_exist and not path.is_file():
         others = sorted(p.name for p in path.parent.glob("*.db") if p.is_file())[:5] if path.parent.is_dir() else []
         here = f"; stores in that folder: {', '.join(others)} (pass one as --storage sqlite:///FILE)" if others else ""
-        return [(field, f"no study store at {path} (run `sweep run SPEC` first, or pass --storage){here}")]
+        if not path.parent.is_dir():
+            return [(field, f"no study store at {path}: its folder {path.parent} does not exist (check --storage or "
+                            "SWEEP_STORAGE)")]  # fmt: skip
+        return [(field, f"no study store at {path} (run `sweep run SPEC` first, or point --storage or SWEEP_STORAGE "
+                        f"at an existing store){here}")]  # fmt: skip
     if not path.parent.is_dir():
         return [(field, f"folder does not exist: {path.parent} (create it or change {safe_url(str(parsed))!r})")]
     if path.is_dir():

@@ -89,6 +89,10 @@ def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: p
     err = capsys.readouterr().err
     assert f"error: storage: no study store at {tmp_path / 'none.db'} (run `sweep run SPEC` first" in err
     assert not (tmp_path / "none.db").exists()
+    assert main(["status", "trec-tiny", "--storage", f"sqlite:///{tmp_path / 'nofolder' / 'x.db'}"]) == 2
+    err = capsys.readouterr().err
+    gone = tmp_path / "nofolder"
+    assert f"no study store at {gone / 'x.db'}: its folder {gone} does not exist (check --storage or" in err
 
     train, val = labelled_csvs
     main(["run", str(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1))])
@@ -96,6 +100,7 @@ def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: p
     assert main(["status", "trec-tiyn", "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"]) == 2
     err = capsys.readouterr().err
     assert "error: study: no study named 'trec-tiyn' in sqlite:///" in err and "(studies here: trec-tiny)" in err
+    assert err.rstrip().endswith("did you mean 'trec-tiny'?")
     assert main(["status", "x", "--storage", "redis://localhost"]) == 2
     assert "error: storage: unsupported scheme 'redis' in 'redis://localhost'" in capsys.readouterr().err
 
