@@ -311,8 +311,9 @@ def budget_advice(
     startup = STARTUP_TRIALS.get(sampler or "")
     random_only = startup is not None and budget is not None and budget <= startup
     # One `--n-trials` for both lines: enough finished trials for `need` completed, and past the random start.
-    raise_to = max(max(budget or 0, finished) + need - completed - room if short else 0,
-                   2 * startup if random_only and startup is not None else 0)
+    enough = max(budget or 0, finished) + need - completed - room if short else 0
+    raise_to = max(enough, 2 * startup if random_only and startup is not None else 0)
+    past_start = f" (it also takes {sampler} past its random start)" if raise_to > enough else ""
     if short:
         aside = ", the search's; re-evaluation runs aside" if reevaluated else ""
         of_budget = f" (n_trials {budget}{aside})" if budget is not None else ""
@@ -320,7 +321,7 @@ def budget_advice(
             f"budget: {completed} completed trial{'s' if completed != 1 else ''}{of_budget} for {len(names)} searched "
             f"parameter{'s' if len(names) != 1 else ''} ({', '.join(names)}): too few to tell which values work; aim "
             f"for at least {need} completed ({TRIALS_PER_PARAM} per searched parameter), e.g. sweep run SPEC "
-            f"--n-trials {raise_to}, or fix some parameters at one value"
+            f"--n-trials {raise_to}{past_start}, or fix some parameters at one value"
         )
     if random_only:
         lines.append(

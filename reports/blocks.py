@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,20 @@ class Score(float):
     numbers, hyperparameters say, get 4 significant digits)."""
 
     __slots__ = ()
+
+
+def format_value(value: Any) -> str:
+    """A `Score` to 4 decimals; other numbers to 4 significant digits (small ones in scientific notation), everything
+    else via str."""
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, Score) and math.isfinite(value):
+        return f"{value:.4f}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.3g}" if (abs(value) < 1e-3 and value != 0) else f"{value:.4g}"
+    return str(value)
 
 
 def score(value: float | None) -> Score | None:

@@ -173,7 +173,8 @@ def data_blocks(report: Mapping[str, Any]) -> list[Block]:
     if "label_distribution" in report:  # task: regression: a numeric label, not classes
         blocks += label_distribution_blocks(report)
     elif distribution:
-        blocks.append(FigureBlock("class-distribution", plot_class_distribution(distribution)))
+        counted = "entities" if report.get("task") == TOKEN_TASK else "rows"  # NER counts entities per type
+        blocks.append(FigureBlock("class-distribution", plot_class_distribution(distribution, counted)))
     else:
         blocks.append(NoteBlock("No class distribution recorded.", missing=True))
     dropped = collect_dropped_rows(report)

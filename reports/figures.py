@@ -275,12 +275,12 @@ def plot_confusion(data: ConfusionData) -> go.Figure:
 # --- data ---------------------------------------------------------------------------------------------------
 
 
-def plot_class_distribution(distribution: Mapping[str, Mapping[str, int]]) -> go.Figure:
-    """Grouped bars: rows per class, one colour per split."""
+def plot_class_distribution(distribution: Mapping[str, Mapping[str, int]], counted: str = "rows") -> go.Figure:
+    """Grouped bars: rows per class (or what `counted` names: entities per type), one colour per split."""
     fig = go.Figure()
     for i, (split, counts) in enumerate(distribution.items()):
         fig.add_bar(x=[plot_text(k) for k in counts], y=list(counts.values()), name=plot_text(split),
                     marker={"color": PALETTE[i % len(PALETTE)]}, text=list(counts.values()))
     fig.update_layout(barmode="group")
     fig.update_xaxes(type="category")
-    return _layout(fig, "Class distribution per split", "label", "rows")
+    return _layout(fig, "Class distribution per split", "label", counted)

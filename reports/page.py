@@ -18,9 +18,8 @@ import plotly.graph_objects as go
 import plotly.io
 import plotly.offline
 
-from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock
+from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Section, TableBlock, format_value
 from reports.sections import build_report, slug
-from reports.trials import format_value
 
 PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True}
 PNG_NEEDS = ("PNG export needs the kaleido package and a Chrome/Chromium it can drive (pip install kaleido; "

@@ -294,7 +294,8 @@ def expected_blocks(study: optuna.Study) -> list[Block]:
     blocks: list[Block] = [
         NoteBlock(f"The expected best validation {metric_name(study)} of n trials drawn at random (with replacement) "
                   f"from this study's {len(values)} completed trials, ±1 standard deviation (Dodge et al. 2019, "
-                  "“Show Your Work”). A curve still rising at the right says more trials would likely help. "
+                  f"“Show Your Work”). A curve still {'rising' if maximizes(study) else 'falling'} at the right says "
+                  "more trials would likely help. "
                   "Re-evaluation runs (`sweep reevaluate`) are left out: they re-train configurations already drawn."),
         FigureBlock("expected-performance", plot_expected_performance({study.study_name: curve}, metric_name(study))),
     ]

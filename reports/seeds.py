@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from record import TrialRecord, maximizes, read_trial
-from reports.blocks import Block, NoteBlock, Score, TableBlock
+from reports.blocks import Block, NoteBlock, Score, TableBlock, format_value
 
 _PENDING = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -150,7 +150,7 @@ def seed_rows(ranking: SeedRanking) -> list[list[Any]]:
              Score(c.mean), Score(c.std) if c.std is not None else None,
              Score(c.single) if c.single is not None else None,
              f"trial {c.best_run.number}: {c.best_run.value:.4f}",
-             ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params.items())]
+             ", ".join(f"{k}={format_value(v)}" for k, v in c.params.items())]  # as the trials table gives them
             for i, c in enumerate(ranking.rows, 1)]
 
 

@@ -3,7 +3,6 @@ saved by pruning."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +12,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
 from reports.advice import TOP, advice_lines, learning_advice, score_learning_advice
-from reports.blocks import Score
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
 HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
@@ -209,7 +207,12 @@ def describe_time_split(split: TimeSplit) -> str:
 
     parts = sorted(((v, OVERHEAD_PARTS[k]) for k, v in split.parts.items() if split.total and v / split.total >= 0.005),
                    reverse=True)  # fmt: skip
-    detail = f" ({', '.join(f'{share(v)} {name}' for v, name in parts)})" if parts else ""
+    # semicolons between the parts (one part's name has commas); what is left under 0.5% each is "the rest", so the
+    # parts add up to the overhead
+    rest = split.overhead - sum(v for v, _ in parts)
+    named = [f"{share(v)} {name}" for v, name in parts] + ([f"{share(rest)} the rest"] if parts and
+                                                            split.total and rest / split.total >= 0.0005 else [])
+    detail = f" ({'; '.join(named)})" if parts else ""
     return (f"{share(split.train_steps)} training steps, {share(split.validation_forward)} validation forward passes, "
             f"{share(split.overhead)} overhead{detail}")  # fmt: skip
 
@@ -255,15 +258,3 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def format_value(value: Any) -> str:
-    """A `Score` to 4 decimals; other numbers to 4 significant digits (small ones in scientific notation), everything
-    else via str."""
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    if isinstance(value, Score) and math.isfinite(value):
-        return f"{value:.4f}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.3g}" if (abs(value) < 1e-3 and value != 0) else f"{value:.4g}"
-    return str(value)

@@ -103,8 +103,10 @@ def plan_lines(plan: Plan, study: optuna.Study, root: Path | None) -> list[str]:
         lines.append(f"re-evaluate trial {number} ({metric} {by_number[number].value:.4f}): {'; '.join(parts)}")
     bare = [n for n in plan.configurations if not is_kept(study, by_number[n], root)]
     if bare:
-        lines.append(f"note: trial{'s' if len(bare) > 1 else ''} {', '.join(map(str, bare))} keep no checkpoint "
-                     "(search.keep_checkpoints): if one of them stays its configuration's best run, `sweep export "
+        many = len(bare) > 1
+        lines.append(f"note: trial{'s' if many else ''} {', '.join(map(str, bare))} "
+                     f"{'keep' if many else 'keeps'} no checkpoint (search.keep_checkpoints): if "
+                     f"{'one of them stays its' if many else 'it stays its'} configuration's best run, `sweep export "
                      "--by mean` cannot export it (its re-evaluation runs keep theirs)")
     return lines
 

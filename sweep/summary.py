@@ -13,8 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value
+from reports.blocks import format_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
-from reports.trials import HEADLINE_METRICS, describe_time_split, format_value, study_advice, time_split
+from reports.trials import HEADLINE_METRICS, describe_time_split, study_advice, time_split
 from sweep.artifacts import describe
 from sweep.checkpoints import disk_usage, is_kept
 
@@ -55,7 +56,8 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, metric: str) -> str:
         parts.append("warm start")
     if value is not None:
         epoch = f" (best epoch {best_epoch_text(record)})" if record.best_epoch else ""
-        parts.append(f"{metric} {value:.4f}{epoch}")
+        before = " before it failed" if state == "FAIL" else ""  # not a result: the best evaluation it reached
+        parts.append(f"{metric} {value:.4f}{epoch}{before}")
     if trial.params:
         parts.append(format_params(trial.params))
     parts.append(_seconds(trial))
@@ -94,7 +96,7 @@ def trials_table(study: optuna.Study) -> Table:
         table.add_row(
             str(trial.number),
             Text(trial.state.name, style=_STATE_STYLE.get(trial.state.name, "")),
-            f"{value:.4f}" if value is not None else "-",
+            "-" if value is None else f"({value:.4f})" if trial.state == TrialState.FAIL else f"{value:.4f}",
             best_epoch_text(record) if record.best_epoch else "-",
             checkpoint_state(study, trial),
             Text(format_params(trial.params, sep="\n") + (f"\n[{note}]" if note else "")),

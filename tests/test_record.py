@@ -213,10 +213,9 @@ def test_the_best_epoch_reads_the_same_everywhere_inside_epoch_1_too() -> None:
 def test_a_metric_reads_with_the_same_digits_in_the_report_as_on_the_command_line() -> None:
     """The report gave 4 significant digits (1.235, 0.05123) where status and the card give 4 decimals (1.2346,
     0.0512); hyperparameters keep 4 significant digits."""
-    from reports.blocks import Score
+    from reports.blocks import Score, format_value
     from reports.page import render_table
     from reports.sections import best_trial_table
-    from reports.trials import format_value
 
     trial = optuna.trial.create_trial(
         value=1.23456, params={"learning_rate": 3.14159e-5},

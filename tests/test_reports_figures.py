@@ -710,3 +710,20 @@ def test_comparison_says_when_studies_ran_other_tasks_or_other_data() -> None:
     assert any("trained and scored on different data (a: " in m and "other-data: other.csv / " in m for m in missing)
     # two encoders on the same files: what a comparison is for, no note
     assert build_report([rich_study("a"), rich_study("b", encoder="bert-base")], seed=0)[0].missing == []
+
+
+def test_a_tagged_studys_class_chart_counts_entities_and_a_minimised_curve_is_read_falling() -> None:
+    from reports.data import data_blocks
+    from reports.sections import expected_blocks
+
+    report = {**data_report(), "task": "token-classification"}
+    chart = next(b for b in data_blocks(report) if isinstance(b, FigureBlock) and b.name == "class-distribution")
+    assert chart.figure.layout.yaxis.title.text == "entities"
+    plain = next(b for b in data_blocks(data_report()) if isinstance(b, FigureBlock) and b.name == "class-distribution")
+    assert plain.figure.layout.yaxis.title.text == "rows"
+    low = optuna.create_study(study_name="rmse", direction="minimize")
+    study_attrs(low, metric="rmse")
+    for value in (1.5, 1.4):
+        low.add_trial(optuna.trial.create_trial(value=value))
+    note = expected_blocks(low)[0]
+    assert isinstance(note, NoteBlock) and "A curve still falling at the right" in note.text

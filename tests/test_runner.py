@@ -331,6 +331,20 @@ def test_a_retry_says_which_trial_it_repeats_in_its_line() -> None:
     assert line.startswith("trial 0 COMPLETE · retry of trial 12 · f1_macro 0.5000"), line
 
 
+def test_a_failed_trials_value_is_said_as_what_it_reached_before_it_failed() -> None:
+    """A user read `trial 1 FAIL · spearman 0.3173` (and 0.3173 in the table) as the failed trial's result."""
+    from rich.console import Console
+
+    from sweep.summary import trial_line, trials_table
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, intermediate_values={1: 0.3173}))
+    assert "· f1_macro 0.3173 before it failed ·" in trial_line(study, study.trials[0], "f1_macro")
+    console = Console(record=True, width=200)
+    console.print(trials_table(study))
+    assert "(0.3173)" in console.export_text()
+
+
 def test_an_unwritable_cache_is_said_as_data_cache_dir_not_as_the_encoder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

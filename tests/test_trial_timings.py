@@ -106,3 +106,20 @@ def test_timings_recorded_before_the_split_have_no_overhead() -> None:
     assert new.overhead_parts() == pytest.approx(
         {"data": 0.1, "model_load": 0.5, "train_loop": 0.5, "evaluation_loop": 0.2, "checkpoint": 0.2, "other": 0.2}
     )
+
+
+def test_the_overhead_parts_add_up_and_a_part_named_with_commas_stays_one_part() -> None:
+    """A user read "1.7% overhead (0.8% checkpoint writes, 0.5% metrics, best-weights copy and pruner around
+    validation)" as four parts that did not add up to 1.7."""
+    from reports.trials import TimeSplit
+
+    split = TimeSplit(total=100.0, train_steps=88.0, validation_forward=10.3, overhead=1.7, trials=2,
+                      parts={"checkpoint": 0.8, "evaluation_loop": 0.5, "train_loop": 0.3, "other": 0.1})  # fmt: skip
+    assert describe_time_split(split) == (
+        "88.0% training steps, 10.3% validation forward passes, 1.7% overhead (0.8% checkpoint writes; 0.5% metrics, "
+        "best-weights copy and pruner around validation; 0.4% the rest)"
+    )
+    whole = TimeSplit(total=100.0, train_steps=90.0, validation_forward=8.7, overhead=1.3, trials=1,
+                      parts={"checkpoint": 0.8, "evaluation_loop": 0.5})  # fmt: skip
+    assert describe_time_split(whole).endswith("1.3% overhead (0.8% checkpoint writes; 0.5% metrics, best-weights "
+                                               "copy and pruner around validation)")
