@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import mmap
 import os
 import shutil
@@ -47,12 +48,23 @@ from sweep.errors import SweepError, disk_errors
 WEIGHTS_FILE = "model.safetensors"
 
 
+def tie_loss(value: Any) -> float:
+    """The validation loss that breaks a tie of the objective's metric (+inf where there is none)."""
+    try:
+        loss = float(value)
+    except (TypeError, ValueError):
+        return math.inf
+    return loss if math.isfinite(loss) else math.inf
+
+
 class BestWeights(pl.Callback):
-    """After each evaluation, copy the weights to CPU memory if `monitor` improved (first best wins; lower is better
-    with `minimize`) and `worth_keeping(value)` says the weights could be written: a trial whose best cannot enter
-    the study's kept checkpoints copies nothing (for a large encoder on a GPU, a device-to-host copy of the whole
-    model at each of its improving evaluations). `state` is the best evaluation's weights, or None where they were
-    not worth keeping. `worth_keeping` must say yes to a value once it said yes to a lower one (a rising bar)."""
+    """After each evaluation, copy the weights to CPU memory if `monitor` improved (lower is better with `minimize`;
+    on a tie, a lower validation loss wins, else the earlier evaluation: a user's trial scored accuracy 0.62 at every
+    evaluation while its loss fell, and kept the weights of the first, a third into epoch 1) and `worth_keeping(value)`
+    says the weights could be written: a trial whose best cannot enter the study's kept checkpoints copies nothing
+    (for a large encoder on a GPU, a device-to-host copy of the whole model at each of its improving evaluations).
+    `state` is the best evaluation's weights, or None where they were not worth keeping. `worth_keeping` must say yes
+    to a value once it said yes to a lower one (a rising bar)."""
 
     def __init__(
         self, monitor: str, *, minimize: bool = False, worth_keeping: Callable[[float], bool] | None = None
@@ -60,6 +72,7 @@ class BestWeights(pl.Callback):
         self.monitor, self.sign = monitor, -1.0 if minimize else 1.0
         self.worth_keeping = worth_keeping
         self.best: float | None = None
+        self.best_loss = math.inf  # the validation loss at the best evaluation (breaks ties of `monitor`)
         self.epoch: int | None = None  # 1-based epoch in which the best evaluation ran
         self.epochs_trained: float | None = None  # training done at that evaluation, in epochs
         self.copies = 0  # evaluations whose weights were copied
@@ -77,9 +90,11 @@ class BestWeights(pl.Callback):
         if logged is None:
             return
         value = float(logged)
-        if self.best is None or self.sign * value > self.sign * self.best:
+        loss = tie_loss(trainer.callback_metrics.get("val_loss"))
+        better = self.best is None or self.sign * value > self.sign * self.best
+        if better or (value == self.best and loss < self.best_loss):
             model: Any = pl_module.model
-            self.best, self.epoch = value, trainer.current_epoch + 1
+            self.best, self.best_loss, self.epoch = value, loss, trainer.current_epoch + 1
             self.epochs_trained = epochs_trained(trainer)
             self._kept = self.worth_keeping is None or self.worth_keeping(value)
             if self._kept:

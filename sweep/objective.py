@@ -33,7 +33,7 @@ from record import (
 )
 from sweep.artifacts import checkpoint_name
 from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, TimingCallback
-from sweep.checkpoints import BestWeights, checkpoint_store
+from sweep.checkpoints import BestWeights, checkpoint_store, tie_loss
 from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.memory import keep_freed_memory
@@ -94,12 +94,13 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
 
 
 def best_epoch(history: list[dict[str, Any]], monitor: str) -> dict[str, Any]:
-    """The validation record with the best `monitor` (highest, or lowest for a minimised metric such as RMSE; the
-    earliest one on ties)."""
+    """The validation record with the best `monitor` (highest, or lowest for a minimised metric such as RMSE); on a
+    tie the one with the lower validation loss, then the earliest (as `BestWeights` chooses the weights)."""
     if not history:
         raise RuntimeError("the trial finished without a validation run")
     sign = -1.0 if monitor.removeprefix("val_") in MINIMIZED else 1.0
-    return max(history, key=lambda record: (sign * record[monitor], -record["step"]))
+    return max(history, key=lambda record: (sign * record[monitor], -tie_loss(record.get("val_loss")), -record["step"]))
+
 
 
 def _epochs(value: float | None) -> float | int | None:

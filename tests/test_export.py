@@ -312,6 +312,23 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
     lower.on_validation_end(trainer, module)  # type: ignore[arg-type]
     assert lower.best == pytest.approx(0.2)
 
+    # a tie of the metric goes to the lower validation loss (a user's trial scored accuracy 0.62 at every evaluation
+    # while its loss fell, and exported the weights of the first), else to the earlier evaluation
+    tied = BestWeights("val_acc")
+    for epoch, (fill, loss) in enumerate([(1.0, 0.97), (2.0, 0.90), (3.0, 0.95), (4.0, 0.90)]):
+        with torch.no_grad():
+            model.weight.fill_(fill)
+        trainer = at_epoch_end(epoch, {"val_acc": torch.tensor(0.62), "val_loss": torch.tensor(loss)})
+        tied.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    assert tied.epoch == 2 and tied.state is not None and torch.equal(tied.state["weight"], torch.full((2, 3), 2.0))
+
+    from sweep.objective import best_epoch
+
+    history = [{"val_acc": 0.62, "val_loss": 0.97, "step": 1}, {"val_acc": 0.62, "val_loss": 0.90, "step": 2},
+               {"val_acc": 0.62, "val_loss": 0.95, "step": 3}, {"val_acc": 0.62, "val_loss": 0.90, "step": 4}]
+    assert best_epoch(history, "val_acc")["step"] == 2  # the same evaluation as the weights
+    assert best_epoch([{"val_acc": 0.6, "step": 1}, {"val_acc": 0.6, "step": 2}], "val_acc")["step"] == 1
+
 
 def test_best_weights_copy_nothing_below_the_bar_and_the_best_once_above_it() -> None:
     """A trial whose evaluations cannot enter the study's kept checkpoints copies no weights; once one beats the bar,
