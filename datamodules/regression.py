@@ -98,6 +98,23 @@ class CleanScores:
     report: dict[str, Any]
 
 
+def range_problems(
+    field: str, source: str, scores: Sequence[float], label_range: tuple[float, float] | None
+) -> list[tuple[str, str]]:
+    """One line for a file whose scores leave `label_range` (inclusive): the first rows, their values (rows counted
+    from 1, the first data row, as for a score that is not a number)."""
+    if label_range is None:
+        return []
+    low, high = label_range
+    outside = [(row, s) for row, s in enumerate(scores, start=1) if not low <= s <= high]
+    if not outside:
+        return []
+    shown = ", ".join(f"row {row}: {s:g}" for row, s in outside[:MAX_BAD_ROWS_SHOWN])
+    more = f", and {len(outside) - MAX_BAD_ROWS_SHOWN} more" if len(outside) > MAX_BAD_ROWS_SHOWN else ""
+    return [(field, f"{Path(source).name}: {len(outside)} score{'s' if len(outside) != 1 else ''} outside "
+                    f"data.label_range [{low:g}, {high:g}] ({shown}{more}): fix the rows, or widen the range")]
+
+
 def clean_scored(texts: Sequence[object], scores: Sequence[float]) -> CleanScores:
     """Normalise texts, drop rows whose text (or a pair side) is missing or empty, and keep one row per text.
 
@@ -243,10 +260,12 @@ def prepare_regression_data(
     columns: Sequence[str] | None = None,
     text_separator: str = DEFAULT_TEXT_SEPARATOR,
     text_pair_column: str | None = None,
+    label_range: tuple[float, float] | None = None,
     log: Log | None = None,
     check_fingerprint: Callable[[str], None] | None = None,
 ) -> PreparedData:
-    """Load, check, clean, split and tokenize a regression dataset (arguments as `prepare_classification_data`).
+    """Load, check, clean, split and tokenize a regression dataset (arguments as `prepare_classification_data`;
+    `label_range`: the [low, high] every score must lie in, `data.label_range`).
 
     Raises DataError, every problem of both files at once: a label that is not a finite number (file, row, value),
     a split whose scores do not vary, too few rows to split, `max_length` above the tokenizer's limit.
@@ -264,6 +283,8 @@ def prepare_regression_data(
             scores[field] = numeric_labels(table, field)
         except DataError as err:
             problems += err.problems
+        else:
+            problems += range_problems(field, table.source, scores[field], label_range)
     if problems:
         raise DataError(problems)
     train_clean = clean_scored(train_raw.texts, scores["data.train"])

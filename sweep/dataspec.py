@@ -19,6 +19,7 @@ LATER_KEYS: dict[str, Any] = {
     "text_pair_column": None,
     "label_delimiter": None,
     "format": None,
+    "label_range": None,
 }
 TOKEN_TASK = "token-classification"
 TOKEN_DEFAULT_COLUMNS = ("tokens", "tags")  # data.text_column / data.label_column of a JSON lines file, when unset
@@ -56,6 +57,9 @@ class DataSpec(BaseModel):
     label_column: str = "label"
     # task: multi-label: cuts a .csv/.tsv label cell into its labels ("billing|refund"); JSON lists need none.
     label_delimiter: str | None = Field(None, min_length=1)
+    # task: regression: the scores the label may take, [low, high] inclusive (STS-B: [0, 5]); a row outside is
+    # refused, naming the file and rows (a typo such as 7.5 or a score on another scale would train as it is).
+    label_range: tuple[float, float] | None = None
     val_fraction: float = Field(VAL_FRACTION, gt=0, lt=1)
     # task: token-classification: read the files as CoNLL (token ... tag per line) or JSON lines, whatever their names
     format: Literal["conll", "jsonl"] | None = None
@@ -90,6 +94,13 @@ class DataSpec(BaseModel):
     def _in_columns(cls, value: str | None, info: Any) -> str | None:
         if value is not None and info.data.get("columns") and value not in info.data["columns"]:
             raise ValueError(f"{value!r} is not one of data.columns ({', '.join(info.data['columns'])})")
+        return value
+
+    @field_validator("label_range", mode="after")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"must be [low, high] with low < high, got [{value[0]:g}, {value[1]:g}]")
         return value
 
     @model_serializer(mode="wrap")

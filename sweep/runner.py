@@ -117,7 +117,8 @@ def prepare_data(
         elif spec.task == "multi-label":
             data = prepare_multilabel_data(**common, label_delimiter=spec.data.label_delimiter)
         elif spec.task == "regression":
-            data = prepare_regression_data(**common, text_pair_column=spec.data.text_pair_column)
+            data = prepare_regression_data(**common, text_pair_column=spec.data.text_pair_column,
+                                           label_range=spec.data.label_range)  # fmt: skip
         else:
             data = prepare_classification_data(**common, text_pair_column=spec.data.text_pair_column)
     except DataError as exc:

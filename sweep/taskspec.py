@@ -54,6 +54,9 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("objective.metric", problem))
     if task == "regression":
         problems += regression_problems(data)
+    elif section.get("label_range") is not None:
+        problems.append(("data.label_range", f"applies only to task: regression (this spec's task is {task}): "
+                                             "remove it, or set task: regression"))
     problems += multilabel_problems(task, section, data.get("model"))
     problems += token_problems(task, data)
     pair = section.get("text_pair_column")

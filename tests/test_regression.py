@@ -160,7 +160,8 @@ def test_prepared_scores_are_float_labels_with_a_report(tmp_path: Path, tiny_ber
     dist = report["label_distribution"]
     assert dist["train"]["count"] == len(data.train) and dist["validation"]["count"] == len(data.validation)
     assert "class_distribution" not in report
-    again = prepare_regression_data(**common)  # type: ignore[arg-type]
+    low, high = min(s for _, s in rows), max(s for _, s in rows)
+    again = prepare_regression_data(**common, label_range=(low, high))  # type: ignore[arg-type]  # bounds included
     assert again.report["cache"] == "hit" and again.fingerprint == data.fingerprint
     assert list(again.validation["labels"]) == pytest.approx(list(data.validation["labels"]))
 
@@ -389,6 +390,14 @@ def _missing_pair_column(env: Any) -> list[str]:
                                                   "data.text_pair_column": "sentence2"})]  # fmt: skip
 
 
+def _outside_the_range(env: Any) -> list[str]:
+    rows = [(t, s) for t, s in scored_rows(seed=0)]
+    rows[3], rows[9] = (rows[3][0], 7.5), (rows[9][0], -1)
+    return ["run", env.spec(task="regression", **{"data.train": str(write_rows(env.tmp / "scores.csv",
+                                                                                ["text", "label"], rows)),
+                                                  "data.validation": None, "data.label_range": [0, 5]})]  # fmt: skip
+
+
 def _constant_validation(env: Any) -> list[str]:
     rows = scored_rows(seed=0)
     train = write_rows(env.tmp / "scores.csv", ["text", "label"], rows[:80])
@@ -401,6 +410,13 @@ BAD_INPUT = [
      ["data.train: scores.csv row 7: label 'high' is not a number (task: regression needs a numeric label column)"]),
     ("regression pair column missing", _missing_pair_column,
      ["data.text_pair_column: no such column 'sentence2' in scores.csv (columns: text, label)"]),
+    ("scores outside data.label_range", _outside_the_range,
+     ["data.train: scores.csv: 2 scores outside data.label_range [0, 5] (row 4: 7.5, row 10: -1): fix the rows, or "
+      "widen the range"]),
+    ("data.label_range for classification", lambda e: ["run", e.spec(**{"data.label_range": [0, 5]})],
+     ["data.label_range: applies only to task: regression (this spec's task is text-classification)"]),
+    ("data.label_range upside down", lambda e: ["run", e.spec(task="regression", **{"data.label_range": [5, 0]})],
+     ["data.label_range: must be [low, high] with low < high, got [5, 0]"]),
     ("regression scores that do not vary", _constant_validation,
      ["data.validation: every label in flat.csv is 3 after cleaning: a regression needs scores that vary"]),
     ("class weights for a regression", lambda e: ["run", e.spec(
