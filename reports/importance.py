@@ -47,6 +47,15 @@ def _evaluator(name: str, seed: int) -> optuna.importance.BaseImportanceEvaluato
     return optuna.importance.PedAnovaImportanceEvaluator()
 
 
+def _why(exc: Exception, completed_trials: int) -> str:
+    """An evaluator's failure in words: the one fANOVA meets with too few trials said as such (a user's page showed
+    "RuntimeError: Encountered zero total variance in all trees."), anything else as the library put it."""
+    if "zero total variance" in str(exc):
+        return (f"its trees found nothing to attribute in {completed_trials} completed trial"
+                f"{'s' if completed_trials != 1 else ''} (too few, or values that barely differ); more trials help")
+    return f"{type(exc).__name__}: {exc}"
+
+
 def collect_importances(study: optuna.Study, seed: int = 0) -> ImportanceData:
     """Importances of the searched parameters that vary, from both evaluators (fANOVA seeded with `seed`)."""
     trials = completed(study)
@@ -60,7 +69,7 @@ def collect_importances(study: optuna.Study, seed: int = 0) -> ImportanceData:
                 raw = optuna.importance.get_param_importances(study, evaluator=_evaluator(evaluator, seed),
                                                               params=names)
         except Exception as exc:  # one evaluator failing must not cost the report; say why instead
-            errors[evaluator] = f"{type(exc).__name__}: {exc}"
+            errors[evaluator] = _why(exc, len(trials))
             continue
         results[evaluator] = {k: float(v) if math.isfinite(float(v)) else 0.0 for k, v in raw.items()}
     first = next(iter(results.values()), {})

@@ -90,8 +90,8 @@ class GracefulStop:
             os.kill(os.getpid(), signum)
             return
         self.requested, self.signalled = name, True
-        print(f"{name} received: stopping after the running trial is recorded (send it again to exit now)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(f"{name} received: a running trial stops at its next step (recorded as failed, queued for a retry) and "
+              "no further trial starts (send it again to exit at once)", file=sys.stderr, flush=True)  # fmt: skip
         if self._training:
             self._training = False
             raise StopRequested(f"stopped by {name}")

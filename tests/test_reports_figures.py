@@ -727,3 +727,20 @@ def test_a_tagged_studys_class_chart_counts_entities_and_a_minimised_curve_is_re
         low.add_trial(optuna.trial.create_trial(value=value))
     note = expected_blocks(low)[0]
     assert isinstance(note, NoteBlock) and "A curve still falling at the right" in note.text
+
+
+def test_fanovas_failure_on_two_close_trials_is_said_in_words() -> None:
+    """A user's live page showed "fANOVA: RuntimeError: Encountered zero total variance in all trees." for two
+    trials whose learning rates differed in the fourth digit."""
+    from optuna.distributions import FloatDistribution
+
+    from reports.importance import collect_importances
+
+    study = optuna.create_study(direction="maximize")
+    for lr, value in [(1.2522495506539486e-4, 0.52), (1.2530462178086667e-4, 0.59)]:
+        study.add_trial(optuna.trial.create_trial(value=value, params={"learning_rate": lr},
+                                                  distributions={"learning_rate": FloatDistribution(1e-5, 1e-3,
+                                                                                                    log=True)}))
+    errors = collect_importances(study).errors
+    assert errors == {"fANOVA": "its trees found nothing to attribute in 2 completed trials (too few, or values that "
+                                "barely differ); more trials help"}
