@@ -292,6 +292,15 @@ def _peaked_early(epochs: Any, best_epoch: int | None) -> bool:
     return isinstance(epochs, int | float) and best_epoch is not None and best_epoch < epochs
 
 
+def nothing_searched_line(budget: int) -> str:
+    """A study whose space gives every hyperparameter one value (a spec without `search.space` does): its trials
+    differ only in their seed. Said where the budget advice goes, and by `sweep run` when it creates one."""
+    return (f"space: nothing is searched (search.space gives every hyperparameter one value), so the {budget} trials "
+            "train one configuration with different seeds; give ranges or lists under search.space to search (e.g. "
+            "learning_rate: {low: 1e-5, high: 1e-4, log: true}), or keep it to see how the seed moves one "
+            "configuration")
+
+
 def budget_advice(
     space: Mapping[str, Any] | None, *, completed: int, finished: int, budget: int | None, sampler: str | None,
     reevaluated: bool = False,
@@ -304,7 +313,7 @@ def budget_advice(
     names = list(searched_space(space))
     lines: list[str] = []
     if not names:
-        return lines
+        return [nothing_searched_line(budget)] if space and budget is not None and budget > 1 else []
     need = TRIALS_PER_PARAM * len(names)
     room = max(budget - finished, 0) if budget is not None else 0
     short = completed + room < need

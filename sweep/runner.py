@@ -21,6 +21,7 @@ from rich.console import Console
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
 from record import FINISHED, StudyRecord, read_trial, reevaluation_runs, study_budget, write_budget, write_priority
+from reports.advice import nothing_searched_line
 from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, tagged_columns
@@ -37,6 +38,7 @@ from sweep.lifecycle import (
 )
 from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress
+from sweep.space import searched
 from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
     Heartbeat,
@@ -444,13 +446,13 @@ def run_study(
                           f"{spec.search.n_trials}; --n-trials N sets the search's)", highlight=False)  # fmt: skip
             total = earlier
         finished = study.get_trials(deepcopy=False, states=FINISHED) if resumed else []
-        searched = sum(1 for t in finished if read_trial(t).reevaluates is None)  # what --n-trials counts
+        search_done = sum(1 for t in finished if read_trial(t).reevaluates is None)  # what --n-trials counts
         if n_trials is not None and total < len(finished):  # a budget below what ran already would only confuse
             kept = study_budget(study.user_attrs) or total
-            aside = f" ({len(finished) - searched} re-evaluation runs aside)" if len(finished) > searched else ""
-            console.print(f"--n-trials {n_trials}: {searched} trials of the search have finished already{aside}, "
-                          f"nothing to run (the budget stays {kept}; --n-trials {searched + 1} or more continues the "
-                          "study)", highlight=False)  # fmt: skip
+            aside = f" ({len(finished) - search_done} re-evaluation runs aside)" if len(finished) > search_done else ""
+            console.print(f"--n-trials {n_trials}: {search_done} trials of the search have finished already{aside}, "
+                          f"nothing to run (the budget stays {kept}; --n-trials {search_done + 1} or more continues "
+                          "the study)", highlight=False)  # fmt: skip
             total = kept
         write_budget(study.set_user_attr, total)
         if priority is not None:
@@ -462,6 +464,8 @@ def run_study(
         )  # fmt: skip
         if warm_note is not None and not resumed:
             console.print(warm_note, highlight=False)
+        if not resumed and total > 1 and not searched(spec.search.space):
+            console.print(f"note: {nothing_searched_line(total)}", highlight=False)
         if (settings_line := trainer_settings_line(spec)) is not None:
             console.print(settings_line, highlight=False)
         if existing is not None:

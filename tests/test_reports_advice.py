@@ -392,3 +392,13 @@ def test_a_regression_study_no_better_than_the_training_mean_says_it_learned_not
                            "training mean (1.516 on validation)")
     assert score_learning_advice([0.93], distribution) == []
     assert score_learning_advice([], distribution) == [] and score_learning_advice([2.0], {}) == []
+
+
+def test_a_space_that_searches_nothing_is_said_for_a_budget_of_several_trials() -> None:
+    """A user's spec without search.space ran 20 trials of one configuration and nothing said so."""
+    fixed = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3}
+    (line,) = budget_advice(fixed, completed=2, finished=2, budget=20, sampler="tpe")
+    assert line.startswith("space: nothing is searched (search.space gives every hyperparameter one value), so the 20 "
+                           "trials train one configuration with different seeds; give ranges or lists")
+    assert budget_advice(fixed, completed=1, finished=1, budget=1, sampler="tpe") == []  # one trial: nothing to say
+    assert budget_advice(None, completed=1, finished=1, budget=20, sampler="tpe") == []  # a store of other code

@@ -539,3 +539,19 @@ def test_a_refused_resume_names_a_left_out_default_by_its_value() -> None:
         'trainer.lr_schedule "cosine" -> "linear" (the default)')
     assert _change("search.first_epoch_evals", {"search": {}}, {"search": {"first_epoch_evals": 2}}) == (
         "search.first_epoch_evals unset -> 2")
+
+
+def test_a_study_that_searches_nothing_says_so_when_it_is_created(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    train, val = labelled_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__space={"learning_rate": 1e-3, "epochs": 1})
+    said = io.StringIO()
+    run_study(spec, workers=0, console=Console(file=said, width=400))
+    assert "note: space: nothing is searched (search.space gives every hyperparameter one value), so the 3 trials " \
+        "train one configuration with different seeds" in said.getvalue()
+    (tmp_path / "r").mkdir()
+    ranged = write_spec(tmp_path / "r", train, val, tiny_bert)  # its own store; learning_rate searched
+    said = io.StringIO()
+    run_study(ranged, workers=0, console=Console(file=said, width=400))
+    assert "nothing is searched" not in said.getvalue()
