@@ -123,9 +123,13 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     summary = answer.json()
     assert (summary["name"], summary["state"], summary["finished"], summary["budget"]) == ("tickets", "queued", 0, 2)
     assert summary["priority"] == 3
-    # the uploads have generated names under the server's folder, never the client's (nor its `../../`)
+    # each upload in a folder of its own with a generated name, under the client's file name made safe (never its
+    # `../../`): the data report and the model card name `val.csv`, not a random name (a user could not tell which
+    # dataset a served study used)
     uploads = files_under(settings.uploads)
-    assert len(uploads) == 2 and all(re.fullmatch(r"[0-9a-f]{32}\.csv", p.name) for p in uploads)
+    assert len(uploads) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", p.parent.name) for p in uploads)
+    assert {p.name for p in uploads} == {"my_tickets.csv", "val.csv"} and {p.parent.parent for p in uploads} == {
+        settings.uploads}
     stored = yaml.safe_load(next(settings.submissions.rglob("spec.yaml")).read_text())
     assert {stored["data"]["train"], stored["data"]["validation"]} == {str(p) for p in uploads}
     assert stored["checkpoint_dir"].startswith(str(settings.folder))

@@ -2,7 +2,8 @@
 the server allows, then created as `sweep run SPEC --workers 0` creates it (no trial runs in the server).
 
 Confinement, on top of the command line's checks:
-- the data are the uploaded files (saved under the server's `uploads/` with generated names, never the client's) or
+- the data are the uploaded files (saved under the server's `uploads/`, each in a folder with a generated name, under
+  the client's file name made safe: no folder, letters, digits, `.`, `_`, `-` only) or
   paths under a configured data root (resolved, symlinks followed: `..`, other absolute paths and symlinks out of a
   root are refused); a spec's own `data.train` / `data.validation` are treated as such paths; `hub:` sources are
   refused (the server fetches nothing on a request's behalf);
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import yaml
@@ -116,6 +118,15 @@ def _get(mapping: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def safe_upload_name(filename: str | None, key: str, suffix: str) -> str:
+    """The client's file name without any folder, kept to letters, digits, `.`, `_` and `-` (others become `_`),
+    ending in `suffix`; `KEY{suffix}` where nothing usable is left."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath((filename or "").replace("\\", "/")).name)
+    stem = base[: -len(suffix)] if suffix and base.lower().endswith(suffix) else base
+    stem = stem.strip("._")[:100]
+    return f"{stem or key}{suffix}"
+
+
 def upload_suffix(upload: Upload, field: str) -> tuple[str | None, str | None]:
     suffix = Path(upload.filename or "").suffix.lower()
     if suffix in UPLOAD_SUFFIXES:
@@ -160,7 +171,9 @@ def plan(request: SubmissionRequest, settings: ServiceSettings) -> Plan:
             if why:
                 problems.append(("data" if key == "train" else "validation", why))
                 continue
-            target = settings.uploads / f"{uuid.uuid4().hex}{suffix}"
+            # a folder of its own with a generated name, the file in it named as the client named it (made safe):
+            # the study's data report and model card then say `train.csv`, not a random name
+            target = settings.uploads / uuid.uuid4().hex / safe_upload_name(upload.filename, key, suffix or "")
             uploads[f"data.{key}"] = (upload, target)
             if isinstance(data, dict):
                 data[key] = str(target)
@@ -261,7 +274,7 @@ def submit(request: SubmissionRequest, settings: ServiceSettings) -> str:
                                      "stop it and resume it from its page)")])  # fmt: skip
         try:
             for field, (upload, target) in planned.uploads.items():
-                written.append(target)
+                written.append(target.parent)  # the upload's own folder
                 save_upload(upload, target, settings.max_upload_bytes, field)
             folder.mkdir(parents=True, mode=0o755)
             written.append(folder)
