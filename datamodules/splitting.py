@@ -134,19 +134,18 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
                 "classification needs at least 2: check data.label_column",
             )
         )
+    from datamodules.cleaning import written_alike  # cleaning imports this module
+
     if not val_counts:
         problems.append(("data.validation", "validation data has no usable rows"))
     else:
         for label in sorted_labels(set(train_counts) - set(val_counts)):
-            problems.append(
-                (
-                    "data.validation",
-                    f"class {label!r} has 0 rows in validation (train has "
-                    f"{train_counts[label]}): add validation rows for it or use a stratified split "
-                    "by removing data.validation",
-                )
-            )
-    from datamodules.cleaning import written_alike  # cleaning imports this module
+            # a variant of a label validation has ('Positive' beside 'positive'): said, not only "add rows"
+            alike = written_alike(label, sorted_labels(set(train_counts) & set(val_counts)))
+            fix = (f"it is {alike!r} written another way? (relabel those training rows {alike!r})" if alike else
+                   "add validation rows for it or use a stratified split by removing data.validation")  # fmt: skip
+            has = f"class {label!r} has 0 rows in validation (train has {train_counts[label]})"
+            problems.append(("data.validation", f"{has}: {fix}"))
 
     only_train = sorted_labels(set(train_counts) - set(val_counts))
     for label in sorted_labels(set(val_counts) - set(train_counts)):

@@ -129,6 +129,19 @@ def test_class_missing_from_validation_and_unseen_class_are_reported_together() 
     ]
 
 
+def test_a_training_label_written_another_way_is_named_as_such() -> None:
+    """'Positive' (2 rows) and 'POSITIVE' (1) beside 'positive' in training were told to "add validation rows"."""
+    train = ["positive"] * 5 + ["Positive"] * 2 + ["POSITIVE"] + ["negative"] * 5
+    with pytest.raises(DataError) as info:
+        check_label_coverage(train, ["positive", "negative"])
+    assert info.value.problems == [
+        ("data.validation", "class 'POSITIVE' has 0 rows in validation (train has 1): it is 'positive' written "
+                            "another way? (relabel those training rows 'positive')"),
+        ("data.validation", "class 'Positive' has 0 rows in validation (train has 2): it is 'positive' written "
+                            "another way? (relabel those training rows 'positive')"),
+    ]  # fmt: skip
+
+
 def test_empty_validation() -> None:
     with pytest.raises(DataError) as info:
         check_label_coverage(["a", "b"], [])
