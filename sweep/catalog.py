@@ -241,9 +241,10 @@ def resume_study(name: str, url: str, n_trials: int | None = None, *, field: str
                                       "run more")])  # fmt: skip
         write_budget(study.set_user_attr, n_trials + summary.budget - summary.search_budget)
     elif summary.state == "finished":
-        raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: raise its budget with "
-                                    f"`sweep resume {name} --n-trials N` (N > {summary.search_finished}) to run more "
-                                    "trials")])  # fmt: skip
+        how = (f"`sweep resume {name} --n-trials N`" if field.startswith("--")
+               else f"the form field {field}")  # the service: an API user sends a field, not a command
+        raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: raise its budget with {how} "
+                                    f"(more than {summary.search_finished}) to run more trials")])  # fmt: skip
     write_stopped(study.set_user_attr, None)
     return summarize(study)
 

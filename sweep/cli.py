@@ -27,7 +27,10 @@ class _Out:
     """stdout console, created per use so redirected output (files, CI logs) gets a wide, unwrapped table."""
 
     def print(self, *args: object, **kwargs: Any) -> None:
-        Console(width=None if sys.stdout.isatty() else 160).print(*args, **kwargs)
+        terminal = sys.stdout.isatty()
+        if not terminal and all(isinstance(a, str) for a in args):
+            kwargs.setdefault("soft_wrap", True)  # a line of text stays one line in a file (a command is not cut)
+        Console(width=None if terminal else 160).print(*args, **kwargs)
 
 
 out = _Out()
@@ -218,9 +221,12 @@ def resume(
         line += f" (it was {before.state}, not stopped: nothing changed)"
     out.print(line, highlight=False)
     if after.budget > before.budget and not after.running:
-        out.print(f"the new trials run where a worker takes them: `sweep worker {study} --storage URL` on any machine, "
-                  "`sweep run SPEC` with the study's spec, or the workers of a `sweep serve` over this store",
-                  highlight=False)  # fmt: skip
+        from sweep.storage import is_sqlite
+
+        where = "on this machine (a SQLite store is one machine's)" if is_sqlite(url) else "on any machine"
+        out.print(f"nothing runs yet: the new trials run where a worker takes them, `sweep run SPEC` with the study's "
+                  f"spec, `sweep worker {study} --storage URL` {where}, or the workers of a `sweep serve` over this "
+                  "store", highlight=False)  # fmt: skip
 
 
 def _state_line(summary: Any) -> str:

@@ -555,3 +555,20 @@ def test_a_study_that_searches_nothing_says_so_when_it_is_created(
     said = io.StringIO()
     run_study(ranged, workers=0, console=Console(file=said, width=400))
     assert "nothing is searched" not in said.getvalue()
+
+
+def test_output_to_a_file_gets_a_line_per_evaluation_and_no_line_is_cut(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    """A run logged to a file was silent between `created study` and the first trial's line (100 s), and long lines
+    were cut at the console's width."""
+    train, val = labelled_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__space__epochs=1)
+    said = io.StringIO()
+    run_study(spec, console=Console(file=said, width=60))  # a file: no terminal, a narrow width
+    lines = said.getvalue().splitlines()
+    evaluated = [line for line in lines if line.startswith("trial 0 · evaluated at epoch ")]
+    assert [line.split(" · ")[1] for line in evaluated] == ["evaluated at epoch 0.33/1", "evaluated at epoch 0.67/1",
+                                                            "evaluated at epoch 1/1"]  # fmt: skip
+    assert all(" · f1_macro 0." in line for line in evaluated)
+    assert any(line.startswith("trial 0 COMPLETE · f1_macro ") and len(line) > 60 for line in lines)

@@ -142,8 +142,11 @@ def test_resume_with_n_trials_raises_the_budget_of_a_finished_study_without_its_
     summary = {s.name: s for s in list_studies(url)}["done"]
     assert (summary.state, summary.finished, summary.budget) == ("finished", 3, 3)
     assert (summary.search_finished, summary.search_budget) == (2, 2)
-    with pytest.raises(SweepError, match=r"finished: raise its budget with `sweep resume done --n-trials N` \(N > 2\)"):
+    with pytest.raises(SweepError, match=r"finished: raise its budget with `sweep resume done --n-trials N` \(more "
+                                         r"than 2\)"):  # fmt: skip
         resume_study("done", url)
+    with pytest.raises(SweepError, match=r"finished: raise its budget with the form field n_trials \(more than 2\)"):
+        resume_study("done", url, field="n_trials")  # the service's answer to an API user
     with pytest.raises(SweepError, match=r"has 2 finished trials of its search already \(budget 2\): give more than 2"):
         resume_study("done", url, 2)
     with pytest.raises(SweepError, match="must be >= 1, got 0"):
@@ -158,7 +161,8 @@ def test_resume_with_n_trials_raises_the_budget_of_a_finished_study_without_its_
     assert main(["resume", "done", "--storage", url, "--n-trials", "6"]) == 0
     said = capsys.readouterr().out
     assert "study done: queued · 3/7 trials finished (budget 5 -> 7)" in said
-    assert "`sweep worker done --storage URL`" in said
+    assert "nothing runs yet" in said and "`sweep worker done --storage URL` on this machine (a SQLite store" in said
+    assert "\n" not in said.split("(budget 5 -> 7)\n", 1)[1].rstrip()  # one line: not cut for a file or pipe
     stop_study("done", url)
     assert main(["resume", "done", "--storage", url, "--n-trials", "1"]) == 2
     err = capsys.readouterr().err
@@ -362,7 +366,7 @@ def test_one_worker_without_a_name_runs_queued_studies_by_priority_and_a_stop_en
     assert main(["worker", "--storage", url, "--exit-when-idle"]) == 0
     err = capsys.readouterr().err
     assert err.index("joined study urgent") < err.index("joined study first"), err
-    assert len(finished(url, "urgent")) == 2 and len(finished(url, "first")) == 3  # each exactly its budget
+    assert len(finished(url, "urgent")) == 2 and len(finished(url, "first")) == 3, err  # each exactly its budget
     last_urgent = max(str(t.datetime_complete) for t in trials(url, "urgent"))
     assert all(str(t.datetime_start) > last_urgent for t in trials(url, "first"))  # one study after the other
     assert main(["worker", "--storage", url, "--exit-when-idle"]) == 0  # nothing left: exits at once
