@@ -13,6 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from sweep.errors import SweepError
 
@@ -27,10 +28,24 @@ class _Out:
     """stdout console, created per use so redirected output (files, CI logs) gets a wide, unwrapped table."""
 
     def print(self, *args: object, **kwargs: Any) -> None:
-        terminal = sys.stdout.isatty()
-        if not terminal and all(isinstance(a, str) for a in args):
-            kwargs.setdefault("soft_wrap", True)  # a line of text stays one line in a file (a command is not cut)
-        Console(width=None if terminal else 160).print(*args, **kwargs)
+        if sys.stdout.isatty():
+            Console().print(*args, **kwargs)
+            return
+        # a file or a pipe: tables 160 wide, every line of text one line (a command in it is not cut)
+        console = Console(width=160)
+        for item in _flat(args):
+            wrap = {} if isinstance(item, Table) else {"soft_wrap": True}
+            console.print(item, **{**wrap, **kwargs})
+
+
+def _flat(items: Any) -> list[Any]:
+    """Renderables with groups opened (a group of lines and tables: each printed the way its kind needs)."""
+    from rich.console import Group
+
+    flat: list[Any] = []
+    for item in items:
+        flat += _flat(item.renderables) if isinstance(item, Group) else [item]
+    return flat
 
 
 out = _Out()

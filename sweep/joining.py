@@ -22,6 +22,7 @@ from sweep.catalog import next_study, study_progress, workable
 from sweep.encoders import resolve_encoder
 from sweep.errors import DiskError, StorageLost, StudyIsStopped, SweepError, stopped_line
 from sweep.lifecycle import check_same_spec, load_for_worker, quiet_libraries, read_record, same_data
+from sweep.progress import stderr_console
 from sweep.runner import RunResult, finished_run, heartbeat_of, open_study, prepare_data, trial_settings, work
 from sweep.spec import Spec, check_paths, load_spec, parse_spec
 from sweep.storage import (
@@ -114,7 +115,7 @@ def join_study(
     console: Console | None = None,
 ) -> RunResult:
     """`sweep worker`: join an existing study and run its trials until the study-wide budget is finished."""
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     started = time.perf_counter()
     joined = join(name, url, spec_path=spec_path, checkpoints=checkpoints, threads=threads,
                   heartbeat_interval=heartbeat_interval, grace_period=grace_period, console=console)  # fmt: skip
@@ -164,7 +165,7 @@ def work_on_studies(
     With no study to work on, poll every `poll` s (`exit_when_idle`: return instead). A study whose data cannot be
     prepared here is skipped by this worker (one line says why). A signal ends the running trial as in `sweep worker
     NAME` and returns with `stopped_by`."""
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     problems = storage_problems(url, field="--storage", must_exist=True)
     if poll <= 0:
         problems.append(("--poll", f"must be > 0 seconds, got {poll:g}"))

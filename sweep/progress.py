@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sweep.callbacks import epochs_trained
+
+
+def stderr_console() -> Console:
+    """The console for a run's lines on stderr: on a terminal it wraps at the terminal's width; into a file or a pipe
+    (a log, nohup, CI) every line stays one line (a console there would cut them at 80 columns)."""
+    return Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 class TrialProgressCallback(pl.Callback):

@@ -25,6 +25,7 @@ from sweep.checkpoints import is_kept
 from sweep.errors import SweepError
 from sweep.internals import budget_lock
 from sweep.joining import join
+from sweep.progress import stderr_console
 from sweep.runner import RunResult, finished_run, open_study, trial_settings, work
 from sweep.storage import TAKEN_STATES, load_study, safe_url, sqlite_writer_lock
 from sweep.worker import budget
@@ -130,7 +131,7 @@ def reevaluate_study(
 ) -> tuple[RunResult, Plan]:
     """Queue the missing re-evaluation runs of the `top` best configurations, raise the budget by as many, and run
     the study's queued trials in this process (as `sweep worker` would). Bad input writes nothing."""
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     started = time.perf_counter()
     _check_input(top, seeds)
     current = load_study(name, url)  # read-only: a missing study or a newer record is refused here

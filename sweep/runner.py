@@ -37,7 +37,7 @@ from sweep.lifecycle import (
     sampled_trials,
 )
 from sweep.objective import TrialSettings, build_objective, resolve_precision
-from sweep.progress import StudyProgress
+from sweep.progress import StudyProgress, stderr_console
 from sweep.space import searched
 from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, resolve_data_path
 from sweep.storage import (
@@ -388,7 +388,7 @@ def run_study(
     With `ray_address` (`sweep.cluster.LOCAL` for a Ray started here) the N workers are Ray tasks on that
     cluster instead.
     """
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     started = time.perf_counter()
     spec, base = load_spec(spec_path)
     if n_trials is not None:

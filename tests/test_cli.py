@@ -137,3 +137,21 @@ def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: 
     assert main(["report", "trec-tiny", "--out", str(tmp_path), "--storage", url]) == 2
     assert f"error: --out: {tmp_path} is a folder: give a file name such as report.html" in capsys.readouterr().err
     assert not (tmp_path / "r2.html").exists()
+
+
+def test_piped_output_keeps_each_line_of_the_summary_whole(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep run ... > log` cut the summary's long lines at 160 columns ("... e.g. sweep run SPEC ⏎ --n-trials 20");
+    the tables keep their width."""
+    train, val = labelled_csvs
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1)
+    assert main(["run", str(spec)]) == 0
+    out = capsys.readouterr().out  # captured: not a terminal
+    advice = [line for line in out.splitlines() if line.startswith("next: ")]
+    assert advice and max(len(line) for line in advice) > 160  # a sentence of advice on one line, not cut at 160
+    lines = out.splitlines()
+    after = [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.startswith("next: ")]
+    assert all(line.startswith(("next: ", "wall time ")) for line in after), after  # no continuation lines
+    table = [line for line in out.splitlines() if line.startswith(("┏", "│", "└"))]
+    assert table and all(len(line) <= 160 for line in table)
