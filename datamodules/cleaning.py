@@ -61,6 +61,9 @@ def _clean_text(raw_text: object) -> tuple[Text | None, bool]:
     return (cleaned[0] if len(cleaned) == 1 else (cleaned[0], cleaned[1])), changed
 
 
+DROPPED_ROWS_KEPT = 5  # rows named per reason in a data warning
+
+
 def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanResult:
     """Normalise texts and labels and drop unusable rows, counting every step in `report`.
 
@@ -84,16 +87,24 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
     }
     rows: list[tuple[Text, str]] = []
     changed_rows: list[bool] = []
-    for raw_text, raw_label in zip(texts, labels, strict=True):
+    # the first few rows dropped for each reason, counted from 1 (the first data row), so a warning can name them
+    dropped: dict[str, list[int]] = {"missing_text": [], "empty_text": [], "missing_label": []}
+
+    def drop(reason: str, row: int) -> None:
+        report[reason] += 1
+        if len(dropped[reason]) < DROPPED_ROWS_KEPT:
+            dropped[reason].append(row)
+
+    for number, (raw_text, raw_label) in enumerate(zip(texts, labels, strict=True), start=1):
         text, changed = _clean_text(raw_text)
         if text is None:
-            report["missing_text"] += 1
+            drop("missing_text", number)
             continue
         label = normalize_label(raw_label)
         if not all(text if isinstance(text, tuple) else (text,)):
-            report["empty_text"] += 1
+            drop("empty_text", number)
         elif label is None:
-            report["missing_label"] += 1
+            drop("missing_label", number)
         else:
             rows.append((text, label))
             changed_rows.append(changed)
@@ -109,6 +120,7 @@ def clean_examples(texts: Sequence[object], labels: Sequence[object]) -> CleanRe
     report["conflicting_rows"] = len(rows) - len(kept)
     report["duplicates"] = len(kept) - len(unique)
     report["rows_out"] = len(unique)
+    report["dropped_rows"] = {reason: numbers for reason, numbers in dropped.items() if numbers}
     report["conflicting_texts"] = conflict_examples(conflicts)
     report["conflicting_texts_total"] = len(conflicts)
     report["label_variants"] = label_variants(Counter(lab for _, lab in unique))

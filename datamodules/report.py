@@ -84,12 +84,21 @@ def _rows(n: int) -> str:
 def cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
     """One line per kind of row that cleaning dropped."""
     lines = []
+    named = report.get("dropped_rows") or {}  # reports from before it name no rows
+
+    def which(reason: str) -> str:
+        rows = named.get(reason) or []
+        if not rows:
+            return ""
+        more = ", ..." if report[reason] > len(rows) else ""
+        return f" ({'row' if report[reason] == 1 else 'rows'} {', '.join(map(str, rows))}{more})"  # 1: first data row
+
     if report["missing_text"]:
-        lines.append(f"{split}: dropped {_rows(report['missing_text'])} with a missing text")
+        lines.append(f"{split}: dropped {_rows(report['missing_text'])} with a missing text{which('missing_text')}")
     if report["empty_text"]:
-        lines.append(f"{split}: dropped {_rows(report['empty_text'])} whose text is empty")
+        lines.append(f"{split}: dropped {_rows(report['empty_text'])} whose text is empty{which('empty_text')}")
     if report["missing_label"]:
-        lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label")
+        lines.append(f"{split}: dropped {_rows(report['missing_label'])} with a missing label{which('missing_label')}")
     if report["duplicates"]:
         lines.append(
             f"{split}: dropped {report['duplicates']} duplicate {'row' if report['duplicates'] == 1 else 'rows'} (the "

@@ -202,8 +202,8 @@ def test_cleaning_and_overlap_issues_become_warnings(tiny_bert: Path, tmp_path: 
     val = write_csv(tmp_path / "val.csv", val_rows)
     data = prepare(train, val, tmp_path / "cache", tiny_bert)
     assert data.report["warnings"] == [
-        "train: dropped 1 row with a missing text",
-        "train: dropped 1 row with a missing label",
+        f"train: dropped 1 row with a missing text (row {len(ENGLISH) + 8})",  # rows named (a user could not find it)
+        f"train: dropped 1 row with a missing label (row {len(ENGLISH) + 9})",
         "train: dropped 3 duplicate rows (the same text, after normalising spaces and Unicode, and label)",
         "train: 2 texts appear with conflicting labels; kept none of them (4 rows)",
         "train: 2 training texts also in validation were dropped (1 of them has another label in validation: "
