@@ -136,6 +136,7 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "value": trial.value,
         "best_epoch": record.best_epoch,
         "best_epochs_trained": record.best_epochs_trained,  # 0.33: a third into epoch 1 (best_epoch says 1)
+        "best_at": record.best_at,  # where the exported evaluation ran, as the card and status say it ("0.32", "2")
         "epochs": record.planned_epochs,
         "hyperparameters": record.hyperparameters or trial.params,
         "searched_parameters": trial.params,

@@ -440,6 +440,9 @@ def test_exporting_a_model_that_predicts_one_class_says_it_learned_nothing(
     assert "**Warning: this model learned nothing.** The best trial predicts 'a' ...." in card
     meta = json.loads((tmp_path / "m" / "sweep.json").read_text(encoding="utf-8"))
     assert meta["learned_nothing"] == "the best trial predicts 'a' ..."
+    from sweep.export import _best_at
+
+    assert meta["best_at"] == _best_at(meta)  # sweep.json says the best epoch as the card does ("0.32", not 1)
     # a model that learned: no warning, and the headline does not repeat the objective's metric
     monkeypatch.setattr(reports.advice, "learning_advice", lambda **kw: [])
     assert main(["export", "trec-export", "--out", str(tmp_path / "n"), "--storage", url(study_dir)]) == 0
