@@ -35,13 +35,13 @@ from reports.importance import ImportanceData, collect_importances, importance_p
 from reports.scores import scatter_blocks
 from reports.seeds import collect_seed_ranking, seed_blocks
 from reports.trials import (
-    HEADLINE_METRICS,
     completed,
     completed_values,
     compute_time,
     describe_time_split,
     epochs_run,
     format_seconds,
+    headline_metrics,
     hyperparameters,
     is_single_objective,
     metric_name,
@@ -157,7 +157,7 @@ def best_trial_table(best: optuna.trial.FrozenTrial, metric: str) -> TableBlock:
         rows.append(["best epoch", at])
     rows += [[f"hyperparameter: {k}", v] for k, v in hyperparameters(best).items()]
     metrics = record.metrics
-    rows += [[f"best-epoch {k.removeprefix('val_')}", Score(metrics[k])] for k in HEADLINE_METRICS if k in metrics]
+    rows += [[f"best-epoch {k.removeprefix('val_')}", Score(v)] for k, v in headline_metrics(metrics).items()]
     if record.threshold is not None:  # task multi-label
         if record.label_thresholds:  # the metrics above are at these, not at the global value
             moved = sum(1 for v in record.label_thresholds.values() if v != record.threshold)

@@ -15,7 +15,13 @@ from reports.advice import TOP, advice_lines, learning_advice, score_learning_ad
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
 HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
-                    "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_loss")
+                    "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_mse", "val_loss")
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline scores a trial recorded, in order; a regression's loss is its MSE, named once as `mse` (the card's
+    name), not a second time as `loss`."""
+    return {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and not (k == "val_loss" and "val_mse" in metrics)}
 
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",

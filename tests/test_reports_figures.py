@@ -744,3 +744,12 @@ def test_fanovas_failure_on_two_close_trials_is_said_in_words() -> None:
     errors = collect_importances(study).errors
     assert errors == {"fANOVA": "its trees found nothing to attribute in 2 completed trials (too few, or values that "
                                 "barely differ); more trials help"}
+
+
+def test_a_regressions_loss_is_named_once_as_mse() -> None:
+    """The report said "best-epoch loss 2.1016" where the card said "mse 2.1016" for the same number."""
+    from reports.trials import headline_metrics
+
+    scores = {"val_spearman": 0.42, "val_rmse": 1.45, "val_mse": 2.1016, "val_loss": 2.1016}
+    assert list(headline_metrics(scores)) == ["val_spearman", "val_rmse", "val_mse"]
+    assert list(headline_metrics({"val_accuracy": 0.9, "val_loss": 0.3})) == ["val_accuracy", "val_loss"]
