@@ -276,13 +276,8 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
         raise DataError([(field, problem)])
     quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE
     if columns is not None:
-        rows = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
-        first = next(rows, [])
-        try:
-            widest = max((len(row) for row in rows), default=len(first))
-        except csv.Error:  # a row the csv module cannot read: pandas, below, says where
-            widest = len(first)
-        problem = given_columns_problem(first, name, columns, widest)
+        first, widest = _first_and_widest(text, sep, quoting)
+        problem = given_columns_problem(first, name, columns, widest) if first else None  # unreadable: pandas says
         if problem:
             raise DataError([("data.columns", problem)])
     if columns is None:
@@ -316,6 +311,25 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
         than = "data.columns names" if columns is not None else "its header has columns"
         raise DataError([(field, f"cannot parse {name}: its rows have more fields than {than} ({fix})")])
     return frame
+
+
+def _first_and_widest(text: str, sep: str, quoting: Literal[0, 3]) -> tuple[list[str], int]:
+    """The first row's fields and the most fields any row has (what `data.columns` must name). A row the csv module
+    cannot read ends the count with what it had (pandas, reading the file next, says where); a long text is no such
+    row (the module's field limit is lifted while counting)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    first: list[str] = []
+    widest = 0
+    try:
+        for i, row in enumerate(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)):
+            first = row if i == 0 else first
+            widest = max(widest, len(row))
+    except csv.Error:
+        pass
+    finally:
+        csv.field_size_limit(limit)
+    return first, widest
 
 
 def _read_json(raw: bytes, name: str, field: str) -> pd.DataFrame:

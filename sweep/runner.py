@@ -447,7 +447,9 @@ def run_study(
             total = earlier
         finished = study.get_trials(deepcopy=False, states=FINISHED) if resumed else []
         search_done = sum(1 for t in finished if read_trial(t).reevaluates is None)  # what --n-trials counts
-        if n_trials is not None and total < len(finished):  # a budget below what ran already would only confuse
+        # a budget at or below what the search ran: nothing of it to run (the same rule as `sweep resume --n-trials`;
+        # comparing totals let a lower N drop a queued re-evaluation run's room)
+        if n_trials is not None and resumed and n_trials <= search_done:
             kept = study_budget(study.user_attrs) or total
             aside = f" ({len(finished) - search_done} re-evaluation runs aside)" if len(finished) > search_done else ""
             console.print(f"--n-trials {n_trials}: {search_done} trials of the search have finished already{aside}, "

@@ -118,6 +118,15 @@ def test_rows_with_more_fields_than_the_first_are_named_by_the_longest(tmp_path:
                                                     "in order")]  # fmt: skip
 
 
+def test_a_text_over_the_csv_modules_field_limit_does_not_stop_the_count(tmp_path: Path) -> None:
+    """A 160 KB text in row 2 ended the count at row 1's 3 fields (the csv module refuses fields over 128 KB), so
+    naming 5 columns was refused and naming 3 told to name the extra columns."""
+    path = write(tmp_path / "x.csv", "a,1,b\n" + "x," + "y" * 160_000 + ",c,d,e\np,q,r,s,t\n")
+    table = load_table(str(path), text_column="t", label_column="l", field="data.train",
+                       columns=["l", "t", "c", "d", "e"])  # fmt: skip
+    assert len(table.texts) == 3 and len(table.texts[1]) == 160_000
+
+
 def test_columns_only_for_delimited_files(tmp_path: Path) -> None:
     path = write(tmp_path / "train.jsonl", '{"text": "a", "label": "p"}\n')
     with pytest.raises(DataError) as info:
