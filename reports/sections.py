@@ -452,15 +452,27 @@ def _unlike_data_notes(studies: Sequence[optuna.Study]) -> list[Block]:
         notes.append(NoteBlock(f"The studies ran different tasks ({', '.join(tasks)}): even a metric of the same name "
                                "measures different things in each, so their values are not comparable.", missing=True))
         return notes
-    sources = {}
+    sources, sizes = {}, {}
     for study, record in zip(studies, records, strict=True):
         report = record.data_report
-        sources[study.study_name] = (report.get("train"), report.get("validation") or report.get("split"))
-    if len(set(sources.values())) > 1:
-        said = "; ".join(f"{name}: {train} / {validation}" for name, (train, validation) in sources.items())
+        # file names, not paths: the same file in another checkout, or uploaded to the service twice (each upload
+        # has a folder of its own), is the same data; the rows each split kept tell apart files of one name
+        sources[study.study_name] = (_file_name(report.get("train")),
+                                     _file_name(report.get("validation")) or report.get("split"))  # fmt: skip
+        sizes[study.study_name] = (report.get("num_train"), report.get("num_validation"))
+    if len(set(sources.values())) > 1 or len(set(sizes.values())) > 1:
+        said = "; ".join(f"{name}: {train} / {validation} ({sizes[name][0]} / {sizes[name][1]} rows)"
+                         for name, (train, validation) in sources.items())  # fmt: skip
         notes.append(NoteBlock(f"The studies were trained and scored on different data ({said}): their values "
                                "compare the data as much as the models.", missing=True))
     return notes
+
+
+def _file_name(source: Any) -> Any:
+    """A data file's name without its folder (`hub:` sources and anything that is no path as they are)."""
+    if not isinstance(source, str) or source.startswith("hub:"):
+        return source
+    return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def comparison_section(studies: Sequence[optuna.Study]) -> Section:

@@ -708,8 +708,22 @@ def test_comparison_says_when_studies_ran_other_tasks_or_other_data() -> None:
     ))  # fmt: skip
     missing = build_report([rich_study("a"), other], seed=0)[0].missing
     assert any("trained and scored on different data (a: " in m and "other-data: other.csv / " in m for m in missing)
-    # two encoders on the same files: what a comparison is for, no note
+    # two encoders on the same files: what a comparison is for, no note; nor the same file from another folder (a
+    # second upload to the service, another checkout)
     assert build_report([rich_study("a"), rich_study("b", encoder="bert-base")], seed=0)[0].missing == []
+    moved = rich_study("moved")
+    train = data_report()["train"]
+    write_study(moved.set_user_attr, StudyRecord(
+        metric="f1_macro", label_names=LABELS, data_report={**data_report(), "train": f"/srv/uploads/0af3/{train}"},
+        spec={"model": {"encoder": "minilm"}},
+    ))  # fmt: skip
+    assert build_report([rich_study("a"), moved], seed=0)[0].missing == []
+    fewer = rich_study("fewer")
+    write_study(fewer.set_user_attr, StudyRecord(
+        metric="f1_macro", label_names=LABELS, data_report={**data_report(), "num_train": 10},
+        spec={"model": {"encoder": "minilm"}},
+    ))  # fmt: skip
+    assert any("different data" in m for m in build_report([rich_study("a"), fewer], seed=0)[0].missing)
 
 
 def test_a_tagged_studys_class_chart_counts_entities_and_a_minimised_curve_is_read_falling() -> None:

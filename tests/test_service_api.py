@@ -595,3 +595,13 @@ def test_a_queued_retry_does_not_carry_the_failure_of_the_trial_it_repeats() -> 
     failed = create_trial(state=TrialState.FAIL, user_attrs=copied)
     assert trial_summary(waiting)["failure"] is None
     assert trial_summary(failed)["failure"] == "stopped by a user of the service; queued for a retry"
+
+
+def test_an_uploads_name_in_an_error_is_said_as_its_sender_named_it_and_never_inside_another_name() -> None:
+    """Uploads keep their senders' names now: `train.csv` must not be rewritten inside `dev_train.csv`."""
+    from sweep.service.submissions import _renamed
+
+    names = {"train.csv": "train.csv (uploaded as data.train)", "dev_train.csv": "dev train.csv (uploaded as "
+             "data.validation)"}  # fmt: skip
+    assert _renamed("dev_train.csv row 3; train.csv row 2", names) == (
+        "dev train.csv (uploaded as data.validation) row 3; train.csv (uploaded as data.train) row 2")

@@ -284,8 +284,10 @@ def submit(request: SubmissionRequest, settings: ServiceSettings) -> str:
             try:
                 run_study(spec_file, storage_url=settings.storage_url, workers=0, console=console)
             except SweepError as exc:  # an upload is named as its sender named it, not by its name on this server
+                stored = [target.name for _, target in planned.uploads.values()]
                 names = {target.name: f"{upload.filename} (uploaded as {field})"
-                         for field, (upload, target) in planned.uploads.items() if upload.filename}  # fmt: skip
+                         for field, (upload, target) in planned.uploads.items()
+                         if upload.filename and stored.count(target.name) == 1}  # two of one name: the field says it
                 raise SweepError([(where, _renamed(message, names)) for where, message in exc.problems],
                                  source="spec") from None  # fmt: skip
             if request.priority is not None:
@@ -307,8 +309,10 @@ def submit(request: SubmissionRequest, settings: ServiceSettings) -> str:
 
 
 def _renamed(message: str, names: dict[str, str]) -> str:
+    """Each stored file name in `message`, as a whole name (not inside `dev_train.csv` for `train.csv`), said as its
+    sender named it and which upload it was."""
     for stored, shown in names.items():
-        message = message.replace(stored, shown)
+        message = re.sub(rf"(?<![\w.-]){re.escape(stored)}(?![\w.-])", shown.replace("\\", "\\\\"), message)
     return message
 
 
