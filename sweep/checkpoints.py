@@ -86,11 +86,17 @@ class BestWeights(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        logged = trainer.callback_metrics.get(self.monitor)
+        # this evaluation's record as the module kept it (the values `best_epoch` ranks, in full precision: Lightning
+        # keeps logged floats as float32 tensors, so a tie there need not be one in the record); else what was logged
+        history = getattr(pl_module, "history", None)
+        record = history[-1] if isinstance(history, list) and history else None
+        if not (isinstance(record, dict) and record.get("step") == trainer.global_step and self.monitor in record):
+            record = trainer.callback_metrics
+        logged = record.get(self.monitor)
         if logged is None:
             return
         value = float(logged)
-        loss = tie_loss(trainer.callback_metrics.get("val_loss"))
+        loss = tie_loss(record.get("val_loss"))
         better = self.best is None or self.sign * value > self.sign * self.best
         if better or (value == self.best and loss < self.best_loss):
             model: Any = pl_module.model

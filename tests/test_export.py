@@ -322,6 +322,18 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
         tied.on_validation_end(trainer, module)  # type: ignore[arg-type]
     assert tied.epoch == 2 and tied.state is not None and torch.equal(tied.state["weight"], torch.full((2, 3), 2.0))
 
+    # the module's record ranks, in full precision: logged metrics are float32, where 0.62 and 0.6200001 tie
+    recorded = SimpleNamespace(model=model, history=[])
+    exact = BestWeights("val_acc")
+    for epoch, acc in enumerate([0.62, 0.6200001]):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch + 1))
+        recorded.history.append({"step": 4 * (epoch + 1), "val_acc": acc, "val_loss": 0.9})
+        trainer = at_epoch_end(epoch, {"val_acc": torch.tensor(0.62, dtype=torch.float32),
+                                       "val_loss": torch.tensor(0.9)})  # fmt: skip
+        exact.on_validation_end(trainer, recorded)  # type: ignore[arg-type]
+    assert exact.epoch == 2 and exact.best == 0.6200001
+
     from sweep.objective import best_epoch
 
     history = [{"val_acc": 0.62, "val_loss": 0.97, "step": 1}, {"val_acc": 0.62, "val_loss": 0.90, "step": 2},
