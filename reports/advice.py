@@ -340,6 +340,34 @@ def budget_advice(
     return lines
 
 
+def _one_class(confusion: Sequence[Sequence[int]] | None, label_names: Sequence[str]) -> tuple[str, float] | None:
+    """(the class, its share of validation) where a confusion matrix predicts one class for every row, else None."""
+    if confusion and label_names and len(confusion) == len(label_names) > 1:
+        predicted = [sum(row[j] for row in confusion) for j in range(len(label_names))]
+        used = [j for j, n in enumerate(predicted) if n]
+        if len(used) == 1:
+            return label_names[used[0]], predicted[used[0]] and confusion[used[0]][used[0]] / predicted[used[0]]
+    return None
+
+
+def _scores_nothing(value: float | None, metric: str | None, maximize: bool) -> bool:
+    """An F1 or accuracy of 0 (any task)."""
+    measured = metric is not None and (metric.startswith("f1") or metric == "accuracy")
+    return value is not None and maximize and measured and value <= 0.0
+
+
+def _mean_baseline(distribution: Mapping[str, Any]) -> float | None:
+    """task: regression: the validation RMSE of always predicting the training scores' mean (from the stored mean and
+    population std of both splits), or None where they are not recorded."""
+    train, val = distribution.get("train"), distribution.get("validation")
+    if not isinstance(train, Mapping) or not isinstance(val, Mapping):
+        return None
+    try:
+        return math.sqrt(float(val["std"]) ** 2 + (float(val["mean"]) - float(train["mean"])) ** 2)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def learning_advice(
     *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
     label_names: Sequence[str],
@@ -348,29 +376,39 @@ def learning_advice(
     tasks, from its confusion matrix), or it scores 0 on an F1 or accuracy (any task). Ranges and budgets are no
     help then: the training itself (learning rate, epochs) or the data is."""
     fix = "raise the learning rate or the epochs, or check the labels"
-    if confusion and label_names and len(confusion) == len(label_names) > 1:
-        predicted = [sum(row[j] for row in confusion) for j in range(len(label_names))]
-        used = [j for j, n in enumerate(predicted) if n]
-        if len(used) == 1:
-            share = predicted[used[0]] and confusion[used[0]][used[0]] / predicted[used[0]]
-            return [f"learning: the best trial predicts {label_names[used[0]]!r} for every validation row (its "
-                    f"accuracy {share:.3f} is that class's share): no trial learned to tell the classes apart; {fix}"]
-    measured = metric is not None and (metric.startswith("f1") or metric == "accuracy")
-    if value is not None and maximize and measured and value <= 0.0:
+    if (one := _one_class(confusion, label_names)) is not None:
+        return [f"learning: the best trial predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is "
+                f"that class's share): no trial learned to tell the classes apart; {fix}"]
+    if _scores_nothing(value, metric, maximize):
         return [f"learning: every trial scored {value:g} {metric}: no trial learned anything yet; {fix} (entity F1 "
                 "in NER often needs several epochs)"]
     return []
 
 
+def model_learning_warning(
+    *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
+    label_names: Sequence[str], rmse: float | None = None, distribution: Mapping[str, Any] | None = None,
+) -> str | None:
+    """What `sweep export` warns of, and the model card says, about the one model it writes (not the study: an export
+    of `--trial N` says nothing of the others): it predicts one class for every row, scores 0, or (regression) is no
+    better than always predicting the training mean. None where it learned something."""
+    if (one := _one_class(confusion, label_names)) is not None:
+        return (f"this model predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is that class's "
+                "share): it did not learn to tell the classes apart")
+    if _scores_nothing(value, metric, maximize):
+        return f"this model scores {value:g} {metric} on validation: it did not learn the task"
+    baseline = _mean_baseline(distribution or {})
+    if rmse is not None and baseline is not None and rmse >= baseline:
+        return (f"this model's validation RMSE, {rmse:.4g}, is no better than always predicting the training mean "
+                f"({baseline:.4g}): it did not learn the scores")
+    return None
+
+
 def score_learning_advice(rmses: Sequence[float], distribution: Mapping[str, Any]) -> list[str]:
     """task: regression: a line when no trial's RMSE beats always predicting the training scores' mean (what that
     constant scores on validation follows from the stored mean and population std of both splits)."""
-    train, val = distribution.get("train"), distribution.get("validation")
-    if not rmses or not isinstance(train, Mapping) or not isinstance(val, Mapping):
-        return []
-    try:
-        baseline = math.sqrt(float(val["std"]) ** 2 + (float(val["mean"]) - float(train["mean"])) ** 2)
-    except (KeyError, TypeError, ValueError):
+    baseline = _mean_baseline(distribution)
+    if not rmses or baseline is None:
         return []
     best = min(rmses)
     if best < baseline:

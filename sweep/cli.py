@@ -388,13 +388,13 @@ def export(
     hint = load_hint(record.task, bool(record.data_report.get("text_pair")), path, record.data_report.get("max_length"),
                      per_label=bool(read_trial(chosen).label_thresholds))  # fmt: skip
     out.print(f"load it with: {hint}", highlight=False, soft_wrap=True)  # code to copy: never cut into lines
-    from record import maximizes
-    from reports.advice import learning_advice
+    import json
 
-    exported = read_trial(chosen)
-    for line in learning_advice(value=chosen.value, metric=record.metric, maximize=maximizes(loaded),
-                                confusion=exported.confusion_matrix, label_names=record.label_names):  # fmt: skip
-        err.print(f"warning: this model learned nothing: {line.removeprefix('learning: ')}", highlight=False)
+    from sweep.export import METADATA_FILE
+
+    warning = json.loads((path / METADATA_FILE).read_text(encoding="utf-8")).get("learned_nothing")
+    if warning:  # what the card says, said here too
+        err.print(f"warning: this model learned nothing: {warning}", highlight=False)
 
 
 @app.command()

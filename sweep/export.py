@@ -163,16 +163,15 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
 
 
 def _learned_nothing(study: optuna.Study, trial: FrozenTrial, study_record: Any) -> str | None:
-    from reports.advice import learning_advice, score_learning_advice
+    from reports.advice import model_learning_warning
 
     record = read_trial(trial)
-    lines = learning_advice(value=trial.value, metric=study_record.metric, maximize=maximizes(study),
-                            confusion=record.confusion_matrix, label_names=study_record.label_names)  # fmt: skip
     rmse = record.metrics.get("val_rmse")
     distribution = study_record.data_report.get("label_distribution")
-    if not lines and isinstance(rmse, float) and isinstance(distribution, dict):
-        lines = score_learning_advice([rmse], distribution)
-    return lines[0].removeprefix("learning: ") if lines else None
+    return model_learning_warning(value=trial.value, metric=study_record.metric, maximize=maximizes(study),
+                                  confusion=record.confusion_matrix, label_names=study_record.label_names,
+                                  rmse=rmse if isinstance(rmse, int | float) else None,
+                                  distribution=distribution if isinstance(distribution, dict) else None)
 
 
 def _split_note(report: dict[str, Any]) -> str:

@@ -444,19 +444,19 @@ def test_exporting_a_model_that_predicts_one_class_says_it_learned_nothing(
     from sweep.cli import main
 
     monkeypatch.setattr(sweep.cli, "err", Console(stderr=True, width=300))
-    monkeypatch.setattr(reports.advice, "learning_advice", lambda **kw: ["learning: the best trial predicts 'a' ..."])
+    monkeypatch.setattr(reports.advice, "model_learning_warning", lambda **kw: "this model predicts 'a' ...")
     assert main(["export", "trec-export", "--out", str(tmp_path / "m"), "--storage", url(study_dir)]) == 0
-    assert "warning: this model learned nothing: the best trial predicts 'a' ..." in capsys.readouterr().err
+    assert "warning: this model learned nothing: this model predicts 'a' ..." in capsys.readouterr().err
     # the card and sweep.json say it too: whoever gets the folder did not see the terminal
     card = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
-    assert "**Warning: this model learned nothing.** The best trial predicts 'a' ...." in card
+    assert "**Warning: this model learned nothing.** This model predicts 'a' ...." in card
     meta = json.loads((tmp_path / "m" / "sweep.json").read_text(encoding="utf-8"))
-    assert meta["learned_nothing"] == "the best trial predicts 'a' ..."
+    assert meta["learned_nothing"] == "this model predicts 'a' ..."
     from sweep.export import _best_at
 
     assert meta["best_at"] == _best_at(meta)  # sweep.json says the best epoch as the card does ("0.32", not 1)
     # a model that learned: no warning, and the headline does not repeat the objective's metric
-    monkeypatch.setattr(reports.advice, "learning_advice", lambda **kw: [])
+    monkeypatch.setattr(reports.advice, "model_learning_warning", lambda **kw: None)
     assert main(["export", "trec-export", "--out", str(tmp_path / "n"), "--storage", url(study_dir)]) == 0
     card = (tmp_path / "n" / "README.md").read_text(encoding="utf-8")
     assert "Warning" not in card and json.loads((tmp_path / "n" / "sweep.json").read_text())["learned_nothing"] is None

@@ -402,3 +402,23 @@ def test_a_space_that_searches_nothing_is_said_for_a_budget_of_several_trials() 
                            "trials train one configuration with different seeds; give ranges or lists")
     assert budget_advice(fixed, completed=1, finished=1, budget=1, sampler="tpe") == []  # one trial: nothing to say
     assert budget_advice(None, completed=1, finished=1, budget=20, sampler="tpe") == []  # a store of other code
+
+
+def test_the_exported_models_warning_is_about_that_model_and_covers_a_regression() -> None:
+    """The card said "every trial scored 0" of an export of one trial, and a regression export said nothing on the
+    command line."""
+    from reports.advice import model_learning_warning
+
+    one = model_learning_warning(value=0.62, metric="accuracy", maximize=True, confusion=[[0, 38], [0, 62]],
+                                 label_names=["CONTRADICTION", "NEUTRAL"])  # fmt: skip
+    assert one == ("this model predicts 'NEUTRAL' for every validation row (its accuracy 0.620 is that class's share): "
+                   "it did not learn to tell the classes apart")
+    zero = model_learning_warning(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=[])
+    assert zero == "this model scores 0 f1_micro on validation: it did not learn the task"
+    scale = {"train": {"mean": 2.5, "std": 1.4}, "validation": {"mean": 2.5, "std": 1.5}}
+    flat = model_learning_warning(value=0.1, metric="spearman", maximize=True, confusion=None, label_names=["score"],
+                                  rmse=1.52, distribution=scale)  # fmt: skip
+    assert flat == ("this model's validation RMSE, 1.52, is no better than always predicting the training mean (1.5): "
+                    "it did not learn the scores")
+    assert model_learning_warning(value=0.4, metric="spearman", maximize=True, confusion=None, label_names=["score"],
+                                  rmse=1.2, distribution=scale) is None  # fmt: skip
