@@ -142,7 +142,7 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
         for label in sorted_labels(set(train_counts) - set(val_counts)):
             # a variant of a label validation has ('Positive' beside 'positive'): said, not only "add rows"
             alike = written_alike(label, sorted_labels(set(train_counts) & set(val_counts)))
-            fix = (f"it is {alike!r} written another way? (relabel those training rows {alike!r})" if alike else
+            fix = (f"is it {alike!r} written another way? (relabel those training rows {alike!r})" if alike else
                    "add validation rows for it or use a stratified split by removing data.validation")  # fmt: skip
             has = f"class {label!r} has 0 rows in validation (train has {train_counts[label]})"
             problems.append(("data.validation", f"{has}: {fix}"))

@@ -125,7 +125,10 @@ def winner_line(ranking: SeedRanking) -> str | None:
     winner, best = ranking.winner, ranking.best_single
     if winner is None or best is None:
         return None
-    picked = ranking.search_best or best
+    picked = ranking.search_best
+    if picked is None:  # no search trial completed (its runs all re-evaluations): no pick of the search to name
+        return f"by mean over {len(winner.runs)} seeds the best configuration is trial {winner.configuration}'s " \
+               f"({winner.spread}; best single run {best.value:.4f}, trial {best.number})"
     n = len(winner.runs)
     pending = sum(c.pending for c in ranking.rows)
     tail = f" ({pending} re-evaluation run{'s' if pending != 1 else ''} still queued or running)" if pending else ""

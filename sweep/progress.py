@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,9 @@ from sweep.callbacks import epochs_trained
 def stderr_console() -> Console:
     """The console for a run's lines on stderr: on a terminal it wraps at the terminal's width; into a file or a pipe
     (a log, nohup, CI) every line stays one line (a console there would cut them at 80 columns)."""
-    return Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal  # the same test as the progress bars' (FORCE_TERMINAL and all)
+    return console
 
 
 class TrialProgressCallback(pl.Callback):

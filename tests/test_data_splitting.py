@@ -135,9 +135,9 @@ def test_a_training_label_written_another_way_is_named_as_such() -> None:
     with pytest.raises(DataError) as info:
         check_label_coverage(train, ["positive", "negative"])
     assert info.value.problems == [
-        ("data.validation", "class 'POSITIVE' has 0 rows in validation (train has 1): it is 'positive' written "
+        ("data.validation", "class 'POSITIVE' has 0 rows in validation (train has 1): is it 'positive' written "
                             "another way? (relabel those training rows 'positive')"),
-        ("data.validation", "class 'Positive' has 0 rows in validation (train has 2): it is 'positive' written "
+        ("data.validation", "class 'Positive' has 0 rows in validation (train has 2): is it 'positive' written "
                             "another way? (relabel those training rows 'positive')"),
     ]  # fmt: skip
 

@@ -197,6 +197,10 @@ def test_stop_and_resume_change_the_state(client: TestClient, place: Path, tiny_
     assert resumed.status_code == 200 and resumed.json()["state"] == "queued" and resumed.json()["stopped"] is None
     raised = client.post("/api/studies/to-stop/resume", data={"n_trials": "7"})  # the page's "run to N trials"
     assert raised.status_code == 200 and (raised.json()["budget"], raised.json()["search_budget"]) == (7, 7)
+    for wrong in ({"json": {"n_trials": 9}}, {"params": {"n_trials": "9"}}):  # not silently a plain resume
+        refused = client.post("/api/studies/to-stop/resume", **wrong)  # type: ignore[arg-type]
+        assert refused.status_code == 400 and "send it as a form field" in refused.text
+    assert client.get("/api/studies/to-stop").json()["study"]["budget"] == 7
     zero = client.post("/api/studies/to-stop/resume", data={"n_trials": "0"})
     assert zero.status_code in (400, 422) and "n_trials" in zero.text and "greater than or equal to 1" in zero.text
     assert client.post("/api/studies/nope/stop").status_code == 404

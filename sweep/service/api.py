@@ -159,6 +159,13 @@ def resume(
     n_trials: Annotated[int | None, Form(ge=1, description="The search's budget from now on (more than "
                                          "its finished trials; re-evaluation runs come on top).")] = None,
 ) -> dict[str, Any]:
+    from sweep.errors import SweepError
+
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if n_trials is None and (kind == "application/json" or "n_trials" in request.query_params):
+        # read as a plain resume, the budget unchanged: said instead
+        raise SweepError([("n_trials", "send it as a form field (multipart/form-data or "
+                                       "application/x-www-form-urlencoded), not in JSON or the query string")])
     return resume_study(name, _url(request), n_trials, field="n_trials").as_dict()
 
 
