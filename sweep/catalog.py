@@ -129,7 +129,8 @@ def list_studies(url: str) -> list[StudySummary]:
     """Every study `sweep` created in the store, newest submission first (plain Optuna studies are left out)."""
     storage = open_storage(url, must_exist=True, read_only=True)
     summaries = []
-    try:  # the studies and their attributes in one read, then each sweep study's trials once (workers poll this)
+    try:  # the studies and their attributes in one read, then each sweep study's trials once (workers poll the
+        # cheaper `study_progress`; this serves the studies page and `sweep status`)
         for study in storage.get_all_studies():
             try:
                 record = study_from_attrs(study.user_attrs)
@@ -139,7 +140,7 @@ def list_studies(url: str) -> list[StudySummary]:
                 trials = storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
                 summaries.append(_summary(study.study_name, study.directions[0], record, trials))
     finally:
-        storage.engine.dispose()  # workers poll this every few seconds: no connection is left behind
+        storage.engine.dispose()  # the page polls this every few seconds: no connection is left behind
     return sorted(summaries, key=lambda s: (-(s.submitted_at or 0.0), s.name))
 
 
