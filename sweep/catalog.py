@@ -34,6 +34,7 @@ from record import (
     write_stopped,
 )
 from record.study import RecordError
+from reports.trials import search_trials
 from sweep.errors import SweepError
 from sweep.storage import load_study, open_storage, safe_url, trial_state_counts
 
@@ -119,8 +120,7 @@ def _summary(name: str, direction: StudyDirection, record: StudyRecord, trials: 
         priority=record.priority,
         stopped=record.stopped,
         failure=record.failure,
-        search_finished=sum(1 for t in trials if t.state in FINISHED and read_trial(t).reevaluates is None)
-        if reevaluating else finished,
+        search_finished=len(search_trials(t for t in trials if t.state in FINISHED)) if reevaluating else finished,
         search_budget=budget - reevaluating,
     )
 

@@ -20,8 +20,9 @@ from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
-from record import FINISHED, StudyRecord, read_trial, reevaluation_runs, study_budget, write_budget, write_priority
+from record import FINISHED, StudyRecord, reevaluation_runs, study_budget, write_budget, write_priority
 from reports.advice import nothing_searched_line
+from reports.trials import search_trials
 from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, tagged_columns
@@ -446,7 +447,7 @@ def run_study(
                           f"{spec.search.n_trials}; --n-trials N sets the search's)", highlight=False)  # fmt: skip
             total = earlier
         finished = study.get_trials(deepcopy=False, states=FINISHED) if resumed else []
-        search_done = sum(1 for t in finished if read_trial(t).reevaluates is None)  # what --n-trials counts
+        search_done = len(search_trials(finished))  # what --n-trials counts
         # a budget at or below what the search ran: nothing of it to run (the same rule as `sweep resume --n-trials`;
         # comparing totals let a lower N drop a queued re-evaluation run's room)
         if n_trials is not None and resumed and n_trials <= search_done:
