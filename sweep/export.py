@@ -362,7 +362,8 @@ in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(
 
 {use or _pipeline_use(fn, make, call, max_length)}
 {more}The model also loads as `AutoModelForSequenceClassification.from_pretrained(...)` with
-`AutoTokenizer.from_pretrained(...)`. {labels}
+`AutoTokenizer.from_pretrained(...)`; the tokenizer's `model_max_length` is {max_length}, the study's, so
+`truncation=True` alone cuts where the study did. {labels}
 
 ## Validation results (best epoch)
 
@@ -512,6 +513,7 @@ def export_trial(
             shutil.copy2(item, tmp / item.name)
         _check_weights(tmp / WEIGHTS_FILE, source / WEIGHTS_FILE)
         _check_config(tmp / "config.json", meta.get("label_names") or [])
+        _cut_tokenizer_at(tmp, None if meta.get("task") == "token-classification" else meta.get("max_length") or 128)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         (tmp / "README.md").write_text(model_card(meta), encoding="utf-8")
         _apply_umask(tmp)
@@ -554,6 +556,33 @@ def _check_weights(copy: Path, source: Path) -> None:
     with safe_open(str(copy), framework="pt") as f:
         for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             f.get_tensor(key)
+
+
+def _cut_tokenizer_at(folder: Path, max_length: int | None) -> None:
+    """The exported tokenizer cuts at the study's `max_length` (a call with truncation=True, the text-classification
+    pipeline's too), as the study trained and scored; the encoder's own files say its pretraining length (and the
+    packaged all-MiniLM's tokenizer.json a fixed padding to 128 and a cut at 128 of its own). With None (token
+    classification: its pipeline always cuts at model_max_length, where the study read a long sentence in windows)
+    the encoder's model_max_length stays, and only the stale cut and padding go."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+    length = tokenizer.model_max_length
+    limited = length < 1_000_000  # transformers' stand-in for "no limit" is about 1e30
+    if limited:
+        tokenizer.init_kwargs.update(model_max_length=length, max_length=length)
+    else:
+        tokenizer.init_kwargs.pop("max_length", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fast tokenizer: its tokenizer.json carries truncation and padding of its own
+        backend.no_padding()
+        if limited:
+            backend.enable_truncation(length)
+        else:
+            backend.no_truncation()
+    tokenizer.save_pretrained(folder)
 
 
 def _check_config(path: Path, label_names: list[str]) -> None:

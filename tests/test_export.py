@@ -77,7 +77,7 @@ def test_only_top_k_checkpoints_stay(study_dir: Path, capsys: pytest.CaptureFixt
 
 
 def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path) -> None:
-    from transformers import AutoModelForSequenceClassification, pipeline
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     study = load_study("trec-export", url(study_dir))
     out, trial = export_trial(study, tmp_path / "model")
@@ -96,6 +96,17 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
     predicted = [p["label"] for p in classify([r["text"] for r in rows], truncation=True, max_length=32)]
     f1 = f1_score([r["label"] for r in rows], predicted, average="macro")
     assert f1 == pytest.approx(trial.value, abs=1e-6)
+    # the tokenizer cuts where the study did (max_length 32) with truncation=True alone, and pads only when asked
+    assert [p["label"] for p in classify([r["text"] for r in rows], truncation=True)] == predicted
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.model_max_length == 32
+    assert len(tokenizer("word " * 100, truncation=True)["input_ids"]) == 32
+    assert len(tokenizer("word")["input_ids"]) == 3
+    saved = json.loads((out / "tokenizer_config.json").read_text())
+    assert saved["model_max_length"] == 32 and saved.get("max_length", 32) == 32
+    if (out / "tokenizer.json").is_file():
+        fast = json.loads((out / "tokenizer.json").read_text())
+        assert fast["padding"] is None and fast["truncation"]["max_length"] == 32
 
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["study"] == "trec-export" and meta["trial"] == trial.number
@@ -103,7 +114,8 @@ def test_export_round_trip_reproduces_the_metric(study_dir: Path, tmp_path: Path
     assert "epoch" not in meta["validation_metrics"] and "step" not in meta["validation_metrics"]  # one position
     assert meta["spec"]["search"]["keep_checkpoints"] == 2 and meta["data_report"]["num_validation"] == 48
     card = (out / "README.md").read_text()
-    facts = (f"trial {trial.number}", "trec-export", "pipeline(", "| billing |", "learning_rate=", "best validation")
+    facts = (f"trial {trial.number}", "trec-export", "pipeline(", "| billing |", "learning_rate=", "best validation",
+             "`model_max_length` is 32")
     for fact in facts:
         assert fact in card
     assert "by sweep" in card and "pypi.org" not in card, "no link to an unrelated PyPI project of the same name"

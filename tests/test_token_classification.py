@@ -372,6 +372,11 @@ def test_export_loads_with_the_ner_pipeline_and_reproduces_the_metric(ner_study:
     assert 'pipeline("token-classification", model="path/to/this/folder", aggregation_strategy="first")' in card
     assert "| entity type | precision | recall | F1 | support |" in card
     assert json.loads((out / "sweep.json").read_text(encoding="utf-8"))["task"] == "token-classification"
+    # the NER pipeline always cuts at model_max_length: the encoder's stays (a long sentence is read whole, not cut
+    # at the study's 32), and the tokenizer pads only when asked
+    source = AutoTokenizer.from_pretrained(str(json.loads((out / "sweep.json").read_text())["encoder"]))
+    assert tokenizer.model_max_length == source.model_max_length > 32
+    assert len(tokenizer("word")["input_ids"]) == 3
 
 
 def test_report_shows_entity_types_weakest_first(ner_study: Path, tmp_path: Path) -> None:
