@@ -313,6 +313,7 @@ def process_gone(worker: str) -> bool:
 def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
     """One trial as the service lists it: state, value, parameters, best epoch, per-evaluation values, worker."""
     record = read_trial(trial)
+    at = record.best_at
     seconds = (
         (trial.datetime_complete - trial.datetime_start).total_seconds()
         if trial.datetime_complete and trial.datetime_start
@@ -323,7 +324,8 @@ def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
         "state": trial.state.name.lower(),
         "value": _finite(trial.value) if trial.value is not None else None,
         "params": dict(trial.params),
-        "best_epoch": record.best_at,  # as `sweep status` and the report show it: "2", or "0.64" inside epoch 1
+        # a number, as `sweep status` and the report show it: 2, or 0.64 inside epoch 1
+        "best_epoch": None if at is None else int(at) if at.isdigit() else float(at),
         "intermediate_values": {str(k): _finite(v) for k, v in sorted(trial.intermediate_values.items())},
         "history": record.history,
         "worker": record.worker,

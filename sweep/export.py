@@ -128,7 +128,7 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     """The facts of the export, machine-readable (also the source of the model card)."""
     record, study_record = read_trial(trial), read_study(study)
     spec = study_record.spec
-    return {
+    meta = {
         "study": study.study_name,
         "trial": trial.number,
         "task": study_record.task,
@@ -160,6 +160,10 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         # mean score): the card says it too, for whoever gets the folder without the terminal output
         "learned_nothing": _learned_nothing(study, trial, study_record),
     }
+    if study_record.task == "regression":  # one score, no classes: no per-class scores, confusions or class weights
+        for key in ("per_class", "confusion_matrix", "class_weights"):
+            meta.pop(key)
+    return meta
 
 
 def _learned_nothing(study: optuna.Study, trial: FrozenTrial, study_record: Any) -> str | None:
@@ -334,7 +338,7 @@ def model_card(meta: dict[str, Any]) -> str:
     fn, make = "classify", 'pipeline("text-classification", model="path/to/this/folder")'
     labels = f"Labels: {', '.join(meta.get('label_names') or [])}."
     kind_of_row = "label" if meta.get("task") == "multi-label" else "class"  # a multi-label row is one label
-    results = _metrics_table(meta["per_class"], kind_of_row)
+    results = _metrics_table(meta.get("per_class") or {}, kind_of_row)
     data_table = f"| {kind_of_row} | train | validation |\n|---|---:|---:|\n{distribution}"
     if meta.get("task") == "regression":
         kind = "regression model (two texts, one score)" if report.get("text_pair") else "regression model"

@@ -325,6 +325,8 @@ def test_the_export_reproduces_the_stored_metrics_through_pipeline(pair_study: P
     assert got["spearman"] == pytest.approx(trial.value, abs=1e-4)
     meta = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
     assert meta["task"] == "regression" and "scatter" not in meta
+    assert not {"per_class", "confusion_matrix", "class_weights"} & set(meta)  # no classes to speak of
+    assert meta["label_names"] == ["score"] and meta["max_length"] == 64
     card = (out / "README.md").read_text(encoding="utf-8")
     assert 'pipeline("text-classification", model="path/to/this/folder", function_to_apply="none")' in card
     assert "| class |" not in card and "spearman: **" in card

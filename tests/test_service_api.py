@@ -150,7 +150,7 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
 
     study = optuna.load_study(study_name="tickets", storage=settings.storage_url)
     for shown, trial in zip(detail["trials"], study.trials, strict=True):  # as `sweep status` says it: "0.64", "2"
-        assert shown["best_epoch"] == read_trial(trial).best_at
+        assert shown["best_epoch"] == float(read_trial(trial).best_at) and not isinstance(shown["best_epoch"], str)
     assert detail["data_report"]["num_train"] == 72
     assert (detail["importance"] is None) == (detail["importance_note"] is not None)
 
