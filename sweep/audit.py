@@ -41,7 +41,7 @@ from record import (
 )
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, noise_is_flagged_share, weak_fit
 from sweep.encoders import resolve_encoder
-from sweep.errors import SweepError
+from sweep.errors import SweepError, folder_blocked, new_folders
 from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem, mean_predictions
 from sweep.spec import DEFAULTS, Spec, check_paths, load_spec
 from sweep.storage import (
@@ -109,13 +109,14 @@ class AuditResult:
 
 
 def out_problems(out: Path | None) -> list[tuple[str, str]]:
-    """--out must be a file in an existing folder."""
+    """--out must name a file (its folder is made when missing, as the CSV is written)."""
     if out is None:
         return []
     if out.is_dir():
         return [("--out", f"{out} is a folder: give a file name such as audit.csv")]
-    if not out.resolve().parent.is_dir():
-        return [("--out", f"folder does not exist: {out.resolve().parent}")]
+    blocked = folder_blocked(out.parent)
+    if blocked:
+        return [("--out", f"{blocked}: name a file in a folder")]
     return []
 
 
@@ -417,7 +418,8 @@ def run_audit(
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
                           hyperparameters=hyperparameters, seconds=time.perf_counter() - started)  # fmt: skip
     if out is not None:
-        write_csv(out, rows, words=issues.unit == "word")
+        with new_folders(out.parent):
+            write_csv(out, rows, words=issues.unit == "word")
     stored_in, note = None, None
     if existing is not None:
         if existing.data_fingerprint != data.fingerprint:

@@ -407,16 +407,21 @@ def report(
 ) -> None:
     """One self-contained HTML file (works offline) that explains a study, or compares several."""
     from reports import write_report
+    from sweep.errors import folder_blocked, new_folders
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage
 
     if out_file.exists() and out_file.is_dir():
         raise SweepError([("--out", f"{out_file} is a folder: give a file name such as report.html")])
-    if not out_file.resolve().parent.is_dir():
-        raise SweepError([("--out", f"folder does not exist: {out_file.resolve().parent}")])
+    blocked = folder_blocked(out_file.parent)
+    if blocked:
+        raise SweepError([("--out", f"{blocked}: name a file in a folder")])
     url = choose_storage(storage)[0]
     loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
-    result = write_report(loaded, out_file, png_dir=png, seed=seed)
+    with new_folders(out_file.parent) as made:  # a missing folder is made, as `sweep export --out` does
+        result = write_report(loaded, out_file, png_dir=png, seed=seed)
+    if made:
+        out.print(f"made the folder {made[-1]}", highlight=False)
     figures = f"{result.figures} {'figure' if result.figures == 1 else 'figures'}"
     out.print(f"wrote {result.path} ({figures})", highlight=False)
     for item in result.skipped:

@@ -101,3 +101,28 @@ def disk_errors(folder: Path, where: str, what: str) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+def folder_blocked(folder: Path) -> str | None:
+    """Why `folder` can neither be used nor made (a file stands on its path), else None."""
+    blocking = next((p for p in [folder.resolve(), *folder.resolve().parents] if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        return f"{blocking} is a file, so no folder can be made there"
+    return None
+
+
+@contextlib.contextmanager
+def new_folders(folder: Path) -> Iterator[list[Path]]:
+    """`folder` and any missing parents made for what is written inside (an output's `--out`); the list of the ones
+    made, topmost first. If the writing fails, the ones made go again (those still empty): nothing half-written."""
+    folder = folder.resolve()
+    made = [p for p in reversed([folder, *folder.parents]) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield made
+    except BaseException:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+

@@ -17,7 +17,7 @@ from record import maximizes, ranked, read_study, read_trial
 from reports.seeds import ConfigurationSeeds, collect_seed_ranking
 from sweep.checkpoints import WEIGHTS_FILE, checkpoint_where, is_kept, trial_checkpoints
 from sweep.encoders import encoder_origin
-from sweep.errors import SweepError
+from sweep.errors import SweepError, folder_blocked, new_folders
 from sweep.summary import format_params
 
 METADATA_FILE = "sweep.json"
@@ -506,7 +506,12 @@ def export_trial(
         winner = best_by_mean(study)
         meta["selected_by"] = {"by": "mean", "configuration": winner.configuration, "mean": winner.mean,
                                "std": winner.std, "runs": [vars(r) for r in winner.runs]}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with new_folders(out.parent):  # missing folders are made, and go again if the export fails
+        _write_export(study, trial, store, meta, out)
+    return out, trial
+
+
+def _write_export(study: optuna.Study, trial: FrozenTrial, store: Any, meta: dict[str, Any], out: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
     scratch = tempfile.TemporaryDirectory(prefix="sweep-export-")
     try:
@@ -527,12 +532,14 @@ def export_trial(
         raise
     finally:
         scratch.cleanup()
-    return out, trial
 
 
 def _check_out(out: Path, force: bool) -> None:
     """`out` must be new or empty; with `force`, an earlier export (its `sweep.json` says so) is replaced too, and
     nothing else: not a folder of other files (a store, data, notes), not the folder the command runs in."""
+    blocked = folder_blocked(out.parent)
+    if blocked:
+        raise SweepError([("--out", f"{blocked}: name a new or empty folder")])
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     if not out.is_dir():

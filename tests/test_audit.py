@@ -226,9 +226,10 @@ def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
     spec = write_spec(tmp_path, tiny_bert, rows)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     assert main(["run", str(spec), "--storage", url]) == 0
-    out = tmp_path / "audit.csv"
+    out = tmp_path / "audits" / "audit.csv"  # a missing folder is made when the CSV is written
     assert main(["audit", str(spec), "--out", str(out), "--storage", url, "--top", "5"]) == 0
     printed = capsys.readouterr()
+    assert out.is_file()
     assert "Data" in printed.err and "rows read" in printed.err  # the data report comes first
     assert "Likely label errors" in printed.out and "Per class" in printed.out
     assert "stored with study audit-test" in printed.out
@@ -284,6 +285,8 @@ def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_writ
     err = capsys.readouterr().err
     assert "--method: must be one of 'embeddings', 'finetune', 'ensemble', got 'bayes'" in err
     assert "--folds: must be at least 2, got 1" in err and "is a folder" in err
+    assert main(["audit", str(spec), "--out", str(spec / "a.csv")]) == 2  # the spec file is in the way
+    assert f"--out: {spec} is a file, so no folder can be made there" in capsys.readouterr().err
 
 
 def test_finetune_method_trains_each_fold_with_the_spec_defaults(

@@ -137,6 +137,14 @@ def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: 
     assert main(["report", "trec-tiny", "--out", str(tmp_path), "--storage", url]) == 2
     assert f"error: --out: {tmp_path} is a folder: give a file name such as report.html" in capsys.readouterr().err
     assert not (tmp_path / "r2.html").exists()
+    # a missing folder is made, as `sweep export --out` makes one, and said; a file in the way is refused
+    nested = tmp_path / "reports" / "week 1" / "r.html"
+    assert main(["report", "trec-tiny", "--out", str(nested), "--storage", url]) == 0
+    assert f"made the folder {nested.parent}" in capsys.readouterr().out and nested.is_file()
+    assert main(["report", "nope", "--out", str(tmp_path / "more" / "r.html"), "--storage", url]) == 2
+    assert not (tmp_path / "more").exists()  # a refused report makes no folder
+    assert main(["report", "trec-tiny", "--out", str(target / "r.html"), "--storage", url]) == 2
+    assert f"error: --out: {target} is a file, so no folder can be made there" in capsys.readouterr().err
 
 
 def test_piped_output_keeps_each_line_of_the_summary_whole(

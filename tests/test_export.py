@@ -203,6 +203,9 @@ def test_bad_exports_write_nothing(study_dir: Path, tmp_path: Path, capsys: pyte
         assert message in err, (args, err)
         assert len(err.strip().splitlines()) == 1
     assert not target.exists()
+    (tmp_path / "notes").write_text("mine")
+    assert main(["export", "trec-export", "--out", str(tmp_path / "notes" / "m"), "--storage", url(study_dir)]) == 2
+    assert f"{tmp_path / 'notes'} is a file, so no folder can be made there" in capsys.readouterr().err
 
 
 def test_pruned_failed_and_empty_studies(tmp_path: Path) -> None:
@@ -231,6 +234,9 @@ def test_interrupted_export_leaves_no_folder(study_dir: Path, tmp_path: Path, mo
     monkeypatch.setattr(sweep.export, "_check_config", crash)
     with pytest.raises(KeyboardInterrupt):
         export_trial(load_study("trec-export", url(study_dir)), tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):  # the folders it made for --out go too
+        export_trial(load_study("trec-export", url(study_dir)), tmp_path / "models" / "v1" / "model")
     assert list(tmp_path.iterdir()) == []
 
 
