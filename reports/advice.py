@@ -404,6 +404,54 @@ def model_learning_warning(
     return None
 
 
+def collapsed_trials_advice(
+    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """A line when some complete trials learned nothing (`model_learning_warning` says so of their models) while
+    others learned: `collapsed` is (trial number, params) of those, `learned` the params of the rest. Where every
+    collapsed trial's learning rate lies above (or below) every learned one's, the range's end to move is named: a
+    learning rate too high for the encoder is the usual cause (the model settles on one class), too low the other."""
+    if not collapsed or not learned:
+        return []
+    numbers = [n for n, _ in collapsed]
+    trials = f"trial {numbers[0]}" if len(numbers) == 1 else f"trials {', '.join(map(str, numbers))}"
+    line = f"learning: {trials} learned nothing (one class for every row, a score of 0, or no better than the mean) " \
+           f"while {len(learned)} {'other' if len(learned) == 1 else 'others'} did"
+    side = collapsed_side_of(collapsed, learned)
+    bad, good = _learning_rates(collapsed, learned) or ([], [])
+    if side == "top":
+        return [f"{line}: each trained at a learning rate of {format_number(min(bad))} or more, above every one "
+                f"that learned (up to {format_number(max(good))}): lower learning_rate's high end to about "
+                f"{format_number(max(good))}"]
+    if side == "bottom":
+        return [f"{line}: each trained at a learning rate of {format_number(max(bad))} or less, below every one "
+                f"that learned (from {format_number(min(good))}): raise learning_rate's low end, or the epochs"]
+    return [f"{line}: their settings are in the trials table"]
+
+
+def collapsed_side_of(
+    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]]
+) -> Side | None:
+    """"top" where every trial that learned nothing trained at a higher learning rate than every one that learned,
+    "bottom" where at a lower one, else None."""
+    rates = _learning_rates(collapsed, learned)
+    if rates is None:
+        return None
+    bad, good = rates
+    return "top" if min(bad) > max(good) else "bottom" if max(bad) < min(good) else None
+
+
+def _learning_rates(
+    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]]
+) -> tuple[list[float], list[float]] | None:
+    """The learning rates of both groups, or None where a group is empty or a trial's is not a number."""
+    bad = [p.get("learning_rate") for _, p in collapsed]
+    good = [p.get("learning_rate") for p in learned]
+    if not bad or not good or not all(_is_number(v) for v in bad + good):
+        return None
+    return [float(v) for v in bad if v is not None], [float(v) for v in good if v is not None]
+
+
 def score_learning_advice(rmses: Sequence[float], distribution: Mapping[str, Any]) -> list[str]:
     """task: regression: a line when no trial's RMSE beats always predicting the training scores' mean (what that
     constant scores on validation follows from the stored mean and population std of both splits)."""
@@ -428,8 +476,13 @@ def advice_lines(
     sampler: str | None,
     best_epochs: Sequence[int | None] | None = None,
     reevaluated: bool = False,
+    collapsed_side: Side | None = None,
 ) -> list[str]:
-    """Every piece of advice for one study, as sentences: range edges first, then the budget."""
-    return [a.text for a in range_edges(space, ranked, best_epochs=best_epochs)] + budget_advice(
+    """Every piece of advice for one study, as sentences: range edges first, then the budget. `collapsed_side`:
+    where trials that learned nothing sit in learning_rate's range (`collapsed_side_of`), so no line says to widen
+    it that way."""
+    edges = [a for a in range_edges(space, ranked, best_epochs=best_epochs)
+             if not (a.name == "learning_rate" and a.side == collapsed_side)]  # fmt: skip
+    return [a.text for a in edges] + budget_advice(
         space, completed=completed, finished=finished, budget=budget, sampler=sampler, reevaluated=reevaluated
     )

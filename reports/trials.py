@@ -11,7 +11,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
-from reports.advice import TOP, advice_lines, learning_advice, score_learning_advice
+from reports.advice import (
+    TOP,
+    advice_lines,
+    collapsed_side_of,
+    collapsed_trials_advice,
+    learning_advice,
+    model_learning_warning,
+    score_learning_advice,
+)
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
 HEADLINE_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
@@ -89,11 +97,34 @@ def study_advice(study: optuna.Study) -> list[str]:
         learning += score_learning_advice(rmses, _dict_of(record.data_report.get("label_distribution")))
     if learning:  # nothing learned: which ranges the (meaningless) leaders sit at says nothing
         return learning
-    return advice_lines(record.search_space or None, [t.params for t in leaders],
-                                   completed=len(search_trials(completed(study))),
-                                   finished=sum(t.state in FINISHED for t in drawn), budget=budget,
-                                   sampler=search.get("sampler"), reevaluated=extra > 0,
-                                   best_epochs=[read_trial(t).best_epoch for t in leaders])  # fmt: skip
+    collapsed, learned = learning_split(study, record)
+    lines = advice_lines(record.search_space or None, [t.params for t in leaders],
+                         completed=len(search_trials(completed(study))),
+                         finished=sum(t.state in FINISHED for t in drawn), budget=budget,
+                         sampler=search.get("sampler"), reevaluated=extra > 0,
+                         best_epochs=[read_trial(t).best_epoch for t in leaders],
+                         collapsed_side=collapsed_side_of(collapsed, learned))  # fmt: skip
+    return collapsed_trials_advice(collapsed, learned) + lines
+
+
+def learning_split(study: optuna.Study, record: Any) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+    """The search's complete trials that learned nothing (number, params; `reports.advice.model_learning_warning`)
+    and the params of those that learned."""
+    maximize, distribution = maximizes(study), _dict_of(record.data_report.get("label_distribution"))
+    collapsed: list[tuple[int, dict[str, Any]]] = []
+    learned: list[dict[str, Any]] = []
+    for trial in search_trials(completed(study)):
+        stored = read_trial(trial)
+        rmse = stored.metrics.get("val_rmse")
+        warning = model_learning_warning(value=trial.value, metric=record.metric, maximize=maximize,
+                                         confusion=stored.confusion_matrix, label_names=record.label_names,
+                                         rmse=rmse if isinstance(rmse, int | float) else None,
+                                         distribution=distribution)  # fmt: skip
+        if warning:
+            collapsed.append((trial.number, dict(trial.params)))
+        else:
+            learned.append(dict(trial.params))
+    return collapsed, learned
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -422,3 +422,35 @@ def test_the_exported_models_warning_is_about_that_model_and_covers_a_regression
                     "it did not learn the scores")
     assert model_learning_warning(value=0.4, metric="spearman", maximize=True, confusion=None, label_names=["score"],
                                   rmse=1.2, distribution=scale) is None  # fmt: skip
+
+
+def test_trials_that_learned_nothing_while_others_did_are_named_with_the_learning_rate_to_avoid() -> None:
+    """A study where the highest learning rates collapsed to one class: the trials table showed F1 0.33 beside 0.8 and
+    nothing said why, or which end of the range to move."""
+    from reports.advice import collapsed_trials_advice
+    from reports.trials import study_advice
+
+    study = advised_study()
+    for lr in (2.99e-4, 3e-4):  # above every trial that learned: they predict 'a' for every row
+        params = {"learning_rate": lr, "batch_size": 16, "epochs": 3, "weight_decay": 0.05}
+        study.add_trial(create_trial(value=0.33, params=params, distributions=DISTRIBUTIONS, user_attrs=trial_attrs(
+            best_epoch=1, hyperparameters=params, metrics={"val_f1_macro": 0.33},
+            confusion_matrix=[[10, 0], [10, 0]])))  # fmt: skip
+    first = study_advice(study)[0]
+    assert first.startswith("learning: trials 6, 7 learned nothing (one class for every row, a score of 0, or no "
+                            "better than the mean) while 4 others did: each trained at a learning rate of 2.99e-4 or "
+                            "more, above every one that learned (up to 2.95e-4): lower learning_rate's high end to "
+                            "about 2.95e-4")
+    # ... and no line says to widen learning_rate upwards (the unmarred study's first line), the budget's stays
+    assert not any(line.startswith("learning_rate:") for line in study_advice(study))
+    assert any(line.startswith("budget:") for line in study_advice(study))
+    assert study_advice(advised_study())[0].startswith("learning_rate: best 2.9e-4 is at the top")
+
+    low = collapsed_trials_advice([(3, {"learning_rate": 1e-6})], [{"learning_rate": 1e-5}, {"learning_rate": 3e-5}])
+    assert low == ["learning: trial 3 learned nothing (one class for every row, a score of 0, or no better than the "
+                   "mean) while 2 others did: each trained at a learning rate of 1e-6 or less, below every one that "
+                   "learned (from 1e-5): raise learning_rate's low end, or the epochs"]
+    mixed = collapsed_trials_advice([(1, {"learning_rate": 2e-5})], [{"learning_rate": 1e-5}, {"learning_rate": 3e-5}])
+    assert mixed[0].endswith("while 2 others did: their settings are in the trials table")
+    assert collapsed_trials_advice([(1, {})], []) == [] and collapsed_trials_advice([], [{}]) == []
+    assert not any(line.startswith("learning:") for line in study_advice(advised_study()))
