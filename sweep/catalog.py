@@ -9,9 +9,11 @@ A stopped or failed study becomes queued again on `resume`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -36,7 +38,7 @@ from record import (
 from record.study import RecordError
 from reports.trials import search_trials
 from sweep.errors import SweepError
-from sweep.storage import load_study, open_storage, safe_url, trial_state_counts
+from sweep.storage import load_study, open_storage, safe_url, study_ids, trial_state_counts
 
 State = Literal["queued", "running", "finished", "stopped", "failed"]
 STATES: tuple[State, ...] = ("queued", "running", "finished", "stopped", "failed")
@@ -125,23 +127,55 @@ def _summary(name: str, direction: StudyDirection, record: StudyRecord, trials: 
     )
 
 
+# Summaries `list_studies` built in this process, by (store, study id): the studies page polls every few seconds,
+# and most studies of a store are finished or waiting. One is used again while nothing it rests on changed: its trial
+# counts per state (a trial only moves forward, WAITING -> RUNNING -> finished, and none is deleted, so any change to
+# its trials changes a count) and its attributes (the record: budget, stop, failure). A study with a running trial is
+# always read afresh: its worker's attribute is written just after the trial starts.
+_SUMMARIES: dict[tuple[str, int], tuple[Any, StudySummary]] = {}
+_SUMMARIES_LOCK = threading.Lock()
+
+
 def list_studies(url: str) -> list[StudySummary]:
-    """Every study `sweep` created in the store, newest submission first (plain Optuna studies are left out)."""
+    """Every study `sweep` created in the store, newest submission first (plain Optuna studies are left out).
+
+    Three queries (the studies with their attributes, their ids, the trials counted per study and state), then the
+    trials of each study that changed since this process last listed it (`_SUMMARIES`); workers poll the cheaper
+    `study_progress`, this serves the studies page and `sweep status`."""
     storage = open_storage(url, must_exist=True, read_only=True)
     summaries = []
-    try:  # the studies and their attributes in one read, then each sweep study's trials once (workers poll the
-        # cheaper `study_progress`; this serves the studies page and `sweep status`)
+    try:
+        counts, ids = trial_state_counts(storage), study_ids(storage)
         for study in storage.get_all_studies():
             try:
                 record = study_from_attrs(study.user_attrs)
             except RecordError:
                 continue  # written by a newer sweep: `sweep status NAME` says so
-            if record.created_by_sweep:
-                trials = storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
-                summaries.append(_summary(study.study_name, study.directions[0], record, trials))
+            if not record.created_by_sweep:
+                continue
+            by_state = counts.get(study.study_name, {})
+            key = (url, ids[study.study_name])
+            stamp = (sorted((state.name, n) for state, n in by_state.items()),
+                     json.dumps(study.user_attrs, sort_keys=True, default=str))  # fmt: skip
+            with _SUMMARIES_LOCK:
+                cached = _SUMMARIES.get(key)
+            if cached is not None and cached[0] == stamp and not by_state.get(TrialState.RUNNING):
+                summaries.append(cached[1])
+                continue
+            trials = storage.get_all_trials(key[1], deepcopy=False)
+            summary = _summary(study.study_name, study.directions[0], record, trials)
+            with _SUMMARIES_LOCK:
+                _SUMMARIES[key] = (stamp, summary)
+            summaries.append(summary)
     finally:
         storage.engine.dispose()  # the page polls this every few seconds: no connection is left behind
     return sorted(summaries, key=lambda s: (-(s.submitted_at or 0.0), s.name))
+
+
+def forget_summaries() -> None:
+    """Drop the summaries `list_studies` keeps (a benchmark's cold read; tests)."""
+    with _SUMMARIES_LOCK:
+        _SUMMARIES.clear()
 
 
 @dataclass(frozen=True)

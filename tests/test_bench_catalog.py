@@ -17,6 +17,7 @@ def test_both_reads_are_timed_at_each_size_and_agree(tmp_path: Path) -> None:
     assert bench.main(argv) == 0
     data = json.loads(results.with_suffix(".json").read_text(encoding="utf-8"))
     assert [step["studies"] for step in data["steps"]] == [2, 3] and all(step["agree"] for step in data["steps"])
+    assert all(step["list_studies_again_s"] >= 0 for step in data["steps"])
     text = results.read_text(encoding="utf-8")
     assert "| 3 | 12 |" in text and "| yes |" in text and "python benchmarks/bench_catalog.py --studies 2 3" in text
     # a second run reuses the store: nothing to add, the same sizes

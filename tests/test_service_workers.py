@@ -129,6 +129,52 @@ def test_catalog_states_and_the_order_workers_take_studies_in(tmp_path: Path) ->
         stop_study("nope", url)
 
 
+def test_the_studies_list_reads_again_only_the_studies_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The studies page polls `list_studies` every few seconds and used to read every trial of every study each time;
+    a study whose trial counts and record did not change is not read again, one with a running trial always is."""
+    from optuna.storages import RDBStorage
+
+    import sweep.catalog
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(url, "done", budget=2, states=[C, C], submitted_at=10.0)
+    make_study(url, "waiting", budget=3, states=[C], submitted_at=20.0)
+    make_study(url, "busy", budget=3, states=[C, R], submitted_at=30.0)
+    read: list[int] = []
+    original = RDBStorage.get_all_trials
+
+    def counted(self: RDBStorage, study_id: int, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        read.append(study_id)
+        return original(self, study_id, *args, **kwargs)
+
+    monkeypatch.setattr(RDBStorage, "get_all_trials", counted)
+    sweep.catalog.forget_summaries()
+    first = {s.name: s for s in list_studies(url)}
+    assert len(read) == 3
+    read.clear()
+    assert {s.name: s for s in list_studies(url)} == first and len(read) == 1  # only "busy", which runs a trial
+    # a trial that completes, a stop and a raised budget each make the study read again, and show
+    waiting = optuna.load_study(study_name="waiting", storage=open_storage(url))
+    waiting.add_trial(create_trial(value=0.9, params={"learning_rate": 1e-3}, distributions={"learning_rate": LR}))
+    resume_study("done", url, n_trials=4)
+    read.clear()
+    after = {s.name: s for s in list_studies(url)}
+    assert len(read) == 3
+    assert after["waiting"].best_value == pytest.approx(0.9) and after["waiting"].finished == 2
+    assert after["done"].budget == 4 and after["done"].state == "queued"
+    stop_study("waiting", url)
+    read.clear()
+    assert {s.name: s for s in list_studies(url)}["waiting"].state == "stopped" and len(read) == 2
+    # a study deleted and created again under its name is another study (another id), not the one remembered
+    optuna.delete_study(study_name="done", storage=open_storage(url))
+    make_study(url, "done", budget=2, states=[C, C], submitted_at=10.0)
+    optuna.load_study(study_name="done", storage=open_storage(url)).add_trial(create_trial(
+        state=TrialState.FAIL, params={"learning_rate": 1e-3}, distributions={"learning_rate": LR}))  # fmt: skip
+    assert {s.name: s for s in list_studies(url)}["done"].failed == 1
+
+
 def test_resume_with_n_trials_raises_the_budget_of_a_finished_study_without_its_spec(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
