@@ -99,8 +99,11 @@ def warmup_then_decay(
             f"(estimated_stepping_batches={total})"
         )
     total_steps = int(total)
+    # warm-up steps rounded up, as transformers' TrainingArguments.get_warmup_steps counts them (so a warmup_ratio
+    # means the same number of steps here as in a Trainer run a user compares with)
     factor = functools.partial(
-        warmup_then, warmup_steps=int(warmup_ratio * total_steps), total_steps=total_steps, schedule=schedule
+        warmup_then, warmup_steps=min(total_steps, math.ceil(total_steps * warmup_ratio)), total_steps=total_steps,
+        schedule=schedule,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -580,3 +580,21 @@ def test_the_encoder_gets_only_the_inputs_its_forward_takes(tmp_path: Path) -> N
         assert torch.equal(module(extra), module(plain))
     assert received == [{"input_ids", "attention_mask"}] * 2
     assert module(plain).shape == (2, 2)
+
+
+@pytest.mark.parametrize(("steps", "ratio", "expected"), [(63, 0.06, 4), (100, 0.1, 10), (40, 0.0, 0), (3, 1.0, 3)])
+def test_warmup_steps_are_rounded_up_as_the_trainer_rounds_them(steps: int, ratio: float, expected: int) -> None:
+    """warmup_ratio 0.06 of 63 steps: 3 steps here before, 4 in transformers' Trainer (math.ceil)."""
+    import math
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from models.classifier import warmup_then_decay
+
+    layer = nn.Linear(2, 2)
+    module = SimpleNamespace(named_parameters=layer.named_parameters,
+                             trainer=SimpleNamespace(estimated_stepping_batches=steps))  # fmt: skip
+    config = warmup_then_decay(module, 1e-3, 0.0, ratio)  # type: ignore[arg-type]
+    factor = config["lr_scheduler"]["scheduler"].lr_lambdas[0]  # type: ignore[index]
+    assert factor.keywords["warmup_steps"] == expected == min(steps, math.ceil(steps * ratio))
