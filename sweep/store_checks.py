@@ -76,15 +76,27 @@ def shown_store(url: str) -> str:
     return f"{shown} ({Path(database).resolve()})"
 
 
+# A password shorter than this is masked where it stands in a URL or after `password=`, not wherever its letters
+# occur: a short one is often a word ("sweep"), and replacing every copy of it garbled the messages around it
+# ("run `*** reevaluate ...`") and, by which words turned into ***, told what it was.
+BARE_SECRET_LENGTH = 8
+
+
 def mask(text: str, url: str) -> str:
-    """`text` (a driver's message, say) with the URL's password replaced by ***, as written or URL-quoted."""
+    """`text` (a driver's message, say) with the URL's password replaced by ***, as written or URL-quoted: in any
+    URL's user:password@ part, after `password=` (a connection string), and, for one of 8 characters or more,
+    wherever it occurs."""
     try:
         password = make_url(url).password
     except ArgumentError:
         found = re.search(r"://[^:/@\s]*:([^@\s]*)@", url)
         password = found.group(1) if found else None
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
     for secret in {password, quote_plus(password or "")} - {None, ""}:
-        text = text.replace(str(secret), "***")
+        secret = str(secret)
+        text = re.sub(r"(password\s*[=:]\s*['\"]?)" + re.escape(secret), r"\1***", text, flags=re.IGNORECASE)
+        if len(secret) >= BARE_SECRET_LENGTH:
+            text = text.replace(secret, "***")
     return text
 
 

@@ -240,3 +240,15 @@ def test_the_stored_spec_hides_the_password_of_the_spec_file(
     spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, storage=url, checkpoint_dir=str(tmp_path / "ck"))
     assert main(["run", str(spec), "--workers", "0"]) == 0  # the study and its attributes, no trial
     no_secret(everything_in(load_study("trec-tiny", url)), password, where="store")
+
+
+def test_a_short_password_that_is_a_word_is_masked_where_it_stands_not_in_every_word() -> None:
+    """A team's store `postgresql+psycopg://sweep:sweep@...`: the service answered ``run `*** reevaluate` first``
+    and `***:***@localhost`, which garbled the message and told which word the password was."""
+    url = "postgresql+psycopg://sweep:sweep@localhost:5432/team"
+    said = ("run `sweep reevaluate trec-a` first; store postgresql+psycopg://sweep:sweep@localhost:5432/team; "
+            "connection 'user=sweep password=sweep host=db'; Password: 'sweep'")  # fmt: skip
+    assert mask(said, url) == ("run `sweep reevaluate trec-a` first; store postgresql+psycopg://sweep:***@localhost:5432"
+                               "/team; connection 'user=sweep password=*** host=db'; Password: '***'")  # fmt: skip
+    long_url = f"postgresql+psycopg://sweep:{SECRET}@db/x"
+    assert mask(f"a driver said {SECRET} plainly", long_url) == "a driver said *** plainly"  # long: everywhere
