@@ -24,6 +24,7 @@ _T_HYPERPARAMETERS = "hyperparameters"
 _T_DATA_FINGERPRINT = "data_fingerprint"
 _T_STOPPED_BY = "stopped_by"
 _T_ERROR = "error"
+_T_LOST = "lost"  # why the heartbeat failed the trial: its worker went silent (killed, machine or connection lost)
 _T_TRACEBACK = "traceback"
 _T_BEST_EPOCH = "best_epoch"
 _T_BEST_EPOCHS_TRAINED = "best_epochs_trained"
@@ -155,6 +156,7 @@ class TrialRecord:
     data_fingerprint: str | None = None
     stopped_by: str | None = None
     error: str | None = None
+    lost: str | None = None
     traceback: str | None = None
     best_epoch: int | None = None
     best_epochs_trained: float | None = None
@@ -206,8 +208,8 @@ class TrialRecord:
 
     @property
     def failure(self) -> str | None:
-        """Why the trial failed: our error line, else Optuna's reason."""
-        return self.error or self.fail_reason
+        """Why the trial failed: our error line, else why the heartbeat failed it, else Optuna's reason."""
+        return self.error or self.lost or self.fail_reason
 
 
 def _number(value: Any) -> bool:
@@ -250,6 +252,7 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         data_fingerprint=attrs.get(_T_DATA_FINGERPRINT),
         stopped_by=attrs.get(_T_STOPPED_BY),
         error=attrs.get(_T_ERROR),
+        lost=attrs.get(_T_LOST),
         traceback=attrs.get(_T_TRACEBACK),
         best_epoch=int(best_epoch) if isinstance(best_epoch, int | float) and _number(best_epoch) else None,
         best_epochs_trained=_opt_number(attrs.get(_T_BEST_EPOCHS_TRAINED)),
@@ -327,7 +330,7 @@ class TrialWriter:
     ) -> None:
         """A trial begins. A retry starts with its original's attributes (`inherited`): clear its outcome."""
         self._set(_T_WORKER, worker)
-        for stale in (_T_STOPPED_BY, _T_ERROR):
+        for stale in (_T_STOPPED_BY, _T_ERROR, _T_LOST):
             if (inherited or {}).get(stale) is not None:
                 self._set(stale, None)
         self._set(_T_SEED, seed)
@@ -343,6 +346,10 @@ class TrialWriter:
         self._set(_T_ERROR, message)
         if traceback is not None:
             self._set(_T_TRACEBACK, traceback)
+
+    def lost(self, message: str) -> None:
+        """The heartbeat failed the trial: its worker went silent (written by the worker that noticed)."""
+        self._set(_T_LOST, message)
 
     def result(self, result: TrialResult) -> None:
         self._set(_T_BEST_EPOCH, result.best_epoch)
@@ -391,7 +398,7 @@ def trial_attrs(**fields: Any) -> dict[str, Any]:
 
 # Trial fields stored as user attributes, each under its own name (the _T_ constants above).
 _STORED = (
-    _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_TRACEBACK,
+    _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_LOST, _T_TRACEBACK,
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
     _T_REEVALUATES, _T_SCATTER,

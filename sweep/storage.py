@@ -193,6 +193,13 @@ class SweepStorage(RDBStorage):
                 continue
             if not self._has_heartbeat(trial._trial_id):
                 stale.append(trial._trial_id)
+        # Optuna fails them next and records no reason (the page, `sweep status` and the report said "no error
+        # recorded"); a finished trial takes no attribute, so the reason is written while they still run
+        for trial_id in stale:
+            trial = self.get_trial(trial_id)
+            if trial.state == TrialState.RUNNING and read_trial(trial).lost is None:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker was first
+                    TrialWriter(functools.partial(self.set_trial_user_attr, trial_id)).lost(lost_reason(trial))
         self._queue_lost_retries(study_id, now - grace)
         return stale
 
@@ -503,10 +510,20 @@ def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
 
 
 def _retry_and_clean(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna's heartbeat callback for a trial whose worker died: queue its one retry, and remove the checkpoint
-    scratch folder the worker may have been writing when it was killed."""
+    """Optuna's heartbeat callback for a trial whose worker died: queue its one retry, remove the checkpoint scratch
+    folder the worker may have been writing when it was killed, and say so in this worker's output."""
     _retry_once()(study, trial)
     remove_dead_scratch(study, trial.number)
+    print(f"trial {trial.number} of {study.study_name}: {lost_reason(trial)}", file=sys.stderr, flush=True)
+
+
+def lost_reason(trial: FrozenTrial) -> str:
+    """Why the heartbeat fails a trial, as its record keeps it (`SweepStorage._get_stale_trial_ids` writes it)."""
+    worker = read_trial(trial).worker or "(unknown)"
+    retry = "queued for a retry with the same parameters" if retry_of(trial.system_attrs) is None else (
+        "not retried again (it is itself a retry)")  # fmt: skip
+    return (f"its worker {worker} stopped sending heartbeats (the process was killed, or its machine or connection "
+            f"was lost); failed by another worker, {retry}")
 
 
 def remove_dead_scratch(study: optuna.Study, number: int) -> None:

@@ -78,6 +78,11 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     assert states[dead.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
     retry = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert len(retry) == 1 and retry[0].params == study.trials[dead.number].params
+    # why it failed is recorded (Optuna records nothing: the page and the report said "no error recorded")
+    from record import read_trial
+
+    failure = read_trial(study.trials[dead.number]).failure or ""
+    assert failure.startswith("its worker (unknown) stopped sending heartbeats") and "queued for a retry" in failure
 
 
 def test_a_retry_lost_between_failing_and_queueing_is_queued_once_by_the_next_pass(tmp_path: Path) -> None:

@@ -485,6 +485,8 @@ def test_a_killed_worker_of_a_sqlite_run_loses_nothing(
     if lost.state == TrialState.FAIL:  # the kill hit it (not just after it ended): retried once, with its parameters
         (retry,) = [t for t in final if read_trial(t).retry_of == victim.number]
         assert retry.params == lost.params and retry.state in FINISHED
+        assert f"its worker {read_trial(victim).worker} stopped sending heartbeats" in (read_trial(lost).failure or "")
+        assert f"trial {victim.number} of " in log.read_text()  # the worker that noticed says so
     no_orphan_files(tmp_path / "checkpoints")
 
 
