@@ -38,6 +38,7 @@ from record import (
 from record.study import RecordError
 from reports.trials import search_trials
 from sweep.errors import SweepError
+from sweep.spec import trials_problem
 from sweep.storage import load_study, open_storage, safe_url, study_ids, trial_state_counts
 
 State = Literal["queued", "running", "finished", "stopped", "failed"]
@@ -267,8 +268,8 @@ def resume_study(name: str, url: str, n_trials: int | None = None, *, field: str
     study = _writable(name, url)
     summary = summarize(study)
     if n_trials is not None:
-        if n_trials < 1:
-            raise SweepError([(field, f"must be >= 1, got {n_trials}")])
+        if (problem := trials_problem(n_trials)) is not None:
+            raise SweepError([(field, problem)])
         done = summary.search_finished
         if n_trials <= done:
             raise SweepError([(field, f"study {name!r} has {done} finished trial{'s' if done != 1 else ''} of its "

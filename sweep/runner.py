@@ -40,7 +40,7 @@ from sweep.lifecycle import (
 from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress, stderr_console
 from sweep.space import searched
-from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, resolve_data_path
+from sweep.spec import RangeParam, SearchSpec, Spec, check_paths, load_spec, resolve_data_path, trials_problem
 from sweep.storage import (
     Heartbeat,
     existing_study_attrs,
@@ -393,8 +393,8 @@ def run_study(
     started = time.perf_counter()
     spec, base = load_spec(spec_path)
     if n_trials is not None:
-        if n_trials < 1:
-            raise SweepError([("--n-trials", f"must be >= 1, got {n_trials}")])
+        if (problem := trials_problem(n_trials)) is not None:
+            raise SweepError([("--n-trials", problem)])
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
     url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)

@@ -239,8 +239,22 @@ PRUNE_AFTER_DEFAULT = 0.5
 WARMUP_PRUNERS = ("median", "percentile")
 
 
+# The most trials one study's budget may hold: a typo (an extra digit or ten) would otherwise keep every worker busy
+# for good. A hyperparameter search of fine-tuning runs stays far below it.
+MAX_TRIALS = 10_000
+
+
+def trials_problem(n_trials: int) -> str | None:
+    """What is wrong with a budget of `n_trials` search trials (a spec's, `--n-trials`, the service's `n_trials`)."""
+    if n_trials < 1:
+        return f"must be >= 1, got {n_trials}"
+    if n_trials > MAX_TRIALS:
+        return f"must be at most {MAX_TRIALS:,} (a budget no search of fine-tuning runs reaches), got {n_trials:,}"
+    return None
+
+
 class SearchSpec(_Strict):
-    n_trials: int = Field(20, ge=1)
+    n_trials: int = Field(20, ge=1, le=MAX_TRIALS)
     sampler: Literal["tpe", "random", "grid", "gp", "qmc"] = "tpe"
     pruner: Literal["median", "hyperband", "successive_halving", "percentile", "none"] = "median"
     seed: int = 0

@@ -197,6 +197,12 @@ def test_resume_with_n_trials_raises_the_budget_of_a_finished_study_without_its_
         resume_study("done", url, 2)
     with pytest.raises(SweepError, match="must be >= 1, got 0"):
         resume_study("done", url, 0)
+    # a typo of many digits (a team lead's 99999999999999999999 set the budget to 1e20 and the workers went on)
+    with pytest.raises(SweepError, match=r"n_trials: must be at most 10,000 .*, got 99,999,999,999,999,999,999"):
+        resume_study("done", url, 99999999999999999999, field="n_trials")
+    (tmp_path / "spec.yaml").write_text("name: x\ndata: {train: t.csv}\n")
+    assert main(["run", str(tmp_path / "spec.yaml"), "--n-trials", "10001"]) == 2
+    assert "--n-trials: must be at most 10,000" in capsys.readouterr().err
     assert {s.name: s for s in list_studies(url)}["done"].budget == 3  # refusals change nothing
 
     raised = resume_study("done", url, 4)
