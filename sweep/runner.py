@@ -393,8 +393,8 @@ def run_study(
     started = time.perf_counter()
     spec, base = load_spec(spec_path)
     if n_trials is not None:
-        if (problem := trials_problem(n_trials)) is not None:
-            raise SweepError([("--n-trials", problem)])
+        if (budget_problem := trials_problem(n_trials)) is not None:
+            raise SweepError([("--n-trials", budget_problem)])
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
     url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)
