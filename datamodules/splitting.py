@@ -121,10 +121,24 @@ def _ensure_both_sides(
     return train_idx, val_idx
 
 
+# More distinct labels than this, most of them on one training row, and more than half as many as the rows: the
+# label column holds ids or texts. Label problems listed one per line at most (then a count).
+ID_LIKE_LABELS = 20
+MAX_LABEL_PROBLEMS = 10
+
+
 def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str]) -> None:
     """Raise DataError unless train has 2+ classes and train and validation hold the same classes."""
     train_counts, val_counts = Counter(train_labels), Counter(val_labels)
     problems: list[tuple[str, str]] = []
+    once = sum(1 for n in train_counts.values() if n == 1)
+    if len(train_counts) > max(ID_LIKE_LABELS, len(train_labels) // 2) and once > len(train_counts) // 2:
+        # an id or a text column named as the labels: one line, not a line per "class" (a user got 201)
+        shown = ", ".join(repr(label) for label in list(train_counts)[:3])
+        said = (f"{len(train_counts)} different labels in {len(train_labels)} training rows, {once} of them on one "
+                f"row only (e.g. {shown}): that is an id or a text, not classes; name the column that holds the "
+                "classes")  # fmt: skip
+        raise DataError([("data.label_column", said)])
     if len(train_counts) < 2:
         found = ", ".join(repr(label) for label in sorted_labels(train_counts)) or "none"
         problems.append(
@@ -159,6 +173,10 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
                 + (f" (training has {alike!r}: the same label written another way?)" if alike else ""),
             )
         )
+    if len(problems) > MAX_LABEL_PROBLEMS:
+        rest = len(problems) - MAX_LABEL_PROBLEMS
+        problems = problems[:MAX_LABEL_PROBLEMS] + [
+            ("data.validation", f"... and {_plural(rest, 'more label')} like these")]  # fmt: skip
     if problems:
         raise DataError(problems)
 

@@ -164,3 +164,21 @@ def test_remove_overlap_caps_examples_at_20() -> None:
     texts, _, report = remove_overlap(train, ["x"] * 30, train[:25])
     assert texts == train[25:]
     assert report["train_val_overlap"] == 25 and report["overlap_examples"] == train[:20]
+
+
+def test_an_id_column_named_as_the_labels_is_one_line_and_many_missing_labels_are_counted() -> None:
+    """`label_column: id` on 400 rows printed 201 lines, one per "class" missing from a side."""
+    ids = [str(1000 + i) for i in range(400)]
+    with pytest.raises(DataError) as caught:
+        check_label_coverage(ids[:300], ids[300:])
+    (problem,) = caught.value.problems
+    assert problem == ("data.label_column", "300 different labels in 300 training rows, 300 of them on one row only "
+                       "(e.g. '1000', '1001', '1002'): that is an id or a text, not classes; name the column that "
+                       "holds the classes")  # fmt: skip
+    # 77 real classes of 5 rows each are classes: missing ones are listed, ten at most, then counted
+    train = [f"intent_{i:02d}" for i in range(77) for _ in range(5)]
+    with pytest.raises(DataError) as caught:
+        check_label_coverage(train, [f"intent_{i:02d}" for i in range(60)])
+    lines = caught.value.problems
+    assert len(lines) == 11 and lines[0][1].startswith("class 'intent_60' has 0 rows in validation (train has 5)")
+    assert lines[-1] == ("data.validation", "... and 7 more labels like these")
