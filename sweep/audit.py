@@ -198,7 +198,7 @@ def finetune_probabilities(
     import pytorch_lightning as pl
     import torch
 
-    from sweep.checkpoints import BestWeights
+    from sweep.best_weights import BestWeights
     from sweep.objective import TrialSettings, train_trial
     from sweep.runner import balanced_class_weights
     from sweep.space import Hyperparameters

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import mmap
 import os
 import shutil
@@ -19,17 +18,14 @@ import struct
 import tarfile
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pytorch_lightning as pl
-import torch
 from optuna.trial import FrozenTrial
 from safetensors import safe_open
 
-from models import quiet_transformers
 from record import TrialRecord, maximizes, ranked, read_study, read_trial, seed_leaders
 from sweep.artifacts import (
     PACKED_SUFFIX,
@@ -42,84 +38,12 @@ from sweep.artifacts import (
     sha256,
     unpack,
 )
-from sweep.callbacks import epochs_trained
 from sweep.errors import SweepError, disk_errors
 
+if TYPE_CHECKING:  # torch is imported where weights are read or written: `sweep status` and the service need none
+    import torch
+
 WEIGHTS_FILE = "model.safetensors"
-
-
-def tie_loss(value: Any) -> float:
-    """The validation loss that breaks a tie of the objective's metric (+inf where there is none)."""
-    try:
-        loss = float(value)
-    except (TypeError, ValueError):
-        return math.inf
-    return loss if math.isfinite(loss) else math.inf
-
-
-class BestWeights(pl.Callback):
-    """After each evaluation, copy the weights to CPU memory if `monitor` improved (lower is better with `minimize`;
-    on a tie, a lower validation loss wins, else the earlier evaluation: a user's trial scored accuracy 0.62 at every
-    evaluation while its loss fell, and kept the weights of the first, a third into epoch 1) and `worth_keeping(value)`
-    says the weights could be written: a trial whose best cannot enter the study's kept checkpoints copies nothing
-    (for a large encoder on a GPU, a device-to-host copy of the whole model at each of its improving evaluations).
-    `state` is the best evaluation's weights, or None where they were not worth keeping. `worth_keeping` must say yes
-    to a value once it said yes to a lower one (a rising bar)."""
-
-    def __init__(
-        self, monitor: str, *, minimize: bool = False, worth_keeping: Callable[[float], bool] | None = None
-    ) -> None:
-        self.monitor, self.sign = monitor, -1.0 if minimize else 1.0
-        self.worth_keeping = worth_keeping
-        self.best: float | None = None
-        self.best_loss = math.inf  # the validation loss at the best evaluation (breaks ties of `monitor`)
-        self.epoch: int | None = None  # 1-based epoch in which the best evaluation ran
-        self.epochs_trained: float | None = None  # training done at that evaluation, in epochs
-        self.copies = 0  # evaluations whose weights were copied
-        self._buffer: dict[str, torch.Tensor] | None = None
-        self._kept = False  # whether _buffer holds the best evaluation's weights
-
-    @property
-    def state(self) -> dict[str, torch.Tensor] | None:
-        return self._buffer if self._kept else None
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        # this evaluation's record as the module kept it (the values `best_epoch` ranks, in full precision: Lightning
-        # keeps logged floats as float32 tensors, so a tie there need not be one in the record); else what was logged
-        history = getattr(pl_module, "history", None)
-        record = history[-1] if isinstance(history, list) and history else None
-        if not (isinstance(record, dict) and record.get("step") == trainer.global_step and self.monitor in record):
-            record = trainer.callback_metrics
-        logged = record.get(self.monitor)
-        if logged is None:
-            return
-        value = float(logged)
-        loss = tie_loss(record.get("val_loss"))
-        better = self.best is None or self.sign * value > self.sign * self.best
-        if better or (value == self.best and loss < self.best_loss):
-            model: Any = pl_module.model
-            self.best, self.best_loss, self.epoch = value, loss, trainer.current_epoch + 1
-            self.epochs_trained = epochs_trained(trainer)
-            self._kept = self.worth_keeping is None or self.worth_keeping(value)
-            if self._kept:
-                self._buffer = _copy_into(self._buffer, model.state_dict())
-                self.copies += 1
-
-
-def _copy_into(kept: dict[str, torch.Tensor] | None, current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A CPU copy of `current`, written into the buffers of the previous copy `kept` when they fit (same names,
-    shapes and dtypes): an evaluation that improves then costs a memory copy, not fresh allocations of the whole model
-    (about 4x faster for a 22M-parameter encoder on this project's CPU)."""
-    if kept is None or kept.keys() != current.keys() or any(
-        kept[k].shape != v.shape or kept[k].dtype != v.dtype for k, v in current.items()
-    ):
-        return {k: v.detach().to("cpu", copy=True) for k, v in current.items()}
-    with torch.no_grad():
-        for key, value in current.items():
-            kept[key].copy_(value.detach())
-    return kept
 
 
 def save_tokenizer_once(encoder: str, root: Path) -> Path:
@@ -144,6 +68,8 @@ def save_tokenizer_once(encoder: str, root: Path) -> Path:
 
 def verify_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Re-read the safetensors file and compare every tensor with what was meant to be written."""
+    import torch
+
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         missing = [k for k in state if k not in keys and not _tied(k)]
@@ -166,6 +92,8 @@ def save_checkpoint(
 ) -> Path:  # fmt: skip
     """Write a Hugging Face folder (safetensors weights, config, tokenizer) atomically; verify it reads back. A disk
     that refuses the write is one line naming `field` and `shown` (default: the target's folder)."""
+    from models import quiet_transformers
+
     with disk_errors(shown or target.parent, field, f"the checkpoint {target.name}"):  # full, read-only: stop
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -220,6 +148,7 @@ def learn_weight_keys(model: Any, folder: Path, state: dict[str, torch.Tensor], 
 @functools.cache
 def _safetensors_dtype(dtype: torch.dtype) -> str:
     """The name safetensors gives `dtype` in a file's header ("F32", "BF16", ...), asked of the library."""
+    import torch
     from safetensors.torch import save
 
     data = save({"x": torch.zeros(1, dtype=dtype)})
@@ -233,6 +162,8 @@ def safetensors_buffers(tensors: Mapping[str, torch.Tensor], metadata: Mapping[s
     of 8) and each tensor's own memory, in the library's order (wider dtypes first, then by name). Written one after
     another they are the library's file byte for byte (tests compare); a checkpoint then needs no memory for its
     weights besides the trained tensors, however large the encoder."""
+    import torch
+
     order = sorted(tensors, key=lambda key: (-tensors[key].element_size(), key))
     header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
     data, offset = [], 0
@@ -266,6 +197,8 @@ def verify_member(packed: Path, name: str, buffers: list[memoryview]) -> None:
 
 def _same_bytes(mapped: mmap.mmap, offset: int, view: memoryview) -> bool:
     # the tensors over the mapping are gone when this returns, so the mapping can be closed
+    import torch
+
     return torch.equal(torch.frombuffer(mapped, dtype=torch.uint8, count=view.nbytes, offset=offset),
                        torch.frombuffer(view, dtype=torch.uint8))  # fmt: skip
 
@@ -278,6 +211,8 @@ def checkpoint_members(
     class is known (`learn_weight_keys`); None before. The small files are save_pretrained's own (config.json and
     whatever else it writes without weights, into `scratch`). The caller checks the packed weights against the
     disk (`verify_member`)."""
+    from models import quiet_transformers
+
     keys = _WEIGHT_KEYS.get(_layout(model, state))
     if keys is None:
         return None

@@ -32,8 +32,9 @@ from record import (
     top_bar,
 )
 from sweep.artifacts import checkpoint_name
+from sweep.best_weights import BestWeights, tie_loss
 from sweep.callbacks import EvaluationSchedule, PruningCallback, StopCheck, TimingCallback
-from sweep.checkpoints import BestWeights, checkpoint_store, tie_loss
+from sweep.checkpoints import checkpoint_store
 from sweep.confusions import confused_examples
 from sweep.errors import DiskError, StorageLost
 from sweep.memory import keep_freed_memory

@@ -299,7 +299,7 @@ def test_best_weights_keep_the_best_evaluation_in_reused_buffers_apart_from_the_
 
     import torch
 
-    from sweep.checkpoints import BestWeights
+    from sweep.best_weights import BestWeights
 
     model = torch.nn.Linear(3, 2)
     module = SimpleNamespace(model=model)
@@ -368,7 +368,7 @@ def test_best_weights_copy_nothing_below_the_bar_and_the_best_once_above_it() ->
     import torch
 
     from record import beats
-    from sweep.checkpoints import BestWeights
+    from sweep.best_weights import BestWeights
 
     model = torch.nn.Linear(3, 2)
     module = SimpleNamespace(model=model)
