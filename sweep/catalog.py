@@ -62,6 +62,8 @@ class StudySummary:
     direction: str  # maximize | minimize
     task: str
     workers: list[str] = field(default_factory=list)  # `host:pid` of the workers running its trials now
+    # those of them on this machine whose process is gone (killed: their trials wait for the heartbeat's grace period)
+    gone_workers: list[str] = field(default_factory=list)
     submitted_at: float | None = None
     priority: int = 0
     stopped: str | None = None
@@ -118,7 +120,8 @@ def _summary(name: str, direction: StudyDirection, record: StudyRecord, trials: 
         metric=record.metric,
         direction="minimize" if direction == StudyDirection.MINIMIZE else "maximize",
         task=record.task,
-        workers=sorted({w for w in (read_trial(t).worker for t in running) if w}),
+        workers=(workers := sorted({w for w in (read_trial(t).worker for t in running) if w})),
+        gone_workers=[w for w in workers if process_gone(w)],
         submitted_at=record.submitted_at,
         priority=record.priority,
         stopped=record.stopped,
@@ -307,7 +310,7 @@ def studies_table(summaries: Iterable[StudySummary]) -> Table:
         table.add_row(
             s.name, Text(s.state, style=STATE_STYLES[s.state]),
             f"{s.finished}/{s.budget}" + (f" ({', '.join(extra)})" if extra else ""),
-            best, ", ".join(f"{w} (process gone)" if process_gone(w) else w for w in s.workers) or "-",
+            best, ", ".join(f"{w} (process gone)" if w in s.gone_workers else w for w in s.workers) or "-",
             str(s.priority), submitted,
         )  # fmt: skip
     return table
@@ -321,7 +324,7 @@ def state_line(s: StudySummary) -> Text:
     line = Text.assemble(f"study {s.name}: ", (s.state, STATE_STYLES[s.state]),
                          f" · {s.finished}/{s.budget} trials finished" + (f" ({', '.join(extra)})" if extra else ""))
     if s.workers:
-        line.append(" · workers " + ", ".join(f"{w} (process gone)" if process_gone(w) else w for w in s.workers))
+        line.append(" · workers " + ", ".join(f"{w} (process gone)" if w in s.gone_workers else w for w in s.workers))
     if s.priority:
         line.append(f" · priority {s.priority}")
     why = s.stopped if s.state == "stopped" else s.failure if s.state == "failed" else None
@@ -363,7 +366,9 @@ def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
         "best_epoch": None if at is None else int(at) if at.isdigit() else float(at),
         "intermediate_values": {str(k): _finite(v) for k, v in sorted(trial.intermediate_values.items())},
         "history": record.history,
-        "worker": record.worker,
+        # a queued retry carries its original's worker, which runs nothing for it
+        "worker": record.worker if trial.state != TrialState.WAITING else None,
+        "worker_gone": trial.state == TrialState.RUNNING and bool(record.worker) and process_gone(record.worker or ""),
         "seconds": seconds,
         "failure": record.failure if trial.state == TrialState.FAIL else None,  # a queued retry carries its original's
     }

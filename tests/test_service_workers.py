@@ -26,7 +26,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import sweep.joining
-from record import FINISHED, StudyRecord, read_trial, study_attrs, trial_attrs, write_failure, write_stopped
+from record import FINISHED, StudyRecord, TrialWriter, read_trial, study_attrs, trial_attrs, write_failure, write_stopped
 from sweep.callbacks import StopCheck
 from sweep.catalog import (
     STATES,
@@ -630,3 +630,28 @@ def test_a_worker_of_this_machine_whose_process_is_gone_is_marked_in_the_studies
     host = socket.gethostname()
     assert process_gone(f"{host}:{child.stdout.strip()}")  # exited (a pid is not reused this soon)
     assert not process_gone(f"{host}:{os.getpid()}") and not process_gone("another-host:1")
+
+
+def test_a_killed_workers_name_is_marked_in_the_summaries_and_a_queued_retry_names_no_worker(tmp_path: Path) -> None:
+    """A team lead killed a worker: `sweep status` said `(process gone)`, the page and the API only the worker's name
+    beside a running trial that never moved; a queued retry showed the dead worker as its own."""
+    import socket
+
+    from sweep.catalog import trial_summary
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = make_study(url, "lost", budget=3, states=[C], submitted_at=10.0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone, alive = f"{socket.gethostname()}:{dead.pid}", f"{socket.gethostname()}:{os.getpid()}"
+    for worker in (gone, alive):
+        trial = study.ask({"learning_rate": LR})
+        TrialWriter(trial.set_user_attr).start(worker=worker, seed=0, hyperparameters={}, data_fingerprint="f")
+    study.add_trial(create_trial(state=W, params={"learning_rate": 1e-3}, distributions={"learning_rate": LR},
+                                 user_attrs=trial_attrs(worker=gone)))  # fmt: skip
+    summary = {s.name: s for s in list_studies(url)}["lost"]
+    assert summary.workers == sorted([gone, alive]) and summary.gone_workers == [gone]
+    shown = {t.number: trial_summary(t) for t in study.get_trials()}
+    assert (shown[1]["worker"], shown[1]["worker_gone"]) == (gone, True)
+    assert (shown[2]["worker"], shown[2]["worker_gone"]) == (alive, False)
+    assert shown[3]["worker"] is None and shown[3]["worker_gone"] is False  # the queued retry runs nowhere yet

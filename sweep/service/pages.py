@@ -105,7 +105,7 @@ def study_rows(summaries: list[StudySummary]) -> list[dict[str, Any]]:
             "share": f"{100 * min(1.0, s.finished / s.budget) if s.budget else 0.0:.1f}",
             "best": "–" if s.best_value is None else f"{_shown(s.best_value)} {s.metric or ''}".strip(),
             "running": s.running,
-            "workers": ", ".join(s.workers) or "–",
+            "workers": ", ".join(f"{w} (process gone)" if w in s.gone_workers else w for w in s.workers) or "–",
             "priority": s.priority,
             "submitted": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.submitted_at)) if s.submitted_at else "–",
         }

@@ -38,6 +38,12 @@
     return m < 60 ? `${m} min ${s} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
   }
 
+  // a study's workers, those whose process is gone (killed; their trials wait for the heartbeat) marked
+  function workerNames(s) {
+    const gone = new Set(s.gone_workers || []);
+    return s.workers.map((w) => (gone.has(w) ? w + " (process gone)" : w)).join(", ");
+  }
+
   function when(unix) {
     return unix ? new Date(unix * 1000).toLocaleString() : "–";
   }
@@ -117,7 +123,7 @@
         el("td", { class: "progress-cell" }, bar(s.finished, s.budget), el("span", { class: "progress-text" }, `${s.finished}/${s.budget}`)),
         el("td", {}, best(s)),
         el("td", {}, String(s.running)),
-        el("td", { class: "workers" }, s.workers.length ? s.workers.join(", ") : "–"),
+        el("td", { class: "workers" }, s.workers.length ? workerNames(s) : "–"),
         el("td", {}, String(s.priority)),
         el("td", {}, when(s.submitted_at)),
       ));
@@ -231,7 +237,7 @@
         el("td", { class: "params" }, params(t.params)),
         el("td", {}, t.best_epoch === null || t.best_epoch === undefined ? "–" : String(t.best_epoch)),
         el("td", {}, duration(t.seconds)),
-        el("td", { class: "workers" }, t.worker || "–"),
+        el("td", { class: "workers" }, t.worker ? t.worker + (t.worker_gone ? " (process gone)" : "") : "–"),
         el("td", {}, exportCell),
       );
     });
@@ -292,7 +298,7 @@
       const b = detail.best_trial;
       document.getElementById("best").textContent = b ? `${best(s)} (trial ${b.number}, best epoch ${b.best_epoch ?? "–"})` : "–";
       document.getElementById("best-params").textContent = b ? params(b.params) : "–";
-      document.getElementById("running").textContent = s.running ? `${s.running} trial(s) on ${s.workers.join(", ") || "a worker"}` : "none";
+      document.getElementById("running").textContent = s.running ? `${s.running} trial(s) on ${workerNames(s) || "a worker"}` : "none";
       document.getElementById("task").textContent = s.task;
       showError(document.getElementById("stopped"), s.stopped ? "stopped: " + s.stopped + (s.running ? " (running trials end within seconds)" : "") : "");
       showError(document.getElementById("failure"), s.failure ? "its workers gave up: " + s.failure : "");
