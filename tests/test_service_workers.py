@@ -26,7 +26,16 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import sweep.joining
-from record import FINISHED, StudyRecord, TrialWriter, read_trial, study_attrs, trial_attrs, write_failure, write_stopped
+from record import (
+    FINISHED,
+    StudyRecord,
+    TrialWriter,
+    read_trial,
+    study_attrs,
+    trial_attrs,
+    write_failure,
+    write_stopped,
+)
 from sweep.callbacks import StopCheck
 from sweep.catalog import (
     STATES,
