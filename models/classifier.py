@@ -284,13 +284,18 @@ class SequenceClassifier(EncoderHead):
         class_weights: list[float] | None = None,
         dropout: float | None = None,
         lr_schedule: str = "linear",
+        positive_label: str | None = None,
     ) -> None:
         super().__init__()
         _check_arguments(
             label_names, learning_rate, weight_decay, warmup_ratio, label_smoothing, class_weights, dropout, lr_schedule
         )
+        if positive_label is not None and positive_label not in label_names:
+            raise ValueError(f"positive_label {positive_label!r} is not one of the labels {list(label_names)}")
         self.save_hyperparameters()
         self.label_names = list(label_names)
+        # the class whose own scores are logged as val_*_binary (objective.metric: f1_binary); None: not logged
+        self.positive = None if positive_label is None else self.label_names.index(positive_label)
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
@@ -368,7 +373,7 @@ class SequenceClassifier(EncoderHead):
         preds = torch.cat(self._val_preds).cpu().numpy()
         targets = torch.cat(self._val_targets).cpu().numpy()
         val_loss = torch.stack(self._val_loss_sums).sum() / torch.stack(self._val_loss_weights).sum()
-        metrics = classification_metrics(preds, targets, self.label_names)
+        metrics = classification_metrics(preds, targets, self.label_names, getattr(self, "positive", None))
         scalars = {"val_loss": float(val_loss)}
         scalars.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
         self.log_dict(scalars, prog_bar=False)

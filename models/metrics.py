@@ -29,8 +29,11 @@ def classification_metrics(
     preds: Sequence[int] | np.ndarray,
     targets: Sequence[int] | np.ndarray,
     label_names: Sequence[str],
+    positive: int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, precision/recall/F1 (macro, micro, weighted), per-class scores and the confusion matrix.
+    """Accuracy, precision/recall/F1 (macro, micro, weighted), per-class scores and the confusion matrix; with
+    `positive` (a label id) also `precision_binary`, `recall_binary` and `f1_binary`: that class's own scores, as
+    scikit-learn's average="binary" with pos_label gives them.
 
     Every label id in `range(len(label_names))` counts, whether or not it occurs in `preds` or
     `targets`; an undefined ratio (a class never predicted, or never present) scores 0.
@@ -66,6 +69,12 @@ def classification_metrics(
         result[f"recall_{average}"] = float(values[1])
         result[f"f1_{average}"] = float(values[2])
 
+    if positive is not None:
+        if not 0 <= positive < num_labels:
+            raise ValueError(f"positive must be a label id in [0, {num_labels}), got {positive}")
+        result["precision_binary"] = float(precision[positive])
+        result["recall_binary"] = float(recall[positive])
+        result["f1_binary"] = float(f1[positive])
     result["per_class"] = {
         str(name): {
             "precision": float(precision[i]),

@@ -234,6 +234,7 @@ def finetune_probabilities(
                 gradient_clip_val=spec.trainer.gradient_clip_val,
                 accumulate_grad_batches=spec.trainer.accumulate_grad_batches, lr_schedule=spec.trainer.lr_schedule,
                 early_stopping_patience=spec.trainer.early_stopping_patience,
+                positive_label=spec.objective.positive_label,
             )  # fmt: skip
             steps = params.epochs * -(-len(train_idx) // params.batch_size)
             step_bar = progress.add_task(f"fold {k + 1}/{folds}", total=steps)

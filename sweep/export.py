@@ -303,6 +303,13 @@ def _best_at(meta: dict[str, Any]) -> str:
     return str(meta["best_epoch"])
 
 
+def _positive_note(meta: dict[str, Any]) -> str:
+    """` (the F1 of class 'spam')` after f1_binary, the objective.positive_label's own score; else nothing."""
+    objective = (meta.get("spec") or {}).get("objective") or {}
+    positive = objective.get("positive_label") if isinstance(objective, dict) else None
+    return f" (the F1 of class {positive!r})" if meta.get("metric") == "f1_binary" and positive is not None else ""
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
     if meta.get("task") == "token-classification":
@@ -371,7 +378,7 @@ in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(
 
 ## Validation results (best epoch)
 
-{metric}: **{meta["value"]:.4f}**.{f" {headline}." if headline else ""}
+{metric}{_positive_note(meta)}: **{meta["value"]:.4f}**.{f" {headline}." if headline else ""}
 {f"{chr(10)}{results}{chr(10)}" if results else ""}
 ## Hyperparameters
 

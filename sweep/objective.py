@@ -72,6 +72,7 @@ class TrialSettings:
     accumulate_grad_batches: int = 1  # trainer.accumulate_grad_batches: batches summed per optimizer step
     lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
     early_stopping_patience: int | None = None  # trainer.early_stopping_patience: evaluations without improvement
+    positive_label: str | None = None  # objective.positive_label: the class whose F1 is f1_binary
 
 
 def cpu_has_bf16() -> bool:
@@ -139,7 +140,7 @@ def train_trial(
     head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
                 score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold,
                 label_priors=_label_priors(data), validation_groups=validation_groups(data),
-                lr_schedule=settings.lr_schedule)  # fmt: skip
+                lr_schedule=settings.lr_schedule, positive_label=settings.positive_label)  # fmt: skip
     module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()

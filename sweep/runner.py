@@ -57,6 +57,7 @@ from sweep.storage import (
 from sweep.store_checks import choose_storage, shown_store
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
+from sweep.taskspec import positive_label_problem
 from sweep.warm_start import WarmStart, warm_start
 from sweep.worker import GracefulStop, LoopResult, StoreStopWatch, budget, launch_workers, run_trials, stop_reason
 
@@ -261,6 +262,7 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         task=spec.task,
         threshold=spec.model.threshold,
         artifacts=artifacts,
+        positive_label=spec.objective.positive_label,
     )
 
 
@@ -431,6 +433,9 @@ def run_study(
     data = prepare_data(spec, base, encoder, console, check=check, source=str(spec_path))
     if (problem := accumulation_problem(spec, len(data.train))) is not None:
         raise SweepError([problem], source=str(spec_path))
+    if (why := positive_label_problem(spec.objective.metric, spec.objective.positive_label,
+                                      list(data.label_names))) is not None:  # fmt: skip
+        raise SweepError([("objective.positive_label", why)], source=str(spec_path))
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
         warm, warm_note = planned_warm_start(spec, encoder) if existing is None else (None, None)

@@ -169,6 +169,16 @@ class ObjectiveSpec(_Strict):
     # One of the task's metrics (sweep.taskspec.TASK_METRICS); unset, the task's default (f1_macro for
     # classification). Checked against the task in `task_problems`, where the task is known.
     metric: str = "f1_macro"
+    # metric: f1_binary: the class whose F1 it is (a label of the data)
+    positive_label: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset_positive_label(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # came after studies were stored: unset, it is left out, so their spec and fingerprint stay
+        body: dict[str, Any] = handler(self)
+        if body.get("positive_label") is None:
+            body.pop("positive_label", None)
+        return body
 
 
 class TrainerSpec(_Strict):

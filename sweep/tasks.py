@@ -48,6 +48,7 @@ class Head:
     # a sentence longer than max_length is split into windows); None: each row is an example
     validation_groups: list[int] | None = None
     lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
+    positive_label: str | None = None  # objective.positive_label: the class whose F1 is f1_binary
 
 
 def validation_groups(data: PreparedData) -> list[int] | None:
@@ -85,7 +86,8 @@ def _common(head: Head) -> dict[str, Any]:
 
 def _sequence_classifier(head: Head) -> pl.LightningModule:
     return SequenceClassifier(
-        **_common(head), label_smoothing=head.hp.label_smoothing, class_weights=head.class_weights
+        **_common(head), label_smoothing=head.hp.label_smoothing, class_weights=head.class_weights,
+        positive_label=head.positive_label,
     )
 
 

@@ -8,7 +8,8 @@ from typing import Any, Literal
 TASKS = ("text-classification", "text-pair", "token-classification", "multi-label", "regression")
 DEFAULT_TASK = "text-classification"
 
-_CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy")
+# f1_binary: the F1 of one class, objective.positive_label (two classes: spam against ham, a rare class's detection)
+_CLASSIFICATION = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "f1_binary")
 # The `objective.metric` values each task can optimise; the first is the task's default.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "text-classification": _CLASSIFICATION,
@@ -52,6 +53,14 @@ def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     metric = objective.get("metric") if isinstance(objective, dict) else None
     if isinstance(metric, str) and (problem := metric_problem(task, metric)):
         problems.append(("objective.metric", problem))
+    positive = objective.get("positive_label") if isinstance(objective, dict) else None
+    if metric == "f1_binary" and positive is None and not problems:
+        problems.append(("objective.positive_label", "f1_binary is the F1 of one class: name it, e.g. "
+                                                     "positive_label: spam"))  # fmt: skip
+    elif positive is not None and metric != "f1_binary":
+        problems.append(("objective.positive_label", f"is read only with metric: f1_binary (this spec's metric is "
+                                                     f"{metric or default_metric(task)}): set metric: f1_binary, or "
+                                                     "remove it"))  # fmt: skip
     if task == "regression":
         problems += regression_problems(data)
     elif section.get("label_range") is not None:
@@ -140,3 +149,20 @@ NOT_USED = {"regression": ("label_smoothing",)}
 def applicable(hyperparameters: dict[str, Any], task: str) -> dict[str, Any]:
     """The hyperparameters a trial of `task` trains with, without those its task never uses."""
     return {k: v for k, v in hyperparameters.items() if k not in NOT_USED.get(task, ())}
+
+
+def positive_label_problem(metric: str, positive: str | None, label_names: list[str]) -> str | None:
+    """Why objective.positive_label does not fit the data's classes (f1_binary wants two, one of them named), else
+    None."""
+    if metric != "f1_binary" or positive is None:
+        return None
+    shown = ", ".join(repr(name) for name in label_names)
+    if len(label_names) != 2:
+        return (f"f1_binary scores one class against the other of two, and the data has {len(label_names)} classes "
+                f"({shown}): use f1_macro, or a spec with two classes")
+    if positive not in label_names:
+        alike = [name for name in label_names if name.casefold() == str(positive).casefold()]
+        guess = f"; did you mean {alike[0]!r}?" if alike else ""
+        return f"{positive!r} is not a class of the data (classes: {shown}){guess}"
+    return None
+

@@ -115,3 +115,20 @@ def test_the_averages_are_scikit_learns_to_the_last_bit() -> None:
                 targets, preds, labels=list(range(5)), average=average, zero_division=0
             )
             assert (result[f"precision_{average}"], result[f"recall_{average}"], result[f"f1_{average}"]) == (p, r, f)
+
+
+def test_the_binary_scores_are_scikit_learns_for_the_positive_class() -> None:
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from models.metrics import classification_metrics
+
+    targets = [0, 1, 1, 0, 1, 1, 0, 0, 1, 0]
+    preds = [0, 1, 0, 0, 1, 1, 1, 0, 0, 0]
+    for positive in (0, 1):
+        got = classification_metrics(preds, targets, ["ham", "spam"], positive)
+        assert got["f1_binary"] == f1_score(targets, preds, pos_label=positive)
+        assert got["precision_binary"] == precision_score(targets, preds, pos_label=positive)
+        assert got["recall_binary"] == recall_score(targets, preds, pos_label=positive)
+    assert "f1_binary" not in classification_metrics(preds, targets, ["ham", "spam"])
+    with pytest.raises(ValueError, match=r"positive must be a label id in \[0, 2\), got 2"):
+        classification_metrics(preds, targets, ["ham", "spam"], 2)

@@ -572,3 +572,55 @@ def test_output_to_a_file_gets_a_line_per_evaluation_and_no_line_is_cut(
                                                             "evaluated at epoch 1/1"]  # fmt: skip
     assert all(" · f1_macro 0." in line for line in evaluated)
     assert any(line.startswith("trial 0 COMPLETE · f1_macro ") and len(line) > 60 for line in lines)
+
+
+def test_f1_binary_optimises_the_named_classs_own_f1(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spam study wanted the spam class's F1 (its data's SOURCE.md says so): f1_binary was refused, and status only
+    gave the averages."""
+    from conftest import quickstart_subset, split_per_class, write_csv
+
+    from record import read_trial
+    from sweep.cli import main
+
+    train, val = split_per_class(quickstart_subset(30, seed=3, n_classes=2), 10)  # account, billing
+    paths = write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "val.csv", val)
+    spec = write_spec(tmp_path, *paths, tiny_bert, objective={"metric": "f1_binary", "positive_label": "billing"},
+                      search__n_trials=2)  # fmt: skip
+    run_study(spec)
+    study = load_study("trec-tiny", f"sqlite:///{tmp_path / 'sweeps.db'}")
+    for trial in study.trials:
+        record = read_trial(trial)
+        assert trial.value == pytest.approx(record.per_class["billing"]["f1"])
+        assert record.metrics["val_f1_binary"] == trial.value and "val_f1_macro" in record.metrics
+    capsys.readouterr()
+    assert main(["status", "trec-tiny", "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"]) == 0
+    assert "f1_binary" in capsys.readouterr().out
+    from sweep.export import export_trial
+
+    out, _ = export_trial(study, tmp_path / "model")
+    assert "f1_binary (the F1 of class 'billing'): **" in (out / "README.md").read_text(encoding="utf-8")
+
+    # refused, each in one line naming the field, before anything is written
+    (tmp_path / "bad").mkdir()
+    cases = [
+        ({"metric": "f1_binary"}, "objective.positive_label: f1_binary is the F1 of one class"),
+        ({"metric": "f1_macro", "positive_label": "billing"},
+         "objective.positive_label: is read only with metric: f1_binary"),
+        ({"metric": "f1_binary", "positive_label": "Billing"},
+         "objective.positive_label: 'Billing' is not a class of the data (classes: 'account', 'billing'); did you "
+         "mean 'billing'?"),
+    ]  # fmt: skip
+    for objective, message in cases:
+        bad = write_spec(tmp_path / "bad", *paths, tiny_bert, name="bad", objective=objective)
+        assert main(["run", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("error:") == 1 and "Traceback" not in err, err
+        assert not (tmp_path / "bad" / "sweeps.db").exists()
+    four_train, four_val = split_per_class(quickstart_subset(20, seed=3), 5)
+    four = write_spec(tmp_path / "bad", write_csv(tmp_path / "bad" / "t4.csv", four_train),
+                      write_csv(tmp_path / "bad" / "v4.csv", four_val), tiny_bert, name="four",
+                      objective={"metric": "f1_binary", "positive_label": "billing"})  # fmt: skip
+    assert main(["run", str(four)]) == 2
+    assert "f1_binary scores one class against the other of two, and the data has 4 classes" in capsys.readouterr().err
