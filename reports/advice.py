@@ -303,12 +303,14 @@ def nothing_searched_line(budget: int) -> str:
 
 def budget_advice(
     space: Mapping[str, Any] | None, *, completed: int, finished: int, budget: int | None, sampler: str | None,
-    reevaluated: bool = False,
+    reevaluated: bool = False, study: str | None = None,
 ) -> list[str]:
     """Lines saying when the study has (or will have) too few completed trials for the parameters it searches,
     and when its budget never lets a model-based sampler past its random start.
 
-    `finished` counts complete and pruned trials (what the budget counts); `budget` is the study's `n_trials`.
+    `finished` counts complete and pruned trials (what the budget counts); `budget` is the study's `n_trials`;
+    `study`: its name, for the command that raises the budget without the spec (a study submitted to the service
+    has no spec file on the reader's side).
     """
     names = list(searched_space(space))
     lines: list[str] = []
@@ -323,6 +325,7 @@ def budget_advice(
     enough = max(budget or 0, finished) + need - completed - room if short else 0
     raise_to = max(enough, 2 * startup if random_only and startup is not None else 0)
     past_start = f" (it also takes {sampler} past its random start)" if raise_to > enough else ""
+    spec_less = f" (or sweep resume {study} --n-trials {raise_to} without the spec)" if study else ""
     if short:
         aside = ", the search's; re-evaluation runs aside" if reevaluated else ""
         of_budget = f" (n_trials {budget}{aside})" if budget is not None else ""
@@ -330,12 +333,12 @@ def budget_advice(
             f"budget: {completed} completed trial{'s' if completed != 1 else ''}{of_budget} for {len(names)} searched "
             f"parameter{'s' if len(names) != 1 else ''} ({', '.join(names)}): too few to tell which values work; aim "
             f"for at least {need} completed ({TRIALS_PER_PARAM} per searched parameter), e.g. sweep run SPEC "
-            f"--n-trials {raise_to}{past_start}, or fix some parameters at one value"
+            f"--n-trials {raise_to}{spec_less}{past_start}, or fix some parameters at one value"
         )
     if random_only:
         lines.append(
             f"sampler: {sampler} draws its first {startup} trials at random (Optuna's n_startup_trials), so a budget "
-            f"of {budget} never uses its model: raise it, e.g. sweep run SPEC --n-trials {raise_to}"
+            f"of {budget} never uses its model: raise it, e.g. sweep run SPEC --n-trials {raise_to}{spec_less}"
         )
     return lines
 
@@ -477,6 +480,7 @@ def advice_lines(
     best_epochs: Sequence[int | None] | None = None,
     reevaluated: bool = False,
     collapsed_side: Side | None = None,
+    study: str | None = None,
 ) -> list[str]:
     """Every piece of advice for one study, as sentences: range edges first, then the budget. `collapsed_side`:
     where trials that learned nothing sit in learning_rate's range (`collapsed_side_of`), so no line says to widen
@@ -484,5 +488,6 @@ def advice_lines(
     edges = [a for a in range_edges(space, ranked, best_epochs=best_epochs)
              if not (a.name == "learning_rate" and a.side == collapsed_side)]  # fmt: skip
     return [a.text for a in edges] + budget_advice(
-        space, completed=completed, finished=finished, budget=budget, sampler=sampler, reevaluated=reevaluated
+        space, completed=completed, finished=finished, budget=budget, sampler=sampler, reevaluated=reevaluated,
+        study=study,
     )

@@ -103,7 +103,7 @@ def study_advice(study: optuna.Study) -> list[str]:
                          finished=sum(t.state in FINISHED for t in drawn), budget=budget,
                          sampler=search.get("sampler"), reevaluated=extra > 0,
                          best_epochs=[read_trial(t).best_epoch for t in leaders],
-                         collapsed_side=collapsed_side_of(collapsed, learned))  # fmt: skip
+                         collapsed_side=collapsed_side_of(collapsed, learned), study=study.study_name)  # fmt: skip
     return collapsed_trials_advice(collapsed, learned) + lines
 
 

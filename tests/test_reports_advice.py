@@ -340,6 +340,8 @@ def test_status_prints_the_advice(tmp_path: Path, capsys: pytest.CaptureFixture[
             "range upwards, e.g. high: 6e-4") in out
     assert "next: budget: 4 completed trials (n_trials 6) for 4 searched parameters" in out
     assert "--n-trials 20" in out  # one number for both lines: past tpe's 10 random trials too
+    # a study submitted to the service has no spec on the reader's side: the command without one is named too
+    assert "(or sweep resume intents --n-trials 20 without the spec)" in out
 
 
 def test_epochs_at_the_top_count_only_when_the_best_evaluation_came_last() -> None:
