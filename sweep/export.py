@@ -160,6 +160,9 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         # mean score): the card says it too, for whoever gets the folder without the terminal output
         "learned_nothing": _learned_nothing(study, trial, study_record),
     }
+    seeds = _seed_check(study, record.configuration)
+    if seeds is not None:
+        meta["seed_check"] = seeds
     if study_record.task == "regression":  # one score, no classes: no per-class scores, confusions or class weights
         for key in ("per_class", "confusion_matrix", "class_weights"):
             meta.pop(key)
@@ -217,6 +220,40 @@ def _trainer_note(meta: dict[str, Any]) -> str:
         notes.append(f"early stopping after {trainer['early_stopping_patience']} evaluations without "
                      "improvement")  # fmt: skip
     return "".join(f"; {note}" for note in notes)
+
+
+# Said under every card's validation results: the score chose the model, so it is its best case.
+_SELECTION_NOTE = ("These scores are on the validation data the search chose this model by, so they lean optimistic: "
+                   "score it on data it has not seen before relying on them.")
+
+
+def _seed_check(study: optuna.Study, configuration: int) -> dict[str, Any] | None:
+    """What `sweep reevaluate` found for this configuration (its mean and spread over seeds, and which configuration
+    had the best mean), or None where it was not re-evaluated: an export of the search's pick said nothing of it."""
+    ranking = collect_seed_ranking([read_trial(t) for t in study.get_trials(deepcopy=False)],
+                                   maximize=maximizes(study))  # fmt: skip
+    row = next((r for r in ranking.rows if r.configuration == configuration and len(r.runs) > 1), None)
+    if row is None:
+        return None
+    winner = ranking.winner
+    return {"configuration": configuration, "mean": row.mean, "std": row.std, "runs": len(row.runs),
+            "best_mean_configuration": winner.configuration if winner is not None else None,
+            "best_mean": winner.mean if winner is not None else None}  # fmt: skip
+
+
+def _seed_note(meta: dict[str, Any]) -> str:
+    """The card's line on the seeds: this configuration's mean over them, and where another had the better mean."""
+    check = meta.get("seed_check")
+    if not check or meta.get("selected_by"):  # chosen by mean: the card's opening says it already
+        return ""
+    spread = f"{check['mean']:.4f}" + (f" ± {check['std']:.4f}" if check["std"] is not None else "")
+    line = (f"\nRe-trained with other seeds (`sweep reevaluate`): trial {check['configuration']}'s configuration "
+            f"scored {spread} over {check['runs']} runs; this model is one of them.")
+    other = check.get("best_mean_configuration")
+    if other is not None and other != check["configuration"]:
+        line += (f" Trial {other}'s configuration had the better mean ({check['best_mean']:.4f}): `sweep export "
+                 "--by mean` exports its best run.")
+    return line + "\n"
 
 
 def _rerun_note(meta: dict[str, Any]) -> str:
@@ -379,6 +416,7 @@ in study `{meta["study"]}`, exported without retraining.{selection}{_rerun_note(
 ## Validation results (best epoch)
 
 {metric}{_positive_note(meta)}: **{meta["value"]:.4f}**.{f" {headline}." if headline else ""}
+{_seed_note(meta)}{_SELECTION_NOTE}
 {f"{chr(10)}{results}{chr(10)}" if results else ""}
 ## Hyperparameters
 
@@ -467,6 +505,7 @@ would read every sub-token's and can split a word or an entity).
 
 Entity level (seqeval, conlleval mode: an entity counts when its type and whole span match).
 {meta["metric"]}: **{meta["value"]:.4f}**.{f" {headline}." if headline else ""}
+{_seed_note(meta)}{_SELECTION_NOTE}
 
 {chr(10).join(rows)}
 

@@ -221,6 +221,22 @@ def test_reevaluate_end_to_end(
     meta = json.loads((tmp_path / "model" / "sweep.json").read_text())
     assert meta["trial"] == expected and meta["selected_by"]["configuration"] == best_config
     assert "Chosen by mean over seeds" in (tmp_path / "model" / "README.md").read_text()
+    # the search's pick exported as it is: its card gives its configuration's mean over seeds (a user's card said
+    # only the single-seed score), and names the configuration with the better mean where it is another
+    search_pick = ranking.search_best
+    assert search_pick is not None
+    picked = next(r for r in ranking.rows if r.configuration == read_trial(study.trials[search_pick.number])
+                  .configuration)  # fmt: skip
+    assert main(["export", "trec-tiny", "--storage", url, "--out", str(tmp_path / "pick"), "--trial",
+                 str(search_pick.number)]) == 0  # fmt: skip
+    card = " ".join((tmp_path / "pick" / "README.md").read_text().split())
+    spread = f"{picked.mean:.4f}" + (f" ± {picked.std:.4f}" if picked.std is not None else "")
+    assert (f"Re-trained with other seeds (`sweep reevaluate`): trial {picked.configuration}'s configuration scored "
+            f"{spread} over {len(picked.runs)} runs") in card
+    assert (f"Trial {best_config}'s configuration had the better mean" in card) == (best_config != picked.configuration)
+    assert "lean optimistic" in card
+    check = json.loads((tmp_path / "pick" / "sweep.json").read_text())["seed_check"]
+    assert check["configuration"] == picked.configuration and check["best_mean_configuration"] == best_config
 
     # The report has the section, with the verdict.
     assert main(["report", "trec-tiny", "--storage", url, "--out", str(tmp_path / "r.html")]) == 0
