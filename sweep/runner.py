@@ -146,6 +146,30 @@ def _warned(data: PreparedData, console: Console) -> PreparedData:
     return data
 
 
+def store_beside_spec(url: str, spec_path: Path, name: str) -> str | None:
+    """Where a relative SQLite store would start a study afresh in the folder the command runs in while the spec's
+    own folder holds a store with that study (a user ran `sweep run ../spec.yaml` from another folder and retrained
+    from trial 0): what to run instead. None otherwise."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or Path(database).is_absolute():
+        return None
+    here, beside = Path(database).resolve(), (spec_path.resolve().parent / database)
+    if beside == here or not beside.is_file():
+        return None
+    try:
+        names = optuna.study.get_all_study_names(f"sqlite:///{beside}")
+    except Exception:  # not a store after all, or one this Optuna cannot read: nothing to point at
+        return None
+    if name not in names:
+        return None
+    return (f"{beside}, beside the spec, holds study {name!r} already; this run starts it afresh in {here} (a "
+            f"relative SQLite path is read from the folder you run in): run from {beside.parent}, or give "
+            f"--storage sqlite:///{beside} to continue it")
+
+
 def accumulation_problem(spec: Spec, train_rows: int) -> tuple[str, str] | None:
     """trainer.accumulate_grad_batches above the batches of an epoch at the space's largest batch size: one optimizer
     step per epoch, on a gradient Lightning divides by the whole setting. None when it fits."""
@@ -421,6 +445,8 @@ def run_study(
         raise SweepError(problems, source=str(spec_path))
     attrs = existing_study_attrs(url, spec.name)
     existing = study_record(spec.name, attrs) if attrs is not None else None
+    if existing is None and (elsewhere := store_beside_spec(url, Path(spec_path), spec.name)) is not None:
+        console.print(f"[yellow]note:[/] {elsewhere}", highlight=False)
     if existing is not None:  # before any data is read or cached: a clash writes nothing
         check_same_spec(existing, spec, url)
         if existing.stopped is not None and workers != 0:

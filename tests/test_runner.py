@@ -624,3 +624,28 @@ def test_f1_binary_optimises_the_named_classs_own_f1(
                       objective={"metric": "f1_binary", "positive_label": "billing"})  # fmt: skip
     assert main(["run", str(four)]) == 2
     assert "f1_binary scores one class against the other of two, and the data has 4 classes" in capsys.readouterr().err
+
+
+def test_a_run_from_another_folder_names_the_store_beside_the_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sweep run ../spam.yaml` from another folder created a new ./sweeps.db and retrained from trial 0 without a
+    word about the store beside the spec that held the study."""
+    import optuna
+
+    from sweep.runner import store_beside_spec
+
+    project, other = tmp_path / "project", tmp_path / "other"
+    project.mkdir()
+    other.mkdir()
+    optuna.create_study(study_name="spam", storage=f"sqlite:///{project / 'sweeps.db'}")
+    spec = project / "spec.yaml"
+    monkeypatch.chdir(other)
+    said = store_beside_spec("sqlite:///sweeps.db", Path("../project/spec.yaml"), "spam")
+    assert said == (f"{project / 'sweeps.db'}, beside the spec, holds study 'spam' already; this run starts it afresh "
+                    f"in {other / 'sweeps.db'} (a relative SQLite path is read from the folder you run in): run from "
+                    f"{project}, or give --storage sqlite:///{project / 'sweeps.db'} to continue it")
+    assert store_beside_spec("sqlite:///sweeps.db", spec, "ham") is None  # the store there has no such study
+    assert store_beside_spec(f"sqlite:///{other / 'sweeps.db'}", spec, "spam") is None  # an absolute path is meant
+    monkeypatch.chdir(project)
+    assert store_beside_spec("sqlite:///sweeps.db", spec, "spam") is None  # the same store
