@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -15,16 +15,22 @@ class SweepError(Exception):
     a file, or a CLI option; `message` names the rule and the value.
     """
 
-    def __init__(self, problems: list[tuple[str, str]] | str, *, source: str | None = None):
+    def __init__(
+        self, problems: list[tuple[str, str]] | str, *, source: str | None = None, outside: Iterable[str] = ()
+    ) -> None:
         if isinstance(problems, str):
             problems = [("", problems)]
         self.problems = list(problems)
         self.source = source
+        self.outside = frozenset(outside)  # fields that are not in `source` (a request's form fields beside its spec)
         super().__init__(self.render())
 
     def lines(self) -> list[str]:
-        prefix = f"{self.source}: " if self.source else ""
-        return [f"{prefix}{where}: {msg}" if where else f"{prefix}{msg}" for where, msg in self.problems]
+        lines = []
+        for where, msg in self.problems:
+            prefix = f"{self.source}: " if self.source and where not in self.outside else ""
+            lines.append(f"{prefix}{where}: {msg}" if where else f"{prefix}{msg}")
+        return lines
 
     def render(self) -> str:
         return "\n".join(self.lines())

@@ -203,8 +203,8 @@ def plan(request: SubmissionRequest, settings: ServiceSettings) -> Plan:
     except SweepError as exc:
         known = {where for where, _ in problems}
         problems += [p for p in exc.problems if p[0] not in known]
-    if problems:
-        raise SweepError(problems, source="spec")
+    if problems:  # the request's own form fields are no part of the spec: their lines say so
+        raise SweepError(problems, source="spec", outside=("data", "validation", "data_path", "validation_path"))
     if isinstance(data, dict):
         data["cache_dir"] = str(settings.folder / "cache")
     body["checkpoint_dir"] = str(settings.folder / "checkpoints" / spec.name)
