@@ -3,7 +3,8 @@ worker without a study name takes next; stopping and resuming a study. The comma
 resume`, `sweep worker` without a name) and the service (`sweep serve`) both go through here.
 
 States: `queued` (budget left, nothing running), `running` (a trial is running), `finished` (the budget is reached),
-`stopped` (stopped by a user: no new trial starts), `failed` (its workers gave up: three trials in a row failed).
+`stopped` (stopped by a user: no new trial starts, and a running one ends within seconds), `failed` (its workers gave
+up: three trials in a row failed).
 A stopped or failed study becomes queued again on `resume`.
 """
 
@@ -81,10 +82,10 @@ def state_of(record: StudyRecord, *, finished: int, budget: int, running: int) -
     """The one rule for a study's state (see the module docstring)."""
     if finished >= budget:
         return "finished"
+    if record.stopped is not None:  # a trial may still run for a few seconds: the study no longer does
+        return "stopped"
     if running:
         return "running"
-    if record.stopped is not None:
-        return "stopped"
     if record.failure is not None:
         return "failed"
     return "queued"

@@ -302,7 +302,8 @@ def reap_stale_trials(url: str) -> None:
     """Fail (and queue for a retry) the trials of dead workers in studies whose budget they fill: without a worker
     that waits on such a study (workers without a study name do not), nobody else would."""
     for summary in study_progress(url):
-        if not (summary.running and summary.state == "running" and not workable([summary])):
+        # a stopped study's trials end on their own within seconds, unless their worker died: reaped here too
+        if not (summary.running and summary.state in ("running", "stopped") and not workable([summary])):
             continue
         try:
             record = read_record(load_study(summary.name, url))

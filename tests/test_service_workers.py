@@ -664,3 +664,13 @@ def test_a_killed_workers_name_is_marked_in_the_summaries_and_a_queued_retry_nam
     assert (shown[1]["worker"], shown[1]["worker_gone"]) == (gone, True)
     assert (shown[2]["worker"], shown[2]["worker_gone"]) == (alive, False)
     assert shown[3]["worker"] is None and shown[3]["worker_gone"] is False  # the queued retry runs nowhere yet
+
+
+def test_a_stopped_study_whose_trial_still_runs_reads_stopped(tmp_path: Path) -> None:
+    """Stop answered `"state": "running"` with `stopped` set while the trial wound down: the page said running."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(url, "busy", budget=3, states=[C, R], submitted_at=10.0)
+    summary = stop_study("busy", url, by="ann")
+    assert (summary.state, summary.running) == ("stopped", 1) and (summary.stopped or "").startswith("stopped by ann")
+    assert {p.name: p.state for p in study_progress(url)} == {"busy": "stopped"}
+    assert workable(study_progress(url)) == []
