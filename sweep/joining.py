@@ -123,13 +123,16 @@ def join_study(
     return finished_run(joined.study, url, True, started, loop)
 
 
-def _work_on(joined: Joined, url: str, console: Console, *, wait: bool) -> LoopResult:
+def _work_on(joined: Joined, url: str, console: Console, *, wait: bool, named: bool = False) -> LoopResult:
+    """`named`: each trial's lines start with the study's name (a worker without a study name moves between
+    studies, and the service's workers write to one log)."""
     study, spec = joined.study, joined.spec
     with sqlite_writer_lock(url):
         open_study(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study "
                    f"[bold]{study.study_name}[/] in {safe_url(url)}")  # fmt: skip
         settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)
-        return work(study, spec, joined.data, settings, console, url, wait=wait)
+        return work(study, spec, joined.data, settings, console, url, wait=wait,
+                    label=study.study_name if named else None)  # fmt: skip
 
 
 # --- a worker without a study name ------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ def work_on_studies(
                 continue
             ended = _ended_trials(joined.study)
             try:
-                loop = _work_on(joined, url, console, wait=False)
+                loop = _work_on(joined, url, console, wait=False, named=True)
             except StoreBusy as exc:  # SQLite: another process writes the store now (`sweep run`, a named worker)
                 console.print(f"[yellow]waiting:[/] {escape(exc.lines()[0])}", highlight=False)
                 time.sleep(poll)

@@ -54,8 +54,9 @@ class TrialProgressCallback(pl.Callback):
 class StudyProgress:
     """A study bar and a per-trial bar; finished trials are printed as lines above the bars."""
 
-    def __init__(self, console: Console, *, total: int, done: int, name: str):
+    def __init__(self, console: Console, *, total: int, done: int, name: str, label: str | None = None):
         self.console = console
+        self.prefix = f"{label} · " if label else ""  # starts each line (a worker that moves between studies)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -84,9 +85,9 @@ class StudyProgress:
         return TrialProgressCallback(self.progress, self.trial_task, number, epochs, monitor, log)
 
     def _line(self, line: str) -> None:
-        self.console.print(line, highlight=False, soft_wrap=True)  # one line each: a log stays greppable
+        self.console.print(self.prefix + line, highlight=False, soft_wrap=True)  # one line each: a log stays greppable
 
     def trial_done(self, line: str, *, counts: bool) -> None:
-        self.console.print(line, highlight=False, soft_wrap=not self.console.is_terminal)
+        self.console.print(self.prefix + line, highlight=False, soft_wrap=not self.console.is_terminal)
         if counts:
             self.progress.advance(self.study_task)

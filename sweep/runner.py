@@ -347,10 +347,11 @@ def open_study(study: optuna.Study, url: str, default_budget: int, console: Cons
 
 def work(
     study: optuna.Study, spec: Spec, data: PreparedData, settings: TrialSettings, console: Console, url: str,
-    *, wait: bool = True,
+    *, wait: bool = True, label: str | None = None,
 ) -> LoopResult:  # fmt: skip
     """This process's share of the study: trials until the budget is finished, a signal, a stop from the store (read
     from `url` while trials run), or a broken setup. `wait=False`: return when other workers' trials fill the budget.
+    `label`: what each trial's lines start with (the study's name, for a worker that moves between studies).
     """
     total = budget(study, spec.search.n_trials)
     reading = open_storage(url, read_only=True)  # the stop flag is read apart from the trial's own connection
@@ -359,7 +360,7 @@ def work(
         _disposing(reading),
         GracefulStop() as stop,
         StoreStopWatch(lambda: stop_reason(reader), stop),
-        StudyProgress(console, total=total, done=count_finished(study), name=spec.name) as progress,
+        StudyProgress(console, total=total, done=count_finished(study), name=spec.name, label=label) as progress,
     ):
         monitor = f"val_{spec.objective.metric}"
         objective = build_objective(

@@ -427,6 +427,9 @@ def test_one_worker_without_a_name_runs_queued_studies_by_priority_and_a_stop_en
     assert main(["worker", "--storage", url, "--exit-when-idle"]) == 0
     err = capsys.readouterr().err
     assert err.index("joined study urgent") < err.index("joined study first"), err
+    # it moves between studies: each trial's lines name theirs (a team lead's log mixed two workers' `trial 3 ...`)
+    assert "urgent · trial 0 COMPLETE" in err and "first · trial 2 COMPLETE" in err, err
+    assert "urgent · trial 0 · evaluated at epoch" in err
     assert len(finished(url, "urgent")) == 2 and len(finished(url, "first")) == 3, err  # each exactly its budget
     last_urgent = max(str(t.datetime_complete) for t in trials(url, "urgent"))
     assert all(str(t.datetime_start) > last_urgent for t in trials(url, "first"))  # one study after the other
