@@ -172,6 +172,12 @@ class ObjectiveSpec(_Strict):
     # metric: f1_binary: the class whose F1 it is (a label of the data)
     positive_label: str | None = None
 
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_as_read(cls, value: Any) -> Any:
+        # labels are read from the files as text: `positive_label: 1` (YAML's number) means the label "1"
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @model_serializer(mode="wrap")
     def _leave_out_unset_positive_label(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # came after studies were stored: unset, it is left out, so their spec and fingerprint stay

@@ -345,3 +345,12 @@ def test_trainer_numbers_are_not_read_from_booleans_strings_or_whole_floats(give
     with pytest.raises(SweepError) as err:
         parse_spec({"name": "s", "data": {"train": "t.csv"}, "trainer": given})
     assert err.value.lines()[0].startswith(f"spec: trainer.{key}: Input should be a valid")
+
+
+def test_a_numeric_positive_label_means_the_label_as_the_files_give_it() -> None:
+    """0/1 labels are read as the texts "0" and "1": `positive_label: 1` (a YAML number) names "1"."""
+    spec = parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": 1}})
+    assert spec.objective.positive_label == "1"
+    assert "positive_label" not in parse_spec(GOOD).model_dump()["objective"]  # unset: older studies' specs unchanged
+    with pytest.raises(SweepError, match="objective.positive_label: Input should be a valid string, got True"):
+        parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": True}})
