@@ -38,7 +38,7 @@ from record import (
 )
 from record.study import RecordError
 from reports.trials import search_trials
-from sweep.errors import SweepError
+from sweep.errors import Conflict, SweepError
 from sweep.spec import trials_problem
 from sweep.storage import load_study, open_storage, safe_url, study_ids, trial_state_counts
 
@@ -259,7 +259,7 @@ def stop_study(name: str, url: str, *, by: str = "user") -> StudySummary:
     study = _writable(name, url)
     summary = summarize(study)
     if summary.state == "finished":
-        raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: there is nothing to stop")])
+        raise Conflict([("study", f"study {name!r} in {safe_url(url)} is finished: there is nothing to stop")])
     if summary.state != "stopped":
         write_stopped(study.set_user_attr, f"stopped by {by} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     return summarize(study)
@@ -283,7 +283,7 @@ def resume_study(name: str, url: str, n_trials: int | None = None, *, field: str
     elif summary.state == "finished":
         how = (f"`sweep resume {name} --n-trials N`" if field.startswith("--")
                else f"the form field {field}")  # the service: an API user sends a field, not a command
-        raise SweepError([("study", f"study {name!r} in {safe_url(url)} is finished: raise its budget with {how} "
+        raise Conflict([("study", f"study {name!r} in {safe_url(url)} is finished: raise its budget with {how} "
                                     f"(more than {summary.search_finished}) to run more trials")])  # fmt: skip
     write_stopped(study.set_user_attr, None)
     return summarize(study)

@@ -36,6 +36,11 @@ class SweepError(Exception):
         return "\n".join(self.lines())
 
 
+class Conflict(SweepError):
+    """The request clashes with the store as it is: a study of that name exists, or its state forbids the action
+    (stopping a finished study). 409 from the service; exit code 2 on the command line."""
+
+
 class NoSuchStudy(SweepError):
     """The store holds no study of that name (exit code 2 on the command line; 404 from the service)."""
 

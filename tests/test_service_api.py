@@ -180,7 +180,9 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     assert "--by" not in no_mean.json()["detail"]
 
     finished = client.post("/api/studies/tickets/stop")
-    assert finished.status_code == 400 and "is finished" in finished.json()["detail"]
+    assert finished.status_code == 409 and "is finished" in finished.json()["detail"]  # the study's state forbids it
+    plain = client.post("/api/studies/tickets/resume")  # a finished study resumes only with a raised budget
+    assert plain.status_code == 409 and "raise its budget with the form field n_trials" in plain.json()["detail"]
     dashboard = client.get("/dashboard/api/studies").json()  # optuna-dashboard over the same store lists it
     assert "tickets" in [s["study_name"] for s in dashboard["study_summaries"]]
 

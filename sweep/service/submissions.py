@@ -32,6 +32,7 @@ import yaml
 from rich.console import Console
 
 from sweep.encoders import PACKAGED
+from sweep.errors import Conflict as Conflict
 from sweep.errors import SweepError
 from sweep.service.settings import ServiceSettings
 from sweep.spec import Spec, parse_spec, read_spec_text
@@ -51,10 +52,6 @@ _creating = threading.Lock()  # one submission at a time between the name check 
 
 class TooLarge(SweepError):
     """An upload over the server's limit (413)."""
-
-
-class Conflict(SweepError):
-    """A study of that name is already in the store (409)."""
 
 
 @dataclass(frozen=True)
