@@ -385,7 +385,16 @@ def test_once_a_token_is_set_every_request_needs_it(place: Path, tiny_bert: Path
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         for path in paths[:-1]:
             assert client.get(path, headers=bearer).status_code == 200, path
-        client.cookies.set("sweep_token", TOKEN)
+        client.cookies.set("sweep_token", TOKEN)  # the cookie is a session the server signed, never the token
+        assert client.get("/api/studies").status_code == 401
+        from sweep.service.security import new_session
+
+        client.cookies.set("sweep_token", new_session(TOKEN, now=time.time() - 13 * 3600))  # ended an hour ago
+        ended = client.get("/api/studies")
+        assert ended.status_code == 401 and "session has ended" in ended.json()["detail"]
+        client.cookies.set("sweep_token", new_session("another-token-of-16+chars"))  # signed with another token
+        assert client.get("/api/studies").status_code == 401
+        client.cookies.set("sweep_token", new_session(TOKEN))
         assert client.get("/api/studies").status_code == 200
         assert client.get("/dashboard/api/studies").status_code == 200
 
@@ -615,3 +624,17 @@ def test_an_uploads_name_in_an_error_is_said_as_its_sender_named_it_and_never_in
              "data.validation)"}  # fmt: skip
     assert _renamed("dev_train.csv row 3; train.csv row 2", names) == (
         "dev train.csv (uploaded as data.validation) row 3; train.csv (uploaded as data.train) row 2")
+
+
+def test_a_session_cookie_is_signed_by_the_token_and_expires() -> None:
+    from sweep.service.security import SESSION_HOURS, new_session, session_valid
+
+    token = "t" * 24
+    cookie = new_session(token, now=1000.0)
+    assert token not in cookie and session_valid(token, cookie, now=1000.0 + SESSION_HOURS * 3600 - 1)
+    assert not session_valid(token, cookie, now=1000.0 + SESSION_HOURS * 3600)  # ended
+    assert not session_valid("u" * 24, cookie, now=1000.0)  # a new token ends every session
+    expiry, nonce, signature = cookie.split(".")
+    assert not session_valid(token, f"{int(expiry) + 3600}.{nonce}.{signature}", now=1000.0)  # a longer life forged
+    for junk in ("", "abc", "..", "x.y.z", f"{expiry}.{nonce}."):
+        assert not session_valid(token, junk, now=1000.0)

@@ -229,8 +229,9 @@ def test_login_sets_a_strict_httponly_cookie_and_pages_need_it(store: str, tmp_p
     right = c.post("/login", data={"token": TOKEN}, follow_redirects=False)
     assert right.status_code == 303 and right.headers["location"] == "/"
     cookie = right.headers["set-cookie"]
-    assert cookie.startswith(f"sweep_token={TOKEN};")
+    assert cookie.startswith("sweep_token=") and TOKEN not in cookie  # a signed session, not the token
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert f"Max-Age={12 * 3600}" in cookie
     assert "Secure" not in cookie, "plain http on localhost: a Secure cookie would never come back"
     for page in ("/", "/studies/private", "/studies/private/figures.json", "/api/studies"):
         answer = c.get(page)

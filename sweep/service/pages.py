@@ -31,7 +31,14 @@ from reports.importance import collect_importances, importance_problem, plot_imp
 from sweep.catalog import StudySummary, summarize
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
 from sweep.service.api import current_studies
-from sweep.service.security import COOKIE, presented_token, require_token, token_matches
+from sweep.service.security import (
+    COOKIE,
+    SESSION_HOURS,
+    new_session,
+    presented_token,
+    require_token,
+    token_matches,
+)
 from sweep.service.settings import ServiceSettings, settings_of
 from sweep.storage import load_study
 from sweep.store_checks import mask, open_error
@@ -150,7 +157,8 @@ def login_form(request: Request) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, token: str = Form("")) -> Response:
-    """Check the token (constant time) and keep it in an HttpOnly, SameSite=Strict cookie for the page's requests."""
+    """Check the token (constant time) and start a session: an HttpOnly, SameSite=Strict cookie signed with the token
+    (not the token itself) for the page's requests, good for 12 hours."""
     expected = _settings(request).token
     if expected is None:
         return RedirectResponse("/", status_code=303)
@@ -158,8 +166,8 @@ def login(request: Request, token: str = Form("")) -> Response:
         error = "that is not the token this server was started with"
         return _page(request, "login.html", status_code=401, error=error)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        path="/")  # fmt: skip
+    response.set_cookie(COOKIE, new_session(expected), httponly=True, samesite="strict", max_age=SESSION_HOURS * 3600,
+                        secure=request.url.scheme == "https", path="/")  # fmt: skip
     return response
 
 

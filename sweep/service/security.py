@@ -1,31 +1,68 @@
 """The token rule: once the server has a token, every request needs it (API, pages and the mounted dashboard), as
-`Authorization: Bearer TOKEN` or, for the page, the cookie that `/login` sets. Compared in constant time, never
-logged. Without a token (only allowed on a loopback address) everything is open to the local machine."""
+`Authorization: Bearer TOKEN` or, for the page, the session cookie that `/login` sets. Compared in constant time,
+never logged. Without a token (only allowed on a loopback address) everything is open to the local machine.
+
+The cookie is not the token: it is a session, `expiry.nonce.signature` with an HMAC-SHA256 of `expiry.nonce` keyed by
+the token, good for `SESSION_HOURS`. A browser (its storage, a copied cookie) never holds the token the API scripts
+use, a session ends by itself, and a new token ends every session."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
+import time
 
 from fastapi import HTTPException, Request, status
 
 COOKIE = "sweep_token"
 
 
+SESSION_HOURS = 12
+
+
+def new_session(token: str, *, now: float | None = None) -> str:
+    """A page session's cookie value for a login with `token`: it expires after SESSION_HOURS."""
+    payload = f"{int((time.time() if now is None else now) + SESSION_HOURS * 3600)}.{secrets.token_urlsafe(16)}"
+    return f"{payload}.{_sign(token, payload)}"
+
+
+def _sign(token: str, payload: str) -> str:
+    return hmac.new(token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def session_valid(token: str, cookie: str, *, now: float | None = None) -> bool:
+    """Whether `cookie` is a session this token signed and it has not expired (constant-time comparison)."""
+    payload, _, signature = cookie.rpartition(".")
+    expiry, _, _ = payload.partition(".")
+    if not payload or not expiry.isdigit():
+        return False
+    if not hmac.compare_digest(_sign(token, payload).encode("utf-8"), signature.encode("utf-8")):
+        return False
+    return int(expiry) > (time.time() if now is None else now)
+
+
 def presented_token(request: Request) -> str | None:
-    """The token a request carries (bearer header first, then the page's cookie)."""
+    """What a request carries: the bearer token, else the page's session cookie (None: neither)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(COOKIE) or None
+    cookie = request.cookies.get(COOKIE)
+    return f"{SESSION_MARK}{cookie}" if cookie else None
+
+
+SESSION_MARK = "session:"  # what `presented_token` puts before a cookie, so that it is checked as a session
 
 
 def token_matches(expected: str | None, presented: str | None) -> bool:
-    """True when no token is configured, or the presented one equals it (constant time)."""
+    """True when no token is configured, or the presented one is it (constant time), or a live session it signed."""
     if expected is None:
         return True
     if presented is None:
         return False
+    if presented.startswith(SESSION_MARK):
+        return session_valid(expected, presented.removeprefix(SESSION_MARK))
     return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
 
 
@@ -33,6 +70,8 @@ def unauthorized(presented: str | None) -> str:
     """Why a request was refused: it carried no token, or another one (never which one)."""
     if presented is None:
         return "this server needs its token: send `Authorization: Bearer TOKEN` (or log in on the page)"
+    if presented.startswith(SESSION_MARK):
+        return "the page's session has ended (it lasts 12 hours, and a new token ends it): log in again"
     return "that is not this server's token: check the one sent as `Authorization: Bearer TOKEN` (or log in again)"
 
 
