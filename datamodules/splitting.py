@@ -132,12 +132,17 @@ def check_label_coverage(train_labels: Sequence[str], val_labels: Sequence[str])
     train_counts, val_counts = Counter(train_labels), Counter(val_labels)
     problems: list[tuple[str, str]] = []
     once = sum(1 for n in train_counts.values() if n == 1)
-    if len(train_counts) > max(ID_LIKE_LABELS, len(train_labels) // 2) and once > len(train_counts) // 2:
+    # ids or texts also differ between the files: few-shot data (a row per class) has validation's classes in train
+    unseen = len(set(val_counts) - set(train_counts))
+    apart = val_counts == train_counts or unseen > len(val_counts) // 2
+    if len(train_counts) > max(ID_LIKE_LABELS, len(train_labels) // 2) and once > len(train_counts) // 2 and apart:
         # an id or a text column named as the labels: one line, not a line per "class" (a user got 201)
         shown = ", ".join(repr(label) for label in list(train_counts)[:3])
         said = (f"{len(train_counts)} different labels in {len(train_labels)} training rows, {once} of them on one "
                 f"row only (e.g. {shown}): that is an id or a text, not classes; name the column that holds the "
                 "classes")  # fmt: skip
+        if val_counts == train_counts:  # no validation file: a split needs two rows of each class
+            said += " (few-shot data with one row per class needs a data.validation file instead of a split)"
         raise DataError([("data.label_column", said)])
     if len(train_counts) < 2:
         found = ", ".join(repr(label) for label in sorted_labels(train_counts)) or "none"

@@ -159,7 +159,8 @@ def list_studies(url: str) -> list[StudySummary]:
             if not record.created_by_sweep:
                 continue
             by_state = counts.get(study.study_name, {})
-            key = (url, ids[study.study_name])
+            # a study created since `study_ids` ran has no id there yet: asked for on its own
+            key = (url, ids.get(study.study_name) or storage.get_study_id_from_name(study.study_name))
             stamp = (sorted((state.name, n) for state, n in by_state.items()),
                      json.dumps(study.user_attrs, sort_keys=True, default=str))  # fmt: skip
             with _SUMMARIES_LOCK:
@@ -174,6 +175,9 @@ def list_studies(url: str) -> list[StudySummary]:
             summaries.append(summary)
     finally:
         storage.engine.dispose()  # the page polls this every few seconds: no connection is left behind
+    with _SUMMARIES_LOCK:  # deleted studies are forgotten
+        for gone in [k for k in _SUMMARIES if k[0] == url and k[1] not in set(ids.values())]:
+            del _SUMMARIES[gone]
     return sorted(summaries, key=lambda s: (-(s.submitted_at or 0.0), s.name))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -115,20 +116,32 @@ def disk_errors(folder: Path, where: str, what: str) -> Iterator[None]:
 
 
 def folder_blocked(folder: Path) -> str | None:
-    """Why `folder` can neither be used nor made (a file stands on its path), else None."""
-    blocking = next((p for p in [folder.resolve(), *folder.resolve().parents] if p.exists()), None)
+    """Why `folder` can neither be used nor made (a file stands on its path, or the folder it would go in, or it
+    itself, cannot be written), else None."""
+    folder = folder.resolve()
+    blocking = next((p for p in [folder, *folder.parents] if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         return f"{blocking} is a file, so no folder can be made there"
+    if blocking is not None and not os.access(blocking, os.W_OK | os.X_OK):
+        return f"{blocking} is not writable" + ("" if blocking == folder else f", so {folder} cannot be made")
     return None
 
 
 @contextlib.contextmanager
-def new_folders(folder: Path) -> Iterator[list[Path]]:
+def new_folders(folder: Path, field: str = "--out") -> Iterator[list[Path]]:
     """`folder` and any missing parents made for what is written inside (an output's `--out`); the list of the ones
-    made, topmost first. If the writing fails, the ones made go again (those still empty): nothing half-written."""
+    made, topmost first. If the writing fails, the ones made go again (those still empty): nothing half-written. A
+    folder the system will not make is one line naming `field`."""
     folder = folder.resolve()
     made = [p for p in reversed([folder, *folder.parents]) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise SweepError([(field, f"cannot make the folder {folder}: {exc.strerror or exc}; name a folder you can "
+                                  "write in")]) from None  # fmt: skip
     try:
         yield made
     except BaseException:

@@ -175,8 +175,13 @@ class ObjectiveSpec(_Strict):
     @field_validator("positive_label", mode="before")
     @classmethod
     def _label_as_read(cls, value: Any) -> Any:
-        # labels are read from the files as text: `positive_label: 1` (YAML's number) means the label "1"
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        # labels are read from the files as text, as data cleaning gives them: `positive_label: 1` (or 1.0, YAML's
+        # numbers) means the label "1"; YAML reads yes/no/true/false unquoted as booleans, which no label is
+        from datamodules.cleaning import normalize_label
+
+        if isinstance(value, bool):
+            raise ValueError(f"YAML read {value} as a boolean: quote the label, e.g. positive_label: \"yes\"")
+        return normalize_label(value) if isinstance(value, int | float | str) else value
 
     @model_serializer(mode="wrap")
     def _leave_out_unset_positive_label(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -270,7 +275,7 @@ def trials_problem(n_trials: int) -> str | None:
 
 
 class SearchSpec(_Strict):
-    n_trials: int = Field(20, ge=1, le=MAX_TRIALS)
+    n_trials: int = Field(20, ge=1)  # at most MAX_TRIALS in new input (`parse_spec`); a stored spec may hold more
     sampler: Literal["tpe", "random", "grid", "gp", "qmc"] = "tpe"
     pruner: Literal["median", "hyperband", "successive_halving", "percentile", "none"] = "median"
     seed: int = 0
@@ -583,6 +588,10 @@ def parse_spec(data: Any, *, source: str = "spec", stored: bool = False) -> Spec
     problems = task_problems(data)
     if not stored and isinstance(section, dict) and task in TASKS:
         problems += unused_key_problems(task, section)
+    search = data.get("search")
+    budget = search.get("n_trials") if isinstance(search, dict) else None
+    if not stored and isinstance(budget, int) and budget > MAX_TRIALS:  # a study stored with more still runs
+        problems.append(("search.n_trials", trials_problem(budget) or ""))
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

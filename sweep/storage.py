@@ -394,8 +394,8 @@ def trial_state_counts(storage: RDBStorage) -> dict[str, dict[TrialState, int]]:
 
 
 def study_ids(storage: RDBStorage) -> dict[str, int]:
-    """Each study's id by its name, in one query over Optuna's `studies` table (a name can be deleted and created
-    again; the id of the new study differs)."""
+    """Each study's id by its name, in one query over Optuna's `studies` table (a name deleted and created again
+    may get another id; on SQLite it may get the same one, the highest, back)."""
     with storage.engine.connect() as conn:
         return {name: int(study_id) for name, study_id in conn.execute(
             text("SELECT study_name, study_id FROM studies")).all()}  # fmt: skip

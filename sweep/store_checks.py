@@ -94,7 +94,11 @@ def mask(text: str, url: str) -> str:
     text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
     for secret in {password, quote_plus(password or "")} - {None, ""}:
         secret = str(secret)
-        text = re.sub(r"(password\s*[=:]\s*['\"]?)" + re.escape(secret), r"\1***", text, flags=re.IGNORECASE)
+        quoted = re.escape(secret)
+        # after a key (`password=`, `'password': '`, `pwd:`), and as user:password@ without a scheme
+        text = re.sub(r"((?:password|passwd|pwd)['\"]?\s*[=:]\s*['\"]?)" + quoted + r"(?![\w-])", r"\1***", text,
+                      flags=re.IGNORECASE)  # fmt: skip
+        text = re.sub(r"((?:^|[\s'\"(\[,])[\w.%+-]+:)" + quoted + "@", r"\1***@", text)
         if len(secret) >= BARE_SECRET_LENGTH:
             text = text.replace(secret, "***")
     return text

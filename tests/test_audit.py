@@ -287,6 +287,11 @@ def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_writ
     assert "--folds: must be at least 2, got 1" in err and "is a folder" in err
     assert main(["audit", str(spec), "--out", str(spec / "a.csv")]) == 2  # the spec file is in the way
     assert f"--out: {spec} is a file, so no folder can be made there" in capsys.readouterr().err
+    # a positive_label the data lacks is refused as `sweep run` refuses it (it was a traceback in a fold)
+    bad = write_spec(tmp_path, tiny_bert, separable_rows(10),
+                     objective={"metric": "f1_binary", "positive_label": "Billing"})  # fmt: skip
+    assert main(["audit", str(bad), "--method", "finetune", "--folds", "2"]) == 2
+    assert "objective.positive_label: f1_binary scores one class against the other of two" in capsys.readouterr().err
 
 
 def test_finetune_method_trains_each_fold_with_the_spec_defaults(

@@ -145,6 +145,9 @@ def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: 
     assert not (tmp_path / "more").exists()  # a refused report makes no folder
     assert main(["report", "trec-tiny", "--out", str(target / "r.html"), "--storage", url]) == 2
     assert f"error: --out: {target} is a file, so no folder can be made there" in capsys.readouterr().err
+    assert main(["report", "trec-tiny", "--out", "/proc/sweep-no-such/r.html", "--storage", url]) == 2  # no traceback
+    err = capsys.readouterr().err
+    assert "--out: " in err and "/proc/sweep-no-such" in err and "Traceback" not in err and err.count("\n") == 1
 
 
 def test_piped_output_keeps_each_line_of_the_summary_whole(

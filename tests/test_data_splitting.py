@@ -175,6 +175,9 @@ def test_an_id_column_named_as_the_labels_is_one_line_and_many_missing_labels_ar
     assert problem == ("data.label_column", "300 different labels in 300 training rows, 300 of them on one row only "
                        "(e.g. '1000', '1001', '1002'): that is an id or a text, not classes; name the column that "
                        "holds the classes")  # fmt: skip
+    # few-shot data, one training row for each of 77 intents that validation has too, is classes, not ids
+    intents = [f"intent_{i:02d}" for i in range(77)]
+    check_label_coverage(intents, intents + intents)
     # 77 real classes of 5 rows each are classes: missing ones are listed, ten at most, then counted
     train = [f"intent_{i:02d}" for i in range(77) for _ in range(5)]
     with pytest.raises(DataError) as caught:

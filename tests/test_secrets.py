@@ -250,5 +250,11 @@ def test_a_short_password_that_is_a_word_is_masked_where_it_stands_not_in_every_
             "connection 'user=sweep password=sweep host=db'; Password: 'sweep'")  # fmt: skip
     assert mask(said, url) == ("run `sweep reevaluate trec-a` first; store postgresql+psycopg://sweep:***@localhost:5432"
                                "/team; connection 'user=sweep password=*** host=db'; Password: '***'")  # fmt: skip
+    # as a driver or a dict may say it: a key's value, user:password@ without a scheme
+    short = "postgresql+psycopg://ann:hunter1@db/x"
+    said = mask("TypeError: {'password': 'hunter1', 'host': 'db'}", short)
+    assert said == "TypeError: {'password': '***', 'host': 'db'}"
+    assert mask("connecting ann:hunter1@db failed; pwd=hunter1", short) == "connecting ann:***@db failed; pwd=***"
+    assert mask("hunter12 and hunter1s stay", short) == "hunter12 and hunter1s stay"  # other words are other words
     long_url = f"postgresql+psycopg://sweep:{SECRET}@db/x"
     assert mask(f"a driver said {SECRET} plainly", long_url) == "a driver said *** plainly"  # long: everywhere

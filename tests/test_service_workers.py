@@ -182,6 +182,9 @@ def test_the_studies_list_reads_again_only_the_studies_that_changed(
     optuna.load_study(study_name="done", storage=open_storage(url)).add_trial(create_trial(
         state=TrialState.FAIL, params={"learning_rate": 1e-3}, distributions={"learning_rate": LR}))  # fmt: skip
     assert {s.name: s for s in list_studies(url)}["done"].failed == 1
+    # a study created between the ids' query and the studies' is listed, not a KeyError (a 500 on the page)
+    monkeypatch.setattr(sweep.catalog, "study_ids", lambda storage: {})
+    assert {s.name for s in list_studies(url)} == {"done", "waiting", "busy"}
 
 
 def test_resume_with_n_trials_raises_the_budget_of_a_finished_study_without_its_spec(

@@ -352,5 +352,17 @@ def test_a_numeric_positive_label_means_the_label_as_the_files_give_it() -> None
     spec = parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": 1}})
     assert spec.objective.positive_label == "1"
     assert "positive_label" not in parse_spec(GOOD).model_dump()["objective"]  # unset: older studies' specs unchanged
-    with pytest.raises(SweepError, match="objective.positive_label: Input should be a valid string, got True"):
+    assert parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": 1.0}}).objective.positive_label \
+        == "1"
+    assert parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": " spam "}}).objective \
+        .positive_label == "spam"  # as cleaning strips labels
+    with pytest.raises(SweepError, match='objective.positive_label: YAML read True as a boolean: quote the label'):
         parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": True}})
+
+
+def test_the_budget_cap_is_for_new_input_a_stored_spec_with_more_still_reads() -> None:
+    """A study stored before the cap (or with a budget raised past it) must still load for its workers."""
+    big = {**GOOD, "search": {**GOOD["search"], "n_trials": 20000}}
+    with pytest.raises(SweepError, match=r"search.n_trials: must be at most 10,000 .*, got 20,000"):
+        parse_spec(big)
+    assert parse_spec(big, stored=True).search.n_trials == 20000

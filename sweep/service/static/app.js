@@ -343,7 +343,8 @@
       try {
         const detail = await getJson(apiUrl(name));
         render(detail);
-        if (!LIVE.has(detail.study.state)) stop();
+        // a stopped study's last trial winds down for a few seconds: keep following it until none runs
+        if (!LIVE.has(detail.study.state) && !detail.study.running) stop();
         else start();
         const sig = signature(detail);
         if (sig !== drawnFor) {
