@@ -50,6 +50,7 @@ from sweep.storage import (
     recover_orphans,
     safe_url,
     shares_a_runs_store,
+    sqlite_study_names,
     sqlite_writer_lock,
     storage_problems,
     study_record,
@@ -159,11 +160,8 @@ def store_beside_spec(url: str, spec_path: Path, name: str) -> str | None:
     here, beside = Path(database).resolve(), (spec_path.resolve().parent / database)
     if beside == here or not beside.is_file():
         return None
-    try:
-        names = optuna.study.get_all_study_names(f"sqlite:///{beside}")
-    except Exception:  # not a store after all, or one this Optuna cannot read: nothing to point at
-        return None
-    if name not in names:
+    names = sqlite_study_names(beside)  # read only: the file may be anything
+    if names is None or name not in names:
         return None
     return (f"{beside}, beside the spec, holds study {name!r} already; this run starts it afresh in {here} (a "
             f"relative SQLite path is read from the folder you run in): run from {beside.parent}, or give "

@@ -197,7 +197,8 @@ class SweepStorage(RDBStorage):
         # recorded"); a finished trial takes no attribute, so the reason is written while they still run
         for trial_id in stale:
             trial = self.get_trial(trial_id)
-            if trial.state == TrialState.RUNNING and read_trial(trial).lost is None:
+            # a retry carries its original's reason (Optuna copies the attributes): written again with its own
+            if trial.state == TrialState.RUNNING and read_trial(trial).lost != lost_reason(trial):
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker was first
                     TrialWriter(functools.partial(self.set_trial_user_attr, trial_id)).lost(lost_reason(trial))
         self._queue_lost_retries(study_id, now - grace)
@@ -391,6 +392,18 @@ def trial_state_counts(storage: RDBStorage) -> dict[str, dict[TrialState, int]]:
     for name, state, n in rows:
         counts.setdefault(name, {})[TrialState[state]] = int(n)
     return counts
+
+
+def sqlite_study_names(path: Path) -> list[str] | None:
+    """The studies in the SQLite file at `path`, read without writing to it (opening it as an Optuna store would
+    create Optuna's tables in any SQLite file); None where it is no Optuna store or cannot be read."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return [str(row[0]) for row in conn.execute("SELECT study_name FROM studies")]
+    except sqlite3.Error:
+        return None
 
 
 def study_ids(storage: RDBStorage) -> dict[str, int]:

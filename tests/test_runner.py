@@ -649,3 +649,15 @@ def test_a_run_from_another_folder_names_the_store_beside_the_spec(
     assert store_beside_spec(f"sqlite:///{other / 'sweeps.db'}", spec, "spam") is None  # an absolute path is meant
     monkeypatch.chdir(project)
     assert store_beside_spec("sqlite:///sweeps.db", spec, "spam") is None  # the same store
+    # a SQLite file of that name that is no Optuna store is read, never written (opening it as a store would make
+    # Optuna's tables in it)
+    import sqlite3
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    with sqlite3.connect(theirs / "sweeps.db") as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    before = (theirs / "sweeps.db").read_bytes()
+    monkeypatch.chdir(other)
+    assert store_beside_spec("sqlite:///sweeps.db", theirs / "spec.yaml", "spam") is None
+    assert (theirs / "sweeps.db").read_bytes() == before

@@ -163,3 +163,21 @@ def test_a_relative_sqlite_store_is_shown_with_the_file_it_resolves_to(
     assert shown_store(f"sqlite:///{tmp_path / 'a.db'}") == f"sqlite:///{tmp_path / 'a.db'}"
     assert "(" not in shown_store("sqlite:///:memory:")  # no file
     assert shown_store("postgresql+psycopg://me:s3cret@db/sweeps") == "postgresql+psycopg://me:***@db/sweeps"
+
+
+def test_a_retry_that_dies_too_gets_its_own_reason_not_its_originals(tmp_path: Path) -> None:
+    """Optuna copies a failed trial's attributes to its retry, the reason why it failed included: a retry whose worker
+    died before clearing it said 'worker A ... queued for a retry' of itself."""
+    import time
+
+    from record import TrialWriter, read_trial
+    from sweep.storage import Heartbeat
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    TrialWriter(dead.set_user_attr).lost("its worker hostA:1 stopped sending heartbeats ...; queued for a retry")
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    failure = read_trial(study.trials[dead.number]).failure or ""
+    assert failure.startswith("its worker (unknown) stopped sending heartbeats") and "hostA" not in failure
