@@ -98,6 +98,20 @@ class StudyRecord:
         model = self.spec.get("model")
         return model.get("encoder") if isinstance(model, dict) else None
 
+    @property
+    def positive_label(self) -> str | None:
+        """objective.positive_label: the class whose F1 the metric f1_binary is."""
+        objective = self.spec.get("objective")
+        label = objective.get("positive_label") if isinstance(objective, dict) else None
+        return label if isinstance(label, str) else None
+
+    @property
+    def metric_label(self) -> str | None:
+        """The metric as views name it: `f1_binary of 'spam'` (which class's F1), else the metric itself."""
+        if self.metric == "f1_binary" and self.positive_label is not None:
+            return f"f1_binary of {self.positive_label!r}"
+        return self.metric
+
 
 def _version(attrs: Mapping[str, Any]) -> int:
     version = attrs.get(_S_VERSION, 1)

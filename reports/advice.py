@@ -371,15 +371,25 @@ def _mean_baseline(distribution: Mapping[str, Any]) -> float | None:
         return None
 
 
+# A class this much of the rows makes a model that predicts only it look half right: class weights are the usual fix.
+IMBALANCED_SHARE = 0.6
+
+
 def learning_advice(
     *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
     label_names: Sequence[str],
+    weighted: bool = True,
 ) -> list[str]:
     """A line when even the best trial learned nothing: it predicts one class for every validation row (single-label
     tasks, from its confusion matrix), or it scores 0 on an F1 or accuracy (any task). Ranges and budgets are no
-    help then: the training itself (learning rate, epochs) or the data is."""
+    help then: the training itself (learning rate, epochs) or the data is. `weighted`: whether the loss weighs the
+    classes (model.class_weights: balanced); where not, and the class it settled on is most of validation, the
+    line says to."""
     fix = "raise the learning rate or the epochs, or check the labels"
     if (one := _one_class(confusion, label_names)) is not None:
+        if not weighted and one[1] >= IMBALANCED_SHARE:
+            fix += (f"; {one[0]!r} is {one[1]:.0%} of the rows: model.class_weights: balanced weighs the rarer "
+                    "classes up in the loss")
         return [f"learning: the best trial predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is "
                 f"that class's share): no trial learned to tell the classes apart; {fix}"]
     if _scores_nothing(value, metric, maximize):

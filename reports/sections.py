@@ -101,6 +101,8 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
         value = _spec_get(study, *path)
         if value is not None:
             rows.append([label, value])
+    if _spec_get(study, "model", "class_weights") == "balanced":  # the loss: said where it is not the plain one
+        rows.append(["loss", "cross-entropy with balanced class weights (model.class_weights: balanced)"])
     rows += [[name, value] for name, value in _trainer_rows([study])]  # the trainer settings it set, if any
     rows.append(["trials", ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none"])
     rows.append(["total compute time", f"{format_seconds(spent.seconds)} over {spent.trials} trials that ended "

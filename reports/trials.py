@@ -41,8 +41,9 @@ STATE_NAMES = {
 
 
 def metric_name(study: optuna.Study) -> str:
-    """The study's metric (`f1_macro`, ...), or `value` when the study does not say."""
-    return read_study(study).metric or "value"
+    """The study's metric as views name it (`f1_macro`, `f1_binary of 'spam'`, ...), or `value` when the study does not
+    say."""
+    return read_study(study).metric_label or "value"
 
 
 def is_single_objective(study: optuna.Study) -> bool:
@@ -91,6 +92,7 @@ def study_advice(study: optuna.Study) -> list[str]:
     learning = learning_advice(
         value=best.value if best is not None else None, metric=record.metric, maximize=maximizes(study),
         confusion=best.confusion_matrix if best is not None else None, label_names=record.label_names,
+        weighted=(record.spec.get("model") or {}).get("class_weights") == "balanced",
     ) if best is not None else []  # fmt: skip
     if record.task == "regression":
         rmses = [r for t in completed(study) if isinstance(r := read_trial(t).metrics.get("val_rmse"), int | float)]

@@ -73,6 +73,7 @@ class StudySummary:
     # service's `n_trials` leave out too)
     search_finished: int = 0
     search_budget: int = 0
+    metric_label: str | None = None  # the metric as views name it: `f1_binary of 'spam'` says which class's F1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +120,7 @@ def _summary(name: str, direction: StudyDirection, record: StudyRecord, trials: 
         best_value=_finite(best.value) if best is not None else None,
         best_trial=best.number if best is not None else None,
         metric=record.metric,
+        metric_label=record.metric_label,
         direction="minimize" if direction == StudyDirection.MINIMIZE else "maximize",
         task=record.task,
         workers=(workers := sorted({w for w in (read_trial(t).worker for t in running) if w})),
@@ -307,8 +309,8 @@ def studies_table(summaries: Iterable[StudySummary]) -> Table:
     for column in ("study", "state", "finished / budget", "best", "workers", "priority", "submitted"):
         table.add_column(column, justify="right" if column in ("finished / budget", "priority") else "left")
     for s in summaries:
-        best = (f"{s.metric or 'value'} {s.best_value:.4f} (trial {s.best_trial})" if s.best_value is not None
-                else "-")  # fmt: skip
+        named = s.metric_label or s.metric or "value"
+        best = f"{named} {s.best_value:.4f} (trial {s.best_trial})" if s.best_value is not None else "-"
         extra = [f"{s.running} running"] if s.running else []
         extra += [f"{s.queued} queued"] if s.queued else []
         submitted = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.submitted_at)) if s.submitted_at else "-"

@@ -296,6 +296,9 @@ def create_or_resume(
         artifact_store=artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts.uses_artifacts else None,
     )
     write_study(study.set_user_attr, record)
+    with warnings.catch_warnings():  # Optuna's own tools (optuna-dashboard, `optuna` CLI) then name the objective
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([record.metric_label or spec.objective.metric])
     if warm is not None:
         study.enqueue_trial(warm.params, user_attrs=warm_start_attrs(warm.source))
     return study, False

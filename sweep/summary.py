@@ -174,7 +174,7 @@ def best_summary(study: optuna.Study) -> Group | Text:
     tally = ", ".join(f"{n} {name.lower()}" for name, n in counts.items() if n)
     if best is None:
         return Text(f"no completed trial yet ({tally or 'no trials'})")
-    metric = read_study(study).metric or "value"
+    metric = read_study(study).metric_label or "value"
     record = read_trial(best)
     lines: list[Text | Group] = [
         Text.from_markup(

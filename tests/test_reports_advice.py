@@ -370,6 +370,10 @@ def test_a_study_that_learned_nothing_says_so_before_ranges_and_budgets() -> Non
     assert majority == ["learning: the best trial predicts 'ham' for every validation row (its accuracy 0.859 is "
                         "that class's share): no trial learned to tell the classes apart; raise the learning rate or "
                         "the epochs, or check the labels"]
+    unweighted = learning_advice(value=0.462, metric="f1_macro", maximize=True, confusion=[[0, 79], [0, 480]],
+                                 label_names=["spam", "ham"], weighted=False)  # fmt: skip
+    assert unweighted[0].endswith("check the labels; 'ham' is 86% of the rows: model.class_weights: balanced weighs "
+                                  "the rarer classes up in the loss")
     nothing = learning_advice(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=["person"])
     assert nothing and nothing[0].startswith("learning: every trial scored 0 f1_micro: no trial learned anything")
     assert learning_advice(value=0.8, metric="f1_macro", maximize=True, confusion=[[5, 1], [2, 9]],
@@ -456,3 +460,33 @@ def test_trials_that_learned_nothing_while_others_did_are_named_with_the_learnin
     assert mixed[0].endswith("while 2 others did: their settings are in the trials table")
     assert collapsed_trials_advice([(1, {})], []) == [] and collapsed_trials_advice([], [{}]) == []
     assert not any(line.startswith("learning:") for line in study_advice(advised_study()))
+
+
+def test_f1_binary_names_its_class_and_studies_of_other_classes_are_not_ranked_as_one_metric() -> None:
+    """Two f1_binary studies, one of 'positive' and one of 'negative', were compared as one metric (`best of these`)
+    without a word; status and the report never said which class's F1 it was, nor that the loss was weighted."""
+    from reports.sections import comparison_section, summary_blocks
+    from sweep.summary import best_summary
+
+    def binary(name: str, positive: str, value: float) -> optuna.Study:
+        study = optuna.create_study(study_name=name, direction="maximize")
+        write_study(study.set_user_attr, StudyRecord(
+            spec={"model": {"encoder": "minilm", "class_weights": "balanced"},
+                  "objective": {"metric": "f1_binary", "positive_label": positive},
+                  "search": {"n_trials": 1, "sampler": "tpe", "pruner": "median", "space": SPACE}},
+            metric="f1_binary", budget=1, label_names=["negative", "positive"],
+        ))  # fmt: skip
+        params = {"learning_rate": 1e-4, "batch_size": 16, "epochs": 3, "weight_decay": 0.05}
+        study.add_trial(create_trial(value=value, params=params, distributions=DISTRIBUTIONS,
+                                     user_attrs=trial_attrs(best_epoch=1, metrics={"val_f1_binary": value})))
+        return study
+
+    pos, neg = binary("pos", "positive", 0.8), binary("neg", "negative", 0.7)
+    note = comparison_section([pos, neg]).blocks[0]
+    assert isinstance(note, NoteBlock)
+    assert note.text.startswith("The studies optimise different metrics (f1_binary of 'positive', f1_binary of "
+                                "'negative')")
+    rows = {r[0]: r[1] for r in next(b for b in summary_blocks(pos) if isinstance(b, TableBlock)).rows}
+    assert rows["metric"] == "validation f1_binary of 'positive' (maximised)"
+    assert rows["loss"].startswith("cross-entropy with balanced class weights")
+    assert "validation f1_binary of 'positive' = " in str(best_summary(pos).renderables[0])  # type: ignore[union-attr]

@@ -590,13 +590,14 @@ def test_f1_binary_optimises_the_named_classs_own_f1(
                       search__n_trials=2)  # fmt: skip
     run_study(spec)
     study = load_study("trec-tiny", f"sqlite:///{tmp_path / 'sweeps.db'}")
+    assert study.metric_names == ["f1_binary of 'billing'"]  # optuna-dashboard names the objective (it was None)
     for trial in study.trials:
         record = read_trial(trial)
         assert trial.value == pytest.approx(record.per_class["billing"]["f1"])
         assert record.metrics["val_f1_binary"] == trial.value and "val_f1_macro" in record.metrics
     capsys.readouterr()
     assert main(["status", "trec-tiny", "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"]) == 0
-    assert "f1_binary" in capsys.readouterr().out
+    assert "validation f1_binary of 'billing' = " in capsys.readouterr().out
     from sweep.export import export_trial
 
     out, _ = export_trial(study, tmp_path / "model")

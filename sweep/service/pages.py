@@ -110,7 +110,7 @@ def study_rows(summaries: list[StudySummary]) -> list[dict[str, Any]]:
             "finished": s.finished,
             "budget": s.budget,
             "share": f"{100 * min(1.0, s.finished / s.budget) if s.budget else 0.0:.1f}",
-            "best": "–" if s.best_value is None else f"{_shown(s.best_value)} {s.metric or ''}".strip(),
+            "best": "–" if s.best_value is None else f"{_shown(s.best_value)} {s.metric_label or ''}".strip(),
             "running": s.running,
             "workers": ", ".join(f"{w} (process gone)" if w in s.gone_workers else w for w in s.workers) or "–",
             "priority": s.priority,
@@ -224,7 +224,7 @@ def _importance(study: optuna.Study, url: str) -> tuple[Any, str | None]:
 
 def study_figures(study: optuna.Study, url: str) -> dict[str, Any]:
     """The live view's figures as plotly JSON, built by the functions `sweep report` uses."""
-    metric = read_study(study).metric or "value"
+    metric = read_study(study).metric_label or "value"
     summary = summarize(study)
     curves = collect_learning_curves(study, best_trial(study))
     importance, note = _importance(study, url)

@@ -109,7 +109,7 @@
 
   function best(summary) {
     if (summary.best_value === null || summary.best_value === undefined) return "–";
-    return `${fmt(summary.best_value)} ${summary.metric || ""}`.trim();
+    return `${fmt(summary.best_value)} ${summary.metric_label || summary.metric || ""}`.trim();
   }
 
   // --- the studies list and the submit form -----------------------------------------------------------------
