@@ -87,6 +87,7 @@ def prepare_classification_data(
     text_pair_column: str | None = None,
     log: Log | None = None,
     check_fingerprint: Callable[[str], None] | None = None,
+    check_labels: Callable[[list[str]], None] | None = None,
 ) -> PreparedData:
     """Load, clean, split and tokenize a text classification dataset; encoded splits are cached on disk.
 
@@ -98,7 +99,8 @@ def prepare_classification_data(
     files without a header row. Raises DataError (every problem of both tables at once) when the data
     cannot be used, and when `max_length` is above what the tokenizer says its model accepts.
     `check_fingerprint` is called with the data fingerprint before anything is tokenized or cached: it may raise
-    to stop there (a study refusing data that changed since it was created, with nothing written).
+    to stop there (a study refusing data that changed since it was created, with nothing written); `check_labels`
+    likewise with the classes, before the tokenizer is loaded (a spec naming a class the data lacks).
     """
     say: Log = log or (lambda _line: None)
     train_raw, val_raw = load_sources(
@@ -128,6 +130,8 @@ def prepare_classification_data(
     )
     label_names = sorted_labels(splits.train_labels)
     label_ids = {name: i for i, name in enumerate(label_names)}
+    if check_labels is not None:
+        check_labels(list(label_names))
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
     limit = tokenizer_limit(tokenizer)

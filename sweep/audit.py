@@ -55,7 +55,6 @@ from sweep.storage import (
     study_record,
 )
 from sweep.store_checks import DEFAULT_STORAGE_URL, STORAGE_ENV, choose_storage
-from sweep.taskspec import positive_label_problem
 
 METHODS = ("embeddings", "finetune", "ensemble")  # ensemble: the mean of the other two's predictions
 DEFAULT_FOLDS = 5
@@ -395,9 +394,6 @@ def run_audit(
     task = AUDIT_TASKS[spec.task]
     labels = task.labels(data)
     problems = task.fold_problems(data, labels, folds)
-    # as `sweep run` refuses it (fine-tuning scores each fold by the study's metric)
-    if (why := positive_label_problem(spec.objective.metric, spec.objective.positive_label, label_names)) is not None:
-        problems.append(("objective.positive_label", why))
     if problems:
         raise SweepError(problems, source=str(spec_path))
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)

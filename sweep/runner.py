@@ -125,7 +125,13 @@ def prepare_data(
             data = prepare_regression_data(**common, text_pair_column=spec.data.text_pair_column,
                                            label_range=spec.data.label_range)  # fmt: skip
         else:
-            data = prepare_classification_data(**common, text_pair_column=spec.data.text_pair_column)
+            def labels_fit(label_names: list[str]) -> None:  # before anything is tokenized or cached
+                why = positive_label_problem(spec.objective.metric, spec.objective.positive_label, label_names)
+                if why is not None:
+                    raise DataError([("objective.positive_label", why)])
+
+            data = prepare_classification_data(**common, text_pair_column=spec.data.text_pair_column,
+                                               check_labels=labels_fit)  # fmt: skip
     except DataError as exc:
         raise SweepError(exc.problems, source=source) from None
     except OSError as exc:  # transformers: no such hub model, no network, no tokenizer files in the folder
@@ -458,9 +464,6 @@ def run_study(
     data = prepare_data(spec, base, encoder, console, check=check, source=str(spec_path))
     if (problem := accumulation_problem(spec, len(data.train))) is not None:
         raise SweepError([problem], source=str(spec_path))
-    if (why := positive_label_problem(spec.objective.metric, spec.objective.positive_label,
-                                      list(data.label_names))) is not None:  # fmt: skip
-        raise SweepError([("objective.positive_label", why)], source=str(spec_path))
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
         warm, warm_note = planned_warm_start(spec, encoder) if existing is None else (None, None)

@@ -619,6 +619,7 @@ def test_f1_binary_optimises_the_named_classs_own_f1(
         err = capsys.readouterr().err
         assert message in err and err.count("error:") == 1 and "Traceback" not in err, err
         assert not (tmp_path / "bad" / "sweeps.db").exists()
+        assert not (tmp_path / "bad" / "c").exists() and "tokenized" not in err  # refused before tokenizing
     four_train, four_val = split_per_class(quickstart_subset(20, seed=3), 5)
     four = write_spec(tmp_path / "bad", write_csv(tmp_path / "bad" / "t4.csv", four_train),
                       write_csv(tmp_path / "bad" / "v4.csv", four_val), tiny_bert, name="four",
