@@ -179,7 +179,8 @@ def advice_blocks(study: optuna.Study) -> list[Block]:
     if not lines:
         return [NoteBlock("Nothing to suggest: no best value sits at the edge of its searched range and the budget "
                           "allows at least 2 completed trials per searched parameter.")]
-    return [ListBlock(lines), NoteBlock(ADVICE_RULES)]
+    ranges = any(not line.startswith(("learning:", "budget:", "sampler:", "space:")) for line in lines)
+    return [ListBlock(lines), NoteBlock(ADVICE_RULES)] if ranges else [ListBlock(lines)]  # the rule of listed ranges
 
 
 # --- figures per study --------------------------------------------------------------------------------------

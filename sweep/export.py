@@ -340,6 +340,9 @@ def _best_at(meta: dict[str, Any]) -> str:
     return str(meta["best_epoch"])
 
 
+NO_DATA_WARNINGS = "- nothing to report: the data checks raised no warning"  # the card's "Cleaning and checks:"
+
+
 def _positive_note(meta: dict[str, Any]) -> str:
     """` (the F1 of class 'spam')` after f1_binary, the objective.positive_label's own score; else nothing."""
     objective = (meta.get("spec") or {}).get("objective") or {}
@@ -359,7 +362,7 @@ def model_card(meta: dict[str, Any]) -> str:
         for k, v in overall.items()
         if k.startswith("val_") and isinstance(v, float) and k not in ("val_loss", f"val_{metric}")
     )
-    warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or "- none"
+    warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or NO_DATA_WARNINGS
     classes = report.get("class_distribution", {})
     distribution = "\n".join(
         f"| {name} | {classes.get('train', {}).get(name, '-')} | {classes.get('validation', {}).get(name, '-')} |"
@@ -471,7 +474,7 @@ def token_model_card(meta: dict[str, Any]) -> str:
     ordered = sorted(meta["per_class"].items(), key=lambda item: item[1].get("support") == 0)  # absent ones last
     rows += [f"| {kind}{' (not in validation)' if m.get('support') == 0 else ''} | "
              f"{m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |" for kind, m in ordered]
-    warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or "- none"
+    warnings = "\n".join(f"- {w}" for w in report.get("warnings", [])) or NO_DATA_WARNINGS
     max_length = meta.get("max_length") or 128
     return f"""---
 library_name: transformers
