@@ -244,8 +244,11 @@ def test_login_sets_a_strict_httponly_cookie_and_pages_need_it(store: str, tmp_p
     secure = https.post("/login", data={"token": TOKEN}, follow_redirects=False).headers["set-cookie"]
     assert "Secure" in secure
 
+    kept = c.cookies.get("sweep_token")
     out = c.post("/logout", follow_redirects=False)
     assert out.status_code == 303 and 'sweep_token=""' in out.headers["set-cookie"]
+    c.cookies.set("sweep_token", kept)  # a copy kept of the logged-out session's cookie is refused
+    assert c.get("/api/studies").status_code == 401
 
 
 def test_without_a_token_there_is_no_login(store: str, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from sweep.service.api import current_studies
 from sweep.service.security import (
     COOKIE,
     SESSION_HOURS,
+    end_session,
     new_session,
     presented_token,
     require_token,
@@ -172,7 +173,11 @@ def login(request: Request, token: str = Form("")) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    """End the page's session: the cookie is cleared, and refused from now on even where a copy of it is kept."""
+    expected, cookie = _settings(request).token, request.cookies.get(COOKIE)
+    if expected is not None and cookie:
+        end_session(expected, cookie)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 
 from fastapi import HTTPException, Request, status
@@ -31,15 +32,38 @@ def _sign(token: str, payload: str) -> str:
     return hmac.new(token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+# Sessions ended by /logout before their time (this server process's memory: a restart forgets them, and they end at
+# their expiry anyway), by their nonce, with that expiry.
+_ENDED: dict[str, int] = {}
+_ENDED_LOCK = threading.Lock()
+
+
 def session_valid(token: str, cookie: str, *, now: float | None = None) -> bool:
-    """Whether `cookie` is a session this token signed and it has not expired (constant-time comparison)."""
+    """Whether `cookie` is a session this token signed, not expired and not logged out (constant-time comparison)."""
     payload, _, signature = cookie.rpartition(".")
-    expiry, _, _ = payload.partition(".")
+    expiry, _, nonce = payload.partition(".")
     if not payload or not expiry.isdigit():
         return False
     if not hmac.compare_digest(_sign(token, payload).encode("utf-8"), signature.encode("utf-8")):
         return False
+    with _ENDED_LOCK:
+        if nonce in _ENDED:
+            return False
     return int(expiry) > (time.time() if now is None else now)
+
+
+def end_session(token: str, cookie: str) -> None:
+    """Log a session out: its cookie, even a copy of it, is refused from now on (until this process restarts, when
+    it is refused only once it expires)."""
+    if not session_valid(token, cookie):
+        return
+    expiry, _, rest = cookie.partition(".")
+    nonce = rest.rpartition(".")[0]
+    now = time.time()
+    with _ENDED_LOCK:
+        for gone in [n for n, until in _ENDED.items() if until <= now]:
+            del _ENDED[gone]
+        _ENDED[nonce] = int(expiry)
 
 
 def presented_token(request: Request) -> str | None:
