@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from record import best_trial, maximizes, read_audit, read_study, read_trial
 from reports.advice import RULES as ADVICE_RULES
+from reports.advice import format_number, searched_space
 from reports.audit import audit_blocks
 from reports.blocks import Block, FigureBlock, ListBlock, NoteBlock, Score, Section, TableBlock
 from reports.classes import class_blocks, classes_by_f1, per_class_table
@@ -207,7 +208,20 @@ def importance_blocks(study: optuna.Study, seed: int) -> list[Block]:
     blocks += [NoteBlock(f"{name} importance could not be computed: {why}", missing=True)
                for name, why in data.errors.items()]
     blocks += [NoteBlock(line) for line in importance_caveats(len(completed(study)), data)]
+    blocks += [NoteBlock(line) for line in _unvaried_lines(study, data)]
     return blocks
+
+
+def _unvaried_lines(study: optuna.Study, data: ImportanceData) -> list[str]:
+    """A line for each searched parameter left out because every completed trial drew one value of it (a user read
+    "3 completed trials for 2 parameters" under a budget line naming 3)."""
+    values: dict[str, set[Any]] = {}
+    for trial in completed(study):
+        for name, value in trial.params.items():
+            values.setdefault(name, set()).add(value)
+    left_out = [n for n in searched_space(read_study(study).search_space) if n not in data.params and n in values]
+    return [f"{name} is left out: every completed trial drew {format_number(next(iter(values[name])))} (it has no "
+            "effect to measure yet)" for name in left_out if len(values[name]) == 1]
 
 
 IMPORTANCE_TRIALS_PER_PARAM = 10  # below this many completed trials per parameter, a ranking is a hint at most

@@ -490,3 +490,13 @@ def test_f1_binary_names_its_class_and_studies_of_other_classes_are_not_ranked_a
     assert rows["metric"] == "validation f1_binary of 'positive' (maximised)"
     assert rows["loss"].startswith("cross-entropy with balanced class weights")
     assert "validation f1_binary of 'positive' = " in str(best_summary(pos).renderables[0])  # type: ignore[union-attr]
+
+
+def test_searched_parameters_every_trial_drew_one_value_of_are_said_to_be_left_out_of_the_importance() -> None:
+    from reports.sections import importance_blocks
+
+    notes = [b.text for b in importance_blocks(advised_study(), seed=0) if isinstance(b, NoteBlock)]
+    assert "batch_size is left out: every completed trial drew 16 (it has no effect to measure yet)" in notes
+    assert "epochs is left out: every completed trial drew 3 (it has no effect to measure yet)" in notes
+    assert "weight_decay is left out: every completed trial drew 0.05 (it has no effect to measure yet)" in notes
+    assert not any(n.startswith("learning_rate is left out") for n in notes)  # it varies: it is measured
