@@ -18,6 +18,7 @@ same edge.
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -325,7 +326,7 @@ def budget_advice(
     enough = max(budget or 0, finished) + need - completed - room if short else 0
     raise_to = max(enough, 2 * startup if random_only and startup is not None else 0)
     past_start = f" (it also takes {sampler} past its random start)" if raise_to > enough else ""
-    spec_less = f" (or sweep resume {study} --n-trials {raise_to} without the spec)" if study else ""
+    spec_less = f" (or sweep resume {shlex.quote(study)} --n-trials {raise_to} without the spec)" if study else ""
     if short:
         aside = ", the search's; re-evaluation runs aside" if reevaluated else ""
         of_budget = f" (n_trials {budget}{aside})" if budget is not None else ""

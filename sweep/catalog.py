@@ -161,8 +161,15 @@ def list_studies(url: str) -> list[StudySummary]:
             if not record.created_by_sweep:
                 continue
             by_state = counts.get(study.study_name, {})
-            # a study created since `study_ids` ran has no id there yet: asked for on its own
-            key = (url, ids.get(study.study_name) or storage.get_study_id_from_name(study.study_name))
+            # a study created since `study_ids` ran has no id there yet: asked for on its own (and one deleted since
+            # `get_all_studies` ran is no longer there to list)
+            study_id = ids.get(study.study_name)
+            if study_id is None:
+                try:
+                    study_id = storage.get_study_id_from_name(study.study_name)
+                except KeyError:
+                    continue
+            key = (url, study_id)
             stamp = (sorted((state.name, n) for state, n in by_state.items()),
                      json.dumps(study.user_attrs, sort_keys=True, default=str))  # fmt: skip
             with _SUMMARIES_LOCK:

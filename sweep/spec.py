@@ -181,7 +181,12 @@ class ObjectiveSpec(_Strict):
 
         if isinstance(value, bool):
             raise ValueError(f"YAML read {value} as a boolean: quote the label, e.g. positive_label: \"yes\"")
-        return normalize_label(value) if isinstance(value, int | float | str) else value
+        if not isinstance(value, int | float | str):
+            return value
+        label = normalize_label(value)
+        if label is None:  # "", " ", .nan: no class at all
+            raise ValueError(f"{value!r} names no class: give the label of the class whose F1 f1_binary is")
+        return label
 
     @model_serializer(mode="wrap")
     def _leave_out_unset_positive_label(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -588,12 +593,11 @@ def parse_spec(data: Any, *, source: str = "spec", stored: bool = False) -> Spec
     problems = task_problems(data)
     if not stored and isinstance(section, dict) and task in TASKS:
         problems += unused_key_problems(task, section)
-    search = data.get("search")
-    budget = search.get("n_trials") if isinstance(search, dict) else None
-    if not stored and isinstance(budget, int) and budget > MAX_TRIALS:  # a study stored with more still runs
-        problems.append(("search.n_trials", trials_problem(budget) or ""))
     try:
         spec = Spec.model_validate(data)
+        # the cap is for new input: a study stored with more (before the cap, or raised past it) still runs
+        if not stored and spec.search.n_trials > MAX_TRIALS:
+            problems.append(("search.n_trials", trials_problem(spec.search.n_trials) or ""))
     except ValidationError as exc:
         problems = [_format_error(e) for e in exc.errors()] + problems
     if problems:

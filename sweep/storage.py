@@ -400,7 +400,7 @@ def sqlite_study_names(path: Path) -> list[str] | None:
     import sqlite3
 
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             return [str(row[0]) for row in conn.execute("SELECT study_name FROM studies")]
     except sqlite3.Error:
         return None

@@ -663,3 +663,11 @@ def test_a_run_from_another_folder_names_the_store_beside_the_spec(
     monkeypatch.chdir(other)
     assert store_beside_spec("sqlite:///sweeps.db", theirs / "spec.yaml", "spam") is None
     assert (theirs / "sweeps.db").read_bytes() == before
+    # a folder name SQLite's URI would cut at `?` is read where it is, and nothing is made beside it
+    odd = tmp_path / "pro?ject"
+    odd.mkdir()
+    with sqlite3.connect(odd / "sweeps.db") as conn:  # (a sqlite:/// URL itself would cut the path at `?`)
+        conn.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY, study_name TEXT)")
+        conn.execute("INSERT INTO studies (study_name) VALUES ('spam')")
+    assert store_beside_spec("sqlite:///sweeps.db", odd / "spec.yaml", "spam") is not None
+    assert not (tmp_path / "pro").exists()

@@ -397,6 +397,14 @@ def test_once_a_token_is_set_every_request_needs_it(place: Path, tiny_bert: Path
         client.cookies.set("sweep_token", new_session(TOKEN))
         assert client.get("/api/studies").status_code == 200
         assert client.get("/dashboard/api/studies").status_code == 200
+        # a session is no token: not as a bearer header, not at the login form (which would renew a stolen cookie
+        # for good), not even with the prefix the cookie path once used
+        session = new_session(TOKEN)
+        client.cookies.clear()
+        for value in (session, f"session:{session}"):
+            assert client.get("/api/studies", headers={"Authorization": f"Bearer {value}"}).status_code == 401
+            renewed = client.post("/login", data={"token": value}, follow_redirects=False)
+            assert renewed.status_code == 401 and "set-cookie" not in renewed.headers
 
 
 def test_serve_refuses_an_open_address_without_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -366,3 +366,16 @@ def test_the_budget_cap_is_for_new_input_a_stored_spec_with_more_still_reads() -
     with pytest.raises(SweepError, match=r"search.n_trials: must be at most 10,000 .*, got 20,000"):
         parse_spec(big)
     assert parse_spec(big, stored=True).search.n_trials == 20000
+
+
+@pytest.mark.parametrize("empty", ["", " ", float("nan")])
+def test_a_positive_label_that_names_no_class_is_refused(empty: object) -> None:
+    """`positive_label: " "` passed every check and three trials failed on a metric never logged."""
+    with pytest.raises(SweepError, match="objective.positive_label: .* names no class"):
+        parse_spec({**GOOD, "objective": {"metric": "f1_binary", "positive_label": empty}})
+
+
+@pytest.mark.parametrize("budget", ["20000", 20000.0])
+def test_the_budget_cap_holds_for_a_budget_written_as_text_or_a_float(budget: object) -> None:
+    with pytest.raises(SweepError, match="search.n_trials: must be at most 10,000"):
+        parse_spec({**GOOD, "search": {**GOOD["search"], "n_trials": budget}})

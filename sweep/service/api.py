@@ -146,13 +146,14 @@ def submit(
 
 
 @router.post("/studies/{name}/stop", summary="Stop a study: no new trial starts; running trials end and are "
-             "kept for a retry", responses=ERRORS)  # fmt: skip
+             "kept for a retry", responses={**ERRORS, 409: {"description": "the study is finished: nothing to stop"}})
 def stop(name: str, request: Request) -> dict[str, Any]:
     return stop_study(name, _url(request), by="a user of the service").as_dict()
 
 
 @router.post("/studies/{name}/resume", summary="Resume a stopped (or failed) study; with `n_trials`, raise its budget "
-             "(a finished study continues too)", responses=ERRORS)  # fmt: skip
+             "(a finished study continues too)",
+             responses={**ERRORS, 409: {"description": "the study is finished: give n_trials to raise its budget"}})
 def resume(
     name: str,
     request: Request,

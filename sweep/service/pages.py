@@ -35,6 +35,7 @@ from sweep.service.security import (
     COOKIE,
     SESSION_HOURS,
     end_session,
+    is_token,
     new_session,
     presented_token,
     require_token,
@@ -163,7 +164,7 @@ def login(request: Request, token: str = Form("")) -> Response:
     expected = _settings(request).token
     if expected is None:
         return RedirectResponse("/", status_code=303)
-    if not token_matches(expected, token or None):
+    if not token or not is_token(expected, token):  # the token itself: a cookie is no way in here
         error = "that is not the token this server was started with"
         return _page(request, "login.html", status_code=401, error=error)
     response = RedirectResponse("/", status_code=303)

@@ -13,6 +13,8 @@ import hmac
 import secrets
 import threading
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import HTTPException, Request, status
 
@@ -66,35 +68,46 @@ def end_session(token: str, cookie: str) -> None:
         _ENDED[nonce] = int(expiry)
 
 
-def presented_token(request: Request) -> str | None:
-    """What a request carries: the bearer token, else the page's session cookie (None: neither)."""
+@dataclass(frozen=True)
+class Presented:
+    """What a request carries: the bearer token (`Authorization: Bearer ...`) or the page's session cookie."""
+
+    kind: Literal["bearer", "session"]
+    value: str
+
+
+def presented_token(request: Request) -> Presented | None:
+    """What a request carries: the bearer token first, else the page's session cookie (None: neither)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        return Presented("bearer", value.strip())
     cookie = request.cookies.get(COOKIE)
-    return f"{SESSION_MARK}{cookie}" if cookie else None
+    return Presented("session", cookie) if cookie else None
 
 
-SESSION_MARK = "session:"  # what `presented_token` puts before a cookie, so that it is checked as a session
+def is_token(expected: str, given: str) -> bool:
+    """Whether `given` is the server's token itself (constant time): a bearer header, the login form."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
 
-def token_matches(expected: str | None, presented: str | None) -> bool:
-    """True when no token is configured, or the presented one is it (constant time), or a live session it signed."""
+def token_matches(expected: str | None, presented: Presented | None) -> bool:
+    """True when no token is configured, or the request carries it as a bearer token, or a live session it signed
+    as the page's cookie (never the other way round: a cookie is no token, a token no cookie)."""
     if expected is None:
         return True
     if presented is None:
         return False
-    if presented.startswith(SESSION_MARK):
-        return session_valid(expected, presented.removeprefix(SESSION_MARK))
-    return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
+    if presented.kind == "session":
+        return session_valid(expected, presented.value)
+    return is_token(expected, presented.value)
 
 
-def unauthorized(presented: str | None) -> str:
+def unauthorized(presented: Presented | None) -> str:
     """Why a request was refused: it carried no token, or another one (never which one)."""
     if presented is None:
         return "this server needs its token: send `Authorization: Bearer TOKEN` (or log in on the page)"
-    if presented.startswith(SESSION_MARK):
+    if presented.kind == "session":
         return "the page's session has ended (it lasts 12 hours, and a new token ends it): log in again"
     return "that is not this server's token: check the one sent as `Authorization: Bearer TOKEN` (or log in again)"
 
