@@ -49,6 +49,7 @@ _T_REEVALUATES = "reevaluates"  # the trial whose configuration a re-evaluation 
 _T_WARM_START = "warm_start"  # where the known-good configuration a warm-start trial tries comes from
 # Optuna's own system attributes that we read (never write).
 _OPTUNA_RETRY_OF = "failed_trial"  # set by Optuna's retry callback on the queued copy of a failed trial
+_OPTUNA_RETRY_HISTORY = "retry_history"  # set by the same callback: the numbers of the trials retried before it
 _OPTUNA_FAIL_REASON = "fail_reason"  # set by Optuna when an objective raised or a heartbeat went stale
 
 
@@ -311,6 +312,13 @@ def retry_of(system_attrs: Mapping[str, Any]) -> int | None:
     """The number of the failed trial this one retries (Optuna's retry bookkeeping), or None."""
     value = system_attrs.get(_OPTUNA_RETRY_OF)
     return int(value) if isinstance(value, int) else None
+
+
+def retry_history(system_attrs: Mapping[str, Any]) -> list[int]:
+    """The trials of this configuration's chain that ran before this retry (Optuna's retry bookkeeping), oldest
+    first; empty for a trial that retries none."""
+    value = system_attrs.get(_OPTUNA_RETRY_HISTORY)
+    return [int(n) for n in value if isinstance(n, int)] if isinstance(value, list) else []
 
 
 class TrialWriter:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import optuna
@@ -359,7 +360,17 @@ def process_gone(worker: str) -> bool:
         return True
     except OSError:  # another user's process: it exists
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A process that ended but that its parent has not waited for yet (Linux's `Z` state): it answers signal 0, and
+    runs nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # no /proc (another system), or it is gone meanwhile
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def trial_summary(trial: FrozenTrial) -> dict[str, Any]:

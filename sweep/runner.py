@@ -46,6 +46,7 @@ from sweep.storage import (
     existing_study_attrs,
     is_sqlite,
     open_storage,
+    orphans_line,
     reachability_problems,
     recover_orphans,
     safe_url,
@@ -333,19 +334,15 @@ def open_study(study: optuna.Study, url: str, default_budget: int, console: Cons
     RUNNING (SQLite, whose one writer is this process; the heartbeat does it on PostgreSQL) and say where the study
     stands. Returns (finished, budget). A worker of `sweep run --workers N` on SQLite leaves that to the run: the
     RUNNING trials there are its siblings'."""
-    recovered = recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) and not shares_a_runs_store() else []
+    recovered, not_retried = (recover_orphans(study, ORPHAN_REASON) if is_sqlite(url) and not shares_a_runs_store()
+                              else ([], []))  # fmt: skip
     done, total = count_finished(study), budget(study, default_budget)
     extra = reevaluation_runs(study.get_trials(deepcopy=False))
     parts = f" (the budget: {total - extra} of the search + {extra} re-evaluation runs)" if extra else ""
     console.print(f"{headline}: {done}/{total} trials finished{parts}", highlight=False)
     if recovered:
-        console.print(
-            f"{'trial' if len(recovered) == 1 else 'trials'} {', '.join(map(str, recovered))} "
-            f"{'was' if len(recovered) == 1 else 'were'} left RUNNING by a run that ended without recording "
-            f"{'it' if len(recovered) == 1 else 'them'} (killed, or its machine lost): marked failed and queued for a "
-            "retry with the same parameters",
-            highlight=False,
-        )
+        how = "a run that ended without recording it (killed, or its machine lost)"
+        console.print(orphans_line(recovered, not_retried, how), highlight=False)
     return done, total
 
 
@@ -572,10 +569,9 @@ def _run_local_workers(
         total=total, history=sampled_trials(study),
     )  # fmt: skip
     if is_sqlite(url):  # every worker has exited and this process still holds the store: a RUNNING trial is orphaned
-        recovered = recover_orphans(study, "its worker exited without finishing it")
+        recovered, not_retried = recover_orphans(study, "its worker exited without finishing it")
         if recovered:
-            console.print(f"trials {', '.join(map(str, recovered))} were left running by a worker that died: failed "
-                          "and queued for a retry with their parameters", highlight=False)  # fmt: skip
+            console.print(orphans_line(recovered, not_retried, "a worker that died"), highlight=False)
     return RunResult(
         study, url, resumed, time.perf_counter() - started,
         worker_exit_codes=[] if signalled else codes, stopped_by=signalled, study_stopped=stop_reason(study),

@@ -33,6 +33,7 @@ from record import (
     TrialWriter,
     read_study,
     read_trial,
+    retry_history,
     retry_of,
     study_budget,
     study_from_attrs,
@@ -195,12 +196,14 @@ class SweepStorage(RDBStorage):
                 stale.append(trial._trial_id)
         # Optuna fails them next and records no reason (the page, `sweep status` and the report said "no error
         # recorded"); a finished trial takes no attribute, so the reason is written while they still run
+        numbered = {t.number: t for t in self.get_all_trials(study_id, deepcopy=False)} if stale else {}
         for trial_id in stale:
             trial = self.get_trial(trial_id)
             # a retry carries its original's reason (Optuna copies the attributes): written again with its own
-            if trial.state == TrialState.RUNNING and read_trial(trial).lost != lost_reason(trial):
+            if trial.state == TrialState.RUNNING and read_trial(trial).lost != lost_reason(trial, numbered):
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker was first
-                    TrialWriter(functools.partial(self.set_trial_user_attr, trial_id)).lost(lost_reason(trial))
+                    TrialWriter(functools.partial(self.set_trial_user_attr, trial_id)).lost(
+                        lost_reason(trial, numbered))
         self._queue_lost_retries(study_id, now - grace)
         return stale
 
@@ -505,36 +508,64 @@ def sqlite_workers_env(url: str) -> dict[str, str]:
     return {LOCK_HOLDER_ENV: str(os.getpid())} if is_sqlite(url) else {}
 
 
-def recover_orphans(study: optuna.Study, reason: str) -> list[int]:
-    """Fail the study's RUNNING trials (no worker can own them) and queue each for one retry with its parameters.
+def recover_orphans(study: optuna.Study, reason: str) -> tuple[list[int], list[int]]:
+    """Fail the study's RUNNING trials (no worker can own them) and queue each for a retry with its parameters
+    (`retried_after_death`); returns the trials failed and those of them not retried.
 
     Only for a store this process alone writes (SQLite under `sqlite_writer_lock`): a RUNNING trial there was left
     by a worker that died. On PostgreSQL the heartbeat does this, after the grace period.
     """
-    failed = []
+    failed, not_retried = [], []
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         TrialWriter(functools.partial(set_trial_attr, study, trial)).failed(reason)
         if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
             continue
         failed.append(trial.number)
-        queue_retry(study, reread(study, trial))
+        if retried_after_death(trial, trials):
+            queue_retry(study, reread(study, trial))
+        else:
+            not_retried.append(trial.number)
         remove_dead_scratch(study, trial.number)
-    return failed
+    return failed, not_retried
+
+
+def orphans_line(failed: Sequence[int], not_retried: Sequence[int], how: str) -> str:
+    """What `recover_orphans` did, in one line: `how` says who left them RUNNING."""
+    retried = [n for n in failed if n not in not_retried]
+    parts = []
+    if retried:
+        parts.append(f"{'trial' if len(retried) == 1 else 'trials'} {', '.join(map(str, retried))} queued for a retry "
+                     "with the same parameters")
+    if not_retried:
+        parts.append(f"{', '.join(map(str, not_retried))} not retried (the configuration's worker died once before)")
+    return (f"{'trial' if len(failed) == 1 else 'trials'} {', '.join(map(str, failed))} "
+            f"{'was' if len(failed) == 1 else 'were'} left RUNNING by {how}: marked failed; " + "; ".join(parts))
 
 
 def _retry_and_clean(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna's heartbeat callback for a trial whose worker died: queue its one retry, remove the checkpoint scratch
-    folder the worker may have been writing when it was killed, and say so in this worker's output."""
-    _retry_once()(study, trial)
+    """Optuna's heartbeat callback for a trial whose worker died: queue its retry (`retried_after_death`), remove the
+    checkpoint scratch folder the worker may have been writing when it was killed, and say so in this worker's
+    output."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    queue_retry(study, trial)
     remove_dead_scratch(study, trial.number)
-    print(f"trial {trial.number} of {study.study_name}: {lost_reason(trial)}", file=sys.stderr, flush=True)
+    print(f"trial {trial.number} of {study.study_name}: {lost_reason(trial, trials)}", file=sys.stderr, flush=True)
 
 
-def lost_reason(trial: FrozenTrial) -> str:
+def retried_after_death(trial: FrozenTrial, trials: Mapping[int, FrozenTrial]) -> bool:
+    """Whether a trial whose worker died is queued again: the first death in its configuration's chain is; a second
+    is not (a configuration that kills its worker must not loop). Stops earlier in the chain (a signal, `sweep
+    stop`) are no deaths: a stop loses nothing, not even the retry a later death is owed."""
+    earlier = [trials.get(n) for n in retry_history(trial.system_attrs)]
+    return not any(t is not None and t.state == TrialState.FAIL and read_trial(t).stopped_by is None for t in earlier)
+
+
+def lost_reason(trial: FrozenTrial, trials: Mapping[int, FrozenTrial]) -> str:
     """Why the heartbeat fails a trial, as its record keeps it (`SweepStorage._get_stale_trial_ids` writes it)."""
     worker = read_trial(trial).worker or "(unknown)"
-    retry = "queued for a retry with the same parameters" if retry_of(trial.system_attrs) is None else (
-        "not retried again (it is itself a retry)")  # fmt: skip
+    retry = "queued for a retry with the same parameters" if retried_after_death(trial, trials) else (
+        "not retried again (its configuration's worker died once before)")  # fmt: skip
     return (f"its worker {worker} stopped sending heartbeats (the process was killed, or its machine or connection "
             f"was lost); failed by another worker, {retry}")
 
@@ -547,18 +578,13 @@ def remove_dead_scratch(study: optuna.Study, number: int) -> None:
     remove_scratch(roots, number)
 
 
-def _retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-
-
 def queue_retry(study: optuna.Study, trial: FrozenTrial, *, again: bool = False) -> None:
     """Queue a failed trial once more with its parameters (Optuna's retry bookkeeping: `failed_trial`) — for
     heartbeat-stale trials, stopped workers and orphans alike. A trial whose worker died is retried once (a
     configuration that kills its worker must not loop); `again`: a stopped trial (a signal, `sweep stop`) is queued
     however often it was stopped before, so each stop loses nothing."""
+    if not again and not retried_after_death(trial, {t.number: t for t in study.get_trials(deepcopy=False)}):
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None) if again else _retry_once()
-        retry(study, trial)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)

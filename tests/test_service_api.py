@@ -646,3 +646,47 @@ def test_a_session_cookie_is_signed_by_the_token_and_expires() -> None:
     assert not session_valid(token, f"{int(expiry) + 3600}.{nonce}.{signature}", now=1000.0)  # a longer life forged
     for junk in ("", "abc", "..", "x.y.z", f"{expiry}.{nonce}."):
         assert not session_valid(token, junk, now=1000.0)
+
+
+def test_a_service_worker_that_ends_is_waited_for_and_started_again_within_a_limit(tmp_path: Path) -> None:
+    """A team lead killed the only worker of `sweep serve --workers 1`: it stayed a zombie the server never waited
+    for, the page showed it as alive, and its trial stayed RUNNING for good."""
+    import signal as signals
+
+    import sweep.service.server as server
+    from sweep.catalog import process_gone
+
+    started: list[Any] = []
+
+    def popen(cmd: list[str], env: dict[str, str], start_new_session: bool) -> Any:
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        started.append(proc)
+        return proc
+
+    said: list[str] = []
+    keeper = server.WorkerKeeper(1, "sqlite:///x.db", said.append, popen=popen, every=3600)  # checked by hand here
+    try:
+        first = started[0]
+        first.send_signal(signals.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not process_gone(f"{socket.gethostname()}:{first.pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # not yet waited for: a zombie, which answers signal 0 and still counts as gone
+        assert process_gone(f"{socket.gethostname()}:{first.pid}")
+        keeper.check()
+        assert len(started) == 2 and keeper.procs[0] is started[1]
+        assert said[-1].startswith(f"sweep serve: worker {first.pid} ended (killed by SIGKILL); started worker "
+                                   f"{started[1].pid} in its place")
+        for _ in range(server.MAX_RESTARTS):  # workers that keep ending are started again only so often
+            keeper.procs[0].kill()
+            keeper.procs[0].wait()
+            keeper.check()
+        assert len(started) == server.MAX_RESTARTS + 1
+        assert "not started again: 3 workers ended within 60 s" in said[-1]
+        keeper.check()  # said once
+        assert sum("not started again" in line for line in said) == 1
+    finally:
+        keeper.stop()
+        for proc in started:
+            proc.kill()
+            proc.wait()

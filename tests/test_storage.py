@@ -147,7 +147,7 @@ def test_a_dead_trials_checkpoint_scratch_is_removed_when_it_is_failed_and_a_liv
     assert study.trials[dead.number].state == TrialState.FAIL
     assert [p.exists() for p in dead_scratch + live_scratch] == [False, False, True, True]
     # SQLite after a crash: every RUNNING trial is an orphan, and its scratch goes with it.
-    assert recover_orphans(study, "the worker died") == [alive.number]
+    assert recover_orphans(study, "the worker died") == ([alive.number], [])
     assert not any(p.exists() for p in live_scratch)
     assert folders.is_dir() and store.is_dir()
 
@@ -181,3 +181,37 @@ def test_a_retry_that_dies_too_gets_its_own_reason_not_its_originals(tmp_path: P
     optuna.storages.fail_stale_trials(study)
     failure = read_trial(study.trials[dead.number]).failure or ""
     assert failure.startswith("its worker (unknown) stopped sending heartbeats") and "hostA" not in failure
+
+
+def test_a_stop_is_no_death_a_stopped_trials_retry_that_dies_is_retried_once(tmp_path: Path) -> None:
+    """A trial stopped from the service, retried, whose retry's worker was then killed: the configuration was
+    dropped (a retry was 'already used') while the message said it was queued again."""
+    from optuna.trial import TrialState
+
+    from record import TrialWriter, read_trial, retry_of
+    from sweep.internals import set_trial_attr
+    from sweep.storage import orphans_line, queue_retry, recover_orphans
+
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    first = study.ask(space)
+    TrialWriter(lambda k, v: set_trial_attr(study, study.trials[first.number], k, v)).stopped("ann", "stopped")
+    study.tell(first.number, state=TrialState.FAIL)
+    queue_retry(study, study.trials[first.number], again=True)
+    second = study.ask(space)  # the queued retry, which its worker starts (clearing what it copied of the original)
+    assert retry_of(study.trials[second.number].system_attrs) == first.number
+    TrialWriter(second.set_user_attr).start(worker="w:2", seed=1, hyperparameters={}, data_fingerprint="f",
+                                             inherited=study.trials[second.number].user_attrs)  # fmt: skip
+    failed, not_retried = recover_orphans(study, "its worker exited without finishing it")
+    assert failed == [second.number] and not_retried == []  # the stop before it was no death
+    third = study.ask(space)
+    assert third.params == first.params
+    TrialWriter(third.set_user_attr).start(worker="w:3", seed=2, hyperparameters={}, data_fingerprint="f",
+                                            inherited=study.trials[third.number].user_attrs)  # fmt: skip
+    failed, not_retried = recover_orphans(study, "its worker exited without finishing it")
+    assert failed == not_retried == [third.number]  # a second death: the configuration is not tried again
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    assert orphans_line([third.number], [third.number], "a worker that died") == (
+        f"trial {third.number} was left RUNNING by a worker that died: marked failed; {third.number} not retried "
+        "(the configuration's worker died once before)")
+    assert read_trial(study.trials[second.number]).failure == "its worker exited without finishing it"

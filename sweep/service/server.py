@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -142,19 +144,88 @@ def worker_command() -> list[str]:
 def start_workers(n: int, url: str, popen: Callable[..., Any] = subprocess.Popen) -> list[Any]:
     """N local `sweep worker` processes (each its share of the CPU threads, or its own GPU); the store URL travels
     in their environment, never on their command line (`ps` shows command lines to every user)."""
-    from sweep.worker import _gpu_count, cpu_share
+    from sweep.worker import _gpu_count
 
     gpus = _gpu_count() if n else 0
-    procs = []
-    for i in range(n):
-        env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-        env[STORAGE_ENV] = url
-        env.pop(TOKEN_ENV, None)  # workers talk to the store, not to the server: they need no token
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [*worker_command(), "--threads", str(cpu_share(n, None))]
-        procs.append(popen(cmd, env=env, start_new_session=True))
-    return procs
+    return [start_worker(i, n, url, gpus, popen) for i in range(n)]
+
+
+def start_worker(i: int, n: int, url: str, gpus: int, popen: Callable[..., Any] = subprocess.Popen) -> Any:
+    """Worker `i` of `n` (see `start_workers`)."""
+    from sweep.worker import cpu_share
+
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env[STORAGE_ENV] = url
+    env.pop(TOKEN_ENV, None)  # workers talk to the store, not to the server: they need no token
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+    cmd = [*worker_command(), "--threads", str(cpu_share(n, None))]
+    return popen(cmd, env=env, start_new_session=True)
+
+
+# A worker that ends while the server runs is started again, unless this many ended within RESTART_WINDOW_S (a worker
+# that cannot start: its message is in the server's output above).
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
+
+
+class WorkerKeeper:
+    """The server's local workers, kept running: a worker that ends (killed, out of memory) is waited for, said, and
+    started again, so its trial is failed by the heartbeat and retried rather than left RUNNING on a process that
+    no longer runs (nothing else on the machine would notice it without another worker)."""
+
+    def __init__(self, n: int, url: str, say: Callable[[str], None], *,
+                 popen: Callable[..., Any] = subprocess.Popen, every: float = 2.0) -> None:  # fmt: skip
+        from sweep.worker import _gpu_count
+
+        self.n, self.url, self.say, self.popen, self.every = n, url, say, popen, every
+        self.gpus = _gpu_count() if n else 0
+        self.procs = [start_worker(i, n, url, self.gpus, popen) for i in range(n)]
+        self.restarts: list[float] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="sweep-worker-keeper", daemon=True)
+        if n:
+            self._thread.start()
+
+    def check(self) -> None:
+        """Wait for each worker that ended, and start it again (within the restart limit)."""
+        for i, proc in enumerate(self.procs):
+            if isinstance(proc, _Ended):
+                continue
+            code = proc.poll()
+            if code is None or self._done.is_set():
+                continue
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            now = time.monotonic()
+            self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S]
+            if len(self.restarts) >= MAX_RESTARTS:
+                if self.procs[i] is proc:
+                    self.say(f"sweep serve: worker {proc.pid} ended ({how}); not started again: {MAX_RESTARTS} workers "
+                             f"ended within {RESTART_WINDOW_S:.0f} s (see their lines above); restart the server, or "
+                             "run `sweep worker`")  # fmt: skip
+                    self.procs[i] = _Ended(code)
+                continue
+            self.restarts.append(now)
+            self.procs[i] = start_worker(i, self.n, self.url, self.gpus, self.popen)
+            self.say(f"sweep serve: worker {proc.pid} ended ({how}); started worker {self.procs[i].pid} in its place "
+                     "(its trial is failed by the heartbeat after the grace period and retried)")
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.every):
+            self.check()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.every + 5)
+        stop_workers([p for p in self.procs if not isinstance(p, _Ended)])
+
+
+class _Ended:
+    """A worker slot left empty for good (its workers kept ending)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
 
 
 def stop_workers(procs: list[Any], timeout: float = 30.0) -> None:
@@ -213,9 +284,9 @@ def serve(
 
         ray_workers = start_service_workers(settings.storage_url, address=ray_address, workers=workers,
                                             cpus=worker_cpus, gpus=worker_gpus, console=Console(stderr=True))
-        procs: list[Any] = []
+        keeper = None
     else:
-        procs = start_workers(workers, settings.storage_url)
+        keeper = WorkerKeeper(workers, settings.storage_url, say)
     # uvicorn ends on SIGTERM / Ctrl-C, then raises the signal again: caught here, so the workers are stopped too.
     previous = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -224,7 +295,8 @@ def serve(
         say(f"sweep serve: stopped by {signal.Signals(stop.signum).name}"
             f"{'; stopping the workers (their running trials are queued for a retry)' if workers else ''}")
     finally:
-        stop_workers(procs)
+        if keeper is not None:
+            keeper.stop()
         if ray_workers is not None:
             ray_workers.stop()
         for signum, handler in previous.items():
