@@ -690,3 +690,16 @@ def test_a_service_worker_that_ends_is_waited_for_and_started_again_within_a_lim
         for proc in started:
             proc.kill()
             proc.wait()
+
+
+def test_a_session_ends_with_its_server_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A logged-out cookie worked again after a restart (its end was remembered in memory only)."""
+    import sweep.service.security as security
+
+    token = "t" * 24
+    cookie = security.new_session(token)
+    assert security.session_valid(token, cookie)
+    monkeypatch.setattr(security, "_PROCESS_KEY", b"another server process")
+    assert not security.session_valid(token, cookie)

@@ -226,6 +226,8 @@ def test_login_sets_a_strict_httponly_cookie_and_pages_need_it(store: str, tmp_p
     assert "set-cookie" not in wrong.headers and "guess" not in wrong.text
     assert c.post("/login", data={}, follow_redirects=False).status_code == 401
 
+    newline = c.post("/login", data={"token": TOKEN + "\n"}, follow_redirects=False)  # `curl -d token@file`
+    assert newline.status_code == 303
     right = c.post("/login", data={"token": TOKEN}, follow_redirects=False)
     assert right.status_code == 303 and right.headers["location"] == "/"
     cookie = right.headers["set-cookie"]

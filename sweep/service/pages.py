@@ -164,6 +164,7 @@ def login(request: Request, token: str = Form("")) -> Response:
     expected = _settings(request).token
     if expected is None:
         return RedirectResponse("/", status_code=303)
+    token = token.strip()  # as the token file is read: a pasted or `curl -d token@file` newline is no part of it
     if not token or not is_token(expected, token):  # the token itself: a cookie is no way in here
         error = "that is not the token this server was started with"
         return _page(request, "login.html", status_code=401, error=error)

@@ -3,8 +3,9 @@
 never logged. Without a token (only allowed on a loopback address) everything is open to the local machine.
 
 The cookie is not the token: it is a session, `expiry.nonce.signature` with an HMAC-SHA256 of `expiry.nonce` keyed by
-the token, good for `SESSION_HOURS`. A browser (its storage, a copied cookie) never holds the token the API scripts
-use, a session ends by itself, and a new token ends every session."""
+the token and a key drawn when the server starts, good for `SESSION_HOURS`. A browser (its storage, a copied cookie)
+never holds the token the API scripts use; a session ends by itself, at logout, and when the token changes or the
+server restarts."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ def new_session(token: str, *, now: float | None = None) -> str:
     return f"{payload}.{_sign(token, payload)}"
 
 
+# Drawn when the server starts: a session lives no longer than its server process, so a logged-out cookie (whose end
+# only this process remembers) is refused after a restart too.
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
 def _sign(token: str, payload: str) -> str:
-    return hmac.new(token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(token.encode("utf-8") + _PROCESS_KEY, payload.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 # Sessions ended by /logout before their time (this server process's memory: a restart forgets them, and they end at
@@ -108,7 +114,8 @@ def unauthorized(presented: Presented | None) -> str:
     if presented is None:
         return "this server needs its token: send `Authorization: Bearer TOKEN` (or log in on the page)"
     if presented.kind == "session":
-        return "the page's session has ended (it lasts 12 hours, and a new token ends it): log in again"
+        return ("the page's session has ended (logged out, 12 hours passed, the server restarted or its token "
+                "changed): log in again")
     return "that is not this server's token: check the one sent as `Authorization: Bearer TOKEN` (or log in again)"
 
 
