@@ -141,12 +141,16 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "sweep", "worker"]
 
 
-def start_workers(n: int, url: str, popen: Callable[..., Any] = subprocess.Popen) -> list[Any]:
-    """N local `sweep worker` processes (each its share of the CPU threads, or its own GPU); the store URL travels
-    in their environment, never on their command line (`ps` shows command lines to every user)."""
+def start_workers(
+    n: int, url: str, popen: Callable[..., Any] = subprocess.Popen, gpus: int | None = None
+) -> list[Any]:
+    """N local `sweep worker` processes (each its share of the CPU threads, or its own GPU of `gpus`, counted here
+    when not given); the store URL travels in their environment, never on their command line (`ps` shows command
+    lines to every user)."""
     from sweep.worker import _gpu_count
 
-    gpus = _gpu_count() if n else 0
+    if gpus is None:
+        gpus = _gpu_count() if n else 0
     return [start_worker(i, n, url, gpus, popen) for i in range(n)]
 
 
@@ -180,7 +184,7 @@ class WorkerKeeper:
 
         self.n, self.url, self.say, self.popen, self.every = n, url, say, popen, every
         self.gpus = _gpu_count() if n else 0
-        self.procs = [start_worker(i, n, url, self.gpus, popen) for i in range(n)]
+        self.procs = start_workers(n, url, popen, gpus=self.gpus)
         self.restarts: list[float] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="sweep-worker-keeper", daemon=True)
