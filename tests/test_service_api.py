@@ -385,16 +385,16 @@ def test_once_a_token_is_set_every_request_needs_it(place: Path, tiny_bert: Path
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         for path in paths[:-1]:
             assert client.get(path, headers=bearer).status_code == 200, path
-        client.cookies.set("sweep_token", TOKEN)  # the cookie is a session the server signed, never the token
+        client.cookies.set("sweep_session", TOKEN)  # the cookie is a session the server signed, never the token
         assert client.get("/api/studies").status_code == 401
         from sweep.service.security import new_session
 
-        client.cookies.set("sweep_token", new_session(TOKEN, now=time.time() - 13 * 3600))  # ended an hour ago
+        client.cookies.set("sweep_session", new_session(TOKEN, now=time.time() - 13 * 3600))  # ended an hour ago
         ended = client.get("/api/studies")
         assert ended.status_code == 401 and "session has ended" in ended.json()["detail"]
-        client.cookies.set("sweep_token", new_session("another-token-of-16+chars"))  # signed with another token
+        client.cookies.set("sweep_session", new_session("another-token-of-16+chars"))  # signed with another token
         assert client.get("/api/studies").status_code == 401
-        client.cookies.set("sweep_token", new_session(TOKEN))
+        client.cookies.set("sweep_session", new_session(TOKEN))
         assert client.get("/api/studies").status_code == 200
         assert client.get("/dashboard/api/studies").status_code == 200
         # a session is no token: not as a bearer header, not at the login form (which would renew a stolen cookie

@@ -231,7 +231,7 @@ def test_login_sets_a_strict_httponly_cookie_and_pages_need_it(store: str, tmp_p
     right = c.post("/login", data={"token": TOKEN}, follow_redirects=False)
     assert right.status_code == 303 and right.headers["location"] == "/"
     cookie = right.headers["set-cookie"]
-    assert cookie.startswith("sweep_token=") and TOKEN not in cookie  # a signed session, not the token
+    assert cookie.startswith("sweep_session=") and TOKEN not in cookie  # a signed session, not the token
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert f"Max-Age={12 * 3600}" in cookie
     assert "Secure" not in cookie, "plain http on localhost: a Secure cookie would never come back"
@@ -246,10 +246,10 @@ def test_login_sets_a_strict_httponly_cookie_and_pages_need_it(store: str, tmp_p
     secure = https.post("/login", data={"token": TOKEN}, follow_redirects=False).headers["set-cookie"]
     assert "Secure" in secure
 
-    kept = c.cookies.get("sweep_token")
+    kept = c.cookies.get("sweep_session")
     out = c.post("/logout", follow_redirects=False)
-    assert out.status_code == 303 and 'sweep_token=""' in out.headers["set-cookie"]
-    c.cookies.set("sweep_token", kept)  # a copy kept of the logged-out session's cookie is refused
+    assert out.status_code == 303 and 'sweep_session=""' in out.headers["set-cookie"]
+    c.cookies.set("sweep_session", kept)  # a copy kept of the logged-out session's cookie is refused
     assert c.get("/api/studies").status_code == 401
 
 
