@@ -58,6 +58,7 @@ from record.trial import (
     retry_history,
     retry_of,
     trial_attrs,
+    trial_seconds,
     warm_start_attrs,
 )
 
@@ -102,6 +103,7 @@ __all__ = [
     "study_budget",
     "study_from_attrs",
     "trial_attrs",
+    "trial_seconds",
     "warm_start_attrs",
     "write_artifact_store",
     "write_budget",

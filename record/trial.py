@@ -25,6 +25,7 @@ _T_DATA_FINGERPRINT = "data_fingerprint"
 _T_STOPPED_BY = "stopped_by"
 _T_ERROR = "error"
 _T_LOST = "lost"  # why the heartbeat failed the trial: its worker went silent (killed, machine or connection lost)
+_T_SILENT_SECONDS = "silent_seconds"  # a lost trial: seconds from its worker's last heartbeat until it was failed
 _T_TRACEBACK = "traceback"
 _T_BEST_EPOCH = "best_epoch"
 _T_BEST_EPOCHS_TRAINED = "best_epochs_trained"
@@ -158,6 +159,7 @@ class TrialRecord:
     stopped_by: str | None = None
     error: str | None = None
     lost: str | None = None
+    silent_seconds: float | None = None  # a lost trial: how long its worker was silent before the heartbeat failed it
     traceback: str | None = None
     best_epoch: int | None = None
     best_epochs_trained: float | None = None
@@ -254,6 +256,7 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         stopped_by=attrs.get(_T_STOPPED_BY),
         error=attrs.get(_T_ERROR),
         lost=attrs.get(_T_LOST),
+        silent_seconds=_opt_number(attrs.get(_T_SILENT_SECONDS)),
         traceback=attrs.get(_T_TRACEBACK),
         best_epoch=int(best_epoch) if isinstance(best_epoch, int | float) and _number(best_epoch) else None,
         best_epochs_trained=_opt_number(attrs.get(_T_BEST_EPOCHS_TRAINED)),
@@ -279,6 +282,18 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
         label_thresholds=_thresholds(attrs.get(_T_LABEL_THRESHOLDS)),
         warm_start=_opt_text(attrs.get(_T_WARM_START)),
     )
+
+
+def trial_seconds(trial: FrozenTrial) -> float | None:
+    """A finished trial's wall time (start to completion), else the recorded `timings.total`, else None. A trial the
+    heartbeat failed counts until its worker's last heartbeat, not through the silence until another worker noticed
+    (up to the grace period, two heartbeat intervals by default)."""
+    if trial.datetime_start is not None and trial.datetime_complete is not None:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        silent = _opt_number(trial.user_attrs.get(_T_SILENT_SECONDS)) if trial.user_attrs.get(_T_LOST) else None
+        return max(0.0, seconds - silent) if silent is not None and silent >= 0 else seconds
+    timings = read_trial(trial).timings
+    return timings.total if timings is not None else None
 
 
 def _thresholds(raw: Any) -> dict[str, float]:
@@ -338,7 +353,7 @@ class TrialWriter:
     ) -> None:
         """A trial begins. A retry starts with its original's attributes (`inherited`): clear its outcome."""
         self._set(_T_WORKER, worker)
-        for stale in (_T_STOPPED_BY, _T_ERROR, _T_LOST):
+        for stale in (_T_STOPPED_BY, _T_ERROR, _T_LOST, _T_SILENT_SECONDS):
             if (inherited or {}).get(stale) is not None:
                 self._set(stale, None)
         self._set(_T_SEED, seed)
@@ -355,9 +370,12 @@ class TrialWriter:
         if traceback is not None:
             self._set(_T_TRACEBACK, traceback)
 
-    def lost(self, message: str) -> None:
-        """The heartbeat failed the trial: its worker went silent (written by the worker that noticed)."""
+    def lost(self, message: str, silent_seconds: float | None = None) -> None:
+        """The heartbeat failed the trial: its worker went silent (written by the worker that noticed), for
+        `silent_seconds` since its last heartbeat (None: it never sent one)."""
         self._set(_T_LOST, message)
+        # None too: a retry that died before starting carries its original's silence (Optuna copies the attributes)
+        self._set(_T_SILENT_SECONDS, None if silent_seconds is None else float(silent_seconds))
 
     def result(self, result: TrialResult) -> None:
         self._set(_T_BEST_EPOCH, result.best_epoch)
@@ -406,7 +424,8 @@ def trial_attrs(**fields: Any) -> dict[str, Any]:
 
 # Trial fields stored as user attributes, each under its own name (the _T_ constants above).
 _STORED = (
-    _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_LOST, _T_TRACEBACK,
+    _T_WORKER, _T_SEED, _T_HYPERPARAMETERS, _T_DATA_FINGERPRINT, _T_STOPPED_BY, _T_ERROR, _T_LOST, _T_SILENT_SECONDS,
+    _T_TRACEBACK,
     _T_BEST_EPOCH, _T_BEST_EPOCHS_TRAINED, _T_EPOCHS_RUN, _T_EVALUATIONS, _T_METRICS, _T_PER_CLASS, _T_CONFUSION,
     _T_CONFUSED_EXAMPLES, _T_HISTORY, _T_CHECKPOINT, _T_CHECKPOINT_EPOCH, _T_TIMINGS, _T_WALL_TIMES, _T_PRUNED_AT,
     _T_REEVALUATES, _T_SCATTER,

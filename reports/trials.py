@@ -10,7 +10,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from record import FINISHED, maximizes, ranked, read_study, read_trial, reevaluation_runs, reported_value
+from record import (
+    FINISHED,
+    maximizes,
+    ranked,
+    read_study,
+    read_trial,
+    reevaluation_runs,
+    reported_value,
+    trial_seconds,
+)
 from reports.advice import (
     TOP,
     advice_lines,
@@ -135,14 +144,6 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     for trial in study.get_trials(deepcopy=False):
         counts[STATE_NAMES[trial.state]] += 1
     return counts
-
-
-def trial_seconds(trial: FrozenTrial) -> float | None:
-    """Wall time of a finished trial (start to completion), else the recorded `timings.total`, else None."""
-    if trial.datetime_start is not None and trial.datetime_complete is not None:
-        return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    timings = read_trial(trial).timings
-    return timings.total if timings is not None else None
 
 
 def hyperparameters(trial: FrozenTrial) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from record import (
     read_trial,
     reevaluation_runs,
     study_from_attrs,
+    trial_seconds,
     write_budget,
     write_stopped,
 )
@@ -377,11 +378,7 @@ def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
     """One trial as the service lists it: state, value, parameters, best epoch, per-evaluation values, worker."""
     record = read_trial(trial)
     at = record.best_at
-    seconds = (
-        (trial.datetime_complete - trial.datetime_start).total_seconds()
-        if trial.datetime_complete and trial.datetime_start
-        else None
-    )
+    seconds = trial_seconds(trial) if trial.datetime_complete and trial.datetime_start else None
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),

@@ -203,7 +203,7 @@ class SweepStorage(RDBStorage):
             if trial.state == TrialState.RUNNING and read_trial(trial).lost != lost_reason(trial, numbered):
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker was first
                     TrialWriter(functools.partial(self.set_trial_user_attr, trial_id)).lost(
-                        lost_reason(trial, numbered))
+                        lost_reason(trial, numbered), self._silent_seconds(trial_id))
         self._queue_lost_retries(study_id, now - grace)
         return stale
 
@@ -229,6 +229,20 @@ class SweepStorage(RDBStorage):
                 if trial.number not in retried:
                     queue_retry(study, trial)
                     remove_dead_scratch(study, trial.number)
+
+    def _silent_seconds(self, trial_id: int) -> float | None:
+        # Since the trial's last heartbeat, on the database's clock (Optuna stamps heartbeats with it; this process's
+        # clock or time zone may differ); None without a heartbeat
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+        from sqlalchemy import func, select
+
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(TrialHeartbeatModel.heartbeat, func.now()).where(TrialHeartbeatModel.trial_id == trial_id)
+            ).first()
+        if row is None or row[0] is None or row[1] is None:
+            return None
+        return max(0.0, (row[1].replace(tzinfo=None) - row[0].replace(tzinfo=None)).total_seconds())
 
     def _has_heartbeat(self, trial_id: int) -> bool:
         with self.engine.connect() as conn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value
+from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value, trial_seconds
 from reports.blocks import format_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
 from reports.trials import HEADLINE_METRICS, describe_time_split, study_advice, time_split
@@ -26,15 +25,9 @@ def format_params(params: dict[str, Any], sep: str = ", ") -> str:
     return sep.join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
-def duration(trial: FrozenTrial) -> timedelta | None:
-    if trial.datetime_start and trial.datetime_complete:
-        return trial.datetime_complete - trial.datetime_start
-    return None
-
-
 def _seconds(trial: FrozenTrial) -> str:
-    d = duration(trial)
-    return f"{d.total_seconds():.1f}s" if d else "-"
+    seconds = trial_seconds(trial) if trial.datetime_complete is not None else None  # a running trial: "-"
+    return f"{seconds:.1f}s" if seconds is not None else "-"
 
 
 def trial_value(study: optuna.Study, trial: FrozenTrial) -> float | None:

@@ -215,3 +215,38 @@ def test_a_stop_is_no_death_a_stopped_trials_retry_that_dies_is_retried_once(tmp
         f"trial {third.number} was left RUNNING by a worker that died: marked failed; {third.number} not retried "
         "(the configuration's worker died once before)")
     assert read_trial(study.trials[second.number]).failure == "its worker exited without finishing it"
+
+
+def test_a_lost_trials_seconds_end_at_its_last_heartbeat_not_when_another_worker_noticed(tmp_path: Path) -> None:
+    """The heartbeat fails a silent trial a grace period after its worker died: that silence is no training, so the
+    trial's seconds (status, the page, the report's compute time) stop at its last heartbeat."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from record import read_trial, trial_seconds
+    from sweep.storage import Heartbeat
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(dead._trial_id)  # beats once, then its worker dies
+    time.sleep(4.2)  # SQLite's clock for heartbeats counts whole seconds
+    optuna.storages.fail_stale_trials(study)
+    trial = study.trials[dead.number]
+    assert trial.state == TrialState.FAIL
+    assert trial.datetime_complete is not None and trial.datetime_start is not None
+    wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    silent = read_trial(trial).silent_seconds
+    assert silent is not None and 3.0 <= silent <= wall + 1.0
+    seconds = trial_seconds(trial)
+    assert seconds is not None and seconds <= wall - 2.0  # the silence is left out
+    # a retry that dies before its first heartbeat records no silence of its own, not its original's copied one
+    retry = next(t for t in study.get_trials() if t.state == TrialState.WAITING)
+    assert read_trial(retry).silent_seconds == silent  # Optuna copies the attributes to the retry
+    running = study.ask()  # the worker that takes the retry dies at once
+    assert running.number == retry.number
+    time.sleep(3.2)
+    optuna.storages.fail_stale_trials(study)
+    again = read_trial(study.trials[retry.number])
+    assert again.state == TrialState.FAIL and again.lost is not None and again.silent_seconds is None

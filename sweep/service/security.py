@@ -19,7 +19,7 @@ from typing import Literal
 
 from fastapi import HTTPException, Request, status
 
-COOKIE = "sweep_session"  # a signed session (before 2026-12-04 named sweep_token: every server restart ends sessions anyway)
+COOKIE = "sweep_session"  # a signed session (named sweep_token before 2026-12-04; a restart ends sessions anyway)
 
 
 SESSION_HOURS = 12
