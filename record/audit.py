@@ -73,6 +73,21 @@ class AuditRecord:
     suspects: list[Suspect] = field(default_factory=list)  # the worst first, at most MAX_SUSPECTS
     classes: list[ClassAudit] = field(default_factory=list)
     pairs: list[PairAudit] = field(default_factory=list)
+    # classes with fewer training examples than folds, left out of the audit: {class: its examples}
+    left_out: dict[str, int] = field(default_factory=dict)
+
+
+def left_out_line(record: AuditRecord) -> str | None:
+    """What the audit left out and why (a class too small for its folds), or None when it audited every class."""
+    if not record.left_out:
+        return None
+    shown = ", ".join(f"{name!r} ({n} example{'s' if n != 1 else ''})" for name, n in record.left_out.items())
+    fewest = min(record.left_out.values())
+    more = (f"--folds {fewest} audits them too" if fewest >= 2 else
+            "a class needs at least 2 examples for an out-of-fold check")  # fmt: skip
+    return (f"left out {len(record.left_out)} class{'es' if len(record.left_out) != 1 else ''} with fewer training "
+            f"examples than --folds {record.folds}: {shown}; their examples are not checked and no example is "
+            f"suggested as one of them ({more})")
 
 
 def noise_is_flagged_share(record: AuditRecord) -> bool:
@@ -141,6 +156,7 @@ def audit_from_attrs(attrs: Mapping[str, Any]) -> AuditRecord | None:
             suspects=_items(raw.get("suspects"), Suspect, ("row", "text", "given", "suggested", "quality")),
             classes=_items(raw.get("classes"), ClassAudit, ("label", "examples", "flagged", "estimated_noise")),
             pairs=_items(raw.get("pairs"), PairAudit, ("given", "suggested", "count")),
+            left_out={str(k): int(v) for k, v in (raw.get("left_out") or {}).items()},
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -4,7 +4,7 @@ with their texts, given vs suggested label, and the label pairs that explain the
 from __future__ import annotations
 
 from record import AuditRecord
-from record.audit import SCORE_BIN, noise_is_flagged_share, weak_fit
+from record.audit import SCORE_BIN, left_out_line, noise_is_flagged_share, weak_fit
 from reports.blocks import Block, NoteBlock, Score, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
@@ -43,6 +43,8 @@ def audit_blocks(
     weak = weak_fit(record)
     if weak:
         blocks.append(NoteBlock(f"Weak fit: {weak}.", missing=True))
+    if (left := left_out_line(record)) is not None:
+        blocks.append(NoteBlock(f"The audit {left}.", missing=True))
     if data_fingerprint is not None and record.data_fingerprint != data_fingerprint:
         blocks.append(NoteBlock("The audit was made on other data than the study's (data fingerprints differ).",
                                 missing=True))

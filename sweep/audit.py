@@ -39,10 +39,21 @@ from record import (
     read_trial,
     write_audit,
 )
-from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, noise_is_flagged_share, weak_fit
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, left_out_line, noise_is_flagged_share, weak_fit
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError, folder_blocked, new_folders
-from sweep.label_issues import AUDIT_TASKS, AuditTask, LabelIssues, audit_task_problem, mean_predictions
+from sweep.label_issues import (
+    AUDIT_TASKS,
+    AuditTask,
+    LabelIssues,
+    Splits,
+    audit_task_problem,
+    kept_classification_issues,
+    kept_rows,
+    mean_predictions,
+    splits_of_rows,
+    too_small_classes,
+)
 from sweep.spec import DEFAULTS, Spec, check_paths, load_spec
 from sweep.storage import (
     existing_study_attrs,
@@ -166,11 +177,11 @@ def progress_bars(console: Console) -> Iterator[Progress]:
 
 
 def embedding_probabilities(
-    data: PreparedData, task: AuditTask, labels: Any, encoder: str, cache_dir: Path, *, folds: int, seed: int,
+    data: PreparedData, task: AuditTask, labels: Any, encoder: str, cache_dir: Path, *, splits: Splits,
     console: Console,
 ) -> Any:  # fmt: skip
     """Out-of-fold predictions of the task's probe (a logistic regression per fold for a classifier) on the cached
-    frozen-encoder embeddings."""
+    frozen-encoder embeddings, fold by fold of `splits` (a row in no fold keeps a prediction of zeros)."""
     with progress_bars(console) as progress:
         bar = progress.add_task("embedding training examples", total=len(data.train))
         features, hit = task.embed(
@@ -181,19 +192,19 @@ def embedding_probabilities(
         shape = " x ".join(str(n) for n in np.shape(features))
         console.print(f"[dim]audit:[/] embeddings {'from the cache' if hit else 'computed and cached'} ({shape})",
                       highlight=False)  # fmt: skip
-        fold_bar = progress.add_task(f"{folds}-fold probe on the embeddings", total=folds)
-        splits = task.splits(labels, folds, seed)
+        fold_bar = progress.add_task(f"{len(splits)}-fold probe on the embeddings", total=len(splits))
         return task.probe(features, labels, data, splits, lambda _k: progress.update(fold_bar, advance=1))
 
 
 def finetune_probabilities(
-    data: PreparedData, task: AuditTask, labels: Any, spec: Spec, encoder: str, hp: dict[str, Any], *, folds: int,
-    seed: int, console: Console,
+    data: PreparedData, task: AuditTask, labels: Any, spec: Spec, encoder: str, hp: dict[str, Any], *,
+    splits: Splits, seed: int, console: Console,
 ) -> Any:  # fmt: skip
     """Out-of-fold predictions of the encoder fine-tuned on each fold's other folds (the study's training code).
 
-    Each fold trains with `hp`, keeps the weights of its best epoch on the study's validation split (as a trial
-    does), and predicts its held-out fold with them.
+    Each fold of `splits` trains with `hp` (seed `seed` + fold), keeps the weights of its best epoch on the study's
+    validation split (as a trial does), and predicts its held-out fold with them. A row in no fold (a class left
+    out) gets probabilities of zeros.
     """
     import pytorch_lightning as pl
     import torch
@@ -208,6 +219,7 @@ def finetune_probabilities(
                               if k in DEFAULTS}  # fmt: skip
     params = Hyperparameters(**values)
     items: list[Any] = [None] * len(data.train)
+    folds = len(splits)
     monitor = f"val_{spec.objective.metric}"
     with progress_bars(console) as progress:
 
@@ -221,7 +233,7 @@ def finetune_probabilities(
                 progress.update(self.task, advance=1)
 
         fold_bar = progress.add_task(f"fine-tuning {folds} folds", total=folds)
-        for k, (train_idx, held) in enumerate(task.splits(labels, folds, seed)):
+        for k, (train_idx, held) in enumerate(splits):
             fold = dataclasses.replace(data, train=data.train.select(train_idx.tolist()))
             weights = None
             if spec.model.class_weights == "balanced" and task.labels is AUDIT_TASKS["text-classification"].labels:
@@ -255,6 +267,8 @@ def finetune_probabilities(
             del module
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+    if any(item is None for item in items):  # only a single-label audit leaves rows out: a row of class scores
+        items = [np.zeros(len(data.label_names)) if item is None else item for item in items]
     return task.collect(items, data)
 
 
@@ -301,9 +315,16 @@ def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
     return rows
 
 
+def left_out_line_of(left_out: dict[str, int], folds: int) -> str:
+    """The line `left_out_line` gives a record with these classes left out (said before the audit starts)."""
+    line = left_out_line(AuditRecord(method="", folds=folds, created="", data_fingerprint="", examples=0, flagged=0,
+                                     accuracy=0.0, left_out=left_out))  # fmt: skip
+    return line or ""
+
+
 def build_record(
     issues: LabelIssues, rows: list[AuditRow], data: PreparedData, *, method: str, folds: int, encoder: str,
-    hyperparameters: dict[str, Any], seconds: float,
+    hyperparameters: dict[str, Any], seconds: float, left_out: dict[str, int] | None = None,
 ) -> AuditRecord:  # fmt: skip
     return AuditRecord(
         method=method,
@@ -324,6 +345,7 @@ def build_record(
         classes=[ClassAudit(label=c.label, examples=c.examples, flagged=c.flagged,
                             estimated_noise=round(c.estimated_noise, 4)) for c in issues.classes],  # fmt: skip
         pairs=[PairAudit(given=p.given, suggested=p.suggested, count=p.count) for p in issues.pairs],
+        left_out=dict(left_out or {}),
     )
 
 
@@ -393,31 +415,43 @@ def run_audit(
     label_names = list(data.label_names)
     task = AUDIT_TASKS[spec.task]
     labels = task.labels(data)
-    problems = task.fold_problems(data, labels, folds)
-    if problems:
-        raise SweepError(problems, source=str(spec_path))
+    # a single-label audit leaves out a class with fewer examples than folds (no fold could learn it) and checks
+    # the rest; with fewer than two classes left it is refused as every other task's audit is
+    left_out = too_small_classes([label_names[i] for i in labels], folds) if task.leaves_out_small_classes else {}
+    rows_kept = kept_rows([label_names[i] for i in labels], left_out) if left_out else None
+    if rows_kept is None:
+        left_out = {}
+        problems = task.fold_problems(data, labels, folds)
+        if problems:
+            raise SweepError(problems, source=str(spec_path))
+    else:
+        console.print(f"[yellow]audit:[/] {left_out_line_of(left_out, folds)}", highlight=False)
+    seed = spec.search.seed
+    splits = (task.splits(labels, folds, seed) if rows_kept is None
+              else splits_of_rows(task.splits(np.asarray(labels)[rows_kept], folds, seed), rows_kept))  # fmt: skip
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
         cache_dir = base / cache_dir
-    seed = spec.search.seed
     hyperparameters: dict[str, Any] = {}
     components: dict[str, Any] = {}
     if method in ("embeddings", "ensemble"):
-        components["embeddings"] = embedding_probabilities(data, task, labels, encoder, cache_dir, folds=folds,
-                                                           seed=seed, console=console)  # fmt: skip
+        components["embeddings"] = embedding_probabilities(data, task, labels, encoder, cache_dir, splits=splits,
+                                                           console=console)  # fmt: skip
     if method in ("finetune", "ensemble"):
         study = load_study(spec.name, url) if existing is not None else None
         hyperparameters, source = finetune_hyperparameters(spec, study)
         shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hyperparameters.items())
         console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
         components["finetune"] = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters,
-                                                         folds=folds, seed=seed, console=console)  # fmt: skip
+                                                         splits=splits, seed=seed, console=console)  # fmt: skip
     probs = (mean_predictions(components["embeddings"], components["finetune"]) if method == "ensemble"
              else components[method])  # fmt: skip
-    issues = task.find(labels, probs, data)
+    issues = (task.find(labels, probs, data) if rows_kept is None
+              else kept_classification_issues(labels, probs, label_names, rows_kept))  # fmt: skip
     rows = audit_rows(issues, data)
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
-                          hyperparameters=hyperparameters, seconds=time.perf_counter() - started)  # fmt: skip
+                          hyperparameters=hyperparameters, seconds=time.perf_counter() - started,
+                          left_out=left_out)  # fmt: skip
     if out is not None:
         with new_folders(out.parent):
             write_csv(out, rows, words=issues.unit == "word")
@@ -569,6 +603,8 @@ def summary_lines(result: AuditResult) -> list[str]:
     weak = weak_fit(record)
     if weak:
         lines.append(f"warning: {weak}")
+    if (left := left_out_line(record)) is not None:
+        lines.append(f"note: {left}")
     if result.out is not None:
         where = ("row: 0-based sentence of the training file, word_index: the word's 0-based index in it, line: the "
                  "word's line in the file" if record.unit == "word"

@@ -10,8 +10,8 @@ regression in `cleanlab.regression`). A task without one is refused by `audit_ta
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,6 +95,26 @@ def fold_problems(labels: Sequence[str], folds: int) -> list[tuple[str, str]]:
 
 
 Splits = list[tuple[np.ndarray, np.ndarray]]  # (train, held-out) row indices per fold
+
+
+def too_small_classes(labels: Sequence[str], folds: int) -> dict[str, int]:
+    """The classes with fewer examples than `folds` (stratified folds cannot hold each out once), with their counts,
+    fewest first: a single-label audit leaves them out when at least two classes remain (`kept_rows`)."""
+    counts = Counter(labels)
+    return {name: counts[name] for name in sorted(counts, key=lambda n: (counts[n], n)) if counts[name] < folds}
+
+
+def kept_rows(labels: Sequence[str], left_out: Mapping[str, int]) -> np.ndarray | None:
+    """The rows a single-label audit checks once `left_out` classes are set aside; None when it checks them all, or
+    when fewer than two classes would remain (then nothing can be audited: `fold_problems` says why)."""
+    if not left_out or len(set(labels) - set(left_out)) < 2:
+        return None
+    return np.flatnonzero([label not in left_out for label in labels])
+
+
+def splits_of_rows(splits: Splits, rows: np.ndarray) -> Splits:
+    """Folds made over a subset of rows (`rows[i]` is subset row i), as indices of all rows."""
+    return [(rows[train], rows[held]) for train, held in splits]
 
 
 def fold_indices(labels: np.ndarray, folds: int, seed: int) -> Splits:
@@ -197,6 +217,24 @@ def classification_issues(
     )
 
 
+def kept_classification_issues(
+    labels: np.ndarray, pred_probs: np.ndarray, label_names: Sequence[str], rows: np.ndarray
+) -> LabelIssues:
+    """`classification_issues` of the rows the audit kept (`kept_rows`) and of their classes only: each row's
+    probabilities over those classes (scaled to sum to 1: a fine-tuned fold's head has every class), its index that
+    of all rows."""
+    labels = np.asarray(labels, dtype=int)
+    classes = sorted({int(c) for c in labels[rows]})
+    new_id = {c: i for i, c in enumerate(classes)}
+    sub = np.asarray(pred_probs, dtype=np.float64)[rows][:, classes]
+    totals = sub.sum(axis=1, keepdims=True)
+    sub = np.where(totals > 0, sub / np.where(totals > 0, totals, 1.0), 1.0 / len(classes))
+    found = classification_issues(np.asarray([new_id[int(c)] for c in labels[rows]]), sub,
+                                  [label_names[c] for c in classes])  # fmt: skip
+    issues = [replace(issue, index=int(rows[issue.index])) for issue in found.issues]
+    return replace(found, issues=issues)
+
+
 def confused_labels(issues: Sequence[LabelIssue], limit: int = MAX_PAIRS) -> list[ConfusedLabels]:
     """(given, suggested) pairs of the flagged examples, most first (ties: first seen, i.e. the worst example)."""
     counts = Counter((issue.given, issue.suggested) for issue in issues)
@@ -268,9 +306,11 @@ class AuditTask:
     find: Callable[[Any, Any, PreparedData], LabelIssues] = field(
         default=lambda labels, probs, data: classification_issues(labels, probs, data.label_names)
     )
+    # single-label: a class with fewer examples than folds is left out (`too_small_classes`), the rest audited
+    leaves_out_small_classes: bool = False
 
 
-CLASSIFICATION = AuditTask()
+CLASSIFICATION = AuditTask(leaves_out_small_classes=True)
 # task -> its audit path (its cleanlab call in `find`)
 AUDIT_TASKS: dict[str, AuditTask] = {
     "text-classification": CLASSIFICATION,

@@ -270,16 +270,64 @@ def test_audit_end_to_end_flags_planted_errors_writes_csv_and_stores_the_audit(
     assert replaced.hyperparameters["epochs"] == 1 and replaced.hyperparameters["learning_rate"] == 1e-3
 
 
-def test_too_few_examples_per_class_for_the_folds_is_refused_and_nothing_is_written(
+def test_a_class_too_small_for_the_folds_is_left_out_and_the_rest_audited(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class with fewer examples than folds cannot be held out once per fold (TREC's 50 fine classes have several
+    of 1-4): the audit checks the other classes, says which it left out, and stores that with its record."""
+    rows = separable_rows(20)
+    rows = [r for r in rows if r[1] != "account"] + [r for r in rows if r[1] == "account"][:3]
+    errors = [5, 17]
+    rows = [(text, "billing" if label == "shipping" else "shipping") if i in errors else (text, label)
+            for i, (text, label) in enumerate(rows)]  # fmt: skip
+    spec = write_spec(tmp_path, tiny_bert, rows)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", str(spec), "--storage", url]) == 0
+    capsys.readouterr()
+    out = tmp_path / "audit.csv"
+    assert main(["audit", str(spec), "--out", str(out), "--storage", url]) == 0
+    printed = capsys.readouterr()
+    line = ("left out 1 class with fewer training examples than --folds 5: 'account' (3 examples); their examples are "
+            "not checked and no example is suggested as one of them (--folds 3 audits them too)")
+    assert line in printed.err.replace("\n", " ") and line in printed.out.replace("\n", " ")
+    flagged = read_csv_rows(out)
+    assert flagged and {int(r["row"]) for r in flagged} <= set(errors)  # planted errors, as the file's rows
+    assert all("account" not in (r["given_label"], r["suggested_label"]) for r in flagged)
+    for r in flagged:  # rows still point at the training file's rows
+        assert (r["text"], r["given_label"]) == rows[int(r["row"])]
+    from sweep.storage import load_study
+
+    record = read_audit(load_study("audit-test", url))
+    assert record is not None and record.left_out == {"account": 3}
+    assert record.examples == 40 and {c.label for c in record.classes} == {"billing", "shipping"}
+    report = tmp_path / "report.html"
+    assert main(["report", "audit-test", "--storage", url, "--out", str(report)]) == 0
+    assert "The audit left out 1 class with fewer training examples than --folds 5" in report.read_text()
+    # the fine-tuned folds leave it out too (the ensemble averages both methods' predictions of the kept rows)
+    assert main(["audit", str(spec), "--method", "ensemble", "--folds", "4", "--storage", url]) == 0
+    assert "'account' (3 examples)" in capsys.readouterr().err
+    mixed = read_audit(load_study("audit-test", url))
+    assert mixed is not None and mixed.left_out == {"account": 3} and mixed.examples == 40
+    assert all("account" not in (s.given, s.suggested) for s in mixed.suspects)
+    # --folds 3 audits every class
+    assert main(["audit", str(spec), "--folds", "3", "--storage", url]) == 0
+    assert "left out" not in capsys.readouterr().err
+    again = read_audit(load_study("audit-test", url))
+    assert again is not None and again.left_out == {} and again.examples == 43
+
+
+def test_an_audit_left_with_one_class_is_refused_and_nothing_is_written(
     tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = separable_rows(10)
-    rows = [r for r in rows if r[1] != "account"] + [r for r in rows if r[1] == "account"][:3]
+    rows = ([r for r in rows if r[1] == "billing"] + [r for r in rows if r[1] == "account"][:3]
+            + [r for r in rows if r[1] == "shipping"][:4])  # two classes too small for 5 folds: one would remain
     spec = write_spec(tmp_path, tiny_bert, rows)
     out = tmp_path / "audit.csv"
     assert main(["audit", str(spec), "--out", str(out), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
     err = capsys.readouterr().err
     assert "data.train: class 'account' has 3 training examples, fewer than --folds 5: --folds 3 or add examples" in err
+    assert "data.train: class 'shipping' has 4 training examples" in err
     assert not out.exists() and not (tmp_path / "cache" / "embeddings").exists()
     assert main(["audit", str(spec), "--method", "bayes", "--folds", "1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
