@@ -25,7 +25,8 @@ _T_DATA_FINGERPRINT = "data_fingerprint"
 _T_STOPPED_BY = "stopped_by"
 _T_ERROR = "error"
 _T_LOST = "lost"  # why the heartbeat failed the trial: its worker went silent (killed, machine or connection lost)
-_T_SILENT_SECONDS = "silent_seconds"  # a lost trial: seconds from its worker's last heartbeat until it was failed
+_T_SILENT_SECONDS = "silent_seconds"  # a lost trial: seconds from a heartbeat interval after its last heartbeat
+# until it was failed (its worker died within that interval: the rest is surely silence)
 _T_TRACEBACK = "traceback"
 _T_BEST_EPOCH = "best_epoch"
 _T_BEST_EPOCHS_TRAINED = "best_epochs_trained"
@@ -159,7 +160,7 @@ class TrialRecord:
     stopped_by: str | None = None
     error: str | None = None
     lost: str | None = None
-    silent_seconds: float | None = None  # a lost trial: how long its worker was silent before the heartbeat failed it
+    silent_seconds: float | None = None  # a lost trial: how long its worker was surely silent before it was failed
     traceback: str | None = None
     best_epoch: int | None = None
     best_epochs_trained: float | None = None
@@ -286,8 +287,8 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
 
 def trial_seconds(trial: FrozenTrial) -> float | None:
     """A finished trial's wall time (start to completion), else the recorded `timings.total`, else None. A trial the
-    heartbeat failed counts until its worker's last heartbeat, not through the silence until another worker noticed
-    (up to the grace period, two heartbeat intervals by default)."""
+    heartbeat failed counts until one heartbeat interval after its worker's last heartbeat (it died within that
+    interval), not through the silence until another worker noticed (the grace period, two intervals by default)."""
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
         silent = _opt_number(trial.user_attrs.get(_T_SILENT_SECONDS)) if trial.user_attrs.get(_T_LOST) else None
@@ -371,8 +372,8 @@ class TrialWriter:
             self._set(_T_TRACEBACK, traceback)
 
     def lost(self, message: str, silent_seconds: float | None = None) -> None:
-        """The heartbeat failed the trial: its worker went silent (written by the worker that noticed), for
-        `silent_seconds` since its last heartbeat (None: it never sent one)."""
+        """The heartbeat failed the trial: its worker went silent (written by the worker that noticed), surely for
+        `silent_seconds` (from one heartbeat interval after its last heartbeat; None: it never sent one)."""
         self._set(_T_LOST, message)
         # None too: a retry that died before starting carries its original's silence (Optuna copies the attributes)
         self._set(_T_SILENT_SECONDS, None if silent_seconds is None else float(silent_seconds))

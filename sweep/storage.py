@@ -231,8 +231,8 @@ class SweepStorage(RDBStorage):
                     remove_dead_scratch(study, trial.number)
 
     def _silent_seconds(self, trial_id: int) -> float | None:
-        # Since the trial's last heartbeat, on the database's clock (Optuna stamps heartbeats with it; this process's
-        # clock or time zone may differ); None without a heartbeat
+        # From one heartbeat interval after the trial's last heartbeat until now, on the database's clock (Optuna
+        # stamps heartbeats with it; this process's clock or time zone may differ); None without a heartbeat
         from optuna.storages._rdb.models import TrialHeartbeatModel
         from sqlalchemy import func, select
 
@@ -242,7 +242,10 @@ class SweepStorage(RDBStorage):
             ).first()
         if row is None or row[0] is None or row[1] is None:
             return None
-        return max(0.0, (row[1].replace(tzinfo=None) - row[0].replace(tzinfo=None)).total_seconds())
+        # the worker died within one interval after its last heartbeat (its next one never came): only the time
+        # after that is surely silence, so the trial's seconds are at most one interval too long, never too short
+        since = (row[1].replace(tzinfo=None) - row[0].replace(tzinfo=None)).total_seconds()
+        return max(0.0, since - float(self.heartbeat_interval or 0))
 
     def _has_heartbeat(self, trial_id: int) -> bool:
         with self.engine.connect() as conn:
