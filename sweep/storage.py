@@ -547,6 +547,42 @@ def recover_orphans(study: optuna.Study, reason: str) -> tuple[list[int], list[i
     return failed, not_retried
 
 
+def fail_dead_worker(url: str, worker: str, how: str) -> list[str]:
+    """Fail the RUNNING trials of `worker` (`host:pid`), a process known to have ended (`sweep serve` waited for it),
+    and queue each for a retry as the heartbeat would (`retried_after_death`), at once rather than after the grace
+    period; returns a line per study touched. Under the study's budget lock, so that another worker's heartbeat pass
+    does not queue the same retry."""
+    storage = open_storage(url)
+    lines = []
+    for summary in storage.get_all_studies():
+        running = storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        if not any(read_trial(t).worker == worker for t in running):
+            continue
+        failed: list[int] = []
+        not_retried: list[int] = []
+        with storage._budget_lock(summary._study_id):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if read_trial(trial).worker != worker:
+                    continue
+                retry = ("queued for a retry with the same parameters" if retried_after_death(trial, trials) else
+                         "not retried again (its configuration's worker died once before)")  # fmt: skip
+                TrialWriter(functools.partial(set_trial_attr, study, trial)).lost(
+                    f"its worker {worker} ended ({how}); failed by the server that ran it, {retry}")
+                if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
+                    continue
+                failed.append(trial.number)
+                if retried_after_death(trial, trials):
+                    queue_retry(study, reread(study, trial))
+                else:
+                    not_retried.append(trial.number)
+                remove_dead_scratch(study, trial.number)
+        if failed:
+            lines.append(f"{summary.study_name}: " + orphans_line(failed, not_retried, f"worker {worker} ({how})"))
+    return lines
+
+
 def orphans_line(failed: Sequence[int], not_retried: Sequence[int], how: str) -> str:
     """What `recover_orphans` did, in one line: `how` says who left them RUNNING."""
     retried = [n for n in failed if n not in not_retried]

@@ -663,10 +663,22 @@ def test_a_service_worker_that_ends_is_waited_for_and_started_again_within_a_lim
         started.append(proc)
         return proc
 
+    import optuna
+
+    from record import read_trial, retry_of, trial_attrs
+    from sweep.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
     said: list[str] = []
-    keeper = server.WorkerKeeper(1, "sqlite:///x.db", said.append, popen=popen, every=3600)  # checked by hand here
+    keeper = server.WorkerKeeper(1, url, said.append, popen=popen, every=3600)  # checked by hand here
     try:
         first = started[0]
+        # the trial it was running, and another worker's, which stays RUNNING
+        study = optuna.create_study(study_name="s", storage=open_storage(url))
+        for worker in (f"{socket.gethostname()}:{first.pid}", "elsewhere:1"):
+            running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+            for key, value in trial_attrs(worker=worker).items():
+                running.set_user_attr(key, value)
         first.send_signal(signals.SIGKILL)
         deadline = time.monotonic() + 10
         while not process_gone(f"{socket.gethostname()}:{first.pid}") and time.monotonic() < deadline:
@@ -675,8 +687,16 @@ def test_a_service_worker_that_ends_is_waited_for_and_started_again_within_a_lim
         assert process_gone(f"{socket.gethostname()}:{first.pid}")
         keeper.check()
         assert len(started) == 2 and keeper.procs[0] is started[1]
-        assert said[-1].startswith(f"sweep serve: worker {first.pid} ended (killed by SIGKILL); started worker "
-                                   f"{started[1].pid} in its place")
+        assert said[-1] == (f"sweep serve: worker {first.pid} ended (killed by SIGKILL); started worker "
+                            f"{started[1].pid} in its place; s: trial 0 was left RUNNING by worker "
+                            f"{socket.gethostname()}:{first.pid} (killed by SIGKILL): marked failed; trial 0 queued "
+                            "for a retry with the same parameters")  # fmt: skip
+        # failed at once (not after the heartbeat's grace period), why recorded, its retry queued; the other stays
+        trials = optuna.load_study(study_name="s", storage=url).get_trials()
+        assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
+        assert (read_trial(trials[0]).failure or "").startswith(f"its worker {socket.gethostname()}:{first.pid} "
+                                                                "ended (killed by SIGKILL); failed by the server")
+        assert retry_of(trials[2].system_attrs) == 0
         for _ in range(server.MAX_RESTARTS):  # workers that keep ending are started again only so often
             keeper.procs[0].kill()
             keeper.procs[0].wait()

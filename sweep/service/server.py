@@ -211,8 +211,24 @@ class WorkerKeeper:
                 continue
             self.restarts.append(now)
             self.procs[i] = start_worker(i, self.n, self.url, self.gpus, self.popen)
-            self.say(f"sweep serve: worker {proc.pid} ended ({how}); started worker {self.procs[i].pid} in its place "
-                     "(its trial is failed by the heartbeat after the grace period and retried)")
+            self.say(f"sweep serve: worker {proc.pid} ended ({how}); started worker {self.procs[i].pid} in its place"
+                     f"{self.fail_trials_of(proc.pid, how)}")  # fmt: skip
+
+    def fail_trials_of(self, pid: int, how: str) -> str:
+        """Fail the trials a worker of this server left RUNNING when it ended, and queue their retries, at once: its
+        process is known to be gone, so nobody need wait the heartbeat's grace period (minutes, during which the
+        page showed a running trial of a dead worker and a stop could not end it). What was done, as the end of a
+        line."""
+        from sweep.storage import fail_dead_worker
+        from sweep.store_checks import mask
+
+        try:
+            lines = fail_dead_worker(self.url, f"{socket.gethostname()}:{pid}", how)
+        except Exception as exc:  # the store is unreachable just now: the heartbeat fails them later
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return (" (its trials are failed by the heartbeat after the grace period; failing them now did not work: "
+                    f"{mask(first, self.url)})")
+        return f"; {'; '.join(lines)}" if lines else " (it was running no trial)"
 
     def _watch(self) -> None:
         while not self._done.wait(self.every):
