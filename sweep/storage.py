@@ -553,6 +553,7 @@ def fail_dead_worker(url: str, worker: str, how: str) -> list[str]:
     period; returns a line per study touched. Under the study's budget lock, so that another worker's heartbeat pass
     does not queue the same retry."""
     storage = open_storage(url)
+    assert isinstance(storage, SweepStorage)
     lines = []
     for summary in storage.get_all_studies():
         running = storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,))
