@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,6 +121,22 @@ def resolve_data_path(source: str, base: Path) -> str:
         return source
     p = Path(source).expanduser()
     return str(p if p.is_absolute() else Path(os.path.abspath(base / p)))
+
+
+# `sweep serve` keeps each upload in a folder of its own with a generated name, under the name its sender gave it
+_UPLOADED = re.compile(r"[\\/]uploads[\\/][0-9a-f]{32}[\\/]([^\\/]+)$")
+
+
+def upload_target(uploads: Path, name: str) -> Path:
+    """Where `sweep serve` writes an uploaded file named `name` (already made safe): a new folder of its own."""
+    return uploads / uuid.uuid4().hex / name
+
+
+def shown_source(source: str) -> str:
+    """A data source as the data report, the model card and `sweep.json` show it: a file uploaded to `sweep serve`
+    by the name its sender gave it (`train.csv`), not by where the server keeps it; anything else as it is."""
+    uploaded = _UPLOADED.search(source)
+    return uploaded.group(1) if uploaded else source
 
 
 def data_suffixes(task: Any, fmt: Any) -> tuple[str, ...] | None:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from record import maximizes, ranked, read_study, read_trial
 from reports.seeds import ConfigurationSeeds, collect_seed_ranking
 from sweep.checkpoints import WEIGHTS_FILE, checkpoint_where, is_kept, trial_checkpoints
+from sweep.dataspec import shown_source
 from sweep.encoders import encoder_origin
 from sweep.errors import SweepError, folder_blocked, new_folders
 from sweep.summary import format_params
@@ -151,7 +152,7 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "max_length": spec.get("model", {}).get("max_length"),
         "data_fingerprint": study_record.data_fingerprint,
         "data_report": study_record.data_report,
-        "spec": spec,
+        "spec": _shown_spec(spec),
         "class_weights": spec.get("model", {}).get("class_weights") or "none",  # the loss: weighted when balanced
         "reevaluates": record.reevaluates,  # a re-evaluation run (`sweep reevaluate`) of that trial's configuration
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -179,6 +180,15 @@ def _learned_nothing(study: optuna.Study, trial: FrozenTrial, study_record: Any)
                                   confusion=record.confusion_matrix, label_names=study_record.label_names,
                                   rmse=rmse if isinstance(rmse, int | float) else None,
                                   distribution=distribution if isinstance(distribution, dict) else None)
+
+
+def _shown_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stored spec as `sweep.json` gives it: a data file uploaded to `sweep serve` by its sender's name."""
+    data = spec.get("data")
+    if not isinstance(data, dict):
+        return spec
+    shown = {k: shown_source(v) if k in ("train", "validation") and isinstance(v, str) else v for k, v in data.items()}
+    return {**spec, "data": shown}
 
 
 def _split_note(report: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from reports.advice import nothing_searched_line
 from reports.trials import search_trials
 from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
-from sweep.dataspec import TOKEN_TASK, tagged_columns
+from sweep.dataspec import TOKEN_TASK, shown_source, tagged_columns
 from sweep.encoders import resolve_encoder
 from sweep.errors import StudyIsStopped, SweepError
 from sweep.lifecycle import (
@@ -148,7 +148,10 @@ def prepare_data(
 
 
 def _warned(data: PreparedData, console: Console) -> PreparedData:
-    """`data`, after printing its report's warnings."""
+    """`data`, after printing its report's warnings; its report names an uploaded file as its sender did."""
+    for split in ("train", "validation"):
+        if isinstance(source := data.report.get(split), str):
+            data.report[split] = shown_source(source)
     for warning in data.report.get("warnings", []):
         console.print(f"[yellow]data warning:[/] {warning}", highlight=False)
     return data

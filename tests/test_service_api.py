@@ -152,6 +152,8 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     for shown, trial in zip(detail["trials"], study.trials, strict=True):  # as `sweep status` says it: "0.64", "2"
         assert shown["best_epoch"] == float(read_trial(trial).best_at) and not isinstance(shown["best_epoch"], str)
     assert detail["data_report"]["num_train"] == 72
+    # the sender's file names, not the server's folders (the card and reports showed .../uploads/<hex>/...)
+    assert (detail["data_report"]["train"], detail["data_report"]["validation"]) == ("my_tickets.csv", "val.csv")
     assert (detail["importance"] is None) == (detail["importance_note"] is not None)
 
     report = client.get("/api/studies/tickets/report")
@@ -165,7 +167,11 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
         assert {n.split("/")[0] for n in zipped.namelist()} == {f"tickets-trial-{best}"}
         zipped.extractall(tmp_path)
-    classify = pipeline("text-classification", model=str(tmp_path / f"tickets-trial-{best}"))
+    exported = tmp_path / f"tickets-trial-{best}"
+    card, facts = (exported / "README.md").read_text(), json.loads((exported / "sweep.json").read_text())
+    assert "- train: `my_tickets.csv`" in card and str(settings.folder) not in card
+    assert facts["spec"]["data"]["train"] == "my_tickets.csv" and facts["data_report"]["validation"] == "val.csv"
+    classify = pipeline("text-classification", model=str(exported))
     labels = {label for _, label in split_per_class(quickstart_subset(24, seed=5), 6)[0]}
     assert classify("where is my refund")[0]["label"] in labels
     assert files_under(settings.exports) == []  # the temporary export is gone once sent

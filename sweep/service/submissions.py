@@ -31,6 +31,7 @@ from typing import IO, Any
 import yaml
 from rich.console import Console
 
+from sweep.dataspec import upload_target
 from sweep.encoders import PACKAGED
 from sweep.errors import Conflict as Conflict
 from sweep.errors import SweepError
@@ -170,7 +171,7 @@ def plan(request: SubmissionRequest, settings: ServiceSettings) -> Plan:
                 continue
             # a folder of its own with a generated name, the file in it named as the client named it (made safe):
             # the study's data report and model card then say `train.csv`, not a random name
-            target = settings.uploads / uuid.uuid4().hex / safe_upload_name(upload.filename, key, suffix or "")
+            target = upload_target(settings.uploads, safe_upload_name(upload.filename, key, suffix or ""))
             uploads[f"data.{key}"] = (upload, target)
             if isinstance(data, dict):
                 data[key] = str(target)
