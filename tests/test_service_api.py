@@ -273,16 +273,21 @@ def refused(answer: Any, code: int, field: str, words: str, settings: ServiceSet
         ({}, None, "data", "upload a data file"),
         ({"data_path": "~/train.csv"}, None, "data_path", "not a file under a data root"),
         ({"data_path": "train\x00.csv"}, None, "data_path", "NUL character"),
+        # a typo: what is missing, and the closest file of that folder (it read as if `..` or a link were the cause)
+        ({"data_path": "trian.csv"}, None, "data_path", "no file 'trian.csv' under the data root {root} (did you mean "
+                                                       "'train.csv'?)"),
+        ({}, {"train": "{root}/trian.csv"}, "data.train", "(did you mean '{root}/train.csv'?)"),
     ],
 )
 def test_data_outside_the_roots_is_refused(fresh: tuple[TestClient, ServiceSettings], place: Path, tiny_bert: Path,
                                            form: dict[str, str], spec_data: dict[str, str] | None, field: str,
                                            words: str) -> None:  # fmt: skip
     client, settings = fresh
-    outside = str(place / "outside" / "secret.csv")
-    form = {k: v.format(outside=outside) for k, v in form.items()}
-    data = {k: v.format(outside=outside) for k, v in (spec_data or {}).items()}
-    refused(submit(client, spec_body("s", tiny_bert, data=data), form=form), 400, field, words, settings)
+    outside, root = str(place / "outside" / "secret.csv"), str(settings.data_roots[0])
+    form = {k: v.format(outside=outside, root=root) for k, v in form.items()}
+    data = {k: v.format(outside=outside, root=root) for k, v in (spec_data or {}).items()}
+    refused(submit(client, spec_body("s", tiny_bert, data=data), form=form), 400, field, words.format(root=root),
+            settings)  # fmt: skip
 
 
 def test_server_fields_other_encoders_and_bad_uploads_are_refused(
@@ -302,7 +307,12 @@ def test_server_fields_other_encoders_and_bad_uploads_are_refused(
         refused(submit(client, body, data=None if "data" in extra else train), 400, field, words, settings)
     answer = client.post("/api/studies", data={"spec_text": yaml_of(spec_body("s", tiny_bert))},
                          files={"data": ("run.exe", b"MZ", "application/octet-stream")})  # fmt: skip
-    refused(answer, 400, "data", "the data must be one of", settings)
+    refused(answer, 400, "data", "the data of task text-classification must be one of .csv, .tsv, .jsonl, .json, "
+                                 ".parquet", settings)  # fmt: skip
+    # the types of the spec's task only: a .txt passed this check and was then refused by the spec's
+    notes = client.post("/api/studies", data={"spec_text": yaml_of(spec_body("s", tiny_bert))},
+                        files={"data": ("notes.txt", b"text,label\nhi,a\n", "text/plain")})  # fmt: skip
+    refused(notes, 400, "data", "has type '.txt': the data of task text-classification must be one of", settings)
     both = client.post("/api/studies", data={"spec_text": "name: s"}, files={"spec": ("s.yaml", b"name: s")})
     refused(both, 400, "spec", "exactly one of them", settings)
     as_json = client.post("/api/studies", json=spec_body("s", tiny_bert))  # a helper's first try

@@ -18,6 +18,7 @@ created.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import re
 import shutil
@@ -31,7 +32,7 @@ from typing import IO, Any
 import yaml
 from rich.console import Console
 
-from sweep.dataspec import upload_target
+from sweep.dataspec import data_suffixes, upload_target
 from sweep.encoders import PACKAGED
 from sweep.errors import Conflict as Conflict
 from sweep.errors import SweepError
@@ -101,7 +102,32 @@ def confined(value: str, roots: tuple[Path, ...], *, want_dir: bool) -> tuple[Pa
     return None, None
 
 
+def _missing_under_a_root(value: str, roots: tuple[Path, ...]) -> str | None:
+    """Why `value` names nothing where it would be inside a root (its folder there exists, the file does not), with
+    the closest name in that folder; None when that is not the reason. Only folders inside a root are listed."""
+    raw = Path(value)
+    if "\x00" in value or ".." in raw.parts:
+        return None
+    for root in roots:
+        path = raw if raw.is_absolute() else root / raw
+        try:
+            folder = path.parent.resolve(strict=True)
+            inside = folder.is_relative_to(root.resolve()) and folder.is_dir() and not path.exists()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if not inside:
+            continue
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        close = difflib.get_close_matches(raw.name, names, n=1)
+        hint = f" (did you mean {str(raw.with_name(close[0]))!r}?)" if close else ""
+        return f"no file {value!r} under the data root {root}{hint}"
+    return None
+
+
 def data_path_problem(value: str, settings: ServiceSettings) -> str:
+    missing = _missing_under_a_root(value, settings.data_roots)
+    if missing is not None:
+        return missing
     roots = _roots_phrase(settings.data_roots, "data-roots")
     return (f"{value!r} is not a file under a data root of this server ({roots}); `..` and links out of a root "
             "are refused: upload the file instead, or give a path under a data root")  # fmt: skip
@@ -125,12 +151,17 @@ def safe_upload_name(filename: str | None, key: str, suffix: str) -> str:
     return f"{stem or key}{suffix}"
 
 
-def upload_suffix(upload: Upload, field: str) -> tuple[str | None, str | None]:
+def upload_suffix(upload: Upload, field: str, body: Mapping[str, Any] | None = None) -> tuple[str | None, str | None]:
+    """The upload's file type, or why it is refused: one the spec's task reads (`sweep.dataspec.data_suffixes`; any
+    of UPLOAD_SUFFIXES where `data.format` says how to read it), so the check and the spec's agree."""
     suffix = Path(upload.filename or "").suffix.lower()
-    if suffix in UPLOAD_SUFFIXES:
+    task = (body or {}).get("task") or "text-classification"
+    data = (body or {}).get("data")
+    allowed = data_suffixes(task, data.get("format") if isinstance(data, Mapping) else None) or UPLOAD_SUFFIXES
+    if suffix in allowed and suffix in UPLOAD_SUFFIXES:
         return suffix, None
-    return None, (f"uploaded file {upload.filename!r} has type {suffix or '(none)'!r}: the data must be one of "
-                  f"{', '.join(UPLOAD_SUFFIXES)}")  # fmt: skip
+    return None, (f"uploaded file {upload.filename!r} has type {suffix or '(none)'!r}: the data of task {task} must "
+                  f"be one of {', '.join(s for s in allowed if s in UPLOAD_SUFFIXES)}")  # fmt: skip
 
 
 @dataclass
@@ -165,7 +196,7 @@ def plan(request: SubmissionRequest, settings: ServiceSettings) -> Plan:
             problems.append((path_field, f"give the {key} data as an upload or as {path_field}, not both"))
             continue
         if upload is not None:
-            suffix, why = upload_suffix(upload, key)
+            suffix, why = upload_suffix(upload, key, body)
             if why:
                 problems.append(("data" if key == "train" else "validation", why))
                 continue
