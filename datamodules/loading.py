@@ -248,12 +248,19 @@ def decode_utf8(raw: bytes, name: str, field: str) -> str:
         ) from err
 
 
-def delimiter_problem(header: str, sep: str, name: str, *, has_header: bool = True) -> str | None:
+def delimiter_problem(
+    header: str, sep: str, name: str, *, has_header: bool = True, lines: Sequence[str] = ()
+) -> str | None:
     """A hint when the first line is split by another delimiter than the file's extension promises; the link is
-    the usual fix (a read-only file keeps its name: a symbolic link named .tsv or .csv is read by the link's name)."""
+    the usual fix (a read-only file keeps its name: a symbolic link named .tsv or .csv is read by the link's name).
+    `lines` (the file's first lines) tell a tab-separated file whose texts hold commas: every line has as many tabs,
+    and not as many commas."""
+    shown = f"{'header' if has_header else 'first line'} {header!r}"
+    if sep == "," and _split_evenly_by_tabs(lines):
+        return f"{name} looks tab-separated (each of its first lines has the same number of tabs; {shown[:120]}): " \
+               "rename it to .tsv (or link it under a .tsv name)"
     if sep in header:
         return None
-    shown = f"{'header' if has_header else 'first line'} {header!r}"
     if sep == "," and "\t" in header:
         return f"{name} looks tab-separated ({shown}): rename it to .tsv (or link it under a .tsv name)"
     if sep == "," and ";" in header:
@@ -265,13 +272,24 @@ def delimiter_problem(header: str, sep: str, name: str, *, has_header: bool = Tr
     return None
 
 
+def _split_evenly_by_tabs(lines: Sequence[str]) -> bool:
+    """Whether lines (at least 3) each hold the same number of tabs, at least one, while their commas differ (texts
+    with commas in a tab-separated file, such as the SMS Spam Collection)."""
+    shown = [line for line in lines if line.strip()][:20]
+    if len(shown) < 3:
+        return False
+    tabs, commas = {line.count("\t") for line in shown}, {line.count(",") for line in shown}
+    return len(tabs) == 1 and min(tabs) >= 1 and len(commas) > 1
+
+
 def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: list[str] | None = None) -> pd.DataFrame:
     """CSV (quoted) or TSV (no quoting, as GLUE writes it); empty cells become missing, "NA" stays text.
 
     With `columns` the file has no header row: every line is data, read under those names.
     """
     text = decode_utf8(raw, name, field)
-    problem = delimiter_problem(text.split("\n", 1)[0].rstrip("\r"), sep, name, has_header=columns is None)
+    problem = delimiter_problem(text.split("\n", 1)[0].rstrip("\r"), sep, name, has_header=columns is None,
+                                lines=text.split("\n", 21)[:20])  # fmt: skip
     if problem:
         raise DataError([(field, problem)])
     quoting: Literal[0, 3] = csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE

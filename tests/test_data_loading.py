@@ -165,6 +165,21 @@ def test_wrong_delimiter(tmp_path: Path, name: str, content: str, looks: str, fi
     assert message.startswith(f"{name} {looks}: ") and fix in message
 
 
+def test_a_tab_separated_file_whose_texts_hold_commas_is_told_apart(tmp_path: Path) -> None:
+    """The SMS Spam Collection (`label<TAB>text`, no header) uploaded as raw.csv: its first line holds commas too, so
+    the header rule saw nothing and pandas' "Expected 2 fields" came with a hint about quoting commas."""
+    lines = ["ham\tGo until jurong point, crazy.. Available only in bugis n great world la e buffet...",
+             "ham\tOk lar... Joking wif u oni...", "spam\tFree entry in 2 a wkly comp to win FA Cup final tkts, 21st",
+             "ham\tU dun say so early hor... U c already then say...", "ham\tNah I think he goes to usf, he lives"]
+    [(field, message)] = problems_of(write(tmp_path / "raw.csv", "\n".join(lines) + "\n"))
+    assert field == "data.train"
+    assert message.startswith("raw.csv looks tab-separated (each of its first lines has the same number of tabs; ")
+    assert message.endswith("rename it to .tsv (or link it under a .tsv name)")
+    # a CSV whose quoted texts hold a tab each is still read as a CSV
+    rows = ['"a\tb, c",x', '"d\te",y', '"f,g,h\ti",x', '"j\tk",y']
+    assert load(write(tmp_path / "quoted.csv", "text,label\n" + "\n".join(rows) + "\n")).labels == ["x", "y", "x", "y"]
+
+
 def test_missing_columns_are_all_reported_with_existing_columns(tmp_path: Path) -> None:
     path = write(tmp_path / "train.csv", "text,label\na,b\n")
     problems = problems_of(path, text="sentence", label="lable")
