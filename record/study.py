@@ -234,3 +234,26 @@ def study_attrs(record: StudyRecord) -> dict[str, Any]:
     out: dict[str, Any] = {}
     write_study(out.__setitem__, record)
     return out
+
+
+def evaluation_points(batches: int, steps_per_epoch: int, accumulate: int = 1) -> dict[int, int]:
+    """First-epoch evaluation points: batch count -> Optuna step, at even fractions of the epoch.
+
+    With several batches summed per optimizer step (`accumulate`), a point moves to the nearest optimizer step's
+    last batch, so it scores the weights after an update, never between the batches of one (nor before the first);
+    a point with no optimizer step of its own before the epoch's end is dropped.
+    """
+    points: dict[int, int] = {}
+    for j in range(1, steps_per_epoch):
+        batch = round(batches * j / steps_per_epoch / accumulate) * accumulate
+        if accumulate <= batch < batches:
+            points.setdefault(batch, j)
+    return points
+
+
+def evaluation_epochs(steps: list[int], steps_per_epoch: int, batches: int, accumulate: int = 1) -> list[float]:
+    """Where the evaluations at Optuna `steps` ran, in epochs trained (0.375: the 6th of 16 batches), as a running
+    trial's training loop placed them (`evaluation_points`; a trial's history says it once the trial ends);
+    `batches`: training batches per epoch."""
+    at = {step: batch / batches for batch, step in evaluation_points(batches, steps_per_epoch, accumulate).items()}
+    return [at.get(step, step / steps_per_epoch) for step in steps]

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from record import maximizes, read_study, read_trial
+from record.study import evaluation_epochs
 from reports.expected import expected_max_performance
 from reports.trials import STATE_NAMES, completed, pruned_value
 
@@ -136,17 +137,27 @@ def collect_learning_curves(study: optuna.Study, best: FrozenTrial | None = None
     Optuna steps are 1/`steps_per_epoch` of an epoch (study attr; 1 for studies without evaluations inside the
     first epoch), so the x axis is in epochs whatever the evaluation schedule.
     """
-    per_epoch = read_study(study).steps_per_epoch
+    study_record = read_study(study)
+    per_epoch = study_record.steps_per_epoch
+    rows = study_record.data_report.get("num_train")
+    trainer = study_record.spec.get("trainer") if isinstance(study_record.spec.get("trainer"), dict) else {}
+    accumulate = trainer.get("accumulate_grad_batches") if isinstance(trainer, dict) else None
     curves = []
     for trial in study.get_trials(deepcopy=False):
         if not trial.intermediate_values:
             continue
         steps = sorted(trial.intermediate_values)
+        record = read_trial(trial)
         epochs = [step / per_epoch if per_epoch != 1 else step for step in steps]
-        # where each evaluation really ran (0.64 of an epoch when 3 does not divide the batches): as status says
-        trained = [r.get("epochs_trained") for r in read_trial(trial).history]
+        # where each evaluation really ran (0.64 of an epoch when 3 does not divide the batches), as status says:
+        # the history of a finished trial; for a running, stopped or failed one, the schedule its loop followed
+        trained = [r.get("epochs_trained") for r in record.history]
+        batch = record.all_hyperparameters.get("batch_size")
         if len(trained) == len(steps) and all(isinstance(t, int | float) for t in trained):
             epochs = [float(t) for t in trained if isinstance(t, int | float)]
+        elif per_epoch != 1 and isinstance(rows, int) and isinstance(batch, int) and rows > 0 and batch > 0:
+            epochs = evaluation_epochs(steps, per_epoch, -(-rows // batch),
+                                       accumulate if isinstance(accumulate, int) and accumulate > 0 else 1)
         curves.append(Curve(number=trial.number, state=STATE_NAMES[trial.state], epochs=epochs,
                             values=[float(trial.intermediate_values[s]) for s in steps],
                             best=best is not None and trial.number == best.number))

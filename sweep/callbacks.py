@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from models.classifier import epochs_trained as head_epochs_trained
+from record.study import evaluation_points
 
 
 class EvaluationSchedule(pl.Callback):
@@ -59,21 +60,6 @@ class EvaluationSchedule(pl.Callback):
                 done / self._batches * self.steps_per_epoch
             )
             trainer.val_check_batch = self._batches + 1
-
-
-def evaluation_points(batches: int, steps_per_epoch: int, accumulate: int = 1) -> dict[int, int]:
-    """First-epoch evaluation points: batch count -> Optuna step, at even fractions of the epoch.
-
-    With several batches summed per optimizer step (`accumulate`), a point moves to the nearest optimizer step's
-    last batch, so it scores the weights after an update, never between the batches of one (nor before the first);
-    a point with no optimizer step of its own before the epoch's end is dropped.
-    """
-    points: dict[int, int] = {}
-    for j in range(1, steps_per_epoch):
-        batch = round(batches * j / steps_per_epoch / accumulate) * accumulate
-        if accumulate <= batch < batches:
-            points.setdefault(batch, j)
-    return points
 
 
 class StopCheck(pl.Callback):

@@ -358,6 +358,14 @@ def test_learning_curves_place_first_epoch_evaluations_at_fractions_of_an_epoch(
                                  user_attrs=record_attrs(history=history),
                                  intermediate_values={1: 0.3, 2: 0.5, 3: 0.6}))  # fmt: skip
     assert collect_learning_curves(study)[2].epochs == pytest.approx([0.3571, 0.6429, 1.0])
+    # a trial without a history yet (running, stopped, failed) is drawn where its loop evaluated, not at the
+    # nominal thirds, so its points do not move when it completes: 250 rows at batch 16 are 16 batches, 5 / 11 / 16
+    placed = optuna.create_study(direction="maximize")
+    write_study(placed.set_user_attr, StudyRecord(steps_per_epoch=3, data_report={"num_train": 250}))
+    placed.add_trial(create_trial(state=TrialState.FAIL, value=None, params={"batch_size": 16},
+                                  distributions={"batch_size": optuna.distributions.CategoricalDistribution([16, 32])},
+                                  intermediate_values={1: 0.2, 2: 0.4, 3: 0.5, 6: 0.6}))  # fmt: skip
+    assert collect_learning_curves(placed)[0].epochs == pytest.approx([5 / 16, 11 / 16, 1.0, 2.0])
 
 
 # --- importance -----------------------------------------------------------------------------------------------

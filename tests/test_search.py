@@ -334,7 +334,7 @@ def test_a_worker_whose_data_differs_is_refused(
 def test_first_epoch_evaluations_land_after_an_optimizer_step_when_batches_are_summed() -> None:
     """With 8 batches per step, the third-of-an-epoch point of 12 batches (batch 4) would score weights no step had
     touched: it is dropped; points move to a step's last batch, never between a step's batches."""
-    from sweep.callbacks import evaluation_points
+    from record.study import evaluation_points
 
     assert evaluation_points(63, 3) == {21: 1, 42: 2}  # one batch per step: even thirds, as always
     assert evaluation_points(15, 3, accumulate=2) == {4: 1, 10: 2}
