@@ -570,7 +570,7 @@ def fail_dead_worker(url: str, worker: str, how: str) -> list[str]:
                 retry = ("queued for a retry with the same parameters" if retried_after_death(trial, trials) else
                          "not retried again (its configuration's worker died once before)")  # fmt: skip
                 TrialWriter(functools.partial(set_trial_attr, study, trial)).lost(
-                    f"its worker {worker} ended ({how}); failed by the server that ran it, {retry}")
+                    f"its worker {worker} ended ({how}); failed at once by the process that started it, {retry}")
                 if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
                     continue
                 failed.append(trial.number)

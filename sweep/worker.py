@@ -40,7 +40,7 @@ from record import FINISHED, read_trial, study_budget, write_failure
 from sweep.errors import DiskError, StorageLost, SweepError
 from sweep.lifecycle import SAMPLER_HISTORY_ENV, WORKER_NUMBER_ENV
 from sweep.storage import sqlite_workers_env
-from sweep.store_checks import STORAGE_ENV
+from sweep.store_checks import STORAGE_ENV, mask
 
 T = TypeVar("T")
 WAIT_POLL_S = 2.0
@@ -392,10 +392,32 @@ def launch_workers(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=True, disable=not console.is_terminal,
     )  # fmt: skip
+    ended: set[int] = set()
+
+    def fail_trials_of_ended() -> None:
+        # a worker that ended (killed, out of memory) while others run: its trial is failed and retried now, not
+        # after the heartbeat's grace period (minutes in which it filled a place of the budget for nothing)
+        for proc in procs:
+            code = proc.poll()
+            if code is None or proc.pid in ended or received:
+                continue
+            ended.add(proc.pid)
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            try:
+                from sweep.storage import fail_dead_worker
+
+                lines = fail_dead_worker(url, f"{socket.gethostname()}:{proc.pid}", how)
+            except Exception as exc:  # the store is out of reach just now: the heartbeat fails the trial later
+                lines = [f"a worker ended ({how}); its trial is failed by the heartbeat after the grace period "
+                         f"({mask((str(exc).strip().splitlines() or [type(exc).__name__])[0], url)})"]
+            for line in lines:
+                console.print(f"[yellow]run:[/] {line}", highlight=False)
+
     try:
         with progress:
             task = progress.add_task(f"study {study_name} · {n} workers", total=total)
             while any(p.poll() is None for p in procs):
+                fail_trials_of_ended()
                 finished, running = poll()
                 progress.update(
                     task, completed=finished, description=f"study {study_name} · {n} workers · {running} running"
