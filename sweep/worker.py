@@ -55,6 +55,22 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def say_or_go_quiet(line: str) -> None:
+    """Print `line` to stderr; if the reader is gone (Ctrl-C in a terminal also ends the `| tee` or `| grep` that
+    reads a run's output), send this process's output to /dev/null from now on instead of failing: a
+    BrokenPipeError raised in the signal handler failed the trial as an error and lost its retry."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:  # BrokenPipeError, or a terminal gone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            for fd in (1, 2):
+                with contextlib.suppress(OSError):
+                    os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+
 class GracefulStop:
     """SIGTERM/SIGINT handlers for a worker's main thread, and stop requests from the store (`request`).
 
@@ -90,8 +106,8 @@ class GracefulStop:
             os.kill(os.getpid(), signum)
             return
         self.requested, self.signalled = name, True
-        print(f"{name} received: a running trial stops at its next step (recorded as failed, queued for a retry) and "
-              "no further trial starts (send it again to exit at once)", file=sys.stderr, flush=True)  # fmt: skip
+        say_or_go_quiet(f"{name} received: a running trial stops at its next step (recorded as failed, queued for a "
+                        "retry) and no further trial starts (send it again to exit at once)")  # fmt: skip
         if self._training:
             self._training = False
             raise StopRequested(f"stopped by {name}")

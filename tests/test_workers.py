@@ -529,3 +529,31 @@ def test_a_runs_workers_draw_from_numbered_seeds(monkeypatch: pytest.MonkeyPatch
     assert again.ask().suggest_float("x", 0, 1) not in drawn
     monkeypatch.setenv(SAMPLER_HISTORY_ENV, "2")
     assert sampler_history(study) == 2
+
+
+def test_a_signal_still_stops_the_trial_cleanly_when_the_output_reader_is_gone(tmp_path: Path) -> None:
+    """Ctrl-C on `sweep run ... | tee log` also ends `tee`: the handler's line then met a broken pipe, and the
+    BrokenPipeError it raised failed the trial as an error with no retry, instead of `stopped by SIGINT`."""
+    result = tmp_path / "result.txt"
+    code = f"""
+import os, signal, sys, time
+read, write = os.pipe()
+os.close(read)  # the reader of this process's output is gone
+os.dup2(write, 1)
+os.dup2(write, 2)
+from sweep.worker import GracefulStop, StopRequested
+outcome = "not stopped"
+with GracefulStop() as stop:
+    try:
+        with stop.training():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    except StopRequested as exc:
+        outcome = str(exc)
+print("later output goes nowhere, without an error", file=sys.stderr, flush=True)
+open({str(result)!r}, "w").write(outcome)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert result.read_text() == "stopped by SIGINT"
