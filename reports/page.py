@@ -132,11 +132,15 @@ def render_toc(sections: Sequence[Section]) -> str:
     return "".join(lines)
 
 
+# How every report starts: `sweep report --out` replaces a file only when it starts so (an earlier report)
+PAGE_START = '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">'
+
+
 def render_page(studies: Sequence[optuna.Study], sections: Sequence[Section]) -> Iterator[str]:
     """The page in pieces (figures rendered lazily, so a long report streams to disk)."""
     title = html.escape(page_title(studies))
     ids = {id(block): figure_id(i, section, block) for i, (section, block) in enumerate(figure_blocks(sections), 1)}
-    yield (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    yield (f"{PAGE_START}\n"
            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'
            f"<style>{CSS}</style>\n<script type=\"text/javascript\">")
     yield plotly.offline.get_plotlyjs()

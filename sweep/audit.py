@@ -41,7 +41,7 @@ from record import (
 )
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, left_out_line, noise_is_flagged_share, weak_fit
 from sweep.encoders import resolve_encoder
-from sweep.errors import SweepError, folder_blocked, new_folders
+from sweep.errors import SweepError, folder_blocked, new_folders, overwrite_problem
 from sweep.label_issues import (
     AUDIT_TASKS,
     AuditTask,
@@ -125,6 +125,9 @@ def out_problems(out: Path | None) -> list[tuple[str, str]]:
         return []
     if out.is_dir():
         return [("--out", f"{out} is a folder: give a file name such as audit.csv")]
+    header = ",".join(CSV_COLUMNS).encode()  # an earlier audit's CSV (with or without the word columns)
+    if (taken := overwrite_problem(out, (header + b"\r\n", header + b"\n", header + b","), "an earlier audit's CSV")):
+        return [("--out", taken)]
     blocked = folder_blocked(out.parent)
     if blocked:
         return [("--out", f"{blocked}: name a file in a folder")]

@@ -407,12 +407,15 @@ def report(
 ) -> None:
     """One self-contained HTML file (works offline) that explains a study, or compares several."""
     from reports import write_report
-    from sweep.errors import folder_blocked, new_folders
+    from reports.page import PAGE_START
+    from sweep.errors import folder_blocked, new_folders, overwrite_problem
     from sweep.storage import load_study
     from sweep.store_checks import choose_storage
 
     if out_file.exists() and out_file.is_dir():
         raise SweepError([("--out", f"{out_file} is a folder: give a file name such as report.html")])
+    if (taken := overwrite_problem(out_file, (PAGE_START.encode(),), "an earlier sweep report")) is not None:
+        raise SweepError([("--out", taken)])
     blocked = folder_blocked(out_file.parent)
     if blocked:
         raise SweepError([("--out", f"{blocked}: name a file in a folder")])

@@ -127,6 +127,22 @@ def folder_blocked(folder: Path) -> str | None:
     return None
 
 
+def overwrite_problem(path: Path, prefixes: tuple[bytes, ...], what: str) -> str | None:
+    """Why `--out` must not replace the file at `path`: it exists and does not start as an earlier output of this
+    command does (one of `prefixes`), so it may be anything (the training data: `sweep audit --out train.csv`
+    replaced it silently); None when there is no file or it is such an output."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(max(len(p) for p in prefixes))
+    except OSError:
+        return None  # unreadable: the write says why
+    if any(head.startswith(p) for p in prefixes):
+        return None
+    return f"{path} exists and is not {what}: name a new file, or move it away first"
+
+
 @contextlib.contextmanager
 def new_folders(folder: Path, field: str = "--out") -> Iterator[list[Path]]:
     """`folder` and any missing parents made for what is written inside (an output's `--out`); the list of the ones

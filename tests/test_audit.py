@@ -304,7 +304,8 @@ def test_a_class_too_small_for_the_folds_is_left_out_and_the_rest_audited(
     assert main(["report", "audit-test", "--storage", url, "--out", str(report)]) == 0
     assert "The audit left out 1 class with fewer training examples than --folds 5" in report.read_text()
     # the fine-tuned folds leave it out too (the ensemble averages both methods' predictions of the kept rows)
-    assert main(["audit", str(spec), "--method", "ensemble", "--folds", "4", "--storage", url]) == 0
+    assert main(["audit", str(spec), "--method", "ensemble", "--folds", "4", "--storage", url,
+                 "--out", str(out)]) == 0  # an earlier audit's CSV is replaced  # fmt: skip
     assert "'account' (3 examples)" in capsys.readouterr().err
     mixed = read_audit(load_study("audit-test", url))
     assert mixed is not None and mixed.left_out == {"account": 3} and mixed.examples == 40
@@ -333,6 +334,12 @@ def test_an_audit_left_with_one_class_is_refused_and_nothing_is_written(
     err = capsys.readouterr().err
     assert "--method: must be one of 'embeddings', 'finetune', 'ensemble', got 'bayes'" in err
     assert "--folds: must be at least 2, got 1" in err and "is a folder" in err
+    # the training file itself (or any file but an earlier audit's CSV) is not replaced
+    train = tmp_path / "train.csv"
+    before = train.read_bytes()
+    assert main(["audit", str(spec), "--out", str(train)]) == 2
+    assert f"--out: {train} exists and is not an earlier audit's CSV" in " ".join(capsys.readouterr().err.split())
+    assert train.read_bytes() == before
     assert main(["audit", str(spec), "--out", str(spec / "a.csv")]) == 2  # the spec file is in the way
     assert f"--out: {spec} is a file, so no folder can be made there" in capsys.readouterr().err
     # a positive_label the data lacks is refused as `sweep run` refuses it (it was a traceback in a fold)

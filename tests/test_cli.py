@@ -132,6 +132,13 @@ def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: 
     assert "trec-tiny-b" in html and "Comparison" in html and "Expected validation performance" in html
     assert "importance needs at least 2 completed trials" in out  # the 1-trial study says what is missing
 
+    # an earlier report is replaced; any other file is not (`--out train.csv` replaced the training data)
+    assert main(["report", "trec-tiny", "--out", str(target), "--storage", url]) == 0
+    before = train.read_bytes()
+    assert main(["report", "trec-tiny", "--out", str(train), "--storage", url]) == 2
+    assert (f"error: --out: {train} exists and is not an earlier sweep report: name a new file, or move it away "
+            "first") in " ".join(capsys.readouterr().err.split())
+    assert train.read_bytes() == before
     assert main(["report", "nope", "--out", str(tmp_path / "r2.html"), "--storage", url]) == 2
     assert "error: study: no study named 'nope' in sqlite:///" in capsys.readouterr().err
     assert main(["report", "trec-tiny", "--out", str(tmp_path), "--storage", url]) == 2
