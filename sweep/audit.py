@@ -146,16 +146,23 @@ def option_problems(method: str, folds: int) -> list[tuple[str, str]]:
 # --- hyperparameters for finetune ------------------------------------------------------------------------------
 
 
-def spec_defaults(spec: Spec) -> dict[str, Any]:
-    """The spec's fixed values, and the built-in defaults for the parameters it searches."""
-    from sweep.space import fixed
+def spec_defaults(spec: Spec, encoder: str | None = None) -> dict[str, Any]:
+    """The spec's fixed values, and for the parameters it searches a value inside the searched space: the warm
+    start's known-good configuration for the encoder's family (`sweep.warm_start`, placed in the space), else the
+    built-in default moved into it (a built-in 5e-5 outside a searched [1e-4, 4e-4] surprised a user)."""
+    from sweep.space import fixed, searched
+    from sweep.warm_start import inside, warm_start
 
-    return {**DEFAULTS, **fixed(spec.search.space)}
+    values = {**DEFAULTS, **fixed(spec.search.space)}
+    warm = warm_start(spec.search.space, encoder, spec.trainer.accumulate_grad_batches) if encoder else None
+    if warm is not None:
+        return {**values, **warm.params}
+    return {**values, **{name: inside(param, DEFAULTS[name]) for name, param in searched(spec.search.space).items()}}
 
 
-def finetune_hyperparameters(spec: Spec, study: Any | None) -> tuple[dict[str, Any], str]:
+def finetune_hyperparameters(spec: Spec, study: Any | None, encoder: str | None = None) -> tuple[dict[str, Any], str]:
     """The study's best trial's hyperparameters when it has one, else the spec's defaults; and where they came from."""
-    defaults = spec_defaults(spec)
+    defaults = spec_defaults(spec, encoder)
     best = best_trial(study) if study is not None else None
     if best is None:
         return defaults, "the spec's defaults (no completed trial in a study)"
@@ -442,7 +449,7 @@ def run_audit(
                                                            console=console)  # fmt: skip
     if method in ("finetune", "ensemble"):
         study = load_study(spec.name, url) if existing is not None else None
-        hyperparameters, source = finetune_hyperparameters(spec, study)
+        hyperparameters, source = finetune_hyperparameters(spec, study, encoder)
         shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hyperparameters.items())
         console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
         components["finetune"] = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters,

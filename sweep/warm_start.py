@@ -71,7 +71,7 @@ def known_good(model_type: str, hidden_size: int) -> tuple[dict[str, float | int
     return config, f"known-good for a {model_type} encoder of {why}"
 
 
-def _inside(param: RangeParam | list[int | float], value: float) -> int | float:
+def inside(param: RangeParam | list[int | float], value: float) -> int | float:
     """`value` moved into a searched parameter: the nearest choice, or clamped into the range and onto its step."""
     if isinstance(param, list):
         numbers = [float(choice) for choice in param]
@@ -97,4 +97,4 @@ def warm_start(space: SpaceSpec, encoder: str, accumulate: int = 1) -> WarmStart
     if accumulate > 1 and "batch_size" in wanted:
         config["batch_size"] = max(1, round(config["batch_size"] / accumulate))
         source += f"; batch 16 per optimizer step, {accumulate} batches summed per step"
-    return WarmStart({name: _inside(param, config[name]) for name, param in wanted.items()}, source)
+    return WarmStart({name: inside(param, config[name]) for name, param in wanted.items()}, source)

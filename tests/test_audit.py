@@ -430,3 +430,18 @@ def test_ensemble_method_averages_the_embeddings_probe_and_the_fine_tuned_folds(
     assert "the mean of frozen-encoder embeddings and a logistic regression per fold and the encoder fine-tuned" in (
         note.text
     )
+
+
+def test_finetune_without_a_study_trains_inside_the_searched_space(tmp_path: Path, tiny_bert: Path) -> None:
+    """A user searching learning_rate in [1e-4, 4e-4] saw the folds train at the built-in 5e-5: the spec's defaults
+    are now the warm start's known-good values placed in the space, or the built-in ones moved into it."""
+    from sweep.audit import spec_defaults
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({"name": "s", "data": {"train": "t.csv"},
+                       "search": {"space": {"learning_rate": {"low": 1.5e-4, "high": 4e-4, "log": True},
+                                            "batch_size": [8, 32], "epochs": 2}}})  # fmt: skip
+    unread = spec_defaults(spec)  # no encoder to read: the built-in defaults, moved into the space
+    assert unread["learning_rate"] == pytest.approx(1.5e-4) and unread["batch_size"] == 32 and unread["epochs"] == 2
+    known = spec_defaults(spec, str(tiny_bert))  # a small encoder: its recipe's 1e-4 and batch 16, placed
+    assert known["learning_rate"] == pytest.approx(1.5e-4) and known["batch_size"] in (8, 32) and known["epochs"] == 2

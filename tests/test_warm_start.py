@@ -20,7 +20,7 @@ from sweep.runner import run_study
 from sweep.spec import RangeParam, SpaceSpec
 from sweep.storage import load_study
 from sweep.summary import best_epoch_text, trials_table
-from sweep.warm_start import _inside, encoder_shape, known_good, warm_start
+from sweep.warm_start import encoder_shape, inside, known_good, warm_start
 
 
 def config_folder(tmp_path: Path, name: str = "encoder", **config: object) -> Path:
@@ -43,14 +43,14 @@ def test_the_known_good_learning_rate_falls_as_the_encoder_widens(model_type: st
 
 
 def test_the_configuration_is_placed_inside_the_space() -> None:
-    assert _inside([16, 32], 16) == 16
-    assert _inside([8, 64], 16) == 8  # nearest on a log scale: 16/8 = 2 < 64/16 = 4
-    assert _inside([1e-5, 3e-5, 1e-3], 1e-4) == 3e-5
-    assert _inside(RangeParam(low=1e-5, high=5e-5, log=True), 1e-4) == 5e-5  # clamped
-    assert _inside(RangeParam(low=2e-4, high=1e-3, log=True), 1e-4) == 2e-4
-    assert _inside(RangeParam(low=1, high=2), 3) == 2 and isinstance(_inside(RangeParam(low=1, high=2), 3), int)
-    assert _inside(RangeParam(low=2, high=10, step=4), 3) == 2  # onto the step grid (2, 6, 10)
-    assert _inside(RangeParam(low=0.0, high=0.1, step=0.04), 0.06) == pytest.approx(0.08)
+    assert inside([16, 32], 16) == 16
+    assert inside([8, 64], 16) == 8  # nearest on a log scale: 16/8 = 2 < 64/16 = 4
+    assert inside([1e-5, 3e-5, 1e-3], 1e-4) == 3e-5
+    assert inside(RangeParam(low=1e-5, high=5e-5, log=True), 1e-4) == 5e-5  # clamped
+    assert inside(RangeParam(low=2e-4, high=1e-3, log=True), 1e-4) == 2e-4
+    assert inside(RangeParam(low=1, high=2), 3) == 2 and isinstance(inside(RangeParam(low=1, high=2), 3), int)
+    assert inside(RangeParam(low=2, high=10, step=4), 3) == 2  # onto the step grid (2, 6, 10)
+    assert inside(RangeParam(low=0.0, high=0.1, step=0.04), 0.06) == pytest.approx(0.08)
 
 
 def test_only_searched_parameters_are_queued(tmp_path: Path) -> None:
