@@ -121,6 +121,19 @@ def label_keys(raw: RawTable, *, field: str, delimiter: str | None) -> list[str 
                 f"{name} row {bad[0][0]}: {bad[0][1]}" + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""),
             )
         )
+    cells = [v for v in raw.labels if isinstance(v, str) and v.strip()]
+    if not problems and delimiter is not None and cells and not any(delimiter in c for c in cells):
+        # the delimiter given never occurs while another joiner fills the cells: every joined set would be one label
+        other = joined_labels([c for c in cells], skip=delimiter)
+        if other is not None:
+            sep, example, share = other
+            problems.append(
+                (
+                    "data.label_delimiter",
+                    f"{name}: {delimiter!r} is in no label cell, while {share:.0%} of them look like labels joined "
+                    f"by {sep!r} (e.g. {example!r}): set data.label_delimiter: {sep!r}",
+                )
+            )
     if not problems and delimiter is None:
         joined = joined_labels(raw.labels)
         if joined is not None:
@@ -144,13 +157,15 @@ JOINERS = ("|", ";", ",", "+")
 JOINED_SHARE = 0.2
 
 
-def joined_labels(values: Sequence[object]) -> tuple[str, str, float] | None:
+def joined_labels(values: Sequence[object], skip: str | None = None) -> tuple[str, str, float] | None:
     """(joiner, an example cell, share of cells) when at least `JOINED_SHARE` of the string label cells hold the same
-    joiner between non-empty parts; None otherwise (JSON lists, or single labels)."""
+    joiner (other than `skip`) between non-empty parts; None otherwise (JSON lists, or single labels)."""
     cells = [v for v in values if isinstance(v, str) and v.strip()]
     if not cells:
         return None
     for sep in JOINERS:
+        if sep == skip:
+            continue
         hits = [c for c in cells if sep in c and all(part.strip() for part in c.split(sep))]
         if len(hits) / len(cells) >= JOINED_SHARE:
             return sep, hits[0], len(hits) / len(cells)

@@ -128,6 +128,15 @@ def test_prepared_label_sets_are_multi_hot_with_a_per_label_report(tmp_path: Pat
     assert field == "data.label_delimiter" and "look like several labels joined by '|'" in message
     assert message.endswith("set data.label_delimiter: '|' (or, where '|' is part of the label names, a character "
                             "they never hold)")  # fmt: skip
+    # ... and with a delimiter the cells never hold (a user's ';' for '|'), refused too, naming the one they hold
+    with pytest.raises(DataError) as info:
+        prepare_multilabel_data(train_source=str(csv_path), validation_source=None, text_column="text",
+                                label_column="labels", label_delimiter=";", val_fraction=0.25, seed=0,
+                                tokenizer_name_or_path=str(tiny_bert), max_length=64,
+                                cache_dir=tmp_path / "cache")  # fmt: skip
+    [(field, message)] = info.value.problems
+    assert field == "data.label_delimiter" and message.startswith("train.csv: ';' is in no label cell, while ")
+    assert "look like labels joined by '|' (e.g. " in message and message.endswith("set data.label_delimiter: '|'")
     assert joined_labels(["billing", "refund", "billing"]) is None and joined_labels([["a", "b"]]) is None
     assert joined_labels(["a;b", "c", "d", "e"]) == (";", "a;b", 0.25)
 
