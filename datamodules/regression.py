@@ -237,9 +237,11 @@ def cleaning_lines(split: str, report: dict[str, Any]) -> list[str]:
         if report[key]:
             lines.append(f"{split}: dropped {report[key]} {'row' if report[key] == 1 else 'rows'} "
                          f"{one if report[key] == 1 else many}")  # fmt: skip
-    if report["averaged_texts_total"]:
-        lines.append(f"{split}: {report['averaged_texts_total']} texts appear with different scores; each is kept "
-                     f"once with its mean score ({report['averaged_rows']} rows merged)")
+    if (texts := report["averaged_texts_total"]):
+        merged = report["averaged_rows"]
+        lines.append(f"{split}: {texts} {'text appears' if texts == 1 else 'texts appear'} with different scores; "
+                     f"{'it is' if texts == 1 else 'each is'} kept once with its mean score ({merged} more "
+                     f"{'row' if merged == 1 else 'rows'} merged into {'it' if texts == 1 else 'them'})")
     return lines
 
 

@@ -324,8 +324,9 @@ def expected_blocks(study: optuna.Study) -> list[Block]:
 def best_trial_blocks(study: optuna.Study) -> list[Block]:
     best = best_trial(study)
     if best is None:
-        return [NoteBlock("Per-class scores and the confusion matrix need a completed trial; this study has none.",
-                          missing=True)]
+        needed = ("Predicted against true scores need" if read_study(study).task == "regression"
+                  else "Per-class scores and the confusion matrix need")  # fmt: skip
+        return [NoteBlock(f"{needed} a completed trial; this study has none.", missing=True)]
     labels = read_study(study).label_names
     if read_study(study).task == "regression":
         return scatter_blocks(best, labels[0] if labels else "score")

@@ -40,7 +40,11 @@ def metric_problem(task: str, metric: str) -> str | None:
     allowed = TASK_METRICS.get(task)
     if allowed is None or metric in allowed:
         return None
-    return f"{metric!r} is not a metric of task: {task} (choose one of {', '.join(allowed)})"
+    import difflib
+
+    close = [m for m in allowed if m.lower() == metric.lower()] or difflib.get_close_matches(metric, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{metric!r} is not a metric of task: {task} (choose one of {', '.join(allowed)}){hint}"
 
 
 def task_problems(data: dict[str, Any]) -> list[tuple[str, str]]:

@@ -71,6 +71,10 @@ def test_regression_spec_defaults_to_spearman_and_takes_a_pair_column() -> None:
     assert problems_of({**REG, "objective": {"metric": "f1_macro"}}) == {
         "objective.metric": "'f1_macro' is not a metric of task: regression (choose one of spearman, pearson, rmse)"
     }
+    assert problems_of({**REG, "objective": {"metric": "Pearson"}})["objective.metric"].endswith(
+        "; did you mean 'pearson'?")
+    assert problems_of({**REG, "objective": {"metric": "spearmann"}})["objective.metric"].endswith(
+        "; did you mean 'spearman'?")
 
 
 def test_class_weights_and_label_smoothing_are_refused_for_regression() -> None:
@@ -156,7 +160,8 @@ def test_prepared_scores_are_float_labels_with_a_report(tmp_path: Path, tiny_ber
     report = data.report
     assert report["split"].startswith("stratified on score quantiles from train")
     assert report["cleaning"]["train"]["duplicates"] == 1 and report["cleaning"]["train"]["averaged_rows"] == 1
-    assert any("each is kept once with its mean score" in w for w in report["warnings"])
+    assert ("train: 1 text appears with different scores; it is kept once with its mean score (1 more row merged "
+            "into it)") in report["warnings"]
     dist = report["label_distribution"]
     assert dist["train"]["count"] == len(data.train) and dist["validation"]["count"] == len(data.validation)
     assert "class_distribution" not in report
