@@ -499,9 +499,10 @@ def comparison_section(studies: Sequence[optuna.Study]) -> Section:
     metrics = list(dict.fromkeys(metric_name(s) for s in usable if completed(s)))
     metric = metrics[0] if len(metrics) == 1 else "value"
     blocks: list[Block] = []
-    if len(metrics) > 1:
+    if len(metrics) > 1:  # one axis for accuracy and Spearman would compare what cannot be compared
         blocks.append(NoteBlock(f"The studies optimise different metrics ({', '.join(metrics)}): their values are not "
-                                "directly comparable.", missing=True))
+                                "directly comparable, so no figure puts them on one axis (each study's own section "
+                                "has its figures).", missing=True))
     blocks += _unlike_data_notes(usable)
     names = [s.study_name for s in usable]
     if len(set(names)) < len(names):
@@ -511,7 +512,7 @@ def comparison_section(studies: Sequence[optuna.Study]) -> Section:
     without = [n for n in names if n not in with_values] + [s.study_name for s in studies if s not in usable]
     if without:
         blocks.append(NoteBlock(f"No completed trial (left out of the figures): {', '.join(without)}.", missing=True))
-    if with_values:
+    if with_values and len(metrics) == 1:
         blocks.append(FigureBlock("compare-best-so-far", plot_best_so_far(with_values, metric)))
         blocks.append(FigureBlock("compare-best-values", plot_best_values(
             list(with_values), [h.best_so_far[-1] for h in with_values.values()], metric)))
