@@ -6,6 +6,7 @@ import csv
 import difflib
 import functools
 import io
+import itertools
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import pandas as pd
 
 from datamodules.cleaning import is_missing, normalize_label
 from datamodules.errors import DataError
-from datamodules.header import first_row_is_data, given_columns_problem, headerless_message
+from datamodules.header import SAMPLE_ROWS, first_row_is_data, given_columns_problem, headerless_message
 from datamodules.hub import HUB_PREFIX, read_hub
 
 DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -324,11 +325,35 @@ def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: lis
             )
         except (pd.errors.ParserError, ValueError) as err:
             detail = str(err).replace("Error tokenizing data. C error: ", "").strip()
-            raise DataError([(field, f"cannot parse {name}: {detail} ({fix})")]) from err
+            headerless = _headerless_ragged(text, sep, quoting, name) if columns is None else None
+            raise DataError([(field, headerless or f"cannot parse {name}: {detail} ({fix})")]) from err
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         than = "data.columns names" if columns is not None else "its header has columns"
         raise DataError([(field, f"cannot parse {name}: its rows have more fields than {than} ({fix})")])
     return frame
+
+
+def _headerless_ragged(text: str, sep: str, quoting: Literal[0, 3], name: str) -> str | None:
+    """Why a file pandas cannot parse is a table without a header row whose rows differ in length (STS-B's files: 7
+    or 9 fields): its first row reads as data. None when it does not look so."""
+    first, widest = _first_and_widest(text, sep, quoting)  # every row: STS-B's longer rows come late
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        rows = list(itertools.islice(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), SAMPLE_ROWS + 1))
+    except csv.Error:
+        return None
+    finally:
+        csv.field_size_limit(limit)
+    if len(rows) < 2 or not first:
+        return None
+    below = [[r[i] if i < len(r) else None for r in rows[1:]] for i in range(len(first))]
+    if not first_row_is_data(first, below):
+        return None
+    shown = ", ".join(repr(v if len(v) <= 30 else v[:27] + "...") for v in first)
+    return (f"{name} looks like it has no header row (its first row reads as data: {shown}), and its rows have up to "
+            f"{widest} fields: give its {widest} columns with data.columns: [...], one name per field, the text and "
+            "label columns under the names data.text_column and data.label_column give")
 
 
 def _first_and_widest(text: str, sep: str, quoting: Literal[0, 3]) -> tuple[list[str], int]:

@@ -351,3 +351,15 @@ def test_rows_nested_under_one_key_of_a_json_object_are_named(tmp_path: Path) ->
     assert problems_of(write(tmp_path / "export.json", '{"data": ' + rows + "}\n")) == expected
     pretty = '{\n  "version": 2,\n  "data": ' + rows.replace("}, {", "},\n    {") + "\n}\n"
     assert problems_of(write(tmp_path / "export.json", pretty)) == expected
+
+
+def test_a_headerless_file_with_rows_of_several_lengths_is_named_as_headerless(tmp_path: Path) -> None:
+    """STS-B's files have no header and 7 or 9 fields a row (the longer rows late): pandas failed on the first long
+    row, and its "Expected 7 fields" came with a hint about tabs in texts, not the missing header."""
+    rows = [f"main-captions\tMSRvid\t2012test\t{i:04d}\t{i % 5}.000\tA man is playing a large flute {i}.\tA man plays."
+            for i in range(30)]
+    rows.append("main-forums\tdeft\t2014\t0031\t2.000\tA sentence with two more fields.\tAnother one.\tsrc1\tsrc2")
+    [(field, message)] = problems_of(write(tmp_path / "sts.tsv", "\n".join(rows) + "\n"), text="s1", label="score")
+    assert field == "data.train"
+    assert message.startswith("sts.tsv looks like it has no header row (its first row reads as data: 'main-captions'")
+    assert "its rows have up to 9 fields: give its 9 columns with data.columns: [...]" in message
