@@ -104,6 +104,12 @@ def weak_fit(record: AuditRecord) -> str | None:
     """A warning when the out-of-fold predictions fit the given labels barely better than always predicting the
     most common class (tasks measured by accuracy): most of the examples flagged then carry a correct label, and
     the ranking says more about the model than about the annotation. None when the fit is not weak."""
+    if record.fit_name == "micro-F1":  # multi-label: a label set of the majority labels is nearly always empty (F1 0)
+        if record.accuracy >= WEAK_FIT_SHARE:
+            return None
+        return (f"the out-of-fold micro-F1 {record.accuracy:.3f} closes less than a quarter of the way from predicting "
+                f"no label (0) to 1: the flags rest on a weak model, and many flagged {record.unit}s will carry a "
+                "correct label set (a fine-tuned model, trained longer, fits better: --method finetune or ensemble)")
     if record.fit_name not in ("accuracy", "word accuracy") or not record.classes or not record.examples:
         return None
     largest = max(record.classes, key=lambda c: c.examples)

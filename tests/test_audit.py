@@ -172,7 +172,12 @@ def test_a_fit_barely_above_the_majority_class_is_called_weak() -> None:
     assert warning is not None and "0.595 is close to always predicting 'ENTAILMENT' (0.525)" in warning
     assert any(getattr(b, "text", "").startswith("Weak fit: the out-of-fold accuracy") for b in audit_blocks(weak))
     assert weak_fit(replace(weak, accuracy=0.80)) is None  # closes over half the gap to 1
-    assert weak_fit(replace(weak, fit_name="micro-F1")) is None  # other tasks' measures have no such baseline
+    assert weak_fit(replace(weak, fit_name="Spearman")) is None  # regression's measure has no such baseline
+    # multi-label: a micro-F1 below a quarter of the way from no label at all (a user's NLU++ audit, 0.146 and 0.197,
+    # flagged 49% of the rows with no warning)
+    labels = replace(weak, fit_name="micro-F1", class_name="label", accuracy=0.197)
+    assert (weak_fit(labels) or "").startswith("the out-of-fold micro-F1 0.197 closes less than a quarter of the way")
+    assert weak_fit(replace(labels, accuracy=0.334)) is None
     # NER: words, nearly all O: 0.966 against always-O's 0.956 is weak too (a user's WNUT-17 audit)
     words = replace(weak, fit_name="word accuracy", unit="word", examples=15120, accuracy=0.966,
                     classes=[ClassAudit("O", 14459, 100, 0.01), ClassAudit("B-person", 661, 223, 0.3)])
