@@ -406,11 +406,17 @@ def model_card(meta: dict[str, Any]) -> str:
                   f"of inputs): `score` is the raw "
                   "output of the one-unit head (no sigmoid; the config's problem_type is regression, so the "
                   "pipeline applies none by default too).")
+        scale = ((meta.get("spec") or {}).get("data") or {}).get("label_range")
+        if isinstance(scale, list) and len(scale) == 2 and all(isinstance(v, int | float) for v in scale):
+            labels += (f" The training scores lie on the scale [{scale[0]:g}, {scale[1]:g}] (the spec's "
+                       "data.label_range).")  # the scale the scores were checked against
         results, data_table = "", _label_table(report)
+    tags = "[sweep, text-classification, regression]" if meta.get("task") == "regression" else (
+        "[sweep, text-classification]")  # fmt: skip
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
-tags: [sweep, text-classification]
+tags: {tags}
 ---
 
 # {meta["study"]} · trial {meta["trial"]}

@@ -335,6 +335,11 @@ def test_the_export_reproduces_the_stored_metrics_through_pipeline(pair_study: P
     card = (out / "README.md").read_text(encoding="utf-8")
     assert 'pipeline("text-classification", model="path/to/this/folder", function_to_apply="none")' in card
     assert "| class |" not in card and "spearman: **" in card
+    assert "tags: [sweep, text-classification, regression]" in card  # it said text-classification only
+    from sweep.export import model_card
+
+    scaled = model_card({**meta, "spec": {**meta["spec"], "data": {**meta["spec"]["data"], "label_range": [0, 5]}}})
+    assert "The training scores lie on the scale [0, 5] (the spec's data.label_range)." in scaled
 
 
 def test_an_rmse_study_minimises_everywhere(rmse_study: Path, tmp_path: Path) -> None:
