@@ -215,7 +215,7 @@ def _read_file(path: Path, *, field: str, columns: Sequence[str] | None = None) 
     reader = _READERS.get(suffix)
     if reader is None:
         kind = f"file type {suffix!r}" if suffix else "a file without an extension"
-        raise DataError([(field, f"cannot read {kind} ({path.name}): {FORMATS_HINT}")])
+        raise DataError([(field, f"cannot read {kind} ({path.name}): {FORMATS_HINT}{delimited_hint(path)}")])
     if columns is not None and suffix not in DELIMITERS:
         raise DataError([("data.columns", f"{ONLY_DELIMITED}, not {path.name}")])
     try:
@@ -281,6 +281,25 @@ def _split_evenly_by_tabs(lines: Sequence[str]) -> bool:
         return False
     tabs, commas = {line.count("\t") for line in shown}, {line.count(",") for line in shown}
     return len(tabs) == 1 and min(tabs) >= 1 and len(commas) > 1
+
+
+def delimited_hint(path: Path) -> str:
+    """For a file of another type whose first lines are tab- or comma-separated alike (SICK.txt is a TSV): the name to
+    link it under; else nothing."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64 * 1024).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.rstrip("\r") for line in head.split("\n")[:20] if line.strip()]
+    if len(lines) < 3:
+        return ""
+    for sep, suffix in (("\t", ".tsv"), (",", ".csv")):
+        counts = {line.count(sep) for line in lines}
+        if len(counts) == 1 and min(counts) >= 1:
+            return (f"; it looks {'tab' if sep == chr(9) else 'comma'}-separated: link it under a {suffix} name "
+                    f"(ln -s {path.name} {path.stem}{suffix}) or copy it to one")
+    return ""
 
 
 def _read_delimited(raw: bytes, name: str, field: str, *, sep: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from datamodules import DATA_SUFFIXES, DEFAULT_TEXT_SEPARATOR, DELIMITERS, HUB_PREFIX
+from datamodules.loading import delimited_hint
 from datamodules.tagged import CONLL_SUFFIXES, TAGGED_SUFFIXES
 
 # Keys added after studies were stored, with the behaviour those studies had: left out of a dump at that value,
@@ -223,7 +224,7 @@ def path_problems(
                        if path.suffix.lower() in TAGGED_SUFFIXES else
                        "; a file without an extension is read by its name: give it one with an extension, e.g. a link "
                        "(ln -s FILE train.tsv for tab-separated lines; data.columns names the columns of a file "
-                       "without a header row)" if not path.suffix else ""),
+                       "without a header row)" if not path.suffix else delimited_hint(path)),
                 )
             )
     return problems

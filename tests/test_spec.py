@@ -144,6 +144,11 @@ def test_check_paths_resolves_against_spec_folder(tmp_path: Path) -> None:
     assert problems == {"data.validation": f"file not found: {tmp_path / 'data' / 'missing.csv'}"}
     spec = parse_spec({"name": "x", "data": {"train": "data/notes.txt", "validation": "hub:trec"}})
     assert "unsupported file type '.txt'" in dict(check_paths(spec, tmp_path))["data.train"]
+    # SICK.txt is a TSV: the message says so, and how to link it
+    (tmp_path / "data" / "SICK.txt").write_text("pair_ID\tsentence_A\tlabel\r\n1\ta b\tX\r\n2\tc, d\tY\r\n3\te\tZ")
+    spec = parse_spec({"name": "x", "data": {"train": "data/SICK.txt"}})
+    assert dict(check_paths(spec, tmp_path))["data.train"].endswith(
+        "; it looks tab-separated: link it under a .tsv name (ln -s SICK.txt SICK.tsv) or copy it to one")
     (tmp_path / "data" / "SMSSpamCollection").write_text("ham\thello\n")  # as the SMS spam corpus ships
     spec = parse_spec({"name": "x", "data": {"train": "data/SMSSpamCollection"}})
     assert "give it one with an extension, e.g. a link (ln -s FILE train.tsv" in dict(check_paths(spec, tmp_path))[
