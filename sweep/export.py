@@ -360,6 +360,16 @@ def _positive_note(meta: dict[str, Any]) -> str:
     return f" (the F1 of class {positive!r})" if meta.get("metric") == "f1_binary" and positive is not None else ""
 
 
+def _selection_note(meta: dict[str, Any]) -> str:
+    """The opening's sentence for an export `--by mean` (`selected_by`), else nothing: every card says it, since
+    `_seed_note` leaves it to the opening."""
+    chosen = meta.get("selected_by")
+    if not chosen:
+        return ""
+    return (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
+            f"({selected_spread(chosen)} over {len(chosen['runs'])} seeds); this is its best run.")
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
     if meta.get("task") == "token-classification":
@@ -379,12 +389,7 @@ def model_card(meta: dict[str, Any]) -> str:
         for name in meta.get("label_names") or []
     )
     max_length = meta.get("max_length") or 128
-    chosen = meta.get("selected_by")
-    selection = ""
-    if chosen:
-        spread = selected_spread(chosen)
-        selection = (f" Chosen by mean over seeds: trial {chosen['configuration']}'s configuration had the best mean "
-                     f"({spread} over {len(chosen['runs'])} seeds); this is its best run.")
+    selection = _selection_note(meta)
     call, kind, more = '"your text here"', "text classifier", ""
     use = ""
     if meta.get("task") == "multi-label" and meta.get("threshold") is not None:
@@ -502,7 +507,8 @@ tags: [sweep, token-classification, ner]
 
 A token classifier (named-entity recognition) fine-tuned from {encoder_origin(meta["encoder"])} by
 sweep: the weights of the **best validation epoch** ({_best_at(meta)} of
-{meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without retraining.{_rerun_note(meta)}
+{meta["epochs"]}) of trial {meta["trial"]} in study `{meta["study"]}`, exported without \
+retraining.{_selection_note(meta)}{_rerun_note(meta)}
 {_warning(meta)}
 ## Use
 

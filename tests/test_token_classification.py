@@ -372,6 +372,14 @@ def test_export_loads_with_the_ner_pipeline_and_reproduces_the_metric(ner_study:
     assert 'pipeline("token-classification", model="path/to/this/folder", aggregation_strategy="first")' in card
     assert "| entity type | precision | recall | F1 | support |" in card
     assert json.loads((out / "sweep.json").read_text(encoding="utf-8"))["task"] == "token-classification"
+    # an export --by mean says so in the NER card too (it said nothing of the seeds, and showed the lucky run)
+    from sweep.export import model_card
+
+    meta = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    chosen = {"configuration": 1, "mean": 0.2871, "std": 0.0837, "runs": [1, 6, 7]}
+    by_mean = model_card({**meta, "selected_by": chosen})
+    assert "Chosen by mean over seeds: trial 1's configuration had the best mean (0.2871 ± 0.0837 over 3 seeds)" in (
+        " ".join(by_mean.split()))
     # the NER pipeline always cuts at model_max_length: the encoder's stays (a long sentence is read whole, not cut
     # at the study's 32), and the tokenizer pads only when asked
     source = AutoTokenizer.from_pretrained(str(json.loads((out / "sweep.json").read_text())["encoder"]))
