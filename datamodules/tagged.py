@@ -68,6 +68,7 @@ def _listed(problems: list[str]) -> str:
 
 def parse_conll(text: str, name: str, field: str) -> list[Sentence]:
     """Sentences of a CoNLL-style text; DataError (one line, the first few bad lines) for lines without a tag."""
+    single: list[str] = []  # the lines of one field, to tell a comma-separated file
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -90,13 +91,18 @@ def parse_conll(text: str, name: str, field: str) -> list[Sentence]:
             continue
         if len(fields) == 1:
             problems.append(f"line {number} has one field ({fields[0][:40]!r}): it needs a token and its tag")
+            single.append(fields[0])
             continue
         tokens.append(fields[0])
         tags.append(fields[-1])
         lines.append(number)
     close()
     if problems:
-        raise DataError([(field, f"cannot read {name} as CoNLL (token and tag per line): {_listed(problems)}")])
+        commas = sum(1 for value in single if value.count(",") == 1 or value.count(";") == 1)
+        hint = (" (its lines look comma-separated: CoNLL separates a token and its tag with a space or a tab)"
+                if single and commas >= 0.8 * len(single) else "")  # fmt: skip
+        raise DataError([(field, f"cannot read {name} as CoNLL (token and tag per line){hint}: "
+                                 f"{_listed(problems)}")])  # fmt: skip
     return sentences
 
 
@@ -184,17 +190,45 @@ def split_tag(tag: str) -> tuple[str, str | None]:
 
 
 def tag_problems(file: TaggedFile, field: str) -> list[tuple[str, str]]:
-    """One problem naming the first few tags that are not O, B-type or I-type (BIOES/BILOU tags are not read)."""
-    bad = []
+    """One problem naming the first few tags that are not O, B-type or I-type (BIOES/BILOU tags are not read), each
+    (tag, line) once, with the likely cause where one shows: numbers for tags (a dataset's class ids), tags in lower
+    case, or the token and tag columns swapped."""
+    bad: dict[str, None] = {}
+    wrong: list[str] = []
+    tokens_as_tags = tokens = 0
     for sentence in file.sentences:
-        for tag, line in zip(sentence.tags, sentence.lines, strict=True):
-            try:
-                split_tag(tag)
-            except ValueError:
-                bad.append(f"{tag!r} at line {line}")
+        for token, tag, line in zip(sentence.tokens, sentence.tags, sentence.lines, strict=True):
+            tokens += 1
+            tokens_as_tags += _is_tag(token)
+            if not _is_tag(tag):
+                bad[f"{tag!r} at line {line}"] = None
+                wrong.append(tag)
     if not bad:
         return []
-    return [(field, f"{file.name}: tags must be O, B-<type> or I-<type> (IOB1 or IOB2); found {_listed(bad)}")]
+    hint = ""
+    if all(tag.strip().lstrip("-").isdigit() for tag in wrong):
+        hint = (" (the tags are numbers, a dataset's class ids: write each as its tag name, e.g. through the "
+                "dataset's features['ner_tags'].feature.names)")
+    elif all(_is_tag(tag.upper()) or _is_tag(_upper_prefix(tag)) for tag in wrong):
+        hint = " (tags are read as written: B-, I- and O in capitals)"
+    elif tokens and tokens_as_tags >= 0.8 * tokens:
+        hint = " (the tokens are tags: the token and tag columns look swapped; the token comes first)"
+    return [(field, f"{file.name}: tags must be O, B-<type> or I-<type> (IOB1 or IOB2){hint}; found "
+                    f"{_listed(list(bad))}")]  # fmt: skip
+
+
+def _is_tag(value: str) -> bool:
+    try:
+        split_tag(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _upper_prefix(tag: str) -> str:
+    """`b-person` as `B-person`: the prefix in capitals, the type as written."""
+    prefix, dash, kind = tag.partition("-")
+    return f"{prefix.upper()}{dash}{kind}"
 
 
 def to_iob2(tags: Sequence[str]) -> tuple[list[str], int]:

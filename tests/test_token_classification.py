@@ -462,6 +462,26 @@ BAD_INPUT = {
         {"train.conll": "New\tB-LOC\nYork\tE-LOC\nParis\tS-LOC\n", "dev.conll": DEV_CONLL}, {},
         "error: data.train: train.conll: tags must be O, B-<type> or I-<type> (IOB1 or IOB2); found 'E-LOC' at "
         "line 2; 'S-LOC' at line 3"),
+    "class ids for tags, on one JSON line each (each said once)": (
+        {"ids.jsonl": '{"tokens": ["my", "phone", "broke"], "tags": [0, 7, 0]}\n', "dev.conll": DEV_CONLL}, {},
+        "error: data.train: ids.jsonl: tags must be O, B-<type> or I-<type> (IOB1 or IOB2) (the tags are numbers, a "
+        "dataset's class ids: write each as its tag name, e.g. through the dataset's features['ner_tags'].feature."
+        "names); found '0' at line 1; '7' at line 1"),
+    "tags in lower case": (
+        {"train.conll": "my\to\nphone\tb-item\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: train.conll: tags must be O, B-<type> or I-<type> (IOB1 or IOB2) (tags are read as "
+        "written: B-, I- and O in capitals); found 'o' at line 1; 'b-item' at line 2"),
+    "token and tag columns swapped": (
+        {"train.conll": "O\tmy\nB-item\tphone\nO\tbroke\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: train.conll: tags must be O, B-<type> or I-<type> (IOB1 or IOB2) (the tokens are tags: "
+        "the token and tag columns look swapped; the token comes first); found 'my' at line 1; 'phone' at line 2; "
+        "'broke' at line 3"),
+    "a comma-separated conll file": (
+        {"train.conll": "my,O\nphone,B-item\nbroke,O\n", "dev.conll": DEV_CONLL}, {},
+        "error: data.train: cannot read train.conll as CoNLL (token and tag per line) (its lines look comma-separated: "
+        "CoNLL separates a token and its tag with a space or a tab): line 1 has one field ('my,O'): it needs a token "
+        "and its tag; line 2 has one field ('phone,B-item'): it needs a token and its tag; line 3 has one field "
+        "('broke,O'): it needs a token and its tag"),
     "training data without entities": (
         {"train.conll": "my\tO\nphone\tO\n", "dev.conll": DEV_CONLL}, {},
         "error: data.train: train.conll has no entity tags (every tag is O): token classification needs B-<type> / "
