@@ -250,9 +250,11 @@ def tag_cleaning_warnings(split: str, report: dict[str, Any]) -> list[str]:
     """One line per kind of change cleaning made to a split's sentences or tags."""
     lines = []
     if report["empty_text"]:
-        lines.append(f"{split}: dropped {report['empty_text']} empty sentences")
+        n = report["empty_text"]
+        lines.append(f"{split}: dropped {n} empty {'sentence' if n == 1 else 'sentences'}")
     if report["duplicates"]:
-        lines.append(f"{split}: dropped {report['duplicates']} duplicate sentences (the same tokens, after "
+        n = report["duplicates"]
+        lines.append(f"{split}: dropped {n} duplicate {'sentence' if n == 1 else 'sentences'} (the same tokens, after "
                      "normalising, and tags)")
     if report["invalid_transitions"]:
         lines.append(f"{split}: {report['invalid_transitions']} entities began with I- in an IOB2 file (after O or "
