@@ -83,9 +83,15 @@ def left_out_line(record: AuditRecord) -> str | None:
         return None
     shown = ", ".join(f"{name!r} ({n} example{'s' if n != 1 else ''})" for name, n in record.left_out.items())
     fewest = min(record.left_out.values())
+    what = "label" if record.class_name == "label" else "class"
     more = (f"--folds {fewest} audits them too" if fewest >= 2 else
-            "a class needs at least 2 examples for an out-of-fold check")  # fmt: skip
-    return (f"left out {len(record.left_out)} class{'es' if len(record.left_out) != 1 else ''} with fewer training "
+            f"a {what} needs at least 2 examples for an out-of-fold check")  # fmt: skip
+    n = len(record.left_out)
+    if what == "label":  # multi-label: a row's set keeps the label; only its annotation goes unchecked
+        return (f"left out {n} label{'s' if n != 1 else ''} on fewer training examples than --folds {record.folds}: "
+                f"{shown}; whether a row should carry {'it' if n == 1 else 'them'} is not checked, and no suggested "
+                f"set adds or drops {'it' if n == 1 else 'them'} ({more})")
+    return (f"left out {n} class{'es' if n != 1 else ''} with fewer training "
             f"examples than --folds {record.folds}: {shown}; their examples are not checked and no example is "
             f"suggested as one of them ({more})")
 

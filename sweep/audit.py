@@ -40,6 +40,7 @@ from record import (
     write_audit,
 )
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, left_out_line, noise_is_flagged_share, weak_fit
+from sweep.audit_multilabel import rare_label_columns, with_left_out_labels
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError, folder_blocked, new_folders, overwrite_problem
 from sweep.label_issues import (
@@ -325,10 +326,10 @@ def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
     return rows
 
 
-def left_out_line_of(left_out: dict[str, int], folds: int) -> str:
-    """The line `left_out_line` gives a record with these classes left out (said before the audit starts)."""
+def left_out_line_of(left_out: dict[str, int], folds: int, *, class_name: str = "class") -> str:
+    """The line `left_out_line` gives a record with these classes (labels) left out (said before the audit)."""
     line = left_out_line(AuditRecord(method="", folds=folds, created="", data_fingerprint="", examples=0, flagged=0,
-                                     accuracy=0.0, left_out=left_out))  # fmt: skip
+                                     accuracy=0.0, left_out=left_out, class_name=class_name))  # fmt: skip
     return line or ""
 
 
@@ -429,15 +430,23 @@ def run_audit(
     # the rest; with fewer than two classes left it is refused as every other task's audit is
     left_out = too_small_classes([label_names[i] for i in labels], folds) if task.leaves_out_small_classes else {}
     rows_kept = kept_rows([label_names[i] for i in labels], left_out) if left_out else None
-    if rows_kept is None:
+    # multi-label: a label on fewer rows than folds is left out of the audit (its column), the rest audited
+    columns_kept = None
+    if spec.task == "multi-label":
+        left_out, columns_kept = rare_label_columns(labels, label_names, folds)
+    audited = labels if columns_kept is None else np.asarray(labels)[:, columns_kept]
+    audited_data = data if columns_kept is None else dataclasses.replace(
+        data, label_names=[label_names[k] for k in columns_kept])  # fmt: skip
+    if rows_kept is None and columns_kept is None:
         left_out = {}
         problems = task.fold_problems(data, labels, folds)
         if problems:
             raise SweepError(problems, source=str(spec_path))
     else:
-        console.print(f"[yellow]audit:[/] {left_out_line_of(left_out, folds)}", highlight=False)
+        shown = left_out_line_of(left_out, folds, class_name="label" if columns_kept is not None else "class")
+        console.print(f"[yellow]audit:[/] {shown}", highlight=False)
     seed = spec.search.seed
-    splits = (task.splits(labels, folds, seed) if rows_kept is None
+    splits = (task.splits(audited, folds, seed) if rows_kept is None
               else splits_of_rows(task.splits(np.asarray(labels)[rows_kept], folds, seed), rows_kept))  # fmt: skip
     cache_dir = Path(spec.data.cache_dir or DEFAULT_CACHE_DIR)
     if not cache_dir.is_absolute() and spec.data.cache_dir:
@@ -445,7 +454,7 @@ def run_audit(
     hyperparameters: dict[str, Any] = {}
     components: dict[str, Any] = {}
     if method in ("embeddings", "ensemble"):
-        components["embeddings"] = embedding_probabilities(data, task, labels, encoder, cache_dir, splits=splits,
+        components["embeddings"] = embedding_probabilities(data, task, audited, encoder, cache_dir, splits=splits,
                                                            console=console)  # fmt: skip
     if method in ("finetune", "ensemble"):
         study = load_study(spec.name, url) if existing is not None else None
@@ -454,10 +463,14 @@ def run_audit(
         console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
         components["finetune"] = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters,
                                                          splits=splits, seed=seed, console=console)  # fmt: skip
+        if columns_kept is not None:  # the model predicts every label; the audit judges the kept ones
+            components["finetune"] = np.asarray(components["finetune"])[:, columns_kept]
     probs = (mean_predictions(components["embeddings"], components["finetune"]) if method == "ensemble"
              else components[method])  # fmt: skip
-    issues = (task.find(labels, probs, data) if rows_kept is None
+    issues = (task.find(audited, probs, audited_data) if rows_kept is None
               else kept_classification_issues(labels, probs, label_names, rows_kept))  # fmt: skip
+    if columns_kept is not None:  # each row's sets shown whole: the labels left out stay as given
+        issues = with_left_out_labels(issues, np.asarray(labels), label_names, columns_kept)
     rows = audit_rows(issues, data)
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
                           hyperparameters=hyperparameters, seconds=time.perf_counter() - started,

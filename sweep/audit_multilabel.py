@@ -28,6 +28,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -84,6 +85,21 @@ def label_fold_problems(labels: np.ndarray, label_names: Sequence[str], folds: i
                                            f"examples, so only {_examples(without[k])} lack it, fewer than --folds "
                                            f"{folds}: lower --folds or add examples without it"))  # fmt: skip
     return problems
+
+
+def rare_label_columns(
+    labels: np.ndarray, label_names: Sequence[str], folds: int
+) -> tuple[dict[str, int], np.ndarray | None]:
+    """The labels on fewer rows than `folds` ({label: rows}, fewest first) and the columns an audit keeps without
+    them; None for the columns when none is rare, or when a problem remains (`label_fold_problems` then says it)."""
+    labels = np.asarray(labels)
+    with_label = labels.sum(axis=0).astype(int)
+    few = [int(k) for k in np.flatnonzero(with_label < folds)]
+    rare = {label_names[k]: int(with_label[k]) for k in sorted(few, key=lambda k: (int(with_label[k]), label_names[k]))}
+    kept = np.flatnonzero(with_label >= folds)
+    if not rare or not len(kept) or label_fold_problems(labels[:, kept], [label_names[int(k)] for k in kept], folds):
+        return rare, None
+    return rare, kept
 
 
 def iterative_folds(labels: np.ndarray, folds: int, seed: int) -> Splits:
@@ -170,6 +186,23 @@ def suggested_sets(given: np.ndarray, in_doubt: np.ndarray, pred_probs: np.ndarr
 def shown_set(row: np.ndarray, names: Sequence[str]) -> str:
     """A label set as a reader sees it: "billing, refund" (in label order); "(none)" when empty."""
     return ", ".join(names[k] for k in np.flatnonzero(row).tolist()) or NONE
+
+
+def with_left_out_labels(
+    issues: LabelIssues, labels: np.ndarray, names: Sequence[str], kept: np.ndarray
+) -> LabelIssues:
+    """Issues found on the `kept` label columns, with each row's given and suggested sets shown whole: the labels
+    left out of the audit stay as given on both sides (the CSV showed "billing" for a row given "billing, returns")."""
+    kept_names = [names[int(k)] for k in kept]
+    shown = []
+    for issue in issues.issues:
+        full = np.asarray(labels[issue.index]).astype(int)
+        suggested = full.copy()
+        chosen = set(issue.suggested.split(", ")) - {NONE}
+        for k, name in zip(kept, kept_names, strict=True):
+            suggested[int(k)] = int(name in chosen)
+        shown.append(replace(issue, given=shown_set(full, names), suggested=shown_set(suggested, names)))
+    return replace(issues, issues=shown)
 
 
 def label_changes(
