@@ -554,33 +554,36 @@ def fail_dead_worker(url: str, worker: str, how: str) -> list[str]:
     does not queue the same retry."""
     storage = open_storage(url)
     assert isinstance(storage, SweepStorage)
-    lines = []
-    for summary in storage.get_all_studies():
-        running = storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        if not any(read_trial(t).worker == worker for t in running):
-            continue
-        failed: list[int] = []
-        not_retried: list[int] = []
-        with storage._budget_lock(summary._study_id):
-            study = optuna.load_study(study_name=summary.study_name, storage=storage)
-            trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if read_trial(trial).worker != worker:
-                    continue
-                retry = ("queued for a retry with the same parameters" if retried_after_death(trial, trials) else
-                         "not retried again (its configuration's worker died once before)")  # fmt: skip
-                TrialWriter(functools.partial(set_trial_attr, study, trial)).lost(
-                    f"its worker {worker} ended ({how}); failed at once by the process that started it, {retry}")
-                if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
-                    continue
-                failed.append(trial.number)
-                if retried_after_death(trial, trials):
-                    queue_retry(study, reread(study, trial))
-                else:
-                    not_retried.append(trial.number)
-                remove_dead_scratch(study, trial.number)
-        if failed:
-            lines.append(f"{summary.study_name}: " + orphans_line(failed, not_retried, f"worker {worker} ({how})"))
+    try:
+        lines = []
+        for summary in storage.get_all_studies():
+            running = storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if not any(read_trial(t).worker == worker for t in running):
+                continue
+            failed: list[int] = []
+            not_retried: list[int] = []
+            with storage._budget_lock(summary._study_id):
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+                for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    if read_trial(trial).worker != worker:
+                        continue
+                    retry = ("queued for a retry with the same parameters" if retried_after_death(trial, trials) else
+                             "not retried again (its configuration's worker died once before)")  # fmt: skip
+                    TrialWriter(functools.partial(set_trial_attr, study, trial)).lost(
+                        f"its worker {worker} ended ({how}); failed at once by the process that started it, {retry}")
+                    if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
+                        continue
+                    failed.append(trial.number)
+                    if retried_after_death(trial, trials):
+                        queue_retry(study, reread(study, trial))
+                    else:
+                        not_retried.append(trial.number)
+                    remove_dead_scratch(study, trial.number)
+            if failed:
+                lines.append(f"{summary.study_name}: " + orphans_line(failed, not_retried, f"worker {worker} ({how})"))
+    finally:  # a server calls this now and then: no connection is left behind
+        storage.engine.dispose()
     return lines
 
 
