@@ -532,10 +532,22 @@ def recover_orphans(study: optuna.Study, reason: str) -> tuple[list[int], list[i
     Only for a store this process alone writes (SQLite under `sqlite_writer_lock`): a RUNNING trial there was left
     by a worker that died. On PostgreSQL the heartbeat does this, after the grace period.
     """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return _fail_for_retry(study, running, lambda writer, _trial, _trials: writer.failed(reason))
+
+
+def _fail_for_retry(
+    study: optuna.Study,
+    running: Sequence[FrozenTrial],
+    record: Callable[[TrialWriter, FrozenTrial, Mapping[int, FrozenTrial]], None],
+) -> tuple[list[int], list[int]]:
+    """Fail each of `running` (after `record(writer, trial, trials)` wrote why) and queue its retry where its
+    configuration earns one (`retried_after_death`); returns the trials failed and those of them not retried. A
+    trial that finished meanwhile is left as it is."""
     failed, not_retried = [], []
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        TrialWriter(functools.partial(set_trial_attr, study, trial)).failed(reason)
+    for trial in running:
+        record(TrialWriter(functools.partial(set_trial_attr, study, trial)), trial, trials)
         if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
             continue
         failed.append(trial.number)
@@ -560,26 +572,18 @@ def fail_dead_worker(url: str, worker: str, how: str) -> list[str]:
             running = storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,))
             if not any(read_trial(t).worker == worker for t in running):
                 continue
-            failed: list[int] = []
-            not_retried: list[int] = []
             with storage._budget_lock(summary._study_id):
                 study = optuna.load_study(study_name=summary.study_name, storage=storage)
-                trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-                for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                    if read_trial(trial).worker != worker:
-                        continue
+                mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                        if read_trial(t).worker == worker]  # fmt: skip
+
+                def why(writer: TrialWriter, trial: FrozenTrial, trials: Mapping[int, FrozenTrial]) -> None:
                     retry = ("queued for a retry with the same parameters" if retried_after_death(trial, trials) else
                              "not retried again (its configuration's worker died once before)")  # fmt: skip
-                    TrialWriter(functools.partial(set_trial_attr, study, trial)).lost(
-                        f"its worker {worker} ended ({how}); failed at once by the process that started it, {retry}")
-                    if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
-                        continue
-                    failed.append(trial.number)
-                    if retried_after_death(trial, trials):
-                        queue_retry(study, reread(study, trial))
-                    else:
-                        not_retried.append(trial.number)
-                    remove_dead_scratch(study, trial.number)
+                    writer.lost(f"its worker {worker} ended ({how}); failed at once by the process that started it, "
+                                f"{retry}")
+
+                failed, not_retried = _fail_for_retry(study, mine, why)
             if failed:
                 lines.append(f"{summary.study_name}: " + orphans_line(failed, not_retried, f"worker {worker} ({how})"))
     finally:  # a server calls this now and then: no connection is left behind
