@@ -364,7 +364,7 @@ def _headerless_ragged(text: str, sep: str, quoting: Literal[0, 3], name: str) -
         return None
     finally:
         csv.field_size_limit(limit)
-    if len(rows) < 2 or not first:
+    if len(rows) < 2 or not first or len(first) >= widest:  # a first row as wide as any: pandas' count says more
         return None
     below = [[r[i] if i < len(r) else None for r in rows[1:]] for i in range(len(first))]
     if not first_row_is_data(first, below):

@@ -125,7 +125,11 @@ def label_keys(raw: RawTable, *, field: str, delimiter: str | None) -> list[str 
     if not problems and delimiter is not None and cells and not any(delimiter in c for c in cells):
         # the delimiter given never occurs while another joiner fills the cells: every joined set would be one label
         other = joined_labels([c for c in cells], skip=delimiter)
-        if other is not None:
+        # only where the joined parts are labels of their own elsewhere: a split of single labels may hold names
+        # such as "Hotels, Restaurants"
+        singles = {c.strip() for c in cells if other is not None and other[0] not in c}
+        if other is not None and any(all(part.strip() in singles for part in c.split(other[0]))
+                                     for c in cells if other[0] in c):  # fmt: skip
             sep, example, share = other
             problems.append(
                 (

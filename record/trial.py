@@ -288,7 +288,7 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
 def trial_seconds(trial: FrozenTrial) -> float | None:
     """A finished trial's wall time (start to completion), else the recorded `timings.total`, else None. A trial the
     heartbeat failed counts until one heartbeat interval after its worker's last heartbeat (it died within that
-    interval), not through the silence until another worker noticed (the grace period, two intervals by default)."""
+    interval), not through the silence until another worker noticed (the grace period: 300 s by default)."""
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
         silent = _opt_number(trial.user_attrs.get(_T_SILENT_SECONDS)) if trial.user_attrs.get(_T_LOST) else None

@@ -40,7 +40,7 @@ from record import (
     write_audit,
 )
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, left_out_line, noise_is_flagged_share, weak_fit
-from sweep.audit_multilabel import rare_label_columns, with_left_out_labels
+from sweep.audit_multilabel import multilabel_issues, rare_label_columns
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError, folder_blocked, new_folders, overwrite_problem
 from sweep.label_issues import (
@@ -166,7 +166,8 @@ def finetune_hyperparameters(spec: Spec, study: Any | None, encoder: str | None 
     defaults = spec_defaults(spec, encoder)
     best = best_trial(study) if study is not None else None
     if best is None:
-        return defaults, "the spec's defaults (no completed trial in a study)"
+        return defaults, ("the spec's fixed values and, for what it searches, the warm start's known-good values in "
+                          "its space (no completed trial in a study)")
     chosen = {**defaults, **{k: v for k, v in read_trial(best).all_hyperparameters.items() if k in DEFAULTS}}
     return chosen, f"the best trial of study {spec.name} (trial {best.number})"
 
@@ -467,10 +468,13 @@ def run_audit(
             components["finetune"] = np.asarray(components["finetune"])[:, columns_kept]
     probs = (mean_predictions(components["embeddings"], components["finetune"]) if method == "ensemble"
              else components[method])  # fmt: skip
-    issues = (task.find(audited, probs, audited_data) if rows_kept is None
-              else kept_classification_issues(labels, probs, label_names, rows_kept))  # fmt: skip
     if columns_kept is not None:  # each row's sets shown whole: the labels left out stay as given
-        issues = with_left_out_labels(issues, np.asarray(labels), label_names, columns_kept)
+        issues = multilabel_issues(audited, probs, audited_data.label_names,
+                                   left_out=(np.asarray(labels), label_names, columns_kept))  # fmt: skip
+    elif rows_kept is not None:
+        issues = kept_classification_issues(labels, probs, label_names, rows_kept)
+    else:
+        issues = task.find(labels, probs, data)
     rows = audit_rows(issues, data)
     record = build_record(issues, rows, data, method=method, folds=folds, encoder=spec.model.encoder,
                           hyperparameters=hyperparameters, seconds=time.perf_counter() - started,

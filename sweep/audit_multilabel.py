@@ -28,7 +28,6 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -165,44 +164,36 @@ def one_vs_rest_probabilities(
     return probs
 
 
-def predicted_sets(pred_probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+def predicted_sets(
+    pred_probs: np.ndarray, threshold: float = THRESHOLD, may_be_empty: np.ndarray | None = None
+) -> np.ndarray:
     """The predicted label set of each row as a 0/1 matrix: every label at `threshold` or above, and at least the
-    most probable one (a multi-label row always has a label)."""
+    most probable one (a multi-label row always has a label), except in rows `may_be_empty` marks (they hold a label
+    the audit left out)."""
     chosen = (pred_probs >= threshold).astype(int)
-    if len(pred_probs):
-        chosen[np.arange(len(pred_probs)), pred_probs.argmax(axis=1)] = 1
+    rows = np.arange(len(pred_probs)) if may_be_empty is None else np.flatnonzero(~np.asarray(may_be_empty, bool))
+    if len(rows):
+        chosen[rows, pred_probs[rows].argmax(axis=1)] = 1
     return chosen
 
 
-def suggested_sets(given: np.ndarray, in_doubt: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+def suggested_sets(
+    given: np.ndarray, in_doubt: np.ndarray, pred_probs: np.ndarray, may_be_empty: np.ndarray | None = None
+) -> np.ndarray:
     """Each row's given set with its doubted labels flipped (0/1 matrices); the most probable label where that
-    leaves the row none."""
+    leaves the row none, except in rows `may_be_empty` marks (they keep a label the audit left out)."""
     suggested = np.asarray(given).astype(int) ^ np.asarray(in_doubt).astype(int)
-    empty = np.flatnonzero(suggested.sum(axis=1) == 0)
-    suggested[empty, pred_probs[empty].argmax(axis=1)] = 1
+    empty = suggested.sum(axis=1) == 0
+    if may_be_empty is not None:
+        empty &= ~np.asarray(may_be_empty, bool)
+    rows = np.flatnonzero(empty)
+    suggested[rows, pred_probs[rows].argmax(axis=1)] = 1
     return suggested
 
 
 def shown_set(row: np.ndarray, names: Sequence[str]) -> str:
     """A label set as a reader sees it: "billing, refund" (in label order); "(none)" when empty."""
     return ", ".join(names[k] for k in np.flatnonzero(row).tolist()) or NONE
-
-
-def with_left_out_labels(
-    issues: LabelIssues, labels: np.ndarray, names: Sequence[str], kept: np.ndarray
-) -> LabelIssues:
-    """Issues found on the `kept` label columns, with each row's given and suggested sets shown whole: the labels
-    left out of the audit stay as given on both sides (the CSV showed "billing" for a row given "billing, returns")."""
-    kept_names = [names[int(k)] for k in kept]
-    shown = []
-    for issue in issues.issues:
-        full = np.asarray(labels[issue.index]).astype(int)
-        suggested = full.copy()
-        chosen = set(issue.suggested.split(", ")) - {NONE}
-        for k, name in zip(kept, kept_names, strict=True):
-            suggested[int(k)] = int(name in chosen)
-        shown.append(replace(issue, given=shown_set(full, names), suggested=shown_set(suggested, names)))
-    return replace(issues, issues=shown)
 
 
 def label_changes(
@@ -229,9 +220,14 @@ def micro_f1(given: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def multilabel_issues(
-    labels: np.ndarray, pred_probs: np.ndarray, label_names: Sequence[str] | None = None
-) -> LabelIssues:
+    labels: np.ndarray, pred_probs: np.ndarray, label_names: Sequence[str] | None = None, *,
+    left_out: tuple[np.ndarray, Sequence[str], np.ndarray] | None = None,
+) -> LabelIssues:  # fmt: skip
     """Likely label errors of a multi-label task, worst first (see the module docstring).
+
+    `left_out` = (every label column, every label name, the audited columns): `labels` and `pred_probs` are the
+    audited columns only; a row that holds a label left out may have none of them (no label is forced in), and each
+    issue shows the row's sets whole, the labels left out as given on both sides.
 
     `labels` is the given 0/1 matrix, `pred_probs` one independent probability per (row, label). Each issue shows
     the given and the suggested set (`suggested_sets`) as "a, b"; its `suggested_probability` is how sure the
@@ -252,13 +248,23 @@ def multilabel_issues(
                                n_jobs=1)  # fmt: skip
     quality = get_label_quality_scores(lists, pred_probs)
     in_doubt = np.asarray(find_multilabel_issues_per_class(lists, pred_probs, filter_by=FILTER_BY, n_jobs=1))
-    suggested = suggested_sets(given, in_doubt, pred_probs)
+    full, full_names, kept = left_out if left_out is not None else (given, names, np.arange(num_labels))
+    full = np.asarray(full).astype(int)
+    others = (np.asarray(np.delete(full, np.asarray(kept, int), axis=1).any(axis=1), dtype=bool)
+              if left_out is not None else None)  # fmt: skip
+    suggested = suggested_sets(given, in_doubt, pred_probs, may_be_empty=others)
+
+    def whole(row: np.ndarray, i: int) -> str:  # the row's set with the audited columns as `row` says
+        shown = full[i].copy()
+        shown[np.asarray(kept, int)] = row
+        return shown_set(shown, full_names)
+
     toward = np.where(suggested == 1, pred_probs, 1.0 - pred_probs)  # how sure of each label's suggested side
     issues = []
     for i in ranked:
         changed = given[i] != suggested[i]
         issues.append(LabelIssue(
-            index=int(i), given=shown_set(given[i], names), suggested=shown_set(suggested[i], names),
+            index=int(i), given=whole(given[i], i), suggested=whole(suggested[i], i),
             quality=float(quality[i]),
             suggested_probability=float(toward[i, changed].min()) if changed.any() else float("nan"),
         ))  # fmt: skip
@@ -277,7 +283,7 @@ def multilabel_issues(
         classes=classes,
         pairs=label_changes(issues, given, suggested, names),
         examples=len(given),
-        accuracy=micro_f1(given, predicted_sets(pred_probs)),
+        accuracy=micro_f1(given, predicted_sets(pred_probs, may_be_empty=others)),
         fit_name="micro-F1",
         class_name="label",  # a row of the per-class table is one label of the sets
     )

@@ -131,7 +131,7 @@ def overwrite_problem(path: Path, prefixes: tuple[bytes, ...], what: str) -> str
     """Why `--out` must not replace the file at `path`: it exists and does not start as an earlier output of this
     command does (one of `prefixes`), so it may be anything (the training data: `sweep audit --out train.csv`
     replaced it silently); None when there is no file or it is such an output."""
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:  # nothing to lose in an empty file (mktemp's)
         return None
     try:
         with path.open("rb") as fh:

@@ -55,13 +55,23 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def ended_how(code: int) -> str:
+    """How a process ended, from its return code: `killed by SIGKILL`, `killed by signal 40`, `exit code 3`."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:  # a real-time signal has no name
+        return f"killed by signal {-code}"
+
+
 def say_or_go_quiet(line: str) -> None:
     """Print `line` to stderr; if the reader is gone (Ctrl-C in a terminal also ends the `| tee` or `| grep` that
     reads a run's output), send this process's output to /dev/null from now on instead of failing: a
     BrokenPipeError raised in the signal handler failed the trial as an error and lost its retry."""
     try:
         print(line, file=sys.stderr, flush=True)
-    except OSError:  # BrokenPipeError, or a terminal gone
+    except (OSError, RuntimeError, ValueError):  # BrokenPipeError, a terminal gone; a write the signal interrupted
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             for fd in (1, 2):
@@ -418,7 +428,7 @@ def launch_workers(
             if code is None or proc.pid in ended or received:
                 continue
             ended.add(proc.pid)
-            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            how = ended_how(code)
             try:
                 from sweep.storage import fail_dead_worker
 
@@ -439,6 +449,7 @@ def launch_workers(
                     task, completed=finished, description=f"study {study_name} · {n} workers · {running} running"
                 )
                 time.sleep(1.0)
+            fail_trials_of_ended()  # the last worker to end, too (on PostgreSQL no heartbeat may be left)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -278,6 +278,7 @@ def test_a_label_too_rare_for_the_folds_is_left_out_and_the_rest_audited(
             "carry it is not checked, and no suggested set adds or drops it (--folds 3 audits them too)")
     assert line in " ".join(printed.err.split()) and line in " ".join(printed.out.split())
     flagged = read_csv_rows(out)
+    assert flagged
     for r in flagged:  # its rows are audited for their other labels, and shown whole: it stays as given
         given = rows[int(r["row"])][1]
         assert r["given_label"] == ", ".join(sorted(given))
@@ -292,3 +293,22 @@ def test_a_label_too_rare_for_the_folds_is_left_out_and_the_rest_audited(
     assert problems == [f"error: {spec}: data.train: label 'ticket' is on every one of the 30 examples: a label to "
                         "audit needs at least --folds 5 examples without it; add examples without it"]
     assert not out.exists() and not (tmp_path / "s.db").exists()
+
+
+def test_sets_with_a_left_out_label_are_shown_whole_and_never_get_a_label_forced_in() -> None:
+    """A row given {billing, returns} with 'returns' left out is {billing} to the audit: doubting billing left it
+    empty, and the most probable kept label was forced in ('billing, returns -> refund, returns', a label nobody
+    doubted); a name holding ', ' vanished when the shown set was split back into names."""
+    from sweep.audit_multilabel import multilabel_issues, predicted_sets, suggested_sets
+
+    rows = np.array([True, False])  # row 0 holds a label left out; row 1 does not
+    doubted = suggested_sets(np.array([[1, 0], [1, 0]]), np.array([[1, 0], [1, 0]]), np.array([[0.2, 0.3]] * 2),
+                             may_be_empty=rows)  # fmt: skip
+    assert doubted.tolist() == [[0, 0], [0, 1]]  # row 1 (no other label) still gets one
+    assert predicted_sets(np.array([[0.1, 0.2]] * 2), may_be_empty=rows).tolist() == [[0, 0], [0, 1]]
+    names = ["Food, Drink", "refund", "returns"]
+    full = np.array([[1, 0, 1]] * 12 + [[0, 1, 0]] * 12)
+    probs = np.array([[0.02, 0.97]] * 1 + [[0.97, 0.02]] * 11 + [[0.02, 0.97]] * 12)  # row 0's Food, Drink doubted
+    found = multilabel_issues(full[:, :2], probs, names[:2], left_out=(full, names, np.array([0, 1])))
+    shown = {issue.index: (issue.given, issue.suggested) for issue in found.issues}
+    assert shown[0] == ("Food, Drink, returns", "refund, returns")

@@ -493,3 +493,20 @@ def test_cli_refuses_a_validation_label_never_seen_in_training(
     write_jsonl(tmp_path / "val.jsonl", [*rows[14:], ("a gift card question", ["gift_card"])])
     line = _cli_refuses(tmp_path, _bad_spec(tmp_path, tiny_bert, validation=str(tmp_path / "val.jsonl")), capsys)
     assert "data.validation: val.jsonl row 7: label 'gift_card'" in line and "in no training row" in line
+
+
+def test_a_delimiter_the_cells_never_hold_is_refused_only_where_the_joined_parts_are_labels() -> None:
+    """A split of single labels whose names hold ', ' ("Hotels, Restaurants") is no sign of a wrong delimiter; the
+    same cells next to 'Hotels' and 'Restaurants' alone are."""
+    from datamodules import RawTable
+    from datamodules.multilabel import label_keys
+
+    names = ["Hotels, Restaurants", "Travel", "Hotels, Restaurants", "Travel", "Food"]
+    keys = label_keys(RawTable(texts=list("abcde"), labels=names, source="v.csv", columns=["t", "l"]),
+                      field="data.validation", delimiter="|")  # fmt: skip
+    assert len(keys) == 5
+    joined = ["Hotels,Restaurants", "Hotels", "Restaurants", "Hotels,Restaurants", "Travel"]
+    with pytest.raises(DataError) as info:
+        label_keys(RawTable(texts=list("abcde"), labels=joined, source="t.csv", columns=["t", "l"]),
+                   field="data.train", delimiter="|")  # fmt: skip
+    assert "'|' is in no label cell" in info.value.problems[0][1]

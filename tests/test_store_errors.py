@@ -319,3 +319,16 @@ def test_save_checkpoint_turns_a_refused_write_into_one_line(
     assert where == "checkpoint_dir"
     assert line.startswith(f"cannot write the checkpoint trial-00003 in {tmp_path / 'ckpt'}: {reason}")
     assert list((tmp_path / "ckpt").iterdir()) == []  # the temporary folder is gone
+
+
+def test_an_out_file_is_replaced_only_when_empty_or_an_earlier_output(tmp_path: Path) -> None:
+    from sweep.errors import overwrite_problem
+
+    empty = tmp_path / "r.html"
+    empty.touch()  # mktemp's: nothing to lose
+    assert overwrite_problem(empty, (b"<!DOCTYPE",), "an earlier sweep report") is None
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\na,b\n")
+    assert overwrite_problem(data, (b"<!DOCTYPE",), "an earlier sweep report") == (
+        f"{data} exists and is not an earlier sweep report: name a new file, or move it away first")
+    assert overwrite_problem(tmp_path / "new.html", (b"<!DOCTYPE",), "x") is None

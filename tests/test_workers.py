@@ -557,3 +557,12 @@ open({str(result)!r}, "w").write(outcome)
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert result.read_text() == "stopped by SIGINT"
+
+
+def test_how_a_worker_ended_is_said_for_any_return_code() -> None:
+    """A worker killed by a real-time signal (kill -40) has no signal name: the line that says so crashed the
+    keeper's thread and the run's wait loop."""
+    from sweep.worker import ended_how
+
+    assert ended_how(-9) == "killed by SIGKILL" and ended_how(3) == "exit code 3"
+    assert ended_how(-40) == "killed by signal 40"

@@ -199,14 +199,16 @@ class WorkerKeeper:
             code = proc.poll()
             if code is None or self._done.is_set():
                 continue
-            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            from sweep.worker import ended_how
+
+            how = ended_how(code)
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S]
             if len(self.restarts) >= MAX_RESTARTS:
                 if self.procs[i] is proc:
                     self.say(f"sweep serve: worker {proc.pid} ended ({how}); not started again: {MAX_RESTARTS} workers "
                              f"ended within {RESTART_WINDOW_S:.0f} s (see their lines above); restart the server, or "
-                             "run `sweep worker`")  # fmt: skip
+                             f"run `sweep worker`{self.fail_trials_of(proc.pid, how)}")  # fmt: skip
                     self.procs[i] = _Ended(code)
                 continue
             self.restarts.append(now)
