@@ -547,7 +547,10 @@ def _fail_for_retry(
     failed, not_retried = [], []
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in running:
-        record(TrialWriter(functools.partial(set_trial_attr, study, trial)), trial, trials)
+        try:
+            record(TrialWriter(functools.partial(set_trial_attr, study, trial)), trial, trials)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker's heartbeat pass failed it first
+            continue
         if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
             continue
         failed.append(trial.number)

@@ -251,3 +251,37 @@ def test_a_lost_trials_seconds_end_at_its_last_heartbeat_not_when_another_worker
     optuna.storages.fail_stale_trials(study)
     again = read_trial(study.trials[retry.number])
     assert again.state == TrialState.FAIL and again.lost is not None and again.silent_seconds is None
+
+
+def test_a_trial_another_worker_failed_meanwhile_is_left_as_it_is(tmp_path: Path) -> None:
+    """The dead-worker repair lists RUNNING trials, then fails them: one that a heartbeat pass failed in between
+    raised UpdateFinishedTrialError on the reason's write and aborted the rest of the repair."""
+    from typing import Any
+
+    from optuna.trial import TrialState
+
+    from record import trial_attrs
+    from sweep.storage import fail_dead_worker
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    trials = [study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}) for _ in range(2)]
+    for trial in trials:
+        for key, value in trial_attrs(worker="host:1").items():
+            trial.set_user_attr(key, value)
+    import sweep.storage as storage_module
+
+    real = storage_module._fail_for_retry
+
+    def finished_first(study: optuna.Study, running: Any, record: Any) -> Any:
+        study.tell(running[0].number, state=TrialState.FAIL)  # another worker's heartbeat pass was first
+        return real(study, running, record)
+
+    storage_module._fail_for_retry = finished_first  # type: ignore[assignment]
+    try:
+        lines = fail_dead_worker(url, "host:1", "killed by SIGKILL")
+    finally:
+        storage_module._fail_for_retry = real
+    assert lines == ["s: trial 1 was left RUNNING by worker host:1 (killed by SIGKILL): marked failed; trial 1 queued "
+                     "for a retry with the same parameters"]
+    assert [t.state for t in optuna.load_study(study_name="s", storage=url).trials[:2]] == [TrialState.FAIL] * 2
