@@ -425,7 +425,7 @@ def launch_workers(
         # after the heartbeat's grace period (minutes in which it filled a place of the budget for nothing)
         for proc in procs:
             code = proc.poll()
-            if code is None or proc.pid in ended or received:
+            if code is None or code == 0 or proc.pid in ended or received:  # exit 0: it recorded its trials
                 continue
             ended.add(proc.pid)
             how = ended_how(code)
