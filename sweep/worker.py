@@ -39,7 +39,7 @@ from rich.console import Console
 from record import FINISHED, read_trial, study_budget, write_failure
 from sweep.errors import DiskError, StorageLost, SweepError
 from sweep.lifecycle import SAMPLER_HISTORY_ENV, WORKER_NUMBER_ENV
-from sweep.storage import sqlite_workers_env
+from sweep.storage import fail_dead_worker, sqlite_workers_env
 from sweep.store_checks import STORAGE_ENV, mask
 
 T = TypeVar("T")
@@ -430,8 +430,6 @@ def launch_workers(
             ended.add(proc.pid)
             how = ended_how(code)
             try:
-                from sweep.storage import fail_dead_worker
-
                 lines = fail_dead_worker(url, f"{socket.gethostname()}:{proc.pid}", how)
             except Exception as exc:  # the store is out of reach just now: the heartbeat fails the trial later
                 lines = [f"a worker ended ({how}); its trial is failed by the heartbeat after the grace period "
