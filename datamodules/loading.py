@@ -40,6 +40,9 @@ class RawTable:
     labels: list[object]
     source: str
     columns: list[str]
+    # Unread columns holding free text of the text column's kind (SICK's sentence_B beside sentence_A): a forgotten
+    # data.text_pair_column would train on half of each example, so the report names them.
+    other_texts: tuple[str, ...] = ()
 
 
 def load_table(
@@ -108,7 +111,25 @@ def load_table(
     if problems:
         raise DataError(problems)
     labels: list[object] = read(label_column) if raw_labels else [normalize_label(v) for v in read(label_column)]
-    return RawTable(texts=texts, labels=labels, source=source, columns=names)
+    unread = [c for c in names if c not in (*text_columns, label_column, text_pair_column)]
+    like = [c for c in unread if len(text_columns) == 1 and text_like(read(c), read(text_columns[0]))]
+    return RawTable(texts=texts, labels=labels, source=source, columns=names, other_texts=tuple(like))
+
+
+def text_like(values: Sequence[object], texts: Sequence[object]) -> bool:
+    """Whether a column's `values` read as free text of the same kind as `texts`: nearly every value a string of
+    several words, mostly distinct, on average between a third and three times as long. Ids, labels, scores, dates
+    and short codes are not."""
+
+    def words(column: Sequence[object]) -> list[int]:
+        return [len(v.split()) for v in column if isinstance(v, str) and v.strip()]
+
+    counts, reference = words(values), words(texts)
+    if not values or not reference or len(counts) < 0.9 * len(values):
+        return False
+    distinct = len({v for v in values if isinstance(v, str)})
+    mean, mean_reference = sum(counts) / len(counts), sum(reference) / len(reference)
+    return mean >= 3 and distinct >= 0.5 * len(counts) and mean_reference / 3 <= mean <= 3 * mean_reference
 
 
 def repeated_header_problems(

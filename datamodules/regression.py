@@ -24,7 +24,7 @@ from datamodules.encoding import data_fingerprint, load_cached, save_cache, toke
 from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable
 from datamodules.preparation import PreparedData, load_sources, tokenizer_limit
-from datamodules.report import cleaning_summary, overlap_warnings, truncation_warnings
+from datamodules.report import cleaning_summary, overlap_warnings, pair_column_warnings, truncation_warnings
 from datamodules.splitting import remove_overlap
 from datamodules.texts import Text, display_text
 
@@ -353,6 +353,8 @@ def prepare_regression_data(
         "warnings": warnings,
         "tokenizer": tokenizer_name_or_path,
     }
+    if text_pair_column is None and isinstance(text_column, str):
+        report["warnings"] += pair_column_warnings(train_raw, text_column=text_column, task="regression")
     if text_pair_column is not None:
         report["text_pair"] = True
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

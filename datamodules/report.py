@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datamodules.cleaning import CleanResult
+from datamodules.hub import HUB_PREFIX
 
 if TYPE_CHECKING:
+    from datamodules.loading import RawTable
     from datamodules.preparation import Splits
 
 MAX_VARIANT_GROUPS = 5  # groups of labels written alike, one warning line each
@@ -59,6 +62,16 @@ def build_report(
         "num_validation": len(splits.val_texts),
         "warnings": warnings,
     }
+
+
+def pair_column_warnings(table: RawTable, *, text_column: str, task: str) -> list[str]:
+    """A line for each unread column of `table` that holds text like the text column's (`RawTable.other_texts`):
+    a pair of texts read as its first half trains without error, and nothing else would say so."""
+    task_hint = "" if task == "regression" else " and task: text-pair"
+    name = table.source if table.source.startswith(HUB_PREFIX) else Path(table.source).name
+    return [f"{name}: column {c!r} holds "
+            f"texts like data.text_column {text_column!r} and is not read: if each example is a pair of texts, set "
+            f"data.text_pair_column: {c}{task_hint}" for c in table.other_texts]
 
 
 def overlap_warnings(overlap: dict[str, Any], kind: str = "text") -> list[str]:

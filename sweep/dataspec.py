@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import uuid
@@ -102,6 +103,9 @@ class DataSpec(BaseModel):
     @field_validator("label_range", mode="after")
     @classmethod
     def _check_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(math.isfinite(v) for v in value):
+            raise ValueError(f"must be two finite numbers [low, high], got [{value[0]:g}, {value[1]:g}]: for a score "
+                             "with no natural bound give the lowest and highest score the data can hold")
         if value is not None and not value[0] < value[1]:
             raise ValueError(f"must be [low, high] with low < high, got [{value[0]:g}, {value[1]:g}]")
         return value

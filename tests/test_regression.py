@@ -429,6 +429,9 @@ BAD_INPUT = [
      ["data.label_range: applies only to task: regression (this spec's task is text-classification)"]),
     ("data.label_range upside down", lambda e: ["run", e.spec(task="regression", **{"data.label_range": [5, 0]})],
      ["data.label_range: must be [low, high] with low < high, got [5, 0]"]),
+    ("data.label_range without an upper bound", lambda e: ["run", e.spec(
+        task="regression", **{"data.label_range": [0, float("inf")]})],
+     ["data.label_range: must be two finite numbers [low, high], got [0, inf]"]),
     ("regression scores that do not vary", _constant_validation,
      ["data.validation: every label in flat.csv is 3 after cleaning: a regression needs scores that vary"]),
     ("class weights for a regression", lambda e: ["run", e.spec(

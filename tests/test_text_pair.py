@@ -14,6 +14,7 @@ from sklearn.metrics import f1_score
 
 from datamodules import DataError, clean_examples, load_table, prepare_classification_data, remove_overlap
 from datamodules.encoding import data_fingerprint, tokenize_split
+from datamodules.loading import text_like
 from record import read_study, study_from_attrs
 from sweep.errors import SweepError
 from sweep.spec import parse_spec
@@ -84,6 +85,16 @@ def test_an_old_study_record_reads_as_text_classification() -> None:
 
 
 # -- data ---------------------------------------------------------------------------------------------------
+
+
+def test_only_unread_free_text_columns_read_like_a_second_text() -> None:
+    texts = [f"my order {i} never arrived at the door" for i in range(20)]
+    assert text_like([f"where is parcel number {i} now" for i in range(20)], texts)  # a second sentence
+    assert not text_like([str(i) for i in range(20)], texts)  # ids
+    assert not text_like(["billing", "refund"] * 10, texts)  # labels
+    assert not text_like(["2026-12-04 10:00"] * 20, texts)  # timestamps: two words, one value
+    assert not text_like([" ".join(["word"] * 80)] * 20, texts)  # one long document per row: another kind of text
+    assert not text_like([f"a b c {i}" for i in range(10)] + [None] * 10, texts)  # mostly missing
 
 
 def test_cleaning_treats_the_pair_as_the_example() -> None:
@@ -203,6 +214,11 @@ def test_prepared_pairs_have_both_segments_and_their_own_cache(tmp_path: Path, t
     assert all(1 in row for row in pairs.train["token_type_ids"])
     assert not any(1 in row for row in single.train["token_type_ids"])
     assert pairs.report["text_pair"] is True and "text_pair" not in single.report
+    forgotten = "column 'hypothesis' holds texts like data.text_column 'premise' and is not read: if each example"
+    assert [w for w in single.report["warnings"] if forgotten in w] == [
+        f"train.csv: {forgotten} is a pair of texts, set data.text_pair_column: hypothesis and task: text-pair"
+    ]
+    assert not any("is not read" in w for w in pairs.report["warnings"])
     assert all(" ||| " in text for text in pairs.validation_texts)
     assert len(list((tmp_path / "cache").iterdir())) == 3
 
