@@ -355,8 +355,8 @@ def _one_class(confusion: Sequence[Sequence[int]] | None, label_names: Sequence[
 
 
 def _scores_nothing(value: float | None, metric: str | None, maximize: bool) -> bool:
-    """An F1 or accuracy of 0 (any task)."""
-    measured = metric is not None and (metric.startswith("f1") or metric == "accuracy")
+    """An F1, accuracy, precision or recall of 0 (any task)."""
+    measured = metric is not None and metric.startswith(("f1", "accuracy", "precision", "recall"))
     return value is not None and maximize and measured and value <= 0.0
 
 
@@ -380,6 +380,7 @@ def learning_advice(
     *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
     label_names: Sequence[str],
     weighted: bool = True,
+    task: str | None = None,
 ) -> list[str]:
     """A line when even the best trial learned nothing: it predicts one class for every validation row (single-label
     tasks, from its confusion matrix), or it scores 0 on an F1 or accuracy (any task). Ranges and budgets are no
@@ -393,15 +394,19 @@ def learning_advice(
                     "classes up in the loss")
         return [f"learning: the best trial predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is "
                 f"that class's share): no trial learned to tell the classes apart; {fix}"]
+    if _scores_nothing(value, metric, maximize) and task == "token-classification":
+        return [f"learning: every trial scored {value:g} entity {metric}: no trial found an entity yet; raise the "
+                "learning rate or the epochs (entity scores often stay at 0 for the first epoch or two), or check the "
+                "tags"]
     if _scores_nothing(value, metric, maximize):
-        return [f"learning: every trial scored {value:g} {metric}: no trial learned anything yet; {fix} (entity F1 "
-                "in NER often needs several epochs)"]
+        return [f"learning: every trial scored {value:g} {metric}: no trial learned anything yet; {fix}"]
     return []
 
 
 def model_learning_warning(
     *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
     label_names: Sequence[str], rmse: float | None = None, distribution: Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> str | None:
     """What `sweep export` warns of, and the model card says, about the one model it writes (not the study: an export
     of `--trial N` says nothing of the others): it predicts one class for every row, scores 0, or (regression) is no
@@ -409,6 +414,8 @@ def model_learning_warning(
     if (one := _one_class(confusion, label_names)) is not None:
         return (f"this model predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is that class's "
                 "share): it did not learn to tell the classes apart")
+    if _scores_nothing(value, metric, maximize) and task == "token-classification":
+        return f"this model scores {value:g} entity {metric} on validation: it found no entity"
     if _scores_nothing(value, metric, maximize):
         return f"this model scores {value:g} {metric} on validation: it did not learn the task"
     baseline = _mean_baseline(distribution or {})
@@ -418,8 +425,18 @@ def model_learning_warning(
     return None
 
 
+# What "learned nothing" means, per task (`model_learning_warning`'s cases that apply to it).
+NOTHING_LEARNED = {
+    "text-classification": "one class for every row, or a score of 0",
+    "text-pair": "one class for every row, or a score of 0",
+    "token-classification": "no entity found",
+    "multi-label": "a score of 0",
+    "regression": "no better than always predicting the training mean",
+}
+
+
 def collapsed_trials_advice(
-    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]]
+    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]], task: str | None = None
 ) -> list[str]:
     """A line when some complete trials learned nothing (`model_learning_warning` says so of their models) while
     others learned: `collapsed` is (trial number, params) of those, `learned` the params of the rest. Where every
@@ -429,7 +446,8 @@ def collapsed_trials_advice(
         return []
     numbers = [n for n, _ in collapsed]
     trials = f"trial {numbers[0]}" if len(numbers) == 1 else f"trials {', '.join(map(str, numbers))}"
-    line = f"learning: {trials} learned nothing (one class for every row, a score of 0, or no better than the mean) " \
+    meaning = NOTHING_LEARNED.get(task or "", "one class for every row, a score of 0, or no better than the mean")
+    line = f"learning: {trials} learned nothing ({meaning}) " \
            f"while {len(learned)} {'other' if len(learned) == 1 else 'others'} did"
     side = collapsed_side_of(collapsed, learned)
     bad, good = _learning_rates(collapsed, learned) or ([], [])

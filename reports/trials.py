@@ -101,7 +101,7 @@ def study_advice(study: optuna.Study) -> list[str]:
     learning = learning_advice(
         value=best.value if best is not None else None, metric=record.metric, maximize=maximizes(study),
         confusion=best.confusion_matrix if best is not None else None, label_names=record.label_names,
-        weighted=(record.spec.get("model") or {}).get("class_weights") == "balanced",
+        weighted=(record.spec.get("model") or {}).get("class_weights") == "balanced", task=record.task,
     ) if best is not None else []  # fmt: skip
     if record.task == "regression":
         rmses = [r for t in completed(study) if isinstance(r := read_trial(t).metrics.get("val_rmse"), int | float)]
@@ -115,7 +115,7 @@ def study_advice(study: optuna.Study) -> list[str]:
                          sampler=search.get("sampler"), reevaluated=extra > 0,
                          best_epochs=[read_trial(t).best_epoch for t in leaders],
                          collapsed_side=collapsed_side_of(collapsed, learned), study=study.study_name)  # fmt: skip
-    return collapsed_trials_advice(collapsed, learned) + lines
+    return collapsed_trials_advice(collapsed, learned, task=record.task) + lines
 
 
 def learning_split(study: optuna.Study, record: Any) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
@@ -130,7 +130,7 @@ def learning_split(study: optuna.Study, record: Any) -> tuple[list[tuple[int, di
         warning = model_learning_warning(value=trial.value, metric=record.metric, maximize=maximize,
                                          confusion=stored.confusion_matrix, label_names=record.label_names,
                                          rmse=rmse if isinstance(rmse, int | float) else None,
-                                         distribution=distribution)  # fmt: skip
+                                         distribution=distribution, task=record.task)  # fmt: skip
         if warning:
             collapsed.append((trial.number, dict(trial.params)))
         else:

@@ -179,7 +179,8 @@ def _learned_nothing(study: optuna.Study, trial: FrozenTrial, study_record: Any)
     return model_learning_warning(value=trial.value, metric=study_record.metric, maximize=maximizes(study),
                                   confusion=record.confusion_matrix, label_names=study_record.label_names,
                                   rmse=rmse if isinstance(rmse, int | float) else None,
-                                  distribution=distribution if isinstance(distribution, dict) else None)
+                                  distribution=distribution if isinstance(distribution, dict) else None,
+                                  task=study_record.task)
 
 
 def _shown_spec(spec: dict[str, Any]) -> dict[str, Any]:

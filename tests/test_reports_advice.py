@@ -376,9 +376,30 @@ def test_a_study_that_learned_nothing_says_so_before_ranges_and_budgets() -> Non
                                   "the rarer classes up in the loss")
     nothing = learning_advice(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=["person"])
     assert nothing and nothing[0].startswith("learning: every trial scored 0 f1_micro: no trial learned anything")
+    assert "entity" not in nothing[0]  # a classification study is not told about NER
+    (entities,) = learning_advice(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=["person"],
+                                  task="token-classification")  # fmt: skip
+    assert entities.startswith("learning: every trial scored 0 entity f1_micro: no trial found an entity yet")
+    assert "classes" not in entities and entities.endswith("or check the tags")
+    assert learning_advice(value=0.0, metric="recall_micro", maximize=True, confusion=None, label_names=["person"],
+                           task="token-classification")  # fmt: skip
     assert learning_advice(value=0.8, metric="f1_macro", maximize=True, confusion=[[5, 1], [2, 9]],
                            label_names=["a", "b"]) == []  # fmt: skip
     assert learning_advice(value=0.0, metric="rmse", maximize=False, confusion=None, label_names=["score"]) == []
+
+
+def test_trials_that_learned_nothing_are_described_in_their_task_s_terms() -> None:
+    """A WNUT study's advice read "one class for every row ... no better than the mean": words of other tasks."""
+    from reports.advice import collapsed_trials_advice, model_learning_warning
+
+    collapsed, learned = [(4, {"learning_rate": 1e-5})], [{"learning_rate": 5e-5}]
+    (ner,) = collapsed_trials_advice(collapsed, learned, task="token-classification")
+    assert ner.startswith("learning: trial 4 learned nothing (no entity found) while 1 other did")
+    (scores,) = collapsed_trials_advice(collapsed, learned, task="regression")
+    assert "(no better than always predicting the training mean)" in scores
+    warning = model_learning_warning(value=0.0, metric="f1_micro", maximize=True, confusion=None,
+                                     label_names=["person"], task="token-classification")  # fmt: skip
+    assert warning == "this model scores 0 entity f1_micro on validation: it found no entity"
 
 
 def test_a_range_of_two_integers_has_no_edge_as_a_list_of_two_choices_has_none() -> None:
@@ -444,8 +465,8 @@ def test_trials_that_learned_nothing_while_others_did_are_named_with_the_learnin
             best_epoch=1, hyperparameters=params, metrics={"val_f1_macro": 0.33},
             confusion_matrix=[[10, 0], [10, 0]])))  # fmt: skip
     first = study_advice(study)[0]
-    assert first.startswith("learning: trials 6, 7 learned nothing (one class for every row, a score of 0, or no "
-                            "better than the mean) while 4 others did: each trained at a learning rate of 4e-4 or "
+    assert first.startswith("learning: trials 6, 7 learned nothing (one class for every row, or a score of 0) "
+                            "while 4 others did: each trained at a learning rate of 4e-4 or "
                             "more, above every one that learned (up to 2.95e-4): lower learning_rate's high end to "
                             "about 2.95e-4")
     # ... and no line says to widen learning_rate upwards (the unmarred study's first line), the budget's stays
