@@ -160,6 +160,20 @@ def _trainer_line(spec: dict[str, Any]) -> str | None:
         return None
 
 
+def threshold_line(threshold: float | None, per_label: dict[str, float], metrics: dict[str, float]) -> str | None:
+    """Task multi-label: the decision threshold(s) the best trial's scores were taken at (tuned on validation), and
+    its micro-F1 at the untuned 0.5 for comparison; None for other tasks."""
+    if threshold is None:
+        return None
+    untuned = metrics.get("val_f1_micro_at_0.5")
+    at_half = f"; micro-F1 at 0.5: {untuned:.4f}" if isinstance(untuned, int | float) else ""
+    if per_label:
+        low, high = min(per_label.values()), max(per_label.values())
+        return (f"decision thresholds: one per label, {low:.2f} to {high:.2f} (tuned on validation; labels absent "
+                f"from it use {threshold:.2f}){at_half}")
+    return f"decision threshold: {threshold:.2f} (tuned on validation){at_half}"
+
+
 def best_summary(study: optuna.Study) -> Group | Text:
     """The best trial: value, epoch, every hyperparameter, headline metrics."""
     best = best_trial(study)
@@ -182,6 +196,8 @@ def best_summary(study: optuna.Study) -> Group | Text:
     headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and k != "val_loss"}
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
+    if (threshold := threshold_line(record.threshold, record.label_thresholds, metrics)) is not None:
+        lines.append(Text(threshold))
     lines.append(Text(checkpoints_line(study)))
     split = time_split(study)
     if split is not None:

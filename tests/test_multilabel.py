@@ -5,6 +5,7 @@ report section, and bad input refused with one line."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from rich.console import Console
 
 from datamodules import DataError
 from datamodules.multilabel import joined_labels, label_key, parse_label_set, prepare_multilabel_data, random_split
@@ -24,6 +26,7 @@ from models.multilabel_metrics import (
 )
 from sweep.errors import SweepError
 from sweep.spec import parse_spec
+from sweep.summary import best_summary
 
 ML = {"name": "ml", "task": "multi-label", "data": {"train": "train.jsonl"}}
 
@@ -322,6 +325,10 @@ def test_run_study_records_the_threshold_and_per_label_scores(ml_study: Path) ->
         assert record.metrics["val_f1_micro"] >= record.metrics["val_f1_micro_at_0.5"]
         assert set(record.per_class) == {"account", "billing", "product", "shipping"}
         assert record.confusion_matrix is None and record.label_thresholds == {}
+    shown = io.StringIO()
+    Console(file=shown, width=300).print(best_summary(study))  # what `sweep status` prints
+    assert (f"decision threshold: {record.threshold:.2f} (tuned on validation); micro-F1 at 0.5: "
+            f"{record.metrics['val_f1_micro_at_0.5']:.4f}") in shown.getvalue()  # fmt: skip
     best = max(t.value for t in trials if t.value is not None)
     texts, gold = validation_sets(ml_study / "val.jsonl")
     every_label = micro_f1(gold, [sorted(LABEL_WORDS)] * len(gold), sorted(LABEL_WORDS))
@@ -397,6 +404,10 @@ def test_per_label_thresholds_are_stored_exported_and_reproduced(
     study = run_study(tmp_path / "spec.yaml").study
     record = read_trial(study.best_trial)
     assert set(record.label_thresholds) == {"account", "billing", "product", "shipping"}
+    shown = io.StringIO()
+    Console(file=shown, width=300).print(best_summary(study))
+    low, high = min(record.label_thresholds.values()), max(record.label_thresholds.values())
+    assert f"decision thresholds: one per label, {low:.2f} to {high:.2f} (tuned on validation" in shown.getvalue()
     out, trial = export_trial(study, tmp_path / "model")
     meta = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
     assert meta["label_thresholds"] == record.label_thresholds
