@@ -81,12 +81,18 @@ def left_out_line(record: AuditRecord) -> str | None:
     """What the audit left out and why (a class too small for its folds), or None when it audited every class."""
     if not record.left_out:
         return None
-    shown = ", ".join(f"{name!r} ({n} example{'s' if n != 1 else ''})" for name, n in record.left_out.items())
+    unit = "word" if record.unit == "word" else "example"
+    shown = ", ".join(f"{name!r} ({n} {unit}{'s' if n != 1 else ''})" for name, n in record.left_out.items())
     fewest = min(record.left_out.values())
+    n = len(record.left_out)
+    if unit == "word":  # token classification: a tag in one training sentence
+        return (f"left out {n} tag{'s' if n != 1 else ''} found in a single training sentence: {shown}; "
+                f"{'its' if n == 1 else 'their'} words are not checked and no word is suggested as "
+                f"{'it' if n == 1 else 'one of them'} (a fold that holds that sentence out has no other to learn "
+                "it from; a tag seen once is often misspelt: fix it, or add sentences with it)")
     what = "label" if record.class_name == "label" else "class"
     more = (f"--folds {fewest} audits them too" if fewest >= 2 else
             f"a {what} needs at least 2 examples for an out-of-fold check")  # fmt: skip
-    n = len(record.left_out)
     if what == "label":  # multi-label: a row's set keeps the label; only its annotation goes unchecked
         return (f"left out {n} label{'s' if n != 1 else ''} on fewer training examples than --folds {record.folds}: "
                 f"{shown}; whether a row should carry {'it' if n == 1 else 'them'} is not checked, and no suggested "

@@ -41,6 +41,8 @@ from record import (
 )
 from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, left_out_line, noise_is_flagged_share, weak_fit
 from sweep.audit_multilabel import multilabel_issues, rare_label_columns
+from sweep.audit_tokens import kept_token_issues, leaves_entity_tags, single_sentence_tags, token_fold_problems
+from sweep.dataspec import TOKEN_TASK
 from sweep.encoders import resolve_encoder
 from sweep.errors import SweepError, folder_blocked, new_folders, overwrite_problem
 from sweep.label_issues import (
@@ -327,10 +329,10 @@ def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
     return rows
 
 
-def left_out_line_of(left_out: dict[str, int], folds: int, *, class_name: str = "class") -> str:
-    """The line `left_out_line` gives a record with these classes (labels) left out (said before the audit)."""
+def left_out_line_of(left_out: dict[str, int], folds: int, *, class_name: str = "class", unit: str = "example") -> str:
+    """The line `left_out_line` gives a record with these classes (labels, tags) left out (said before the audit)."""
     line = left_out_line(AuditRecord(method="", folds=folds, created="", data_fingerprint="", examples=0, flagged=0,
-                                     accuracy=0.0, left_out=left_out, class_name=class_name))  # fmt: skip
+                                     accuracy=0.0, left_out=left_out, class_name=class_name, unit=unit))  # fmt: skip
     return line or ""
 
 
@@ -435,16 +437,24 @@ def run_audit(
     columns_kept = None
     if spec.task == "multi-label":
         left_out, columns_kept = rare_label_columns(labels, label_names, folds)
+    # token classification: a tag in a single training sentence is left out (its words), while an entity tag remains
+    tags_left_out: list[str] | None = None
+    rare = single_sentence_tags(labels, label_names) if spec.task == TOKEN_TASK else {}
+    if rare and leaves_entity_tags(labels, label_names, list(rare)):
+        left_out, tags_left_out = rare, list(rare)
     audited = labels if columns_kept is None else np.asarray(labels)[:, columns_kept]
     audited_data = data if columns_kept is None else dataclasses.replace(
         data, label_names=[label_names[k] for k in columns_kept])  # fmt: skip
     if rows_kept is None and columns_kept is None:
-        left_out = {}
-        problems = task.fold_problems(data, labels, folds)
+        if tags_left_out is None:
+            left_out = {}
+        problems = (task.fold_problems(data, labels, folds) if tags_left_out is None
+                    else token_fold_problems(labels, folds, label_names, left_out=tags_left_out))  # fmt: skip
         if problems:
             raise SweepError(problems, source=str(spec_path))
-    else:
-        shown = left_out_line_of(left_out, folds, class_name="label" if columns_kept is not None else "class")
+    if left_out:
+        shown = left_out_line_of(left_out, folds, class_name="label" if columns_kept is not None else "class",
+                                 unit="word" if tags_left_out is not None else "example")  # fmt: skip
         console.print(f"[yellow]audit:[/] {shown}", highlight=False)
     seed = spec.search.seed
     splits = (task.splits(audited, folds, seed) if rows_kept is None
@@ -473,6 +483,8 @@ def run_audit(
                                    left_out=(np.asarray(labels), label_names, columns_kept))  # fmt: skip
     elif rows_kept is not None:
         issues = kept_classification_issues(labels, probs, label_names, rows_kept)
+    elif tags_left_out is not None:
+        issues = kept_token_issues(labels, probs, label_names, tags_left_out)
     else:
         issues = task.find(labels, probs, data)
     rows = audit_rows(issues, data)

@@ -9,7 +9,9 @@ word's index in its sentence (the row's first word is not the sentence's first i
 - Folds are over sentences, never words: a sentence's words (all its windows) are held out together, so no word is
   predicted by a model that saw its sentence. They are stratified by each sentence's rarest tag (scikit-learn's
   `StratifiedGroupKFold`), which spreads every tag's sentences over the folds: a tag must be in 2 sentences or more
-  so that each fold's model has one to learn it from (`fold_problems`).
+  so that each fold's model has one to learn it from. A tag in a single sentence (often a misspelt tag) is left out
+  (`single_sentence_tags`): its words are not checked and no word is suggested as it (`kept_token_issues`); the
+  audit is refused only when no entity tag would remain (`fold_problems`).
 - `embeddings`: the frozen encoder's last hidden state at each word's first sub-token (cached, see
   `sweep.embeddings.train_word_embeddings`), and a multinomial logistic regression (C=`WORD_C`) over the words of
   each fold's training sentences (`sweep.label_issues.linear_probabilities`: a tag that a fold never trained on gets
@@ -25,7 +27,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,9 +99,27 @@ def _sentence_tags(labels: WordTags) -> dict[int, set[int]]:
     return tags
 
 
-def token_fold_problems(labels: WordTags, folds: int, label_names: Sequence[str]) -> list[tuple[str, str]]:
+def single_sentence_tags(labels: WordTags, label_names: Sequence[str]) -> dict[str, int]:
+    """The tags found in one training sentence only (whichever fold holds it out trains without them), with their
+    words, fewest first: the audit leaves them out while an entity tag remains (`kept_token_issues`)."""
+    sentences = Counter(tag for tags in _sentence_tags(labels).values() for tag in tags)
+    words = Counter(labels.flat().tolist())
+    rare = sorted((t for t in sentences if sentences[t] < 2), key=lambda t: (words[t], label_names[t]))
+    return {label_names[t]: words[t] for t in rare}
+
+
+def leaves_entity_tags(labels: WordTags, label_names: Sequence[str], left_out: Sequence[str]) -> bool:
+    """Whether an entity tag (not O) remains once `left_out` tags are set aside: else nothing is left to audit."""
+    present = {label_names[t] for t in set(labels.flat().tolist())}
+    return any(name != "O" for name in present - set(left_out))
+
+
+def token_fold_problems(
+    labels: WordTags, folds: int, label_names: Sequence[str], left_out: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """Why K folds over sentences cannot predict every word out of fold (empty when they can): fewer sentences than
-    folds, or a tag in a single sentence (whichever fold holds that sentence out trains without the tag)."""
+    folds, or a tag in a single sentence (whichever fold holds that sentence out trains without the tag) that is not
+    `left_out`."""
     if folds < 2:
         return [("--folds", f"must be at least 2, got {folds}")]
     by_sentence = _sentence_tags(labels)
@@ -113,7 +133,7 @@ def token_fold_problems(labels: WordTags, folds: int, label_names: Sequence[str]
                        "fold that holds that sentence out has no other to learn the tag from, so every tag needs 2 "
                        "sentences or more: add sentences with it, or fix the tag")
         for tag in sorted(sentences, key=lambda t: label_names[t])
-        if sentences[tag] < 2
+        if sentences[tag] < 2 and label_names[tag] not in left_out
     ]  # fmt: skip
 
 
@@ -223,6 +243,35 @@ def token_issues(labels: WordTags, pred_probs: Sequence[np.ndarray], label_names
         fit_name=FIT_NAME,
         unit="word",
     )
+
+
+def kept_token_issues(
+    labels: WordTags, pred_probs: Sequence[np.ndarray], label_names: Sequence[str], left_out: Sequence[str]
+) -> LabelIssues:
+    """`token_issues` of the words whose given tag is not `left_out` (`single_sentence_tags`), over the other tags
+    only: each word's probabilities over those (scaled to sum to 1: a fine-tuned fold's head has every tag), each
+    issue's row and word those of the whole data. A row left with no word is skipped."""
+    gone = {label_names.index(name) for name in left_out}
+    kept = [t for t in range(len(label_names)) if t not in gone]
+    new_id = np.full(len(label_names), -1, dtype=int)
+    new_id[kept] = np.arange(len(kept))
+    rows, words, tags, probs = [], [], [], []
+    for r, (row, p) in enumerate(zip(labels.tags, pred_probs, strict=True)):
+        keep = np.flatnonzero(new_id[row] >= 0)
+        if not len(keep):
+            continue
+        sub = np.asarray(p, dtype=np.float64)[keep][:, kept]
+        totals = sub.sum(axis=1, keepdims=True)
+        rows.append(r)
+        words.append(keep)
+        tags.append(new_id[row[keep]])
+        probs.append(np.where(totals > 0, sub / np.where(totals > 0, totals, 1.0), 1.0 / len(kept)))
+    audited = WordTags(tags=tags, sentences=labels.sentences[rows], offsets=np.zeros(len(rows), dtype=int))
+    found = token_issues(audited, probs, [label_names[t] for t in kept])
+    issues = [replace(issue, index=rows[issue.index],
+                      position=int(labels.offsets[rows[issue.index]] + words[issue.index][issue.position or 0]))
+              for issue in found.issues]  # fmt: skip
+    return replace(found, issues=issues)
 
 
 TOKEN_CLASSIFICATION = AuditTask(

@@ -17,7 +17,10 @@ from reports import build_report
 from sweep.audit_tokens import (
     FIT_NAME,
     WordTags,
+    kept_token_issues,
+    leaves_entity_tags,
     sentence_folds,
+    single_sentence_tags,
     token_fold_problems,
     token_issues,
     word_probe,
@@ -95,6 +98,37 @@ def test_planted_tag_errors_in_constructed_probabilities_rank_first() -> None:
     assert [(p.given, p.suggested, p.count) for p in found.pairs] == [("B-place", "B-item", len(errors))]
 
 
+def test_a_tag_in_one_sentence_is_left_out_and_the_other_words_audited_in_their_places() -> None:
+    """A misspelt tag (one word of one sentence) refused the whole NER audit; now only its words go unchecked."""
+    rows, sentences = constructed(40, seed=3)
+    truth = word_tags(rows, sentences)
+    given = WordTags([t.copy() for t in truth.tags], truth.sentences, truth.offsets)
+    second = next(r for r in range(len(given.tags)) if given.offsets[r] > 0 and 0 in given.tags[r].tolist())
+    given.tags[second][given.tags[second].tolist().index(0)] = 2  # "I-item": once, in a second window
+    errors = planted_words(truth, 3, seed=4)
+    errors = [(r, j) for r, j in errors if r != second]
+    for r, j in errors:
+        given.tags[r][j] = 3
+    assert single_sentence_tags(given, TAGS) == {"I-item": 1}
+    assert leaves_entity_tags(given, TAGS, ["I-item"]) and not leaves_entity_tags(given, TAGS, ["B-item", "B-place",
+                                                                                              "I-place", "I-item"])
+    assert token_fold_problems(given, 2, TAGS, left_out=["I-item"]) == []
+    rng = np.random.default_rng(0)
+    probs = []
+    for tags in truth.tags:
+        p = rng.uniform(0.0, 0.05, size=(len(tags), len(TAGS)))
+        p[np.arange(len(tags)), tags] = rng.uniform(0.8, 0.95, size=len(tags))
+        probs.append(p / p.sum(axis=1, keepdims=True))
+    for r, j in errors:
+        probs[r][j] = [0.01, 0.96, 0.01, 0.01, 0.01]
+    found = kept_token_issues(given, probs, TAGS, ["I-item"])
+
+    assert {(i.index, i.position - given.offsets[i.index]) for i in found.issues} == set(errors)
+    assert all(given.tags[i.index][i.position - given.offsets[i.index]] == TAGS.index(i.given) for i in found.issues)
+    assert "I-item" not in {i.given for i in found.issues} | {i.suggested for i in found.issues}
+    assert found.examples == len(given.flat()) - 1 and "I-item" not in {c.label for c in found.classes}
+
+
 def test_word_probe_predicts_planted_words_out_of_fold_and_sentences_stay_together() -> None:
     rows, sentences = constructed(80, seed=2)
     truth = word_tags(rows, sentences)
@@ -166,9 +200,10 @@ def plant(sentences: list[tuple[list[str], list[str]]], count: int, seed: int) -
     return sorted(chosen.items())
 
 
-def ner_spec(tmp_path: Path, tiny_bert: Path, sentences: list[tuple[list[str], list[str]]], **extra: object) -> Path:
+def ner_spec(tmp_path: Path, tiny_bert: Path, sentences: list[tuple[list[str], list[str]]],
+             dev: list[tuple[list[str], list[str]]] = DEV, **extra: object) -> Path:  # fmt: skip
     write_conll(tmp_path / "train.conll", sentences)
-    write_conll(tmp_path / "dev.conll", DEV)
+    write_conll(tmp_path / "dev.conll", dev)
     search = {"space": {"learning_rate": 3e-3, "warmup_ratio": 0.0}}
     # max_length 12: the longer templates come as two windows
     return tiny_study_spec(tmp_path, tiny_bert, "ner-audit", {"train": "train.conll", "validation": "dev.conll"},
@@ -233,7 +268,7 @@ def test_audit_end_to_end_flags_planted_tags_names_their_words_and_stores_the_au
     assert replaced.examples == record.examples and len(read_csv_rows(out)) == replaced.flagged
 
 
-def test_too_few_sentences_or_a_tag_in_one_sentence_is_refused_in_one_line_and_nothing_is_written(
+def test_too_few_sentences_or_only_tags_in_one_sentence_are_refused_in_one_line_and_nothing_is_written(
     tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dev = {tuple(words) for words, _ in DEV}
@@ -245,14 +280,43 @@ def test_too_few_sentences_or_a_tag_in_one_sentence_is_refused_in_one_line_and_n
     assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")] == [
         f"error: {spec}: data.train: 4 training sentences, fewer than --folds 5: lower --folds or add sentences"]
 
-    typo = sentences[:30]
+    # every entity tag in one sentence: nothing would be left to audit
+    items = [s for s in sentences if set(s[1]) == {"O", "B-item"}]
+    plain = [(words, ["O"] * len(words)) for words, _ in sentences[:29] if (words, _) != items[0]]
+    spec = ner_spec(tmp_path, tiny_bert, [items[0], *plain], dev=items[1:])
+    assert main(["audit", str(spec), "--out", str(out), "--storage", store]) == 2
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")] == [
+        f"error: {spec}: data.train: tag 'B-item' occurs in 1 training sentence (1 word): a fold that holds that "
+        "sentence out has no other to learn the tag from, so every tag needs 2 sentences or more: add sentences with "
+        "it, or fix the tag"]
+    assert not out.exists() and not (tmp_path / "cache" / "embeddings").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_a_tag_misspelt_once_is_left_out_and_the_rest_audited(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dev = {tuple(words) for words, _ in DEV}
+    typo = [s for s in tagged_sentences(60, seed=1) if tuple(s[0]) not in dev][:30]
     words, tags = typo[0]
     j = tags.index("B-item")
     typo[0] = (words, [*tags[:j], "B-itme", *tags[j + 1 :]])  # a tag misspelt once
     spec = ner_spec(tmp_path, tiny_bert, typo)
-    assert main(["audit", str(spec), "--out", str(out), "--storage", store]) == 2
-    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")] == [
-        f"error: {spec}: data.train: tag 'B-itme' occurs in 1 training sentence (1 word): a fold that holds that "
-        "sentence out has no other to learn the tag from, so every tag needs 2 sentences or more: add sentences with "
-        "it, or fix the tag"]
-    assert not out.exists() and not (tmp_path / "cache" / "embeddings").exists() and not (tmp_path / "s.db").exists()
+    out = tmp_path / "audit.csv"
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", str(spec), "--storage", store, "--n-trials", "1"]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(spec), "--out", str(out), "--storage", store]) == 0
+    said = capsys.readouterr().err
+    assert ("audit: left out 1 tag found in a single training sentence: 'B-itme' (1 word); its words are not checked "
+            "and no word is suggested as it (a fold that holds that sentence out has no other to learn it from; a "
+            "tag seen once is often misspelt: fix it, or add sentences with it)") in " ".join(said.split())
+    from sweep.storage import load_study
+
+    record = read_audit(load_study("ner-audit", store))
+    assert record is not None and record.left_out == {"B-itme": 1}
+    assert record.examples == sum(len(w) for w, _ in typo) - 1
+    flagged = read_csv_rows(out)
+    assert "B-itme" not in {r["given_label"] for r in flagged} | {r["suggested_label"] for r in flagged}
+    for r in flagged:  # each flagged word is the word of its row and place
+        words, tags = typo[int(r["row"])]
+        assert r["word"] == words[int(r["word_index"])] and r["given_label"] == tags[int(r["word_index"])]
