@@ -94,12 +94,34 @@ def left_out_line(record: AuditRecord) -> str | None:
     more = (f"--folds {fewest} audits them too" if fewest >= 2 else
             f"a {what} needs at least 2 examples for an out-of-fold check")  # fmt: skip
     if what == "label":  # multi-label: a row's set keeps the label; only its annotation goes unchecked
-        return (f"left out {n} label{'s' if n != 1 else ''} on fewer training examples than --folds {record.folds}: "
-                f"{shown}; whether a row should carry {'it' if n == 1 else 'them'} is not checked, and no suggested "
-                f"set adds or drops {'it' if n == 1 else 'them'} ({more})")
+        return _left_out_labels(record)
     return (f"left out {n} class{'es' if n != 1 else ''} with fewer training "
             f"examples than --folds {record.folds}: {shown}; their examples are not checked and no example is "
             f"suggested as one of them ({more})")
+
+
+def _left_out_labels(record: AuditRecord) -> str:
+    """`left_out_line` of a multi-label audit: labels on fewer rows than folds, and labels on nearly every row (fewer
+    rows than folds without them; `record.examples` rows in all)."""
+    total, folds, n = record.examples, record.folds, len(record.left_out)
+    few = {k: v for k, v in record.left_out.items() if v < folds or not total}
+    common = {k: v for k, v in record.left_out.items() if k not in few}
+    parts = []
+    if few:
+        shown = ", ".join(f"{name!r} ({v} example{'s' if v != 1 else ''})" for name, v in few.items())
+        parts.append(f"{len(few)} label{'s' if len(few) != 1 else ''} on fewer training examples than --folds "
+                     f"{folds}: {shown}")  # fmt: skip
+    if common:
+        shown = ", ".join(f"{name!r} (on {v} of {total})" for name, v in common.items())
+        parts.append(f"{len(common)} label{'s' if len(common) != 1 else ''} on nearly every training example "
+                     f"(fewer than --folds {folds} without {'it' if len(common) == 1 else 'them'}): {shown}")
+    margin = min(min(v, total - v) if total and k in common else v for k, v in record.left_out.items())
+    more = (f"--folds {margin} audits them too" if margin >= 2 else
+            "a label needs at least 2 examples with it and 2 without it for an out-of-fold check" if common else
+            "a label needs at least 2 examples for an out-of-fold check")  # fmt: skip
+    them = "it" if n == 1 else "them"
+    return (f"left out {'; and '.join(parts)}; whether a row should carry {them} is not checked, and no suggested set "
+            f"adds or drops {them} ({more})")
 
 
 def noise_is_flagged_share(record: AuditRecord) -> bool:

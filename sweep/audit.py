@@ -329,10 +329,14 @@ def audit_rows(issues: LabelIssues, data: PreparedData) -> list[AuditRow]:
     return rows
 
 
-def left_out_line_of(left_out: dict[str, int], folds: int, *, class_name: str = "class", unit: str = "example") -> str:
-    """The line `left_out_line` gives a record with these classes (labels, tags) left out (said before the audit)."""
-    line = left_out_line(AuditRecord(method="", folds=folds, created="", data_fingerprint="", examples=0, flagged=0,
-                                     accuracy=0.0, left_out=left_out, class_name=class_name, unit=unit))  # fmt: skip
+def left_out_line_of(
+    left_out: dict[str, int], folds: int, *, class_name: str = "class", unit: str = "example", examples: int = 0
+) -> str:
+    """The line `left_out_line` gives a record with these classes (labels, tags) left out (said before the audit;
+    `examples`: the training rows, for a multi-label one)."""
+    line = left_out_line(AuditRecord(method="", folds=folds, created="", data_fingerprint="", examples=examples,
+                                     flagged=0, accuracy=0.0, left_out=left_out, class_name=class_name,
+                                     unit=unit))  # fmt: skip
     return line or ""
 
 
@@ -454,7 +458,8 @@ def run_audit(
             raise SweepError(problems, source=str(spec_path))
     if left_out:
         shown = left_out_line_of(left_out, folds, class_name="label" if columns_kept is not None else "class",
-                                 unit="word" if tags_left_out is not None else "example")  # fmt: skip
+                                 unit="word" if tags_left_out is not None else "example",
+                                 examples=len(labels))  # fmt: skip
         console.print(f"[yellow]audit:[/] {shown}", highlight=False)
     seed = spec.search.seed
     splits = (task.splits(audited, folds, seed) if rows_kept is None

@@ -89,13 +89,17 @@ def label_fold_problems(labels: np.ndarray, label_names: Sequence[str], folds: i
 def rare_label_columns(
     labels: np.ndarray, label_names: Sequence[str], folds: int
 ) -> tuple[dict[str, int], np.ndarray | None]:
-    """The labels on fewer rows than `folds` ({label: rows}, fewest first) and the columns an audit keeps without
-    them; None for the columns when none is rare, or when a problem remains (`label_fold_problems` then says it)."""
+    """The labels on fewer rows than `folds`, then those on nearly every row (fewer than `folds` rows without them),
+    each with its rows ({label: rows with it}), and the columns an audit keeps without them; None for the columns
+    when none is left out, or when a problem remains (`label_fold_problems` then says it)."""
     labels = np.asarray(labels)
     with_label = labels.sum(axis=0).astype(int)
-    few = [int(k) for k in np.flatnonzero(with_label < folds)]
-    rare = {label_names[k]: int(with_label[k]) for k in sorted(few, key=lambda k: (int(with_label[k]), label_names[k]))}
-    kept = np.flatnonzero(with_label >= folds)
+    without = len(labels) - with_label
+    few = sorted(np.flatnonzero(with_label < folds).tolist(), key=lambda k: (int(with_label[k]), label_names[k]))
+    common = sorted(np.flatnonzero((with_label >= folds) & (without < folds)).tolist(),
+                    key=lambda k: (int(without[k]), label_names[k]))  # fmt: skip
+    rare = {label_names[k]: int(with_label[k]) for k in [*few, *common]}
+    kept = np.flatnonzero((with_label >= folds) & (without >= folds))
     if not rare or not len(kept) or label_fold_problems(labels[:, kept], [label_names[int(k)] for k in kept], folds):
         return rare, None
     return rare, kept

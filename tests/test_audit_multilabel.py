@@ -284,14 +284,30 @@ def test_a_label_too_rare_for_the_folds_is_left_out_and_the_rest_audited(
         assert r["given_label"] == ", ".join(sorted(given))
         assert ("returns" in r["suggested_label"].split(", ")) == ("returns" in given)
 
-    every = [(text, [*labels, "ticket"]) for text, labels in label_set_rows(30, seed=5)]  # on every row: no fold
-    spec = write_spec(tmp_path, tiny_bert, every)  # has a row without it, whatever is left out
+    # a label on nearly every row (2 rows without it: no fold could learn its absence) is left out likewise
+    common = [(text, labels if i < 2 else [*labels, "ticket"]) for i, (text, labels) in enumerate(rows)]
+    spec = write_spec(tmp_path, tiny_bert, common)
+    assert main(["audit", str(spec), "--out", str(out), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 0
+    line = ("left out 1 label on fewer training examples than --folds 5: 'returns' (3 examples); and 1 label on nearly "
+            "every training example (fewer than --folds 5 without it): 'ticket' (on 28 of 30); whether a row should "
+            "carry them is not checked, and no suggested set adds or drops them (--folds 2 audits them too)")
+    assert line in " ".join(capsys.readouterr().err.split())
+    for r in read_csv_rows(out):
+        given = common[int(r["row"])][1]
+        assert ("ticket" in r["suggested_label"].split(", ")) == ("ticket" in given)
+
+    # one label on every row, the other on 3: nothing is left to audit once both are left out
+    every = [(text, ["ticket", "returns"] if i < 3 else ["ticket"]) for i, (text, _) in enumerate(rows)]
+    write_jsonl(tmp_path / "every.jsonl", every)
+    spec = tiny_study_spec(tmp_path, tiny_bert, "ml-audit", {"train": "every.jsonl", "label_column": "labels",
+                                                             "val_fraction": 0.2}, task="multi-label")  # fmt: skip
     out.unlink()
     assert main(["audit", str(spec), "--out", str(out), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
     err = capsys.readouterr().err
     problems = [line for line in err.splitlines() if line.startswith("error:")]
-    assert problems == [f"error: {spec}: data.train: label 'ticket' is on every one of the 30 examples: a label to "
-                        "audit needs at least --folds 5 examples without it; add examples without it"]
+    assert problems[0] == (f"error: {spec}: data.train: label 'ticket' is on every one of the 24 examples: a label "
+                           "to audit needs at least --folds 5 examples without it; add examples without it")
+    assert len(problems) == 2 and problems[1].startswith(f"error: {spec}: data.train: label 'returns' is on ")
     assert not out.exists() and not (tmp_path / "s.db").exists()
 
 
