@@ -65,6 +65,7 @@ class AuditRecord:
     flagged: int
     accuracy: float  # how well the out-of-fold predictions the audit rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"  # accuracy; another task's measure of fit (micro-F1, Spearman ...)
+    fit_threshold: float | None = None  # multi-label: the decision threshold the micro-F1 is taken at
     class_name: str = "class"  # what a row of `classes` is (task: regression: SCORE_BIN)
     unit: str = "example"  # what `examples` counts and a suspect is: an example; a word (token classification)
     encoder: str = ""
@@ -134,6 +135,15 @@ def noise_is_flagged_share(record: AuditRecord) -> bool:
 WEAK_FIT_SHARE = 0.25  # an accuracy closing less of the gap from the majority baseline to 1 than this is weak
 
 
+def fit_text(record: AuditRecord) -> str:
+    """The out-of-fold fit as a reader sees it: "accuracy 0.812"; a multi-label one with the threshold it is taken at
+    ("micro-F1 0.620 at threshold 0.30, the best for these predictions")."""
+    text = f"{record.fit_name} {record.accuracy:.3f}"
+    if record.fit_threshold is None:
+        return text
+    return f"{text} at threshold {record.fit_threshold:.2f}, the best for these predictions"
+
+
 def weak_fit(record: AuditRecord) -> str | None:
     """A warning when the out-of-fold predictions fit the given labels barely better than always predicting the
     most common class (tasks measured by accuracy): most of the examples flagged then carry a correct label, and
@@ -188,6 +198,7 @@ def audit_from_attrs(attrs: Mapping[str, Any]) -> AuditRecord | None:
             flagged=int(raw["flagged"]),
             accuracy=float(raw["accuracy"]),
             fit_name=str(raw.get("fit_name") or "accuracy"),
+            fit_threshold=float(raw["fit_threshold"]) if isinstance(raw.get("fit_threshold"), int | float) else None,
             class_name=str(raw.get("class_name") or "class"),
             unit=str(raw.get("unit") or "example"),
             encoder=str(raw.get("encoder") or ""),

@@ -4,7 +4,7 @@ with their texts, given vs suggested label, and the label pairs that explain the
 from __future__ import annotations
 
 from record import AuditRecord
-from record.audit import SCORE_BIN, left_out_line, noise_is_flagged_share, weak_fit
+from record.audit import SCORE_BIN, fit_text, left_out_line, noise_is_flagged_share, weak_fit
 from reports.blocks import Block, NoteBlock, Score, TableBlock
 
 MAX_SHOWN = 30  # suspects listed in the report (the record keeps up to 100; the CSV has all)
@@ -37,7 +37,7 @@ def audit_blocks(
     blocks: list[Block] = [NoteBlock(
         f"`sweep audit --method {record.method}` ({record.created}): out-of-sample predictions for each of the "
         f"{record.examples} training {record.unit}s by {record.folds}-fold cross-validation ({how}; out-of-fold "
-        f"{record.fit_name} {record.accuracy:.3f}), then {rule}: {record.flagged} flagged "
+        f"{fit_text(record)}), then {rule}: {record.flagged} flagged "
         f"({record.flagged / max(1, record.examples):.1%}). A flagged {record.unit} is a candidate for a second "
         f"look, not a proven error. {rows}")]
     weak = weak_fit(record)

@@ -39,7 +39,7 @@ from record import (
     read_trial,
     write_audit,
 )
-from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, left_out_line, noise_is_flagged_share, weak_fit
+from record.audit import MAX_SUSPECTS, MAX_TEXT_CHARS, fit_text, left_out_line, noise_is_flagged_share, weak_fit
 from sweep.audit_multilabel import multilabel_issues, rare_label_columns
 from sweep.audit_tokens import kept_token_issues, leaves_entity_tags, single_sentence_tags, token_fold_problems
 from sweep.dataspec import TOKEN_TASK
@@ -353,6 +353,7 @@ def build_record(
         flagged=len(issues.issues),
         accuracy=round(issues.accuracy, 4),
         fit_name=issues.fit_name,
+        fit_threshold=issues.fit_threshold,
         class_name=issues.class_name,
         unit=issues.unit,
         encoder=encoder,
@@ -641,7 +642,7 @@ def report_command(result: AuditResult) -> str:
 
 def summary_lines(result: AuditResult) -> list[str]:
     record = result.record
-    lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold {record.fit_name} {record.accuracy:.3f}; "
+    lines = [f"audit: {record.method}, {record.folds} folds: out-of-fold {fit_text(record)}; "
              f"{record.flagged} of {record.examples} training {record.unit}s flagged "
              f"({record.seconds:.1f} s)"]  # fmt: skip
     weak = weak_fit(record)

@@ -64,6 +64,8 @@ class LabelIssues:
     examples: int
     accuracy: float  # how well the out-of-fold predictions the ranking rests on fit the given labels (`fit_name`)
     fit_name: str = "accuracy"
+    # multi-label: the threshold `accuracy` (micro-F1) is taken at, the best of the grid for these predictions
+    fit_threshold: float | None = None
     class_name: str = "class"  # what a row of `classes` is (task: regression: a score bin)
     unit: str = "example"  # what `examples` counts and an issue is: an example; a word (token classification)
 

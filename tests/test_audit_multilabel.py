@@ -89,6 +89,30 @@ def test_planted_label_set_errors_in_constructed_probabilities_rank_first() -> N
     tp = int((given & truth).sum())
     assert found.fit_name == "micro-F1" and found.examples == 120
     assert found.accuracy == pytest.approx(2 * tp / (given.sum() + truth.sum()))
+    assert found.fit_threshold is not None and 0.15 <= found.fit_threshold <= 0.75  # any cut between the two bands
+
+
+def test_the_fit_is_taken_at_the_best_threshold_not_at_a_fixed_one_half() -> None:
+    """A probe's out-of-fold probabilities of rare labels seldom reach 0.5: a user's audit read micro-F1 0.146 at 0.5
+    and warned of a weak fit, though its ranking was sound."""
+    from record.audit import AuditRecord, audit_from_attrs, fit_text, weak_fit, write_audit
+    from sweep.audit_multilabel import best_fit
+
+    rng = np.random.default_rng(1)
+    truth = truth_sets(120)
+    probs = np.where(truth == 1, rng.uniform(0.25, 0.4, truth.shape), rng.uniform(0.0, 0.15, truth.shape))
+    threshold, fit = best_fit(truth, probs)
+    assert threshold == 0.25 and fit == 1.0  # 0.2 fits as well: ties go toward 0.5
+    found = multilabel_issues(truth, probs, NAMES)
+    assert (found.fit_threshold, found.accuracy) == (0.25, 1.0)
+    record = AuditRecord(method="embeddings", folds=5, created="", data_fingerprint="", examples=120, flagged=0,
+                         accuracy=found.accuracy, fit_name=found.fit_name, fit_threshold=found.fit_threshold,
+                         class_name="label")  # fmt: skip
+    assert fit_text(record) == "micro-F1 1.000 at threshold 0.25, the best for these predictions"
+    assert weak_fit(record) is None
+    attrs: dict[str, Any] = {}
+    write_audit(attrs.__setitem__, record)
+    assert audit_from_attrs(attrs) == record  # stored and read back
 
 
 def test_iterative_folds_spread_every_label_over_every_fold() -> None:
