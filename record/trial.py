@@ -371,6 +371,12 @@ class TrialWriter:
         if traceback is not None:
             self._set(_T_TRACEBACK, traceback)
 
+    def forget_inherited_outcome(self) -> None:
+        """A retry whose worker died before `start` still carries the stop or error Optuna copied from the trial it
+        retries: cleared before its death is written, so that it reads as a death, not as that stop."""
+        self._set(_T_STOPPED_BY, None)
+        self._set(_T_ERROR, None)
+
     def lost(self, message: str, silent_seconds: float | None = None) -> None:
         """The heartbeat failed the trial: its worker went silent (written by the worker that noticed), surely for
         `silent_seconds` (from one heartbeat interval after its last heartbeat; None: it never sent one)."""

@@ -202,8 +202,10 @@ class SweepStorage(RDBStorage):
             # a retry carries its original's reason (Optuna copies the attributes): written again with its own
             if trial.state == TrialState.RUNNING and read_trial(trial).lost != lost_reason(trial, numbered):
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker was first
-                    TrialWriter(functools.partial(self.set_trial_user_attr, trial_id)).lost(
-                        lost_reason(trial, numbered), self._silent_seconds(trial_id))
+                    writer = TrialWriter(functools.partial(self.set_trial_user_attr, trial_id))
+                    if inherited_outcome(trial, numbered):
+                        writer.forget_inherited_outcome()
+                    writer.lost(lost_reason(trial, numbered), self._silent_seconds(trial_id))
         self._queue_lost_retries(study_id, now - grace)
         return stale
 
@@ -547,8 +549,11 @@ def _fail_for_retry(
     failed, not_retried = [], []
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in running:
+        writer = TrialWriter(functools.partial(set_trial_attr, study, trial))
         try:
-            record(TrialWriter(functools.partial(set_trial_attr, study, trial)), trial, trials)
+            if inherited_outcome(trial, trials):
+                writer.forget_inherited_outcome()
+            record(writer, trial, trials)
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker's heartbeat pass failed it first
             continue
         if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
@@ -623,6 +628,18 @@ def retried_after_death(trial: FrozenTrial, trials: Mapping[int, FrozenTrial]) -
     stop`) are no deaths: a stop loses nothing, not even the retry a later death is owed."""
     earlier = [trials.get(n) for n in retry_history(trial.system_attrs)]
     return not any(t is not None and t.state == TrialState.FAIL and read_trial(t).stopped_by is None for t in earlier)
+
+
+def inherited_outcome(trial: FrozenTrial, trials: Mapping[int, FrozenTrial]) -> bool:
+    """Whether a retry's stop or error is the one Optuna copied from the trial it retries (the last of its chain):
+    its worker died before clearing it (`TrialWriter.start`)."""
+    history = retry_history(trial.system_attrs)
+    previous = trials.get(history[-1]) if history else None
+    if previous is None:
+        return False
+    mine, theirs = read_trial(trial), read_trial(previous)
+    return (mine.stopped_by or mine.error) is not None and (mine.stopped_by, mine.error) == (
+        theirs.stopped_by, theirs.error)  # fmt: skip
 
 
 def lost_reason(trial: FrozenTrial, trials: Mapping[int, FrozenTrial]) -> str:

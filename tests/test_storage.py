@@ -217,6 +217,47 @@ def test_a_stop_is_no_death_a_stopped_trials_retry_that_dies_is_retried_once(tmp
     assert read_trial(study.trials[second.number]).failure == "its worker exited without finishing it"
 
 
+def test_a_stopped_trials_retry_that_dies_before_starting_reads_as_a_death_not_as_the_stop(tmp_path: Path) -> None:
+    """Optuna copies the stopped trial's stop to its retry; a retry whose worker died before clearing it read as
+    "stopped by ann" (status, page) and, being no death, let its configuration kill a worker once more."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from record import TrialWriter, read_trial
+    from sweep.internals import set_trial_attr
+    from sweep.storage import Heartbeat, queue_retry, recover_orphans
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def stopped_then_retried() -> optuna.trial.Trial:
+        first = study.ask(space)
+        TrialWriter(lambda k, v: set_trial_attr(study, study.trials[first.number], k, v)).stopped("ann", "stopped")
+        study.tell(first.number, state=TrialState.FAIL)
+        queue_retry(study, study.trials[first.number], again=True)
+        retry = study.ask(space)  # its worker dies before `start`
+        assert read_trial(study.trials[retry.number]).stopped_by == "ann"  # copied
+        return retry
+
+    orphan = stopped_then_retried()
+    failed, not_retried = recover_orphans(study, "its worker exited without finishing it")
+    assert failed == [orphan.number] and not_retried == []
+    record = read_trial(study.trials[orphan.number])
+    assert record.stopped_by is None and record.failure == "its worker exited without finishing it"
+    again = study.ask(space)  # the configuration's second death is not retried: the first one counted
+    failed, not_retried = recover_orphans(study, "its worker exited without finishing it")
+    assert failed == not_retried == [again.number]
+
+    silent = stopped_then_retried()  # the same through the heartbeat (another store's worker notices)
+    time.sleep(3.2)
+    optuna.storages.fail_stale_trials(study)
+    record = read_trial(study.trials[silent.number])
+    assert record.state == TrialState.FAIL and record.stopped_by is None and record.error is None
+    assert record.lost is not None and record.failure == record.lost
+
+
 def test_a_lost_trials_seconds_end_at_its_last_heartbeat_not_when_another_worker_noticed(tmp_path: Path) -> None:
     """The heartbeat fails a silent trial a grace period after its worker died: that silence is no training, so the
     trial's seconds (status, the page, the report's compute time) stop one heartbeat interval after its last
