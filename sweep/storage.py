@@ -664,8 +664,11 @@ def queue_retry(study: optuna.Study, trial: FrozenTrial, *, again: bool = False)
     heartbeat-stale trials, stopped workers and orphans alike. A trial whose worker died is retried once (a
     configuration that kills its worker must not loop); `again`: a stopped trial (a signal, `sweep stop`) is queued
     however often it was stopped before, so each stop loses nothing."""
-    if not again and not retried_after_death(trial, {t.number: t for t in study.get_trials(deepcopy=False)}):
+    trials = study.get_trials(deepcopy=False)
+    if not again and not retried_after_death(trial, {t.number: t for t in trials}):
         return
+    if any(retry_history(t.system_attrs)[-1:] == [trial.number] for t in trials):
+        return  # queued already: another worker's heartbeat pass and a dead-worker repair may both get here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)

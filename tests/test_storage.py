@@ -258,6 +258,23 @@ def test_a_stopped_trials_retry_that_dies_before_starting_reads_as_a_death_not_a
     assert record.lost is not None and record.failure == record.lost
 
 
+def test_a_failed_trial_is_queued_for_a_retry_once_whoever_repairs_it(tmp_path: Path) -> None:
+    """A heartbeat pass and a dead-worker repair that both fail the same trial each queued a retry: the
+    configuration then trained twice more."""
+    from optuna.trial import TrialState
+
+    from record import retry_history
+    from sweep.storage import queue_retry
+
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(dead.number, state=TrialState.FAIL)
+    for _ in range(2):
+        queue_retry(study, study.trials[dead.number])
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and retry_history(waiting[0].system_attrs) == [dead.number]
+
+
 def test_a_lost_trials_seconds_end_at_its_last_heartbeat_not_when_another_worker_noticed(tmp_path: Path) -> None:
     """The heartbeat fails a silent trial a grace period after its worker died: that silence is no training, so the
     trial's seconds (status, the page, the report's compute time) stop one heartbeat interval after its last
