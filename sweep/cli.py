@@ -531,20 +531,64 @@ def _optional_values(argv: list[str]) -> list[str]:
     return out
 
 
+# Commands that write files (an export folder, a report, an audit CSV and its cache) and train no trial: a SIGTERM
+# (`timeout`, `kill`) or SIGHUP (a closed terminal) ends them as Ctrl-C does, through their clean-up, so no temporary
+# copy is left behind (an export killed by `timeout` left two hidden 88 MB folders). The trial commands have their
+# own graceful stop (sweep.worker.GracefulStop); `serve` has its own handlers.
+TERMINABLE = frozenset({"export", "report", "audit", "status", "stop"})
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP in a TERMINABLE command: a KeyboardInterrupt, so every clean-up that handles Ctrl-C runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_TERMINATED: list[int] = []  # the signal `_terminate` raised for (typer turns the exception into an exit code 130)
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    _TERMINATED.append(signum)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminable(command: str | None) -> Any:
+    import signal
+    import threading
+
+    if command not in TERMINABLE or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     argv = _optional_values(list(sys.argv[1:] if argv is None else argv))
+    command = next((a for a in argv if not a.startswith("-")), None)
+    _TERMINATED.clear()
     try:
-        code = app(args=argv, prog_name="sweep", standalone_mode=False)  # click returns a typer.Exit's code here
+        with _terminable(command):
+            code = app(args=argv, prog_name="sweep", standalone_mode=False)  # click returns a typer.Exit's code here
+        if code == 130 and command in TERMINABLE:  # typer's exit code for a KeyboardInterrupt (a trial command says
+            # its own line, `_signal_line`)
+            return _interrupted(Terminated(_TERMINATED[0]) if _TERMINATED else KeyboardInterrupt(), command)
         if isinstance(code, int) and code:
             return code
     except SweepError as exc:
         for line in exc.lines():  # escaped: a message's own brackets (`sweep[postgres]`) are text, not markup
             err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return int(getattr(exc, "exit_code", 2))
-    except KeyboardInterrupt:
-        err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, command)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except Exception as exc:  # usage errors, raised by click or by the copy of click that typer carries
@@ -553,10 +597,24 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, click.exceptions.ClickException | TyperException):
             return _usage_error(exc)
-        if isinstance(exc, click.exceptions.Abort | typer.Abort):
-            return 130
+        if isinstance(exc, click.exceptions.Abort | typer.Abort):  # click's word for a KeyboardInterrupt
+            return _interrupted(exc.__cause__ or exc.__context__, command)
         raise
     return 0
+
+
+def _interrupted(exc: BaseException | None, command: str | None) -> int:
+    """The line and exit code of a command ended by Ctrl-C (130), or by SIGTERM / SIGHUP (`Terminated`: 128 + it)."""
+    if isinstance(exc, Terminated):
+        import signal
+
+        err.print(f"stopped by {signal.Signals(exc.signum).name}: nothing half-written is left", highlight=False)
+        return 128 + exc.signum
+    if command in TERMINABLE:
+        err.print("interrupted: nothing half-written is left", highlight=False)
+    elif isinstance(exc, KeyboardInterrupt):
+        err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")
+    return 130
 
 
 def _usage_error(exc: Exception) -> int:

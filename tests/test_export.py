@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import stat
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,32 @@ def test_interrupted_export_leaves_no_folder(study_dir: Path, tmp_path: Path, mo
     with pytest.raises(KeyboardInterrupt):  # the folders it made for --out go too
         export_trial(load_study("trec-export", url(study_dir)), tmp_path / "models" / "v1" / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_an_export_ended_by_sigterm_or_sighup_leaves_no_hidden_copy(
+    study_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    signum: signal.Signals,
+) -> None:  # fmt: skip
+    """`timeout 3 sweep export ...` (SIGTERM) or a closed terminal (SIGHUP) killed the process outright: its hidden
+    copy beside --out and the unpacked checkpoint in the temporary folder (88 MB each) stayed behind."""
+    import tempfile
+
+    checked = sweep.export._check_config
+
+    def killed_meanwhile(*args: object) -> None:
+        os.kill(os.getpid(), signum)  # the handler raises at the next instruction
+        checked(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sweep.export, "_check_config", killed_meanwhile)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    before = signal.getsignal(signum)
+    code = main(["export", "trec-export", "--out", str(tmp_path / "model"), "--storage", url(study_dir)])
+    assert code == 128 + signum
+    assert f"stopped by {signum.name}: nothing half-written is left" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["tmp"] and not any((tmp_path / "tmp").iterdir())
+    assert signal.getsignal(signum) == before  # the command's handler is gone with it
 
 
 def test_export_from_a_moved_checkpoint_folder(study_dir: Path, tmp_path: Path) -> None:
