@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +30,14 @@ INSTALL_HINT = "pip install 'sweep[ray]'"
 CONNECT_TIMEOUT_S = 5.0
 
 
+STOP_WAIT_S = 60.0  # after a signal: how long the cancelled tasks get to record their trials
+
+
 @dataclass(frozen=True)
 class RayResult:
     exit_codes: list[int]  # 0 per worker task that finished its share, 1 per task that raised
     errors: list[str]  # one line per failed task
+    stopped_by: str | None = None  # SIGINT / SIGTERM when a signal ended the run
 
 
 def _ray() -> Any:
@@ -40,6 +45,8 @@ def _ray() -> Any:
     each worker's "worker host:pid joined study ..." (and its errors) would show once "[repeated 2x across
     cluster]" instead of naming every worker. A user's own RAY_DEDUP_LOGS wins."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not sys.stderr.isatty():  # the relayed lines' worker prefix without colour codes in a log file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     import ray
 
     return ray
@@ -60,8 +67,14 @@ def ray_problems(address: str, url: str, workers: int) -> list[tuple[str, str]]:
         )  # fmt: skip
     if workers < 1:
         problems.append(("--workers", f"must be >= 1 with --ray, got {workers}"))
-    if address != LOCAL and not problems:
-        reason = _unreachable(address)
+    found = _auto_address() if address == "auto" and not problems else None
+    if address == "auto" and not problems and found is None:
+        problems.append(("--ray", "found no Ray cluster to join at 'auto': none was started on this machine (`ray "
+                                  "start --head`) and RAY_ADDRESS is unset; start one, set RAY_ADDRESS, give the head "
+                                  "node's address (HOST:6379 or ray://HOST:10001), or leave the address out to start "
+                                  "a local Ray for this run"))  # fmt: skip
+    elif address != LOCAL and not problems:
+        reason = _unreachable(found or address)
         if reason:
             problems.append(("--ray", f"no Ray cluster answers at {address!r} ({reason}); start one with "
                                       "`ray start --head` or give the head node's address (HOST:6379 or "
@@ -75,6 +88,20 @@ def _host_port(address: str) -> tuple[str, int] | None:
     if not sep or not port.isdigit():
         return None
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _auto_address() -> str | None:
+    """The cluster `--ray auto` joins as Ray finds it (RAY_ADDRESS, or the last `ray start` on this machine), or
+    None where there is none."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        return None
+    except Exception:  # noqa: BLE001 (another Ray's internals: let ray.init say what it finds)
+        return "auto"
+    return str(found) if found else None
 
 
 def _unreachable(address: str) -> str | None:
@@ -100,6 +127,8 @@ def _worker_task(name: str, url: str, spec_path: str | None, threads: int) -> st
     result = join_study(name, url, spec_path=spec_path, threads=threads, console=Console(stderr=True, soft_wrap=True))
     if result.failures_in_a_row:
         raise RuntimeError(f"study {name}: three trials in a row failed; see their errors with `sweep status {name}`")
+    if result.stopped_by:
+        return f"{worker_id()} stopped by {result.stopped_by} after {result.seconds:.0f} s in study {name}"
     return f"{worker_id()} finished its share of study {name} in {result.seconds:.0f} s"
 
 
@@ -159,11 +188,25 @@ def run_ray_workers(
     console: Console,
 ) -> RayResult:
     """Start `workers` Ray tasks on the cluster at `address` (a local Ray for LOCAL), show one progress bar over the
-    study, and wait for them. Ctrl-C cancels the tasks (their trials are retried by the heartbeat later)."""
+    study, and wait for them. A Ctrl-C or SIGTERM cancels the tasks, which stop their running trials as a `sweep
+    worker` does (recorded as failed, queued for a retry), and waits up to STOP_WAIT_S for them; a second one stops
+    waiting. A trial whose worker ended without recording it is failed by the caller (`fail_gone_local_workers`, a
+    local Ray) or by the heartbeat."""
+    import signal
+    import threading
+    import time
+
     ray = _ray()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     _init(ray, address, console)
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=False)(_worker_task)
         threads = max(1, int(cpus))
@@ -179,22 +222,35 @@ def run_ray_workers(
             console=console, transient=True, disable=not console.is_terminal,
         )  # fmt: skip
         pending, codes, errors = list(refs), [], []
+        deadline: float | None = None
         with progress:
             bar = progress.add_task(f"study {name} · {workers} Ray workers", total=total)
             while pending:
+                if received and deadline is None:
+                    console.print(f"{received[0]} received: the Ray worker tasks are cancelled; each running trial "
+                                  "stops at its next step (recorded as failed, queued for a retry) (send it again to "
+                                  "stop waiting for them)", highlight=False)  # fmt: skip
+                    for ref in pending:
+                        ray.cancel(ref)
+                    deadline = time.monotonic() + STOP_WAIT_S
+                if deadline is not None and (len(received) > 1 or time.monotonic() > deadline):
+                    break
                 done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
                 for ref in done:
                     try:
                         console.print(f"ray worker: {ray.get(ref)}", highlight=False)
                         codes.append(0)
                     except Exception as exc:  # noqa: BLE001 (a task's error, reported per worker)
-                        errors.append(_task_error(exc))
-                        codes.append(1)
+                        if not received:  # a cancelled task's end is no failure
+                            errors.append(_task_error(exc))
+                            codes.append(1)
                 finished, running = poll()
                 progress.update(bar, completed=finished,
                                 description=f"study {name} · {workers} Ray workers · {running} running")  # fmt: skip
-        return RayResult(codes, errors)
+        return RayResult(codes, errors, received[0] if received else None)
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if address == LOCAL:
             ray.shutdown()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from rich.console import Console
 
 from datamodules import DataError, PreparedData, prepare_classification_data, prepare_multilabel_data
 from datamodules.regression import prepare_regression_data
-from record import FINISHED, StudyRecord, reevaluation_runs, study_budget, write_budget, write_priority
+from record import FINISHED, StudyRecord, read_trial, reevaluation_runs, study_budget, write_budget, write_priority
 from reports.advice import nothing_searched_line
 from reports.trials import search_trials
 from sweep.artifacts import artifact_settings, open_store
@@ -56,7 +57,7 @@ from sweep.storage import (
     storage_problems,
     study_record,
 )
-from sweep.store_checks import choose_storage, shown_store
+from sweep.store_checks import choose_storage, mask, shown_store
 from sweep.study_callbacks import study_callbacks
 from sweep.summary import trial_line
 from sweep.taskspec import positive_label_problem
@@ -548,7 +549,7 @@ def _run_ray_workers(
     resumed: bool, started: float,
 ) -> RunResult:  # fmt: skip
     """`sweep run --ray [ADDRESS] --workers N`: N Ray tasks, each a `sweep worker` with the spec's resources."""
-    from sweep.cluster import run_ray_workers
+    from sweep.cluster import LOCAL, run_ray_workers
 
     total = study_budget(study.user_attrs, spec.search.n_trials) or spec.search.n_trials
     result = run_ray_workers(
@@ -557,7 +558,35 @@ def _run_ray_workers(
     )  # fmt: skip
     for line in result.errors:
         console.print(f"[red]ray worker failed:[/] {line}", highlight=False)
-    return RunResult(study, url, resumed, time.perf_counter() - started, worker_exit_codes=result.exit_codes)
+    if address == LOCAL:  # the local Ray is gone with its workers: a trial still RUNNING has no worker left
+        how = f"the local Ray ended at {result.stopped_by}" if result.stopped_by else "the local Ray ended"
+        try:
+            lines = fail_gone_local_workers(url, spec.name, how)
+        except Exception as exc:  # the store is out of reach just now: the heartbeat fails such a trial later
+            reason = mask((str(exc).strip().splitlines() or [type(exc).__name__])[0], url)
+            lines = [f"trials left RUNNING by the local Ray's workers are failed by the heartbeat after the grace "
+                     f"period ({reason})"]
+        for line in lines:
+            console.print(f"[yellow]run:[/] {line}", highlight=False)
+    return RunResult(study, url, resumed, time.perf_counter() - started, stopped_by=result.stopped_by,
+                     worker_exit_codes=[] if result.stopped_by else result.exit_codes)  # fmt: skip
+
+
+def fail_gone_local_workers(url: str, name: str, how: str, wait_s: float = 10.0) -> list[str]:
+    """Fail, and queue for a retry, the RUNNING trials of study `name` whose worker ran on this machine and is gone
+    (`storage.fail_dead_worker`), waiting up to `wait_s` for their processes to end; a worker still running, or on
+    another machine, is left to the heartbeat. Returns the lines saying what was done."""
+    from sweep.catalog import process_gone
+    from sweep.storage import fail_dead_worker
+
+    reader = optuna.load_study(study_name=name, storage=open_storage(url, read_only=True))
+    here = socket.gethostname()
+    workers = {w for t in reader.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if (w := read_trial(t).worker) and w.rpartition(":")[0] == here}  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while workers and not all(process_gone(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return [line for w in sorted(workers) if process_gone(w) for line in fail_dead_worker(url, w, how)]
 
 
 def _run_local_workers(

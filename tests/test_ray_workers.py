@@ -124,6 +124,39 @@ def test_two_ray_workers_finish_the_budget_and_a_killed_one_is_retried(
 
 
 @pytest.mark.postgres
+def test_ctrl_c_on_a_local_ray_run_records_the_running_trial_and_queues_its_retry(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], postgres_url: str
+) -> None:
+    """A Ctrl-C in the terminal (SIGINT to the whole process group, Ray's processes too) ended `sweep run --ray` with
+    no line, its trial left RUNNING: the next run waited the heartbeat's grace period (5 min) for it."""
+    spec = ray_spec(tmp_path, data, tiny_bert, postgres_url, 4)  # the default grace period: 300 s
+    body = yaml.safe_load(spec.read_text())
+    body["search"]["space"]["epochs"] = 12  # still training when the signal lands
+    spec.write_text(yaml.safe_dump(body))
+    log = tmp_path / "run.log"
+    with log.open("ab") as handle:
+        run = subprocess.Popen(sweep_cmd("run", str(spec), "--ray", "--workers", "1"), env=ENV, stdout=handle,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        victim = wait_for(lambda: running_trial(postgres_url), 300, "a Ray worker's running trial")
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(timeout=120) == 130, log.read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=60)
+    final = trials(postgres_url)
+    assert not [t.number for t in final if t.state == TrialState.RUNNING], log.read_text()[-3000:]
+    stopped = final[victim.number]
+    assert stopped.state == TrialState.FAIL and read_trial(stopped).failure
+    retries = [t for t in final if read_trial(t).retry_of == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING and retries[0].params == stopped.params
+    text = log.read_text()
+    assert "stopped by SIGINT" in text and postgres_url not in text
+    assert "finished its share" not in text  # the worker says it was stopped
+
+
+@pytest.mark.postgres
 def test_sweep_serve_with_ray_workers_runs_a_submitted_study(
     place: Path, tiny_bert: Path, tmp_path: Path, postgres_url: str
 ) -> None:
@@ -161,6 +194,26 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_ray_auto_without_a_cluster_is_refused_before_anything_starts(
+    tmp_path: Path, tiny_bert: Path, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`--ray auto` with no Ray running said "resuming study ..." and then Ray's own error, pointing at an --address
+    flag sweep does not have."""
+    import sweep.cluster
+
+    monkeypatch.setattr(sweep.cluster, "_auto_address", lambda: None)
+    spec = ray_spec(tmp_path, data, tiny_bert, "postgresql+psycopg://u:secretpw@127.0.0.1:1/db", 2)
+    assert main(["run", str(spec), "--ray", "auto", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {spec}: --ray: found no Ray cluster to join at 'auto'" in " ".join(err.split())
+    assert "resuming" not in err and "--address" not in err and "secretpw" not in err
+    monkeypatch.setattr(sweep.cluster, "_auto_address", lambda: "127.0.0.1:1")  # one found, gone since
+    assert main(["run", str(spec), "--ray", "auto", "--workers", "1"]) == 2
+    assert "--ray: no Ray cluster answers at 'auto'" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_ray_is_imported_with_log_deduplication_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -275,6 +275,35 @@ def test_a_failed_trial_is_queued_for_a_retry_once_whoever_repairs_it(tmp_path: 
     assert len(waiting) == 1 and retry_history(waiting[0].system_attrs) == [dead.number]
 
 
+def test_trials_of_gone_local_workers_are_failed_at_once_and_live_ones_left(tmp_path: Path) -> None:
+    """After a local Ray ends (`sweep run --ray`), a trial its worker left RUNNING waited the grace period."""
+    import os
+    import socket
+    import subprocess
+
+    from optuna.trial import TrialState
+
+    from record import TrialWriter, read_trial, retry_history
+    from sweep.runner import fail_gone_local_workers
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dead, alive = study.ask(space), study.ask(space)
+    host = socket.gethostname()
+    for trial, pid in ((dead, gone.pid), (alive, os.getpid())):
+        TrialWriter(trial.set_user_attr).start(worker=f"{host}:{pid}", seed=0, hyperparameters={},
+                                               data_fingerprint="f")  # fmt: skip
+    lines = fail_gone_local_workers(url, "s", "the local Ray ended", wait_s=0.5)
+    assert len(lines) == 1 and f"worker {host}:{gone.pid} (the local Ray ended)" in lines[0]
+    final = study.get_trials()
+    assert final[dead.number].state == TrialState.FAIL and final[alive.number].state == TrialState.RUNNING
+    assert "the local Ray ended" in (read_trial(final[dead.number]).failure or "")
+    assert [retry_history(t.system_attrs) for t in final if t.state == TrialState.WAITING] == [[dead.number]]
+
+
 def test_a_lost_trials_seconds_end_at_its_last_heartbeat_not_when_another_worker_noticed(tmp_path: Path) -> None:
     """The heartbeat fails a silent trial a grace period after its worker died: that silence is no training, so the
     trial's seconds (status, the page, the report's compute time) stop one heartbeat interval after its last
