@@ -288,10 +288,12 @@ def read_trial(trial: FrozenTrial) -> TrialRecord:
 def trial_seconds(trial: FrozenTrial) -> float | None:
     """A finished trial's wall time (start to completion), else the recorded `timings.total`, else None. A trial the
     heartbeat failed counts until one heartbeat interval after its worker's last heartbeat (it died within that
-    interval), not through the silence until another worker noticed (the grace period: 300 s by default)."""
+    interval), not through the silence until another worker noticed (the grace period: 300 s by default); so does an
+    orphan a later run found RUNNING (not the hours until that run)."""
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        silent = _opt_number(trial.user_attrs.get(_T_SILENT_SECONDS)) if trial.user_attrs.get(_T_LOST) else None
+        failed = trial.state == TrialState.FAIL
+        silent = _opt_number(trial.user_attrs.get(_T_SILENT_SECONDS)) if failed else None
         return max(0.0, seconds - silent) if silent is not None and silent >= 0 else seconds
     timings = read_trial(trial).timings
     return timings.total if timings is not None else None
@@ -376,6 +378,11 @@ class TrialWriter:
         retries: cleared before its death is written, so that it reads as a death, not as that stop."""
         self._set(_T_STOPPED_BY, None)
         self._set(_T_ERROR, None)
+
+    def silence(self, seconds: float | None) -> None:
+        """How long the trial's worker was surely silent before the trial was failed (see `lost`): an orphan found
+        RUNNING when the store was opened again (`recover_orphans`) was silent from its last heartbeat on."""
+        self._set(_T_SILENT_SECONDS, None if seconds is None else float(seconds))
 
     def lost(self, message: str, silent_seconds: float | None = None) -> None:
         """The heartbeat failed the trial: its worker went silent (written by the worker that noticed), surely for

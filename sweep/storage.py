@@ -535,7 +535,18 @@ def recover_orphans(study: optuna.Study, reason: str) -> tuple[list[int], list[i
     by a worker that died. On PostgreSQL the heartbeat does this, after the grace period.
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return _fail_for_retry(study, running, lambda writer, _trial, _trials: writer.failed(reason))
+
+    def why(writer: TrialWriter, trial: FrozenTrial, _trials: Mapping[int, FrozenTrial]) -> None:
+        writer.failed(reason)
+        writer.silence(silent_seconds(study, trial))  # its seconds end near its worker's death, not now
+
+    return _fail_for_retry(study, running, why)
+
+
+def silent_seconds(study: optuna.Study, trial: FrozenTrial) -> float | None:
+    """How long `trial`'s worker has surely been silent (`SweepStorage._silent_seconds`), or None (no heartbeat)."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    return storage._silent_seconds(trial._trial_id) if isinstance(storage, SweepStorage) else None
 
 
 def _fail_for_retry(

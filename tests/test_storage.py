@@ -304,6 +304,29 @@ def test_trials_of_gone_local_workers_are_failed_at_once_and_live_ones_left(tmp_
     assert [retry_history(t.system_attrs) for t in final if t.state == TrialState.WAITING] == [[dead.number]]
 
 
+def test_an_orphans_seconds_end_near_its_workers_death_not_when_the_next_run_found_it(tmp_path: Path) -> None:
+    """`kill -9` of a run, resumed a minute later: its trial of a few seconds showed 73.1 s, and the report's compute
+    time counted the downtime (hours for a run resumed the next morning)."""
+    import time
+
+    from record import read_trial, trial_seconds
+    from sweep.storage import Heartbeat, recover_orphans
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=Heartbeat(interval=1, grace_period=2))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(dead._trial_id)  # beats once, then the process is killed
+    time.sleep(4.2)  # the downtime (whole seconds on SQLite's clock)
+    recover_orphans(study, "its worker stopped without finishing it")
+    trial = study.trials[dead.number]
+    assert trial.datetime_complete is not None and trial.datetime_start is not None
+    wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    silent = read_trial(trial).silent_seconds
+    assert silent is not None and silent >= 2.0
+    seconds = trial_seconds(trial)
+    assert seconds is not None and seconds <= wall - 2.0
+
+
 def test_a_lost_trials_seconds_end_at_its_last_heartbeat_not_when_another_worker_noticed(tmp_path: Path) -> None:
     """The heartbeat fails a silent trial a grace period after its worker died: that silence is no training, so the
     trial's seconds (status, the page, the report's compute time) stop one heartbeat interval after its last
