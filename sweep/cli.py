@@ -307,8 +307,13 @@ def _finish(result: Any, *, tables: bool = True) -> None:
         err.print(_signal_line(result.stopped_by, result.interrupted, again=True, finished=result.finished_trial),
                   highlight=False)
         raise typer.Exit(143 if result.stopped_by == "SIGTERM" else 130)
+    from sweep.worker import budget_finished
+
     bad = [code for code in result.worker_exit_codes if code != 0]
-    if bad:
+    if bad and budget_finished(result.study):  # their trials were failed and retried: nothing is missing
+        err.print(f"[yellow]warning:[/] {len(bad)} of {len(result.worker_exit_codes)} workers ended abnormally (exit "
+                  f"codes {bad}); their trials were retried and the study finished its budget", highlight=False)
+    elif bad:
         err.print(f"[red]{len(bad)} of {len(result.worker_exit_codes)} workers failed[/] (exit codes {bad})")
         raise typer.Exit(1)
 

@@ -196,6 +196,14 @@ def budget(study: optuna.Study, default: int) -> int:
     return study_budget(study.user_attrs, default) or default
 
 
+def budget_finished(study: optuna.Study) -> bool:
+    """Whether the study's budget is finished: as many finished trials as it asks for, none running or queued."""
+    total = study_budget(study.user_attrs)
+    trials = study.get_trials(deepcopy=False)
+    return (total is not None and sum(t.state in FINISHED for t in trials) >= total
+            and not any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials))  # fmt: skip
+
+
 def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 

@@ -466,7 +466,7 @@ def test_a_killed_worker_of_a_sqlite_run_loses_nothing(
 ) -> None:
     """`sweep run --workers 2` on SQLite, one worker killed mid-trial: the run sees it end, fails that trial at once
     (not after the heartbeat's grace period) and queues its retry, the other worker runs it, the budget is finished
-    exactly, and the run reports the dead worker."""
+    exactly, and the run reports the dead worker (exit code 0: nothing is missing from the study)."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = write_spec(tmp_path, data, tiny_bert, url, heartbeat={"interval": 1, "grace_period": 600})
     spec_data = yaml.safe_load(spec.read_text())
@@ -477,8 +477,9 @@ def test_a_killed_worker_of_a_sqlite_run_loses_nothing(
     proc = start(sweep_cmd("run", str(spec), "--workers", "2"), log)
     victim = wait_for(lambda: running_trial(url, fresh_only=True), 240, "a running trial")
     os.kill(int(read_trial(victim).worker.rsplit(":", 1)[1]), signal.SIGKILL)
-    assert proc.wait(timeout=600) == 1, log.read_text()[-3000:]
-    assert "1 of 2 workers failed (exit codes [-9])" in " ".join(log.read_text().split())
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert ("warning: 1 of 2 workers ended abnormally (exit codes [-9]); their trials were retried and the study "
+            "finished its budget") in " ".join(log.read_text().split())
     final = trials(url)
     assert not [t.number for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert sum(t.state in FINISHED for t in final) == 4
