@@ -18,6 +18,9 @@ from sweep.storage import load_study, open_storage, storage_problems
         ("not a url", "not a database URL"),
         ("sqlite://", "in-memory SQLite store loses every trial"),
         ("sqlite:////no/such/folder/s.db", "folder does not exist: /no/such/folder"),
+        # two slashes: the first folder is taken for a host and dropped (a user's store resolved to a wrong folder)
+        ("sqlite://tmp/h/sweeps.db", "'sqlite://tmp/h/sweeps.db' has two slashes after sqlite:, so 'tmp' is read as "
+                                     "a host and dropped: write sqlite:////tmp/h/sweeps.db for the absolute path"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:
