@@ -579,6 +579,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit with code 2."""
     argv = _optional_values(list(sys.argv[1:] if argv is None else argv))
     command = next((a for a in argv if not a.startswith("-")), None)
+    empty = [a.split("=")[0] for i, a in enumerate(argv)
+             if (a.startswith("--") and a.endswith("=")) or (a.startswith("--") and i + 1 < len(argv)
+                                                              and argv[i + 1] == "" and "=" not in a)]  # fmt: skip
+    if empty:  # `--out ''` (an unset shell variable): a path would read it as the current folder
+        err.print(f"[red]error:[/] {escape(empty[0])}: is empty: give a value, or leave the option out",
+                  highlight=False)  # fmt: skip
+        return 2
     _TERMINATED.clear()
     try:
         with _terminable(command):

@@ -173,3 +173,12 @@ def test_piped_output_keeps_each_line_of_the_summary_whole(
     assert all(line.startswith(("next: ", "wall time ")) for line in after), after  # no continuation lines
     table = [line for line in out.splitlines() if line.startswith(("┏", "│", "└"))]
     assert table and all(len(line) <= 160 for line in table)
+
+
+@pytest.mark.parametrize(
+    "argv", [["export", "s", "--out", ""], ["report", "s", "--out="], ["audit", "x.yaml", "--out", ""]]
+)
+def test_an_empty_option_value_is_refused_by_name(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out ''` (an unset shell variable) read as the current folder, and export then suggested --force."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == "error: --out: is empty: give a value, or leave the option out"
