@@ -291,9 +291,11 @@ def resume_study(name: str, url: str, n_trials: int | None = None, *, field: str
             raise SweepError([(field, problem)])
         done = summary.search_finished
         if n_trials <= done:
+            runs = summary.budget - summary.search_budget
+            on_top = f", with {runs} re-evaluation run{'s' if runs != 1 else ''} on top" if runs else ""
             raise SweepError([(field, f"study {name!r} has {done} finished trial{'s' if done != 1 else ''} of its "
-                                      f"search already (budget {summary.search_budget}): give more than {done} to "
-                                      "run more")])  # fmt: skip
+                                      f"search already (the search's budget {summary.search_budget}{on_top}): give "
+                                      f"more than {done} to run more")])  # fmt: skip
         write_budget(study.set_user_attr, n_trials + summary.budget - summary.search_budget)
     elif summary.state == "finished":
         how = (f"`sweep resume {name} --n-trials N`" if field.startswith("--")

@@ -486,10 +486,12 @@ def run_study(
         # comparing totals let a lower N drop a queued re-evaluation run's room)
         if n_trials is not None and resumed and n_trials <= search_done:
             kept = study_budget(study.user_attrs) or total
-            aside = f" ({len(finished) - search_done} re-evaluation runs aside)" if len(finished) > search_done else ""
-            console.print(f"--n-trials {n_trials}: {search_done} trials of the search have finished already{aside}, "
-                          f"nothing to run (the budget stays {kept}; --n-trials {search_done + 1} or more continues "
-                          "the study)", highlight=False)  # fmt: skip
+            runs = extra
+            budget_said = (f"the search's budget stays {kept - runs}, with {runs} re-evaluation run"
+                           f"{'s' if runs != 1 else ''} on top" if runs else f"the budget stays {kept}")  # fmt: skip
+            console.print(f"--n-trials {n_trials}: {search_done} trials of the search have finished already, "
+                          f"nothing to run ({budget_said}; --n-trials {search_done + 1} or more continues the "
+                          "study)", highlight=False)  # fmt: skip
             total = kept
         write_budget(study.set_user_attr, total)
         if priority is not None:

@@ -246,8 +246,8 @@ def test_reevaluate_end_to_end(
     # --n-trials below what the search ran says the search's count: a user read "6 finished" and gave 7, for nothing
     said = io.StringIO()
     run_study(spec, n_trials=1, console=Console(file=said, width=300))
-    assert "--n-trials 1: 2 trials of the search have finished already (4 re-evaluation runs aside), nothing to run " \
-        "(the budget stays 6; --n-trials 3 or more continues the study)" in said.getvalue()
+    assert "--n-trials 1: 2 trials of the search have finished already, nothing to run (the search's budget stays 2, " \
+        "with 4 re-evaluation runs on top; --n-trials 3 or more continues the study)" in said.getvalue()
 
     # The patched pruner does bite: one more search trial (n_trials 3, plus the 4 re-evaluation runs) is pruned.
     run_study(spec, n_trials=3)
