@@ -129,10 +129,10 @@ def storage_problems(url: str, *, field: str = "storage", must_exist: bool = Fal
 def _sqlite_problems(parsed: URL, *, field: str, must_exist: bool) -> list[tuple[str, str]]:
     database = parsed.database or ""
     if parsed.host:  # sqlite://tmp/x.db: SQLAlchemy takes "tmp" for a host, drops it and opens x.db relative to here
-        path = f"{parsed.host}/{database}" if database else parsed.host
+        given = f"{parsed.host}/{database}" if database else parsed.host
         return [(field, f"{safe_url(str(parsed))!r} has two slashes after sqlite:, so {parsed.host!r} is read as a "
-                        f"host and dropped: write sqlite:////{path} for the absolute path /{path}, or sqlite:///{path} "
-                        "for a path relative to the folder the command runs in")]  # fmt: skip
+                        f"host and dropped: write sqlite:////{given} for the absolute path /{given}, or "
+                        f"sqlite:///{given} for a path relative to the folder the command runs in")]  # fmt: skip
     if database in ("", ":memory:"):
         return [(field, "an in-memory SQLite store loses every trial: give a file, e.g. sqlite:///sweeps.db")]
     path = Path(database).resolve()
