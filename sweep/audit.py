@@ -460,7 +460,7 @@ def run_audit(
     if left_out:
         shown = left_out_line_of(left_out, folds, class_name="label" if columns_kept is not None else "class",
                                  unit="word" if tags_left_out is not None else "example",
-                                 examples=len(labels))  # fmt: skip
+                                 examples=len(labels) if columns_kept is not None else 0)  # fmt: skip
         console.print(f"[yellow]audit:[/] {shown}", highlight=False)
     seed = spec.search.seed
     splits = (task.splits(audited, folds, seed) if rows_kept is None
