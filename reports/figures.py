@@ -273,7 +273,9 @@ def plot_confusion(data: ConfusionData) -> go.Figure:
     shares = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in data.matrix]
     fig = go.Figure(go.Heatmap(
         z=shares, x=labels, y=labels, customdata=data.matrix, zmin=0.0, zmax=1.0, colorscale="Blues",
-        texttemplate="%{customdata}" if few else None, colorbar={"title": "share of row", "tickformat": ".0%"},
+        # the counts in the cells come from `text`: a heatmap's texttemplate knows no customdata (it drew "-")
+        text=[[str(c) for c in row] for row in data.matrix] if few else None,
+        texttemplate="%{text}" if few else None, colorbar={"title": "share of row", "tickformat": ".0%"},
         hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} rows (%{z:.1%} of true %{y})<extra></extra>",
     ))
     fig.update_xaxes(type="category", side="bottom", tickangle=-45 if not few else None)

@@ -138,3 +138,26 @@ def test_harness_reports_requests_errors_and_undrawn_figures(tmp_path: Path, bro
     assert len(page.page_errors) == 1 and "boom" in page.page_errors[0]
     assert page.figure_count == 1 and page.rendered_count == 0
     assert page.screenshot.is_file()
+
+
+def test_confusion_matrix_cells_show_their_counts_in_chromium(tmp_path: Path, browser_ready: None) -> None:
+    """A user's report drew "-" in every cell: plotly's heatmap texttemplate has no customdata."""
+    from browser import CHROMIUM_ARGS, find_chromium
+    from playwright.sync_api import sync_playwright
+
+    from reports.figures import ConfusionData, plot_confusion
+
+    page_file = tmp_path / "confusion.html"
+    page_file.write_text(plot_confusion(ConfusionData(["neg", "pos"], [[19, 0], [14, 7]])).to_html(
+        include_plotlyjs=True, full_html=True), encoding="utf-8")  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=find_chromium(), args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri(), wait_until="load")
+            page.wait_for_selector("svg.main-svg", timeout=15_000)
+            texts = page.eval_on_selector_all(".heatmaplayer text, g.textpoint text, svg text",
+                                              "els => els.map((e) => e.textContent.trim())")  # fmt: skip
+        finally:
+            browser.close()
+    assert {"19", "0", "14", "7"} <= set(texts) and "-" not in texts

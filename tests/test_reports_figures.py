@@ -447,7 +447,9 @@ def test_confusion_matrix_heatmap_uses_label_names(rich: optuna.Study, rich_sect
     assert [list(row) for row in heatmap.customdata] == BEST_MATRIX  # counts: printed in cells and on hover
     shares = [[5 / 6, 1 / 6, 0], [0, 6 / 7, 1 / 7], [2 / 9, 0, 7 / 9]]  # colour: the share of each true label's rows
     assert [list(row) == pytest.approx(share) for row, share in zip(heatmap.z, shares, strict=True)] == [True] * 3
-    assert heatmap.texttemplate == "%{customdata}"
+    # the cells print the counts through `text`: plotly's heatmap texttemplate has no customdata (it drew "-")
+    assert heatmap.texttemplate == "%{text}" and [list(row) for row in heatmap.text] == [
+        [str(c) for c in row] for row in BEST_MATRIX]
     assert list(heatmap.x) == LABELS
     assert list(heatmap.y) == LABELS
     shown = figure(rich_sections, "confusion-matrix").figure
