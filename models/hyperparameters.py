@@ -45,10 +45,13 @@ class Limit:
         return f"an integer {text}" if self.integer else text
 
 
+# The upper bounds catch typos no fine-tuning run means (a service user's epochs: 100000 held its one worker for days,
+# a learning rate of 1e9 "completed" at chance and was told to go higher): a learning rate above 1, a batch of more
+# than 65536 examples, more than 1000 epochs.
 HYPERPARAMETER_LIMITS: dict[str, Limit] = {
-    "learning_rate": Limit(low=0.0, low_included=False),
-    "batch_size": Limit(low=1, integer=True),
-    "epochs": Limit(low=1, integer=True),
+    "learning_rate": Limit(low=0.0, low_included=False, high=1.0),
+    "batch_size": Limit(low=1, high=65536, integer=True),
+    "epochs": Limit(low=1, high=1000, integer=True),
     "weight_decay": Limit(low=0.0),
     # warmup_ratio 1 would warm up for the whole run and never decay: a misconfiguration, not a choice.
     "warmup_ratio": Limit(low=0.0, high=1.0, high_included=False),

@@ -263,7 +263,7 @@ def test_invalid_arguments_are_reported_together(tiny_bert: Path) -> None:
     message = str(error.value)
     for fragment in (
         "label_names: must be unique",
-        "learning_rate: must be > 0, got 0.0",
+        "learning_rate: must be in (0, 1], got 0.0",
         "warmup_ratio",
         "got 1.5",
         "class_weights: one weight per label is needed (3), got 2",

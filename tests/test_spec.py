@@ -94,9 +94,19 @@ def test_types_and_rules() -> None:
     assert "1.5" in problems["data.val_fraction"]
     assert "'long'" in problems["model.max_length"]
     assert "0" in problems["search.n_trials"]
-    assert "integer >= 1" in problems["search.space.epochs"]
+    assert "an integer in [1, 1000]" in problems["search.space.epochs"]
     assert "-1" in problems["search.space.batch_size"]
     assert "'x'" in problems["search.space.dropout"]
+
+
+def test_values_no_fine_tuning_means_are_refused_as_typos() -> None:
+    """A service user's epochs: 100000 held the team's one worker for days; a learning rate range up to 1e9
+    "completed" at chance, and the advice said to raise it."""
+    space = {"epochs": 100000, "learning_rate": {"low": 1, "high": 1.0e9, "log": True}, "batch_size": [100000000]}
+    problems = problems_of({"name": "x", "data": {"train": "a.csv"}, "search": {"space": space}})
+    assert problems["search.space.epochs"] == "must be an integer in [1, 1000], got 100000"
+    assert problems["search.space.learning_rate"] == "must be in (0, 1], got 1000000000.0"
+    assert problems["search.space.batch_size"] == "must be an integer in [1, 65536], got 100000000"
 
 
 def test_missing_required_and_non_mapping() -> None:
