@@ -435,6 +435,13 @@ def test_live_view_redraws_in_place_and_stops_when_finished(
         assert page.locator("#stop").is_disabled()
         assert page.evaluate("window.sweepPageLoad") == marker
 
+        # a colleague continues it from elsewhere: the open page follows, slowly (it showed "finished" for good)
+        from sweep.catalog import resume_study
+
+        resume_study("support-tickets-minilm", store, 7)
+        wait_text(page, "#progress", "6/7 trials finished", timeout_ms=15_000)
+        wait_text(page, "#state", "queued")
+
         if has_route(app, "POST", "/api/studies/{name}/resume"):  # more trials for the finished study, from the page
             assert page.input_value("#more-trials") == "11" and page.get_attribute("#more-trials", "min") == "7"
             page.fill("#more-trials", "8")
@@ -442,9 +449,17 @@ def test_live_view_redraws_in_place_and_stops_when_finished(
             wait_text(page, "#state", "queued")
             wait_text(page, "#progress", "6/8 trials finished")
             assert page.evaluate("window.sweepPageLoad") == marker
+            # a refused request's reason stays on the page (the next refresh wiped it within 62 ms)
+            page.fill("#more-trials", "100000000")
+            page.click("#more-go")
+            wait_text(page, "#action-error", "must be at most")
+            page.wait_for_timeout(1500)  # several refreshes
+            assert page.locator("#action-error").is_visible() and "must be at most" in text_of(page, "#action-error")
 
-    assert seen.page_errors == [] and seen.console_errors == [], (seen.page_errors, seen.console_errors, seen.refused)
-    assert seen.refused == []
+    refused = [r for r in seen.refused if r != "POST /api/studies/support-tickets-minilm/resume 400"]  # the one above
+    errors = [e for e in seen.console_errors if "status of 400" not in e]  # Chromium logs that refusal too
+    assert seen.page_errors == [] and errors == [], (seen.page_errors, seen.console_errors, seen.refused)
+    assert refused == []
     assert seen.foreign == [], "the page asked another host"
     assert "/static/plotly.min.js" in seen.requests
     stats = png_stats(shot)
@@ -576,6 +591,11 @@ def test_submit_follow_and_export_on_the_page(tmp_path: Path, tiny_bert: Path, b
             download.save_as(saved)
             names = zipfile.ZipFile(io.BytesIO(saved.read_bytes())).namelist()
             assert any(n.rsplit("/", 1)[-1] == "config.json" for n in names), names
+            # a trial's own export link: asked for first, then saved under the server's file name
+            with page.expect_download(timeout=120_000) as download_info:
+                page.locator("#trials a.export-trial").first.click()
+            assert download_info.value.suggested_filename.startswith("browser-flow-trial-")
+            assert download_info.value.suggested_filename.endswith(".zip")
 
     # the one refused request is the bad spec (the browser logs it as a failed resource); nothing else failed
     assert seen.refused == (["POST /api/studies 400"] if can_submit else []), seen.refused

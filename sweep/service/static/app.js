@@ -281,9 +281,14 @@
     const moreTrials = document.getElementById("more-trials");
     const exportLink = document.getElementById("export");
     const actionError = document.getElementById("action-error");
+    // A finished, stopped or failed study is still asked about, slowly: a colleague may continue, stop or resume it
+    // from another page or the command line (the page showed "finished" with Stop greyed out while trials ran).
+    const IDLE_MS = Math.max(5 * REFRESH_MS, Math.min(15000, 20 * REFRESH_MS));
     let timer = null;
+    let period = null;
     let drawnFor = null;
     let dataShown = false;
+    let actionMessage = ""; // what the last button's request was refused with: kept until the next one
 
     function signature(detail) {
       return JSON.stringify(detail.trials.map((t) => [t.number, t.state, Object.keys(t.intermediate_values || {}).length]));
@@ -344,14 +349,14 @@
         const detail = await getJson(apiUrl(name));
         render(detail);
         // a stopped study's last trial winds down for a few seconds: keep following it until none runs
-        if (!LIVE.has(detail.study.state) && !detail.study.running) stop();
+        if (!LIVE.has(detail.study.state) && !detail.study.running) follow(IDLE_MS);
         else start();
         const sig = signature(detail);
         if (sig !== drawnFor) {
           await refreshFigures();
           drawnFor = sig;
         }
-        showError(actionError, "");
+        showError(actionError, actionMessage);
         stamp();
       } catch (e) {
         showError(actionError, "could not read the study: " + e.message);
@@ -361,17 +366,20 @@
       if (again) refresh(true);
     }
 
-    function start() {
-      if (timer === null) timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+    function follow(ms) {
+      if (period === ms) return;
+      if (timer !== null) clearInterval(timer);
+      period = ms;
+      timer = setInterval(() => { if (!document.hidden) refresh(); }, ms);
     }
 
-    function stop() {
-      if (timer !== null) clearInterval(timer);
-      timer = null;
+    function start() {
+      follow(REFRESH_MS);
     }
 
     async function act(verb, form) {
       stopButton.disabled = resumeButton.disabled = true;
+      actionMessage = "";
       try {
         const response = await fetch(apiUrl(name, "/" + verb), { method: "POST", body: form });
         if (response.status === 401) {
@@ -379,11 +387,12 @@
           return;
         }
         if (!response.ok) {
-          showError(actionError, (await errorLines(response)).join("\n"));
+          actionMessage = (await errorLines(response)).join("\n");
         }
       } catch (e) {
-        showError(actionError, "could not reach the server: " + e.message);
+        actionMessage = "could not reach the server: " + e.message;
       }
+      showError(actionError, actionMessage);
       await refresh(true);
       if (verb === "resume") start();
     }
@@ -397,6 +406,37 @@
     exportLink.addEventListener("click", (event) => {
       if (exportLink.classList.contains("disabled")) event.preventDefault();
     });
+    // A trial's export is asked for first and saved only when the server made it: a refusal (its checkpoint was
+    // deleted, say) is shown on the page instead of a failed download.
+    document.getElementById("trials").addEventListener("click", async (event) => {
+      const link = event.target.closest("a.export-trial");
+      if (!link) return;
+      event.preventDefault();
+      actionMessage = "";
+      try {
+        const response = await fetch(link.href);
+        if (response.status === 401) {
+          window.location.assign("/login");
+          return;
+        }
+        if (!response.ok) {
+          actionMessage = (await errorLines(response)).join("\n");
+        } else {
+          const disposition = response.headers.get("content-disposition") || "";
+          const file = (disposition.match(/filename="?([^";]+)"?/) || [])[1] || "export.zip";
+          const url = URL.createObjectURL(await response.blob());
+          const save = el("a", { href: url, download: file });
+          document.body.appendChild(save);
+          save.click();
+          save.remove();
+          setTimeout(() => URL.revokeObjectURL(url), 60000);
+        }
+      } catch (e) {
+        actionMessage = "could not reach the server: " + e.message;
+      }
+      showError(actionError, actionMessage);
+    });
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
     refresh();
     start();
   }
