@@ -148,12 +148,17 @@ def weak_fit(record: AuditRecord) -> str | None:
     """A warning when the out-of-fold predictions fit the given labels barely better than always predicting the
     most common class (tasks measured by accuracy): most of the examples flagged then carry a correct label, and
     the ranking says more about the model than about the annotation. None when the fit is not weak."""
+    # what may fit better: an audit that fine-tuned already is told to train longer, not to fine-tune
+    better = ("a model trained longer, or on more data, fits better: more epochs in the spec's space, or --method "
+              "ensemble" if record.method == "finetune" else
+              "a model trained longer fits better: more epochs, or --method ensemble" if record.method == "ensemble"
+              else "a fine-tuned model fits better: --method finetune or ensemble")  # fmt: skip
     if record.fit_name == "micro-F1":  # multi-label: a label set of the majority labels is nearly always empty (F1 0)
         if record.accuracy >= WEAK_FIT_SHARE:
             return None
         return (f"the out-of-fold micro-F1 {record.accuracy:.3f} closes less than a quarter of the way from predicting "
                 f"no label (0) to 1: the flags rest on a weak model, and many flagged {record.unit}s will carry a "
-                "correct label set (a fine-tuned model, trained longer, fits better: --method finetune or ensemble)")
+                f"correct label set ({better})")
     if record.fit_name not in ("accuracy", "word accuracy") or not record.classes or not record.examples:
         return None
     largest = max(record.classes, key=lambda c: c.examples)
@@ -162,7 +167,7 @@ def weak_fit(record: AuditRecord) -> str | None:
         return None
     return (f"the out-of-fold accuracy {record.accuracy:.3f} is close to always predicting {largest.label!r} "
             f"({baseline:.3f}): the flags rest on a weak model, and many flagged {record.unit}s will carry a correct "
-            "label (a fine-tuned model fits better: --method finetune or ensemble)")
+            f"label ({better})")
 
 
 def audit_attrs(record: AuditRecord) -> dict[str, Any]:

@@ -210,7 +210,8 @@ def token_issues(labels: WordTags, pred_probs: Sequence[np.ndarray], label_names
 
     given = [row.tolist() for row in labels.tags]
     probs = [np.asarray(p, dtype=np.float64) for p in pred_probs]
-    ranked = find_label_issues(given, probs, filter_by="both", return_indices_ranked_by="self_confidence")
+    ranked = find_label_issues(given, probs, filter_by="both", return_indices_ranked_by="self_confidence",
+                               n_jobs=1)  # fmt: skip
     _, word_scores = get_label_quality_scores(given, probs, token_score_method="self_confidence")
     issues = []
     for row, word in ranked:

@@ -552,9 +552,20 @@ class Terminated(KeyboardInterrupt):
 
 
 _TERMINATED: list[int] = []  # the signal `_terminate` raised for (typer turns the exception into an exit code 130)
+_OWNER: list[int] = []  # the process that installed `_terminate`
 
 
 def _terminate(signum: int, _frame: Any) -> None:
+    import signal
+
+    if _OWNER and os.getpid() != _OWNER[0]:  # a forked child (cleanlab's multiprocessing pool): the signal's usual
+        # behaviour, so a pool shutting its workers down with SIGTERM is not stuck on a worker that raised holding a
+        # queue lock (an audit hung for 16 minutes)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     _TERMINATED.append(signum)
     raise Terminated(signum)
 
@@ -567,7 +578,10 @@ def _terminable(command: str | None) -> Any:
     if command not in TERMINABLE or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+    _OWNER[:] = [os.getpid()]
+    # SIGINT too: Lightning (`audit --method finetune`) turns a KeyboardInterrupt into sys.exit(1), and the signal
+    # recorded here still gives the exit code and line a Ctrl-C gets
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         yield
     finally:
@@ -601,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt as exc:
         return _interrupted(exc, command)
+    except SystemExit:  # Lightning's answer to an interrupt during training: exit 1 (or 0 on its own SIGTERM)
+        if _TERMINATED:
+            return _interrupted(Terminated(_TERMINATED[0]), command)
+        raise
     except typer.Exit as exc:
         return int(exc.exit_code)
     except Exception as exc:  # usage errors, raised by click or by the copy of click that typer carries
@@ -617,9 +635,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(exc: BaseException | None, command: str | None) -> int:
     """The line and exit code of a command ended by Ctrl-C (130), or by SIGTERM / SIGHUP (`Terminated`: 128 + it)."""
-    if isinstance(exc, Terminated):
-        import signal
+    import signal
 
+    if isinstance(exc, Terminated) and exc.signum != signal.SIGINT:
         err.print(f"stopped by {signal.Signals(exc.signum).name}: nothing half-written is left", highlight=False)
         return 128 + exc.signum
     if command in TERMINABLE:

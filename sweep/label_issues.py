@@ -190,7 +190,8 @@ def classification_issues(
     labels = np.asarray(labels, dtype=int)
     num_classes = pred_probs.shape[1]
     names = list(label_names) if label_names is not None else [str(c) for c in range(num_classes)]
-    ranked = find_label_issues(labels, pred_probs, filter_by="both", return_indices_ranked_by="self_confidence")
+    ranked = find_label_issues(labels, pred_probs, filter_by="both", return_indices_ranked_by="self_confidence",
+                               n_jobs=1)  # fmt: skip
     quality = get_label_quality_scores(labels, pred_probs, method="self_confidence")
     others = pred_probs.copy()
     others[np.arange(len(labels)), labels] = -1.0

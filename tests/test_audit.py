@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -182,6 +183,10 @@ def test_a_fit_barely_above_the_majority_class_is_called_weak() -> None:
     words = replace(weak, fit_name="word accuracy", unit="word", examples=15120, accuracy=0.966,
                     classes=[ClassAudit("O", 14459, 100, 0.01), ClassAudit("B-person", 661, 223, 0.3)])
     assert "always predicting 'O' (0.956)" in (weak_fit(words) or "")
+    # what it suggests fits the method: a fine-tuned audit is not told to fine-tune (a user's WNUT finetune audit was)
+    assert (weak_fit(weak) or "").endswith("(a fine-tuned model fits better: --method finetune or ensemble)")
+    tuned = weak_fit(replace(weak, method="finetune")) or ""
+    assert "--method finetune" not in tuned and "more epochs in the spec's space, or --method ensemble" in tuned
 
 
 # -- the command end to end on the tiny BERT ----------------------------------------------------------------------
@@ -367,6 +372,34 @@ def test_finetune_method_trains_each_fold_with_the_spec_defaults(
     assert "fold 1/2 trained on 12 examples" in err and "fold 2/2 trained on 12 examples" in err
     assert out.is_file()
     assert not (tmp_path / "sweeps.db").exists()  # no study: nothing stored, no store created
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_finetune_audit_stopped_by_a_signal_exits_as_the_signal_says(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    signum: signal.Signals,
+) -> None:  # fmt: skip
+    """Lightning turns an interrupt during training into exit code 1 (or 0 on its own SIGTERM): `timeout ... sweep
+    audit --method finetune && next` went on as if the audit had finished."""
+    import os
+
+    from models.classifier import SequenceClassifier
+
+    step = SequenceClassifier.training_step
+
+    def killed(self: SequenceClassifier, *args: object) -> object:
+        os.kill(os.getpid(), signum)
+        return step(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SequenceClassifier, "training_step", killed)
+    spec = write_spec(tmp_path, tiny_bert, flip(separable_rows(8), [2]))
+    out = tmp_path / "audit.csv"
+    code = main(["audit", str(spec), "--method", "finetune", "--folds", "2", "--out", str(out),
+                 "--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"])  # fmt: skip
+    assert code == 128 + signum
+    said = "stopped by SIGTERM: nothing" if signum == signal.SIGTERM else "interrupted: nothing half-written is left"
+    assert said in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_text_pair_audit_keeps_both_texts_in_the_csv(tmp_path: Path, tiny_bert: Path) -> None:

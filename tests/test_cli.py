@@ -182,3 +182,27 @@ def test_an_empty_option_value_is_refused_by_name(argv: list[str], capsys: pytes
     """`--out ''` (an unset shell variable) read as the current folder, and export then suggested --force."""
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == "error: --out: is empty: give a value, or leave the option out"
+
+
+def test_forked_pool_workers_of_a_terminable_command_end_on_sigterm_as_usual(tmp_path: Path) -> None:
+    """cleanlab's multiprocessing pool forks workers that inherited the command's SIGTERM handler: the pool's
+    shutdown SIGTERM made them raise inside a queue lock, printing tracebacks, and an audit hung 16 min."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from cleanlab.filter import find_label_issues\n"
+        "from sweep.cli import _terminable\n"
+        "rng = np.random.default_rng(0)\n"
+        "with _terminable('audit'):\n"
+        "    for _ in range(15):\n"
+        "        p = rng.dirichlet(np.ones(5), size=400)\n"
+        "        find_label_issues(rng.integers(0, 5, 400), p, filter_by='both', n_jobs=2)\n"
+        "print('done')\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+    assert "Terminated" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
