@@ -15,7 +15,8 @@
   an example flagged when any of its labels looks wrong), ranked and scored by
   `cleanlab.multilabel_classification.rank.get_label_quality_scores`; the per-label view
   (`find_multilabel_issues_per_class`) says which labels of a flagged row are in doubt, and
-  `cleanlab.multilabel_classification.dataset.rank_classes_by_multilabel_quality` each label's estimated noise.
+  each label's estimated noise as `cleanlab.multilabel_classification.dataset.rank_classes_by_multilabel_quality`
+  counts it (its per-class filter, run here with n_jobs=1).
 - Suggested label set: the given set with the labels cleanlab doubts flipped (a doubted given label dropped, a
   doubted missing one added; the most probable label when that leaves none), so it changes only what cleanlab
   doubts. (The predicted set, every label at probability >= 0.5, changed 2.3 labels per flagged row on
@@ -256,7 +257,6 @@ def multilabel_issues(
     likely: cleanlab's per-label view), `estimated_noise` cleanlab's estimated share of its rows that should not
     carry it.
     """
-    from cleanlab.multilabel_classification.dataset import rank_classes_by_multilabel_quality
     from cleanlab.multilabel_classification.filter import find_label_issues, find_multilabel_issues_per_class
     from cleanlab.multilabel_classification.rank import get_label_quality_scores
 
@@ -288,8 +288,12 @@ def multilabel_issues(
             quality=float(quality[i]),
             suggested_probability=float(toward[i, changed].min()) if changed.any() else float("nan"),
         ))  # fmt: skip
-    noise = rank_classes_by_multilabel_quality(lists, pred_probs)
-    wrongly_given = dict(zip(noise["Class Index"].astype(int), noise["Label Issues"].astype(int), strict=True))
+    # each label's given-but-doubted rows, as cleanlab's rank_classes_by_multilabel_quality counts its "Label Issues"
+    # (its per-class filter at the default settings), here in this process: that function forks a multiprocessing
+    # pool it offers no n_jobs for, and a forked worker of this threaded process could hang the audit for good
+    per_class, _, _ = find_multilabel_issues_per_class(lists, pred_probs, return_indices_ranked_by="self_confidence",
+                                                       n_jobs=1)  # fmt: skip
+    wrongly_given = {k: int(given[np.asarray(rows, dtype=int), k].sum()) for k, rows in enumerate(per_class)}
     examples = given.sum(axis=0)
     flagged = in_doubt.sum(axis=0)
     # cleanlab's "Label Noise" column divides by all rows; its docs (and ClassCount) mean a share of the label's rows.

@@ -352,3 +352,22 @@ def test_sets_with_a_left_out_label_are_shown_whole_and_never_get_a_label_forced
     found = multilabel_issues(full[:, :2], probs, names[:2], left_out=(full, names, np.array([0, 1])))
     shown = {issue.index: (issue.given, issue.suggested) for issue in found.issues}
     assert shown[0] == ("Food, Drink, returns", "refund, returns")
+
+
+def test_each_labels_noise_is_counted_as_cleanlabs_ranking_counts_it_without_its_process_pool() -> None:
+    """cleanlab's rank_classes_by_multilabel_quality forks a pool it offers no n_jobs for (an audit hung on it): the
+    same count, made in this process, gives the same estimated noise."""
+    from cleanlab.multilabel_classification.dataset import rank_classes_by_multilabel_quality
+
+    rng = np.random.default_rng(7)
+    truth = truth_sets(120)
+    probs = np.clip(np.where(truth == 1, rng.uniform(0.4, 0.95, truth.shape), rng.uniform(0.0, 0.5, truth.shape)),
+                    0.0, 1.0)  # fmt: skip
+    given = plant(truth)
+    found = multilabel_issues(given, probs, NAMES)
+    lists = [np.flatnonzero(row).tolist() for row in given]
+    theirs = rank_classes_by_multilabel_quality(lists, probs)
+    counts = dict(zip(theirs["Class Index"].astype(int), theirs["Label Issues"].astype(int), strict=True))
+    for k, c in enumerate(found.classes):
+        ours = round(c.estimated_noise * c.examples)
+        assert counts.get(k, 0) in (ours, ours - 1), (c.label, ours, counts.get(k))  # theirs truncates n / N * N
