@@ -310,7 +310,9 @@ def _finish(result: Any, *, tables: bool = True) -> None:
     from sweep.worker import budget_finished
 
     bad = [code for code in result.worker_exit_codes if code != 0]
-    if bad and budget_finished(result.study):  # their trials were failed and retried: nothing is missing
+    # workers killed (a negative code: SIGKILL, out of memory) had their trials failed and retried: with the budget
+    # finished nothing is missing; a worker that exited with an error (1: trials failing in a row) is a failure
+    if bad and all(code < 0 for code in bad) and budget_finished(result.study):
         err.print(f"[yellow]warning:[/] {len(bad)} of {len(result.worker_exit_codes)} workers ended abnormally (exit "
                   f"codes {bad}); their trials were retried and the study finished its budget", highlight=False)
     elif bad:
@@ -567,7 +569,17 @@ def _terminate(signum: int, _frame: Any) -> None:
         os.kill(os.getpid(), signum)
         return
     _TERMINATED.append(signum)
+    # the clean-up this starts runs to its end: a second signal (a closing terminal sends SIGHUP twice, `kill` is
+    # often sent twice) is only noted, not raised inside it (it left the hidden copy it was removing)
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(s) is _terminate:
+                signal.signal(s, _noted)
     raise Terminated(signum)
+
+
+def _noted(signum: int, _frame: Any) -> None:
+    _TERMINATED.append(signum)
 
 
 @contextlib.contextmanager
@@ -581,7 +593,9 @@ def _terminable(command: str | None) -> Any:
     _OWNER[:] = [os.getpid()]
     # SIGINT too: Lightning (`audit --method finetune`) turns a KeyboardInterrupt into sys.exit(1), and the signal
     # recorded here still gives the exit code and line a Ctrl-C gets
-    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    # a signal the caller ignores stays ignored (`nohup sweep export ...`, a script's background job and Ctrl-C)
+    chosen = [s for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, _terminate) for s in chosen}
     try:
         yield
     finally:
@@ -597,8 +611,8 @@ def main(argv: list[str] | None = None) -> int:
              if (a.startswith("--") and a.endswith("=")) or (a.startswith("--") and i + 1 < len(argv)
                                                               and argv[i + 1] == "" and "=" not in a)]  # fmt: skip
     if empty:  # `--out ''` (an unset shell variable): a path would read it as the current folder
-        err.print(f"[red]error:[/] {escape(empty[0])}: is empty: give a value, or leave the option out",
-                  highlight=False)  # fmt: skip
+        err.print(f"[red]error:[/] {escape(empty[0])}: is followed by an empty value: give one, or leave the option "
+                  "out", highlight=False)  # fmt: skip
         return 2
     _TERMINATED.clear()
     try:
@@ -637,13 +651,16 @@ def _interrupted(exc: BaseException | None, command: str | None) -> int:
     """The line and exit code of a command ended by Ctrl-C (130), or by SIGTERM / SIGHUP (`Terminated`: 128 + it)."""
     import signal
 
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line: the exit code still says it
+        if isinstance(exc, Terminated) and exc.signum != signal.SIGINT:
+            err.print(f"stopped by {signal.Signals(exc.signum).name}: nothing half-written is left", highlight=False)
+        elif command in TERMINABLE:
+            err.print("interrupted: nothing half-written is left", highlight=False)
+        elif isinstance(exc, KeyboardInterrupt):
+            err.print("interrupted: the running trial is recorded as failed; run the same command again to "
+                      "continue")  # fmt: skip
     if isinstance(exc, Terminated) and exc.signum != signal.SIGINT:
-        err.print(f"stopped by {signal.Signals(exc.signum).name}: nothing half-written is left", highlight=False)
         return 128 + exc.signum
-    if command in TERMINABLE:
-        err.print("interrupted: nothing half-written is left", highlight=False)
-    elif isinstance(exc, KeyboardInterrupt):
-        err.print("interrupted: the running trial is recorded as failed; run the same command again to continue")
     return 130
 
 

@@ -627,8 +627,12 @@ def _retry_and_clean(study: optuna.Study, trial: FrozenTrial) -> None:
     """Optuna's heartbeat callback for a trial whose worker died: queue its retry (`retried_after_death`), remove the
     checkpoint scratch folder the worker may have been writing when it was killed, and say so in this worker's
     output."""
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    queue_retry(study, trial)
+    backend = getattr(study._storage, "_backend", study._storage)
+    # under the budget lock, as a dead-worker repair queues: the two cannot both find no retry and queue one each
+    lock = backend._budget_lock(study._study_id) if isinstance(backend, SweepStorage) else contextlib.nullcontext()
+    with lock:
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        queue_retry(study, trial)
     remove_dead_scratch(study, trial.number)
     print(f"trial {trial.number} of {study.study_name}: {lost_reason(trial, trials)}", file=sys.stderr, flush=True)
 

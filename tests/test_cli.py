@@ -181,7 +181,8 @@ def test_piped_output_keeps_each_line_of_the_summary_whole(
 def test_an_empty_option_value_is_refused_by_name(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """`--out ''` (an unset shell variable) read as the current folder, and export then suggested --force."""
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip() == "error: --out: is empty: give a value, or leave the option out"
+    assert capsys.readouterr().err.strip() == ("error: --out: is followed by an empty value: give one, or leave the "
+                                               "option out")
 
 
 def test_forked_pool_workers_of_a_terminable_command_end_on_sigterm_as_usual(tmp_path: Path) -> None:

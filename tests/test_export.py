@@ -267,6 +267,42 @@ def test_an_export_ended_by_sigterm_or_sighup_leaves_no_hidden_copy(
     assert signal.getsignal(signum) == before  # the command's handler is gone with it
 
 
+def test_a_second_signal_during_the_clean_up_is_noted_not_raised(
+    study_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closing terminal sends SIGHUP twice, `kill` is often sent twice: the second one raised inside the clean-up
+    and left the hidden copy it was removing."""
+    import shutil
+
+    checked, removed = sweep.export._check_config, shutil.rmtree
+
+    def killed(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        checked(*args)  # type: ignore[arg-type]
+
+    def killed_again(path: Any, *args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        removed(path, *args, **kwargs)
+
+    monkeypatch.setattr(sweep.export, "_check_config", killed)
+    monkeypatch.setattr(sweep.export.shutil, "rmtree", killed_again)
+    assert main(["export", "trec-export", "--out", str(tmp_path / "model"), "--storage", url(study_dir)]) == 143
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_the_caller_ignores_stays_ignored() -> None:
+    """`nohup sweep export ...` died with the terminal once the command installed its own SIGHUP handler."""
+    from sweep.cli import _terminable
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with _terminable("export"):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # the others are the command's
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_export_from_a_moved_checkpoint_folder(study_dir: Path, tmp_path: Path) -> None:
     """Another machine sharing the store mounts the checkpoints elsewhere: --checkpoints points there."""
     import shutil
