@@ -412,6 +412,9 @@
       const link = event.target.closest("a.export-trial");
       if (!link) return;
       event.preventDefault();
+      if (link.dataset.busy) return; // one export of a trial at a time: the server builds each zip anew
+      link.dataset.busy = "1";
+      link.textContent = "exporting…";
       actionMessage = "";
       try {
         const response = await fetch(link.href);
@@ -433,6 +436,9 @@
         }
       } catch (e) {
         actionMessage = "could not reach the server: " + e.message;
+      } finally {
+        delete link.dataset.busy;
+        link.textContent = "export";
       }
       showError(actionError, actionMessage);
     });
