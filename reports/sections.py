@@ -84,7 +84,31 @@ def _optuna_figure(make: Callable[[], go.Figure], title: str, height: int = HEIG
         warnings.simplefilter("ignore")
         fig = make()
     fig.update_layout(title=plot_text(title), height=height, width=None, template="plotly_white")
+    # a log axis's labels in plain exponents: plotly's SI prefixes read a learning rate of 4.5e-5 as "45μ"
+    fig.for_each_xaxis(lambda axis: axis.update(exponentformat="e") if axis.type == "log" else None)
+    fig.for_each_yaxis(lambda axis: axis.update(exponentformat="e") if axis.type == "log" else None)
     return fig
+
+
+def _ticks_at_choices(fig: go.Figure, trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    """Optuna draws a parameter of numeric choices (batch_size 8, 16, 32) on a continuous axis and interpolates
+    between them: ticks at the choices the trials drew, and the names of such parameters for the caption."""
+    drawn: dict[str, set[float]] = {}
+    for trial in trials:
+        for name, value in trial.params.items():
+            if isinstance(trial.distributions.get(name), optuna.distributions.CategoricalDistribution):
+                drawn.setdefault(name, set()).add(value)
+    named = []
+
+    def mark(axis: Any) -> None:
+        name = axis.title.text if axis.title is not None else None
+        if name in drawn and axis.type != "category":
+            axis.update(tickmode="array", tickvals=sorted(drawn[name]))
+            named.append(name)
+
+    fig.for_each_xaxis(mark)
+    fig.for_each_yaxis(mark)
+    return named
 
 
 # --- summary ------------------------------------------------------------------------------------------------
@@ -269,9 +293,14 @@ def parameter_blocks(study: optuna.Study) -> list[Block]:
         blocks.append(NoteBlock("The contour of learning_rate × batch_size needs at least 2 distinct values of each "
                                 "among the completed trials.", missing=True))
     else:
-        blocks.append(FigureBlock("contour", _optuna_figure(
+        contour = _optuna_figure(
             lambda: optuna.visualization.plot_contour(study, params=list(CONTOUR_PARAMS), target_name=target),
-            "Contour: learning_rate × batch_size", height=520)))
+            "Contour: learning_rate × batch_size", height=520)
+        blocks.append(FigureBlock("contour", contour))
+        for name in _ticks_at_choices(contour, trials):
+            values = ", ".join(format_number(v) for v in sorted({t.params[name] for t in trials if name in t.params}))
+            blocks.append(NoteBlock(f"{name} is a choice: the completed trials trained {values} "
+                                    "(the ticks); the contour's colour between them is interpolated, not trained."))
     return blocks
 
 

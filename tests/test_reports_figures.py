@@ -406,12 +406,22 @@ def test_importance_explains_what_is_missing() -> None:
 # --- parameter plots ------------------------------------------------------------------------------------------
 
 
-def test_parameter_figures_and_contour(rich_sections: list[Section]) -> None:
+def test_parameter_figures_and_contour(rich: optuna.Study, rich_sections: list[Section]) -> None:
     params = section(rich_sections, "Hyperparameters and values")
     assert [f.name for f in params.figures] == ["parallel-coordinate", "slice", "contour"]
     contour = params.figures[2].figure
     titles = {contour.layout.xaxis.title.text, contour.layout.yaxis.title.text}
     assert titles == {"learning_rate", "batch_size"}
+    # batch_size's choices are the ticks, said to be interpolated between; the log axis reads 4.5e-5, not "45μ"
+    axes = {axis.title.text: axis for axis in (contour.layout.xaxis, contour.layout.yaxis)}
+    drawn = sorted({t.params["batch_size"] for t in rich.trials if t.state == TrialState.COMPLETE})
+    assert axes["batch_size"].tickmode == "array" and list(axes["batch_size"].tickvals) == drawn
+    assert axes["learning_rate"].type == "log" and axes["learning_rate"].exponentformat == "e"
+    assert any(n.text.startswith("batch_size is a choice: the completed trials trained ") and "interpolated" in n.text
+               for n in params.notes)
+    slice_axes = [a for a in (params.figures[1].figure.layout[k] for k in params.figures[1].figure.layout
+                                                               if k.startswith("xaxis")) if a.type == "log"]
+    assert slice_axes and all(a.exponentformat == "e" for a in slice_axes)
     lines = [t for t in params.figures[0].figure.data if t.customdata is not None]  # one polyline per trial
     assert len(lines) == 4
     axes = [row[0] for row in lines[0].customdata]
