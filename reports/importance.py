@@ -96,3 +96,24 @@ def plot_importances(data: ImportanceData) -> go.Figure:
     fig.update_layout(title="Hyperparameter importance", template="plotly_white",
                       height=max(HEIGHT - 120, 160 + 40 * len(params)), margin={"l": 120, "r": 20, "t": 70, "b": 50})
     return fig
+
+
+IMPORTANCE_TRIALS_PER_PARAM = 10  # below this many completed trials per parameter, a ranking is a hint at most
+
+
+def importance_caveats(trials: int, data: ImportanceData) -> list[str]:
+    """What an importance ranking from few trials does not show: said, not hidden (a reviewer read a 3-trial
+    ranking, which the other method and another fANOVA seed ordered differently)."""
+    lines = []
+    need = IMPORTANCE_TRIALS_PER_PARAM * len(data.params)
+    if trials < need:
+        why = ("parameters drawn together cannot be told apart, and PED-ANOVA's top 10% is a trial or two"
+               if len(data.params) > 1 else "PED-ANOVA's top 10% is a trial or two")
+        lines.append(f"From {trials} completed trial{'s' if trials != 1 else ''} for {len(data.params)} parameter"
+                     f"{'s' if len(data.params) != 1 else ''}: a rough hint, not a ranking ({why}); about {need} "
+                     "would say more.")
+    tops = {name: max(values, key=lambda k: values[k]) for name, values in data.importances.items() if values}
+    if len(set(tops.values())) > 1:
+        lines.append("The two methods disagree on the most important parameter ("
+                     + ", ".join(f"{name}: {top}" for name, top in tops.items()) + "): neither ranking is settled.")
+    return lines

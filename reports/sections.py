@@ -32,7 +32,13 @@ from reports.figures import (
     plot_learning_curves,
     plot_text,
 )
-from reports.importance import ImportanceData, collect_importances, importance_problem, plot_importances
+from reports.importance import (
+    ImportanceData,
+    collect_importances,
+    importance_caveats,
+    importance_problem,
+    plot_importances,
+)
 from reports.scores import scatter_blocks
 from reports.seeds import collect_seed_ranking, seed_blocks
 from reports.trials import (
@@ -246,27 +252,6 @@ def _unvaried_lines(study: optuna.Study, data: ImportanceData) -> list[str]:
     left_out = [n for n in searched_space(read_study(study).search_space) if n not in data.params and n in values]
     return [f"{name} is left out: every completed trial drew {format_number(next(iter(values[name])))} (it has no "
             "effect to measure yet)" for name in left_out if len(values[name]) == 1]
-
-
-IMPORTANCE_TRIALS_PER_PARAM = 10  # below this many completed trials per parameter, a ranking is a hint at most
-
-
-def importance_caveats(trials: int, data: ImportanceData) -> list[str]:
-    """What an importance ranking from few trials does not show: said, not hidden (a reviewer read a 3-trial
-    ranking, which the other method and another fANOVA seed ordered differently)."""
-    lines = []
-    need = IMPORTANCE_TRIALS_PER_PARAM * len(data.params)
-    if trials < need:
-        why = ("parameters drawn together cannot be told apart, and PED-ANOVA's top 10% is a trial or two"
-               if len(data.params) > 1 else "PED-ANOVA's top 10% is a trial or two")
-        lines.append(f"From {trials} completed trial{'s' if trials != 1 else ''} for {len(data.params)} parameter"
-                     f"{'s' if len(data.params) != 1 else ''}: a rough hint, not a ranking ({why}); about {need} "
-                     "would say more.")
-    tops = {name: max(values, key=lambda k: values[k]) for name, values in data.importances.items() if values}
-    if len(set(tops.values())) > 1:
-        lines.append("The two methods disagree on the most important parameter ("
-                     + ", ".join(f"{name}: {top}" for name, top in tops.items()) + "): neither ranking is settled.")
-    return lines
 
 
 def parameter_blocks(study: optuna.Study) -> list[Block]:

@@ -674,8 +674,7 @@ def test_the_overlap_note_counts_one_row_in_the_singular_and_names_labels_that_d
 
 
 def test_an_importance_ranking_from_few_trials_says_it_is_a_hint_and_when_the_methods_disagree() -> None:
-    from reports.importance import ImportanceData
-    from reports.sections import importance_caveats
+    from reports.importance import ImportanceData, importance_caveats
 
     data = ImportanceData(params=["batch_size", "learning_rate"],
                           importances={"fANOVA": {"batch_size": 0.6, "learning_rate": 0.4},

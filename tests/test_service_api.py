@@ -155,6 +155,8 @@ def test_submit_run_follow_report_and_export(client: TestClient, place: Path, ti
     # the sender's file names, not the server's folders (the card and reports showed .../uploads/<hex>/...)
     assert (detail["data_report"]["train"], detail["data_report"]["validation"]) == ("my_tickets.csv", "val.csv")
     assert (detail["importance"] is None) == (detail["importance_note"] is not None)
+    assert detail["importance_caveats"] == ([] if detail["importance"] is None else detail["importance_caveats"])
+    assert detail["importance"] is None or any("a rough hint" in c for c in detail["importance_caveats"])
 
     report = client.get("/api/studies/tickets/report")
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")

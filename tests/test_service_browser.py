@@ -206,7 +206,9 @@ def test_figures_are_the_reports_plotly_figures(store: str, tmp_path: Path) -> N
     assert history["best so far"]["y"] == [0.61, 0.78, 0.78, 0.78]
     assert len(four["learning_curves"]["data"]) == 5, "the running trial's first evaluation is drawn too"
     assert four["importance"]["layout"]["title"]["text"] == "Hyperparameter importance"
-    assert four["importance_note"] is None
+    # what 4 trials cannot show is said under the live figure as under the report's
+    assert four["importance_note"].startswith("From 4 completed trials for ")
+    assert "a rough hint, not a ranking" in four["importance_note"]
     assert c.get("/studies/nope/figures.json").status_code == 404
 
 

@@ -57,7 +57,8 @@ _importance_lock = threading.Lock()
 def importance_of(request: Request, study: Any, finished: int) -> dict[str, Any]:
     """{"importance": {param: share} (fANOVA), "importance_note": why there is none}; cached per study and number of
     finished trials (the live page asks every few seconds)."""
-    from reports.importance import collect_importances, importance_problem
+    from reports.importance import collect_importances, importance_caveats, importance_problem
+    from reports.trials import completed
 
     cache: dict[str, tuple[int, dict[str, Any]]] = request.app.state.importance_cache  # study -> (finished, answer)
     with _importance_lock:
@@ -66,12 +67,13 @@ def importance_of(request: Request, study: Any, finished: int) -> dict[str, Any]
             return cached[1]
     problem = importance_problem(study)
     if problem is not None:
-        result: dict[str, Any] = {"importance": None, "importance_note": problem}
+        result: dict[str, Any] = {"importance": None, "importance_note": problem, "importance_caveats": []}
     else:
         data = collect_importances(study)
         evaluator, shares = next(iter(data.importances.items()), (None, None))
         note = None if shares else "; ".join(f"{k}: {v}" for k, v in data.errors.items()) or "no importances"
-        result = {"importance": shares, "importance_note": note, "importance_evaluator": evaluator}
+        result = {"importance": shares, "importance_note": note, "importance_evaluator": evaluator,
+                  "importance_caveats": importance_caveats(len(completed(study)), data) if shares else []}
     with _importance_lock:
         cache[study.study_name] = (finished, result)
     return result

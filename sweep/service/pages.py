@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from record import best_trial, read_study
 from reports.figures import collect_history, collect_learning_curves, plot_history, plot_learning_curves
-from reports.importance import collect_importances, importance_problem, plot_importances
+from reports.importance import collect_importances, importance_caveats, importance_problem, plot_importances
 from sweep.catalog import StudySummary, summarize
 from sweep.errors import NoSuchStudy, StorageLost, SweepError
 from sweep.service.api import current_studies
@@ -220,7 +220,9 @@ def _importance(study: optuna.Study, url: str) -> tuple[Any, str | None]:
         result: tuple[Any, str | None] = (None, problem)
     else:
         data = collect_importances(study)
-        note = "; ".join(f"{k}: {v}" for k, v in data.errors.items()) or None
+        # what the ranking does not show, as under the report's figure (a 3-trial ranking read as settled)
+        lines = [f"{k} importance could not be computed: {v}" for k, v in data.errors.items()]
+        note = " ".join(lines + importance_caveats(len(finished), data)) or None
         result = (_figure(plot_importances(data)), note) if data.importances else (None, note)
     with _IMPORTANCE_LOCK:
         _IMPORTANCE_CACHE[key] = result
