@@ -322,6 +322,8 @@ def test_server_fields_other_encoders_and_bad_uploads_are_refused(
     assert "not as application/json" in as_json.json()["detail"]
     too_urgent = submit(client, spec_body("s", tiny_bert), data=train, form={"priority": "99999999999"})
     assert too_urgent.status_code == 422 and files_under(settings.folder) == []
+    # named as the form names it, with the value sent (it said "body.priority: ...")
+    assert too_urgent.json()["detail"] == "priority: Input should be less than or equal to 1000 (got '99999999999')"
 
 
 def test_an_upload_over_the_limit_is_refused_and_deleted(place: Path, tiny_bert: Path, tmp_path: Path) -> None:

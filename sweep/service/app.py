@@ -25,6 +25,22 @@ log = logging.getLogger("sweep.service")
 SCHEMA_URL = "/docs/openapi.json"  # the OpenAPI schema; /docs is its page
 
 
+REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})  # FastAPI's first step of an error's loc
+
+
+def _validation_problem(error: Any) -> tuple[str, str]:
+    """(field, message) of one FastAPI validation error: the field as the form names it ("priority", not
+    "body.priority") and the value sent, where it is short and not a secret."""
+    loc = [str(p) for p in error.get("loc", ())]
+    where = ".".join(loc[1:] if len(loc) > 1 and loc[0] in REQUEST_PARTS else loc) or "request"
+    message = str(error.get("msg", "invalid"))
+    sent = error.get("input")
+    secret = any(word in where.lower() for word in ("token", "password", "secret", "url", "authorization"))
+    if isinstance(sent, (str, int, float)) and not isinstance(sent, bool) and len(str(sent)) <= 40 and not secret:
+        message += f" (got {sent!r})"
+    return where, message
+
+
 def error_body(problems: list[tuple[str, str]], lines: list[str]) -> dict[str, object]:
     """The JSON of an error: `detail` (the lines joined, as the command line prints them) and each problem."""
     return {"detail": "\n".join(lines), "errors": [{"field": where, "message": msg} for where, msg in problems]}
@@ -76,7 +92,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
+        problems = [_validation_problem(e) for e in exc.errors()]
         return JSONResponse(error_body(problems, [f"{w}: {m}" for w, m in problems]), status_code=422)
 
     @app.get(SCHEMA_URL, include_in_schema=False, dependencies=[Depends(require_token)])
