@@ -36,6 +36,7 @@ import numpy as np
 from sweep.label_issues import (
     AUDIT_TASKS,
     DEFAULT_C,
+    MAX_FOLD_LINES,
     MAX_PAIRS,
     AuditTask,
     ClassCount,
@@ -43,6 +44,7 @@ from sweep.label_issues import (
     LabelIssue,
     LabelIssues,
     Splits,
+    few_named,
     normalised,
 )
 
@@ -84,6 +86,17 @@ def label_fold_problems(labels: np.ndarray, label_names: Sequence[str], folds: i
             problems.append(("data.train", f"label {label_names[k]!r} is on {with_label[k]} of {len(labels)} "
                                            f"examples, so only {_examples(without[k])} lack it, fewer than --folds "
                                            f"{folds}: lower --folds or add examples without it"))  # fmt: skip
+    if len(problems) > MAX_FOLD_LINES:  # one line, not one per label (`--folds 100` printed a line for each)
+        short = [label_names[k] for k in sorted(range(len(label_names)), key=lambda k: (min(with_label[k], without[k]),
+                                                                                          label_names[k]))
+                 if min(with_label[k], without[k]) < folds]  # fmt: skip
+        fewest = {name: int(min(with_label[k], without[k])) for k, name in enumerate(label_names)}
+        lowest = min((n for n in fewest.values() if n >= 2), default=None)
+        fix = f"use --folds {lowest} or add examples" if lowest is not None and lowest < folds else "add examples"
+        return [("--folds" if len(short) == len(label_names) else "data.train",
+                 f"{len(short)} of {len(label_names)} labels are on, or missing from, fewer training examples than "
+                 f"--folds {folds} (each needs that many rows with it and without it; fewest: "
+                 f"{few_named(short, fewest)}): {fix}")]  # fmt: skip
     return problems
 
 

@@ -74,6 +74,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+MAX_FOLD_LINES = 4  # more classes or labels than this too small for the folds are said in one line
+
+
+def few_named(names: Sequence[str], counts: Mapping[str, int], shown: int = 4) -> str:
+    """'ABBR' 8, 'ENTY' 12, ... : the first `shown` of `names` with their counts."""
+    listed = ", ".join(f"{name!r} {counts[name]}" for name in names[:shown])
+    return listed + (f", and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def fold_problems(labels: Sequence[str], folds: int) -> list[tuple[str, str]]:
     """Why K-fold cross-validation cannot give every example an out-of-sample prediction (empty when it can).
 
@@ -85,6 +94,11 @@ def fold_problems(labels: Sequence[str], folds: int) -> list[tuple[str, str]]:
     short = sorted((name for name in counts if counts[name] < folds), key=lambda name: (counts[name], name))
     lowest = min((counts[name] for name in counts if counts[name] >= 2), default=None)  # the --folds that would do
     fix = f"--folds {lowest} or add examples" if lowest is not None and lowest < folds else "add examples"
+    if len(short) > MAX_FOLD_LINES:  # one line, not one per class (`--folds 100` printed a line for each)
+        use = f"use {fix}" if lowest is not None and lowest < folds else fix
+        return [("--folds" if len(short) == len(counts) else "data.train",
+                 f"{len(short)} of {len(counts)} classes have fewer training examples than --folds {folds} "
+                 f"({few_named(short, counts)}): {use}")]  # fmt: skip
     return [
         (
             "data.train",

@@ -96,6 +96,13 @@ def test_fold_problem_names_the_class_and_its_count() -> None:
     assert fold_problems(["a"] * 9 + ["b"], 2)[0][1].endswith("held out): add examples")  # no --folds would do
     assert fold_problems(labels, 1) == [("--folds", "must be at least 2, got 1")]
     assert fold_problems(labels[:13], 3) == []
+    # more classes too small than MAX_FOLD_LINES: one line, not one per class (`--folds 100` printed each)
+    many = [name for n, name in enumerate("ABCDEF") for _ in range(8 + 10 * n)] + ["G"] * 200
+    assert fold_problems(many, 100) == [
+        ("data.train", "6 of 7 classes have fewer training examples than --folds 100 ('A' 8, 'B' 18, 'C' 28, 'D' 38, "
+                       "and 2 more): use --folds 8 or add examples"),
+    ]  # fmt: skip
+    assert fold_problems(many[:-200], 100)[0][0] == "--folds"  # every class: the option is what is wrong
 
 
 def test_each_task_has_its_cleanlab_path_or_a_one_line_refusal() -> None:
