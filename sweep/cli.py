@@ -546,7 +546,8 @@ TERMINABLE = frozenset({"export", "report", "audit", "status", "stop"})
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP in a TERMINABLE command: a KeyboardInterrupt, so every clean-up that handles Ctrl-C runs."""
+    """SIGTERM, SIGHUP or SIGINT in a TERMINABLE command: a KeyboardInterrupt, so every clean-up that handles Ctrl-C
+    runs, carrying the signal for the exit code (143, 129, 130)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
