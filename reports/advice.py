@@ -354,10 +354,21 @@ def _one_class(confusion: Sequence[Sequence[int]] | None, label_names: Sequence[
     return None
 
 
+CORRELATIONS = ("pearson", "spearman")  # a regression objective blind to the scores' scale and offset
+
+
 def _scores_nothing(value: float | None, metric: str | None, maximize: bool) -> bool:
-    """An F1, accuracy, precision or recall of 0 (any task)."""
-    measured = metric is not None and metric.startswith(("f1", "accuracy", "precision", "recall"))
+    """An F1, accuracy, precision or recall of 0 (any task), or a correlation of 0 or less (regression: a constant
+    prediction's correlation is stored as 0)."""
+    measured = metric is not None and metric.startswith(("f1", "accuracy", "precision", "recall", *CORRELATIONS))
     return value is not None and maximize and measured and value <= 0.0
+
+
+def judged_by_mean(metric: str | None) -> bool:
+    """Whether a regression model's learning is judged against always predicting the training mean (an error
+    objective: rmse, mae, mse) rather than by its correlation: a model ranking the rows well (Spearman 0.26) may still
+    miss the mean's RMSE on scale or offset, which a correlation objective does not ask for."""
+    return metric is None or not metric.startswith(CORRELATIONS)
 
 
 def _mean_baseline(distribution: Mapping[str, Any]) -> float | None:
@@ -418,7 +429,7 @@ def model_learning_warning(
         return f"this model scores {value:g} entity {metric} on validation: it found no entity"
     if _scores_nothing(value, metric, maximize):
         return f"this model scores {value:g} {metric} on validation: it did not learn the task"
-    baseline = _mean_baseline(distribution or {})
+    baseline = _mean_baseline(distribution or {}) if judged_by_mean(metric) else None
     if rmse is not None and baseline is not None and rmse >= baseline:
         return (f"this model's validation RMSE, {rmse:.4g}, is no better than always predicting the training mean "
                 f"({baseline:.4g}): it did not learn the scores")
@@ -432,11 +443,13 @@ NOTHING_LEARNED = {
     "token-classification": "no entity found",
     "multi-label": "a score of 0",
     "regression": "no better than always predicting the training mean",
+    "regression by correlation": "a correlation of 0 or less with the true scores",
 }
 
 
 def collapsed_trials_advice(
-    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]], task: str | None = None
+    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]], task: str | None = None,
+    metric: str | None = None,
 ) -> list[str]:
     """A line when some complete trials learned nothing (`model_learning_warning` says so of their models) while
     others learned: `collapsed` is (trial number, params) of those, `learned` the params of the rest. Where every
@@ -446,19 +459,60 @@ def collapsed_trials_advice(
         return []
     numbers = [n for n, _ in collapsed]
     trials = f"trial {numbers[0]}" if len(numbers) == 1 else f"trials {', '.join(map(str, numbers))}"
-    meaning = NOTHING_LEARNED.get(task or "", "one class for every row, a score of 0, or no better than the mean")
+    kind = "regression by correlation" if task == "regression" and not judged_by_mean(metric) else task or ""
+    meaning = NOTHING_LEARNED.get(kind, "one class for every row, a score of 0, or no better than the mean")
     line = f"learning: {trials} learned nothing ({meaning}) " \
            f"while {len(learned)} {'other' if len(learned) == 1 else 'others'} did"
     side = collapsed_side_of(collapsed, learned)
     bad, good = _learning_rates(collapsed, learned) or ([], [])
+    # another setting that parts the two groups as cleanly: the learning rate is the usual cause, not a proven one
+    also = "".join(f"; {name} parts them too ({values})" for name, values in _also_parting(collapsed, learned))
+    hedge = ", the usual cause, though these trials cannot tell which setting it was" if also else ""
     if side == "top":
         return [f"{line}: each trained at a learning rate of {format_number(min(bad))} or more, above every one "
-                f"that learned (up to {format_number(max(good))}): lower learning_rate's high end to about "
-                f"{format_number(max(good))}"]
+                f"that learned (up to {format_number(max(good))}){also}: lower learning_rate's high end to about "
+                f"{format_number(max(good))}{hedge}"]
     if side == "bottom":
         return [f"{line}: each trained at a learning rate of {format_number(max(bad))} or less, below every one "
-                f"that learned (from {format_number(min(good))}): raise learning_rate's low end, or the epochs"]
+                f"that learned (from {format_number(min(good))}){also}: raise learning_rate's low end, or the "
+                f"epochs{hedge}"]
     return [f"{line}: their settings are in the trials table"]
+
+
+def seed_flip_advice(flips: Sequence[tuple[int, int, bool]]) -> list[str]:
+    """A line for the re-evaluation runs whose outcome contradicts their trial's (`reports.trials.seed_flips`):
+    whether those settings learn depends on the training seed, which one run per configuration cannot show (a
+    re-evaluation collapsed at the learning rate the line above called safe)."""
+    if not flips:
+        return []
+    said = "; ".join(f"trial {run} re-trained trial {of}'s settings with another seed and "
+                     + ("learned nothing, where trial " + str(of) + " learned" if nothing
+                        else "learned, where trial " + str(of) + " learned nothing")
+                     for run, of, nothing in flips)  # fmt: skip
+    return [f"learning: {said}: whether these settings learn depends on the seed, and one run per configuration "
+            "cannot tell which learning rates are safe; choose by the mean over seeds (sweep export --by mean)"]
+
+
+def _also_parting(
+    collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """The settings other than learning_rate whose values in the trials that learned nothing share none with those
+    that learned ("epochs 1 against 2"): (name, the two groups' values)."""
+    bad_params = [p for _, p in collapsed]
+    names = sorted({n for p in [*bad_params, *learned] for n in p} - {"learning_rate"})
+    parting = []
+    for name in names:
+        bad = {p.get(name) for p in bad_params}
+        good = {p.get(name) for p in learned}
+        if None in bad or None in good or bad & good:
+            continue
+        parting.append((name, f"{_values_text(bad)} against {_values_text(good)}"))
+    return parting
+
+
+def _values_text(values: set[Any]) -> str:
+    shown = sorted(values, key=lambda v: (not _is_number(v), v if _is_number(v) else str(v)))
+    return ", ".join(format_number(v) if _is_number(v) else str(v) for v in shown)
 
 
 def collapsed_side_of(
@@ -491,10 +545,13 @@ def _learning_rates(
     return [float(v) for v in bad if v is not None], [float(v) for v in good if v is not None]
 
 
-def score_learning_advice(rmses: Sequence[float], distribution: Mapping[str, Any]) -> list[str]:
-    """task: regression: a line when no trial's RMSE beats always predicting the training scores' mean (what that
-    constant scores on validation follows from the stored mean and population std of both splits)."""
-    baseline = _mean_baseline(distribution)
+def score_learning_advice(
+    rmses: Sequence[float], distribution: Mapping[str, Any], metric: str | None = None
+) -> list[str]:
+    """task: regression with an error objective (`judged_by_mean`): a line when no trial's RMSE beats always predicting
+    the training scores' mean (what that constant scores on validation follows from the stored mean and population std
+    of both splits). A correlation objective's "nothing" is a correlation of 0 (`learning_advice`)."""
+    baseline = _mean_baseline(distribution) if judged_by_mean(metric) else None
     if not rmses or baseline is None:
         return []
     best = min(rmses)

@@ -28,6 +28,7 @@ from reports.advice import (
     learning_advice,
     model_learning_warning,
     score_learning_advice,
+    seed_flip_advice,
 )
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
@@ -105,7 +106,7 @@ def study_advice(study: optuna.Study) -> list[str]:
     ) if best is not None else []  # fmt: skip
     if record.task == "regression":
         rmses = [r for t in completed(study) if isinstance(r := read_trial(t).metrics.get("val_rmse"), int | float)]
-        learning += score_learning_advice(rmses, _dict_of(record.data_report.get("label_distribution")))
+        learning += score_learning_advice(rmses, _dict_of(record.data_report.get("label_distribution")), record.metric)
     if learning:  # nothing learned: which ranges the (meaningless) leaders sit at says nothing
         return learning
     collapsed, learned = learning_split(study, record)
@@ -115,27 +116,46 @@ def study_advice(study: optuna.Study) -> list[str]:
                          sampler=search.get("sampler"), reevaluated=extra > 0,
                          best_epochs=[read_trial(t).best_epoch for t in leaders],
                          collapsed_side=collapsed_side_of(collapsed, learned), study=study.study_name)  # fmt: skip
-    return collapsed_trials_advice(collapsed, learned, task=record.task) + lines
+    return (collapsed_trials_advice(collapsed, learned, task=record.task, metric=record.metric)
+            + seed_flip_advice(seed_flips(study, record)) + lines)
 
 
 def learning_split(study: optuna.Study, record: Any) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
     """The search's complete trials that learned nothing (number, params; `reports.advice.model_learning_warning`)
     and the params of those that learned."""
-    maximize, distribution = maximizes(study), _dict_of(record.data_report.get("label_distribution"))
     collapsed: list[tuple[int, dict[str, Any]]] = []
     learned: list[dict[str, Any]] = []
     for trial in search_trials(completed(study)):
-        stored = read_trial(trial)
-        rmse = stored.metrics.get("val_rmse")
-        warning = model_learning_warning(value=trial.value, metric=record.metric, maximize=maximize,
-                                         confusion=stored.confusion_matrix, label_names=record.label_names,
-                                         rmse=rmse if isinstance(rmse, int | float) else None,
-                                         distribution=distribution, task=record.task)  # fmt: skip
-        if warning:
+        if _learned_nothing(study, record, trial):
             collapsed.append((trial.number, dict(trial.params)))
         else:
             learned.append(dict(trial.params))
     return collapsed, learned
+
+
+def _learned_nothing(study: optuna.Study, record: Any, trial: FrozenTrial) -> bool:
+    stored = read_trial(trial)
+    rmse = stored.metrics.get("val_rmse")
+    return model_learning_warning(value=trial.value, metric=record.metric, maximize=maximizes(study),
+                                  confusion=stored.confusion_matrix, label_names=record.label_names,
+                                  rmse=rmse if isinstance(rmse, int | float) else None,
+                                  distribution=_dict_of(record.data_report.get("label_distribution")),
+                                  task=record.task) is not None  # fmt: skip
+
+
+def seed_flips(study: optuna.Study, record: Any) -> list[tuple[int, int, bool]]:
+    """The re-evaluation runs (`sweep reevaluate`) that learned nothing where the trial whose settings they re-train
+    learned, or learned where it did not: (run, trial, whether the run learned nothing)."""
+    trials = {t.number: t for t in completed(study)}
+    flips = []
+    for run in trials.values():
+        original = trials.get(read_trial(run).reevaluates) if read_trial(run).reevaluates is not None else None
+        if original is None or read_trial(original).reevaluates is not None:
+            continue
+        run_nothing = _learned_nothing(study, record, run)
+        if run_nothing != _learned_nothing(study, record, original):
+            flips.append((run.number, original.number, run_nothing))
+    return flips
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

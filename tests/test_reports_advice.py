@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from record import StudyRecord, trial_attrs, write_study
+from record import StudyRecord, read_study, trial_attrs, write_study
 from reports import build_report
 from reports.advice import (
     LIMITS,
@@ -444,12 +444,19 @@ def test_the_exported_models_warning_is_about_that_model_and_covers_a_regression
     zero = model_learning_warning(value=0.0, metric="f1_micro", maximize=True, confusion=None, label_names=[])
     assert zero == "this model scores 0 f1_micro on validation: it did not learn the task"
     scale = {"train": {"mean": 2.5, "std": 1.4}, "validation": {"mean": 2.5, "std": 1.5}}
-    flat = model_learning_warning(value=0.1, metric="spearman", maximize=True, confusion=None, label_names=["score"],
+    flat = model_learning_warning(value=1.52, metric="rmse", maximize=False, confusion=None, label_names=["score"],
                                   rmse=1.52, distribution=scale)  # fmt: skip
     assert flat == ("this model's validation RMSE, 1.52, is no better than always predicting the training mean (1.5): "
                     "it did not learn the scores")
-    assert model_learning_warning(value=0.4, metric="spearman", maximize=True, confusion=None, label_names=["score"],
+    assert model_learning_warning(value=1.2, metric="rmse", maximize=False, confusion=None, label_names=["score"],
                                   rmse=1.2, distribution=scale) is None  # fmt: skip
+    # a correlation objective is judged by the correlation: a model that ranks the rows (Spearman 0.26) learned,
+    # though its RMSE misses the mean's on scale (a user's STS-B trial was called "learned nothing")
+    assert model_learning_warning(value=0.26, metric="spearman", maximize=True, confusion=None, label_names=["score"],
+                                  rmse=1.64, distribution=scale) is None  # fmt: skip
+    constant = model_learning_warning(value=0.0, metric="spearman", maximize=True, confusion=None,
+                                      label_names=["score"], rmse=1.52, distribution=scale)  # fmt: skip
+    assert constant == "this model scores 0 spearman on validation: it did not learn the task"
 
 
 def test_trials_that_learned_nothing_while_others_did_are_named_with_the_learning_rate_to_avoid() -> None:
@@ -487,6 +494,37 @@ def test_trials_that_learned_nothing_while_others_did_are_named_with_the_learnin
     assert close[0].endswith("while 1 other did: their settings are in the trials table")
     assert collapsed_trials_advice([(1, {})], []) == [] and collapsed_trials_advice([], [{}]) == []
     assert not any(line.startswith("learning:") for line in study_advice(advised_study()))
+    # another setting parts the groups as cleanly: named, and the learning rate only the usual cause (a user's
+    # 1-epoch batch-32 trial was blamed on its learning rate alone)
+    (thin,) = collapsed_trials_advice([(2, {"learning_rate": 1.84e-4, "batch_size": 32, "epochs": 1})],
+                                      [{"learning_rate": 1.34e-4, "batch_size": 16, "epochs": 2},
+                                       {"learning_rate": 1e-4, "batch_size": 16, "epochs": 2}],
+                                      task="regression", metric="spearman")  # fmt: skip
+    assert thin == ("learning: trial 2 learned nothing (a correlation of 0 or less with the true scores) while 2 "
+                    "others did: each trained at a learning rate of 1.84e-4 or more, above every one that learned (up "
+                    "to 1.34e-4); batch_size parts them too (32 against 16); epochs parts them too (1 against 2): "
+                    "lower learning_rate's high end to about 1.34e-4, the usual cause, though these trials cannot "
+                    "tell which setting it was")
+
+
+def test_a_reevaluation_that_contradicts_its_trial_says_learning_depends_on_the_seed() -> None:
+    """A re-evaluation run collapsed at the settings of a trial that learned, and the advice still called those
+    learning rates safe: one run per configuration cannot tell."""
+    from record import reevaluation_attrs
+    from reports.trials import seed_flips, study_advice
+
+    study = advised_study()
+    assert seed_flips(study, read_study(study)) == []
+    trial0 = study.trials[0]
+    study.add_trial(create_trial(value=0.5, params=trial0.params, distributions=trial0.distributions, user_attrs={
+        **trial_attrs(best_epoch=1, hyperparameters=trial0.params, metrics={"val_f1_macro": 0.5},
+                      confusion_matrix=[[10, 0], [10, 0]]), **reevaluation_attrs(of=0, seed=1000)}))  # fmt: skip
+    assert seed_flips(study, read_study(study)) == [(6, 0, True)]
+    line = next(line for line in study_advice(study) if line.startswith("learning:"))
+    assert line == ("learning: trial 6 re-trained trial 0's settings with another seed and learned nothing, where "
+                    "trial 0 learned: whether these settings learn depends on the seed, and one run per configuration "
+                    "cannot tell which learning rates are safe; choose by the mean over seeds (sweep export --by "
+                    "mean)")
 
 
 def test_f1_binary_names_its_class_and_studies_of_other_classes_are_not_ranked_as_one_metric() -> None:
