@@ -151,9 +151,8 @@ def worker(
     """Run a study's trials until its budget is finished (across all workers); without a name, every study's."""
     from sweep.errors import StudyIsStopped
     from sweep.joining import join_study, work_on_studies
-    from sweep.store_checks import choose_storage
 
-    url = choose_storage(storage)[0]
+    url = _storage_url(storage)
     if study is None:
         given = [name for name, value in (("--spec", spec), ("--checkpoints", checkpoints)) if value is not None]
         if given:
@@ -204,9 +203,8 @@ def stop(
     import getpass
 
     from sweep.catalog import stop_study
-    from sweep.store_checks import choose_storage
 
-    summary = stop_study(study, choose_storage(storage)[0], by=f"{getpass.getuser()} (sweep stop)")
+    summary = stop_study(study, _storage_url(storage), by=f"{getpass.getuser()} (sweep stop)")
     out.print(_state_line(summary), highlight=False)
 
 
@@ -224,9 +222,8 @@ def resume(
     raise its budget (no spec needed): workers (`sweep worker`, a service's) or `sweep run SPEC` run the new trials."""
     from sweep.catalog import resume_study, summarize
     from sweep.storage import load_study
-    from sweep.store_checks import choose_storage
 
-    url = choose_storage(storage)[0]
+    url = _storage_url(storage)
     before = summarize(load_study(study, url))
     after = resume_study(study, url, n_trials)
     line = _state_line(after)
@@ -264,10 +261,9 @@ def reevaluate(
 ) -> None:
     """Re-train the K best configurations with S new seeds each (trials of the same study), then rank them by mean."""
     from sweep.reevaluation import reevaluate_study
-    from sweep.store_checks import choose_storage
 
     result, _ = reevaluate_study(
-        study, choose_storage(storage)[0], top=top, seeds=seeds, spec_path=spec, checkpoints=checkpoints, console=err
+        study, _storage_url(storage), top=top, seeds=seeds, spec_path=spec, checkpoints=checkpoints, console=err
     )
     _finish(result)
 
@@ -327,10 +323,10 @@ def status(
 ) -> None:
     """The study's trials and its best trial; without a study name, every study (state, progress, best, workers)."""
     from sweep.storage import load_study
-    from sweep.store_checks import choose_storage, safe_url
+    from sweep.store_checks import safe_url
     from sweep.summary import best_summary, trials_table
 
-    url = choose_storage(storage)[0]
+    url = _storage_url(storage)
     if study is None:
         from sweep.catalog import list_studies, studies_table
 
@@ -368,13 +364,12 @@ def export(
     from record import read_study, read_trial
     from sweep.export import export_trial, load_hint
     from sweep.storage import load_study
-    from sweep.store_checks import choose_storage
     from sweep.summary import best_epoch_text
 
     if checkpoints is not None and not checkpoints.is_dir():
         raise SweepError([("--checkpoints", f"no such folder: {checkpoints.resolve()} (leave it out to use the folder "
                                             "the study recorded)")])  # fmt: skip
-    loaded = load_study(study, choose_storage(storage)[0])
+    loaded = load_study(study, _storage_url(storage))
     path, chosen = export_trial(loaded, out_dir, number=trial, force=force, checkpoint_root=checkpoints, by=by)
     record = read_study(loaded)
     metric = record.metric or "value"
@@ -417,7 +412,6 @@ def report(
     from reports.page import PAGE_START
     from sweep.errors import folder_blocked, new_folders, overwrite_problem
     from sweep.storage import load_study
-    from sweep.store_checks import choose_storage
 
     if out_file.exists() and out_file.is_dir():
         raise SweepError([("--out", f"{out_file} is a folder: give a file name such as report.html")])
@@ -426,7 +420,7 @@ def report(
     blocked = folder_blocked(out_file.parent)
     if blocked:
         raise SweepError([("--out", f"{blocked}: name a file in a folder")])
-    url = choose_storage(storage)[0]
+    url = _storage_url(storage)
     loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
     with new_folders(out_file.parent) as made:  # a missing folder is made, as `sweep export --out` does
         result = write_report(loaded, out_file, png_dir=png, seed=seed)
@@ -512,10 +506,9 @@ def serve(
     """
     from sweep.service.server import check_settings
     from sweep.service.server import serve as run_server
-    from sweep.store_checks import choose_storage
 
     settings = check_settings(
-        storage_url=choose_storage(storage)[0], host=host, port=port, folder=folder, data_roots=data_root or [],
+        storage_url=_storage_url(storage), host=host, port=port, folder=folder, data_roots=data_root or [],
         model_roots=model_root or [], max_upload_mb=max_upload_mb, workers=workers, environ=os.environ,
         ray_address=ray,
     )  # fmt: skip
@@ -552,6 +545,26 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+_STORAGE_SOURCE: list[str] = []  # where this command's store URL came from: --storage, SWEEP_STORAGE or storage
+
+
+def _storage_url(option: str | None) -> str:
+    """The store URL (`choose_storage`), remembering its source, so an error about it names where the user set it
+    (a worker's error said `--storage:` of a URL given only in SWEEP_STORAGE)."""
+    from sweep.store_checks import choose_storage
+
+    url, source = choose_storage(option)
+    _STORAGE_SOURCE[:] = [source]
+    return url
+
+
+def _named_source(exc: SweepError) -> SweepError:
+    if _STORAGE_SOURCE:
+        exc.problems = [(_STORAGE_SOURCE[0] if where in ("storage", "--storage") else where, message)
+                        for where, message in exc.problems]  # fmt: skip
+    return exc
 
 
 _TERMINATED: list[int] = []  # the signal `_terminate` raised for (typer turns the exception into an exit code 130)
@@ -616,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                   "out", highlight=False)  # fmt: skip
         return 2
     _TERMINATED.clear()
+    _STORAGE_SOURCE.clear()
     try:
         with _terminable(command):
             code = app(args=argv, prog_name="sweep", standalone_mode=False)  # click returns a typer.Exit's code here
@@ -625,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and code:
             return code
     except SweepError as exc:
-        for line in exc.lines():  # escaped: a message's own brackets (`sweep[postgres]`) are text, not markup
+        # escaped: a message's own brackets (`sweep[postgres]`) are text, not markup
+        for line in _named_source(exc).lines():
             err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt as exc:

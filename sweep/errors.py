@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,7 +30,9 @@ class SweepError(Exception):
     def lines(self) -> list[str]:
         lines = []
         for where, msg in self.problems:
-            prefix = f"{self.source}: " if self.source and where not in self.outside else ""
+            # an option (`--workers`) or an environment variable (`SWEEP_STORAGE`) is not in the source file
+            beside = where in self.outside or where.startswith("--") or bool(re.fullmatch(r"[A-Z][A-Z0-9_]+", where))
+            prefix = f"{self.source}: " if self.source and not beside else ""
             lines.append(f"{prefix}{where}: {msg}" if where else f"{prefix}{msg}")
         return lines
 

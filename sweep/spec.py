@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -607,10 +608,34 @@ def parse_spec(data: Any, *, source: str = "spec", stored: bool = False) -> Spec
     return spec
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping (well-formed YAML, but never what the writer meant)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last, so a second `search:`
+    holding only `space:` silently dropped the first's `n_trials: 3` and the study ran 20 trials."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in seen:
+                raise _DuplicateKey(
+                    None, None, f"the key {key!r} appears twice in one mapping ("
+                    + (f"lines {seen[key]} and {line}" if seen[key] != line else "both on this line")
+                    + "): the second would silently replace the first; merge them into one", key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_spec_text(raw: bytes, *, source: str) -> Any:
-    """The YAML (or JSON, which YAML reads too) of a spec file or a submitted spec, parsed but not yet validated."""
+    """The YAML (or JSON, which YAML reads too) of a spec file or a submitted spec, parsed but not yet validated; a
+    key given twice in one mapping is refused (`_UniqueKeyLoader`)."""
     try:
-        return yaml.safe_load(raw.decode("utf-8"))
+        return yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError as exc:
         raise SweepError(
             [("", f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8")], source=source
@@ -619,7 +644,8 @@ def read_spec_text(raw: bytes, *, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SweepError([(where, f"malformed YAML: {problem}")], source=source) from None
+        said = problem if isinstance(exc, _DuplicateKey) else f"malformed YAML: {problem}"
+        raise SweepError([(where, said)], source=source) from None
 
 
 def load_spec(path: str | Path) -> tuple[Spec, Path]:

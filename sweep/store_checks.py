@@ -53,12 +53,42 @@ def choose_storage(option: str | None, spec_storage: str | None = None) -> tuple
     return DEFAULT_STORAGE_URL, "storage"
 
 
-def safe_url(url: str) -> str:
-    """The URL with any password masked, for messages (also a URL SQLAlchemy cannot parse)."""
+# Query parameters that carry a secret (`?password=...`: libpq and psycopg take one there, as `sslpassword`)
+SECRET_KEYS = r"(?:ssl)?password|passwd|pwd|secret|token|api_?key|access_token"
+_QUERY_SECRET = re.compile(r"([?&;](?:" + SECRET_KEYS + r")=)([^&#;\s'\"]*)", re.IGNORECASE)
+# A URL's user:password@ (with a scheme or a bare //): the password runs to the authority's LAST @, so one holding an
+# unescaped @ (`u:pa@ss@host`) is masked whole, not shown from its @ on
+_USERINFO = re.compile(r"(//[^:/?#@\s]*:)[^/?#\s]*@")
+# user:password@host with no scheme at all (a URL missing its `postgresql://`)
+_BARE_USERINFO = re.compile(r"^([\w.%+-]+:)[^/?#\s]*@")
+
+
+def _secrets_of(url: str) -> set[str]:
+    """Every password a URL holds, as written and URL-unquoted: the user:password@ part (to the authority's last @),
+    SQLAlchemy's reading of it, and `?password=`-like query values."""
+    from urllib.parse import unquote
+
+    found: set[str] = set()
+    userinfo = re.search(r"//[^:/?#@\s]*:([^/?#\s]*)@", url) or re.match(r"^[\w.%+-]+:([^/?#\s]*)@", url)
+    if userinfo:
+        found.add(userinfo.group(1))
+    found.update(m.group(2) for m in _QUERY_SECRET.finditer(url))
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+        parsed = make_url(url)
+        found.add(parsed.password or "")
+        found.update(str(v) for k, v in parsed.query.items() if re.fullmatch(SECRET_KEYS, k, re.IGNORECASE))
+    except (ArgumentError, ValueError):
+        pass
+    found |= {unquote(secret) for secret in found}
+    return {secret for secret in found if secret}
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages (also a URL SQLAlchemy cannot parse): the user:password@ part
+    and `?password=`-like query values."""
+    shown = _QUERY_SECRET.sub(r"\1***", url)
+    shown = _USERINFO.sub(r"\1***@", shown)
+    return _BARE_USERINFO.sub(r"\1***@", shown) if "//" not in shown else shown
 
 
 def shown_store(url: str) -> str:
@@ -83,17 +113,11 @@ BARE_SECRET_LENGTH = 8
 
 
 def mask(text: str, url: str) -> str:
-    """`text` (a driver's message, say) with the URL's password replaced by ***, as written or URL-quoted: in any
-    URL's user:password@ part, after `password=` (a connection string), and, for one of 8 characters or more,
-    wherever it occurs."""
-    try:
-        password = make_url(url).password
-    except ArgumentError:
-        found = re.search(r"://[^:/@\s]*:([^@\s]*)@", url)
-        password = found.group(1) if found else None
-    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    for secret in {password, quote_plus(password or "")} - {None, ""}:
-        secret = str(secret)
+    """`text` (a driver's message, say) with the URL's passwords replaced by ***, as written or URL-quoted: in any
+    URL's user:password@ part or `?password=` value, after `password=` (a connection string), and, for one of 8
+    characters or more, wherever it occurs."""
+    secrets = _secrets_of(url)
+    for secret in sorted(secrets | {quote_plus(s) for s in secrets}, key=len, reverse=True):  # the longest first
         quoted = re.escape(secret)
         # after a key (`password=`, `'password': '`, `pwd:`), and as user:password@ without a scheme
         text = re.sub(r"((?:password|passwd|pwd)['\"]?\s*[=:]\s*['\"]?)" + quoted + r"(?![\w-])", r"\1***", text,
@@ -101,7 +125,7 @@ def mask(text: str, url: str) -> str:
         text = re.sub(r"((?:^|[\s'\"(\[,])[\w.%+-]+:)" + quoted + "@", r"\1***@", text)
         if len(secret) >= BARE_SECRET_LENGTH:
             text = text.replace(secret, "***")
-    return text
+    return _USERINFO.sub(r"\1***@", _QUERY_SECRET.sub(r"\1***", text))
 
 
 def is_sqlite(url: str) -> bool:
@@ -113,7 +137,15 @@ def storage_problems(url: str, *, field: str = "storage", must_exist: bool = Fal
     try:
         parsed = make_url(url)
     except ArgumentError:
-        return [(field, f"not a database URL: {safe_url(url)!r} (e.g. sqlite:///sweeps.db or {POSTGRES_EXAMPLE})")]
+        missing = "; it has no scheme: begin it with postgresql+psycopg:// or sqlite:///" if "://" not in url else ""
+        return [(field, f"not a database URL: {safe_url(url)!r} (e.g. sqlite:///sweeps.db or {POSTGRES_EXAMPLE})"
+                        f"{missing}")]  # fmt: skip
+    except ValueError:  # SQLAlchemy reads the port as an int: `host:notaport`
+        return [(field, f"the port in {safe_url(url)!r} is not a number: write HOST:PORT with a port number, e.g. "
+                        "localhost:5432, or leave `:PORT` out for the default")]  # fmt: skip
+    if parsed.host and "@" in parsed.host:  # `u:pa@ss@host`: SQLAlchemy splits at the first @, the server is unknown
+        return [(field, f"the password in {safe_url(url)!r} holds an @ that is not escaped: write each @ in it as %40 "
+                        "(URL-quote the password, e.g. urllib.parse.quote_plus)")]  # fmt: skip
     if parsed.drivername.split("+")[0] == "postgres":  # Heroku's and libpq's spelling; SQLAlchemy refuses it
         fixed = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=True)
         return [(field, f"SQLAlchemy does not know the scheme 'postgres://' in {safe_url(url)!r}: write {fixed}")]

@@ -84,11 +84,17 @@ def test_bad_spec_exits_2_with_a_line_per_problem(tmp_path: Path, capsys: pytest
     assert f"data.train: file not found: {tmp_path / 't.csv'}" in lines[2]
 
 
-def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["status", "trec-tiny", "--storage", missing]) == 2
     err = capsys.readouterr().err
-    assert f"error: storage: no study store at {tmp_path / 'none.db'} (run `sweep run SPEC` first" in err
+    # named as the user set it: --storage here, SWEEP_STORAGE below
+    assert f"error: --storage: no study store at {tmp_path / 'none.db'} (run `sweep run SPEC` first" in err
+    monkeypatch.setenv("SWEEP_STORAGE", missing)
+    assert main(["status", "trec-tiny"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: SWEEP_STORAGE: no study store at {tmp_path / 'none.db'}")
+    monkeypatch.delenv("SWEEP_STORAGE")
     assert not (tmp_path / "none.db").exists()
     assert main(["status", "trec-tiny", "--storage", f"sqlite:///{tmp_path / 'nofolder' / 'x.db'}"]) == 2
     err = capsys.readouterr().err
@@ -103,7 +109,7 @@ def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: p
     assert "error: study: no study named 'trec-tiyn' in sqlite:///" in err and "(studies here: trec-tiny)" in err
     assert err.rstrip().endswith("did you mean 'trec-tiny'?")
     assert main(["status", "x", "--storage", "redis://localhost"]) == 2
-    assert "error: storage: unsupported scheme 'redis' in 'redis://localhost'" in capsys.readouterr().err
+    assert "error: --storage: unsupported scheme 'redis' in 'redis://localhost'" in capsys.readouterr().err
 
 
 def test_offline_hub_encoder_is_a_clear_error(

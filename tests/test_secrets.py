@@ -51,6 +51,30 @@ def test_masking_covers_unparsable_and_quoted_passwords() -> None:
     assert mask("failed for p@ss:w/rd and p%40ss%3Aw%2Frd", quoted) == "failed for *** and ***"
 
 
+def test_a_password_in_the_query_with_an_unescaped_at_or_without_a_scheme_is_masked() -> None:
+    """`?password=` was never masked (it reached messages, the stored spec and exports); `u:pa@ss@host` showed the
+    password's end; a URL missing its scheme was printed whole."""
+    query = f"postgresql+psycopg://u@127.0.0.1:1/db?sslmode=require&password={SECRET}"
+    assert safe_url(query) == "postgresql+psycopg://u@127.0.0.1:1/db?sslmode=require&password=***"
+    assert mask(f"connecting with password {SECRET} to {query}", query) == (
+        "connecting with password *** to postgresql+psycopg://u@127.0.0.1:1/db?sslmode=require&password=***")
+    at = f"postgresql+psycopg://u:{SECRET}@tail@127.0.0.1:1/db"
+    assert safe_url(at) == "postgresql+psycopg://u:***@127.0.0.1:1/db"
+    assert mask(f"unknown host 'tail@127.0.0.1' for {SECRET}@tail", at) == "unknown host 'tail@127.0.0.1' for ***"
+    for bare in (f"u:{SECRET}@127.0.0.1", f"//u:{SECRET}@127.0.0.1:1/db"):
+        no_secret(safe_url(bare))
+        no_secret(mask(f"not a database URL: {bare!r}", bare))
+
+
+def test_a_query_password_in_the_spec_is_masked_in_the_stored_spec() -> None:
+    from sweep.lifecycle import spec_record
+    from sweep.spec import parse_spec
+
+    spec = parse_spec({"name": "q", "data": {"train": "t.csv"},
+                       "storage": f"postgresql+psycopg://u@db/x?password={SECRET}"}, source="spec.yaml")  # fmt: skip
+    no_secret(json.dumps(spec_record(spec)), where="stored spec")
+
+
 def test_a_driver_message_that_quotes_the_password_is_masked() -> None:
     from sqlalchemy.exc import OperationalError
 
