@@ -43,16 +43,37 @@ def labels_of(key: str) -> list[str]:
     return list(json.loads(key))
 
 
+def list_literal(text: str) -> list[object] | None:
+    """The list a label cell spells as a JSON or Python list literal (`["card", "pin"]`, `['card', 'pin']`: what
+    pandas' `to_csv` writes for a list column), else None. A label set never begins with "[" and ends with "]"
+    otherwise: cut by a delimiter, its brackets and quotes became parts of labels (`'affirm']`)."""
+    import ast
+
+    stripped = text.strip()
+    if not (stripped.startswith("[") and stripped.endswith("]")):
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            found = parse(stripped)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(found, list):
+            return found
+    return None
+
+
 def parse_label_set(value: object, delimiter: str | None) -> list[str] | None:
     """The distinct, stripped labels of one row's label value, in first-seen order; None when missing.
 
-    A list (JSON, or an array from Parquet) gives its items; a string is cut by `delimiter` (when given) or is one
-    label. Blank items are dropped, so `[]`, `[" "]` and `""` all give an empty list. Integral floats lose ".0".
+    A list (JSON, an array from Parquet, or a string holding a list literal) gives its items; another string is cut
+    by `delimiter` (when given) or is one label. Blank items are dropped, so `[]`, `[" "]` and `""` all give an empty list. Integral floats lose ".0".
     """
     if is_missing(value):
         return None
     if hasattr(value, "tolist") and not isinstance(value, str):
         value = value.tolist()  # numpy arrays (Parquet list columns)
+    if isinstance(value, str) and (literal := list_literal(value)) is not None:
+        value = literal  # '["card", "pin"]' or "['card', 'pin']": pandas' to_csv of a list column
     if isinstance(value, list | tuple):
         items: list[object] = list(value)
     elif isinstance(value, str) and delimiter:
@@ -121,7 +142,7 @@ def label_keys(raw: RawTable, *, field: str, delimiter: str | None) -> list[str 
                 f"{name} row {bad[0][0]}: {bad[0][1]}" + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""),
             )
         )
-    cells = [v for v in raw.labels if isinstance(v, str) and v.strip()]
+    cells = [v for v in raw.labels if isinstance(v, str) and v.strip() and list_literal(v) is None]
     if not problems and delimiter is not None and cells and not any(delimiter in c for c in cells):
         # the delimiter given never occurs while another joiner fills the cells: every joined set would be one label
         other = joined_labels([c for c in cells], skip=delimiter)
@@ -164,7 +185,8 @@ JOINED_SHARE = 0.2
 def joined_labels(values: Sequence[object], skip: str | None = None) -> tuple[str, str, float] | None:
     """(joiner, an example cell, share of cells) when at least `JOINED_SHARE` of the string label cells hold the same
     joiner (other than `skip`) between non-empty parts; None otherwise (JSON lists, or single labels)."""
-    cells = [v for v in values if isinstance(v, str) and v.strip()]
+    # a list literal's commas are its own (`list_literal` reads it as a list)
+    cells = [v for v in values if isinstance(v, str) and v.strip() and list_literal(v) is None]
     if not cells:
         return None
     for sep in JOINERS:

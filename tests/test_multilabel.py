@@ -53,6 +53,23 @@ def test_label_sets_are_read_from_lists_or_cut_by_the_delimiter() -> None:
     assert label_key(["b", "a", "b"]) == '["a", "b"]'
 
 
+def test_a_cell_holding_a_list_literal_is_read_as_the_list_and_not_taken_for_a_joined_cell() -> None:
+    """pandas' to_csv writes a list column as "['how_long', 'pin']": the advice said to set label_delimiter ',',
+    which made "'pin']" a label (129 labels from 47)."""
+    from datamodules.loading import RawTable
+    from datamodules.multilabel import label_keys
+
+    assert parse_label_set("['how_long', 'pin', 'pin']", None) == ["how_long", "pin"]
+    assert parse_label_set('["card", " lost "]', ",") == ["card", "lost"]  # with a delimiter too: the list first
+    assert parse_label_set("[]", None) == [] and parse_label_set("[not, a literal", ",") == ["[not", "a literal"]
+    cells = ["['affirm', 'pin']", "['affirm']", "['new', 'pin']", "['new']", '["pin"]']
+    keys = label_keys(RawTable(texts=list("abcde"), labels=cells, source="t.csv", columns=["t", "l"]),
+                      field="data.train", delimiter=None)  # fmt: skip
+    assert keys == [label_key(["affirm", "pin"]), label_key(["affirm"]), label_key(["new", "pin"]), label_key(["new"]),
+                    label_key(["pin"])]  # fmt: skip
+    assert joined_labels(cells) is None
+
+
 def test_random_split_moves_a_row_so_every_validation_label_is_trained() -> None:
     keys = [label_key(["a"])] * 8 + [label_key(["a", "rare"])]
     texts = [f"t{i}" for i in range(9)]
