@@ -28,7 +28,7 @@ from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, shown_source, tagged_columns
 from sweep.encoders import resolve_encoder
-from sweep.errors import StudyIsStopped, SweepError
+from sweep.errors import StudyIsStopped, SweepError, folder_blocked
 from sweep.lifecycle import (
     check_same_spec,
     create_or_resume,
@@ -430,6 +430,12 @@ def run_study(
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
     url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)
+    if not problems:  # the checkpoint folder, before the study is made (a file on its path failed after, with a
+        # traceback, and left the study behind)
+        root = default_checkpoint_root(spec, base, url)
+        if (blocked := folder_blocked(root)) is not None:
+            problems.append(("checkpoint_dir", f"cannot keep checkpoints in {root}: {blocked}; give a checkpoint_dir "
+                                               "you can write to"))  # fmt: skip
     if ray_address is not None:
         from sweep.cluster import ray_problems
 

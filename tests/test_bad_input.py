@@ -147,6 +147,11 @@ def _not_a_database(env: Env) -> list[str]:
     return ["run", env.spec()]
 
 
+def _checkpoint_dir_on_a_file(env: Env) -> list[str]:
+    (env.tmp / "afile").write_text("notes\n", encoding="utf-8")
+    return ["run", env.spec(checkpoint_dir=str(env.tmp / "afile" / "ck"))]
+
+
 def _unknown_for(command: str) -> Callable[[Env], list[str]]:
     def args(env: Env) -> list[str]:
         env.other_study()
@@ -215,6 +220,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["storage", "'postgres://'", "write postgresql+psycopg://sweep:***@db.example.com/sweeps"]),
     ("PostgreSQL driver not installed", lambda e: ["run", e.spec(storage="postgresql+pg8000://sweep:pw@db/sweeps")],
      ["storage", "'pg8000'", "is not installed: pip install 'sweep[postgres]'"]),
+    ("checkpoint_dir under a file", _checkpoint_dir_on_a_file,
+     ["checkpoint_dir: cannot keep checkpoints in ", "afile is a file, so no folder can be made there"]),
     ("store file that is not a database", _not_a_database,
      ["storage", "sweeps.db: not a SQLite database"]),
     ("status when the server does not answer",
