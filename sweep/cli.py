@@ -420,6 +420,9 @@ def report(
     blocked = folder_blocked(out_file.parent)
     if blocked:
         raise SweepError([("--out", f"{blocked}: name a file in a folder")])
+    if png is not None and (png_blocked := (f"{png} is a file" if png.is_file() else folder_blocked(png))) is not None:
+        # before the HTML is written: an unwritable --png failed after it, with a traceback, leaving the page behind
+        raise SweepError([("--png", f"{png_blocked}: give a folder for the PNG files (it is made if missing)")])
     url = _storage_url(storage)
     loaded = [load_study(name, url) for name in dict.fromkeys(studies)]
     with new_folders(out_file.parent) as made:  # a missing folder is made, as `sweep export --out` does

@@ -152,6 +152,12 @@ def _checkpoint_dir_on_a_file(env: Env) -> list[str]:
     return ["run", env.spec(checkpoint_dir=str(env.tmp / "afile" / "ck"))]
 
 
+def _png_on_a_file(env: Env) -> list[str]:
+    env.other_study()
+    (env.tmp / "afile").write_text("notes\n", encoding="utf-8")
+    return ["report", "other", "--storage", env.url, "--out", str(env.tmp / "r.html"), "--png", str(env.tmp / "afile")]
+
+
 def _unknown_for(command: str) -> Callable[[Env], list[str]]:
     def args(env: Env) -> list[str]:
         env.other_study()
@@ -222,6 +228,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["storage", "'pg8000'", "is not installed: pip install 'sweep[postgres]'"]),
     ("checkpoint_dir under a file", _checkpoint_dir_on_a_file,
      ["checkpoint_dir: cannot keep checkpoints in ", "afile is a file, so no folder can be made there"]),
+    ("report --png on a file", _png_on_a_file,
+     ["--png: ", "afile is a file: give a folder for the PNG files (it is made if missing)"]),
     ("store file that is not a database", _not_a_database,
      ["storage", "sweeps.db: not a SQLite database"]),
     ("status when the server does not answer",
