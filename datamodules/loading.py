@@ -200,8 +200,10 @@ def column_problems(
     for field, column in chosen:
         if column not in columns:
             message = f"no such column {column!r} in {name} (columns: {shown})"
-            close = [c for c in columns if c.strip().lower() == column.strip().lower()]
-            close = close or difflib.get_close_matches(column, columns, n=1)
+            # not a column another field already uses (a missing 'sentence2' was told to be 'sentence1', the text)
+            free = [c for c in columns if c not in {other for f, other in chosen if f != field}]
+            close = [c for c in free if c.strip().lower() == column.strip().lower()]
+            close = close or difflib.get_close_matches(column, free, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             if close and close[0] != close[0].strip():
                 hint += f" (in YAML, quoted: {field.split('.')[-1]}: \"{close[0]}\")"

@@ -66,7 +66,8 @@ def parse_label_set(value: object, delimiter: str | None) -> list[str] | None:
     """The distinct, stripped labels of one row's label value, in first-seen order; None when missing.
 
     A list (JSON, an array from Parquet, or a string holding a list literal) gives its items; another string is cut
-    by `delimiter` (when given) or is one label. Blank items are dropped, so `[]`, `[" "]` and `""` all give an empty list. Integral floats lose ".0".
+    by `delimiter` (when given) or is one label. Blank items are dropped, so `[]`, `[" "]` and `""` all give an
+    empty list. Integral floats lose ".0".
     """
     if is_missing(value):
         return None

@@ -74,7 +74,8 @@ def numeric_labels(table: RawTable, field: str) -> list[float]:
     if len(bad) > 1:
         rows = ", ".join(str(r) for r, _ in bad[1 : 1 + MAX_BAD_ROWS_SHOWN])
         rest = len(bad) - 1 - MAX_BAD_ROWS_SHOWN
-        more = f"; {len(bad) - 1} more rows without a usable score ({rows}{', ...' if rest > 0 else ''})"
+        more = (f"; {len(bad) - 1} more row{'s' if len(bad) > 2 else ''} without a usable score ({rows}"
+                f"{', ...' if rest > 0 else ''})")
     raise DataError([(field, f"{name} row {row}: label {what} ({NEEDS_NUMBERS}){more}")])
 
 

@@ -452,7 +452,7 @@ def audit(
         Path | None, typer.Option("--out", help="CSV of every flagged example, worst first.")
     ] = None,
     storage: SpecStorageOption = None,
-    top: Annotated[int, typer.Option("--top", help="Flagged examples shown on screen.")] = 20,
+    top: Annotated[int, typer.Option("--top", min=1, help="Flagged examples shown on screen.")] = 20,
 ) -> None:
     """Rank the training examples whose labels most likely need a second look (confident learning, cleanlab)."""
     from sweep.audit import classes_table, pairs_table, run_audit, summary_lines, suspects_table

@@ -172,12 +172,20 @@ def _sqlite_problems(parsed: URL, *, field: str, must_exist: bool) -> list[tuple
         others = sorted(p.name for p in path.parent.glob("*.db") if p.is_file())[:5] if path.parent.is_dir() else []
         here = f"; stores in that folder: {', '.join(others)} (pass one as --storage sqlite:///FILE)" if others else ""
         if not path.parent.is_dir():
-            return [(field, f"no study store at {path}: its folder {path.parent} does not exist (check --storage or "
+            what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+            return [(field, f"no study store at {path}: its folder {path.parent} {what} (check --storage or "
                             "SWEEP_STORAGE)")]  # fmt: skip
         return [(field, f"no study store at {path} (run `sweep run SPEC` first, or point --storage or SWEEP_STORAGE "
                         f"at an existing store){here}")]  # fmt: skip
     if not path.parent.is_dir():
+        on_file = next((q for q in path.parents if q.exists()), None)
+        if on_file is not None and not on_file.is_dir():  # `afile/s.db`: the folder is a file, not missing
+            return [(field, f"{on_file} is a file, not a folder: no SQLite store can go under it (change "
+                            f"{safe_url(str(parsed))!r})")]  # fmt: skip
         return [(field, f"folder does not exist: {path.parent} (create it or change {safe_url(str(parsed))!r})")]
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):  # before any cache or data is written
+        return [(field, f"cannot create the SQLite store {path}: its folder {path.parent} is not writable (choose a "
+                        "folder you can write to)")]  # fmt: skip
     if path.is_dir():
         return [(field, f"cannot open the SQLite store {path}: it is a folder; give a file, e.g. {path}/sweeps.db")]
     if path.is_file():
@@ -201,11 +209,16 @@ def _driver_problems(parsed: URL, *, field: str) -> list[tuple[str, str]]:
                         f"(for PostgreSQL write {POSTGRES_EXAMPLE})")]  # fmt: skip
     except ImportError as exc:
         module = exc.name or parsed.get_driver_name()
-        hint = INSTALL_POSTGRES if parsed.get_backend_name() == "postgresql" else f"pip install {module}"
+        package = PIP_NAMES.get(module, module)  # the import name is not always the package's (MySQLdb)
+        hint = INSTALL_POSTGRES if parsed.get_backend_name() == "postgresql" else f"pip install {package}"
         if parsed.drivername != "postgresql+psycopg" and parsed.get_backend_name() == "postgresql":
             hint += f" and write the URL as {POSTGRES_EXAMPLE}"
         return [(field, f"the database driver {module!r} for {safe_url(str(parsed))} is not installed: {hint}")]
     return []
+
+
+# Database driver modules whose pip package has another name
+PIP_NAMES = {"MySQLdb": "mysqlclient", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL"}
 
 
 def reachability_problems(url: str, *, field: str = "storage", timeout_s: int = 10) -> list[tuple[str, str]]:

@@ -152,6 +152,11 @@ def _checkpoint_dir_on_a_file(env: Env) -> list[str]:
     return ["run", env.spec(checkpoint_dir=str(env.tmp / "afile" / "ck"))]
 
 
+def _store_under_a_file(env: Env) -> list[str]:
+    (env.tmp / "afile").write_text("notes\n", encoding="utf-8")
+    return ["run", env.spec(storage=f"sqlite:///{env.tmp / 'afile' / 's.db'}")]
+
+
 def _png_on_a_file(env: Env) -> list[str]:
     env.other_study()
     (env.tmp / "afile").write_text("notes\n", encoding="utf-8")
@@ -228,6 +233,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], list[str]]] = [
      ["storage", "'pg8000'", "is not installed: pip install 'sweep[postgres]'"]),
     ("checkpoint_dir under a file", _checkpoint_dir_on_a_file,
      ["checkpoint_dir: cannot keep checkpoints in ", "afile is a file, so no folder can be made there"]),
+    ("SQLite store under a file", _store_under_a_file,
+     ["storage: ", "afile is a file, not a folder: no SQLite store can go under it"]),
     ("report --png on a file", _png_on_a_file,
      ["--png: ", "afile is a file: give a folder for the PNG files (it is made if missing)"]),
     ("store file that is not a database", _not_a_database,

@@ -95,6 +95,9 @@ def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: p
     assert main(["status", "trec-tiny"]) == 2
     assert capsys.readouterr().err.startswith(f"error: SWEEP_STORAGE: no study store at {tmp_path / 'none.db'}")
     monkeypatch.delenv("SWEEP_STORAGE")
+    (tmp_path / "afile").write_text("notes\n", encoding="utf-8")  # a file where the store's folder should be
+    assert main(["status", "trec-tiny", "--storage", f"sqlite:///{tmp_path / 'afile' / 's.db'}"]) == 2
+    assert f"its folder {tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
     assert main(["status", "trec-tiny", "--storage", f"sqlite:///{tmp_path / 'nofolder' / 'x.db'}"]) == 2
     err = capsys.readouterr().err

@@ -144,6 +144,13 @@ def test_load_table_reads_both_columns_and_names_a_missing_one(tmp_path: Path) -
             "no such column 'hypothsis' in pairs.csv (columns: premise, hypothesis, label); did you mean 'hypothesis'?",
         )
     ]
+    # a column another field uses is no suggestion ('sentence2' missing was told to be 'sentence1', the first text)
+    path.write_text("sentence1,label\nthe cat sat,ENT\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_table(str(path), text_column="sentence1", text_pair_column="sentence2", label_column="label",
+                   field="data.train")  # fmt: skip
+    assert info.value.problems == [
+        ("data.text_pair_column", "no such column 'sentence2' in pairs.csv (columns: sentence1, label)")]
 
 
 def test_pairs_are_tokenised_as_pairs_and_truncation_is_counted(tiny_bert: Path) -> None:
