@@ -85,9 +85,12 @@ def dropped_rows_table(dropped: Mapping[str, Mapping[str, int | None]]) -> Table
     splits = list(dropped)
     labels = {"rows_in": "rows read", **{k: f"dropped: {v}" for k, v in DROP_REASONS.items()},
               "rows_out": "rows kept", "normalized": "texts normalised (kept)"}
-    scores = any(dropped[s].get("averaged_rows") is not None for s in splits)  # task: regression
+    scores = _scores(dropped)  # task: regression
+    if scores:  # a score is what a label is here; a row missing one is refused before cleaning, never dropped
+        labels["duplicates"] = "dropped: duplicate (same text after normalising, same score)"
     rows = [[label, *(dropped[s].get(key) for s in splits)] for key, label in labels.items()
-            if (key != "averaged_rows" or scores) and (key != "conflicting_rows" or not scores)]
+            if (key != "averaged_rows" or scores) and (key != "conflicting_rows" or not scores)
+            and (key != "missing_label" or not scores or any(dropped[s].get(key) for s in splits))]
     return TableBlock(columns=["", *splits], rows=rows, caption="Rows dropped while cleaning, by reason")
 
 
@@ -114,13 +117,19 @@ def conflict_blocks(report: Mapping[str, Any]) -> list[Block]:
                        caption="Texts with conflicting labels (every such row was dropped)"), *notes]
 
 
+def _scores(dropped: Mapping[str, Mapping[str, int | None]]) -> bool:
+    """Whether the cleaning report is a regression's (it counts rows merged into their mean score)."""
+    return any(counts.get("averaged_rows") is not None for counts in dropped.values())
+
+
 def duplicate_note(dropped: Mapping[str, Mapping[str, int | None]]) -> NoteBlock | None:
-    """One sentence on duplicates (the same text after normalising, and label) per split."""
+    """One sentence on duplicates (the same text after normalising, and label or score) per split."""
     parts = [f"{split}: {counts['duplicates']}" for split, counts in dropped.items()
              if counts.get("duplicates") is not None]
     if not parts:
         return None
-    return NoteBlock("Duplicate rows dropped (the same text after normalising spaces and Unicode, and label; one "
+    label = "score" if _scores(dropped) else "label"
+    return NoteBlock(f"Duplicate rows dropped (the same text after normalising spaces and Unicode, and {label}; one "
                      "copy of each kept): " + "; ".join(parts) + ".")
 
 

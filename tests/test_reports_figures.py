@@ -704,6 +704,12 @@ def test_a_regression_data_section_speaks_of_scores_not_of_conflicting_labels() 
     assert not any("conflicting labels" in n for n in notes)
     dropped = next(b for b in blocks if isinstance(b, TableBlock) and b.caption.startswith("Rows dropped"))
     assert not any("conflicting" in str(row[0]) for row in dropped.rows)
+    # a score's words, and no 'missing label' row (a missing score is refused, never dropped)
+    labels = [str(row[0]) for row in dropped.rows]
+    assert "dropped: duplicate (same text after normalising, same score)" in labels
+    assert not any("missing label" in label for label in labels)
+    assert any(n.startswith("Duplicate rows dropped (the same text after normalising spaces and Unicode, and score;")
+               for n in notes)
 
 
 def test_a_multi_label_data_overview_shows_labels_per_row() -> None:
