@@ -46,6 +46,8 @@ def resolve_encoder(name: str, base: Path | None = None, *, max_length: int | No
     """
     path = _local_encoder(name, base)
     if path is None:
+        if (problem := hub_problem(name)) is not None:
+            raise SweepError([("model.encoder", problem)])
         return name
     limit = input_limit(Path(path))
     if max_length is not None and limit is not None and max_length > limit[0]:
@@ -59,6 +61,42 @@ def resolve_encoder(name: str, base: Path | None = None, *, max_length: int | No
             ]
         )
     return path
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_problem(name: str) -> str | None:
+    """Why a hub name cannot load here, found before any data is read: not in the Hugging Face cache while the Hub
+    cannot be reached (transformers retried for about a minute, printing each retry, then failed after the data was
+    tokenized) or HF_HUB_OFFLINE is set; None where it may load (cached, or the Hub answers, or a proxy is set,
+    which a direct probe cannot judge)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return None
+    except Exception:  # a name the cache cannot hold (huggingface_hub validates repo ids): the load says why
+        return None
+    fix = ("give a local folder (one saved with save_pretrained), or download the model where the Hub can be reached "
+           "(the Hugging Face cache, HF_HOME, then serves it)")
+    if constants.HF_HUB_OFFLINE:
+        return f"{name!r} is no local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE is set: {fix}"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (f"{name!r} is no local folder and not in the Hugging Face cache, and the Hub ({constants.ENDPOINT}) "
+                f"cannot be reached from here ({reason}): {fix}")
+    return None
 
 
 def input_limit(folder: Path) -> tuple[int, str] | None:

@@ -116,14 +116,33 @@ def test_status_errors(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: p
 
 
 def test_offline_hub_encoder_is_a_clear_error(
-    tmp_path: Path, labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, labelled_csvs: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Offline, transformers retried the Hub for about a minute, printing each retry, and failed only after the data
+    was read: the Hub is probed once, before anything is read or written."""
+    import socket
+
+    def unreachable(*args: object, **kwargs: object) -> socket.socket:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
     train, val = labelled_csvs
     spec = write_spec(tmp_path, train, val, Path("."), model__encoder="no-such-org/no-such-model")
-    assert main(["run", str(spec)]) == 2
-    err = capsys.readouterr().err
-    assert "model.encoder: cannot load a tokenizer from 'no-such-org/no-such-model'" in err
-    assert not (tmp_path / "sweeps.db").exists()
+    from huggingface_hub import constants
+
+    for offline, why in ((True, "HF_HUB_OFFLINE is set"),
+                         (False, "the Hub (https://huggingface.co) cannot be reached from here (Name or service not "
+                                 "known)")):  # fmt: skip
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+        assert main(["run", str(spec)]) == 2
+        err = capsys.readouterr().err
+        assert (f"model.encoder: 'no-such-org/no-such-model' is no local folder and not in the Hugging Face cache, "
+                f"and {why}: give a local folder") in err
+        assert "Retrying" not in err and "data: loaded" not in err
+        assert not (tmp_path / "sweeps.db").exists()
 
 
 def test_report_command(tmp_path: Path, tiny_bert: Path, labelled_csvs, capsys: pytest.CaptureFixture[str]) -> None:
