@@ -22,7 +22,13 @@ from datamodules.encoding import (
 )
 from datamodules.errors import DataError
 from datamodules.loading import DEFAULT_TEXT_SEPARATOR, RawTable, load_table
-from datamodules.report import build_report, cleaning_summary, pair_column_warnings, truncation_warnings
+from datamodules.report import (
+    build_report,
+    cleaning_summary,
+    few_rows_warnings,
+    pair_column_warnings,
+    truncation_warnings,
+)
 from datamodules.rows import source_rows
 from datamodules.splitting import (
     all_in_validation,
@@ -167,6 +173,7 @@ def prepare_classification_data(
         max_length=max_length,
     )
     report["tokenizer"] = tokenizer_name_or_path
+    report["warnings"] += few_rows_warnings(report["class_distribution"]["train"])
     if text_pair_column is None and isinstance(text_column, str):
         report["warnings"] += pair_column_warnings(train_raw, text_column=text_column, task="text-classification")
     if text_pair_column is not None:

@@ -64,6 +64,20 @@ def build_report(
     }
 
 
+FEW_TRAIN_ROWS = 3  # a class (or label) with fewer training rows than this gets a warning
+
+
+def few_rows_warnings(train_counts: dict[str, int], *, kind: str = "class") -> list[str]:
+    """A line naming the classes with fewer than FEW_TRAIN_ROWS training rows: a class with one example trains and
+    is scored without a word (the lecture's rule: data should cover every class)."""
+    few = [f"{name} ({n})" for name, n in train_counts.items() if n < FEW_TRAIN_ROWS]
+    if not few:
+        return []
+    plural = "classes have" if kind == "class" else "labels have"
+    return [f"{len(few)} {f'{kind} has' if len(few) == 1 else plural} fewer than {FEW_TRAIN_ROWS} training rows, too "
+            f"few to learn {'it' if len(few) == 1 else 'them'} from: {', '.join(few)}"]
+
+
 def pair_column_warnings(table: RawTable, *, text_column: str, task: str) -> list[str]:
     """A line for each unread column of `table` that holds text like the text column's (`RawTable.other_texts`):
     a pair of texts read as its first half trains without error, and nothing else would say so."""

@@ -218,6 +218,15 @@ def test_cleaning_and_overlap_issues_become_warnings(tiny_bert: Path, tmp_path: 
     ]
 
 
+def test_a_class_with_too_few_training_rows_is_warned_of(tiny_bert: Path, tmp_path: Path) -> None:
+    """With a validation file, a class with one training example trained and was scored without a word."""
+    train_rows = [(text, "pos" if i % 2 else "neg") for i, text in enumerate(ENGLISH)] + [("a lone one", "odd")]
+    val_rows = [("the cat", "neg"), ("the mat", "pos"), ("an odd one", "odd")]
+    data = prepare(write_csv(tmp_path / "train.csv", train_rows), write_csv(tmp_path / "val.csv", val_rows),
+                   tmp_path / "cache", tiny_bert)  # fmt: skip
+    assert "1 class has fewer than 3 training rows, too few to learn it from: odd (1)" in data.report["warnings"]
+
+
 def test_problems_of_both_tables_are_raised_together(tiny_bert: Path, tmp_path: Path) -> None:
     val = write_csv(tmp_path / "val.csv", [("good", "pos")], header=("sentence", "label"))
     with pytest.raises(DataError) as info:
