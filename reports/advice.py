@@ -496,8 +496,9 @@ def seed_flip_advice(flips: Sequence[tuple[int, int, bool]]) -> list[str]:
 def _also_parting(
     collapsed: Sequence[tuple[int, Mapping[str, Any]]], learned: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
-    """The settings other than learning_rate whose values in the trials that learned nothing share none with those
-    that learned ("epochs 1 against 2"): (name, the two groups' values)."""
+    """The settings other than learning_rate that part the trials that learned nothing from those that learned as
+    cleanly ("epochs 1 against 2"): a number whose values in one group all lie above (or below) the other's, a choice
+    whose values the groups share none of. (name, the two groups' values)."""
     bad_params = [p for _, p in collapsed]
     names = sorted({n for p in [*bad_params, *learned] for n in p} - {"learning_rate"})
     parting = []
@@ -506,6 +507,10 @@ def _also_parting(
         good = {p.get(name) for p in learned}
         if None in bad or None in good or bad & good:
             continue
+        if all(_is_number(v) for v in bad | good):
+            low, high = [float(v) for v in bad if v is not None], [float(v) for v in good if v is not None]
+            if not (max(low) < min(high) or min(low) > max(high)):
+                continue  # a weight decay inside the learned ones' range parts nothing
         parting.append((name, f"{_values_text(bad)} against {_values_text(good)}"))
     return parting
 

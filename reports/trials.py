@@ -149,7 +149,8 @@ def seed_flips(study: optuna.Study, record: Any) -> list[tuple[int, int, bool]]:
     trials = {t.number: t for t in completed(study)}
     flips = []
     for run in trials.values():
-        original = trials.get(read_trial(run).reevaluates) if read_trial(run).reevaluates is not None else None
+        of = read_trial(run).reevaluates
+        original = trials.get(of) if of is not None else None
         if original is None or read_trial(original).reevaluates is not None:
             continue
         run_nothing = _learned_nothing(study, record, run)

@@ -44,7 +44,7 @@ from sweep.audit_multilabel import multilabel_issues, rare_label_columns
 from sweep.audit_tokens import kept_token_issues, leaves_entity_tags, single_sentence_tags, token_fold_problems
 from sweep.dataspec import TOKEN_TASK
 from sweep.encoders import resolve_encoder
-from sweep.errors import SweepError, folder_blocked, new_folders, overwrite_problem
+from sweep.errors import SweepError, beside_the_spec, folder_blocked, new_folders, overwrite_problem
 from sweep.label_issues import (
     AUDIT_TASKS,
     AuditTask,
@@ -425,7 +425,7 @@ def run_audit(
     if not problems and not is_sqlite(url):
         problems += reachability_problems(url, field=field_name)
     if problems:
-        raise SweepError(problems, source=str(spec_path))
+        raise SweepError(problems, source=str(spec_path), outside=beside_the_spec(problems))
     attrs = existing_study_attrs(url, spec.name)
     existing = study_record(spec.name, attrs) if attrs is not None else None
     quiet_libraries()
@@ -456,7 +456,7 @@ def run_audit(
         problems = (task.fold_problems(data, labels, folds) if tags_left_out is None
                     else token_fold_problems(labels, folds, label_names, left_out=tags_left_out))  # fmt: skip
         if problems:
-            raise SweepError(problems, source=str(spec_path))
+            raise SweepError(problems, source=str(spec_path), outside=beside_the_spec(problems))
     if left_out:
         shown = left_out_line_of(left_out, folds, class_name="label" if columns_kept is not None else "class",
                                  unit="word" if tags_left_out is not None else "example",

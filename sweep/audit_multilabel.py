@@ -93,6 +93,8 @@ def label_fold_problems(labels: np.ndarray, label_names: Sequence[str], folds: i
         fewest = {name: int(min(with_label[k], without[k])) for k, name in enumerate(label_names)}
         lowest = min((n for n in fewest.values() if n >= 2), default=None)
         fix = f"use --folds {lowest} or add examples" if lowest is not None and lowest < folds else "add examples"
+        if lowest is not None and lowest < folds and any(fewest[name] < 2 for name in short):
+            fix += " (a label on, or missing from, fewer than 2 examples needs more at any --folds)"
         return [("--folds" if len(short) == len(label_names) else "data.train",
                  f"{len(short)} of {len(label_names)} labels are on, or missing from, fewer training examples than "
                  f"--folds {folds} (each needs that many rows with it and without it; fewest: "

@@ -38,7 +38,7 @@ from sweep.artifacts import (
     sha256,
     unpack,
 )
-from sweep.errors import SweepError, disk_errors
+from sweep.errors import SweepError, disk_errors, folder_blocked
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: `sweep status` and the service need none
     import torch
@@ -53,6 +53,8 @@ def save_tokenizer_once(encoder: str, root: Path) -> Path:
         return target
     from transformers import AutoTokenizer
 
+    if (blocked := folder_blocked(root)) is not None:  # a worker of a study whose folder became a file since
+        raise SweepError([("checkpoint_dir", f"cannot keep checkpoints in {root}: {blocked}")])
     with disk_errors(root, "checkpoint_dir", "the tokenizer files"):
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=root))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -30,14 +29,18 @@ class SweepError(Exception):
     def lines(self) -> list[str]:
         lines = []
         for where, msg in self.problems:
-            # an option (`--workers`) or an environment variable (`SWEEP_STORAGE`) is not in the source file
-            beside = where in self.outside or where.startswith("--") or bool(re.fullmatch(r"[A-Z][A-Z0-9_]+", where))
-            prefix = f"{self.source}: " if self.source and not beside else ""
+            prefix = f"{self.source}: " if self.source and where not in self.outside else ""
             lines.append(f"{prefix}{where}: {msg}" if where else f"{prefix}{msg}")
         return lines
 
     def render(self) -> str:
         return "\n".join(self.lines())
+
+
+def beside_the_spec(problems: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The fields of `problems` that are command-line options (`--workers`) or the store's environment variable
+    (`SWEEP_STORAGE`): for a SweepError's `outside`, where option problems join a spec file's (they are not in it)."""
+    return frozenset(where for where, _ in problems if where.startswith("--") or where == "SWEEP_STORAGE")
 
 
 class Conflict(SweepError):

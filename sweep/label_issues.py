@@ -96,6 +96,8 @@ def fold_problems(labels: Sequence[str], folds: int) -> list[tuple[str, str]]:
     fix = f"--folds {lowest} or add examples" if lowest is not None and lowest < folds else "add examples"
     if len(short) > MAX_FOLD_LINES:  # one line, not one per class (`--folds 100` printed a line for each)
         use = f"use {fix}" if lowest is not None and lowest < folds else fix
+        if lowest is not None and lowest < folds and any(counts[name] < 2 for name in short):
+            use += " (a class with 1 example needs more at any --folds)"
         return [("--folds" if len(short) == len(counts) else "data.train",
                  f"{len(short)} of {len(counts)} classes have fewer training examples than --folds {folds} "
                  f"({few_named(short, counts)}): {use}")]  # fmt: skip

@@ -28,7 +28,7 @@ from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, shown_source, tagged_columns
 from sweep.encoders import resolve_encoder
-from sweep.errors import StudyIsStopped, SweepError, folder_blocked
+from sweep.errors import StudyIsStopped, SweepError, beside_the_spec, folder_blocked
 from sweep.lifecycle import (
     check_same_spec,
     create_or_resume,
@@ -430,12 +430,6 @@ def run_study(
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"n_trials": n_trials})})
     url, field_name = choose_storage(storage_url, spec.storage)  # --storage, $SWEEP_STORAGE, spec, default
     problems = check_paths(spec, base) + storage_problems(url, field=field_name)
-    if not problems:  # the checkpoint folder, before the study is made (a file on its path failed after, with a
-        # traceback, and left the study behind)
-        root = default_checkpoint_root(spec, base, url)
-        if (blocked := folder_blocked(root)) is not None:
-            problems.append(("checkpoint_dir", f"cannot keep checkpoints in {root}: {blocked}; give a checkpoint_dir "
-                                               "you can write to"))  # fmt: skip
     if ray_address is not None:
         from sweep.cluster import ray_problems
 
@@ -454,7 +448,7 @@ def run_study(
         except SweepError as exc:
             problems += exc.problems
     if problems:
-        raise SweepError(problems, source=str(spec_path))
+        raise SweepError(problems, source=str(spec_path), outside=beside_the_spec(problems))
     attrs = existing_study_attrs(url, spec.name)
     existing = study_record(spec.name, attrs) if attrs is not None else None
     if existing is None and (elsewhere := store_beside_spec(url, Path(spec_path), spec.name)) is not None:
@@ -463,6 +457,14 @@ def run_study(
         check_same_spec(existing, spec, url)
         if existing.stopped is not None and workers != 0:
             raise StudyIsStopped(spec.name, existing.stopped)
+    # the folder this run's trials keep checkpoints in, before the study is made or data cached (a file on its path
+    # failed after, with a traceback, and left a study behind); not where no trial runs here or none is kept
+    if workers != 0 and spec.search.keep_checkpoints != 0 and spec.artifacts.store not in ("s3", "gcs"):
+        recorded = existing.checkpoint_dir if existing is not None else None
+        root = Path(recorded) if recorded else default_checkpoint_root(spec, base, url)
+        if (blocked := folder_blocked(root)) is not None:
+            raise SweepError([("checkpoint_dir", f"cannot keep checkpoints in {root}: {blocked}; give a checkpoint_dir "
+                                                 "you can write to")], source=str(spec_path))  # fmt: skip
     quiet_libraries()
     if spec.trainer.num_threads:
         torch.set_num_threads(spec.trainer.num_threads)

@@ -85,7 +85,14 @@ def _secrets_of(url: str) -> set[str]:
 
 def safe_url(url: str) -> str:
     """The URL with any password masked, for messages (also a URL SQLAlchemy cannot parse): the user:password@ part
-    and `?password=`-like query values."""
+    and `?password=`-like query values. SQLAlchemy renders what it parses (a user `admin@server`, a password with /
+    or #); the patterns serve what it cannot parse, or splits at a password's unescaped @."""
+    try:
+        parsed = make_url(url)
+        if not (parsed.host and "@" in parsed.host):
+            return _QUERY_SECRET.sub(r"\1***", parsed.render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        pass
     shown = _QUERY_SECRET.sub(r"\1***", url)
     shown = _USERINFO.sub(r"\1***@", shown)
     return _BARE_USERINFO.sub(r"\1***@", shown) if "//" not in shown else shown
@@ -123,6 +130,7 @@ def mask(text: str, url: str) -> str:
         text = re.sub(r"((?:password|passwd|pwd)['\"]?\s*[=:]\s*['\"]?)" + quoted + r"(?![\w-])", r"\1***", text,
                       flags=re.IGNORECASE)  # fmt: skip
         text = re.sub(r"((?:^|[\s'\"(\[,])[\w.%+-]+:)" + quoted + "@", r"\1***@", text)
+        text = text.replace(f":{secret}@", ":***@")  # as it stands in any URL, whatever its user looks like
         if len(secret) >= BARE_SECRET_LENGTH:
             text = text.replace(secret, "***")
     return _USERINFO.sub(r"\1***@", _QUERY_SECRET.sub(r"\1***", text))

@@ -192,7 +192,8 @@ def test_a_label_too_rare_or_too_common_for_the_folds_is_named_with_its_count() 
     assert label_fold_problems(wide, [*NAMES, "refund"], 5) == [
         ("--folds", "5 of 5 labels are on, or missing from, fewer training examples than --folds 5 (each needs that "
                     "many rows with it and without it; fewest: 'account' 0, 'shipping' 1, 'billing' 2, 'product' 3, "
-                    "and 1 more): use --folds 2 or add examples"),
+                    "and 1 more): use --folds 2 or add examples (a label on, or missing from, fewer than 2 "
+                    "examples needs more at any --folds)"),
     ]  # fmt: skip
     assert label_fold_problems(labels, NAMES, 1) == [("--folds", "must be at least 2, got 1")]
     assert AUDIT_TASKS["multi-label"] is MULTI_LABEL and MULTI_LABEL.label_kind == "multi-hot"

@@ -385,3 +385,13 @@ def test_headerless_files_run_under_data_columns_with_two_text_columns(
     study = optuna.load_study(study_name="bad-input", storage=env.url)
     report = read_study(study).data_report
     assert report["cleaning"]["train"]["rows_in"] == len(_train_rows(env))  # the first row is data, not a header
+
+
+def test_a_yaml_merge_key_is_no_duplicate() -> None:
+    """The duplicate-key check must leave YAML's merge keys working: a key beside `<<: *base` overrides on purpose."""
+    from sweep.spec import read_spec_text
+
+    text = b"a: &lr {low: 1.0e-5, high: 1.0e-3}\nb: {<<: *lr, low: 1.0e-4}\nc: {<<: [*lr]}\n"
+    assert read_spec_text(text, source="spec.yaml") == {"a": {"low": 1e-5, "high": 1e-3},
+                                                       "b": {"low": 1e-4, "high": 1e-3},
+                                                       "c": {"low": 1e-5, "high": 1e-3}}  # fmt: skip

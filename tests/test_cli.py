@@ -243,3 +243,21 @@ def test_forked_pool_workers_of_a_terminable_command_end_on_sigterm_as_usual(tmp
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(int(signal.SIGTERM)), done.stdout + done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_an_option_or_the_store_variable_is_not_said_to_be_in_the_spec_file(
+    tmp_path: Path, labelled_csvs: tuple[Path, Path], tiny_bert: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`spec.yaml: --workers: ...` and `spec.yaml: SWEEP_STORAGE: ...` named the spec for what is not in it; a spec
+    key in capitals keeps its file."""
+    spec = write_spec(tmp_path, *labelled_csvs, tiny_bert)
+    monkeypatch.setenv("SWEEP_STORAGE", "postgresql+psycopg://u:pw@127.0.0.1:pg/db")
+    assert main(["run", str(spec), "--workers", "-2"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("error: SWEEP_STORAGE: the port in ")
+    assert lines[1] == "error: --workers: must be >= 0, got -2"
+    caps = tmp_path / "caps.yaml"
+    caps.write_text(spec.read_text(encoding="utf-8") + "NAME: x\n", encoding="utf-8")
+    assert main(["run", str(caps)]) == 2
+    assert f"error: {caps}: NAME: unknown key" in capsys.readouterr().err

@@ -505,6 +505,11 @@ def test_trials_that_learned_nothing_while_others_did_are_named_with_the_learnin
                     "to 1.34e-4); batch_size parts them too (32 against 16); epochs parts them too (1 against 2): "
                     "lower learning_rate's high end to about 1.34e-4, the usual cause, though these trials cannot "
                     "tell which setting it was")
+    # a number inside the learned ones' range parts nothing (distinct floats are always disjoint sets)
+    (inside,) = collapsed_trials_advice([(3, {"learning_rate": 3e-4, "weight_decay": 0.05, "batch_size": 16})],
+                                        [{"learning_rate": 5e-5, "weight_decay": 0.01, "batch_size": 16},
+                                         {"learning_rate": 8e-5, "weight_decay": 0.09, "batch_size": 32}])  # fmt: skip
+    assert "parts them too" not in inside and "the usual cause" not in inside
 
 
 def test_a_reevaluation_that_contradicts_its_trial_says_learning_depends_on_the_seed() -> None:

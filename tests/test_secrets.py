@@ -55,12 +55,19 @@ def test_a_password_in_the_query_with_an_unescaped_at_or_without_a_scheme_is_mas
     """`?password=` was never masked (it reached messages, the stored spec and exports); `u:pa@ss@host` showed the
     password's end; a URL missing its scheme was printed whole."""
     query = f"postgresql+psycopg://u@127.0.0.1:1/db?sslmode=require&password={SECRET}"
-    assert safe_url(query) == "postgresql+psycopg://u@127.0.0.1:1/db?sslmode=require&password=***"
+    assert safe_url(query) == "postgresql+psycopg://u@127.0.0.1:1/db?password=***&sslmode=require"  # SQLAlchemy's order
     assert mask(f"connecting with password {SECRET} to {query}", query) == (
         "connecting with password *** to postgresql+psycopg://u@127.0.0.1:1/db?sslmode=require&password=***")
     at = f"postgresql+psycopg://u:{SECRET}@tail@127.0.0.1:1/db"
     assert safe_url(at) == "postgresql+psycopg://u:***@127.0.0.1:1/db"
     assert mask(f"unknown host 'tail@127.0.0.1' for {SECRET}@tail", at) == "unknown host 'tail@127.0.0.1' for ***"
+    # what SQLAlchemy parses and connects with: a user with an @ (Azure's user@server), a password with / # or ?
+    for parsed in (f"postgresql+psycopg://admin@myserver:{SECRET}@127.0.0.1:1/db",
+                   f"postgresql+psycopg://u:{SECRET}/x#y?z@127.0.0.1:1/db", "postgresql+psycopg://u:sh/rt@h/db"):
+        assert "***@127.0.0.1" in safe_url(parsed) or safe_url(parsed) == "postgresql+psycopg://u:***@h/db", parsed
+        no_secret(safe_url(parsed))
+        no_secret(mask(f"cannot open the store {parsed}", parsed))
+    assert "sh/rt" not in mask("store postgresql+psycopg://u:sh/rt@h/db", "postgresql+psycopg://u:sh/rt@h/db")
     for bare in (f"u:{SECRET}@127.0.0.1", f"//u:{SECRET}@127.0.0.1:1/db"):
         no_secret(safe_url(bare))
         no_secret(mask(f"not a database URL: {bare!r}", bare))
