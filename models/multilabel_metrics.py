@@ -105,8 +105,12 @@ def per_label_thresholds(
             with np.errstate(divide="ignore", invalid="ignore"):
                 f1s = np.where(2 * total_tp + total_fp + total_fn > 0,
                                2 * total_tp / (2 * total_tp + total_fp + total_fn), 0.0)  # fmt: skip
-            best = int(np.argmax(f1s))
-            if f1s[best] > f1s[chosen[j]] + 1e-12:
+            # ties go to the global value, else to the value nearest it: the first of the tied grid values (0.10
+            # where 0.10 ... 0.95 all predict nothing) moved a label away without any gain
+            ties = np.flatnonzero(f1s >= f1s.max() - 1e-12)
+            best = start if start in ties else int(ties[np.argmin(np.abs(values[ties] - fallback))])
+            if f1s[best] > f1s[chosen[j]] + 1e-12 or (best == start and chosen[j] != start
+                                                      and f1s[best] >= f1s[chosen[j]] - 1e-12):
                 chosen[j], changed = best, True
                 pooled = rest + np.array([tp[j, best], fp[j, best], fn[j, best]])
         if not changed:
