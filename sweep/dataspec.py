@@ -257,6 +257,7 @@ def data_problems(data: DataSpec, base: Path, task: Any = None) -> list[tuple[st
                 columns=data.columns,
                 text_separator=data.text_separator,
                 text_pair_column=data.text_pair_column,
+                raw_labels=task in ("multi-label", "regression"),  # a label set or a score, read as it is written
             )
         except DataError as err:
             problems += [p for p in err.problems if p not in problems]  # column problems repeat per file

@@ -558,3 +558,19 @@ def test_a_delimiter_the_cells_never_hold_is_refused_only_where_the_joined_parts
         label_keys(RawTable(texts=list("abcde"), labels=joined, source="t.csv", columns=["t", "l"]),
                    field="data.train", delimiter="|")  # fmt: skip
     assert "'|' is in no label cell" in info.value.problems[0][1]
+
+
+def test_a_spec_refused_for_its_metric_reads_label_sets_as_label_sets(tmp_path: Path) -> None:
+    """`metric: accuracy` on a multi-label spec added 'holds a JSON list ... several labels per text are task:
+    multi-label' for each file, though the spec said task: multi-label."""
+    from sweep.errors import SweepError
+    from sweep.spec import load_spec
+
+    rows = label_set_rows(12, seed=3)
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: m\ntask: multi-label\ndata: {train: train.jsonl}\nobjective: {metric: accuracy}\n",
+                    encoding="utf-8")  # fmt: skip
+    with pytest.raises(SweepError) as info:
+        load_spec(spec)
+    assert [where for where, _ in info.value.problems] == ["objective.metric"]
