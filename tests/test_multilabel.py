@@ -567,7 +567,7 @@ def test_a_spec_refused_for_its_metric_reads_label_sets_as_label_sets(tmp_path: 
     from sweep.spec import load_spec
 
     rows = label_set_rows(12, seed=3)
-    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "train.jsonl", rows, label="label")
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: m\ntask: multi-label\ndata: {train: train.jsonl}\nobjective: {metric: accuracy}\n",
                     encoding="utf-8")  # fmt: skip
