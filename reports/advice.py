@@ -357,6 +357,35 @@ def _one_class(confusion: Sequence[Sequence[int]] | None, label_names: Sequence[
 CORRELATIONS = ("pearson", "spearman")  # a regression objective blind to the scores' scale and offset
 
 
+def _label_list(names: Sequence[str], shown: int = 6) -> str:
+    listed = ", ".join(repr(n) for n in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def one_label_set(per_class: Mapping[str, Any] | None, rows: int | None) -> list[str] | None:
+    """task: multi-label: the labels a model predicts for every validation row, where it predicts the same set for
+    all of them (its head's bias alone: the tuned threshold makes even an untrained model score about 0.24 micro-F1,
+    never 0), else None. From the stored per-label scores: every label with validation rows is found in all of them
+    (recall 1, predicted on every row: precision = support / rows) or in none (recall 0); at least one is found."""
+    if not per_class or not rows:
+        return None
+    always = []
+    for name, scores in per_class.items():
+        if not isinstance(scores, Mapping):
+            return None
+        found = [scores.get(key) for key in ("support", "recall", "precision")]
+        if not all(_is_number(v) for v in found):
+            return None
+        support, recall, precision = (float(v) for v in found if v is not None)
+        if not support:
+            continue
+        if recall >= 1.0 - 1e-9 and abs(precision - support / rows) < 1e-9:
+            always.append(str(name))
+        elif recall > 1e-9:
+            return None
+    return always or None
+
+
 def _scores_nothing(value: float | None, metric: str | None, maximize: bool) -> bool:
     """An F1, accuracy, precision or recall of 0 (any task), or a correlation of 0 or less (regression: a constant
     prediction's correlation is stored as 0)."""
@@ -392,6 +421,8 @@ def learning_advice(
     label_names: Sequence[str],
     weighted: bool = True,
     task: str | None = None,
+    per_class: Mapping[str, Any] | None = None,
+    rows: int | None = None,
 ) -> list[str]:
     """A line when even the best trial learned nothing: it predicts one class for every validation row (single-label
     tasks, from its confusion matrix), or it scores 0 on an F1 or accuracy (any task). Ranges and budgets are no
@@ -405,6 +436,9 @@ def learning_advice(
                     "classes up in the loss")
         return [f"learning: the best trial predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is "
                 f"that class's share): no trial learned to tell the classes apart; {fix}"]
+    if task == "multi-label" and (same := one_label_set(per_class, rows)) is not None:
+        return [f"learning: the best trial predicts the same labels for every validation row ({_label_list(same)}): "
+                f"no trial learned to tell the rows apart; {fix}"]
     if _scores_nothing(value, metric, maximize) and task == "token-classification":
         return [f"learning: every trial scored {value:g} entity {metric}: no trial found an entity yet; raise the "
                 "learning rate or the epochs (entity scores often stay at 0 for the first epoch or two), or check the "
@@ -417,7 +451,7 @@ def learning_advice(
 def model_learning_warning(
     *, value: float | None, metric: str | None, maximize: bool, confusion: Sequence[Sequence[int]] | None,
     label_names: Sequence[str], rmse: float | None = None, distribution: Mapping[str, Any] | None = None,
-    task: str | None = None,
+    task: str | None = None, per_class: Mapping[str, Any] | None = None, rows: int | None = None,
 ) -> str | None:
     """What `sweep export` warns of, and the model card says, about the one model it writes (not the study: an export
     of `--trial N` says nothing of the others): it predicts one class for every row, scores 0, or (regression) is no
@@ -425,6 +459,9 @@ def model_learning_warning(
     if (one := _one_class(confusion, label_names)) is not None:
         return (f"this model predicts {one[0]!r} for every validation row (its accuracy {one[1]:.3f} is that class's "
                 "share): it did not learn to tell the classes apart")
+    if task == "multi-label" and (same := one_label_set(per_class, rows)) is not None:
+        return (f"this model predicts the same labels for every validation row ({_label_list(same)}): it did not "
+                "learn to tell the rows apart")
     if _scores_nothing(value, metric, maximize) and task == "token-classification":
         return f"this model scores {value:g} entity {metric} on validation: it found no entity"
     if _scores_nothing(value, metric, maximize):
@@ -441,7 +478,7 @@ NOTHING_LEARNED = {
     "text-classification": "one class for every row, or a score of 0",
     "text-pair": "one class for every row, or a score of 0",
     "token-classification": "no entity found",
-    "multi-label": "a score of 0",
+    "multi-label": "the same labels for every row, or a score of 0",
     "regression": "no better than always predicting the training mean",
     "regression by correlation": "a correlation of 0 or less with the true scores",
 }

@@ -103,6 +103,7 @@ def study_advice(study: optuna.Study) -> list[str]:
         value=best.value if best is not None else None, metric=record.metric, maximize=maximizes(study),
         confusion=best.confusion_matrix if best is not None else None, label_names=record.label_names,
         weighted=(record.spec.get("model") or {}).get("class_weights") == "balanced", task=record.task,
+        per_class=best.per_class, rows=_validation_rows(record),
     ) if best is not None else []  # fmt: skip
     if record.task == "regression":
         rmses = [r for t in completed(study) if isinstance(r := read_trial(t).metrics.get("val_rmse"), int | float)]
@@ -140,7 +141,13 @@ def _learned_nothing(study: optuna.Study, record: Any, trial: FrozenTrial) -> bo
                                   confusion=stored.confusion_matrix, label_names=record.label_names,
                                   rmse=rmse if isinstance(rmse, int | float) else None,
                                   distribution=_dict_of(record.data_report.get("label_distribution")),
-                                  task=record.task) is not None  # fmt: skip
+                                  task=record.task, per_class=stored.per_class,
+                                  rows=_validation_rows(record)) is not None  # fmt: skip
+
+
+def _validation_rows(record: Any) -> int | None:
+    rows = record.data_report.get("num_validation")
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
 
 
 def seed_flips(study: optuna.Study, record: Any) -> list[tuple[int, int, bool]]:

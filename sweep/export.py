@@ -180,7 +180,8 @@ def _learned_nothing(study: optuna.Study, trial: FrozenTrial, study_record: Any)
                                   confusion=record.confusion_matrix, label_names=study_record.label_names,
                                   rmse=rmse if isinstance(rmse, int | float) else None,
                                   distribution=distribution if isinstance(distribution, dict) else None,
-                                  task=study_record.task)
+                                  task=study_record.task, per_class=record.per_class,
+                                  rows=study_record.data_report.get("num_validation"))
 
 
 def _shown_spec(spec: dict[str, Any]) -> dict[str, Any]:

@@ -570,3 +570,29 @@ def test_searched_parameters_every_trial_drew_one_value_of_are_said_to_be_left_o
     assert "epochs is left out: every completed trial drew 3 (it has no effect to measure yet)" in notes
     assert "weight_decay is left out: every completed trial drew 0.05 (it has no effect to measure yet)" in notes
     assert not any(n.startswith("learning_rate is left out") for n in notes)  # it varies: it is measured
+
+
+def test_a_multi_label_model_predicting_one_label_set_for_every_row_learned_nothing() -> None:
+    """A multi-label model at learning rate 1e-8 predicted the same 6 labels for all 150 rows at micro-F1 0.24 (the
+    tuned threshold over the head's bias), and nothing said so: a score of 0 was its only "learned nothing"."""
+    from reports.advice import learning_advice, model_learning_warning, one_label_set
+
+    rows = 10
+    constant = {"card": {"precision": 0.4, "recall": 1.0, "f1": 0.57, "support": 4},  # on all 10 rows, 4 true
+                "pin": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 3},  # on none
+                "new": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}}  # fmt: skip
+    assert one_label_set(constant, rows) == ["card"]
+    learned = {**constant, "pin": {"precision": 1.0, "recall": 0.67, "f1": 0.8, "support": 3}}
+    assert one_label_set(learned, rows) is None
+    precise = {**constant, "card": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 4}}  # on its 4 rows only
+    assert one_label_set(precise, rows) is None and one_label_set(constant, None) is None
+    said = model_learning_warning(value=0.24, metric="f1_micro", maximize=True, confusion=None,
+                                  label_names=list(constant), task="multi-label", per_class=constant, rows=rows)
+    assert said == ("this model predicts the same labels for every validation row ('card'): it did not learn to "
+                    "tell the rows apart")
+    (line,) = learning_advice(value=0.24, metric="f1_micro", maximize=True, confusion=None,
+                              label_names=list(constant), task="multi-label", per_class=constant, rows=rows)
+    assert line.startswith("learning: the best trial predicts the same labels for every validation row ('card')")
+    assert model_learning_warning(value=0.24, metric="f1_micro", maximize=True, confusion=None,
+                                  label_names=list(constant), task="multi-label", per_class=learned,
+                                  rows=rows) is None  # fmt: skip
