@@ -525,8 +525,10 @@ or `AutoModelForTokenClassification.from_pretrained(...)` with `AutoTokenizer.fr
 Entity types: {", ".join(report.get("entity_types") or meta["per_class"])}.
 Tags (IOB2): {", ".join(meta.get("label_names") or [])}.
 Trained and scored on each word's first sub-token, with sentences of at most {max_length} tokens (longer ones in
-windows): `aggregation_strategy="first"` reads each word's tag there too, as the validation scores did ("simple"
-would read every sub-token's and can split a word or an entity).
+windows of whole words, each read alone): `aggregation_strategy="first"` reads each word's tag there too, as the
+validation scores did ("simple" would read every sub-token's and can split a word or an entity). The pipeline reads
+a whole sentence at once, so on a sentence longer than {max_length} tokens its tags can differ from the validation
+scores (they agree where every sentence fits).
 
 ## Validation results (best epoch)
 
