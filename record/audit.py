@@ -84,7 +84,6 @@ def left_out_line(record: AuditRecord) -> str | None:
         return None
     unit = "word" if record.unit == "word" else "example"
     shown = ", ".join(f"{name!r} ({n} {unit}{'s' if n != 1 else ''})" for name, n in record.left_out.items())
-    fewest = min(record.left_out.values())
     n = len(record.left_out)
     if unit == "word":  # token classification: a tag in one training sentence
         return (f"left out {n} tag{'s' if n != 1 else ''} found in a single training sentence: {shown}; "
@@ -92,13 +91,28 @@ def left_out_line(record: AuditRecord) -> str | None:
                 f"{'it' if n == 1 else 'one of them'} (a fold that holds that sentence out has no other to learn "
                 "it from; a tag seen once is often misspelt: fix it, or add sentences with it)")
     what = "label" if record.class_name == "label" else "class"
-    more = (f"--folds {fewest} audits them too" if fewest >= 2 else
-            f"a {what} needs at least 2 examples for an out-of-fold check")  # fmt: skip
+    more = _what_would_audit(record.left_out, what)
     if what == "label":  # multi-label: a row's set keeps the label; only its annotation goes unchecked
         return _left_out_labels(record)
     return (f"left out {n} class{'es' if n != 1 else ''} with fewer training "
             f"examples than --folds {record.folds}: {shown}; their examples are not checked and no example is "
             f"suggested as one of them ({more})")
+
+
+def _what_would_audit(margins: Mapping[str, int], what: str, *, both_sides: bool = False) -> str:
+    """The --folds that audits the left-out ones with 2 examples or more, and that those with fewer need more (one
+    line said "needs at least 2 examples" of a label with 4 beside one with 1)."""
+    fixable = {k: v for k, v in margins.items() if v >= 2}
+    stuck = [k for k, v in margins.items() if v < 2]
+    parts = []
+    if fixable:
+        names = "them" if not stuck else ", ".join(repr(k) for k in fixable)
+        parts.append(f"--folds {min(fixable.values())} audits {names} too")
+    if stuck:
+        need = "2 examples with it and 2 without it" if both_sides else "2 examples"
+        named = "" if not fixable else f": {', '.join(repr(k) for k in stuck)}"
+        parts.append(f"a {what} needs at least {need} for an out-of-fold check{named}")
+    return "; ".join(parts)
 
 
 def _left_out_labels(record: AuditRecord) -> str:
@@ -116,10 +130,8 @@ def _left_out_labels(record: AuditRecord) -> str:
         shown = ", ".join(f"{name!r} (on {v} of {total})" for name, v in common.items())
         parts.append(f"{len(common)} label{'s' if len(common) != 1 else ''} on nearly every training example "
                      f"(fewer than --folds {folds} without {'it' if len(common) == 1 else 'them'}): {shown}")
-    margin = min(min(v, total - v) if total and k in common else v for k, v in record.left_out.items())
-    more = (f"--folds {margin} audits them too" if margin >= 2 else
-            "a label needs at least 2 examples with it and 2 without it for an out-of-fold check" if common else
-            "a label needs at least 2 examples for an out-of-fold check")  # fmt: skip
+    margins = {k: min(v, total - v) if total and k in common else v for k, v in record.left_out.items()}
+    more = _what_would_audit(margins, "label", both_sides=bool(common))
     them = "it" if n == 1 else "them"
     return (f"left out {'; and '.join(parts)}; whether a row should carry {them} is not checked, and no suggested set "
             f"adds or drops {them} ({more})")

@@ -497,3 +497,15 @@ def test_finetune_without_a_study_trains_inside_the_searched_space(tmp_path: Pat
     known = spec_defaults(spec, str(tiny_bert))  # a small encoder: its recipe's 1e-4 and batch 16, placed
     # the recipe's batch 16 lies as far from 8 as from 32 on a log scale: the first choice (the built-in 32 would not)
     assert known["learning_rate"] == pytest.approx(1.5e-4) and known["batch_size"] == 8 and known["epochs"] == 2
+
+
+def test_what_would_audit_a_left_out_class_is_said_for_each_kind() -> None:
+    """'a label needs at least 2 examples' was said of 'how_long' (4 examples) beside 'repeat' (1): the --folds that
+    audits the first, and the need of the second."""
+    from record.audit import left_out_line
+
+    mixed = replace(audit_record(), folds=5, class_name="label", examples=300, left_out={"repeat": 1, "how_long": 4})
+    assert (left_out_line(mixed) or "").endswith("(--folds 4 audits 'how_long' too; a label needs at least 2 examples "
+                                                 "for an out-of-fold check: 'repeat')")
+    classes = replace(audit_record(), folds=5, left_out={"LOC": 1})
+    assert (left_out_line(classes) or "").endswith("(a class needs at least 2 examples for an out-of-fold check)")
