@@ -32,7 +32,8 @@ from reports.advice import (
 )
 
 # The scores a best trial is summed up by (report, `sweep status`), whichever of them its task records.
-HEADLINE_METRICS = ("val_f1_binary", "val_accuracy", "val_f1_macro", "val_f1_micro", "val_f1_weighted",
+HEADLINE_METRICS = ("val_f1_binary", "val_accuracy", "val_f1_macro", "val_f1_micro", "val_precision_micro",
+                    "val_recall_micro", "val_f1_weighted",
                     "val_spearman", "val_pearson", "val_rmse", "val_mae", "val_mse", "val_loss")
 
 

@@ -794,3 +794,6 @@ def test_a_regressions_loss_is_named_once_as_mse() -> None:
     scores = {"val_spearman": 0.42, "val_rmse": 1.45, "val_mse": 2.1016, "val_loss": 2.1016}
     assert list(headline_metrics(scores)) == ["val_spearman", "val_rmse", "val_mse"]
     assert list(headline_metrics({"val_accuracy": 0.9, "val_loss": 0.3})) == ["val_accuracy", "val_loss"]
+    # entity precision and recall beside the F1s (NER's status showed only the F1s though both are objectives)
+    ner = {"val_f1_macro": 0.13, "val_f1_micro": 0.31, "val_precision_micro": 0.57, "val_recall_micro": 0.22}
+    assert list(headline_metrics(ner)) == ["val_f1_macro", "val_f1_micro", "val_precision_micro", "val_recall_micro"]
