@@ -61,6 +61,7 @@ from reports.trials import (
 )
 
 CONTOUR_PARAMS = ("learning_rate", "batch_size")
+VISIBLE_BLUES = [[0.0, "#9ecae1"], [0.5, "#4292c6"], [1.0, "#08306b"]]  # plotly's Blues without its white end
 MAX_ERROR_CHARS = 300
 # The per-trial section's title where a task's differs from "Best trial: per class".
 BEST_TRIAL_TITLES = {"regression": "Best trial: predicted vs true",
@@ -94,6 +95,24 @@ def _optuna_figure(make: Callable[[], go.Figure], title: str, height: int = HEIG
     fig.for_each_xaxis(lambda axis: axis.update(exponentformat="e") if axis.type == "log" else None)
     fig.for_each_yaxis(lambda axis: axis.update(exponentformat="e") if axis.type == "log" else None)
     return fig
+
+
+def _visible_lines(fig: go.Figure, maximize: bool) -> None:
+    """Optuna's parallel coordinates colour each trial's line on plotly's "Blues", whose worst end is white: the
+    worst trial vanished on the white page. The lines and the colour bar on VISIBLE_BLUES, the best trial darkest."""
+    from plotly.colors import sample_colorscale
+
+    lines = [t for t in fig.data if t.type == "scatter" and t.customdata is not None and len(t.customdata)]
+    values = [float(t.customdata[0][1]) for t in lines]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    for trace, value in zip(lines, values, strict=True):
+        share = 1.0 if high == low else (value - low) / (high - low)
+        trace.line.color = sample_colorscale(VISIBLE_BLUES, share if maximize else 1.0 - share)[0]
+    for trace in fig.data:
+        if trace.type == "scatter" and trace.marker is not None and trace.marker.colorscale is not None:
+            trace.marker.colorscale = VISIBLE_BLUES
 
 
 def _ticks_at_choices(fig: go.Figure, trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
@@ -263,10 +282,12 @@ def parameter_blocks(study: optuna.Study) -> list[Block]:
         why = "no completed trial" if not trials else "no searched hyperparameter"
         return [NoteBlock(f"Parameter plots need completed trials with searched hyperparameters; this study has {why}.",
                           missing=True)]
+    parallel = _optuna_figure(
+        lambda: optuna.visualization.plot_parallel_coordinate(study, params=names, target_name=target),
+        "Parallel coordinates")
+    _visible_lines(parallel, maximizes(study))
     blocks: list[Block] = [
-        FigureBlock("parallel-coordinate", _optuna_figure(
-            lambda: optuna.visualization.plot_parallel_coordinate(study, params=names, target_name=target),
-            "Parallel coordinates")),
+        FigureBlock("parallel-coordinate", parallel),
         FigureBlock("slice", _optuna_figure(
             lambda: optuna.visualization.plot_slice(study, params=names, target_name=target), "Slice plots")),
     ]

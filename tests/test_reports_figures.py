@@ -422,6 +422,10 @@ def test_parameter_figures_and_contour(rich: optuna.Study, rich_sections: list[S
     slice_axes = [a for a in (params.figures[1].figure.layout[k] for k in params.figures[1].figure.layout
                                                                if k.startswith("xaxis")) if a.type == "log"]
     assert slice_axes and all(a.exponentformat == "e" for a in slice_axes)
+    # the worst trial's line is not white on the white page (Optuna's "Blues" ends at rgb(247, 251, 255))
+    colours = {float(t.customdata[0][1]): t.line.color for t in params.figures[0].figure.data
+               if t.customdata is not None}  # fmt: skip
+    assert colours[0.65] == "rgb(158, 202, 225)" and colours[0.85] == "rgb(8, 48, 107)", colours
     lines = [t for t in params.figures[0].figure.data if t.customdata is not None]  # one polyline per trial
     assert len(lines) == 4
     axes = [row[0] for row in lines[0].customdata]
