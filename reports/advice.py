@@ -334,7 +334,7 @@ def budget_advice(
             f"budget: {completed} completed trial{'s' if completed != 1 else ''}{of_budget} for {len(names)} searched "
             f"parameter{'s' if len(names) != 1 else ''} ({', '.join(names)}): too few to tell which values work; aim "
             f"for at least {need} completed ({TRIALS_PER_PARAM} per searched parameter), e.g. sweep run SPEC "
-            f"--n-trials {raise_to}{spec_less}{past_start}, or fix some parameters at one value"
+            f"--n-trials {raise_to}{past_start}{spec_less}, or fix some parameters at one value"
         )
     if random_only:
         lines.append(

@@ -193,6 +193,9 @@ def test_budget_within_a_model_based_samplers_random_start() -> None:
     assert both[0].endswith("--n-trials 20 (it also takes tpe past its random start), or fix some parameters at one "
                             "value")  # a user read 20 as what 4 completed trials need
     assert both[1].endswith("--n-trials 20")
+    # the reason for 20 comes right after it, before the spec-less command (a user read 20 as what 4 need)
+    named = budget_advice(SPACE, completed=3, finished=6, budget=6, sampler="tpe", study="s")
+    assert "--n-trials 20 (it also takes tpe past its random start) (or sweep resume s --n-trials 20" in named[0]
     assert budget_advice(SPACE, completed=9, finished=10, budget=10, sampler="qmc") == []
 
 
