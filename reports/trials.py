@@ -40,7 +40,12 @@ HEADLINE_METRICS = ("val_f1_binary", "val_accuracy", "val_f1_macro", "val_f1_mic
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The headline scores a trial recorded, in order; a regression's loss is its MSE, named once as `mse` (the card's
     name), not a second time as `loss`."""
-    return {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and not (k == "val_loss" and "val_mse" in metrics)}
+    return {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and not (k == "val_loss" and "val_mse" in metrics)
+            and not (k in SAME_AS_ACCURACY and "val_accuracy" in metrics)}
+
+
+# One label per row: micro precision and recall are the accuracy again (said once)
+SAME_AS_ACCURACY = ("val_precision_micro", "val_recall_micro")
 
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",

@@ -14,7 +14,7 @@ from rich.text import Text
 from record import TrialRecord, best_trial, maximizes, read_study, read_trial, reported_value, trial_seconds
 from reports.blocks import format_value
 from reports.seeds import SEED_COLUMNS, collect_seed_ranking, seed_rows, winner_line
-from reports.trials import HEADLINE_METRICS, describe_time_split, study_advice, time_split
+from reports.trials import describe_time_split, headline_metrics, study_advice, time_split
 from sweep.artifacts import describe
 from sweep.checkpoints import disk_usage, is_kept
 
@@ -193,7 +193,7 @@ def best_summary(study: optuna.Study) -> Group | Text:
     if (trainer := _trainer_line(read_study(study).spec)) is not None:
         lines.append(Text(trainer))
     metrics = record.metrics
-    headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics and k != "val_loss"}
+    headline = {k: v for k, v in headline_metrics(metrics).items() if k != "val_loss"}
     if headline:
         lines.append(Text("metrics: " + ", ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in headline.items())))
     if (threshold := threshold_line(record.threshold, record.label_thresholds, metrics)) is not None:

@@ -801,3 +801,5 @@ def test_a_regressions_loss_is_named_once_as_mse() -> None:
     # entity precision and recall beside the F1s (NER's status showed only the F1s though both are objectives)
     ner = {"val_f1_macro": 0.13, "val_f1_micro": 0.31, "val_precision_micro": 0.57, "val_recall_micro": 0.22}
     assert list(headline_metrics(ner)) == ["val_f1_macro", "val_f1_micro", "val_precision_micro", "val_recall_micro"]
+    # one label per row: they are the accuracy again, said once
+    assert list(headline_metrics({**ner, "val_accuracy": 0.31})) == ["val_accuracy", "val_f1_macro", "val_f1_micro"]
