@@ -58,9 +58,9 @@ SECRET_KEYS = r"(?:ssl)?password|passwd|pwd|secret|token|api_?key|access_token"
 _QUERY_SECRET = re.compile(r"([?&;](?:" + SECRET_KEYS + r")=)([^&#;\s'\"]*)", re.IGNORECASE)
 # A URL's user:password@ (with a scheme or a bare //): the password runs to the authority's LAST @, so one holding an
 # unescaped @ (`u:pa@ss@host`) is masked whole, not shown from its @ on
-_USERINFO = re.compile(r"(//[^:/?#@\s]*:)[^/?#\s]*@")
+_USERINFO = re.compile(r"(//[^:/?#@\s]*:)([^/?#\s]*)@")
 # user:password@host with no scheme at all (a URL missing its `postgresql://`)
-_BARE_USERINFO = re.compile(r"^([\w.%+-]+:)[^/?#\s]*@")
+_BARE_USERINFO = re.compile(r"^([\w.%+-]+:)([^/?#\s]*)@")
 
 
 def _secrets_of(url: str) -> set[str]:
@@ -69,9 +69,9 @@ def _secrets_of(url: str) -> set[str]:
     from urllib.parse import unquote
 
     found: set[str] = set()
-    userinfo = re.search(r"//[^:/?#@\s]*:([^/?#\s]*)@", url) or re.match(r"^[\w.%+-]+:([^/?#\s]*)@", url)
+    userinfo = _USERINFO.search(url) or _BARE_USERINFO.match(url)
     if userinfo:
-        found.add(userinfo.group(1))
+        found.add(userinfo.group(2))
     found.update(m.group(2) for m in _QUERY_SECRET.finditer(url))
     try:
         parsed = make_url(url)
