@@ -31,6 +31,10 @@ ROW_INDEX = "row"
 NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 # Where each family of configs keeps the dropout in front of its classification head.
 CLASSIFIER_DROPOUT_ATTRIBUTES = ("classifier_dropout", "seq_classif_dropout")
+# How a sequence head reads the encoder's token states: `cls`, the architecture's own head (transformers'
+# *ForSequenceClassification: the first token, through BERT's pooler where it has one); `mean`, their mean over the
+# attention mask, as sentence-transformers encoders were trained to be read (`models.modeling_mean_pooling`).
+POOLINGS = ("cls", "mean")
 
 
 def parameter_groups(
@@ -147,15 +151,24 @@ def load_pretrained_classifier(
     *,
     auto_class: Any = AutoModelForSequenceClassification,
     dropout_attributes: Sequence[str] = CLASSIFIER_DROPOUT_ATTRIBUTES,
+    pooling: str = "cls",
 ) -> PreTrainedModel:
     """Load a pretrained encoder plus its architecture's head of `auto_class` (sequence classification by default;
     new weights), with id2label / label2id from `label_names`.
 
     `dropout`, when given, becomes the config's head dropout (the first of `dropout_attributes` the config has); an
-    encoder whose config has no such setting raises ValueError rather than silently ignoring it.
+    encoder whose config has no such setting raises ValueError rather than silently ignoring it. `pooling` (one of
+    POOLINGS): `cls`, the architecture's own head; `mean`, a linear layer over the mean of the token states
+    (`models.modeling_mean_pooling`, sequence classification only).
     """
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if pooling == "mean":
+        if auto_class is not AutoModelForSequenceClassification:
+            raise ValueError("pooling: mean makes one prediction per text, for sequence classification only")
+        return load_mean_pooling_classifier(encoder_name_or_path, id2label, label2id, dropout)
     with quiet_transformers():
         config = AutoConfig.from_pretrained(
             encoder_name_or_path, num_labels=len(label_names), id2label=id2label, label2id=label2id
@@ -172,6 +185,39 @@ def load_pretrained_classifier(
             encoder_name_or_path, config=config, output_loading_info=True
         )
     _report_loading(model, info, encoder_name_or_path)
+    return model
+
+
+def load_mean_pooling_classifier(
+    encoder_name_or_path: str, id2label: dict[int, str], label2id: dict[str, int], dropout: float | None
+) -> PreTrainedModel:
+    """The pretrained encoder (without its pooler) under a new linear layer over the mean of its token states."""
+    from transformers import AutoModel
+
+    from models.modeling_mean_pooling import (
+        MeanPoolingConfig,
+        MeanPoolingForSequenceClassification,
+        without_pooler,
+    )
+
+    with quiet_transformers():
+        encoder_config = AutoConfig.from_pretrained(encoder_name_or_path)
+        config = MeanPoolingConfig(
+            encoder_config=encoder_config.to_dict(), classifier_dropout=dropout, num_labels=len(id2label),
+            id2label=id2label, label2id=label2id,
+        )  # fmt: skip
+        model = MeanPoolingForSequenceClassification(config)
+        encoder, info = AutoModel.from_pretrained(
+            encoder_name_or_path, config=encoder_config, output_loading_info=True, **without_pooler(encoder_config)
+        )
+    model.encoder = encoder
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        logger.warning("%s: %d encoder weights are not in the checkpoint and start random: %s",
+                       encoder_name_or_path, len(missing), ", ".join(missing))  # fmt: skip
+    for kind in ("mismatched_keys", "error_msgs"):
+        if info.get(kind):
+            logger.warning("%s: %s while loading: %s", encoder_name_or_path, kind, info[kind])
     return model
 
 
@@ -285,6 +331,7 @@ class SequenceClassifier(EncoderHead):
         dropout: float | None = None,
         lr_schedule: str = "linear",
         positive_label: str | None = None,
+        pooling: str = "cls",
     ) -> None:
         super().__init__()
         _check_arguments(
@@ -301,7 +348,7 @@ class SequenceClassifier(EncoderHead):
         self.warmup_ratio = warmup_ratio
         self.lr_schedule = lr_schedule
         self.label_smoothing = label_smoothing
-        self.model = load_pretrained_classifier(encoder_name_or_path, self.label_names, dropout)
+        self.model = load_pretrained_classifier(encoder_name_or_path, self.label_names, dropout, pooling=pooling)
         # from_pretrained returns the model in eval mode, and Lightning (>= 2.2) keeps each submodule's
         # mode when fit starts: without this, dropout would stay off for the whole training run.
         self.model.train()

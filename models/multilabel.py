@@ -63,6 +63,7 @@ class MultiLabelClassifier(SequenceClassifier):
         average: str = "micro",
         threshold_mode: str = "global",
         label_priors: list[float] | None = None,
+        pooling: str = "cls",
     ) -> None:
         problems = []
         if average not in AVERAGES:
@@ -84,6 +85,7 @@ class MultiLabelClassifier(SequenceClassifier):
             label_smoothing=label_smoothing,
             dropout=dropout,
             lr_schedule=lr_schedule,
+            pooling=pooling,
         )
         self.save_hyperparameters()
         self.average = average

@@ -26,7 +26,8 @@ def output_layer(model: nn.Module) -> nn.Linear:
 
 
 def load_pretrained_regressor(
-    encoder_name_or_path: str, label_name: str, dropout: float | None = None, score_mean: float = 0.0
+    encoder_name_or_path: str, label_name: str, dropout: float | None = None, score_mean: float = 0.0,
+    pooling: str = "cls",
 ) -> PreTrainedModel:
     """A pretrained encoder plus its architecture's sequence-classification head with one output, marked
     `problem_type: regression`: its saved config makes `pipeline("text-classification")` return the raw score
@@ -36,7 +37,7 @@ def load_pretrained_regressor(
     moves a bias by about the learning rate per step, so from 0 it would spend the whole run (and the encoder's
     gradients) reaching scores such as STS-B's mean 2.7 before it learns which pairs score higher.
     """
-    model = load_pretrained_classifier(encoder_name_or_path, [label_name], dropout)
+    model = load_pretrained_classifier(encoder_name_or_path, [label_name], dropout, pooling=pooling)
     model.config.problem_type = "regression"
     layer = output_layer(model)
     if layer.bias is not None:
@@ -68,6 +69,7 @@ class SequenceRegressor(EncoderHead):
         dropout: float | None = None,
         score_mean: float = 0.0,
         lr_schedule: str = "linear",
+        pooling: str = "cls",
     ) -> None:
         super().__init__()
         problems = [] if len(label_names) == 1 else [f"label_names: one score name is needed, got {list(label_names)}"]
@@ -82,7 +84,9 @@ class SequenceRegressor(EncoderHead):
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.lr_schedule = lr_schedule
-        self.model = load_pretrained_regressor(encoder_name_or_path, self.label_names[0], dropout, score_mean)
+        self.model = load_pretrained_regressor(
+            encoder_name_or_path, self.label_names[0], dropout, score_mean, pooling=pooling
+        )
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodules' modes (dropout on)
         self._inputs = frozenset(inspect.signature(self.model.forward).parameters) - {"labels"}
         self.history: list[dict[str, Any]] = []

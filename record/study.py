@@ -39,6 +39,7 @@ _S_PRIORITY = "priority"
 _S_SUBMITTED_AT = "submitted_at"
 _S_FAILURE = "failure"
 _S_ARTIFACT_STORE = "artifact_store"
+_S_POOLING = "pooling"
 # What the study keeps about its artifact store: where, never how to log in (credentials live in the environment).
 ARTIFACT_STORE_KEYS = ("store", "path", "bucket", "prefix", "endpoint_url")
 DEFAULT_TASK = "text-classification"  # stores written before `task` existed hold classification studies
@@ -68,6 +69,14 @@ class StudyRecord:
     failure: str | None = None  # why its workers gave up on it (three trials in a row failed); cleared on resume
     # Where trials' checkpoint artifacts go (store, path, bucket, prefix, endpoint_url); None: checkpoint folders.
     artifact_store: dict[str, str] | None = None
+    # model.pooling as the study trains it (`cls` or `mean`; `auto` resolved for its encoder when it was made); None:
+    # made before the setting existed, when every head was the architecture's own (`pooling_as_trained` says cls)
+    pooling: str | None = None
+
+    @property
+    def pooling_as_trained(self) -> str:
+        """How the study's sequence heads read the token states: `cls` for studies made before pooling was recorded."""
+        return self.pooling or "cls"
 
     @property
     def created_by_sweep(self) -> bool:
@@ -147,6 +156,7 @@ def study_from_attrs(attrs: Mapping[str, Any]) -> StudyRecord:
         submitted_at=_opt_float(attrs.get(_S_SUBMITTED_AT)),
         failure=_opt_str(attrs.get(_S_FAILURE)),
         artifact_store=_artifact_store(attrs.get(_S_ARTIFACT_STORE)),
+        pooling=_opt_str(attrs.get(_S_POOLING)),
     )
 
 
@@ -195,6 +205,8 @@ def write_study(set_attr: Setter, record: StudyRecord) -> None:
         set_attr(_S_SUBMITTED_AT, float(record.submitted_at))
     if record.artifact_store is not None:
         write_artifact_store(set_attr, record.artifact_store)
+    if record.pooling is not None:
+        set_attr(_S_POOLING, record.pooling)
 
 
 def write_artifact_store(set_attr: Setter, settings: Mapping[str, Any]) -> None:

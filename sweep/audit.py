@@ -212,9 +212,10 @@ def embedding_probabilities(
 
 def finetune_probabilities(
     data: PreparedData, task: AuditTask, labels: Any, spec: Spec, encoder: str, hp: dict[str, Any], *,
-    splits: Splits, seed: int, console: Console,
+    splits: Splits, seed: int, console: Console, pooling: str | None = None,
 ) -> Any:  # fmt: skip
-    """Out-of-fold predictions of the encoder fine-tuned on each fold's other folds (the study's training code).
+    """Out-of-fold predictions of the encoder fine-tuned on each fold's other folds (the study's training code), with
+    the study's head (`pooling`; None: as a new study of the spec would train, resolved here).
 
     Each fold of `splits` trains with `hp` (seed `seed` + fold), keeps the weights of its best epoch on the study's
     validation split (as a trial does), and predicts its held-out fold with them. A row in no fold (a class left
@@ -224,11 +225,14 @@ def finetune_probabilities(
     import torch
 
     from sweep.best_weights import BestWeights
+    from sweep.encoders import resolve_pooling
     from sweep.objective import TrialSettings, train_trial
     from sweep.runner import balanced_class_weights
     from sweep.space import Hyperparameters
     from sweep.taskspec import MINIMIZED
 
+    if pooling is None:
+        pooling = "cls" if spec.task == "token-classification" else resolve_pooling(spec.model.pooling, encoder)[0]
     values: dict[str, Any] = {k: (int(v) if k in ("batch_size", "epochs") else float(v)) for k, v in hp.items()
                               if k in DEFAULTS}  # fmt: skip
     params = Hyperparameters(**values)
@@ -260,7 +264,7 @@ def finetune_probabilities(
                 gradient_clip_val=spec.trainer.gradient_clip_val,
                 accumulate_grad_batches=spec.trainer.accumulate_grad_batches, lr_schedule=spec.trainer.lr_schedule,
                 early_stopping_patience=spec.trainer.early_stopping_patience,
-                positive_label=spec.objective.positive_label,
+                positive_label=spec.objective.positive_label, pooling=pooling,
             )  # fmt: skip
             steps = params.epochs * -(-len(train_idx) // params.batch_size)
             step_bar = progress.add_task(f"fold {k + 1}/{folds}", total=steps)
@@ -478,8 +482,10 @@ def run_audit(
         hyperparameters, source = finetune_hyperparameters(spec, study, encoder)
         shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hyperparameters.items())
         console.print(f"[dim]audit:[/] fine-tuning each fold with {source}: {shown}", highlight=False)
+        pooling = existing.pooling_as_trained if existing is not None else None  # the study's head, if any
         components["finetune"] = finetune_probabilities(data, task, labels, spec, encoder, hyperparameters,
-                                                         splits=splits, seed=seed, console=console)  # fmt: skip
+                                                         splits=splits, seed=seed, console=console,
+                                                         pooling=pooling)  # fmt: skip
         if columns_kept is not None:  # the model predicts every label; the audit judges the kept ones
             components["finetune"] = np.asarray(components["finetune"])[:, columns_kept]
     probs = (mean_predictions(components["embeddings"], components["finetune"]) if method == "ensemble"

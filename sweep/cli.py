@@ -388,7 +388,8 @@ def export(
         highlight=False,
     )
     hint = load_hint(record.task, bool(record.data_report.get("text_pair")), path, record.data_report.get("max_length"),
-                     per_label=bool(read_trial(chosen).label_thresholds))  # fmt: skip
+                     per_label=bool(read_trial(chosen).label_thresholds),
+                     remote_code=record.pooling_as_trained == "mean")  # fmt: skip
     out.print(f"load it with: {hint}", highlight=False, soft_wrap=True)  # code to copy: never cut into lines
     import json
 

@@ -71,11 +71,7 @@ def hub_problem(name: str) -> str | None:
     cannot be reached (transformers retried for about a minute, printing each retry, then failed after the data was
     tokenized) or HF_HUB_OFFLINE is set; None where it may load (cached, or the Hub answers, or a proxy is set,
     which a direct probe cannot judge)."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
     try:
         if isinstance(try_to_load_from_cache(name, "config.json"), str):
@@ -84,8 +80,22 @@ def hub_problem(name: str) -> str | None:
         return None
     fix = ("give a local folder (one saved with save_pretrained), or download the model where the Hub can be reached "
            "(the Hugging Face cache, HF_HOME, then serves it)")
+    unreachable = hub_unreachable()
+    return None if unreachable is None else (
+        f"{name!r} is no local folder and not in the Hugging Face cache, and {unreachable}: {fix}")
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot answer from here (HF_HUB_OFFLINE, or one connection refused within
+    HUB_PROBE_SECONDS), or None where it may (it answered, or a proxy is set, which a direct probe cannot judge)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
     if constants.HF_HUB_OFFLINE:
-        return f"{name!r} is no local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE is set: {fix}"
+        return "HF_HUB_OFFLINE is set"
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None
     endpoint = urlparse(constants.ENDPOINT)
@@ -94,8 +104,7 @@ def hub_problem(name: str) -> str | None:
         socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        return (f"{name!r} is no local folder and not in the Hugging Face cache, and the Hub ({constants.ENDPOINT}) "
-                f"cannot be reached from here ({reason}): {fix}")
+        return f"the Hub ({constants.ENDPOINT}) cannot be reached from here ({reason})"
     return None
 
 
@@ -165,3 +174,80 @@ def _folder_problem(path: Path) -> str | None:
             f"not a whole model folder ({save})"
         )
     return None
+
+
+# sentence-transformers' files: modules.json lists its modules (a Pooling one among them), each folder a config.json
+_ST_MODULES = "modules.json"
+
+
+def _encoder_file(encoder: str, name: str) -> Path | None:
+    """A file of the encoder: in its folder, or a hub model's in the local cache, fetched only where the Hub answers
+    (one probe, as `hub_problem`: transformers' own download retries for a while where it does not); None where it
+    has none."""
+    folder = Path(encoder)
+    if folder.is_dir():
+        path = folder / name
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(encoder, name)
+    except Exception:  # a name the cache cannot hold: no such file
+        return None
+    if isinstance(cached, str):
+        return Path(cached)
+    if cached is not None or hub_unreachable() is not None:  # known to be absent, or nowhere to ask
+        return None
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(encoder, name, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)  # fmt: skip
+    except (OSError, ValueError):
+        return None
+    return Path(found) if found else None
+
+
+def sentence_pooling(encoder: str) -> str | None:
+    """How sentence-transformers pools this encoder's token states (`mean`, `cls`, `max`, ...), from its
+    modules.json and the Pooling module's config (the `pooling_mode_*_tokens` switches of sentence-transformers up
+    to 5, or `pooling_mode` of later ones); None for an encoder sentence-transformers did not save."""
+    modules_file = _encoder_file(encoder, _ST_MODULES)
+    if modules_file is None:
+        return None
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        folder = next(m.get("path", "") for m in modules if str(m.get("type", "")).endswith(".Pooling"))
+    except (OSError, ValueError, AttributeError, TypeError, StopIteration):
+        return None
+    config_file = _encoder_file(encoder, f"{folder}/config.json" if folder else "config.json")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    named = config.get("pooling_mode")
+    if isinstance(named, str):
+        modes = [named]
+    elif isinstance(named, list) and all(isinstance(m, str) for m in named):
+        modes = list(named)
+    else:
+        modes = [key.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+                 for key, on in config.items() if key.startswith("pooling_mode_") and on is True]  # fmt: skip
+    modes = [m.removesuffix("_tokens").removesuffix("_token") for m in modes]
+    return modes[0] if len(modes) == 1 else ("+".join(sorted(modes)) or None)
+
+
+def resolve_pooling(setting: str, encoder: str) -> tuple[str, str]:
+    """model.pooling as a study trains it (`cls` or `mean`), and why, for the run's output. `auto` is `mean` for an
+    encoder sentence-transformers saved with mean pooling (all-MiniLM-L6-v2, all-mpnet-base-v2, ...), `cls` (the
+    architecture's own head) for any other."""
+    if setting != "auto":
+        return setting, "model.pooling"
+    pooled = sentence_pooling(encoder)
+    if pooled == "mean":
+        return "mean", "the encoder's sentence-transformers pooling"
+    if pooled is not None:
+        return "cls", f"the encoder's sentence-transformers pooling is {pooled}, not mean; the architecture's own head"
+    return "cls", "the architecture's own head"

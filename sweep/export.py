@@ -149,6 +149,8 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "confusion_matrix": record.confusion_matrix,
         "label_names": study_record.label_names,
         "encoder": study_record.encoder,
+        # how the head reads the token states; mean: the folder's own modeling file (trust_remote_code=True)
+        "pooling": study_record.pooling_as_trained,
         "max_length": spec.get("model", {}).get("max_length"),
         "data_fingerprint": study_record.data_fingerprint,
         "data_report": study_record.data_report,
@@ -164,6 +166,8 @@ def metadata(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     seeds = _seed_check(study, record.configuration)
     if seeds is not None:
         meta["seed_check"] = seeds
+    if study_record.task == "token-classification":  # each token is tagged from its own state: no pooling
+        meta.pop("pooling")
     if study_record.task == "regression":  # one score, no classes: no per-class scores, confusions or class weights
         for key in ("per_class", "confusion_matrix", "class_weights"):
             meta.pop(key)
@@ -289,24 +293,27 @@ def selected_spread(chosen: dict[str, Any]) -> str:
 
 
 def load_hint(
-    task: str | None, text_pair: bool, path: Path | str, max_length: int | None = None, *, per_label: bool = False
+    task: str | None, text_pair: bool, path: Path | str, max_length: int | None = None, *, per_label: bool = False,
+    remote_code: bool = False,
 ) -> str:
     """The one line `sweep export` ends with: how to load this task's export (its model card says more), and how
     to call it as the study scored it: cut at `max_length` tokens (a longer text overflows the model otherwise);
-    `per_label`: a multi-label export with one threshold per label."""
+    `per_label`: a multi-label export with one threshold per label; `remote_code`: a head of its own (mean pooling),
+    whose code in the folder transformers runs only when trusted."""
     if task == "token-classification":
         return f'transformers.pipeline("token-classification", model="{path}", aggregation_strategy="first")'
+    model = f'model="{path}"' + (", trust_remote_code=True" if remote_code else "")
     call = ' on {"text": ..., "text_pair": ...}' if text_pair else ""
     cut = f", called with truncation=True, max_length={max_length} (as the study scored)" if max_length else ""
     if task == "multi-label":
-        return (f'transformers.pipeline("text-classification", model="{path}", top_k=None) on a list of texts{cut}, '
+        return (f'transformers.pipeline("text-classification", {model}, top_k=None) on a list of texts{cut}, '
                 f"then keep the labels scoring at or above "
                 + (f"their own threshold in {METADATA_FILE}'s label_thresholds (one per label; its global threshold "
                    "is not what the study scored)" if per_label else f"the threshold in {METADATA_FILE}")
                 + " (its README.md shows how)")
     if task == "regression":
-        return f'transformers.pipeline("text-classification", model="{path}", function_to_apply="none"){call}{cut}'
-    return f'transformers.pipeline("text-classification", model="{path}"){call}{cut}'
+        return f'transformers.pipeline("text-classification", {model}, function_to_apply="none"){call}{cut}'
+    return f'transformers.pipeline("text-classification", {model}){call}{cut}'
 
 
 def multilabel_use(meta: dict[str, Any]) -> str:
@@ -372,10 +379,29 @@ def _selection_note(meta: dict[str, Any]) -> str:
             f"({selected_spread(chosen)} over {len(chosen['runs'])} seeds); this is its best run.")
 
 
+MEAN_POOLING_NOTE = """The head reads the **mean of the encoder's token states** (mean pooling, as sentence-transformers
+trained this encoder to be read), not the first token as transformers' own classification heads do. Its code is
+`modeling_mean_pooling.py` in this folder (torch and transformers only, no sweep needed), which transformers runs
+only when asked to: pass `trust_remote_code=True`, as below. Without it, transformers asks whether to run it (in a
+terminal) or refuses with its own error; it never falls back to a head with random weights.
+"""
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """README.md for the exported folder: data, encoder, hyperparameters, metrics, provenance, how to load."""
     if meta.get("task") == "token-classification":
         return token_model_card(meta)
+    card = _sequence_model_card(meta)
+    if meta.get("pooling") != "mean":
+        return card
+    # the folder's own head: every way of loading it shown with the flag that lets transformers run its code
+    card = card.replace('model="path/to/this/folder"', 'model="path/to/this/folder", trust_remote_code=True')
+    card = card.replace("`AutoModelForSequenceClassification.from_pretrained(...)`",
+                        "`AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True)`")
+    return card.replace("\n## Use\n\n", f"\n## Use\n\n{MEAN_POOLING_NOTE}\n", 1)
+
+
+def _sequence_model_card(meta: dict[str, Any]) -> str:
     report = meta.get("data_report") or {}
     metric = meta["metric"]
     overall = meta["validation_metrics"]

@@ -130,7 +130,8 @@ def _work_on(joined: Joined, url: str, console: Console, *, wait: bool, named: b
     with sqlite_writer_lock(url):
         open_study(study, url, spec.search.n_trials, console, f"worker {worker_id()} joined study "
                    f"[bold]{study.study_name}[/] in {safe_url(url)}")  # fmt: skip
-        settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)
+        settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root,
+                                  pooling=joined.record.pooling_as_trained)
         return work(study, spec, joined.data, settings, console, url, wait=wait,
                     label=study.study_name if named else None)  # fmt: skip
 

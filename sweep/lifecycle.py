@@ -260,9 +260,11 @@ def create_or_resume(
     checkpoint_root: Path,
     base: Path | None = None,
     warm: WarmStart | None = None,
+    pooling: str | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study with its record, or load it if the same spec made it before on the same data. A new study
-    queues `warm` (search.warm_start) as its first trial."""
+    queues `warm` (search.warm_start) as its first trial, and records `pooling` (model.pooling resolved for its
+    encoder; None: not recorded, trained as cls)."""
     sampler, pruner = make_sampler(spec.search), make_pruner(spec.search)
     if spec.name in study_names(storage):
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
@@ -294,6 +296,7 @@ def create_or_resume(
         task=spec.task,
         submitted_at=time.time(),
         artifact_store=artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts.uses_artifacts else None,
+        pooling=pooling,
     )
     write_study(study.set_user_attr, record)
     with warnings.catch_warnings():  # Optuna's own tools (optuna-dashboard, `optuna` CLI) then name the objective

@@ -73,6 +73,7 @@ class TrialSettings:
     lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
     early_stopping_patience: int | None = None  # trainer.early_stopping_patience: evaluations without improvement
     positive_label: str | None = None  # objective.positive_label: the class whose F1 is f1_binary
+    pooling: str = "cls"  # model.pooling as the study resolved it (record.StudyRecord.pooling)
 
 
 def cpu_has_bf16() -> bool:
@@ -140,7 +141,8 @@ def train_trial(
     head = Head(settings.encoder, list(data.label_names), hp, settings.class_weights,
                 score_mean=_score_mean(data), metric=settings.metric, threshold=settings.threshold,
                 label_priors=_label_priors(data), validation_groups=validation_groups(data),
-                lr_schedule=settings.lr_schedule, positive_label=settings.positive_label)  # fmt: skip
+                lr_schedule=settings.lr_schedule, positive_label=settings.positive_label,
+                pooling=settings.pooling)  # fmt: skip
     module = build_module(settings.task, head)
     t2 = time.perf_counter()
     timing = TimingCallback()

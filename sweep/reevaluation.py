@@ -163,6 +163,7 @@ def reevaluate_study(
             console.print(line, highlight=False)
         console.print(f"queued {len(plan.new)} re-evaluation run{'s' if len(plan.new) != 1 else ''}; the study's "
                       f"budget is {target} finished trials", highlight=False)
-        settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root)
+        settings = trial_settings(spec, joined.data, joined.encoder, joined.checkpoint_root,
+                                  pooling=joined.record.pooling_as_trained)
         loop = work(study, spec, joined.data, settings, console, url)
     return finished_run(study, url, True, started, loop), plan

@@ -27,7 +27,7 @@ from reports.trials import search_trials
 from sweep.artifacts import artifact_settings, open_store
 from sweep.checkpoints import prune_checkpoints, save_tokenizer_once
 from sweep.dataspec import TOKEN_TASK, shown_source, tagged_columns
-from sweep.encoders import resolve_encoder
+from sweep.encoders import resolve_encoder, resolve_pooling
 from sweep.errors import StudyIsStopped, SweepError, beside_the_spec, folder_blocked
 from sweep.lifecycle import (
     check_same_spec,
@@ -264,8 +264,11 @@ def prepare_tagged(
     )  # fmt: skip
 
 
-def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path) -> TrialSettings:
-    """What every trial of this worker shares, from the spec and the study's checkpoint folder."""
+def trial_settings(
+    spec: Spec, data: PreparedData, encoder: str, checkpoint_root: Path, *, pooling: str
+) -> TrialSettings:
+    """What every trial of this worker shares, from the spec, the study's checkpoint folder (here) and the pooling
+    its record says it trains with (`StudyRecord.pooling_as_trained`)."""
     keep = spec.search.keep_checkpoints
     artifacts = artifact_settings(spec.artifacts, checkpoint_root) if spec.artifacts.uses_artifacts and keep else None
     if artifacts is not None:
@@ -296,7 +299,18 @@ def trial_settings(spec: Spec, data: PreparedData, encoder: str, checkpoint_root
         threshold=spec.model.threshold,
         artifacts=artifacts,
         positive_label=spec.objective.positive_label,
+        pooling=pooling,
     )
+
+
+def pooling_line(pooling: str | None, why: str) -> str | None:
+    """What a new study's sequence heads read, where it is not simply the architecture's own head."""
+    if pooling == "mean":
+        return (f"pooling: mean of the token states ({why}); exported models load with trust_remote_code=True "
+                "(model.pooling: cls for the architecture's own head)")  # fmt: skip
+    if pooling == "cls" and why not in ("model.pooling", "the architecture's own head"):
+        return f"pooling: cls ({why})"
+    return None
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -476,8 +490,11 @@ def run_study(
     with sqlite_writer_lock(url):
         storage = open_storage(url, heartbeat=heartbeat_of(spec))
         warm, warm_note = planned_warm_start(spec, encoder) if existing is None else (None, None)
+        # what a new study records (a resumed one trains what it recorded); token tasks tag tokens and pool nothing
+        pooling, pooling_why = (resolve_pooling(spec.model.pooling, encoder) if existing is None
+                                and spec.task != TOKEN_TASK else (None, ""))  # fmt: skip
         study, resumed = create_or_resume(
-            storage, spec, data, url, default_checkpoint_root(spec, base, url), base, warm=warm
+            storage, spec, data, url, default_checkpoint_root(spec, base, url), base, warm=warm, pooling=pooling
         )  # fmt: skip
         # n_trials counts the search's trials; re-evaluation runs (`sweep reevaluate`) come on top of them.
         extra = reevaluation_runs(study.get_trials(deepcopy=False))
@@ -511,6 +528,8 @@ def run_study(
         )  # fmt: skip
         if warm_note is not None and not resumed:
             console.print(warm_note, highlight=False)
+        if not resumed and (line := pooling_line(pooling, pooling_why)) is not None:
+            console.print(line, highlight=False)
         if not resumed and total > 1 and not searched(spec.search.space):
             console.print(f"note: {nothing_searched_line(total)}", highlight=False)
         if (settings_line := trainer_settings_line(spec)) is not None:
@@ -538,7 +557,9 @@ def run_study(
             return _run_ray_workers(study, spec, Path(spec_path), url, workers, ray_address, console, resumed, started)
         if workers > 1:
             return _run_local_workers(study, spec, Path(spec_path), url, workers, console, resumed, started)
-        settings = trial_settings(spec, data, encoder, Path(read_record(study).checkpoint_dir or "checkpoints"))
+        record = read_record(study)
+        settings = trial_settings(spec, data, encoder, Path(record.checkpoint_dir or "checkpoints"),
+                                  pooling=record.pooling_as_trained)  # fmt: skip
         loop = work(study, spec, data, settings, console, url)
     return finished_run(study, url, resumed, started, loop)
 

@@ -156,13 +156,21 @@ class ModelSpec(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     # task: multi-label: one decision threshold for all labels, or one per label (both tuned on validation).
     threshold: Literal["global", "per-label"] = "global"
+    # How a head making one prediction per text reads the encoder's token states: `mean` over them (what a
+    # sentence-transformers encoder such as the default minilm was trained for), `cls` (the architecture's own head,
+    # on the first token), `auto`: the encoder's own sentence-transformers pooling where it has one (mean), else cls.
+    # A study records what `auto` became (sweep.pooling); token-classification tags each token and reads none.
+    pooling: Literal["auto", "cls", "mean"] = "auto"
 
     @model_serializer(mode="wrap")
-    def _leave_out_default_threshold(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # `threshold` came after studies were stored: the default is left out, so their spec and fingerprint stay.
+    def _leave_out_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `threshold` and `pooling` came after studies were stored: their defaults are left out, so the spec and
+        # fingerprint of those studies stay.
         body: dict[str, Any] = handler(self)
         if body.get("threshold") == "global":
             del body["threshold"]
+        if body.get("pooling") == "auto":
+            del body["pooling"]
         return body
 
 

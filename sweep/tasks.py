@@ -49,6 +49,7 @@ class Head:
     validation_groups: list[int] | None = None
     lr_schedule: str = "linear"  # trainer.lr_schedule: the learning rate after the warm-up
     positive_label: str | None = None  # objective.positive_label: the class whose F1 is f1_binary
+    pooling: str = "cls"  # model.pooling as the study resolved it: how a sequence head reads the token states
 
 
 def validation_groups(data: PreparedData) -> list[int] | None:
@@ -87,12 +88,12 @@ def _common(head: Head) -> dict[str, Any]:
 def _sequence_classifier(head: Head) -> pl.LightningModule:
     return SequenceClassifier(
         **_common(head), label_smoothing=head.hp.label_smoothing, class_weights=head.class_weights,
-        positive_label=head.positive_label,
+        positive_label=head.positive_label, pooling=head.pooling,
     )
 
 
 def _sequence_regressor(head: Head) -> pl.LightningModule:
-    return SequenceRegressor(**_common(head), score_mean=head.score_mean or 0.0)
+    return SequenceRegressor(**_common(head), score_mean=head.score_mean or 0.0, pooling=head.pooling)
 
 
 def _multilabel_classifier(head: Head) -> pl.LightningModule:
@@ -102,6 +103,7 @@ def _multilabel_classifier(head: Head) -> pl.LightningModule:
         average="macro" if head.metric == "f1_macro" else "micro",
         threshold_mode=head.threshold,
         label_priors=head.label_priors,
+        pooling=head.pooling,
     )
 
 

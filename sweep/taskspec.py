@@ -143,6 +143,9 @@ def token_problems(task: str, data: dict[str, Any]) -> list[tuple[str, str]]:
     if task == TOKEN_TASK and isinstance(model, dict) and model.get("class_weights") == "balanced":
         problems.append(("model.class_weights", f"'balanced' is not available for task: {TOKEN_TASK} (its labels are "
                                                 "per-token tags, mostly O): remove it or set it to none"))
+    if task == TOKEN_TASK and isinstance(model, dict) and model.get("pooling") not in (None, "auto"):
+        problems.append(("model.pooling", f"applies to tasks with one prediction per text, not to task: {TOKEN_TASK} "
+                                          "(each token is tagged from its own state): remove it"))  # fmt: skip
     return problems
 
 
