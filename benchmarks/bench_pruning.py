@@ -201,7 +201,7 @@ class Rerunner:
                              f"{self.data.fingerprint} vs {self.study_record.data_fingerprint}): cannot rerun its "
                              "trials")
         root = Path(self.study_record.checkpoint_dir or spec_path.parent / "checkpoints")
-        settings = trial_settings(spec, self.data, encoder, root)
+        settings = trial_settings(spec, self.data, encoder, root, pooling=self.study_record.pooling_as_trained)
         self.settings = replace(settings, checkpoint_root=None, tokenizer_dir=None)  # reruns keep no weights
         self.spec = spec
         self.seconds = 0.0

@@ -92,10 +92,30 @@ class Config:
     workers: int = 1  # ours: `sweep run --workers N` (N trials at once on the SQLite store, the cores split)
     freed_memory: str = "keep"  # keep: every side's processes keep freed memory (our trainer.keep_freed_memory)
     keep_checkpoints: int | None = None  # our search.keep_checkpoints (None: sweep's default, 3)
+    pooling: str = "auto"  # our model.pooling (auto: mean for a sentence-transformers encoder such as the default)
 
     @property
     def json_path(self) -> Path:
         return self.results.with_name("results.json")
+
+
+# how each side's classification head reads the encoder (sweep's model.pooling, resolved for the encoder)
+HEAD_TEXT = {
+    "cls": "every side the architecture's own sequence-classification head (`AutoModelForSequenceClassification`: "
+           "the first token through BERT's pooler).",
+    "mean": "ours a linear layer over the mean of the token states (`model.pooling: auto`, sweep's default, resolved "
+            "to mean for this sentence-transformers encoder, which was trained to be read that way); the peers "
+            "`AutoModelForSequenceClassification` (the first token through BERT's pooler), the head "
+            "`Trainer.hyperparameter_search` users get from transformers. A peer's user could write a mean-pooling "
+            "`model_init` themselves: code, not a flag, so not given here; F1 differences come mostly from the head.",
+}  # fmt: skip
+
+
+def resolved_pooling(cfg: Config) -> str:
+    """Our model.pooling as a study of this encoder trains it."""
+    from sweep.encoders import resolve_pooling
+
+    return resolve_pooling(cfg.pooling, cfg.encoder)[0]
 
 
 def default_encoder() -> str:
@@ -173,6 +193,12 @@ def parse_args(argv: Sequence[str]) -> Config:
         "peers at their best save none)",
     )  # fmt: skip
     parser.add_argument(
+        "--pooling", choices=("auto", "cls", "mean"), default="auto",
+        help="our model.pooling (default auto, sweep's: mean over the token states for a sentence-transformers "
+        "encoder such as the default all-MiniLM-L6-v2; cls: the architecture's own head, as the peers' "
+        "AutoModelForSequenceClassification)",
+    )  # fmt: skip
+    parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
     parser.add_argument(
@@ -237,6 +263,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         workers=args.workers,
         freed_memory=args.freed_memory,
         keep_checkpoints=args.keep_checkpoints,
+        pooling=args.pooling,
     )
 
 
@@ -1012,7 +1039,7 @@ def write_spec(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> Path:
             "label_column": "label",
             "cache_dir": str(rep_dir / "cache"),  # fresh per repetition: tokenisation is timed every time
         },
-        "model": {"encoder": cfg.encoder, "max_length": cfg.max_length},
+        "model": {"encoder": cfg.encoder, "max_length": cfg.max_length, "pooling": cfg.pooling},
         "objective": {"metric": "f1_macro"},
         "search": {
             "n_trials": cfg.trials,
@@ -1609,6 +1636,7 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
         + (f" Ours with `search.keep_checkpoints: {cfg['keep_checkpoints']}`: best-epoch weights written for the "
            f"top {cfg['keep_checkpoints']} trial(s) only (sweep's default 3; the peers at their best save none)."
            if cfg.get("keep_checkpoints") is not None else ""),
+        f"- Heads: {HEAD_TEXT.get(cfg.get('resolved_pooling', 'cls'), cfg.get('resolved_pooling'))}",
         f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
@@ -1777,6 +1805,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
         "config": {
             **asdict(cfg), "data_file": str(cfg.data_file), "work": str(cfg.work), "results": str(cfg.results),
             "evals_per_epoch": evals_per_epoch(cfg), "resolved_precision": precision(cfg),
+            "resolved_pooling": resolved_pooling(cfg),
         },  # fmt: skip
         "machine": machine,
         "seeds": [],
@@ -1843,10 +1872,10 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
                "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start",
-               "prune_after_epochs", "workers", "freed_memory")  # fmt: skip
+               "prune_after_epochs", "workers", "freed_memory", "pooling")  # fmt: skip
 # settings added later, and their defaults (what an earlier results.json ran with)
 ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0, "workers": 1,
-                                  "freed_memory": "return"}
+                                  "freed_memory": "return", "pooling": "cls"}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 
