@@ -85,6 +85,16 @@ def _spec_get(study: optuna.Study, *path: str) -> Any:
     return node
 
 
+def head_of(study: optuna.Study) -> str | None:
+    """How the study's sequence head reads the encoder (model.pooling as it trains); None for a token task."""
+    record = read_study(study)
+    if record.task == "token-classification":
+        return None
+    if record.pooling_as_trained == "mean":
+        return "mean of the token states (model.pooling: mean)"
+    return "the architecture's own (model.pooling: cls)"
+
+
 def _optuna_figure(make: Callable[[], go.Figure], title: str, height: int = HEIGHT) -> go.Figure:
     """An optuna.visualization figure, quietly built, with our title, height and template."""
     with warnings.catch_warnings():
@@ -151,6 +161,8 @@ def summary_blocks(study: optuna.Study) -> list[Block]:
         value = _spec_get(study, *path)
         if value is not None:
             rows.append([label, value])
+        if label == "encoder" and (head := head_of(study)) is not None:
+            rows.append(["head", head])
     if _spec_get(study, "model", "class_weights") == "balanced":  # the loss: said where it is not the plain one
         rows.append(["loss", "cross-entropy with balanced class weights (model.class_weights: balanced)"])
     rows += [[name, value] for name, value in _trainer_rows([study])]  # the trainer settings it set, if any
@@ -488,6 +500,7 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
         ["trial", *(trial_label(b) if b else None for b in bests)],
         ["best epoch", *(best_epoch_of(b) if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
+        *([["head", *(head_of(s) for s in studies)]] if any(head_of(s) for s in studies) else []),
         *_trainer_rows(studies),
         *([k, *(hp.get(k) for hp in hps)] for k in keys),
     ]

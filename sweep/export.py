@@ -396,8 +396,9 @@ def model_card(meta: dict[str, Any]) -> str:
         return card
     # the folder's own head: every way of loading it shown with the flag that lets transformers run its code
     card = card.replace('model="path/to/this/folder"', 'model="path/to/this/folder", trust_remote_code=True')
-    card = card.replace("`AutoModelForSequenceClassification.from_pretrained(...)`",
-                        "`AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True)`")
+    for loader in ("AutoModelForSequenceClassification", "AutoTokenizer"):  # the tokenizer reads config.json too
+        card = card.replace(f"`{loader}.from_pretrained(...)`",
+                            f"`{loader}.from_pretrained(..., trust_remote_code=True)`")
     return card.replace("\n## Use\n\n", f"\n## Use\n\n{MEAN_POOLING_NOTE}\n", 1)
 
 
@@ -670,6 +671,17 @@ def _check_weights(copy: Path, source: Path) -> None:
             f.get_tensor(key)
 
 
+def _own_model_code(folder: Path) -> bool:
+    """Whether the checkpoint's config.json is of sweep's mean-pooling head (whose code the folder carries)."""
+    from models.modeling_mean_pooling import MeanPoolingConfig
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == MeanPoolingConfig.model_type
+
+
 def _cut_tokenizer_at(folder: Path, max_length: int | None) -> None:
     """The exported tokenizer cuts at the study's `max_length` (a call with truncation=True, the text-classification
     pipeline's too), as the study trained and scored; the encoder's own files say its pretraining length (and the
@@ -677,6 +689,11 @@ def _cut_tokenizer_at(folder: Path, max_length: int | None) -> None:
     classification: its pipeline always cuts at model_max_length, where the study read a long sentence in windows)
     the encoder's model_max_length stays, and only the stale cut and padding go."""
     from transformers import AutoTokenizer
+
+    if _own_model_code(folder):
+        # the folder's config names our head's code: registered here, transformers uses it as it is, instead of
+        # asking whether to run the copy in the folder ("run the custom code? [y/N]", then waiting 15 s)
+        import models.modeling_mean_pooling  # noqa: F401
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if max_length is not None:

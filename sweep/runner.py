@@ -308,8 +308,8 @@ def pooling_line(pooling: str | None, why: str) -> str | None:
     if pooling == "mean":
         return (f"pooling: mean of the token states ({why}); exported models load with trust_remote_code=True "
                 "(model.pooling: cls for the architecture's own head)")  # fmt: skip
-    if pooling == "cls" and why not in ("model.pooling", "the architecture's own head"):
-        return f"pooling: cls ({why})"
+    if pooling == "cls" and why != "the architecture's own head":  # set in the spec, or the encoder pools otherwise
+        return f"pooling: cls, the architecture's own head ({why})"
     return None
 
 

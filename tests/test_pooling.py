@@ -19,6 +19,7 @@ from conftest import quickstart_subset, split_per_class, tiny_study_spec, write_
 from sklearn.metrics import f1_score
 
 from record import StudyRecord, read_study, study_attrs, study_from_attrs
+from reports.sections import head_of
 from sweep.cli import main
 from sweep.encoders import resolve_pooling, sentence_pooling
 from sweep.errors import SweepError
@@ -191,7 +192,8 @@ def test_a_study_records_mean_pooling_trains_it_and_exports_a_folder_that_needs_
     card = (out / "README.md").read_text()
     assert "mean of the encoder's token states" in card
     assert 'pipeline("text-classification", model="path/to/this/folder", trust_remote_code=True)' in card
-    assert "from_pretrained(..., trust_remote_code=True)" in card
+    assert "`AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True)`" in card
+    assert "`AutoTokenizer.from_pretrained(..., trust_remote_code=True)`" in card
 
     # where sweep is not imported: without the flag transformers refuses; with it the pipeline scores as the trial did
     with (mean_study / "val.csv").open(newline="") as fh:
@@ -223,6 +225,16 @@ def test_a_study_records_mean_pooling_trains_it_and_exports_a_folder_that_needs_
 
     again, _ = export_trial(study, tmp_path / "again")  # the same folder through the function
     assert (again / "modeling_mean_pooling.py").read_bytes() == (out / "modeling_mean_pooling.py").read_bytes()
+    assert head_of(study) == "mean of the token states (model.pooling: mean)"  # the report's `head` row
+
+    # `sweep export` in a process of its own (no head code imported before) asks nothing: transformers' "run the
+    # custom code? [y/N]" waited 15 s in a user's terminal while the export read the tokenizer back
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "sweep", "export", "mean-pooled", "--storage", url, "--out", str(tmp_path / "cli")]
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, text=True, capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "custom code" not in done.stdout + done.stderr and "[y/N]" not in done.stdout + done.stderr
+    assert (tmp_path / "cli" / "modeling_mean_pooling.py").is_file()
 
 
 def test_the_load_hint_and_card_name_trust_remote_code_only_for_mean_pooling() -> None:
