@@ -128,9 +128,10 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _report_loading(model: PreTrainedModel, info: Mapping[str, Any], source: str) -> None:
-    """Warn about loading problems other than the expected freshly initialised classification head."""
-    prefix = f"{model.base_model_prefix}."
+def _report_loading(model: PreTrainedModel, info: Mapping[str, Any], source: str, prefix: str | None = None) -> None:
+    """Warn about loading problems other than the expected freshly initialised classification head: encoder weights
+    are those under `prefix` (default: the model's base model prefix; "" for a bare encoder, all of whose are)."""
+    prefix = f"{model.base_model_prefix}." if prefix is None else prefix
     encoder_missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith(prefix))
     if encoder_missing:
         logger.warning(
@@ -211,13 +212,7 @@ def load_mean_pooling_classifier(
             encoder_name_or_path, config=encoder_config, output_loading_info=True, **without_pooler(encoder_config)
         )
     model.encoder = encoder
-    missing = sorted(info.get("missing_keys", ()))
-    if missing:
-        logger.warning("%s: %d encoder weights are not in the checkpoint and start random: %s",
-                       encoder_name_or_path, len(missing), ", ".join(missing))  # fmt: skip
-    for kind in ("mismatched_keys", "error_msgs"):
-        if info.get(kind):
-            logger.warning("%s: %s while loading: %s", encoder_name_or_path, kind, info[kind])
+    _report_loading(encoder, info, encoder_name_or_path, prefix="")
     return model
 
 

@@ -12,14 +12,9 @@ from transformers import AutoModel
 
 from models.classifier import quiet_transformers
 from models.entities import IGNORE_INDEX
+from models.modeling_mean_pooling import mean_pool  # the fine-tuned head's own: one definition of the mean
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average `hidden` (batch, tokens, width) over the tokens where `mask` (batch, tokens) is 1."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
 def load_encoder(encoder_name_or_path: str) -> torch.nn.Module:

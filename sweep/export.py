@@ -671,17 +671,6 @@ def _check_weights(copy: Path, source: Path) -> None:
             f.get_tensor(key)
 
 
-def _own_model_code(folder: Path) -> bool:
-    """Whether the checkpoint's config.json is of sweep's mean-pooling head (whose code the folder carries)."""
-    from models.modeling_mean_pooling import MeanPoolingConfig
-
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("model_type") == MeanPoolingConfig.model_type
-
-
 def _cut_tokenizer_at(folder: Path, max_length: int | None) -> None:
     """The exported tokenizer cuts at the study's `max_length` (a call with truncation=True, the text-classification
     pipeline's too), as the study trained and scored; the encoder's own files say its pretraining length (and the
@@ -690,10 +679,9 @@ def _cut_tokenizer_at(folder: Path, max_length: int | None) -> None:
     the encoder's model_max_length stays, and only the stale cut and padding go."""
     from transformers import AutoTokenizer
 
-    if _own_model_code(folder):
-        # the folder's config names our head's code: registered here, transformers uses it as it is, instead of
-        # asking whether to run the copy in the folder ("run the custom code? [y/N]", then waiting 15 s)
-        import models.modeling_mean_pooling  # noqa: F401
+    # a mean-pooled folder's config names our head's code: registered here, transformers uses it as it is instead of
+    # asking whether to run the copy in the folder ("run the custom code? [y/N]", then waiting 15 s)
+    import models.modeling_mean_pooling  # noqa: F401
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if max_length is not None:
