@@ -74,10 +74,14 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
     config_class = MeanPoolingConfig
     base_model_prefix = "encoder"
 
-    def __init__(self, config: MeanPoolingConfig) -> None:
+    def __init__(self, config: MeanPoolingConfig, encoder: PreTrainedModel | None = None) -> None:
+        """`encoder`: the pretrained encoder, already loaded (sweep's training); None: one built from the config, whose
+        weights `from_pretrained` then reads from the folder (an export)."""
         super().__init__(config)
         encoder_config = config.encoder()
-        self.encoder = AutoModel.from_config(encoder_config, **without_pooler(encoder_config))
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(
+            encoder_config, **without_pooler(encoder_config)
+        )  # fmt: skip
         dropout = config.classifier_dropout
         self.dropout = nn.Dropout(_encoder_dropout(encoder_config) if dropout is None else dropout)
         self.classifier = nn.Linear(encoder_config.hidden_size, config.num_labels or 2)
