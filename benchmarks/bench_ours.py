@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="our trainer.precision (a lever)")
     parser.add_argument("--warm-start", action="store_true", help="our search.warm_start: true (a lever)")
     parser.add_argument(
-        "--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever; default: sweep's, 0.5)"
+        "--prune-after-epochs", type=float, help="our search.prune_after_epochs (a lever; default: sweep's, 1.0)"
     )
     parser.add_argument("--workers", type=int, help="sweep run --workers N: N trials at once (a lever)")
     parser.add_argument(

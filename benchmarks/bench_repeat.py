@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=8, help="trials per study (default 8, as bench_trainer.py)")
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="as bench_trainer.py")
     parser.add_argument("--warm-start", action="store_true", help="our search.warm_start: true, as bench_trainer.py")
-    parser.add_argument("--prune-after-epochs", type=float, help="as bench_trainer.py (default: sweep's, 0.5)")
+    parser.add_argument("--prune-after-epochs", type=float, help="as bench_trainer.py (default: sweep's, 1.0)")
     parser.add_argument(
         "--peer-eval", choices=("epoch", "steps"), default="epoch",
         help="when the Trainer evaluates (default epoch: the Trainer at its best in every fair run so far)",

@@ -174,7 +174,7 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument(
         "--prune-after-epochs", type=float,
         help="our search.prune_after_epochs, and the same warm-up for the peers' pruners: no pruning before this much "
-        "training (default: sweep's default, 0.5)",
+        "training (default: sweep's default, 1.0)",
     )  # fmt: skip
     parser.add_argument(
         "--workers", type=int, default=1,
@@ -501,13 +501,25 @@ def precision(cfg: Config) -> str:
     return resolve_precision(cfg.precision or TrainerSpec().precision)
 
 
-def evals_per_epoch(cfg: Config) -> int:
-    """Evaluations our side makes in its first epoch (sweep's `first_epoch_evals` + 1), the peers' `steps` cadence."""
+def ours_per_epoch(cfg: Config) -> int:
+    """Evaluations our side makes in its first epoch: sweep's `first_epoch_evals` + 1."""
     if cfg.first_epoch_evals is not None:
         return cfg.first_epoch_evals + 1
     from sweep.spec import SearchSpec
 
     return int(SearchSpec().first_epoch_evals) + 1
+
+
+# The peers' `steps` cadence where ours evaluates only at epoch ends: every third of an epoch (sweep's earlier
+# first_epoch_evals: 2), so the `steps` mode still evaluates inside epochs, as a user trying it would.
+PEER_STEPS_PER_EPOCH = 3
+
+
+def evals_per_epoch(cfg: Config) -> int:
+    """The peers' evaluations per epoch in `steps` mode: ours in the first epoch (1/3, 2/3, 1 of it for
+    `first_epoch_evals: 2`), or PEER_STEPS_PER_EPOCH where ours evaluates once per epoch."""
+    ours = ours_per_epoch(cfg)
+    return ours if ours > 1 else PEER_STEPS_PER_EPOCH
 
 
 def eval_steps_for(train_size: int, batch_size: int, per_epoch: int) -> int:
@@ -532,9 +544,14 @@ class PeerWarmUp:
     first: dict[int, tuple[float, float]]  # batch size -> (the peer's first prunable evaluation, ours), in epochs
 
     @classmethod
-    def of(cls, prune_after: float, train_size: int, per_epoch: int, eval_mode: str) -> PeerWarmUp:
-        ours_from = math.ceil(prune_after * per_epoch - 1e-9)  # our first prunable evaluation step (lifecycle)
-        ours_at = ours_from / per_epoch if ours_from <= per_epoch else float(math.ceil(ours_from / per_epoch))
+    def of(
+        cls, prune_after: float, train_size: int, per_epoch: int, eval_mode: str, ours_per_epoch: int | None = None
+    ) -> PeerWarmUp:
+        """`per_epoch`: the peer's evaluations per epoch in `steps` mode; `ours_per_epoch`: ours in the first epoch
+        (default: the same)."""
+        ours_steps = per_epoch if ours_per_epoch is None else ours_per_epoch
+        ours_from = math.ceil(prune_after * ours_steps - 1e-9)  # our first prunable evaluation step (lifecycle)
+        ours_at = ours_from / ours_steps if ours_from <= ours_steps else float(math.ceil(ours_from / ours_steps))
         points: dict[int, list[tuple[int, float]]] = {}  # batch size -> (global step, epochs) of each evaluation
         for batch in BATCH_SIZES:
             per_epoch_steps = math.ceil(train_size / batch)
@@ -574,7 +591,7 @@ def peer_warm_up(cfg: Config, train_size: int, per_epoch: int, eval_mode: str) -
     """The peers' pruning warm-up matching ours, or None when ours has none (every evaluation may prune)."""
     if not cfg.prune_after_epochs:
         return None
-    return PeerWarmUp.of(cfg.prune_after_epochs, train_size, per_epoch, eval_mode)
+    return PeerWarmUp.of(cfg.prune_after_epochs, train_size, per_epoch, eval_mode, ours_per_epoch(cfg))
 
 
 @dataclass(frozen=True)
@@ -1804,7 +1821,8 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
     results: dict[str, Any] = {
         "config": {
             **asdict(cfg), "data_file": str(cfg.data_file), "work": str(cfg.work), "results": str(cfg.results),
-            "evals_per_epoch": evals_per_epoch(cfg), "resolved_precision": precision(cfg),
+            "evals_per_epoch": evals_per_epoch(cfg), "ours_per_epoch": ours_per_epoch(cfg),
+            "resolved_precision": precision(cfg),
             "resolved_pooling": resolved_pooling(cfg),
         },  # fmt: skip
         "machine": machine,
@@ -1892,6 +1910,12 @@ def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:
         theirs["prune_after_epochs"] = 0.0
     changed = [f"{key} {theirs.get(key)!r} there, {ours[key]!r} here" for key in SAME_CONFIG
                if json.loads(json.dumps(theirs.get(key))) != json.loads(json.dumps(ours[key]))]  # fmt: skip
+    # first_epoch_evals None is sweep's default of the time (2 until the warm-up moved to the end of epoch 1): compare
+    # the evaluations per first epoch each ran with
+    then = theirs.get("ours_per_epoch", theirs.get("evals_per_epoch"))
+    if not changed and then is not None and then != ours_per_epoch(cfg):
+        changed.append(f"evaluations in our first epoch {then} there, {ours_per_epoch(cfg)} here (--first-epoch-evals "
+                       f"{then - 1} adds to it)")
     if changed:
         return f"settings differ from {cfg.json_path}: " + "; ".join(changed)
     machine = machine_facts()

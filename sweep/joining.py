@@ -21,7 +21,14 @@ from record import FINISHED, StudyRecord
 from sweep.catalog import next_study, study_progress, workable
 from sweep.encoders import resolve_encoder
 from sweep.errors import DiskError, StorageLost, StudyIsStopped, SweepError, stopped_line
-from sweep.lifecycle import check_same_spec, load_for_worker, quiet_libraries, read_record, same_data
+from sweep.lifecycle import (
+    check_same_spec,
+    load_for_worker,
+    quiet_libraries,
+    read_record,
+    same_data,
+    with_past_defaults,
+)
 from sweep.progress import stderr_console
 from sweep.runner import RunResult, finished_run, heartbeat_of, open_study, prepare_data, trial_settings, work
 from sweep.spec import Spec, check_paths, load_spec, parse_spec
@@ -84,6 +91,9 @@ def join(
         raise StudyIsStopped(name, record.stopped)
     if spec_path is not None:
         spec, base = load_spec(spec_path)
+        spec, notes = with_past_defaults(record, spec)
+        for note in notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
         try:
             check_same_spec(record, spec, url)
         except SweepError as exc:

@@ -187,6 +187,43 @@ def _change(key: str, old: Any, new: Any) -> str:
 CHANGEABLE = ("data.train", "data.validation", "data.cache_dir", "trainer.num_threads")
 
 
+# Defaults that changed after studies were stored with them, by section and key: the values earlier sweeps gave a
+# spec that left the key out (a stored spec without the key ran with the last one; see the serializers). A spec file
+# that still leaves the key out continues such a study with the value it was made with, not today's default.
+PAST_DEFAULTS: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("search", "first_epoch_evals"): (2,),  # evaluations at 1/3 and 2/3 of epoch 1, until pruning waited for its end
+    ("search", "prune_after_epochs"): (0.5, 0.0),  # two thirds into epoch 1; none before the warm-up existed
+}
+_STORED_WITHOUT = {("search", "prune_after_epochs"): 0.0, ("search", "first_epoch_evals"): 0}
+
+
+def with_past_defaults(record: StudyRecord, spec: Spec) -> tuple[Spec, list[str]]:
+    """`spec` to continue the study of `record` with, and a line for each key it takes from the study: a key of
+    PAST_DEFAULTS the spec file leaves out, whose stored value was the default when the study was made. A key the
+    file names is left as it is (a value other than the study's is then refused as a changed spec)."""
+    notes: list[str] = []
+    sections: dict[str, dict[str, Any]] = {}
+    for (section, key), earlier in PAST_DEFAULTS.items():
+        current = getattr(spec, section)
+        stored_section = record.spec.get(section)
+        if key in current.model_fields_set or not isinstance(stored_section, dict):
+            continue
+        stored = stored_section.get(key, _STORED_WITHOUT.get((section, key), _MISSING))
+        if stored is _MISSING or stored == getattr(current, key) or stored not in earlier:
+            continue
+        if key == "prune_after_epochs" and current.pruner not in WARMUP_PRUNERS:
+            continue  # hyperband and successive halving take no warm-up (the spec refuses one)
+        sections.setdefault(section, {})[key] = stored
+        notes.append(
+            f"study {spec.name!r} continues with {section}.{key}: {json.dumps(stored)}, the default when it was "
+            f"created (now {json.dumps(getattr(current, key))}; name the key in the spec to say which)"
+        )
+    if not sections:
+        return spec, []
+    update = {section: getattr(spec, section).model_copy(update=values) for section, values in sections.items()}
+    return spec.model_copy(update=update), notes
+
+
 def check_same_spec(record: StudyRecord, spec: Spec, url: str) -> None:
     """Refuse to continue a study that another spec (other than budget, locations and threads) created."""
     if record.spec_fingerprint == spec.fingerprint():

@@ -37,6 +37,7 @@ from sweep.lifecycle import (
     read_record,
     same_data,
     sampled_trials,
+    with_past_defaults,
 )
 from sweep.objective import TrialSettings, build_objective, resolve_precision
 from sweep.progress import StudyProgress, stderr_console
@@ -468,6 +469,9 @@ def run_study(
     if existing is None and (elsewhere := store_beside_spec(url, Path(spec_path), spec.name)) is not None:
         console.print(f"[yellow]note:[/] {elsewhere}", highlight=False)
     if existing is not None:  # before any data is read or cached: a clash writes nothing
+        spec, notes = with_past_defaults(existing, spec)
+        for note in notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
         check_same_spec(existing, spec, url)
         if existing.stopped is not None and workers != 0:
             raise StudyIsStopped(spec.name, existing.stopped)

@@ -161,10 +161,15 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     later = ("precision", "warm_start", "prune_after_epochs", "workers")
     older = {**first_sitting, "config": {k: v for k, v in raw["config"].items() if k not in later}}
     # made before those options: it ran with no warm start, sweep's precision and no pruning warm-up (then sweep's
-    # default, now 0.5: adding to it needs the 0 it ran with)
+    # default, now 1.0: adding to it needs the 0 it ran with)
     assert bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1", "--prune-after-epochs", "0"])) is None
     warm_up = bench.cannot_add(older, bench.parse_args([*argv, "--seeds", "1"]))
-    assert warm_up is not None and "prune_after_epochs 0.0 there, 0.5 here" in warm_up
+    assert warm_up is not None and "prune_after_epochs 0.0 there, 1.0 here" in warm_up
+    # sweep's default evaluations inside epoch 1 changed too (2, now 0): a sitting under the old default is refused
+    then = {**first_sitting, "config": {**first_sitting["config"], "evals_per_epoch": 3}}
+    then["config"].pop("ours_per_epoch", None)
+    evals = bench.cannot_add(then, bench.parse_args([*argv, "--seeds", "1"]))
+    assert evals is not None and "evaluations in our first epoch 3 there, 1 here (--first-epoch-evals 2" in evals
     warmer = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--warm-start"]))
     assert warmer is not None and "warm_start False there, True here" in warmer
     bf16 = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--precision", "bf16-mixed"]))
@@ -233,8 +238,12 @@ def test_the_peers_pruning_warm_up_matches_ours_where_one_number_can() -> None:
     assert (bench.PeerWarmUp.of(0.5, 1000, 3, "epoch").n_warmup_steps, bench.PeerWarmUp.of(0.5, 1000, 3, "epoch")
             .grace_period) == (0, 1)  # fmt: skip
     assert bench.PeerWarmUp.of(1.5, 1000, 3, "epoch").first == {16: (2.0, 2.0), 32: (2.0, 2.0)}
-    default = bench.parse_args(["--data-file", __file__])  # sweep's default warm-up (0.5 epochs) on every side
-    assert default.prune_after_epochs == 0.5 and bench.peer_warm_up(default, 1000, 3, "steps") == half
+    # Ours evaluating once per epoch: its first prunable evaluation is the end of epoch 1 even with 0.5.
+    assert bench.PeerWarmUp.of(0.5, 1000, 3, "steps", ours_per_epoch=1) == whole
+    default = bench.parse_args(["--data-file", __file__])  # sweep's defaults: one epoch, evaluations at epoch ends
+    assert default.prune_after_epochs == 1.0 and bench.ours_per_epoch(default) == 1
+    assert bench.evals_per_epoch(default) == 3, "the peers' steps mode still evaluates every third of an epoch"
+    assert bench.peer_warm_up(default, 1000, 3, "steps") == whole
     none = bench.parse_args(["--data-file", __file__, "--prune-after-epochs", "0"])
     assert bench.peer_warm_up(none, 1000, 3, "steps") is None  # ours without one: every evaluation may prune
     assert "n_warmup_steps=22)" in bench.peer_pruner_text(bench.PeerRun("trainer", "steps"), 3, half)

@@ -74,16 +74,15 @@ def test_end_to_end_create_persist_resume(tmp_path: Path, tiny_bert: Path, label
         history = record.history
         epochs = record.hyperparameters["epochs"]
         assert epochs == trial.params["epochs"]
-        # Default schedule: two evaluations inside the first epoch (about 1/3 and 2/3), then one per epoch end.
+        # Default schedule: one evaluation at each epoch's end (search.first_epoch_evals: 0).
         trained = [r["epochs_trained"] for r in history]
-        assert trained[:2] == [pytest.approx(1 / 3, abs=0.07), pytest.approx(2 / 3, abs=0.07)]
-        assert trained[2:] == list(range(1, epochs + 1)) and record.epochs_run == epochs
-        assert record.evaluations == len(history) == epochs + 2
+        assert trained == list(range(1, epochs + 1)) and record.epochs_run == epochs
+        assert record.evaluations == len(history) == epochs
         best = max(history, key=lambda r: (r["val_f1_macro"], -r["val_loss"]))  # a tie: the lower loss, the earlier
         assert trial.value == pytest.approx(best["val_f1_macro"])  # the best evaluation scores, not the last
         assert record.best_epoch == best["epoch"] + 1
         assert record.best_epochs_trained == pytest.approx(best["epochs_trained"], abs=0.01)
-        steps = [1, 2, *(3 * e for e in range(1, epochs + 1))]  # Optuna steps are thirds of an epoch
+        steps = list(range(1, epochs + 1))  # Optuna steps are epochs
         values = {s: pytest.approx(r["val_f1_macro"]) for s, r in zip(steps, history, strict=True)}
         assert trial.intermediate_values == values
         assert set(record.per_class) == {"account", "billing", "product", "returns"}
@@ -277,12 +276,38 @@ def test_a_study_from_before_first_epoch_evaluations_continues_with_zero(
     del record.spec["search"]["first_epoch_evals"]  # the spec as such a study recorded it: the key did not exist
     write_study(study.set_user_attr, record)
 
-    default = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2)  # first_epoch_evals: 2 by default
+    two = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2, search__first_epoch_evals=2)
     with pytest.raises(SweepError, match=r"changed: search.first_epoch_evals unset -> 2\) \(a study from before .* "
                                          r"add `first_epoch_evals: 0` under search\)"):  # fmt: skip
-        run_study(default)
-    resumed = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2, search__first_epoch_evals=0))
+        run_study(two)
+    resumed = run_study(write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2))  # 0, today's default
     assert resumed.resumed and len(resumed.study.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+def test_a_study_made_under_earlier_defaults_continues_with_them_and_says_so(
+    tmp_path: Path, tiny_bert: Path, labelled_csvs: tuple[Path, Path]
+) -> None:
+    """Studies made when first_epoch_evals was 2 and prune_after_epochs 0.5 by default stored those values; re-running
+    their spec file (which names neither) continues them with those values instead of refusing a changed spec."""
+    import io
+
+    from rich.console import Console
+
+    train, val = labelled_csvs
+    made = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__pruner="median",
+                      search__first_epoch_evals=2, search__prune_after_epochs=0.5, search__space__epochs=1)  # fmt: skip
+    fingerprint = read_study(run_study(made).study).spec_fingerprint
+    said = io.StringIO()
+    again = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=2, search__pruner="median",
+                       search__space__epochs=1)  # fmt: skip
+    resumed = run_study(again, console=Console(file=said, width=200))
+    assert resumed.resumed and read_study(resumed.study).spec_fingerprint == fingerprint
+    notes = [line for line in said.getvalue().splitlines() if line.startswith("note: study 'trec-tiny' continues")]
+    assert [n.split(",")[0] for n in notes] == ["note: study 'trec-tiny' continues with search.first_epoch_evals: 2",
+                                                "note: study 'trec-tiny' continues with search.prune_after_epochs: 0.5"]
+    trial = resumed.study.trials[1]
+    trained = [r["epochs_trained"] for r in read_trial(trial).history]
+    assert trained[:2] == [pytest.approx(1 / 3, abs=0.07), pytest.approx(2 / 3, abs=0.07)]  # as the study ran
 
 
 def test_a_trial_that_reached_its_last_evaluation_completes(
@@ -435,7 +460,8 @@ def test_accumulated_batches_step_the_optimizer_once_per_group_and_evaluations_s
 
     # 120 training rows in batches of 8: 15 batches an epoch, 8 optimizer steps with 2 batches summed per step
     spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=1,
-                      search__space={"batch_size": 8, "epochs": 2}, trainer={"accumulate_grad_batches": 2})  # fmt: skip
+                      search__space={"batch_size": 8, "epochs": 2}, search__first_epoch_evals=2,
+                      trainer={"accumulate_grad_batches": 2})  # fmt: skip
     (trial,) = run_study(spec).study.trials
     history = read_trial(trial).history
     # the evaluation a third in moves from batch 5 (between the two batches of step 3) to batch 4, step 2's last
@@ -520,7 +546,7 @@ def test_early_stopping_ends_a_trial_whose_metric_stops_improving_and_the_trial_
     patience 1 the trial ends at the next evaluation, complete, with its best evaluation kept."""
     spec = write_spec(tmp_path, *labelled_csvs, tiny_bert, search__n_trials=1,
                       search__space={"learning_rate": 1e-12, "batch_size": 8, "epochs": 4},
-                      trainer={"early_stopping_patience": 1})  # fmt: skip
+                      search__first_epoch_evals=2, trainer={"early_stopping_patience": 1})  # fmt: skip
     said = io.StringIO()
     (trial,) = run_study(spec, console=Console(file=said, width=300)).study.trials
     record = read_trial(trial)
@@ -563,7 +589,8 @@ def test_output_to_a_file_gets_a_line_per_evaluation_and_no_line_is_cut(
     """A run logged to a file was silent between `created study` and the first trial's line (100 s), and long lines
     were cut at the console's width."""
     train, val = labelled_csvs
-    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__space__epochs=1)
+    spec = write_spec(tmp_path, train, val, tiny_bert, search__n_trials=1, search__space__epochs=1,
+                      search__first_epoch_evals=2)  # fmt: skip
     said = io.StringIO()
     run_study(spec, console=Console(file=said, width=60))  # a file: no terminal, a narrow width
     lines = said.getvalue().splitlines()

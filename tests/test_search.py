@@ -118,12 +118,12 @@ def quiet() -> None:
 def test_pruner_stops_a_bad_trial_at_its_first_allowed_evaluation(name: str) -> None:
     study = pruner_study(name)
     # median and percentile wait for 3 finished trials (n_startup_trials=3), and with sweep's default warm-up
-    # (prune_after_epochs 0.5) for the evaluation two thirds into the first epoch; successive halving prunes a trial
+    # (prune_after_epochs 1.0) for the evaluation at the end of the first epoch; successive halving prunes a trial
     # that is not the best of those that reached the same rung (fewer than reduction_factor trials there so far), from
     # its first evaluation on.
     for rank in range(3):
         assert run_scripted_trial(study, good(rank)) == (TrialState.COMPLETE, [1, 2, 3, 6, 9])
-    stopped = [1] if name == "successive_halving" else [1, 2]  # a third, or two thirds, into its first epoch
+    stopped = [1] if name == "successive_halving" else [1, 2, 3]  # a third into its first epoch, or at its end
     assert run_scripted_trial(study, bad) == (TrialState.PRUNED, stopped)
     assert run_scripted_trial(study, good(3)) == (TrialState.COMPLETE, [1, 2, 3, 6, 9])
 

@@ -194,9 +194,10 @@ def test_study_name_rule_is_said_in_words() -> None:
 
 def test_fingerprint_of_a_spec_without_the_new_data_keys_is_unchanged() -> None:
     # Values computed by main before data.columns and data.text_separator existed: those studies still resume. They
-    # also ran without a pruning warm-up, which is now 0.5 for the median pruner unless the spec says 0: with
-    # `prune_after_epochs: 0` they resume (a spec without it is refused with that hint, tests/test_prune_after.py).
-    old = {**GOOD, "search": {**GOOD["search"], "prune_after_epochs": 0}}
+    # also ran without a pruning warm-up and with two evaluations inside epoch 1 (the defaults then; now 1.0 and 0):
+    # the spec that names those values has their fingerprint (a spec file that leaves the keys out continues them with
+    # the stored values, tests/test_prune_after.py).
+    old = {**GOOD, "search": {**GOOD["search"], "prune_after_epochs": 0, "first_epoch_evals": 2}}
     assert parse_spec(old).fingerprint() == "4ffe5178114e6552" != parse_spec(GOOD).fingerprint()
     assert parse_spec({**old, "data": {**GOOD["data"], "text_column": "sentence"}}).fingerprint() == "58baac6bff57cabf"
     explicit = {**GOOD["data"], "text_separator": " ", "columns": None}
