@@ -58,6 +58,7 @@ from bench_trainer import (  # noqa: E402
 )
 
 SIDES = ("ours", "bare", "trainer")
+HEADS = {"cls": "the architecture's own (first token, BERT's pooler)", "mean": "mean of the token states"}
 SIDE_NAMES = {"ours": "sweep", "bare": "bare loop", "trainer": "Trainer"}
 
 
@@ -65,6 +66,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = bare_loop_parser("bench_limit.py", __doc__, "limit", "LIMIT.md", batch_size=32, learning_rate=5e-5,
                               precision="32-true")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every side per seed (default 3): medians")
+    parser.add_argument(
+        "--pooling", choices=("auto", "cls", "mean"), default="auto",
+        help="the head ours and the bare loop train (sweep's model.pooling; default auto: mean for a "
+        "sentence-transformers encoder such as the default, as a study trains it). The Trainer side keeps "
+        "AutoModelForSequenceClassification, as the fair run's peer",
+    )  # fmt: skip
     parser.add_argument(
         "--sides", nargs="+", choices=SIDES, default=["ours", "bare"],
         help="what trains the epoch (default: ours bare); trainer: transformers.Trainer as the fair run's peer",
@@ -163,11 +170,20 @@ def run_ours(args: argparse.Namespace, data: Any, encoder: str, seed: int) -> di
 
     settings = TrialSettings(encoder=encoder, space=SpaceSpec(), metric="f1_macro", seed=seed, class_weights=None,
                              accelerator="cpu", precision=args.precision, eval_batch_size=64, group_by_length=True,
-                             first_epoch_evals=0, keep_freed_memory=args.freed_memory == "keep")  # fmt: skip
+                             first_epoch_evals=0, keep_freed_memory=args.freed_memory == "keep",
+                             pooling=head_of(args, encoder))  # fmt: skip
     _, timing, setup = train_trial(hyperparameters(args), data, settings, seed=seed, callbacks=[])
     seconds = timing.train_seconds()
     return {"seconds": seconds, "examples": timing.train_examples, "throughput": timing.train_examples / seconds,
             "validation_seconds": timing.seconds["validation"], "model_load": setup["model_load"]}  # fmt: skip
+
+
+def head_of(args: argparse.Namespace, encoder: str) -> str:
+    """`cls` or `mean`: `--pooling` as a study of `encoder` resolves it (`cls` where the option is absent: a caller
+    such as bench_compile.py measures the architecture's own head)."""
+    from sweep.encoders import resolve_pooling
+
+    return resolve_pooling(getattr(args, "pooling", "cls"), encoder)[0]
 
 
 def run_bare(
@@ -181,14 +197,14 @@ def run_bare(
 
     import pytorch_lightning as pl
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    from models.classifier import linear_warmup_decay, parameter_groups
+    from models.classifier import linear_warmup_decay, load_pretrained_classifier, parameter_groups
     from sweep.tasks import Batching, build_datamodule
 
     pl.seed_everything(seed, workers=True, verbose=False)
     module = build_datamodule("text-classification", data, Batching(args.batch_size, 64, seed, True))
-    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(data.label_names))
+    # the same head as ours (sweep's loader builds it; the loop around it is plain PyTorch)
+    model = load_pretrained_classifier(encoder, list(data.label_names), pooling=head_of(args, encoder))
     model.train()
     forward = torch.compile(model, dynamic=True, backend=compile_backend) if compile_backend else model
     loader = module.train_dataloader()
@@ -290,7 +306,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Command: `{command}`{where} · {results['machine'].get('cpu', '?')} · torch threads "
         f"{results['threads']} · {results['dataset']} {results['train_size']} examples · batch "
-        f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}"
+        f"{results['batch_size']}, one epoch, length-grouped batches, {results.get('precision', '32-true')}, head "
+        f"{HEADS[results.get('pooling', 'cls')]} on ours and the bare loop"
         + {"keep": ", freed memory kept in the process for every side (`trainer.keep_freed_memory`)",
            "return": ", glibc's own malloc thresholds"}.get(results.get("freed_memory", "return"), "")
         + ".",  # fmt: skip
@@ -375,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + f" (medians of {args.repeats}), share {share:.3f}")  # fmt: skip
             runs.append(entry)
     results: dict[str, Any] = {**run_facts(args), "precision": args.precision, "repeats": args.repeats,
+                               "pooling": head_of(args, encoder),
                                "sides": sides, "freed_memory": args.freed_memory, "max_rss_mb": max_rss_mb(),
                                "runs": runs, "share": spread([r["share"] for r in runs])}  # fmt: skip
     if "trainer" in sides:

@@ -181,7 +181,7 @@ class Rerunner:
 
         from record import read_study
         from sweep.encoders import resolve_encoder
-        from sweep.lifecycle import quiet_libraries
+        from sweep.lifecycle import quiet_libraries, with_past_defaults
         from sweep.runner import prepare_data, trial_settings
         from sweep.spec import load_spec
         from sweep.storage import load_study
@@ -191,6 +191,9 @@ class Rerunner:
         self.url = choose_storage(None, spec.storage)[0]
         self.study = load_study(spec.name, self.url)
         self.study_record = read_study(self.study)
+        # a study made under earlier defaults (two evaluations inside epoch 1, ...) is rerun as it ran, as a re-run
+        # of its spec file would continue it
+        spec, _ = with_past_defaults(self.study_record, spec)
         quiet_libraries()
         if threads or spec.trainer.num_threads:
             torch.set_num_threads(threads or spec.trainer.num_threads or 1)

@@ -523,7 +523,8 @@ def evals_per_epoch(cfg: Config) -> int:
 
 
 def eval_steps_for(train_size: int, batch_size: int, per_epoch: int) -> int:
-    """Optimizer steps between the peer's evaluations in `steps` mode: our first-epoch points (1/3, 2/3, 1 of it)."""
+    """Optimizer steps between the peer's evaluations in `steps` mode: `per_epoch` per epoch (3: at 1/3, 2/3 and 1 of
+    each, our points in the first epoch with `first_epoch_evals: 2`)."""
     return max(1, round(math.ceil(train_size / batch_size) / per_epoch))
 
 
@@ -531,12 +532,13 @@ def eval_steps_for(train_size: int, batch_size: int, per_epoch: int) -> int:
 class PeerWarmUp:
     """Our `search.prune_after_epochs` in the peers' units, for one way of evaluating.
 
-    Ours prunes from the first evaluation at or after `prune_after_epochs` of training (an evaluation point: 1/3, 2/3,
-    1 of the first epoch, then epoch ends). Optuna's MedianPruner counts the Trainer's global steps, one number for
-    every batch size: `n_warmup_steps` is the smallest that keeps every earlier evaluation of every batch size from
-    being pruned. ASHA counts evaluations: `grace_period` is the first evaluation at or after that much training (the
-    earliest over the batch sizes). `first` says, per batch size, where each then first prunes, in epochs, against
-    ours, so a difference the peer's one number cannot avoid is shown, not hidden.
+    Ours prunes from the first evaluation at or after `prune_after_epochs` of training (an evaluation point: the
+    epoch ends, and with `first_epoch_evals` the points inside the first epoch, 1/3 and 2/3 for 2). Optuna's
+    MedianPruner counts the Trainer's global steps, one number for every batch size: `n_warmup_steps` is the
+    smallest that keeps every earlier evaluation of every batch size from being pruned. ASHA counts evaluations:
+    `grace_period` is the first evaluation at or after that much training (the earliest over the batch sizes).
+    `first` says, per batch size, where each then first prunes, in epochs, against ours, so a difference the peer's
+    one number cannot avoid is shown, not hidden.
     """
 
     n_warmup_steps: int
@@ -1129,7 +1131,8 @@ def run_ours(cfg: Config, files: DataFiles, seed: int, rep_dir: Path) -> dict[st
         "best_trial": best.number if best is not None else None,
         "best_params": dict(best.params) if best is not None else {},
         "pruner": f"{spec.get('search', {}).get('pruner', '?')} (sweep's default; "
-        f"{per_epoch} evaluations in the first epoch, then one per epoch"
+        + (f"{per_epoch} evaluations in the first epoch, then one per epoch" if per_epoch > 1
+           else "one evaluation per epoch")
         + (f"; no pruning before {after:g} epochs of training" if (after := spec.get("search", {}).get(
             "prune_after_epochs")) else "") + ")",
         "storage": result.storage_url,
@@ -1889,7 +1892,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # Settings that must be equal for runs of different seeds to be read as one benchmark (the seeds and the command may
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
-               "peer_eval", "ray_layouts", "threads", "first_epoch_evals", "precision", "warm_start",
+               "peer_eval", "ray_layouts", "threads", "precision", "warm_start",
                "prune_after_epochs", "workers", "freed_memory", "pooling")  # fmt: skip
 # settings added later, and their defaults (what an earlier results.json ran with)
 ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0, "workers": 1,
@@ -1912,8 +1915,11 @@ def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:
                if json.loads(json.dumps(theirs.get(key))) != json.loads(json.dumps(ours[key]))]  # fmt: skip
     # first_epoch_evals None is sweep's default of the time (2 until the warm-up moved to the end of epoch 1): compare
     # the evaluations per first epoch each ran with
+    # (first_epoch_evals itself is compared resolved: None there and 2 here are the same run)
     then = theirs.get("ours_per_epoch", theirs.get("evals_per_epoch"))
-    if not changed and then is not None and then != ours_per_epoch(cfg):
+    if then is None and theirs.get("first_epoch_evals") is not None:
+        then = int(theirs["first_epoch_evals"]) + 1
+    if then is not None and then != ours_per_epoch(cfg):
         changed.append(f"evaluations in our first epoch {then} there, {ours_per_epoch(cfg)} here (--first-epoch-evals "
                        f"{then - 1} adds to it)")
     if changed:

@@ -87,7 +87,7 @@ class StudyRecord:
     def spec_as_it_ran(self) -> dict[str, Any]:
         """The stored spec with what it leaves out spelled out, for rebuilding the study's Spec (a worker's pruner).
         A spec is stored without `search.prune_after_epochs` when that is 0 (and was stored without it before the key
-        existed, when no pruner had a warm-up): the study ran with 0, while a spec that names no value now gets 0.5
+        existed, when no pruner had a warm-up): the study ran with 0, while a spec that names no value now gets 1.0
         with the median and percentile pruners. `spec` itself stays as stored: it is what a new spec is compared
         with (and written back unchanged)."""
         search = self.spec.get("search")

@@ -211,12 +211,13 @@ def with_past_defaults(record: StudyRecord, spec: Spec) -> tuple[Spec, list[str]
         stored = stored_section.get(key, _STORED_WITHOUT.get((section, key), _MISSING))
         if stored is _MISSING or stored == getattr(current, key) or stored not in earlier:
             continue
-        if key == "prune_after_epochs" and current.pruner not in WARMUP_PRUNERS:
+        if key == "prune_after_epochs" and (current.pruner not in WARMUP_PRUNERS or record.spec.get(section, {}).get(
+                "pruner", "median") not in WARMUP_PRUNERS):  # fmt: skip
             continue  # hyperband and successive halving take no warm-up (the spec refuses one)
         sections.setdefault(section, {})[key] = stored
         notes.append(
-            f"study {spec.name!r} continues with {section}.{key}: {json.dumps(stored)}, the default when it was "
-            f"created (now {json.dumps(getattr(current, key))}; name the key in the spec to say which)"
+            f"study {spec.name!r} continues with {section}.{key}: {json.dumps(stored)}, as it was created (an earlier "
+            f"default; today's is {json.dumps(getattr(current, key))}; name the key in the spec to say which)"
         )
     if not sections:
         return spec, []

@@ -74,7 +74,7 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
                 assert 0 < trial["train_epochs"] < trial["total"]
             assert "MedianPruner(n_startup_trials=3" in peer["pruner"]
         trial = variants["steps"]["trials"][0]
-        if trial["params"]["batch_size"] == 16:  # 3 steps per epoch: our points, 1/3, 2/3 and 1 of the epoch
+        if trial["params"]["batch_size"] == 16:  # 3 steps per epoch: every third of it, 1/3, 2/3 and 1
             assert [e["epoch"] for e in trial["evals"]][:3] == pytest.approx([1 / 3, 2 / 3, 1.0], abs=0.05)
         assert sum(t["evaluations_inside_epoch"] for t in variants["epoch"]["trials"]) == 0
         splits.append(sorted(entry["data"]["train_counts"].items()))
@@ -170,6 +170,9 @@ def test_benchmark_runs_ours_and_the_trainer_peer_both_ways_on_two_seeds(tmp_pat
     then["config"].pop("ours_per_epoch", None)
     evals = bench.cannot_add(then, bench.parse_args([*argv, "--seeds", "1"]))
     assert evals is not None and "evaluations in our first epoch 3 there, 1 here (--first-epoch-evals 2" in evals
+    assert bench.cannot_add(then, bench.parse_args([*argv, "--seeds", "1", "--first-epoch-evals", "2"])) is None
+    named = {**then, "config": {**then["config"], "first_epoch_evals": 2}}  # named there: the same run
+    assert bench.cannot_add(named, bench.parse_args([*argv, "--seeds", "1", "--first-epoch-evals", "2"])) is None
     warmer = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--warm-start"]))
     assert warmer is not None and "warm_start False there, True here" in warmer
     bf16 = bench.cannot_add(first_sitting, bench.parse_args([*argv, "--seeds", "1", "--precision", "bf16-mixed"]))

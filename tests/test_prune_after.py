@@ -96,8 +96,8 @@ def test_a_study_stored_without_the_key_continues_as_it_ran() -> None:
     # Re-running the original spec file (no key, today 1.0) continues it with 0, and says so.
     spec, notes = with_past_defaults(record, Spec.model_validate(base))
     assert spec.search.prune_after_epochs == 0 and spec.fingerprint() == record.spec_fingerprint
-    assert notes == ["study 'old' continues with search.prune_after_epochs: 0.0, the default when it was created "
-                     "(now 1.0; name the key in the spec to say which)"]  # fmt: skip
+    assert notes == ["study 'old' continues with search.prune_after_epochs: 0.0, as it was created (an earlier "
+                     "default; today's is 1.0; name the key in the spec to say which)"]  # fmt: skip
     check_same_spec(record, spec, "sqlite:///s.db")
     # A spec that names another value is refused in one line that says what to write.
     named = Spec.model_validate({**base, "search": {"prune_after_epochs": 1.0}})
@@ -133,6 +133,9 @@ def test_a_study_made_under_the_half_epoch_default_continues_with_it_and_its_eva
     # A value no sweep ever defaulted to is the study's own choice: a file without the key is a changed spec.
     custom = _stored(Spec.model_validate({**base, "search": {"prune_after_epochs": 0.25}}))
     assert with_past_defaults(custom, today) == (today, [])
+    # A hyperband study (stored without a warm-up) re-run as median is a changed pruner, not an earlier default.
+    rungs = _stored(Spec.model_validate({**base, "search": {"pruner": "hyperband"}}))
+    assert with_past_defaults(rungs, today) == (today, [])
 
 
 def test_a_changed_pruner_is_named_alone_when_the_warm_up_only_followed_it() -> None:
