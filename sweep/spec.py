@@ -271,8 +271,9 @@ OMITTED_AT_DEFAULT = frozenset({"task", "model.threshold", *(f"trainer.{key}" fo
 # (sweep's default for sentence-transformers encoders) slow learning rates learn late, and with 0.5 configurations
 # that would have finished in the top 3 were stopped two thirds into epoch 1 in 2 of 3 seeds (pooling_fair/); the F1
 # at the end of epoch 1 ranks configurations far better (Spearman +0.86 to +0.95 against +0.48 to +0.83 two thirds
-# in). Replayed on every stored run, waiting for the end of epoch 1 leaves at most one seed in three with such a prune.
-# Earlier defaults: 0 (before the key), 0.5; lifecycle.PAST_DEFAULTS continues studies made with them.
+# in). Replayed on every stored run, waiting for the end of epoch 1 leaves at most one seed in three with such a prune;
+# the fair run with it (end_of_epoch/) had none in 3 of 3 seeds. Earlier defaults: 0 (before the key), 0.5;
+# lifecycle.PAST_DEFAULTS continues studies made with them.
 PRUNE_AFTER_DEFAULT = 1.0
 WARMUP_PRUNERS = ("median", "percentile")
 
