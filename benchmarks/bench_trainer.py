@@ -93,6 +93,7 @@ class Config:
     freed_memory: str = "keep"  # keep: every side's processes keep freed memory (our trainer.keep_freed_memory)
     keep_checkpoints: int | None = None  # our search.keep_checkpoints (None: sweep's default, 3)
     pooling: str = "auto"  # our model.pooling (auto: mean for a sentence-transformers encoder such as the default)
+    peer_pooling: str = "cls"  # the peers' model_init: transformers' own head, or a mean-pooling one written for them
 
     @property
     def json_path(self) -> Path:
@@ -108,7 +109,20 @@ HEAD_TEXT = {
             "`AutoModelForSequenceClassification` (the first token through BERT's pooler), the head "
             "`Trainer.hyperparameter_search` users get from transformers. A peer's user could write a mean-pooling "
             "`model_init` themselves: code, not a flag, so not given here; F1 differences come mostly from the head.",
+    "mean/mean": "every side a linear layer over the mean of the token states: ours `model.pooling: auto` (sweep's "
+                 "default for this sentence-transformers encoder), the peers a `model_init` returning the same model "
+                 "(`--peer-pooling mean`: sweep's `MeanPoolingForSequenceClassification`, loaded as sweep loads it), "
+                 "as a Trainer user who writes that head gets. F1 differences here come from search and training, "
+                 "not the head.",
+    "cls/mean": "ours the architecture's own head (`model.pooling: cls`), the peers a mean-pooling `model_init` "
+                "(`--peer-pooling mean`).",
 }  # fmt: skip
+
+
+def head_key(cfg: dict[str, Any]) -> str:
+    """HEAD_TEXT's key for a results.json's config: our resolved head, with the peers' where they got mean pooling."""
+    ours = str(cfg.get("resolved_pooling", "cls"))
+    return f"{ours}/mean" if cfg.get("peer_pooling") == "mean" else ours
 
 
 def resolved_pooling(cfg: Config) -> str:
@@ -199,6 +213,12 @@ def parse_args(argv: Sequence[str]) -> Config:
         "AutoModelForSequenceClassification)",
     )  # fmt: skip
     parser.add_argument(
+        "--peer-pooling", choices=("cls", "mean"), default="cls",
+        help="the peers' head: cls (default), AutoModelForSequenceClassification, what a transformers user gets; "
+        "mean: a model_init returning a mean-pooling model (sweep's, as a user could write it), to tell the head "
+        "from the search",
+    )  # fmt: skip
+    parser.add_argument(
         "--work", type=Path, default=ROOT / "benchmarks" / "work", help="work folder (default benchmarks/work)"
     )
     parser.add_argument(
@@ -264,6 +284,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         freed_memory=args.freed_memory,
         keep_checkpoints=args.keep_checkpoints,
         pooling=args.pooling,
+        peer_pooling=args.peer_pooling,
     )
 
 
@@ -669,7 +690,13 @@ class PeerData:
     labels: list[str]
     tokenizer: Any
 
-    def model(self, encoder: str) -> Any:
+    def model(self, encoder: str, pooling: str = "cls") -> Any:
+        """The peer's model_init body: transformers' own head, or (`mean`) the mean-pooling model a user would write,
+        taken from sweep so that both sides train the same architecture."""
+        if pooling == "mean":
+            from models.classifier import load_pretrained_classifier
+
+            return load_pretrained_classifier(encoder, self.labels, pooling="mean")
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained(
@@ -733,7 +760,7 @@ def _run_peer(cfg: Config, files: DataFiles, run: PeerRun, seed: int, run_dir: P
             from sweep.memory import keep_freed_memory
 
             keep_freed_memory()
-        model = prepared.model(cfg.encoder)
+        model = prepared.model(cfg.encoder, cfg.peer_pooling)
         elapsed = time.time() - started
         if trial is None:
             setup_model_loads.append(elapsed)
@@ -1656,7 +1683,7 @@ def render(results: dict[str, Any], pruning_path: Path | None = None) -> str:
         + (f" Ours with `search.keep_checkpoints: {cfg['keep_checkpoints']}`: best-epoch weights written for the "
            f"top {cfg['keep_checkpoints']} trial(s) only (sweep's default 3; the peers at their best save none)."
            if cfg.get("keep_checkpoints") is not None else ""),
-        f"- Heads: {HEAD_TEXT.get(cfg.get('resolved_pooling', 'cls'), cfg.get('resolved_pooling'))}",
+        f"- Heads: {HEAD_TEXT.get(head_key(cfg), head_key(cfg))}",
         f"- Pruners: ours {results['pruners']['ours']}; " + "; ".join(
             f"{PEER_NAMES.get(kind, kind)}: {text}" for kind, text in results["pruners"].items() if kind != "ours"),
         "- Peers at their best (unless this is an earlier run, above): length-grouped training batches "
@@ -1893,10 +1920,10 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
 # differ; the work and results paths do not change what is measured).
 SAME_CONFIG = ("dataset", "train_size", "val_size", "max_classes", "encoder", "trials", "max_length", "peers",
                "peer_eval", "ray_layouts", "threads", "precision", "warm_start",
-               "prune_after_epochs", "workers", "freed_memory", "pooling")  # fmt: skip
+               "prune_after_epochs", "workers", "freed_memory", "pooling", "peer_pooling")  # fmt: skip
 # settings added later, and their defaults (what an earlier results.json ran with)
 ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune_after_epochs": 0.0, "workers": 1,
-                                  "freed_memory": "return", "pooling": "cls"}
+                                  "freed_memory": "return", "pooling": "cls", "peer_pooling": "cls"}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 

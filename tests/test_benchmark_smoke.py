@@ -347,3 +347,29 @@ def test_the_evaluations_inside_epoch_1_are_costed_from_each_trials_validation_t
     line = bench.early_evaluation_line(ours)[0]
     assert line.startswith("Evaluations inside epoch 1: 4 of our 6, 7.0 s of validation, 7.0% of our wall time")
     assert bench.early_evaluation_line({"wall": 10.0, "trials": []}) == []
+
+
+@pytest.mark.real_data  # the benchmark's default dataset is TREC from ../shared/data
+def test_the_peer_can_train_the_mean_pooling_head_to_tell_the_head_from_the_search(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.classifier
+
+    bench = load_benchmark()
+    heads: list[str] = []
+    load = models.classifier.load_pretrained_classifier
+
+    def spy(*args: object, **kwargs: object) -> object:
+        heads.append(str(kwargs.get("pooling", "cls")))
+        return load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(models.classifier, "load_pretrained_classifier", spy)
+    text, raw, _ = run_bench(bench, tmp_path, tiny_bert, "--seeds", "0", "--peers", "trainer", "--peer-eval", "epoch",
+                             "--pooling", "mean", "--peer-pooling", "mean")  # fmt: skip
+    assert raw["config"]["peer_pooling"] == "mean" and raw["config"]["resolved_pooling"] == "mean"
+    # every model either side trained: the Trainer's model_init (once in Trainer(), then per trial) and ours
+    assert heads and set(heads) == {"mean"} and len(heads) >= 2 + 2 + 1
+    (peer,) = raw["seeds"][0]["peers"]["trainer"].values()
+    assert [t["state"] for t in peer["trials"]] == ["COMPLETE", "COMPLETE"]
+    assert "- Heads: every side a linear layer over the mean of the token states" in text
+    assert bench.head_key({"resolved_pooling": "mean"}) == "mean" and bench.head_key({}) == "cls"
