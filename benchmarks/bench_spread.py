@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     earlier = json.loads(args.results.read_text(encoding="utf-8"))
     command = shlex.split(earlier["config"]["command"])[2:]
-    cfg = bench.parse_args([*command, "--work", str(args.work)])
+    cfg = bench.as_it_ran(bench.parse_args([*command, "--work", str(args.work)]), earlier["config"])
     entries = {int(e["seed"]): e for e in earlier["seeds"]}
     seeds = args.seeds or sorted(entries)
     missing = [s for s in seeds if s not in entries]

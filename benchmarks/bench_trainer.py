@@ -32,7 +32,7 @@ import unicodedata
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -1926,6 +1926,19 @@ ADDED_SETTINGS: dict[str, Any] = {"precision": None, "warm_start": False, "prune
                                   "freed_memory": "return", "pooling": "cls", "peer_pooling": "cls"}
 SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "python", "torch", "transformers",
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
+
+
+def as_it_ran(cfg: Config, stored: dict[str, Any]) -> Config:
+    """`cfg` parsed from an earlier run's command (its results.json `config`), with what that command left to sweep's
+    defaults of the time as it ran: our evaluations in the first epoch, and the head (the architecture's own before
+    results recorded `pooling`)."""
+    updates: dict[str, Any] = {}
+    then = stored.get("ours_per_epoch", stored.get("evals_per_epoch"))
+    if cfg.first_epoch_evals is None and then is not None:
+        updates["first_epoch_evals"] = int(then) - 1
+    if "pooling" not in stored:
+        updates["pooling"] = "cls"
+    return replace(cfg, **updates)
 
 
 def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:

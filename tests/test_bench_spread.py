@@ -34,7 +34,8 @@ def test_each_side_trains_the_configuration_with_consecutive_training_seeds(tmp_
                "--val-size", "20", "--max-classes", "4", "--max-length", "32", "--trials", "2",
                "--seeds", "3"]  # fmt: skip
     params = {"learning_rate": 1e-3, "batch_size": 8, "epochs": 2}
-    earlier = {"config": {"command": " ".join(command)},
+    # ran when sweep evaluated at 1/3 and 2/3 of epoch 1 by default (its results say so, the command does not)
+    earlier = {"config": {"command": " ".join(command), "evals_per_epoch": 3},
                "seeds": [{"seed": 3, "ours": {"best_f1": 0.5}, "peers": {"trainer": {
                    "epoch": {"best_f1": 0.6, "best_params": params}}}}]}  # fmt: skip
     results = tmp_path / "results.json"
