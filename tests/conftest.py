@@ -325,3 +325,20 @@ def secret_url(postgres_url: str) -> Iterator[tuple[str, str]]:
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+@pytest.fixture()
+def heads_loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The `pooling` of every classifier `models.classifier.load_pretrained_classifier` builds while the test runs
+    (sweep's modules and the benchmarks' bare loops and peers look it up there at each call)."""
+    import models.classifier
+
+    heads: list[str] = []
+    load = models.classifier.load_pretrained_classifier
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        heads.append(str(kwargs.get("pooling", "cls")))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(models.classifier, "load_pretrained_classifier", spy)
+    return heads

@@ -27,20 +27,11 @@ def test_the_median_round_is_reported_with_every_rounds_value() -> None:
 @pytest.mark.real_data  # the default dataset is TREC from ../shared/data
 @pytest.mark.parametrize(("precision", "pooling"), [("32-true", "auto"), ("bf16-mixed", "mean")])
 def test_both_sides_train_the_same_examples_in_alternating_rounds(
-    tmp_path: Path, tiny_bert: Path, precision: str, pooling: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path, precision: str, pooling: str, monkeypatch: pytest.MonkeyPatch,
+    heads_loaded: list[str],
 ) -> None:
-    import models.classifier
-
     limit = load_limit()
     monkeypatch.chdir(tmp_path)  # a relative --work: the specs it writes must still name the data it wrote
-    loaded: list[str] = []
-    load = models.classifier.load_pretrained_classifier
-
-    def spy(*args: object, **kwargs: object) -> object:
-        loaded.append(str(kwargs.get("pooling", "cls")))
-        return load(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(models.classifier, "load_pretrained_classifier", spy)
     results = tmp_path / "LIMIT.md"
     argv = ["--encoder", str(tiny_bert), "--train-size", "40", "--val-size", "12", "--max-length", "32",
             "--batch-size", "8", "--seeds", "0", "1", "--repeats", "2", "--work", "work", "--results", str(results),
@@ -48,7 +39,7 @@ def test_both_sides_train_the_same_examples_in_alternating_rounds(
     assert limit.main(argv) == 0
     # ours and the bare loop train the same head: the tiny BERT is no sentence-transformers model (auto: cls)
     head = "cls" if pooling == "auto" else "mean"
-    assert loaded == [head] * 8, "2 seeds x 2 rounds x (ours, bare)"
+    assert heads_loaded == [head] * 8, "2 seeds x 2 rounds x (ours, bare)"
     raw = json.loads(results.with_suffix(".json").read_text(encoding="utf-8"))
     assert raw["pooling"] == head
     assert raw["repeats"] == 2 and [run["seed"] for run in raw["runs"]] == [0, 1] and raw["precision"] == precision

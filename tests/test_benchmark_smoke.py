@@ -351,24 +351,14 @@ def test_the_evaluations_inside_epoch_1_are_costed_from_each_trials_validation_t
 
 @pytest.mark.real_data  # the benchmark's default dataset is TREC from ../shared/data
 def test_the_peer_can_train_the_mean_pooling_head_to_tell_the_head_from_the_search(
-    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert: Path, heads_loaded: list[str]
 ) -> None:
-    import models.classifier
-
     bench = load_benchmark()
-    heads: list[str] = []
-    load = models.classifier.load_pretrained_classifier
-
-    def spy(*args: object, **kwargs: object) -> object:
-        heads.append(str(kwargs.get("pooling", "cls")))
-        return load(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(models.classifier, "load_pretrained_classifier", spy)
     text, raw, _ = run_bench(bench, tmp_path, tiny_bert, "--seeds", "0", "--peers", "trainer", "--peer-eval", "epoch",
                              "--pooling", "mean", "--peer-pooling", "mean")  # fmt: skip
     assert raw["config"]["peer_pooling"] == "mean" and raw["config"]["resolved_pooling"] == "mean"
     # every model either side trained: the Trainer's model_init (once in Trainer(), then per trial) and ours
-    assert heads and set(heads) == {"mean"} and len(heads) >= 2 + 2 + 1
+    assert heads_loaded and set(heads_loaded) == {"mean"} and len(heads_loaded) >= 2 + 2 + 1
     (peer,) = raw["seeds"][0]["peers"]["trainer"].values()
     assert [t["state"] for t in peer["trials"]] == ["COMPLETE", "COMPLETE"]
     assert "- Heads: every side a linear layer over the mean of the token states" in text
