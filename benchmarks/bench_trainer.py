@@ -1928,14 +1928,22 @@ SAME_MACHINE = ("cpu", "logical_cpus", "usable_cpus", "gpu", "torch_threads", "p
                 "optuna", "pytorch_lightning", "accelerate")  # fmt: skip
 
 
+def stored_ours_per_epoch(stored: dict[str, Any]) -> int | None:
+    """Our evaluations in the first epoch as an earlier results.json's `config` ran them (None: not recorded). Its
+    `first_epoch_evals` None meant sweep's default of the time (2 until the warm-up moved to the end of epoch 1)."""
+    then = stored.get("ours_per_epoch", stored.get("evals_per_epoch"))
+    if then is None and stored.get("first_epoch_evals") is not None:
+        then = int(stored["first_epoch_evals"]) + 1
+    return None if then is None else int(then)
+
+
 def as_it_ran(cfg: Config, stored: dict[str, Any]) -> Config:
     """`cfg` parsed from an earlier run's command (its results.json `config`), with what that command left to sweep's
     defaults of the time as it ran: our evaluations in the first epoch, and the head (the architecture's own before
     results recorded `pooling`)."""
     updates: dict[str, Any] = {}
-    then = stored.get("ours_per_epoch", stored.get("evals_per_epoch"))
-    if cfg.first_epoch_evals is None and then is not None:
-        updates["first_epoch_evals"] = int(then) - 1
+    if cfg.first_epoch_evals is None and (then := stored_ours_per_epoch(stored)) is not None:
+        updates["first_epoch_evals"] = then - 1
     if "pooling" not in stored:
         updates["pooling"] = "cls"
     return replace(cfg, **updates)
@@ -1953,12 +1961,8 @@ def cannot_add(earlier: dict[str, Any], cfg: Config) -> str | None:
         theirs["prune_after_epochs"] = 0.0
     changed = [f"{key} {theirs.get(key)!r} there, {ours[key]!r} here" for key in SAME_CONFIG
                if json.loads(json.dumps(theirs.get(key))) != json.loads(json.dumps(ours[key]))]  # fmt: skip
-    # first_epoch_evals None is sweep's default of the time (2 until the warm-up moved to the end of epoch 1): compare
-    # the evaluations per first epoch each ran with
-    # (first_epoch_evals itself is compared resolved: None there and 2 here are the same run)
-    then = theirs.get("ours_per_epoch", theirs.get("evals_per_epoch"))
-    if then is None and theirs.get("first_epoch_evals") is not None:
-        then = int(theirs["first_epoch_evals"]) + 1
+    # first_epoch_evals is compared resolved (None there and 2 here can be the same run)
+    then = stored_ours_per_epoch(theirs)
     if then is not None and then != ours_per_epoch(cfg):
         changed.append(f"evaluations in our first epoch {then} there, {ours_per_epoch(cfg)} here (--first-epoch-evals "
                        f"{then - 1} adds to it)")

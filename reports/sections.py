@@ -500,7 +500,7 @@ def comparison_table(studies: Sequence[optuna.Study]) -> TableBlock:
         ["trial", *(trial_label(b) if b else None for b in bests)],
         ["best epoch", *(best_epoch_of(b) if b else None for b in bests)],
         ["encoder", *(_spec_get(s, "model", "encoder") for s in studies)],
-        *([["head", *(head_of(s) for s in studies)]] if any(head_of(s) for s in studies) else []),
+        *([["head", *heads]] if any(heads := [head_of(s) for s in studies]) else []),
         *_trainer_rows(studies),
         *([k, *(hp.get(k) for hp in hps)] for k in keys),
     ]
